@@ -1,0 +1,561 @@
+//! The sans-IO engine: every decision about what to publish and when, with no network, no
+//! GStreamer and no clock of its own.
+//!
+//! An adapter (the element, the CLI player, a test) feeds [`Observation`]s with the current
+//! wall-clock time and carries out the [`Action`]s that come back: publish on MQTT, write the
+//! local store, seek or pause the player. Time only moves when the caller says so, so the
+//! rules (anchors, drift, heartbeat, resume) are tested with a fake clock.
+
+use std::collections::BTreeMap;
+
+use crate::hlc::{HybridClock, LwwMap, Stamp, Stamped};
+use crate::model::{
+    Anchor, Device, Media, PlayState, QueueItem, ResumeRules, ResumeVerdict, SECOND_NS, Track,
+};
+use crate::wire::{
+    self, Availability, Body, Command, CommandBody, DeviceInfo, Event, EventName, Incoming, Lease,
+    ResumePoint, SessionState, Status, Topic, TopicKind,
+};
+
+/// How the engine behaves; the element's properties map onto these.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub account: String,
+    pub device: Device,
+    /// Session id for what this device plays; kept across handoffs.
+    pub session: String,
+    pub rules: ResumeRules,
+    /// Publish a new anchor when the observed position is this far from the prediction.
+    pub drift_threshold_ns: u64,
+    /// Republish the anchor (and the resume point) at least this often while playing.
+    pub heartbeat_ns: u64,
+    /// Software name and version, for the device info.
+    pub software: String,
+    pub capabilities: Vec<String>,
+}
+
+impl EngineConfig {
+    pub fn new(account: &str, device: Device) -> EngineConfig {
+        EngineConfig {
+            account: account.to_owned(),
+            session: format!("{}-session", device.id),
+            device,
+            rules: ResumeRules::default(),
+            drift_threshold_ns: 100_000_000,
+            heartbeat_ns: 30 * SECOND_NS,
+            software: concat!("continuity ", env!("CARGO_PKG_VERSION")).to_owned(),
+            capabilities: vec!["play".into(), "resume".into()],
+        }
+    }
+}
+
+/// A fact the adapter observed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    /// New media started (stream-start with a different identity).
+    MediaStarted(Media),
+    /// More is known about the current media (tags, duration); fields present replace.
+    MediaUpdated(Media),
+    /// A discontinuity: play, pause, seek or rate change, with the position at that instant.
+    Playback {
+        position_ns: u64,
+        state: PlayState,
+        rate: f64,
+    },
+    /// The position seen in the stream now; checked against the prediction.
+    Position { position_ns: u64 },
+    /// Selected tracks changed.
+    Tracks {
+        audio: Option<Track>,
+        subtitle: Option<Track>,
+    },
+    /// What plays after the current item.
+    Queue(Vec<QueueItem>),
+    /// End of stream at this position.
+    Eos { position_ns: u64 },
+    /// The player stops (pipeline to NULL): the final position.
+    Stopped { position_ns: u64 },
+    /// A message from the broker.
+    Incoming(Incoming),
+    /// Time passed; lets the heartbeat fire.
+    Tick,
+}
+
+/// Something for the player itself to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlayerAction {
+    Play,
+    Pause,
+    Seek { position_ns: u64 },
+}
+
+/// What the adapter must carry out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Publish on MQTT. Retained messages are QoS 1; so are inbox commands.
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+        retain: bool,
+    },
+    /// Write this device's session to the local store.
+    StoreSession(Box<SessionState>),
+    /// Write a resume point to the local store.
+    StoreResume(Box<ResumePoint>),
+    /// Ask the player to act (from a remote command).
+    Player(PlayerAction),
+}
+
+/// What this account's devices say, as seen from the broker. Also what `continuity devices`
+/// and `continuity sessions` show.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    pub availability: BTreeMap<String, Status>,
+    pub devices: LwwMap<String, DeviceInfo>,
+    pub sessions: LwwMap<String, SessionState>,
+    /// Keyed by media key.
+    pub resume: LwwMap<String, ResumePoint>,
+}
+
+impl Stamped for DeviceInfo {
+    fn stamp(&self) -> &Stamp {
+        &self.stamp
+    }
+}
+
+impl Directory {
+    /// Take in a decoded message. Returns whether anything changed.
+    pub fn apply(&mut self, msg: &Incoming) -> bool {
+        match (&msg.topic.kind, &msg.body) {
+            (_, Body::Availability(a)) => {
+                self.availability.insert(a.device.clone(), a.status) != Some(a.status)
+            }
+            (_, Body::DeviceInfo(i)) => self.devices.offer(i.device.id.clone(), i.clone()),
+            (_, Body::Session(s)) => self.sessions.offer(s.device.clone(), (**s).clone()),
+            (TopicKind::Resume { media_key }, Body::Resume(r)) => {
+                self.resume.offer(media_key.clone(), (**r).clone())
+            }
+            (TopicKind::Availability { device }, Body::Cleared) => {
+                self.availability.remove(device).is_some()
+            }
+            (TopicKind::DeviceInfo { device }, Body::Cleared) => {
+                self.devices.remove(device).is_some()
+            }
+            (TopicKind::SessionState { device }, Body::Cleared) => {
+                self.sessions.remove(device).is_some()
+            }
+            (TopicKind::Resume { media_key }, Body::Cleared) => {
+                self.resume.remove(media_key).is_some()
+            }
+            _ => false,
+        }
+    }
+
+    /// The newest resume point for a media id.
+    pub fn resume_point(&self, media_id: &str) -> Option<&ResumePoint> {
+        self.resume.get(&wire::media_key(media_id))
+    }
+}
+
+/// The engine of one device.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    clock: HybridClock,
+    media: Option<Media>,
+    anchor: Option<Anchor>,
+    audio: Option<Track>,
+    subtitle: Option<Track>,
+    queue: Vec<QueueItem>,
+    lease: Lease,
+    /// Wall-clock instant of the last session publish, for the heartbeat.
+    last_publish_ns: Option<u64>,
+    directory: Directory,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Engine {
+        Engine {
+            clock: HybridClock::new(&cfg.device.id),
+            lease: Lease {
+                device: cfg.device.id.clone(),
+                epoch: 0,
+            },
+            cfg,
+            media: None,
+            anchor: None,
+            audio: None,
+            subtitle: None,
+            queue: Vec::new(),
+            last_publish_ns: None,
+            directory: Directory::default(),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    pub fn media(&self) -> Option<&Media> {
+        self.media.as_ref()
+    }
+
+    pub fn anchor(&self) -> Option<&Anchor> {
+        self.anchor.as_ref()
+    }
+
+    /// The messages that announce this device: birth (`online`), info, and the current
+    /// session. The link republishes them after every reconnect.
+    pub fn announce(&mut self, now_unix_ns: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        let account = &self.cfg.account;
+        let id = &self.cfg.device.id;
+        out.push(publish(
+            &Topic::availability(account, id),
+            &self.availability(Status::Online),
+        ));
+        let info = DeviceInfo {
+            v: wire::VERSION,
+            device: self.cfg.device.clone(),
+            software: self.cfg.software.clone(),
+            capabilities: self.cfg.capabilities.clone(),
+            stamp: self.clock.stamp(now_unix_ns),
+        };
+        out.push(publish(&Topic::device_info(account, id), &info));
+        self.publish_session(now_unix_ns, &mut out);
+        out
+    }
+
+    /// The availability message for this device (`offline` is the last will).
+    pub fn availability(&self, status: Status) -> Availability {
+        Availability {
+            v: wire::VERSION,
+            device: self.cfg.device.id.clone(),
+            status,
+        }
+    }
+
+    /// Take in a resume point from the local store (they compete with the broker's by stamp).
+    pub fn load_resume(&mut self, point: ResumePoint) {
+        self.clock.observe(&point.stamp, 0);
+        self.directory
+            .resume
+            .offer(wire::media_key(&point.media.id), point);
+    }
+
+    /// Where to start `media_id` by the resume rules: `Some(position)` to seek there.
+    pub fn resume_position(&self, media_id: &str) -> Option<(u64, &ResumePoint)> {
+        let p = self.directory.resume_point(media_id)?;
+        if p.finished {
+            return None;
+        }
+        match self
+            .cfg
+            .rules
+            .verdict(p.position_ns, p.media.duration_ns, false)
+        {
+            ResumeVerdict::Resume(pos) => Some((pos, p)),
+            _ => None,
+        }
+    }
+
+    /// The next wall-clock instant at which [`Observation::Tick`] has work to do.
+    pub fn next_wakeup(&self) -> Option<u64> {
+        match (self.anchor, self.last_publish_ns) {
+            (Some(a), Some(last)) if a.state == PlayState::Playing => {
+                Some(last + self.cfg.heartbeat_ns)
+            }
+            _ => None,
+        }
+    }
+
+    /// Feed one observation made at `now_unix_ns`.
+    pub fn handle(&mut self, now_unix_ns: u64, obs: Observation) -> Vec<Action> {
+        let mut out = Vec::new();
+        match obs {
+            Observation::MediaStarted(media) => {
+                self.media = Some(media);
+                self.anchor = Some(Anchor {
+                    position_ns: 0,
+                    at_unix_ns: now_unix_ns,
+                    rate: 1.0,
+                    state: PlayState::Paused,
+                });
+                self.publish_event(now_unix_ns, EventName::Started, &mut out);
+                self.publish_session(now_unix_ns, &mut out);
+            }
+            Observation::MediaUpdated(update) => {
+                let Some(media) = self.media.as_mut() else {
+                    return out;
+                };
+                let before = media.clone();
+                merge_media(media, update);
+                if *media != before {
+                    self.publish_session(now_unix_ns, &mut out);
+                }
+            }
+            Observation::Playback {
+                position_ns,
+                state,
+                rate,
+            } => {
+                let new = Anchor {
+                    position_ns,
+                    at_unix_ns: now_unix_ns,
+                    rate,
+                    state,
+                };
+                let old = self.anchor.map(|a| a.rebased(now_unix_ns, self.duration()));
+                let changed = match old {
+                    None => true,
+                    Some(o) => {
+                        o.state != new.state
+                            || o.rate != new.rate
+                            || o.position_ns.abs_diff(new.position_ns)
+                                > self.cfg.drift_threshold_ns
+                    }
+                };
+                if !changed {
+                    return out;
+                }
+                let event = match (old.map(|o| o.state), state) {
+                    (Some(PlayState::Playing), PlayState::Paused) => Some(EventName::Paused),
+                    (Some(s), PlayState::Playing) if s != PlayState::Playing => {
+                        Some(EventName::Resumed)
+                    }
+                    (Some(_), _) if old.map(|o| o.rate) == Some(rate) => Some(EventName::Seeked),
+                    _ => None,
+                };
+                self.anchor = Some(new);
+                if let Some(e) = event {
+                    self.publish_event(now_unix_ns, e, &mut out);
+                }
+                self.publish_session(now_unix_ns, &mut out);
+                if state == PlayState::Paused {
+                    self.record_resume(now_unix_ns, position_ns, false, &mut out);
+                }
+            }
+            Observation::Position { position_ns } => {
+                let Some(a) = self.anchor else { return out };
+                let predicted = a.position_at(now_unix_ns, self.duration());
+                if predicted.abs_diff(position_ns) > self.cfg.drift_threshold_ns {
+                    self.anchor = Some(Anchor {
+                        position_ns,
+                        at_unix_ns: now_unix_ns,
+                        ..a
+                    });
+                    self.publish_session(now_unix_ns, &mut out);
+                }
+            }
+            Observation::Tracks { audio, subtitle } => {
+                if audio != self.audio || subtitle != self.subtitle {
+                    self.audio = audio;
+                    self.subtitle = subtitle;
+                    self.publish_session(now_unix_ns, &mut out);
+                }
+            }
+            Observation::Queue(queue) => {
+                if queue != self.queue {
+                    self.queue = queue;
+                    self.publish_session(now_unix_ns, &mut out);
+                }
+            }
+            Observation::Eos { position_ns } => {
+                let Some(a) = self.anchor else { return out };
+                self.anchor = Some(Anchor {
+                    position_ns,
+                    at_unix_ns: now_unix_ns,
+                    state: PlayState::Ended,
+                    ..a
+                });
+                // An EOS far from the end (gst-launch -e on Ctrl-C) is not "finished".
+                let finished = matches!(
+                    self.cfg.rules.verdict(position_ns, self.duration(), false),
+                    ResumeVerdict::Finished
+                ) || self.duration().is_none();
+                self.publish_event(now_unix_ns, EventName::Ended, &mut out);
+                self.publish_session(now_unix_ns, &mut out);
+                self.record_resume(now_unix_ns, position_ns, finished, &mut out);
+            }
+            Observation::Stopped { position_ns } => {
+                let Some(a) = self.anchor else { return out };
+                if a.state != PlayState::Ended {
+                    self.anchor = Some(Anchor {
+                        position_ns,
+                        at_unix_ns: now_unix_ns,
+                        state: PlayState::Paused,
+                        ..a
+                    });
+                    self.record_resume(now_unix_ns, position_ns, false, &mut out);
+                }
+                self.publish_event(now_unix_ns, EventName::Stopped, &mut out);
+                self.publish_session(now_unix_ns, &mut out);
+            }
+            Observation::Incoming(msg) => self.incoming(now_unix_ns, msg, &mut out),
+            Observation::Tick => {
+                if self.next_wakeup().is_some_and(|t| now_unix_ns >= t) {
+                    let a = self.anchor.expect("a wakeup implies an anchor");
+                    self.anchor = Some(a.rebased(now_unix_ns, self.duration()));
+                    self.publish_session(now_unix_ns, &mut out);
+                    let pos = self.anchor.map(|a| a.position_ns).unwrap_or(0);
+                    self.record_resume(now_unix_ns, pos, false, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    fn incoming(&mut self, now_unix_ns: u64, msg: Incoming, out: &mut Vec<Action>) {
+        if let Body::Command(cmd) = &msg.body {
+            if let TopicKind::Inbox { device } = &msg.topic.kind
+                && *device == self.cfg.device.id
+            {
+                self.command(cmd, out);
+            }
+            return;
+        }
+        match &msg.body {
+            Body::Session(s) => self.clock.observe(&s.stamp, now_unix_ns),
+            Body::Resume(r) => self.clock.observe(&r.stamp, now_unix_ns),
+            Body::DeviceInfo(i) => self.clock.observe(&i.stamp, now_unix_ns),
+            _ => {}
+        }
+        self.directory.apply(&msg);
+    }
+
+    fn command(&mut self, cmd: &Command, out: &mut Vec<Action>) {
+        let action = match cmd.body {
+            CommandBody::Play => PlayerAction::Play,
+            CommandBody::Pause => PlayerAction::Pause,
+            CommandBody::Seek { position_ns } => PlayerAction::Seek { position_ns },
+        };
+        out.push(Action::Player(action));
+    }
+
+    fn duration(&self) -> Option<u64> {
+        self.media.as_ref().and_then(|m| m.duration_ns)
+    }
+
+    /// This device's session as it stands, with a fresh stamp.
+    pub fn session_state(&mut self, now_unix_ns: u64) -> SessionState {
+        SessionState {
+            v: wire::VERSION,
+            device: self.cfg.device.id.clone(),
+            session: self.cfg.session.clone(),
+            stamp: self.clock.stamp(now_unix_ns),
+            media: self.media.clone(),
+            anchor: self.anchor,
+            audio: self.audio.clone(),
+            subtitle: self.subtitle.clone(),
+            queue: self.queue.clone(),
+            lease: self.lease.clone(),
+        }
+    }
+
+    fn publish_session(&mut self, now_unix_ns: u64, out: &mut Vec<Action>) {
+        let state = self.session_state(now_unix_ns);
+        out.push(publish(
+            &Topic::session_state(&self.cfg.account, &self.cfg.device.id),
+            &state,
+        ));
+        self.directory
+            .sessions
+            .offer(state.device.clone(), state.clone());
+        out.push(Action::StoreSession(Box::new(state)));
+        self.last_publish_ns = Some(now_unix_ns);
+    }
+
+    fn publish_event(&mut self, now_unix_ns: u64, name: EventName, out: &mut Vec<Action>) {
+        let event = Event {
+            v: wire::VERSION,
+            device: self.cfg.device.id.clone(),
+            name,
+            at_unix_ns: now_unix_ns,
+            media_id: self.media.as_ref().map(|m| m.id.clone()),
+            position_ns: self
+                .anchor
+                .map(|a| a.position_at(now_unix_ns, self.duration())),
+        };
+        out.push(Action::Publish {
+            topic: Topic::events(&self.cfg.account).to_string(),
+            payload: wire::encode(&event),
+            retain: false,
+        });
+    }
+
+    fn record_resume(
+        &mut self,
+        now_unix_ns: u64,
+        position_ns: u64,
+        finished: bool,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(media) = self.media.clone() else {
+            return;
+        };
+        let finished = finished
+            || self.cfg.rules.verdict(position_ns, media.duration_ns, false)
+                == ResumeVerdict::Finished;
+        // Under the "not started" threshold nothing is recorded: an earlier, further point
+        // stays (opening a film and closing it at once must not lose your place).
+        if !finished
+            && self.cfg.rules.verdict(position_ns, media.duration_ns, false)
+                == ResumeVerdict::NotStarted
+        {
+            return;
+        }
+        let point = ResumePoint {
+            v: wire::VERSION,
+            position_ns: if finished { 0 } else { position_ns },
+            finished,
+            device: self.cfg.device.id.clone(),
+            stamp: self.clock.stamp(now_unix_ns),
+            media,
+        };
+        let key = wire::media_key(&point.media.id);
+        if let Some(old) = self.directory.resume.get(&key)
+            && old.finished == point.finished
+            && old.position_ns == point.position_ns
+        {
+            return;
+        }
+        out.push(publish(
+            &Topic::resume(&self.cfg.account, &point.media.id),
+            &point,
+        ));
+        self.directory.resume.offer(key, point.clone());
+        out.push(Action::StoreResume(Box::new(point)));
+    }
+}
+
+fn publish<T: serde::Serialize>(topic: &Topic, msg: &T) -> Action {
+    Action::Publish {
+        topic: topic.to_string(),
+        payload: wire::encode(msg),
+        retain: topic.retained(),
+    }
+}
+
+fn merge_media(into: &mut Media, update: Media) {
+    fn take<T>(into: &mut Option<T>, from: Option<T>) {
+        if from.is_some() {
+            *into = from;
+        }
+    }
+    take(&mut into.uri, update.uri);
+    take(&mut into.title, update.title);
+    take(&mut into.artist, update.artist);
+    take(&mut into.album, update.album);
+    take(&mut into.artwork_uri, update.artwork_uri);
+    take(&mut into.duration_ns, update.duration_ns);
+    if !update.audio_tracks.is_empty() {
+        into.audio_tracks = update.audio_tracks;
+    }
+    if !update.subtitle_tracks.is_empty() {
+        into.subtitle_tracks = update.subtitle_tracks;
+    }
+}

@@ -1,0 +1,28 @@
+//! continuity: continue playback on another device, at the same point.
+//!
+//! The library behind the `continuity` GStreamer element and command line tool:
+//!
+//! - [`model`]: media, tracks, the anchor (where playback is), devices, resume rules.
+//! - [`hlc`]: hybrid logical clock stamps and last-writer-wins merging.
+//! - [`wire`]: wire contract v1: topics, JSON messages, strict decoding, schemas.
+//! - [`engine`]: the sans-IO state machine that decides what to publish and when.
+//! - [`link`]: the MQTT link (tokio + rumqttc): reconnects, republishes, coalesces.
+//! - [`store`]: the local durable store (SQLite) of sessions and resume points.
+//! - [`node`]: engine, link and store wired together: a device on the network.
+//! - [`observe`]: a read-only view of an account (the CLI's `devices` and `sessions`).
+//! - [`broker`]: the embedded MQTT broker (rumqttd) for zero-config use.
+//! - [`config`]: the config dir and the stable device id.
+//!
+//! The engine and the wire contract know nothing of GStreamer or the network; see
+//! `docs/PROTOCOL.md` for the contract that other implementations follow.
+
+pub mod broker;
+pub mod config;
+pub mod engine;
+pub mod hlc;
+pub mod link;
+pub mod model;
+pub mod node;
+pub mod observe;
+pub mod store;
+pub mod wire;

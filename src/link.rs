@@ -1,0 +1,542 @@
+//! The MQTT link: one tokio task that keeps a connection to the broker, publishes this
+//! device's state and delivers what arrives.
+//!
+//! - MQTT 3.1.1 (every broker speaks it), `mqtt://` or `mqtts://` (rustls with ring), user and
+//!   password from the URL.
+//! - The last will is an `offline` availability message, retained; a graceful
+//!   [`Link::shutdown`] publishes it itself before disconnecting.
+//! - Retained state is kept here, latest per topic, and republished after every reconnect:
+//!   the broker is a cache, never the only copy. While offline, retained updates coalesce per
+//!   topic and transient messages wait in a bounded queue (oldest dropped first), so memory
+//!   stays bounded and the final state is never lost.
+//! - Reconnects forever with capped exponential backoff and jitter.
+//! - [`Link::publish`] never blocks and never awaits the network.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
+    TlsConfiguration, Transport,
+};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+/// Where the broker is: `mqtt://[user[:password]@]host[:port]` or `mqtts://...`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// Shown without credentials, so that it is safe in logs and messages.
+impl fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        write!(f, "{scheme}://{host}:{}", self.port)
+    }
+}
+
+impl FromStr for BrokerUrl {
+    type Err = LinkError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |reason: &str| LinkError::Url {
+            url: s.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let u = url::Url::parse(s).map_err(|e| bad(&e.to_string()))?;
+        let tls = match u.scheme() {
+            "mqtt" | "tcp" => false,
+            "mqtts" | "ssl" => true,
+            other => {
+                return Err(bad(&format!(
+                    "scheme '{other}' is not supported (use mqtt:// or mqtts://)"
+                )));
+            }
+        };
+        let host = match u.host() {
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            Some(h) => h.to_string(),
+            None => return Err(bad("has no host")),
+        };
+        if u.path() != "" && u.path() != "/" {
+            return Err(bad("must not have a path"));
+        }
+        let decode = |v: &str| {
+            url::form_urlencoded::parse(format!("x={v}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        Ok(BrokerUrl {
+            tls,
+            host,
+            port: u.port().unwrap_or(if tls { 8883 } else { 1883 }),
+            username: (!u.username().is_empty()).then(|| decode(u.username())),
+            password: u.password().map(decode),
+        })
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LinkError {
+    #[error("broker URL '{url}': {reason}")]
+    Url { url: String, reason: String },
+    #[error("TLS set-up: {0}")]
+    Tls(String),
+    #[error("the link has shut down")]
+    Closed,
+}
+
+/// How a link connects.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    pub broker: BrokerUrl,
+    /// MQTT client id; must be unique on the broker.
+    pub client_id: String,
+    /// Retained message the broker publishes if this client vanishes (`offline`).
+    pub will: Option<(String, Vec<u8>)>,
+    /// Topic filters to subscribe to (again after every reconnect).
+    pub subscriptions: Vec<String>,
+    pub keep_alive: Duration,
+    /// How long one connection attempt may take.
+    pub connect_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Transient messages kept while offline; older ones are dropped first.
+    pub max_transient: usize,
+    /// Extra CA certificates (PEM) for `mqtts://`, beside the system roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl LinkConfig {
+    pub fn new(broker: BrokerUrl, client_id: impl Into<String>) -> LinkConfig {
+        LinkConfig {
+            broker,
+            client_id: client_id.into(),
+            will: None,
+            subscriptions: Vec::new(),
+            keep_alive: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(2),
+            max_transient: 64,
+            ca_file: None,
+        }
+    }
+}
+
+/// A client id that is unique per process and run, and recognisable in broker logs.
+pub fn client_id(device: &str) -> String {
+    let short: String = device.chars().take(20).collect();
+    format!("cty-{short}-{:08x}", fastrand::u32(..))
+}
+
+/// What the link reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkEvent {
+    /// Connected (again); retained state has been queued for republishing.
+    Connected,
+    /// The connection is down or could not be made; reported once per outage.
+    Down { reason: String },
+    Message { topic: String, payload: Vec<u8> },
+}
+
+#[derive(Debug, Default)]
+struct State {
+    connected: bool,
+    shutting_down: bool,
+    /// This device's retained state, republished after every reconnect.
+    retained: BTreeMap<String, Vec<u8>>,
+    /// Retained topics not yet handed to the client since the last change or reconnect.
+    dirty: BTreeSet<String>,
+    transient: VecDeque<(String, Vec<u8>, QoS)>,
+    dropped_transient: u64,
+    /// Publishes handed to the client and not yet written to the network.
+    unsent: usize,
+    /// QoS 1 packet ids written and not yet acknowledged.
+    awaiting_ack: HashSet<u16>,
+}
+
+impl State {
+    fn idle(&self) -> bool {
+        self.connected
+            && self.dirty.is_empty()
+            && self.transient.is_empty()
+            && self.unsent == 0
+            && self.awaiting_ack.is_empty()
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Woken when the state may have become idle (flushed).
+    progress: Notify,
+    max_transient: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running link. Dropping it stops the task without the graceful goodbye.
+pub struct Link {
+    shared: Arc<Shared>,
+    client: AsyncClient,
+    will: Option<(String, Vec<u8>)>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Link {
+    /// Start the link on the current tokio runtime. Events arrive on the returned receiver.
+    pub fn spawn(cfg: LinkConfig) -> Result<(Link, mpsc::Receiver<LinkEvent>), LinkError> {
+        let mut opts = MqttOptions::new(&cfg.client_id, &cfg.broker.host, cfg.broker.port);
+        opts.set_keep_alive(cfg.keep_alive.max(Duration::from_secs(1)));
+        opts.set_clean_session(true);
+        // Accept large packets so that one oversized message is rejected by the decoder
+        // rather than tearing the connection down (and again after every reconnect).
+        opts.set_max_packet_size(1 << 20, crate::wire::MAX_PAYLOAD + 4096);
+        if let (Some(u), p) = (&cfg.broker.username, &cfg.broker.password) {
+            opts.set_credentials(u, p.clone().unwrap_or_default());
+        }
+        if let Some((topic, payload)) = &cfg.will {
+            opts.set_last_will(LastWill::new(
+                topic,
+                payload.clone(),
+                QoS::AtLeastOnce,
+                true,
+            ));
+        }
+        if cfg.broker.tls {
+            opts.set_transport(Transport::tls_with_config(tls_config(&cfg)?));
+        }
+        let (client, mut eventloop) = AsyncClient::new(opts, 256);
+        let mut net = eventloop.network_options();
+        net.set_connection_timeout(cfg.connect_timeout.as_secs().max(1));
+        eventloop.set_network_options(net);
+
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            progress: Notify::new(),
+            max_transient: cfg.max_transient.max(1),
+        });
+        let (events_tx, events_rx) = mpsc::channel(4096);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(run(
+            cfg.clone(),
+            eventloop,
+            client.clone(),
+            shared.clone(),
+            events_tx,
+            stop_rx,
+        ));
+        Ok((
+            Link {
+                shared,
+                client,
+                will: cfg.will,
+                stop: Some(stop_tx),
+                task: Some(task),
+            },
+            events_rx,
+        ))
+    }
+
+    /// Publish. Retained messages replace the topic's previous state (an empty payload clears
+    /// it) and are republished after reconnects; the others are sent once, QoS 1 when
+    /// `reliable`. Never blocks on the network.
+    pub fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool, reliable: bool) {
+        let mut st = self.shared.lock();
+        if retain {
+            st.retained.insert(topic.to_owned(), payload);
+            st.dirty.insert(topic.to_owned());
+        } else {
+            if st.transient.len() >= self.shared.max_transient {
+                st.transient.pop_front();
+                st.dropped_transient += 1;
+            }
+            let qos = if reliable {
+                QoS::AtLeastOnce
+            } else {
+                QoS::AtMostOnce
+            };
+            st.transient.push_back((topic.to_owned(), payload, qos));
+        }
+        flush_locked(&mut st, &self.client);
+    }
+
+    /// Whether the link is connected now.
+    pub fn connected(&self) -> bool {
+        self.shared.lock().connected
+    }
+
+    /// Wait until everything published so far has reached the broker (acknowledged), or
+    /// `timeout` passes. Returns whether it did.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.progress.notified();
+            if self.shared.lock().idle() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.shared.lock().idle();
+            }
+        }
+    }
+
+    /// Say goodbye: publish `offline` (the will, retained), wait at most `timeout` for it and
+    /// everything before it to be acknowledged, disconnect, stop the task.
+    pub async fn shutdown(mut self, timeout: Duration) -> bool {
+        if let Some((topic, payload)) = self.will.clone() {
+            self.publish(&topic, payload, true, true);
+        }
+        let flushed = self.flush(timeout).await;
+        self.shared.lock().shutting_down = true;
+        let _ = self.client.try_disconnect();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
+        }
+        flushed
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Hand what is waiting to the client, as far as its request queue takes it.
+fn flush_locked(st: &mut State, client: &AsyncClient) {
+    if !st.connected {
+        return;
+    }
+    while let Some(topic) = st.dirty.first().cloned() {
+        let payload = st.retained.get(&topic).cloned().unwrap_or_default();
+        if client
+            .try_publish(&topic, QoS::AtLeastOnce, true, payload)
+            .is_err()
+        {
+            return;
+        }
+        st.dirty.remove(&topic);
+        st.unsent += 1;
+    }
+    while let Some((topic, payload, qos)) = st.transient.pop_front() {
+        if client
+            .try_publish(&topic, qos, false, payload.clone())
+            .is_err()
+        {
+            st.transient.push_front((topic, payload, qos));
+            return;
+        }
+        st.unsent += 1;
+    }
+}
+
+async fn run(
+    cfg: LinkConfig,
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    shared: Arc<Shared>,
+    events: mpsc::Sender<LinkEvent>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut backoff = cfg.backoff_min;
+    let mut reported_down = false;
+    let emit = |ev: LinkEvent| {
+        if events.try_send(ev).is_err() {
+            debug!("link event dropped: receiver full or gone");
+        }
+    };
+    loop {
+        let polled = tokio::select! {
+            biased;
+            _ = &mut stop => return,
+            ev = eventloop.poll() => ev,
+        };
+        match polled {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                info!(broker = %cfg.broker, "connected");
+                backoff = cfg.backoff_min;
+                reported_down = false;
+                for filter in &cfg.subscriptions {
+                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+                        warn!("cannot subscribe to {filter}: {e}");
+                    }
+                }
+                {
+                    let mut st = shared.lock();
+                    st.connected = true;
+                    st.unsent = 0;
+                    st.awaiting_ack.clear();
+                    st.dirty = st.retained.keys().cloned().collect();
+                    flush_locked(&mut st, &client);
+                }
+                emit(LinkEvent::Connected);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                emit(LinkEvent::Message {
+                    topic: p.topic,
+                    payload: p.payload.to_vec(),
+                });
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                let mut st = shared.lock();
+                st.awaiting_ack.remove(&ack.pkid);
+                flush_locked(&mut st, &client);
+                drop(st);
+                shared.progress.notify_waiters();
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                let mut st = shared.lock();
+                st.unsent = st.unsent.saturating_sub(1);
+                if pkid != 0 {
+                    st.awaiting_ack.insert(pkid);
+                }
+                flush_locked(&mut st, &client);
+                drop(st);
+                shared.progress.notify_waiters();
+            }
+            Ok(_) => {}
+            Err(e) => {
+                {
+                    let mut st = shared.lock();
+                    let was_up = st.connected;
+                    st.connected = false;
+                    st.unsent = 0;
+                    st.awaiting_ack.clear();
+                    if st.shutting_down {
+                        return;
+                    }
+                    if was_up {
+                        reported_down = false;
+                    }
+                }
+                shared.progress.notify_waiters();
+                let reason = describe(&e, &cfg.broker);
+                if !reported_down {
+                    warn!(broker = %cfg.broker, "broker unreachable: {reason}");
+                    emit(LinkEvent::Down { reason });
+                    reported_down = true;
+                } else {
+                    debug!(broker = %cfg.broker, "still unreachable: {reason}");
+                }
+                let jitter = 0.75 + fastrand::f64() * 0.5;
+                let wait = backoff.mul_f64(jitter);
+                backoff = (backoff * 2).min(cfg.backoff_max);
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+/// A one-line, human explanation of a connection failure.
+pub fn describe(e: &ConnectionError, broker: &BrokerUrl) -> String {
+    use std::io::ErrorKind;
+    let addr = format!("{}:{}", broker.host, broker.port);
+    match e {
+        ConnectionError::Io(io) => match io.kind() {
+            ErrorKind::ConnectionRefused => {
+                format!("connection refused at {addr} (is a broker running there?)")
+            }
+            ErrorKind::TimedOut => format!("timed out connecting to {addr}"),
+            ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof => {
+                format!("the broker at {addr} closed the connection")
+            }
+            _ if io.to_string().contains("failed to lookup") => {
+                format!("unknown host '{}'", broker.host)
+            }
+            _ => format!("{addr}: {io}"),
+        },
+        ConnectionError::NetworkTimeout => format!("timed out connecting to {addr}"),
+        ConnectionError::ConnectionRefused(code) => {
+            format!("the broker at {addr} refused the connection: {code:?}")
+        }
+        ConnectionError::MqttState(s) => format!("{addr}: connection lost: {s}"),
+        other => format!("{addr}: {other}"),
+    }
+}
+
+fn tls_config(cfg: &LinkConfig) -> Result<TlsConfiguration, LinkError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = &cfg.ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| LinkError::Tls(format!("CA file {}: {e}", path.display())))?;
+        for cert in certs {
+            let cert =
+                cert.map_err(|e| LinkError::Tls(format!("CA file {}: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| LinkError::Tls(format!("CA file {}: {e}", path.display())))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| LinkError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConfiguration::Rustls(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        let u: BrokerUrl = "mqtt://127.0.0.1:1999".parse().unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.tls), ("127.0.0.1", 1999, false));
+        let u: BrokerUrl = "mqtts://al%40ice:p%3Ass@broker.example".parse().unwrap();
+        assert_eq!(u.port, 8883);
+        assert_eq!(u.username.as_deref(), Some("al@ice"));
+        assert_eq!(u.password.as_deref(), Some("p:ss"));
+        assert_eq!(u.to_string(), "mqtts://broker.example:8883");
+        let u: BrokerUrl = "mqtt://[::1]:1883".parse().unwrap();
+        assert_eq!(u.host, "::1");
+        assert_eq!(u.to_string(), "mqtt://[::1]:1883");
+        assert!("http://x".parse::<BrokerUrl>().is_err());
+        assert!("mqtt://x/path".parse::<BrokerUrl>().is_err());
+        assert!("nonsense".parse::<BrokerUrl>().is_err());
+    }
+}

@@ -1,0 +1,232 @@
+//! A device on the network: the engine, the MQTT link and the local store wired together on
+//! a tokio runtime. The element, the CLI player and the demo are adapters around a `Node`:
+//! they feed it observations and carry out the player actions it reports.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::engine::{Action, Engine, EngineConfig, Observation, PlayerAction};
+use crate::link::{BrokerUrl, Link, LinkConfig, LinkError, LinkEvent, client_id};
+use crate::store::{Store, StoreError};
+use crate::wire::{self, ResumePoint, Status, Topic};
+
+/// Wall-clock now, in ns since the Unix epoch.
+pub fn now_unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub engine: EngineConfig,
+    pub broker: BrokerUrl,
+    /// Directory of the local store; `None` keeps nothing on disk.
+    pub store_dir: Option<PathBuf>,
+    /// Adjust the link (timeouts, CA file) before it starts.
+    pub link: Option<fn(&mut LinkConfig)>,
+}
+
+/// What a node reports to its adapter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeEvent {
+    Connected,
+    Down { reason: String },
+    /// A remote command for the player.
+    Player(PlayerAction),
+    /// A message that failed to decode, with the reason (playback is never affected).
+    Rejected { topic: String, reason: String },
+}
+
+struct Inner {
+    engine: Mutex<Engine>,
+    link: Link,
+    store: Mutex<Option<Store>>,
+    events: mpsc::Sender<NodeEvent>,
+    /// Woken when the engine's next wake-up may have moved.
+    rearm: Notify,
+}
+
+impl Inner {
+    fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn carry_out(&self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Publish {
+                    topic,
+                    payload,
+                    retain,
+                } => self.link.publish(&topic, payload, retain, true),
+                Action::StoreSession(s) => self.with_store(|st| st.put_session(&s).map(|_| ())),
+                Action::StoreResume(r) => self.with_store(|st| st.put_resume(&r).map(|_| ())),
+                Action::Player(p) => {
+                    let _ = self.events.try_send(NodeEvent::Player(p));
+                }
+            }
+        }
+        self.rearm.notify_one();
+    }
+
+    fn with_store(&self, f: impl FnOnce(&Store) -> Result<(), StoreError>) {
+        let guard = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(store) = guard.as_ref()
+            && let Err(e) = f(store)
+        {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// A running device.
+pub struct Node {
+    inner: Arc<Inner>,
+    task: JoinHandle<()>,
+}
+
+impl Node {
+    /// Start on the current tokio runtime: open the store, connect, announce the device.
+    /// The broker being down is not an error: the node keeps trying in the background.
+    pub fn start(cfg: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent>), NodeError> {
+        let store = cfg.store_dir.as_deref().map(Store::open_in).transpose()?;
+        let mut engine = Engine::new(cfg.engine.clone());
+        if let Some(store) = &store {
+            for point in store.resume_points()? {
+                engine.load_resume(point);
+            }
+        }
+        let account = &cfg.engine.account;
+        let device = &cfg.engine.device.id;
+        let mut link_cfg = LinkConfig::new(cfg.broker.clone(), client_id(device));
+        link_cfg.will = Some((
+            Topic::availability(account, device).to_string(),
+            wire::encode(&engine.availability(Status::Offline)),
+        ));
+        link_cfg.subscriptions = vec![
+            wire::filters::devices(account),
+            wire::filters::sessions(account),
+            wire::filters::resume(account),
+            Topic::inbox(account, device).to_string(),
+        ];
+        if let Some(adjust) = cfg.link {
+            adjust(&mut link_cfg);
+        }
+        let (link, link_events) = Link::spawn(link_cfg)?;
+        let (events_tx, events_rx) = mpsc::channel(256);
+        let announce = engine.announce(now_unix_ns());
+        let inner = Arc::new(Inner {
+            engine: Mutex::new(engine),
+            link,
+            store: Mutex::new(store),
+            events: events_tx,
+            rearm: Notify::new(),
+        });
+        inner.carry_out(announce);
+        let task = tokio::spawn(run(inner.clone(), link_events));
+        Ok((Node { inner, task }, events_rx))
+    }
+
+    /// Feed an observation made now.
+    pub fn observe(&self, obs: Observation) {
+        let actions = self.inner.engine().handle(now_unix_ns(), obs);
+        self.inner.carry_out(actions);
+    }
+
+    /// Run `f` with the engine (to read its state).
+    pub fn with_engine<R>(&self, f: impl FnOnce(&mut Engine) -> R) -> R {
+        f(&mut self.inner.engine())
+    }
+
+    /// The newest known resume point for a media id, if the rules say to resume it.
+    pub fn resume_position(&self, media_id: &str) -> Option<(u64, ResumePoint)> {
+        self.inner
+            .engine()
+            .resume_position(media_id)
+            .map(|(p, r)| (p, r.clone()))
+    }
+
+    pub fn connected(&self) -> bool {
+        self.inner.link.connected()
+    }
+
+    /// Wait until what was published so far is acknowledged by the broker.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        self.inner.link.flush(timeout).await
+    }
+
+    /// Say goodbye (offline, flushed within `timeout`) and stop.
+    pub async fn shutdown(self, timeout: Duration) -> bool {
+        self.task.abort();
+        let _ = self.task.await;
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner.link.shutdown(timeout).await,
+            Err(inner) => inner.link.flush(timeout).await,
+        }
+    }
+}
+
+async fn run(inner: Arc<Inner>, mut link_events: mpsc::Receiver<LinkEvent>) {
+    loop {
+        let wake = inner.engine().next_wakeup();
+        let sleep = async {
+            match wake {
+                Some(t) => {
+                    let now = now_unix_ns();
+                    tokio::time::sleep(Duration::from_nanos(t.saturating_sub(now))).await
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ev = link_events.recv() => {
+                let Some(ev) = ev else { return };
+                match ev {
+                    LinkEvent::Connected => {
+                        let _ = inner.events.try_send(NodeEvent::Connected);
+                    }
+                    LinkEvent::Down { reason } => {
+                        let _ = inner.events.try_send(NodeEvent::Down { reason });
+                    }
+                    LinkEvent::Message { topic, payload } => {
+                        match wire::decode(&topic, &payload) {
+                            Ok(msg) => {
+                                let actions = inner
+                                    .engine()
+                                    .handle(now_unix_ns(), Observation::Incoming(msg));
+                                inner.carry_out(actions);
+                            }
+                            Err(e) => {
+                                tracing::debug!("rejected a message on {topic}: {e}");
+                                let _ = inner.events.try_send(NodeEvent::Rejected {
+                                    topic,
+                                    reason: e.to_string(),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            _ = sleep => {
+                let actions = inner.engine().handle(now_unix_ns(), Observation::Tick);
+                inner.carry_out(actions);
+            }
+            _ = inner.rearm.notified() => {}
+        }
+    }
+}

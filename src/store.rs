@@ -1,0 +1,225 @@
+//! The local durable store: this device's sessions and the resume points it knows, in SQLite
+//! (WAL mode, synchronous commits), so that a device resumes its own media even when the
+//! broker has lost everything. Several processes may share one store (a player and the CLI on
+//! the same desktop): SQLite's locking serialises them, with a busy timeout.
+//!
+//! Rows hold the wire JSON of each message, so the store and the wire never disagree on a
+//! format; a resume point is only replaced by one with a greater stamp.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::wire::{self, ResumePoint, SessionState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("local store {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("local store {path}: cannot create its directory: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("local store {path}: a stored row does not decode: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// An open store. Cheap to keep open; not shared between threads (open one per thread).
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Open (or create) the store file `state.sqlite3` in `dir`.
+    pub fn open_in(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        Store::open(&dir.join("state.sqlite3"))
+    }
+
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(2)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS sessions (
+                 device TEXT PRIMARY KEY,
+                 json   TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS resume (
+                 media_id TEXT PRIMARY KEY,
+                 wall_ns  INTEGER NOT NULL,
+                 counter  INTEGER NOT NULL,
+                 device   TEXT NOT NULL,
+                 json     TEXT NOT NULL
+             );",
+        )
+        .map_err(err)?;
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(&self, json: &str) -> Result<T, StoreError> {
+        serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Save this device's session (the latest wins).
+    pub fn put_session(&self, state: &SessionState) -> Result<(), StoreError> {
+        let json = String::from_utf8(wire::encode(state)).expect("JSON is UTF-8");
+        self.conn
+            .execute(
+                "INSERT INTO sessions (device, json) VALUES (?1, ?2)
+                 ON CONFLICT(device) DO UPDATE SET json = excluded.json",
+                params![state.device, json],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn session(&self, device: &str) -> Result<Option<SessionState>, StoreError> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT json FROM sessions WHERE device = ?1",
+                params![device],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        json.map(|j| self.decode(&j)).transpose()
+    }
+
+    /// Save a resume point unless the store holds a newer one for the same media. Returns
+    /// whether it was written.
+    pub fn put_resume(&self, point: &ResumePoint) -> Result<bool, StoreError> {
+        let json = String::from_utf8(wire::encode(point)).expect("JSON is UTF-8");
+        let s = &point.stamp;
+        // Stamps order by (wall, counter, device): write only when the new one is greater.
+        let n = self
+            .conn
+            .execute(
+                "INSERT INTO resume (media_id, wall_ns, counter, device, json)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(media_id) DO UPDATE SET
+                     wall_ns = excluded.wall_ns, counter = excluded.counter,
+                     device = excluded.device, json = excluded.json
+                 WHERE (excluded.wall_ns, excluded.counter, excluded.device)
+                     > (resume.wall_ns, resume.counter, resume.device)",
+                params![
+                    point.media.id,
+                    s.wall_ns as i64,
+                    s.counter as i64,
+                    s.device,
+                    json
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
+    pub fn resume(&self, media_id: &str) -> Result<Option<ResumePoint>, StoreError> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT json FROM resume WHERE media_id = ?1",
+                params![media_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        json.map(|j| self.decode(&j)).transpose()
+    }
+
+    /// Every resume point, newest first.
+    pub fn resume_points(&self) -> Result<Vec<ResumePoint>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT json FROM resume ORDER BY wall_ns DESC, counter DESC")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(self.decode(&row.map_err(|e| self.err(e))?)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Stamp;
+    use crate::model::Media;
+
+    fn point(pos: u64, wall: u64) -> ResumePoint {
+        ResumePoint {
+            v: 1,
+            media: Media {
+                id: "file:a.ogg".into(),
+                ..Default::default()
+            },
+            position_ns: pos,
+            finished: false,
+            device: "d".into(),
+            stamp: Stamp {
+                wall_ns: wall,
+                counter: 0,
+                device: "d".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn newer_resume_points_win_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open_in(dir.path()).unwrap();
+            assert!(s.put_resume(&point(10, 100)).unwrap());
+            assert!(!s.put_resume(&point(5, 50)).unwrap(), "older must not win");
+            assert!(s.put_resume(&point(20, 200)).unwrap());
+        }
+        let s = Store::open_in(dir.path()).unwrap();
+        assert_eq!(s.resume("file:a.ogg").unwrap().unwrap().position_ns, 20);
+        assert_eq!(s.resume_points().unwrap().len(), 1);
+        assert!(s.resume("file:none.ogg").unwrap().is_none());
+    }
+}

@@ -1,0 +1,900 @@
+//! Wire contract v1: the MQTT topic layout and the JSON messages on it.
+//!
+//! Decoding is strict, because payloads come from anyone who can reach the broker: a size
+//! limit, the major version, syntax of ids and topics, bounded strings and lists, positions
+//! that a JavaScript client can represent exactly. Every failure is a [`WireError`] that names
+//! the field. Unknown fields are ignored so that v1.x senders may add them.
+//!
+//! A payload is either a plain message (a JSON object with `"v": 1`) or a sealed envelope: a
+//! JSON object with `"v": 1` and a `"sealed"` member, a name no plain message uses. See
+//! `docs/PROTOCOL.md` for the prose version of this module.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::hlc::{Stamp, Stamped};
+use crate::model::{Anchor, Device, Media, QueueItem, Track};
+
+/// The major version this implementation speaks.
+pub const VERSION: u32 = 1;
+/// Topic prefix for every message of this version.
+pub const PREFIX: &str = "continuity/v1";
+/// Largest payload accepted or sent.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+/// Longest free text (titles, names).
+pub const MAX_TEXT: usize = 1024;
+/// Longest URI.
+pub const MAX_URI: usize = 4096;
+/// Longest id (account, device, session, media, command).
+pub const MAX_ID: usize = 64;
+/// Longest media id (URIs make long ids).
+pub const MAX_MEDIA_ID: usize = MAX_URI;
+/// Most tracks of one kind, queue items, capabilities.
+pub const MAX_LIST: usize = 64;
+/// Most queue items.
+pub const MAX_QUEUE: usize = 256;
+/// Greatest media time in ns: 2^53 - 1, the largest integer a JavaScript number holds exactly
+/// (about 104 days of media). Wall-clock instants are bounded by [`MAX_UNIX_NS`] instead.
+pub const MAX_MEDIA_NS: u64 = (1 << 53) - 1;
+/// Greatest wall-clock instant accepted (the year 2500), in ns since the Unix epoch.
+pub const MAX_UNIX_NS: u64 = 16_725_225_600 * 1_000_000_000;
+/// Greatest absolute playback rate.
+pub const MAX_RATE: f64 = 64.0;
+
+/// Why a payload or topic was rejected. `field` names use dots and indices, as in
+/// `media.audio_tracks[2].language`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WireError {
+    #[error("payload of {size} bytes is over the {limit}-byte limit")]
+    TooLarge { size: usize, limit: usize },
+    #[error("topic '{topic}': {reason}")]
+    Topic { topic: String, reason: String },
+    #[error("payload is not a JSON object: {0}")]
+    Json(String),
+    #[error("unsupported major version {found} (this implementation speaks {VERSION})")]
+    UnsupportedVersion { found: u64 },
+    #[error("field '{field}': {reason}")]
+    Field { field: String, reason: String },
+}
+
+impl WireError {
+    /// A stable short code, used by the test vectors: `too-large`, `topic`, `json`,
+    /// `version`, `field`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WireError::TooLarge { .. } => "too-large",
+            WireError::Topic { .. } => "topic",
+            WireError::Json(_) => "json",
+            WireError::UnsupportedVersion { .. } => "version",
+            WireError::Field { .. } => "field",
+        }
+    }
+
+    /// The field a `Field` error names.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            WireError::Field { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    fn field_err(field: impl Into<String>, reason: impl Into<String>) -> WireError {
+        WireError::Field {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Topics
+
+/// What a topic is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TopicKind {
+    /// `devices/<device>/availability`, retained: online / offline (last will).
+    Availability { device: String },
+    /// `devices/<device>/info`, retained: name, class, capabilities.
+    DeviceInfo { device: String },
+    /// `sessions/<device>/state`, retained: what the device plays.
+    SessionState { device: String },
+    /// `media/<media-key>/resume`, retained: the latest resume point for a media.
+    Resume { media_key: String },
+    /// `devices/<device>/inbox`, not retained, QoS 1: commands for the device.
+    Inbox { device: String },
+    /// `events`, not retained: analytics events.
+    Events,
+}
+
+/// A parsed topic: account and kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Topic {
+    pub account: String,
+    pub kind: TopicKind,
+}
+
+impl Topic {
+    pub fn new(account: &str, kind: TopicKind) -> Topic {
+        Topic {
+            account: account.to_owned(),
+            kind,
+        }
+    }
+
+    pub fn availability(account: &str, device: &str) -> Topic {
+        Topic::new(
+            account,
+            TopicKind::Availability {
+                device: device.to_owned(),
+            },
+        )
+    }
+
+    pub fn device_info(account: &str, device: &str) -> Topic {
+        Topic::new(
+            account,
+            TopicKind::DeviceInfo {
+                device: device.to_owned(),
+            },
+        )
+    }
+
+    pub fn session_state(account: &str, device: &str) -> Topic {
+        Topic::new(
+            account,
+            TopicKind::SessionState {
+                device: device.to_owned(),
+            },
+        )
+    }
+
+    pub fn resume(account: &str, media_id: &str) -> Topic {
+        Topic::new(
+            account,
+            TopicKind::Resume {
+                media_key: media_key(media_id),
+            },
+        )
+    }
+
+    pub fn inbox(account: &str, device: &str) -> Topic {
+        Topic::new(
+            account,
+            TopicKind::Inbox {
+                device: device.to_owned(),
+            },
+        )
+    }
+
+    pub fn events(account: &str) -> Topic {
+        Topic::new(account, TopicKind::Events)
+    }
+
+    /// Whether messages on this topic are retained by the broker.
+    pub fn retained(&self) -> bool {
+        !matches!(self.kind, TopicKind::Inbox { .. } | TopicKind::Events)
+    }
+
+    /// Parse and check a topic name.
+    pub fn parse(topic: &str) -> Result<Topic, WireError> {
+        let bad = |reason: &str| WireError::Topic {
+            topic: topic.chars().take(200).collect(),
+            reason: reason.to_owned(),
+        };
+        let rest = topic
+            .strip_prefix(PREFIX)
+            .and_then(|r| r.strip_prefix('/'))
+            .ok_or_else(|| bad(&format!("does not start with '{PREFIX}/'")))?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        let account = parts[0];
+        check_id(account).map_err(|r| bad(&format!("account {r}")))?;
+        let kind = match parts[1..] {
+            ["devices", device, leaf] => {
+                check_id(device).map_err(|r| bad(&format!("device id {r}")))?;
+                let device = device.to_owned();
+                match leaf {
+                    "availability" => TopicKind::Availability { device },
+                    "info" => TopicKind::DeviceInfo { device },
+                    "inbox" => TopicKind::Inbox { device },
+                    other => return Err(bad(&format!("unknown device topic '{other}'"))),
+                }
+            }
+            ["sessions", device, "state"] => {
+                check_id(device).map_err(|r| bad(&format!("device id {r}")))?;
+                TopicKind::SessionState {
+                    device: device.to_owned(),
+                }
+            }
+            ["media", key, "resume"] => {
+                check_media_key(key).map_err(|r| bad(&format!("media key {r}")))?;
+                TopicKind::Resume {
+                    media_key: key.to_owned(),
+                }
+            }
+            ["events"] => TopicKind::Events,
+            _ => return Err(bad("not a continuity v1 topic")),
+        };
+        Ok(Topic {
+            account: account.to_owned(),
+            kind,
+        })
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{PREFIX}/{}/", self.account)?;
+        match &self.kind {
+            TopicKind::Availability { device } => write!(f, "devices/{device}/availability"),
+            TopicKind::DeviceInfo { device } => write!(f, "devices/{device}/info"),
+            TopicKind::SessionState { device } => write!(f, "sessions/{device}/state"),
+            TopicKind::Resume { media_key } => write!(f, "media/{media_key}/resume"),
+            TopicKind::Inbox { device } => write!(f, "devices/{device}/inbox"),
+            TopicKind::Events => f.write_str("events"),
+        }
+    }
+}
+
+/// Subscription filters for one account.
+pub mod filters {
+    use super::PREFIX;
+
+    pub fn devices(account: &str) -> String {
+        format!("{PREFIX}/{account}/devices/+/+")
+    }
+    pub fn availability(account: &str) -> String {
+        format!("{PREFIX}/{account}/devices/+/availability")
+    }
+    pub fn device_info(account: &str) -> String {
+        format!("{PREFIX}/{account}/devices/+/info")
+    }
+    pub fn sessions(account: &str) -> String {
+        format!("{PREFIX}/{account}/sessions/+/state")
+    }
+    pub fn resume(account: &str) -> String {
+        format!("{PREFIX}/{account}/media/+/resume")
+    }
+}
+
+/// The topic segment for a media id: the first 128 bits of SHA-256 over a fixed label and the
+/// id, in lower-case hex. Topics never carry the id itself (ids are URIs and may contain `/`,
+/// `+`, `#`). Once encryption lands this becomes a keyed hash.
+pub fn media_key(media_id: &str) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"continuity media-key v1\0");
+    ctx.update(media_id.as_bytes());
+    let d = ctx.finish();
+    d.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Syntax of account, device, session and command ids: 1 to 64 characters from
+/// `A-Z a-z 0-9 . _ -`, not starting with `.`.
+pub fn check_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("is empty".into());
+    }
+    if id.len() > MAX_ID {
+        return Err(format!("is longer than {MAX_ID} characters"));
+    }
+    if id.starts_with('.') {
+        return Err("starts with '.'".into());
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!("has '{}' (allowed: A-Z a-z 0-9 . _ -)", c.escape_default()));
+    }
+    Ok(())
+}
+
+fn check_media_key(key: &str) -> Result<(), String> {
+    if key.len() != 32 || !key.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
+        return Err("is not 32 lower-case hex digits".into());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+/// `online` or `offline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Online,
+    Offline,
+}
+
+/// `devices/<device>/availability` (retained). `offline` is also the last will.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Availability {
+    /// Major version, 1.
+    pub v: u32,
+    pub device: String,
+    pub status: Status,
+}
+
+/// `devices/<device>/info` (retained).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeviceInfo {
+    pub v: u32,
+    pub device: Device,
+    /// Software name and version ("continuity 0.1.0").
+    pub software: String,
+    /// What the device can do: `play`, `resume`, `handoff-target`, ...
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    pub stamp: Stamp,
+}
+
+/// Which device holds a session, and how many times it moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Lease {
+    /// The device that plays the session now.
+    pub device: String,
+    /// Raised by every handoff; a device that sees a higher epoch for its session stops.
+    pub epoch: u64,
+}
+
+/// `sessions/<device>/state` (retained): what a device plays and where it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionState {
+    pub v: u32,
+    /// The publishing device; equals the topic's device.
+    pub device: String,
+    /// Session id; stays the same across handoffs.
+    pub session: String,
+    pub stamp: Stamp,
+    /// What plays; absent when the device is idle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Media>,
+    /// Where it is; absent when idle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<Anchor>,
+    /// Selected audio track.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<Track>,
+    /// Selected subtitle track; absent when subtitles are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtitle: Option<Track>,
+    /// Items after the current one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queue: Vec<QueueItem>,
+    pub lease: Lease,
+}
+
+impl Stamped for SessionState {
+    fn stamp(&self) -> &Stamp {
+        &self.stamp
+    }
+}
+
+impl SessionState {
+    /// Position extrapolated to `now_unix_ns`, when there is an anchor.
+    pub fn position_at(&self, now_unix_ns: u64) -> Option<u64> {
+        let duration = self.media.as_ref().and_then(|m| m.duration_ns);
+        self.anchor.map(|a| a.position_at(now_unix_ns, duration))
+    }
+}
+
+/// `media/<media-key>/resume` (retained): where to continue a media, from any device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ResumePoint {
+    pub v: u32,
+    pub media: Media,
+    /// Media time to continue from, in ns.
+    pub position_ns: u64,
+    /// The media was finished: start from 0 (a tombstone that still orders by stamp).
+    #[serde(default)]
+    pub finished: bool,
+    /// The device that recorded the point.
+    pub device: String,
+    pub stamp: Stamp,
+}
+
+impl Stamped for ResumePoint {
+    fn stamp(&self) -> &Stamp {
+        &self.stamp
+    }
+}
+
+/// What a command asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum CommandBody {
+    Play,
+    Pause,
+    Seek { position_ns: u64 },
+}
+
+/// `devices/<device>/inbox` (QoS 1, not retained).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Command {
+    pub v: u32,
+    /// Unique per sender; answers refer to it.
+    pub id: String,
+    /// Sending device.
+    pub from: String,
+    /// Receiving device; equals the topic's device.
+    pub to: String,
+    /// Sender's wall clock at sending, ns since the Unix epoch.
+    pub sent_unix_ns: u64,
+    pub body: CommandBody,
+}
+
+/// What happened, for `events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventName {
+    Started,
+    Paused,
+    Resumed,
+    Seeked,
+    Ended,
+    Stopped,
+}
+
+/// `events` (not retained): analytics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Event {
+    pub v: u32,
+    pub device: String,
+    pub name: EventName,
+    pub at_unix_ns: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position_ns: Option<u64>,
+}
+
+/// The sealed part of an envelope. Reserved in v1: this implementation recognises and checks
+/// its shape; opening it comes with the security work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Sealed {
+    /// Algorithm, `A256GCM`.
+    pub alg: String,
+    /// Which account key sealed it.
+    pub key_id: String,
+    /// Sending device.
+    pub sender: String,
+    /// Per-sender counter that only grows.
+    pub counter: u64,
+    /// 96-bit nonce, base64url without padding.
+    pub nonce: String,
+    /// Ciphertext and tag, base64url without padding.
+    pub ct: String,
+}
+
+/// A sealed envelope: `{"v": 1, "sealed": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SealedEnvelope {
+    pub v: u32,
+    pub sealed: Sealed,
+}
+
+/// A decoded payload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    Availability(Availability),
+    DeviceInfo(DeviceInfo),
+    Session(Box<SessionState>),
+    Resume(Box<ResumePoint>),
+    Command(Command),
+    Event(Event),
+    Sealed(SealedEnvelope),
+    /// An empty payload on a retained topic: the retained message was cleared.
+    Cleared,
+}
+
+/// A decoded message with its topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incoming {
+    pub topic: Topic,
+    pub body: Body,
+}
+
+/// Serialise a message. Messages built by this crate always fit the limits.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    serde_json::to_vec(msg).expect("wire messages serialise")
+}
+
+/// Parse, check and decode a payload received on `topic`.
+pub fn decode(topic: &str, payload: &[u8]) -> Result<Incoming, WireError> {
+    let topic = Topic::parse(topic)?;
+    if payload.len() > MAX_PAYLOAD {
+        return Err(WireError::TooLarge {
+            size: payload.len(),
+            limit: MAX_PAYLOAD,
+        });
+    }
+    if payload.is_empty() {
+        if topic.retained() {
+            return Ok(Incoming {
+                topic,
+                body: Body::Cleared,
+            });
+        }
+        return Err(WireError::Json("empty payload".into()));
+    }
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| WireError::Json(e.to_string()))?;
+    let Value::Object(obj) = &value else {
+        return Err(WireError::Json(format!("found {}", json_type(&value))));
+    };
+    match obj.get("v") {
+        None => return Err(WireError::field_err("v", "missing")),
+        Some(v) => match v.as_u64() {
+            Some(n) if n == VERSION as u64 => {}
+            Some(n) => return Err(WireError::UnsupportedVersion { found: n }),
+            None => return Err(WireError::field_err("v", "must be a whole number")),
+        },
+    }
+    if obj.contains_key("sealed") {
+        let env: SealedEnvelope = from_value(value)?;
+        env.validate()?;
+        return Ok(Incoming {
+            topic,
+            body: Body::Sealed(env),
+        });
+    }
+    let body = match &topic.kind {
+        TopicKind::Availability { device } => {
+            let m: Availability = from_value(value)?;
+            same(device, &m.device, "device")?;
+            check_id_field("device", &m.device)?;
+            Body::Availability(m)
+        }
+        TopicKind::DeviceInfo { device } => {
+            let m: DeviceInfo = from_value(value)?;
+            same(device, &m.device.id, "device.id")?;
+            m.validate()?;
+            Body::DeviceInfo(m)
+        }
+        TopicKind::SessionState { device } => {
+            let m: SessionState = from_value(value)?;
+            same(device, &m.device, "device")?;
+            m.validate()?;
+            Body::Session(Box::new(m))
+        }
+        TopicKind::Resume { media_key: key } => {
+            let m: ResumePoint = from_value(value)?;
+            m.validate()?;
+            if media_key(&m.media.id) != *key {
+                return Err(WireError::field_err(
+                    "media.id",
+                    "does not hash to the topic's media key",
+                ));
+            }
+            Body::Resume(Box::new(m))
+        }
+        TopicKind::Inbox { device } => {
+            let m: Command = from_value(value)?;
+            same(device, &m.to, "to")?;
+            m.validate()?;
+            Body::Command(m)
+        }
+        TopicKind::Events => {
+            let m: Event = from_value(value)?;
+            m.validate()?;
+            Body::Event(m)
+        }
+    };
+    Ok(Incoming { topic, body })
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, WireError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // serde reports a missing field at its parent: name the field itself.
+        if let Some(name) = inner
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+        {
+            let field = if path == "." {
+                name.to_owned()
+            } else {
+                format!("{path}.{name}")
+            };
+            return WireError::field_err(field, "missing");
+        }
+        let field = if path == "." { String::new() } else { path };
+        WireError::field_err(field, inner)
+    })
+}
+
+fn same(topic_value: &str, body_value: &str, field: &str) -> Result<(), WireError> {
+    if topic_value != body_value {
+        return Err(WireError::field_err(
+            field,
+            format!("'{body_value}' does not match the topic's '{topic_value}'"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_id_field(field: &str, id: &str) -> Result<(), WireError> {
+    check_id(id).map_err(|r| WireError::field_err(field, r))
+}
+
+fn check_text(field: &str, s: &str, max: usize) -> Result<(), WireError> {
+    if s.len() > max {
+        return Err(WireError::field_err(
+            field,
+            format!("is {} bytes, over the {max}-byte limit", s.len()),
+        ));
+    }
+    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(WireError::field_err(field, "has control characters"));
+    }
+    Ok(())
+}
+
+fn check_opt_text(field: &str, s: &Option<String>, max: usize) -> Result<(), WireError> {
+    s.as_deref().map_or(Ok(()), |s| check_text(field, s, max))
+}
+
+fn check_media_ns(field: &str, v: u64) -> Result<(), WireError> {
+    if v > MAX_MEDIA_NS {
+        return Err(WireError::field_err(
+            field,
+            format!("{v} is over {MAX_MEDIA_NS} (2^53 - 1, exact in JavaScript)"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_unix_ns(field: &str, v: u64) -> Result<(), WireError> {
+    if v > MAX_UNIX_NS {
+        return Err(WireError::field_err(
+            field,
+            format!("{v} is after the year 2500"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_list<T>(field: &str, list: &[T], max: usize) -> Result<(), WireError> {
+    if list.len() > max {
+        return Err(WireError::field_err(
+            field,
+            format!("has {} items, over the limit of {max}", list.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks beyond what the types express.
+trait Validate {
+    fn validate(&self) -> Result<(), WireError>;
+}
+
+fn validate_stamp(field: &str, s: &Stamp) -> Result<(), WireError> {
+    check_unix_ns(&format!("{field}.wall_ns"), s.wall_ns)?;
+    check_id_field(&format!("{field}.device"), &s.device)
+}
+
+fn validate_track(field: &str, t: &Track) -> Result<(), WireError> {
+    check_opt_text(&format!("{field}.language"), &t.language, 35)?;
+    check_opt_text(&format!("{field}.codec"), &t.codec, 128)
+}
+
+fn validate_media(field: &str, m: &Media) -> Result<(), WireError> {
+    if m.id.is_empty() {
+        return Err(WireError::field_err(format!("{field}.id"), "is empty"));
+    }
+    check_text(&format!("{field}.id"), &m.id, MAX_MEDIA_ID)?;
+    check_opt_text(&format!("{field}.uri"), &m.uri, MAX_URI)?;
+    check_opt_text(&format!("{field}.title"), &m.title, MAX_TEXT)?;
+    check_opt_text(&format!("{field}.artist"), &m.artist, MAX_TEXT)?;
+    check_opt_text(&format!("{field}.album"), &m.album, MAX_TEXT)?;
+    check_opt_text(&format!("{field}.artwork_uri"), &m.artwork_uri, MAX_URI)?;
+    if let Some(d) = m.duration_ns {
+        check_media_ns(&format!("{field}.duration_ns"), d)?;
+    }
+    for (name, list) in [
+        ("audio_tracks", &m.audio_tracks),
+        ("subtitle_tracks", &m.subtitle_tracks),
+    ] {
+        check_list(&format!("{field}.{name}"), list, MAX_LIST)?;
+        for (i, t) in list.iter().enumerate() {
+            validate_track(&format!("{field}.{name}[{i}]"), t)?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_anchor(field: &str, a: &Anchor) -> Result<(), WireError> {
+    check_media_ns(&format!("{field}.position_ns"), a.position_ns)?;
+    check_unix_ns(&format!("{field}.at_unix_ns"), a.at_unix_ns)?;
+    if !a.rate.is_finite() || a.rate == 0.0 || a.rate.abs() > MAX_RATE {
+        return Err(WireError::field_err(
+            format!("{field}.rate"),
+            format!("{} is not a finite non-zero rate within ±{MAX_RATE}", a.rate),
+        ));
+    }
+    Ok(())
+}
+
+impl Validate for DeviceInfo {
+    fn validate(&self) -> Result<(), WireError> {
+        check_id_field("device.id", &self.device.id)?;
+        check_text("device.name", &self.device.name, MAX_TEXT)?;
+        check_text("software", &self.software, MAX_TEXT)?;
+        check_list("capabilities", &self.capabilities, MAX_LIST)?;
+        for (i, c) in self.capabilities.iter().enumerate() {
+            check_id_field(&format!("capabilities[{i}]"), c)?;
+        }
+        validate_stamp("stamp", &self.stamp)
+    }
+}
+
+impl Validate for SessionState {
+    fn validate(&self) -> Result<(), WireError> {
+        check_id_field("device", &self.device)?;
+        check_id_field("session", &self.session)?;
+        validate_stamp("stamp", &self.stamp)?;
+        if let Some(m) = &self.media {
+            validate_media("media", m)?;
+        }
+        if let Some(a) = &self.anchor {
+            validate_anchor("anchor", a)?;
+        }
+        if let Some(t) = &self.audio {
+            validate_track("audio", t)?;
+        }
+        if let Some(t) = &self.subtitle {
+            validate_track("subtitle", t)?;
+        }
+        check_list("queue", &self.queue, MAX_QUEUE)?;
+        for (i, q) in self.queue.iter().enumerate() {
+            let f = format!("queue[{i}]");
+            check_text(&format!("{f}.id"), &q.id, MAX_MEDIA_ID)?;
+            check_opt_text(&format!("{f}.uri"), &q.uri, MAX_URI)?;
+            check_opt_text(&format!("{f}.title"), &q.title, MAX_TEXT)?;
+            if let Some(d) = q.duration_ns {
+                check_media_ns(&format!("{f}.duration_ns"), d)?;
+            }
+        }
+        check_id_field("lease.device", &self.lease.device)
+    }
+}
+
+impl Validate for ResumePoint {
+    fn validate(&self) -> Result<(), WireError> {
+        validate_media("media", &self.media)?;
+        check_media_ns("position_ns", self.position_ns)?;
+        check_id_field("device", &self.device)?;
+        validate_stamp("stamp", &self.stamp)
+    }
+}
+
+impl Validate for Command {
+    fn validate(&self) -> Result<(), WireError> {
+        check_id_field("id", &self.id)?;
+        check_id_field("from", &self.from)?;
+        check_id_field("to", &self.to)?;
+        check_unix_ns("sent_unix_ns", self.sent_unix_ns)?;
+        if let CommandBody::Seek { position_ns } = self.body {
+            check_media_ns("body.position_ns", position_ns)?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for Event {
+    fn validate(&self) -> Result<(), WireError> {
+        check_id_field("device", &self.device)?;
+        check_unix_ns("at_unix_ns", self.at_unix_ns)?;
+        if let Some(id) = &self.media_id {
+            check_text("media_id", id, MAX_MEDIA_ID)?;
+        }
+        if let Some(p) = self.position_ns {
+            check_media_ns("position_ns", p)?;
+        }
+        Ok(())
+    }
+}
+
+impl Validate for SealedEnvelope {
+    fn validate(&self) -> Result<(), WireError> {
+        let s = &self.sealed;
+        if s.alg != "A256GCM" {
+            return Err(WireError::field_err(
+                "sealed.alg",
+                format!("'{}' is not supported (expected A256GCM)", s.alg),
+            ));
+        }
+        check_id_field("sealed.key_id", &s.key_id)?;
+        check_id_field("sealed.sender", &s.sender)?;
+        let b64url = |field: &str, v: &str, len: Option<usize>| {
+            if !v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(WireError::field_err(field, "is not base64url"));
+            }
+            if len.is_some_and(|l| v.len() != l) {
+                return Err(WireError::field_err(field, "has the wrong length"));
+            }
+            Ok(())
+        };
+        // 12 bytes of nonce are 16 base64url characters.
+        b64url("sealed.nonce", &s.nonce, Some(16))?;
+        b64url("sealed.ct", &s.ct, None)
+    }
+}
+
+/// Schemas of every message, by file name (`docs/schema/<name>.json`).
+pub fn schemas() -> Vec<(&'static str, Value)> {
+    fn one<T: JsonSchema>() -> Value {
+        serde_json::to_value(schemars::schema_for!(T)).expect("schema serialises")
+    }
+    vec![
+        ("availability", one::<Availability>()),
+        ("device-info", one::<DeviceInfo>()),
+        ("session-state", one::<SessionState>()),
+        ("resume-point", one::<ResumePoint>()),
+        ("command", one::<Command>()),
+        ("event", one::<Event>()),
+        ("sealed-envelope", one::<SealedEnvelope>()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_round_trip() {
+        for t in [
+            Topic::availability("home", "tv-1"),
+            Topic::device_info("home", "tv-1"),
+            Topic::session_state("home", "phone_2"),
+            Topic::resume("home", "file:clip.ogg"),
+            Topic::inbox("home", "tv-1"),
+            Topic::events("home"),
+        ] {
+            assert_eq!(Topic::parse(&t.to_string()).unwrap(), t);
+        }
+    }
+
+    #[test]
+    fn topics_are_checked() {
+        for bad in [
+            "continuity/v2/home/events",
+            "continuity/v1/ho+me/events",
+            "continuity/v1/home/devices/tv/unknown",
+            "continuity/v1/home/devices//info",
+            "continuity/v1/home/media/NOTHEX/resume",
+            "continuity/v1/home/sessions/tv/state/extra",
+        ] {
+            assert_eq!(Topic::parse(bad).unwrap_err().code(), "topic", "{bad}");
+        }
+    }
+
+    #[test]
+    fn media_key_hides_the_id() {
+        let k = media_key("file:Secret Title.ogg");
+        assert_eq!(k.len(), 32);
+        assert!(!k.contains("Secret"));
+        assert_eq!(k, media_key("file:Secret Title.ogg"));
+        assert_ne!(k, media_key("file:Other.ogg"));
+    }
+}
