@@ -1,1 +1,438 @@
-fn main() {}
+//! The `continuity` command line tool.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use continuity::broker::EmbeddedBroker;
+use continuity::engine::Directory;
+use continuity::link::BrokerUrl;
+use continuity::model::PlayState;
+use continuity::node::now_unix_ns;
+use continuity::observe::{ObserveError, Observer};
+use continuity::wire::{SessionState, Status};
+
+/// Exit code for "the broker cannot be reached" (and for usage errors, as clap does).
+const EXIT_UNREACHABLE: u8 = 2;
+/// How long a command waits for the broker before giving up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Parser)]
+#[command(
+    name = "continuity",
+    version,
+    about = "Continue playback on another device, at the same point",
+    long_about = "Continue playback on another device, at the same point.\n\n\
+                  Devices running the `continuity` GStreamer element (or any client of the \
+                  open MQTT contract) share what they play; this tool shows it and runs a \
+                  broker for them."
+)]
+struct Cli {
+    /// MQTT broker: mqtt://[user:password@]host[:port] or mqtts://...
+    #[arg(
+        long,
+        global = true,
+        env = "CONTINUITY_BROKER",
+        default_value = "mqtt://127.0.0.1:1883"
+    )]
+    broker: String,
+    /// Account: the devices that share sessions (a topic namespace on the broker).
+    #[arg(long, global = true, env = "CONTINUITY_ACCOUNT", default_value = "default")]
+    account: String,
+    /// Where this device keeps its id and state [default: $XDG_CONFIG_HOME/continuity].
+    #[arg(long, global = true, env = "CONTINUITY_CONFIG_DIR")]
+    config_dir: Option<PathBuf>,
+    /// More log output (-v: info, -vv: debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an MQTT broker in this process, for devices on this machine or the LAN.
+    Broker {
+        /// Address to listen on (0.0.0.0:1883 to serve the LAN).
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        listen: SocketAddr,
+    },
+    /// List the devices of the account: online or offline, class, name.
+    Devices {
+        /// One JSON document (see docs/CLI.md) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what plays where, with positions extrapolated to now.
+    Sessions {
+        /// One JSON document (see docs/CLI.md) instead of a table.
+        #[arg(long, conflicts_with = "watch")]
+        json: bool,
+        /// Redraw live, with a progress bar per session, until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, matches!(cli.command, Command::Broker { .. }));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("continuity")
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure { message, code }) => {
+            eprintln!("error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn init_logging(verbose: u8, broker: bool) {
+    let default = match (verbose, broker) {
+        (0, false) => "error",
+        (0, true) => "warn,rumqttd=off",
+        (1, _) => "info,rumqttd=warn",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    fn new(message: impl ToString) -> Failure {
+        Failure {
+            message: message.to_string(),
+            code: 1,
+        }
+    }
+}
+
+impl From<ObserveError> for Failure {
+    fn from(e: ObserveError) -> Failure {
+        let code = match e {
+            ObserveError::Unreachable { .. } => EXIT_UNREACHABLE,
+            ObserveError::Link(_) => 1,
+        };
+        Failure {
+            message: e.to_string(),
+            code,
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    if let Err(reason) = continuity::wire::check_id(&cli.account) {
+        return Err(Failure {
+            message: format!("--account '{}' {reason}", cli.account),
+            code: EXIT_UNREACHABLE,
+        });
+    }
+    match cli.command {
+        Command::Broker { listen } => broker(listen).await,
+        Command::Devices { json } => {
+            let broker = parse_broker(&cli.broker)?;
+            let obs = snapshot(&broker, &cli.account).await?;
+            print_devices(obs.directory(), &cli.account, json);
+            obs.close().await;
+            Ok(())
+        }
+        Command::Sessions { json, watch } => {
+            let broker = parse_broker(&cli.broker)?;
+            let mut obs = snapshot(&broker, &cli.account).await?;
+            if watch {
+                watch_sessions(&mut obs, &cli.account).await;
+            } else {
+                print_sessions(obs.directory(), &cli.account, &broker, json);
+            }
+            obs.close().await;
+            Ok(())
+        }
+    }
+}
+
+fn parse_broker(url: &str) -> Result<BrokerUrl, Failure> {
+    url.parse().map_err(|e| Failure {
+        message: format!("{e}"),
+        code: EXIT_UNREACHABLE,
+    })
+}
+
+async fn snapshot(broker: &BrokerUrl, account: &str) -> Result<Observer, Failure> {
+    let mut obs = Observer::connect(broker, account, CONNECT_TIMEOUT).await?;
+    obs.settle(Duration::from_millis(300), Duration::from_secs(3))
+        .await;
+    Ok(obs)
+}
+
+async fn broker(listen: SocketAddr) -> Result<(), Failure> {
+    let b = tokio::task::spawn_blocking(move || EmbeddedBroker::start(listen))
+        .await
+        .map_err(Failure::new)?
+        .map_err(Failure::new)?;
+    println!(
+        "continuity broker listening on {} (Ctrl-C to stop)",
+        b.url()
+    );
+    let _ = std::io::stdout().flush();
+    wait_for_stop().await;
+    Ok(())
+}
+
+async fn wait_for_stop() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// devices
+
+fn status_of(dir: &Directory, id: &str) -> &'static str {
+    match dir.availability.get(id) {
+        Some(Status::Online) => "online",
+        Some(Status::Offline) => "offline",
+        None => "unknown",
+    }
+}
+
+fn device_ids(dir: &Directory) -> Vec<String> {
+    let mut ids: Vec<String> = dir
+        .devices
+        .iter()
+        .map(|(k, _)| k.clone())
+        .chain(dir.availability.keys().cloned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+fn print_devices(dir: &Directory, account: &str, as_json: bool) {
+    let ids = device_ids(dir);
+    if as_json {
+        let devices: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let info = dir.devices.get(id);
+                json!({
+                    "id": id,
+                    "name": info.map(|i| i.device.name.clone()),
+                    "class": info.map(|i| i.device.class),
+                    "status": status_of(dir, id),
+                    "software": info.map(|i| i.software.clone()),
+                    "capabilities": info.map(|i| i.capabilities.clone()).unwrap_or_default(),
+                })
+            })
+            .collect();
+        let doc = json!({ "v": 1, "account": account, "devices": devices });
+        println!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        return;
+    }
+    if ids.is_empty() {
+        println!("No devices in account '{account}' yet.");
+        return;
+    }
+    println!("{:<8} {:<8} {:<24} ID", "STATUS", "CLASS", "NAME");
+    for id in ids {
+        let info = dir.devices.get(&id);
+        println!(
+            "{:<8} {:<8} {:<24} {}",
+            status_of(dir, &id),
+            info.map(|i| i.device.class.as_str()).unwrap_or("?"),
+            info.map(|i| i.device.name.as_str()).unwrap_or("?"),
+            id
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sessions
+
+fn state_name(s: &SessionState) -> &'static str {
+    match (&s.media, &s.anchor) {
+        (Some(_), Some(a)) => a.state.as_str(),
+        _ => "idle",
+    }
+}
+
+fn session_json(dir: &Directory, s: &SessionState, now: u64) -> serde_json::Value {
+    let info = dir.devices.get(&s.device);
+    let position = s.position_at(now);
+    json!({
+        "device": s.device,
+        "device_name": info.map(|i| i.device.name.clone()),
+        "device_class": info.map(|i| i.device.class),
+        "online": dir.availability.get(&s.device) == Some(&Status::Online),
+        "session": s.session,
+        "state": state_name(s),
+        "title": s.media.as_ref().map(|m| m.display_title().to_owned()),
+        "media": s.media,
+        "position_ns": position,
+        "position_s": position.map(|p| p as f64 / 1e9),
+        "duration_ns": s.media.as_ref().and_then(|m| m.duration_ns),
+        "rate": s.anchor.map(|a| a.rate),
+        "lease": s.lease,
+        "updated_unix_ns": s.stamp.wall_ns,
+    })
+}
+
+fn print_sessions(dir: &Directory, account: &str, broker: &BrokerUrl, as_json: bool) {
+    let now = now_unix_ns();
+    if as_json {
+        let sessions: Vec<_> = dir
+            .sessions
+            .values()
+            .map(|s| session_json(dir, s, now))
+            .collect();
+        let doc = json!({
+            "v": 1,
+            "account": account,
+            "broker": broker.to_string(),
+            "at_unix_ns": now,
+            "sessions": sessions,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        return;
+    }
+    print!("{}", sessions_table(dir, account, now, false));
+}
+
+fn clock(ns: u64) -> String {
+    let s = ns / 1_000_000_000;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+fn sessions_table(dir: &Directory, account: &str, now: u64, bars: bool) -> String {
+    let mut out = String::new();
+    if dir.sessions.is_empty() {
+        out.push_str(&format!("Nothing plays in account '{account}'.\n"));
+        return out;
+    }
+    out.push_str(&format!(
+        "{:<22} {:<32} {:<19} STATE\n",
+        "DEVICE", "TITLE", "POSITION"
+    ));
+    for s in dir.sessions.values() {
+        let info = dir.devices.get(&s.device);
+        let name = match info {
+            Some(i) => format!("{} ({})", i.device.name, i.device.class),
+            None => s.device.clone(),
+        };
+        let title = s
+            .media
+            .as_ref()
+            .map(|m| m.display_title().to_owned())
+            .unwrap_or_else(|| "-".into());
+        let duration = s.media.as_ref().and_then(|m| m.duration_ns);
+        let position = s.position_at(now);
+        let pos = match (position, duration) {
+            (Some(p), Some(d)) => format!("{} / {}", clock(p), clock(d)),
+            (Some(p), None) => clock(p),
+            _ => "-".into(),
+        };
+        let mut state = state_name(s).to_owned();
+        if let Some(a) = s.anchor
+            && a.state == PlayState::Playing
+            && a.rate != 1.0
+        {
+            state.push_str(&format!(" x{}", a.rate));
+        }
+        if dir.availability.get(&s.device) == Some(&Status::Offline) {
+            state.push_str(" (offline)");
+        }
+        out.push_str(&format!(
+            "{:<22} {:<32} {:<19} {}\n",
+            truncate(&name, 22),
+            truncate(&title, 32),
+            pos,
+            state
+        ));
+        if bars && let (Some(p), Some(d)) = (position, duration.filter(|d| *d > 0)) {
+            let width = 40;
+            let filled = ((p as f64 / d as f64) * width as f64).round() as usize;
+            let filled = filled.min(width);
+            out.push_str(&format!(
+                "{:<22} [{}{}] {:>3}%\n",
+                "",
+                "#".repeat(filled),
+                ".".repeat(width - filled),
+                p * 100 / d
+            ));
+        }
+    }
+    out
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut t: String = s.chars().take(max - 1).collect();
+    t.push('…');
+    t
+}
+
+async fn watch_sessions(obs: &mut Observer, account: &str) {
+    let tty = std::io::stdout().is_terminal();
+    let stop = wait_for_stop();
+    tokio::pin!(stop);
+    loop {
+        let table = sessions_table(obs.directory(), account, now_unix_ns(), true);
+        let mut stdout = std::io::stdout().lock();
+        if tty {
+            // Home the cursor and clear the screen, then draw.
+            let _ = write!(stdout, "\x1b[H\x1b[2J");
+        }
+        let _ = write!(stdout, "{table}");
+        if tty {
+            let _ = write!(stdout, "\n(live; Ctrl-C to stop)\n");
+        } else {
+            let _ = writeln!(stdout);
+        }
+        let _ = stdout.flush();
+        drop(stdout);
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = obs.changed(Duration::from_millis(500)) => {}
+        }
+    }
+}

@@ -95,9 +95,19 @@ impl Inner {
 }
 
 /// A running device.
+/// Dropping it vanishes without a goodbye (the broker fires the last will); use
+/// [`Node::shutdown`] to leave cleanly.
 pub struct Node {
     inner: Arc<Inner>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
 }
 
 impl Node {
@@ -139,7 +149,13 @@ impl Node {
         });
         inner.carry_out(announce);
         let task = tokio::spawn(run(inner.clone(), link_events));
-        Ok((Node { inner, task }, events_rx))
+        Ok((
+            Node {
+                inner,
+                task: Some(task),
+            },
+            events_rx,
+        ))
     }
 
     /// Feed an observation made now.
@@ -171,10 +187,14 @@ impl Node {
     }
 
     /// Say goodbye (offline, flushed within `timeout`) and stop.
-    pub async fn shutdown(self, timeout: Duration) -> bool {
-        self.task.abort();
-        let _ = self.task.await;
-        match Arc::try_unwrap(self.inner) {
+    pub async fn shutdown(mut self, timeout: Duration) -> bool {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+        let inner = self.inner.clone();
+        drop(self);
+        match Arc::try_unwrap(inner) {
             Ok(inner) => inner.link.shutdown(timeout).await,
             Err(inner) => inner.link.flush(timeout).await,
         }

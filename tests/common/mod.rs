@@ -1,0 +1,143 @@
+//! Test harness: brokers on free loopback ports, started and stopped by the tests.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use continuity::broker::EmbeddedBroker;
+use continuity::link::BrokerUrl;
+
+/// A free TCP port on 127.0.0.1 (bound and released; the tests use it at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait until something accepts TCP connections on `addr`.
+pub fn wait_listening(addr: SocketAddr, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+fn mosquitto_path() -> PathBuf {
+    for p in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"] {
+        if std::path::Path::new(p).exists() {
+            return p.into();
+        }
+    }
+    panic!("mosquitto is not installed: run `make test`, which installs it (apt-get install mosquitto)");
+}
+
+/// A real mosquitto on a free loopback port, with a generated config; killed on drop.
+pub struct Mosquitto {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Mosquitto {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        m.spawn();
+        m
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn url(&self) -> BrokerUrl {
+        format!("mqtt://127.0.0.1:{}", self.port).parse().unwrap()
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 log_dest stderr\nlog_type error\nlog_type warning\n",
+                self.port
+            ),
+        )
+        .unwrap();
+        let child = Command::new(mosquitto_path())
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        assert!(
+            wait_listening(self.addr(), Duration::from_secs(10)),
+            "mosquitto did not start listening on {}",
+            self.addr()
+        );
+    }
+
+    /// SIGKILL: no goodbye, retained messages lost (no persistence).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An embedded broker on a free loopback port (it lives until the test process exits).
+pub fn embedded() -> BrokerUrl {
+    let b = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).expect("embedded broker");
+    b.url().parse().unwrap()
+}
+
+/// Both kinds of broker, for tests that must hold on each.
+pub enum AnyBroker {
+    Mosquitto(Mosquitto),
+    Embedded(BrokerUrl),
+}
+
+impl AnyBroker {
+    pub fn all() -> Vec<(&'static str, AnyBroker)> {
+        vec![
+            ("mosquitto", AnyBroker::Mosquitto(Mosquitto::start())),
+            ("embedded", AnyBroker::Embedded(embedded())),
+        ]
+    }
+
+    pub fn url(&self) -> BrokerUrl {
+        match self {
+            AnyBroker::Mosquitto(m) => m.url(),
+            AnyBroker::Embedded(u) => u.clone(),
+        }
+    }
+}

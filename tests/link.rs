@@ -1,0 +1,312 @@
+//! The MQTT link, the node and the observer against real brokers: mosquitto and the embedded
+//! one, each on a free loopback port.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{AnyBroker, Mosquitto, embedded};
+use continuity::engine::{EngineConfig, Observation};
+use continuity::link::{BrokerUrl, Link, LinkConfig, LinkEvent, client_id};
+use continuity::model::{Device, DeviceClass, Media, PlayState, SECOND_NS};
+use continuity::node::{Node, NodeConfig};
+use continuity::observe::Observer;
+use continuity::wire::{Status, Topic};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn device(id: &str, class: DeviceClass) -> Device {
+    Device {
+        id: id.into(),
+        name: format!("{id} name"),
+        class,
+    }
+}
+
+fn clip() -> Media {
+    Media {
+        id: "file:clip.ogg".into(),
+        uri: Some("file:///tmp/clip.ogg".into()),
+        title: Some("Test Clip".into()),
+        duration_ns: Some(600 * SECOND_NS),
+        ..Default::default()
+    }
+}
+
+fn node_on(
+    broker: &BrokerUrl,
+    account: &str,
+    id: &str,
+    store: Option<&std::path::Path>,
+) -> Node {
+    let cfg = NodeConfig {
+        engine: EngineConfig::new(account, device(id, DeviceClass::Phone)),
+        broker: broker.clone(),
+        store_dir: store.map(|p| p.to_owned()),
+        link: None,
+    };
+    Node::start(cfg).expect("node starts").0
+}
+
+async fn observer(broker: &BrokerUrl, account: &str) -> Observer {
+    Observer::connect(broker, account, Duration::from_secs(5))
+        .await
+        .expect("observer connects")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_state_reaches_observers_on_both_brokers() {
+    for (name, broker) in AnyBroker::all() {
+        let url = broker.url();
+        let node = node_on(&url, "acct", "phone-1", None);
+        node.observe(Observation::MediaStarted(clip()));
+        node.observe(Observation::Playback {
+            position_ns: 42 * SECOND_NS,
+            state: PlayState::Playing,
+            rate: 1.0,
+        });
+        let mut obs = observer(&url, "acct").await;
+        let seen = obs
+            .wait_for(WAIT, |d| {
+                d.sessions.get(&"phone-1".to_owned()).is_some_and(|s| {
+                    s.anchor.is_some_and(|a| a.state == PlayState::Playing)
+                        && s.media.as_ref().and_then(|m| m.title.as_deref()) == Some("Test Clip")
+                }) && d.availability.get("phone-1") == Some(&Status::Online)
+                    && d.devices.get(&"phone-1".to_owned()).is_some()
+            })
+            .await;
+        assert!(seen, "{name}: the observer did not see the playing session");
+
+        // A graceful shutdown leaves `offline` behind.
+        assert!(node.shutdown(Duration::from_secs(2)).await, "{name}: flush");
+        let offline = obs
+            .wait_for(WAIT, |d| {
+                d.availability.get("phone-1") == Some(&Status::Offline)
+            })
+            .await;
+        assert!(offline, "{name}: no offline after shutdown");
+        obs.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_will_marks_a_vanished_device_offline_on_both_brokers() {
+    for (name, broker) in AnyBroker::all() {
+        let url = broker.url();
+        let node = node_on(&url, "acct", "tv-9", None);
+        let mut obs = observer(&url, "acct").await;
+        assert!(
+            obs.wait_for(WAIT, |d| d.availability.get("tv-9") == Some(&Status::Online))
+                .await,
+            "{name}: online"
+        );
+        // Vanish without a goodbye: the socket closes under the broker.
+        drop(node);
+        assert!(
+            obs.wait_for(WAIT, |d| d.availability.get("tv-9") == Some(&Status::Offline))
+                .await,
+            "{name}: the last will did not fire"
+        );
+        obs.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_state_is_back_within_5s_of_a_killed_mosquitto_returning() {
+    let mut mosq = Mosquitto::start();
+    let url = mosq.url();
+    let node = node_on(&url, "acct", "phone-2", None);
+    node.observe(Observation::MediaStarted(clip()));
+    node.observe(Observation::Playback {
+        position_ns: 77 * SECOND_NS,
+        state: PlayState::Paused,
+        rate: 1.0,
+    });
+    assert!(node.flush(WAIT).await, "published before the kill");
+
+    mosq.kill();
+    // Let the link notice the loss and start backing off.
+    let probe = observer_after_down(&url).await;
+    mosq.restart();
+    let back = Instant::now();
+
+    let mut obs = observer(&url, "acct").await;
+    let ok = obs
+        .wait_for(Duration::from_secs(5), |d| {
+            d.sessions
+                .get(&"phone-2".to_owned())
+                .and_then(|s| s.anchor)
+                .is_some_and(|a| a.position_ns == 77 * SECOND_NS)
+        })
+        .await;
+    let took = back.elapsed();
+    assert!(
+        ok,
+        "the session state was not republished within 5 s of mosquitto's return"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    probe.close().await;
+    obs.close().await;
+    node.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A link on `url` that has reported the broker down (so the outage has begun for everyone).
+async fn observer_after_down(url: &BrokerUrl) -> ProbeLink {
+    let (link, mut ev) = Link::spawn(LinkConfig::new(url.clone(), client_id("probe"))).unwrap();
+    let down = tokio::time::timeout(WAIT, async {
+        while let Some(e) = ev.recv().await {
+            if matches!(e, LinkEvent::Down { .. }) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(down, "the probe never saw the broker down");
+    ProbeLink(link)
+}
+
+struct ProbeLink(Link);
+
+impl ProbeLink {
+    async fn close(self) {
+        self.0.shutdown(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_updates_coalesce_and_the_final_state_arrives() {
+    let mut mosq = Mosquitto::start();
+    let url = mosq.url();
+    mosq.kill();
+    let node = node_on(&url, "acct", "phone-3", None);
+    node.observe(Observation::MediaStarted(clip()));
+    // 2,000 seeks while the broker is away.
+    for i in 0..2_000u64 {
+        node.observe(Observation::Playback {
+            position_ns: 20 * SECOND_NS + i * SECOND_NS,
+            state: PlayState::Paused,
+            rate: 1.0,
+        });
+    }
+    // Count what reaches a raw subscriber on the session topic once the broker is back.
+    mosq.restart();
+    let topic = Topic::session_state("acct", "phone-3").to_string();
+    let mut cfg = LinkConfig::new(url.clone(), client_id("counter"));
+    cfg.subscriptions = vec![topic.clone()];
+    let (counter, mut ev) = Link::spawn(cfg).unwrap();
+    let final_pos = 20 * SECOND_NS + 1_999 * SECOND_NS;
+    let mut count = 0;
+    let got_final = tokio::time::timeout(WAIT, async {
+        while let Some(e) = ev.recv().await {
+            if let LinkEvent::Message { topic: t, payload } = e
+                && t == topic
+            {
+                count += 1;
+                let msg = continuity::wire::decode(&t, &payload).unwrap();
+                if let continuity::wire::Body::Session(s) = msg.body
+                    && s.anchor.map(|a| a.position_ns) == Some(final_pos)
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(got_final, "the final state never arrived");
+    assert!(
+        count <= 2,
+        "{count} session messages for 2,000 offline updates: they must coalesce"
+    );
+    counter.shutdown(Duration::from_millis(100)).await;
+    node.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_resumes_its_own_media_when_the_broker_lost_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = embedded();
+    let node = node_on(&first, "acct", "desk-1", Some(dir.path()));
+    node.observe(Observation::MediaStarted(clip()));
+    node.observe(Observation::Playback {
+        position_ns: 0,
+        state: PlayState::Playing,
+        rate: 1.0,
+    });
+    node.observe(Observation::Stopped {
+        position_ns: 123 * SECOND_NS,
+    });
+    node.shutdown(Duration::from_secs(1)).await;
+
+    // A brand-new, empty broker: only the local store remembers.
+    let second = embedded();
+    let node = node_on(&second, "acct", "desk-1", Some(dir.path()));
+    let (pos, point) = node
+        .resume_position("file:clip.ogg")
+        .expect("resume point from the local store");
+    assert_eq!(pos, 123 * SECOND_NS);
+    assert_eq!(point.device, "desk-1");
+    node.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_command_reaches_the_player() {
+    let url = embedded();
+    let (node, mut events) = Node::start(NodeConfig {
+        engine: EngineConfig::new("acct", device("tv-2", DeviceClass::Tv)),
+        broker: url.clone(),
+        store_dir: None,
+        link: None,
+    })
+    .unwrap();
+    // Wait for the node's subscription to be in place.
+    let connected = tokio::time::timeout(WAIT, async {
+        while let Some(e) = events.recv().await {
+            if e == continuity::node::NodeEvent::Connected {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(connected);
+    assert!(node.flush(WAIT).await);
+
+    let (sender, _ev) = Link::spawn(LinkConfig::new(url, client_id("remote"))).unwrap();
+    let cmd = continuity::wire::Command {
+        v: 1,
+        id: "c1".into(),
+        from: "phone-1".into(),
+        to: "tv-2".into(),
+        sent_unix_ns: continuity::node::now_unix_ns(),
+        body: continuity::wire::CommandBody::Seek {
+            position_ns: 5 * SECOND_NS,
+        },
+    };
+    let topic = Topic::inbox("acct", "tv-2").to_string();
+    // Sent once: the link queues it until it is connected.
+    sender.publish(&topic, continuity::wire::encode(&cmd), false, true);
+    let got = tokio::time::timeout(WAIT, async {
+        while let Some(e) = events.recv().await {
+            if let continuity::node::NodeEvent::Player(p) = e {
+                return Some(p);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
+    assert_eq!(
+        got,
+        Some(continuity::engine::PlayerAction::Seek {
+            position_ns: 5 * SECOND_NS
+        })
+    );
+    sender.shutdown(Duration::from_millis(100)).await;
+    node.shutdown(Duration::from_secs(1)).await;
+}
