@@ -1,0 +1,357 @@
+//! The engine's rules with a fake clock: no network, no GStreamer.
+
+use continuity::engine::{Action, Engine, EngineConfig, Observation, PlayerAction};
+use continuity::hlc::Stamp;
+use continuity::model::{Device, DeviceClass, Media, PlayState, SECOND_NS};
+use continuity::wire::{self, Body, Command, CommandBody, ResumePoint, SessionState, Topic};
+
+const T0: u64 = 1_800_000_000 * SECOND_NS;
+const MS: u64 = 1_000_000;
+
+fn engine() -> Engine {
+    let mut e = Engine::new(EngineConfig::new(
+        "acct",
+        Device {
+            id: "phone".into(),
+            name: "Phone".into(),
+            class: DeviceClass::Phone,
+        },
+    ));
+    e.announce(T0);
+    e
+}
+
+fn clip(duration_s: u64) -> Media {
+    Media {
+        id: "file:clip.ogg".into(),
+        title: Some("Clip".into()),
+        duration_ns: Some(duration_s * SECOND_NS),
+        ..Default::default()
+    }
+}
+
+fn publishes<'a>(actions: &'a [Action], leaf: &str) -> Vec<&'a [u8]> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Publish { topic, payload, .. } if topic.ends_with(leaf) => {
+                Some(payload.as_slice())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn sessions(actions: &[Action]) -> Vec<SessionState> {
+    publishes(actions, "/state")
+        .into_iter()
+        .map(|p| serde_json::from_slice(p).unwrap())
+        .collect()
+}
+
+fn resumes(actions: &[Action]) -> Vec<ResumePoint> {
+    publishes(actions, "/resume")
+        .into_iter()
+        .map(|p| serde_json::from_slice(p).unwrap())
+        .collect()
+}
+
+fn play(e: &mut Engine, now: u64, pos_s: u64) -> Vec<Action> {
+    e.handle(
+        now,
+        Observation::Playback {
+            position_ns: pos_s * SECOND_NS,
+            state: PlayState::Playing,
+            rate: 1.0,
+        },
+    )
+}
+
+#[test]
+fn announce_publishes_online_info_and_session_retained() {
+    let mut e = Engine::new(EngineConfig::new(
+        "acct",
+        Device {
+            id: "tv".into(),
+            name: "TV".into(),
+            class: DeviceClass::Tv,
+        },
+    ));
+    let a = e.announce(T0);
+    let topics: Vec<_> = a
+        .iter()
+        .filter_map(|a| match a {
+            Action::Publish { topic, retain, .. } => Some((topic.clone(), *retain)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        topics,
+        vec![
+            (Topic::availability("acct", "tv").to_string(), true),
+            (Topic::device_info("acct", "tv").to_string(), true),
+            (Topic::session_state("acct", "tv").to_string(), true),
+        ]
+    );
+}
+
+#[test]
+fn steady_playback_publishes_nothing_until_the_heartbeat() {
+    let mut e = engine();
+    e.handle(T0, Observation::MediaStarted(clip(600)));
+    let a = play(&mut e, T0, 0);
+    assert_eq!(sessions(&a).len(), 1);
+    // Positions that follow the prediction, for 29 s: silence.
+    for i in 1..=290u64 {
+        let now = T0 + i * 100 * MS;
+        let a = e.handle(
+            now,
+            Observation::Position {
+                position_ns: i * 100 * MS + 20 * MS,
+            },
+        );
+        assert!(a.is_empty(), "published at {i}: {a:?}");
+        assert!(e.handle(now, Observation::Tick).is_empty());
+    }
+    // The heartbeat, at 30 s: one session, one resume point.
+    let hb = T0 + 30 * SECOND_NS;
+    assert_eq!(e.next_wakeup(), Some(hb));
+    let a = e.handle(hb, Observation::Tick);
+    assert_eq!(sessions(&a).len(), 1);
+    assert_eq!(resumes(&a).len(), 1);
+    assert_eq!(resumes(&a)[0].position_ns, 30 * SECOND_NS);
+}
+
+#[test]
+fn drift_beyond_the_threshold_publishes_a_new_anchor() {
+    let mut e = engine();
+    e.handle(T0, Observation::MediaStarted(clip(600)));
+    play(&mut e, T0, 0);
+    // A stall: at T0+5 s the stream is only at 4.5 s.
+    let a = e.handle(
+        T0 + 5 * SECOND_NS,
+        Observation::Position {
+            position_ns: 4_500 * MS,
+        },
+    );
+    let s = sessions(&a);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].anchor.unwrap().position_ns, 4_500 * MS);
+    assert_eq!(s[0].anchor.unwrap().at_unix_ns, T0 + 5 * SECOND_NS);
+    // 99 ms off: within the threshold.
+    let a = e.handle(
+        T0 + 6 * SECOND_NS,
+        Observation::Position {
+            position_ns: 5_500 * MS + 99 * MS,
+        },
+    );
+    assert!(sessions(&a).is_empty());
+}
+
+#[test]
+fn pause_play_and_seek_publish_once_each() {
+    let mut e = engine();
+    e.handle(T0, Observation::MediaStarted(clip(600)));
+    assert_eq!(sessions(&play(&mut e, T0, 0)).len(), 1);
+    // The same "play" again (e.g. PAUSED->PLAYING reported twice): nothing.
+    assert!(sessions(&play(&mut e, T0 + SECOND_NS, 1)).is_empty());
+
+    let pause = e.handle(
+        T0 + 20 * SECOND_NS,
+        Observation::Playback {
+            position_ns: 20 * SECOND_NS,
+            state: PlayState::Paused,
+            rate: 1.0,
+        },
+    );
+    let s = sessions(&pause);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].anchor.unwrap().state, PlayState::Paused);
+    assert_eq!(resumes(&pause).len(), 1, "a pause leaves a resume point");
+
+    assert_eq!(sessions(&play(&mut e, T0 + 25 * SECOND_NS, 20)).len(), 1);
+    let seek = play(&mut e, T0 + 26 * SECOND_NS, 300);
+    let s = sessions(&seek);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].anchor.unwrap().position_ns, 300 * SECOND_NS);
+    assert_eq!(publishes(&seek, "/events").len(), 1);
+}
+
+#[test]
+fn rate_two_extrapolates_twice_as_fast() {
+    let mut e = engine();
+    e.handle(T0, Observation::MediaStarted(clip(600)));
+    let a = e.handle(
+        T0,
+        Observation::Playback {
+            position_ns: 10 * SECOND_NS,
+            state: PlayState::Playing,
+            rate: 2.0,
+        },
+    );
+    let s = &sessions(&a)[0];
+    assert_eq!(s.position_at(T0 + 5 * SECOND_NS), Some(20 * SECOND_NS));
+    // The stream agrees with the prediction: no new anchor.
+    let a = e.handle(
+        T0 + 5 * SECOND_NS,
+        Observation::Position {
+            position_ns: 20 * SECOND_NS,
+        },
+    );
+    assert!(sessions(&a).is_empty());
+}
+
+#[test]
+fn eos_at_the_end_finishes_and_eos_far_from_it_keeps_the_point() {
+    let mut e = engine();
+    e.handle(T0, Observation::MediaStarted(clip(100)));
+    play(&mut e, T0, 0);
+    let a = e.handle(
+        T0 + 50 * SECOND_NS,
+        Observation::Eos {
+            position_ns: 50 * SECOND_NS,
+        },
+    );
+    let r = resumes(&a);
+    assert_eq!(r.len(), 1);
+    assert!(!r[0].finished, "EOS at 50 % is an interruption, not the end");
+    assert_eq!(r[0].position_ns, 50 * SECOND_NS);
+    assert!(e.resume_position("file:clip.ogg").is_some());
+
+    play(&mut e, T0 + 60 * SECOND_NS, 50);
+    let a = e.handle(
+        T0 + 110 * SECOND_NS,
+        Observation::Eos {
+            position_ns: 100 * SECOND_NS,
+        },
+    );
+    let r = resumes(&a);
+    assert_eq!(r.len(), 1);
+    assert!(r[0].finished);
+    assert!(e.resume_position("file:clip.ogg").is_none());
+    assert_eq!(
+        sessions(&a)[0].anchor.unwrap().state,
+        PlayState::Ended,
+        "the session says it ended"
+    );
+}
+
+#[test]
+fn stopping_records_the_final_position_but_not_under_ten_seconds() {
+    let mut e = engine();
+    e.handle(T0, Observation::MediaStarted(clip(600)));
+    play(&mut e, T0, 0);
+    let a = e.handle(
+        T0 + 5 * SECOND_NS,
+        Observation::Stopped {
+            position_ns: 5 * SECOND_NS,
+        },
+    );
+    assert!(resumes(&a).is_empty(), "5 s is not worth resuming");
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::StoreSession(s) if s.anchor.unwrap().state == PlayState::Paused))
+    );
+
+    play(&mut e, T0 + 10 * SECOND_NS, 5);
+    let a = e.handle(
+        T0 + 70 * SECOND_NS,
+        Observation::Stopped {
+            position_ns: 65 * SECOND_NS,
+        },
+    );
+    let r = resumes(&a);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].position_ns, 65 * SECOND_NS);
+    assert!(
+        a.iter().any(|a| matches!(a, Action::StoreResume(_))),
+        "the final position goes to the local store too"
+    );
+}
+
+#[test]
+fn newer_resume_points_win_whatever_their_source() {
+    let mut e = engine();
+    let point = |pos: u64, wall: u64, dev: &str| ResumePoint {
+        v: 1,
+        media: clip(600),
+        position_ns: pos * SECOND_NS,
+        finished: false,
+        device: dev.into(),
+        stamp: Stamp {
+            wall_ns: wall,
+            counter: 0,
+            device: dev.into(),
+        },
+    };
+    e.load_resume(point(100, T0, "phone"));
+    let remote = point(200, T0 + SECOND_NS, "tv");
+    let topic = Topic::resume("acct", "file:clip.ogg").to_string();
+    let msg = wire::decode(&topic, &wire::encode(&remote)).unwrap();
+    e.handle(T0 + 2 * SECOND_NS, Observation::Incoming(msg));
+    assert_eq!(e.resume_position("file:clip.ogg").unwrap().0, 200 * SECOND_NS);
+    // An older one arriving late changes nothing.
+    let old = wire::decode(&topic, &wire::encode(&point(50, T0 - SECOND_NS, "car"))).unwrap();
+    e.handle(T0 + 3 * SECOND_NS, Observation::Incoming(old));
+    assert_eq!(e.resume_position("file:clip.ogg").unwrap().0, 200 * SECOND_NS);
+}
+
+#[test]
+fn commands_for_this_device_become_player_actions() {
+    let mut e = engine();
+    let cmd = |to: &str, body| Command {
+        v: 1,
+        id: "c1".into(),
+        from: "tv".into(),
+        to: to.into(),
+        sent_unix_ns: T0,
+        body,
+    };
+    let mine = wire::decode(
+        &Topic::inbox("acct", "phone").to_string(),
+        &wire::encode(&cmd("phone", CommandBody::Pause)),
+    )
+    .unwrap();
+    assert_eq!(
+        e.handle(T0, Observation::Incoming(mine)),
+        vec![Action::Player(PlayerAction::Pause)]
+    );
+    let theirs = wire::decode(
+        &Topic::inbox("acct", "other").to_string(),
+        &wire::encode(&cmd("other", CommandBody::Play)),
+    )
+    .unwrap();
+    assert!(e.handle(T0, Observation::Incoming(theirs)).is_empty());
+    assert!(matches!(
+        wire::decode(
+            &Topic::inbox("acct", "phone").to_string(),
+            &wire::encode(&cmd("phone", CommandBody::Seek { position_ns: 1 }))
+        )
+        .unwrap()
+        .body,
+        Body::Command(_)
+    ));
+}
+
+#[test]
+fn tags_arriving_later_update_the_session_once() {
+    let mut e = engine();
+    e.handle(
+        T0,
+        Observation::MediaStarted(Media {
+            id: "file:clip.ogg".into(),
+            ..Default::default()
+        }),
+    );
+    let update = Media {
+        title: Some("Clip".into()),
+        artist: Some("Someone".into()),
+        ..Default::default()
+    };
+    let a = e.handle(T0, Observation::MediaUpdated(update.clone()));
+    let s = sessions(&a);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].media.as_ref().unwrap().artist.as_deref(), Some("Someone"));
+    assert_eq!(s[0].media.as_ref().unwrap().id, "file:clip.ogg");
+    assert!(e.handle(T0, Observation::MediaUpdated(update)).is_empty());
+}
