@@ -1,0 +1,231 @@
+//! The `continuity` command as a person runs it: `continuity broker` in its own process,
+//! a session published through the library, `continuity sessions --json` and `devices`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::free_port;
+use continuity::engine::{EngineConfig, Observation};
+use continuity::model::{Device, DeviceClass, Media, PlayState, SECOND_NS};
+use continuity::node::{Node, NodeConfig};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_continuity");
+
+/// `continuity broker` as a child process; killed on drop.
+struct BrokerProcess {
+    child: Child,
+    url: String,
+}
+
+impl BrokerProcess {
+    fn start() -> BrokerProcess {
+        let port = free_port();
+        let mut child = Command::new(BIN)
+            .args(["broker", "--listen", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        // It prints one line once clients can connect.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = format!("mqtt://127.0.0.1:{port}");
+        assert!(
+            line.contains("listening on") && line.contains(&url),
+            "unexpected first line: {line:?}"
+        );
+        BrokerProcess { child, url }
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("CONTINUITY_BROKER")
+        .env_remove("CONTINUITY_ACCOUNT")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn sessions_json(url: &str) -> Value {
+    let out = cli(&["--broker", url, "--account", "home", "sessions", "--json"]);
+    assert!(
+        out.status.success(),
+        "sessions --json failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("sessions --json prints one JSON document")
+}
+
+/// The phone's entry: (position_ns, at_unix_ns, state).
+fn phone(doc: &Value) -> (u64, u64, String) {
+    let s = doc["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["device"] == "phone-1")
+        .unwrap_or_else(|| panic!("no phone session in {doc}"));
+    (
+        s["position_ns"].as_u64().unwrap(),
+        doc["at_unix_ns"].as_u64().unwrap(),
+        s["state"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_session_shows_in_sessions_json_and_moves_only_while_playing() {
+    let broker = BrokerProcess::start();
+    let mut engine = EngineConfig::new(
+        "home",
+        Device {
+            id: "phone-1".into(),
+            name: "Phone".into(),
+            class: DeviceClass::Phone,
+        },
+    );
+    engine.heartbeat_ns = 3600 * SECOND_NS;
+    let (node, _events) = Node::start(NodeConfig {
+        engine,
+        broker: broker.url.parse().unwrap(),
+        store_dir: None,
+        link: None,
+    })
+    .unwrap();
+    node.observe(Observation::MediaStarted(Media {
+        id: "file:clip.ogg".into(),
+        title: Some("Big Buck Bunny".into()),
+        duration_ns: Some(600 * SECOND_NS),
+        ..Default::default()
+    }));
+    node.observe(Observation::Playback {
+        position_ns: 30 * SECOND_NS,
+        state: PlayState::Playing,
+        rate: 1.0,
+    });
+    assert!(node.flush(Duration::from_secs(5)).await);
+
+    let url = broker.url.clone();
+    let first = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || sessions_json(&url)
+    })
+    .await
+    .unwrap();
+    let s = &first["sessions"][0];
+    assert_eq!(s["title"], "Big Buck Bunny");
+    assert_eq!(s["device_name"], "Phone");
+    assert_eq!(s["device_class"], "phone");
+    assert_eq!(s["online"], true);
+    assert_eq!(s["duration_ns"], 600 * SECOND_NS);
+    let second = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || sessions_json(&url)
+    })
+    .await
+    .unwrap();
+    let (p1, t1, st1) = phone(&first);
+    let (p2, t2, st2) = phone(&second);
+    assert_eq!((st1.as_str(), st2.as_str()), ("playing", "playing"));
+    assert!(t2 > t1);
+    assert!(p2 > p1, "the position must advance while playing: {p1} then {p2}");
+    // Extrapolated at rate 1: the position moved as far as the clock did.
+    assert_eq!(p2 - p1, t2 - t1, "position moved {} ns in {} ns", p2 - p1, t2 - t1);
+
+    node.observe(Observation::Playback {
+        position_ns: 45 * SECOND_NS,
+        state: PlayState::Paused,
+        rate: 1.0,
+    });
+    assert!(node.flush(Duration::from_secs(5)).await);
+    let third = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || sessions_json(&url)
+    })
+    .await
+    .unwrap();
+    let fourth = tokio::task::spawn_blocking(move || sessions_json(&url))
+        .await
+        .unwrap();
+    let (p3, t3, st3) = phone(&third);
+    let (p4, t4, _) = phone(&fourth);
+    assert_eq!(st3, "paused");
+    assert!(t4 > t3);
+    assert_eq!(p3, 45 * SECOND_NS);
+    assert_eq!(p4, p3, "the position stands still while paused");
+
+    let devices = cli(&["--broker", &broker.url, "--account", "home", "devices", "--json"]);
+    let doc: Value = serde_json::from_slice(&devices.stdout).unwrap();
+    assert_eq!(doc["devices"][0]["id"], "phone-1");
+    assert_eq!(doc["devices"][0]["status"], "online");
+    assert_eq!(doc["devices"][0]["class"], "phone");
+
+    let table = cli(&["--broker", &broker.url, "--account", "home", "sessions"]);
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        text.contains("Big Buck Bunny") && text.contains("0:45 / 10:00") && text.contains("paused"),
+        "{text}"
+    );
+    node.shutdown(Duration::from_secs(1)).await;
+}
+
+#[test]
+fn no_broker_is_a_one_line_error_and_exit_2_within_5s() {
+    let port = free_port();
+    let url = format!("mqtt://127.0.0.1:{port}");
+    for args in [
+        vec!["--broker", url.as_str(), "sessions"],
+        vec!["--broker", url.as_str(), "sessions", "--json"],
+        vec!["--broker", url.as_str(), "devices"],
+    ] {
+        let start = Instant::now();
+        let out = cli(&args);
+        let took = start.elapsed();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(took < Duration::from_secs(5), "{args:?} took {took:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "one line, got: {err}");
+        assert!(
+            err.starts_with("error: cannot reach the broker")
+                && err.contains(&port.to_string())
+                && err.contains("refused"),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn a_bad_broker_url_is_a_clear_error() {
+    let out = cli(&["--broker", "http://example", "sessions"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("mqtt://"), "{err}");
+}
+
+#[test]
+fn a_port_in_use_names_the_port_and_the_way_out() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = cli(&["broker", "--listen", &format!("127.0.0.1:{port}")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(&format!("port {port} is already in use")) && err.contains("--listen"),
+        "{err}"
+    );
+}
