@@ -1,0 +1,30 @@
+//! The `continuity` element registers and passes buffers through untouched.
+
+use std::sync::Once;
+
+fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gstcontinuity::plugin_register_static().expect("plugin registers");
+    });
+}
+
+#[test]
+fn registers_with_any_caps_and_passes_buffers_through() {
+    init();
+    use gst::prelude::*;
+    let factory = gst::ElementFactory::find("continuity").expect("factory 'continuity'");
+    assert_eq!(factory.plugin_name().as_deref(), Some("continuity"));
+
+    let mut h = gst_check::Harness::new("continuity");
+    h.set_src_caps_str("video/x-raw,format=I420,width=4,height=4,framerate=25/1");
+    let mut buf = gst::Buffer::from_slice(vec![7u8; 24]);
+    buf.get_mut().unwrap().set_pts(gst::ClockTime::from_mseconds(40));
+    let ptr = buf.as_ptr();
+    assert_eq!(h.push(buf), Ok(gst::FlowSuccess::Ok));
+    let out = h.pull().unwrap();
+    assert_eq!(out.as_ptr(), ptr, "the same buffer, not a copy");
+    assert_eq!(out.pts(), Some(gst::ClockTime::from_mseconds(40)));
+    assert_eq!(out.map_readable().unwrap().as_slice(), &[7u8; 24][..]);
+}
