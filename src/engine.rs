@@ -315,8 +315,7 @@ impl Engine {
                     Some(o) => {
                         o.state != new.state
                             || o.rate != new.rate
-                            || o.position_ns.abs_diff(new.position_ns)
-                                > self.cfg.drift_threshold_ns
+                            || o.position_ns.abs_diff(new.position_ns) > self.cfg.drift_threshold_ns
                     }
                 };
                 if !changed {
@@ -498,12 +497,18 @@ impl Engine {
             return;
         };
         let finished = finished
-            || self.cfg.rules.verdict(position_ns, media.duration_ns, false)
+            || self
+                .cfg
+                .rules
+                .verdict(position_ns, media.duration_ns, false)
                 == ResumeVerdict::Finished;
         // Under the "not started" threshold nothing is recorded: an earlier, further point
         // stays (opening a film and closing it at once must not lose your place).
         if !finished
-            && self.cfg.rules.verdict(position_ns, media.duration_ns, false)
+            && self
+                .cfg
+                .rules
+                .verdict(position_ns, media.duration_ns, false)
                 == ResumeVerdict::NotStarted
         {
             return;

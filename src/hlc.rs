@@ -11,7 +11,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A hybrid logical clock stamp. Ordered by wall time, then counter, then device id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub struct Stamp {
     /// Wall-clock part, nanoseconds since the Unix epoch (never behind any stamp seen).
     pub wall_ns: u64,

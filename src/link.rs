@@ -158,8 +158,13 @@ pub enum LinkEvent {
     /// Connected (again); retained state has been queued for republishing.
     Connected,
     /// The connection is down or could not be made; reported once per outage.
-    Down { reason: String },
-    Message { topic: String, payload: Vec<u8> },
+    Down {
+        reason: String,
+    },
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Default)]

@@ -42,7 +42,12 @@ struct Cli {
     )]
     broker: String,
     /// Account: the devices that share sessions (a topic namespace on the broker).
-    #[arg(long, global = true, env = "CONTINUITY_ACCOUNT", default_value = "default")]
+    #[arg(
+        long,
+        global = true,
+        env = "CONTINUITY_ACCOUNT",
+        default_value = "default"
+    )]
     account: String,
     /// Where this device keeps its id and state [default: $XDG_CONFIG_HOME/continuity].
     #[arg(long, global = true, env = "CONTINUITY_CONFIG_DIR")]

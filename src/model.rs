@@ -245,7 +245,12 @@ pub enum ResumeVerdict {
 }
 
 impl ResumeRules {
-    pub fn verdict(&self, position_ns: u64, duration_ns: Option<u64>, ended: bool) -> ResumeVerdict {
+    pub fn verdict(
+        &self,
+        position_ns: u64,
+        duration_ns: Option<u64>,
+        ended: bool,
+    ) -> ResumeVerdict {
         if ended {
             return ResumeVerdict::Finished;
         }
@@ -336,7 +341,10 @@ mod tests {
             ..a
         };
         assert_eq!(paused.position_at(1_002 * SECOND_NS, None), 5 * SECOND_NS);
-        assert_eq!(a.position_at(2_000 * SECOND_NS, Some(60 * SECOND_NS)), 60 * SECOND_NS);
+        assert_eq!(
+            a.position_at(2_000 * SECOND_NS, Some(60 * SECOND_NS)),
+            60 * SECOND_NS
+        );
         let back = Anchor { rate: -1.0, ..a };
         assert_eq!(back.position_at(1_010 * SECOND_NS, None), 0);
     }
@@ -345,11 +353,20 @@ mod tests {
     fn resume_rules() {
         let r = ResumeRules::default();
         let d = Some(100 * SECOND_NS);
-        assert_eq!(r.verdict(9 * SECOND_NS, d, false), ResumeVerdict::NotStarted);
-        assert_eq!(r.verdict(50 * SECOND_NS, d, false), ResumeVerdict::Resume(50 * SECOND_NS));
+        assert_eq!(
+            r.verdict(9 * SECOND_NS, d, false),
+            ResumeVerdict::NotStarted
+        );
+        assert_eq!(
+            r.verdict(50 * SECOND_NS, d, false),
+            ResumeVerdict::Resume(50 * SECOND_NS)
+        );
         assert_eq!(r.verdict(95 * SECOND_NS, d, false), ResumeVerdict::Finished);
         assert_eq!(r.verdict(50 * SECOND_NS, d, true), ResumeVerdict::Finished);
-        assert_eq!(r.verdict(50 * SECOND_NS, None, false), ResumeVerdict::Resume(50 * SECOND_NS));
+        assert_eq!(
+            r.verdict(50 * SECOND_NS, None, false),
+            ResumeVerdict::Resume(50 * SECOND_NS)
+        );
     }
 
     #[test]
@@ -358,7 +375,10 @@ mod tests {
             media_id_from_uri("file:///home/a/Videos/My%20Clip.ogg"),
             media_id_from_uri("file:///media/usb/My%20Clip.ogg")
         );
-        assert_eq!(media_id_from_uri("file:///x/My%20Clip.ogg"), "file:My Clip.ogg");
+        assert_eq!(
+            media_id_from_uri("file:///x/My%20Clip.ogg"),
+            "file:My Clip.ogg"
+        );
         assert_eq!(
             media_id_from_uri("HTTP://Example.COM:80/a/b.mp4#t=3"),
             "http://example.com/a/b.mp4"
@@ -372,6 +392,11 @@ mod tests {
     #[test]
     fn device_class_parses_case_insensitively() {
         assert_eq!("TV".parse::<DeviceClass>(), Ok(DeviceClass::Tv));
-        assert!("fridge".parse::<DeviceClass>().unwrap_err().contains("phone"));
+        assert!(
+            "fridge"
+                .parse::<DeviceClass>()
+                .unwrap_err()
+                .contains("phone")
+        );
     }
 }

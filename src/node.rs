@@ -45,11 +45,16 @@ pub struct NodeConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeEvent {
     Connected,
-    Down { reason: String },
+    Down {
+        reason: String,
+    },
     /// A remote command for the player.
     Player(PlayerAction),
     /// A message that failed to decode, with the reason (playback is never affected).
-    Rejected { topic: String, reason: String },
+    Rejected {
+        topic: String,
+        reason: String,
+    },
 }
 
 struct Inner {

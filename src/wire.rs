@@ -268,7 +268,10 @@ pub fn media_key(media_id: &str) -> String {
     ctx.update(b"continuity media-key v1\0");
     ctx.update(media_id.as_bytes());
     let d = ctx.finish();
-    d.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    d.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Syntax of account, device, session and command ids: 1 to 64 characters from
@@ -287,7 +290,10 @@ pub fn check_id(id: &str) -> Result<(), String> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return Err(format!("has '{}' (allowed: A-Z a-z 0-9 . _ -)", c.escape_default()));
+        return Err(format!(
+            "has '{}' (allowed: A-Z a-z 0-9 . _ -)",
+            c.escape_default()
+        ));
     }
     Ok(())
 }
@@ -726,7 +732,10 @@ fn validate_anchor(field: &str, a: &Anchor) -> Result<(), WireError> {
     if !a.rate.is_finite() || a.rate == 0.0 || a.rate.abs() > MAX_RATE {
         return Err(WireError::field_err(
             format!("{field}.rate"),
-            format!("{} is not a finite non-zero rate within ±{MAX_RATE}", a.rate),
+            format!(
+                "{} is not a finite non-zero rate within ±{MAX_RATE}",
+                a.rate
+            ),
         ));
     }
     Ok(())

@@ -142,9 +142,18 @@ async fn a_published_session_shows_in_sessions_json_and_moves_only_while_playing
     let (p2, t2, st2) = phone(&second);
     assert_eq!((st1.as_str(), st2.as_str()), ("playing", "playing"));
     assert!(t2 > t1);
-    assert!(p2 > p1, "the position must advance while playing: {p1} then {p2}");
+    assert!(
+        p2 > p1,
+        "the position must advance while playing: {p1} then {p2}"
+    );
     // Extrapolated at rate 1: the position moved as far as the clock did.
-    assert_eq!(p2 - p1, t2 - t1, "position moved {} ns in {} ns", p2 - p1, t2 - t1);
+    assert_eq!(
+        p2 - p1,
+        t2 - t1,
+        "position moved {} ns in {} ns",
+        p2 - p1,
+        t2 - t1
+    );
 
     node.observe(Observation::Playback {
         position_ns: 45 * SECOND_NS,
@@ -168,7 +177,14 @@ async fn a_published_session_shows_in_sessions_json_and_moves_only_while_playing
     assert_eq!(p3, 45 * SECOND_NS);
     assert_eq!(p4, p3, "the position stands still while paused");
 
-    let devices = cli(&["--broker", &broker.url, "--account", "home", "devices", "--json"]);
+    let devices = cli(&[
+        "--broker",
+        &broker.url,
+        "--account",
+        "home",
+        "devices",
+        "--json",
+    ]);
     let doc: Value = serde_json::from_slice(&devices.stdout).unwrap();
     assert_eq!(doc["devices"][0]["id"], "phone-1");
     assert_eq!(doc["devices"][0]["status"], "online");

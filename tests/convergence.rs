@@ -79,16 +79,22 @@ fn message(g: &Gen) -> (String, Vec<u8>) {
 }
 
 fn gen_state() -> impl Strategy<Value = Gen> {
-    (any::<bool>(), 0u8..3, 0u64..4, 0u32..2, 0u8..3, 0u64..1_000_000).prop_map(
-        |(resume, key, wall, counter, device, position)| Gen {
+    (
+        any::<bool>(),
+        0u8..3,
+        0u64..4,
+        0u32..2,
+        0u8..3,
+        0u64..1_000_000,
+    )
+        .prop_map(|(resume, key, wall, counter, device, position)| Gen {
             resume,
             key,
             wall,
             counter,
             device,
             position,
-        },
-    )
+        })
 }
 
 /// A set of states in which no two share a stamp on the same key (a device never stamps

@@ -214,7 +214,10 @@ fn eos_at_the_end_finishes_and_eos_far_from_it_keeps_the_point() {
     );
     let r = resumes(&a);
     assert_eq!(r.len(), 1);
-    assert!(!r[0].finished, "EOS at 50 % is an interruption, not the end");
+    assert!(
+        !r[0].finished,
+        "EOS at 50 % is an interruption, not the end"
+    );
     assert_eq!(r[0].position_ns, 50 * SECOND_NS);
     assert!(e.resume_position("file:clip.ogg").is_some());
 
@@ -248,10 +251,9 @@ fn stopping_records_the_final_position_but_not_under_ten_seconds() {
         },
     );
     assert!(resumes(&a).is_empty(), "5 s is not worth resuming");
-    assert!(
-        a.iter()
-            .any(|a| matches!(a, Action::StoreSession(s) if s.anchor.unwrap().state == PlayState::Paused))
-    );
+    assert!(a.iter().any(
+        |a| matches!(a, Action::StoreSession(s) if s.anchor.unwrap().state == PlayState::Paused)
+    ));
 
     play(&mut e, T0 + 10 * SECOND_NS, 5);
     let a = e.handle(
@@ -289,11 +291,17 @@ fn newer_resume_points_win_whatever_their_source() {
     let topic = Topic::resume("acct", "file:clip.ogg").to_string();
     let msg = wire::decode(&topic, &wire::encode(&remote)).unwrap();
     e.handle(T0 + 2 * SECOND_NS, Observation::Incoming(msg));
-    assert_eq!(e.resume_position("file:clip.ogg").unwrap().0, 200 * SECOND_NS);
+    assert_eq!(
+        e.resume_position("file:clip.ogg").unwrap().0,
+        200 * SECOND_NS
+    );
     // An older one arriving late changes nothing.
     let old = wire::decode(&topic, &wire::encode(&point(50, T0 - SECOND_NS, "car"))).unwrap();
     e.handle(T0 + 3 * SECOND_NS, Observation::Incoming(old));
-    assert_eq!(e.resume_position("file:clip.ogg").unwrap().0, 200 * SECOND_NS);
+    assert_eq!(
+        e.resume_position("file:clip.ogg").unwrap().0,
+        200 * SECOND_NS
+    );
 }
 
 #[test]
@@ -351,7 +359,10 @@ fn tags_arriving_later_update_the_session_once() {
     let a = e.handle(T0, Observation::MediaUpdated(update.clone()));
     let s = sessions(&a);
     assert_eq!(s.len(), 1);
-    assert_eq!(s[0].media.as_ref().unwrap().artist.as_deref(), Some("Someone"));
+    assert_eq!(
+        s[0].media.as_ref().unwrap().artist.as_deref(),
+        Some("Someone")
+    );
     assert_eq!(s[0].media.as_ref().unwrap().id, "file:clip.ogg");
     assert!(e.handle(T0, Observation::MediaUpdated(update)).is_empty());
 }

@@ -33,12 +33,7 @@ fn clip() -> Media {
     }
 }
 
-fn node_on(
-    broker: &BrokerUrl,
-    account: &str,
-    id: &str,
-    store: Option<&std::path::Path>,
-) -> Node {
+fn node_on(broker: &BrokerUrl, account: &str, id: &str, store: Option<&std::path::Path>) -> Node {
     let cfg = NodeConfig {
         engine: EngineConfig::new(account, device(id, DeviceClass::Phone)),
         broker: broker.clone(),
@@ -96,14 +91,16 @@ async fn last_will_marks_a_vanished_device_offline_on_both_brokers() {
         let node = node_on(&url, "acct", "tv-9", None);
         let mut obs = observer(&url, "acct").await;
         assert!(
-            obs.wait_for(WAIT, |d| d.availability.get("tv-9") == Some(&Status::Online))
+            obs.wait_for(WAIT, |d| d.availability.get("tv-9")
+                == Some(&Status::Online))
                 .await,
             "{name}: online"
         );
         // Vanish without a goodbye: the socket closes under the broker.
         drop(node);
         assert!(
-            obs.wait_for(WAIT, |d| d.availability.get("tv-9") == Some(&Status::Offline))
+            obs.wait_for(WAIT, |d| d.availability.get("tv-9")
+                == Some(&Status::Offline))
                 .await,
             "{name}: the last will did not fire"
         );

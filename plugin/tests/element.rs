@@ -20,7 +20,9 @@ fn registers_with_any_caps_and_passes_buffers_through() {
     let mut h = gst_check::Harness::new("continuity");
     h.set_src_caps_str("video/x-raw,format=I420,width=4,height=4,framerate=25/1");
     let mut buf = gst::Buffer::from_slice(vec![7u8; 24]);
-    buf.get_mut().unwrap().set_pts(gst::ClockTime::from_mseconds(40));
+    buf.get_mut()
+        .unwrap()
+        .set_pts(gst::ClockTime::from_mseconds(40));
     let ptr = buf.as_ptr();
     assert_eq!(h.push(buf), Ok(gst::FlowSuccess::Ok));
     let out = h.pull().unwrap();

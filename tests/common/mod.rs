@@ -31,12 +31,18 @@ pub fn wait_listening(addr: SocketAddr, within: Duration) -> bool {
 }
 
 fn mosquitto_path() -> PathBuf {
-    for p in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"] {
+    for p in [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ] {
         if std::path::Path::new(p).exists() {
             return p.into();
         }
     }
-    panic!("mosquitto is not installed: run `make test`, which installs it (apt-get install mosquitto)");
+    panic!(
+        "mosquitto is not installed: run `make test`, which installs it (apt-get install mosquitto)"
+    );
 }
 
 /// A real mosquitto on a free loopback port, with a generated config; killed on drop.

@@ -1,0 +1,36 @@
+# The two commands of the quick start are `make demo` and `make test`; each installs the
+# system packages it needs when they are missing, builds, and runs.
+
+SHELL := /bin/bash
+PACKAGES := pkg-config gcc libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools \
+	mosquitto mosquitto-clients
+CARGO ?= cargo
+
+.PHONY: deps build demo test lint schemas bench
+
+deps:
+	@./scripts/deps.sh $(PACKAGES)
+
+build: deps
+	$(CARGO) build --workspace --bins --examples
+
+demo: build
+	@./scripts/demo.sh
+
+# Tests, then formatting and lints where the toolchain has rustfmt and clippy.
+test: deps
+	$(CARGO) test --workspace
+	@if $(CARGO) fmt --version >/dev/null 2>&1; then $(CARGO) fmt --all --check; \
+	  else echo "rustfmt not installed: format check skipped"; fi
+	@if $(CARGO) clippy --version >/dev/null 2>&1; then \
+	  $(CARGO) clippy --workspace --all-targets -- -D warnings; \
+	  else echo "clippy not installed: lint skipped"; fi
+
+lint: deps
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Regenerate docs/schema/*.json from the Rust types (review the diff, then commit).
+schemas:
+	UPDATE_SCHEMAS=1 $(CARGO) test --test wire committed_schemas_match_the_types
