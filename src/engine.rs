@@ -431,6 +431,8 @@ impl Engine {
             CommandBody::Play => PlayerAction::Play,
             CommandBody::Pause => PlayerAction::Pause,
             CommandBody::Seek { position_ns } => PlayerAction::Seek { position_ns },
+            // The adapter's business (see `node`): nothing for the player.
+            CommandBody::Sync => return,
         };
         out.push(Action::Player(action));
     }

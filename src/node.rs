@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::engine::{Action, Engine, EngineConfig, Observation, PlayerAction};
 use crate::link::{BrokerUrl, Link, LinkConfig, LinkError, LinkEvent, client_id};
 use crate::store::{Store, StoreError};
-use crate::wire::{self, ResumePoint, Status, Topic};
+use crate::wire::{self, Body, Command, CommandBody, ResumePoint, Status, Topic};
 
 /// Wall-clock now, in ns since the Unix epoch.
 pub fn now_unix_ns() -> u64 {
@@ -57,8 +57,24 @@ pub enum NodeEvent {
     },
 }
 
+/// How far this node's view of the broker's retained state can be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncState {
+    /// Connecting, or connected and still receiving retained messages.
+    Pending,
+    /// Everything retained under this node's subscriptions has arrived.
+    Synced,
+    /// The broker cannot be reached: only the local store counts.
+    Unreachable,
+}
+
 struct Inner {
     engine: Mutex<Engine>,
+    device: String,
+    account: String,
+    sync: watch::Sender<SyncState>,
+    /// Id of the sync command in flight.
+    sync_id: Mutex<String>,
     link: Link,
     store: Mutex<Option<Store>>,
     events: mpsc::Sender<NodeEvent>,
@@ -87,6 +103,31 @@ impl Inner {
             }
         }
         self.rearm.notify_one();
+    }
+
+    /// Ask the broker for an echo: subscriptions were sent before it, so their retained
+    /// messages arrive before it does.
+    fn send_sync(&self) {
+        let id = format!("sync-{:08x}", fastrand::u32(..));
+        let cmd = Command {
+            v: wire::VERSION,
+            id: id.clone(),
+            from: self.device.clone(),
+            to: self.device.clone(),
+            sent_unix_ns: now_unix_ns(),
+            body: CommandBody::Sync,
+        };
+        *self.sync_id.lock().unwrap_or_else(|e| e.into_inner()) = id;
+        self.sync.send_replace(SyncState::Pending);
+        let topic = Topic::inbox(&self.account, &self.device).to_string();
+        self.link.publish(&topic, wire::encode(&cmd), false, true);
+    }
+
+    fn is_own_sync(&self, body: &Body) -> bool {
+        matches!(body, Body::Command(c)
+            if c.body == CommandBody::Sync
+                && c.from == self.device
+                && c.id == *self.sync_id.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     fn with_store(&self, f: impl FnOnce(&Store) -> Result<(), StoreError>) {
@@ -145,8 +186,13 @@ impl Node {
         let (link, link_events) = Link::spawn(link_cfg)?;
         let (events_tx, events_rx) = mpsc::channel(256);
         let announce = engine.announce(now_unix_ns());
+        let (sync, _) = watch::channel(SyncState::Pending);
         let inner = Arc::new(Inner {
             engine: Mutex::new(engine),
+            device: device.clone(),
+            account: account.clone(),
+            sync,
+            sync_id: Mutex::new(String::new()),
             link,
             store: Mutex::new(store),
             events: events_tx,
@@ -165,8 +211,32 @@ impl Node {
 
     /// Feed an observation made now.
     pub fn observe(&self, obs: Observation) {
-        let actions = self.inner.engine().handle(now_unix_ns(), obs);
+        self.observe_at(now_unix_ns(), obs);
+    }
+
+    /// Feed an observation that holds at wall-clock instant `at_unix_ns` (for example the
+    /// instant a buffer will be rendered).
+    pub fn observe_at(&self, at_unix_ns: u64, obs: Observation) {
+        let actions = self.inner.engine().handle(at_unix_ns, obs);
         self.inner.carry_out(actions);
+    }
+
+    /// Whether the retained state has fully arrived, or the broker is unreachable.
+    pub fn sync_state(&self) -> SyncState {
+        *self.inner.sync.borrow()
+    }
+
+    /// Wait until the retained state has arrived (or the broker is known to be unreachable),
+    /// at most `timeout`; then the newest resume point for `media_id` that the resume rules
+    /// accept, from the local store or the broker, whichever is newer.
+    pub async fn resume_lookup(
+        &self,
+        media_id: &str,
+        timeout: Duration,
+    ) -> Option<(u64, ResumePoint)> {
+        let mut rx = self.inner.sync.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|s| *s != SyncState::Pending)).await;
+        self.resume_position(media_id)
     }
 
     /// Run `f` with the engine (to read its state).
@@ -223,13 +293,18 @@ async fn run(inner: Arc<Inner>, mut link_events: mpsc::Receiver<LinkEvent>) {
                 let Some(ev) = ev else { return };
                 match ev {
                     LinkEvent::Connected => {
+                        inner.send_sync();
                         let _ = inner.events.try_send(NodeEvent::Connected);
                     }
                     LinkEvent::Down { reason } => {
+                        inner.sync.send_replace(SyncState::Unreachable);
                         let _ = inner.events.try_send(NodeEvent::Down { reason });
                     }
                     LinkEvent::Message { topic, payload } => {
                         match wire::decode(&topic, &payload) {
+                            Ok(msg) if inner.is_own_sync(&msg.body) => {
+                                inner.sync.send_replace(SyncState::Synced);
+                            }
                             Ok(msg) => {
                                 let actions = inner
                                     .engine()

@@ -415,7 +415,12 @@ impl Stamped for ResumePoint {
 pub enum CommandBody {
     Play,
     Pause,
-    Seek { position_ns: u64 },
+    Seek {
+        position_ns: u64,
+    },
+    /// Sent by a device to itself after connecting: when it comes back, the broker has
+    /// delivered the retained messages of every subscription made before it.
+    Sync,
 }
 
 /// `devices/<device>/inbox` (QoS 1, not retained).

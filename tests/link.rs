@@ -307,3 +307,55 @@ async fn a_remote_command_reaches_the_player() {
     sender.shutdown(Duration::from_millis(100)).await;
     node.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_lookup_waits_for_the_brokers_retained_points_on_both_brokers() {
+    for (name, broker) in AnyBroker::all() {
+        let url = broker.url();
+        let phone = node_on(&url, "acct", "phone-5", None);
+        phone.observe(Observation::MediaStarted(clip()));
+        phone.observe(Observation::Playback {
+            position_ns: 0,
+            state: PlayState::Playing,
+            rate: 1.0,
+        });
+        phone.observe(Observation::Stopped {
+            position_ns: 321 * SECOND_NS,
+        });
+        assert!(phone.flush(WAIT).await, "{name}: flush");
+
+        // A new device with an empty store learns the point from the broker alone.
+        let tv = node_on(&url, "acct", "tv-5", None);
+        let found = tv.resume_lookup("file:clip.ogg", WAIT).await;
+        assert_eq!(
+            tv.sync_state(),
+            continuity::node::SyncState::Synced,
+            "{name}: the sync echo came back"
+        );
+        let (pos, point) = found.unwrap_or_else(|| panic!("{name}: no resume point"));
+        assert_eq!(pos, 321 * SECOND_NS, "{name}");
+        assert_eq!(point.device, "phone-5", "{name}");
+        assert!(tv.resume_lookup("file:other.ogg", WAIT).await.is_none());
+        tv.shutdown(Duration::from_secs(1)).await;
+        phone.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_lookup_does_not_wait_out_its_timeout_when_the_broker_is_down() {
+    let port = common::free_port();
+    let url: BrokerUrl = format!("mqtt://127.0.0.1:{port}").parse().unwrap();
+    let node = node_on(&url, "acct", "lonely", None);
+    let start = Instant::now();
+    let found = node
+        .resume_lookup("file:clip.ogg", Duration::from_secs(30))
+        .await;
+    assert!(found.is_none());
+    assert_eq!(node.sync_state(), continuity::node::SyncState::Unreachable);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "a refused connection is known at once; took {:?}",
+        start.elapsed()
+    );
+    node.shutdown(Duration::from_millis(100)).await;
+}
