@@ -32,7 +32,7 @@ async fn main() {
     };
     let (node, mut events) = Node::start(NodeConfig {
         engine: EngineConfig::new(&account, device),
-        broker,
+        broker: Some(broker),
         store_dir: None,
         link: None,
     })

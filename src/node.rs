@@ -34,7 +34,8 @@ pub enum NodeError {
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub engine: EngineConfig,
-    pub broker: BrokerUrl,
+    /// `None` runs without a network: the engine and the local store only.
+    pub broker: Option<BrokerUrl>,
     /// Directory of the local store; `None` keeps nothing on disk.
     pub store_dir: Option<PathBuf>,
     /// Adjust the link (timeouts, CA file) before it starts.
@@ -75,7 +76,7 @@ struct Inner {
     sync: watch::Sender<SyncState>,
     /// Id of the sync command in flight.
     sync_id: Mutex<String>,
-    link: Link,
+    link: Option<Link>,
     store: Mutex<Option<Store>>,
     events: mpsc::Sender<NodeEvent>,
     /// Woken when the engine's next wake-up may have moved.
@@ -94,7 +95,11 @@ impl Inner {
                     topic,
                     payload,
                     retain,
-                } => self.link.publish(&topic, payload, retain, true),
+                } => {
+                    if let Some(link) = &self.link {
+                        link.publish(&topic, payload, retain, true);
+                    }
+                }
                 Action::StoreSession(s) => self.with_store(|st| st.put_session(&s).map(|_| ())),
                 Action::StoreResume(r) => self.with_store(|st| st.put_resume(&r).map(|_| ())),
                 Action::Player(p) => {
@@ -120,7 +125,9 @@ impl Inner {
         *self.sync_id.lock().unwrap_or_else(|e| e.into_inner()) = id;
         self.sync.send_replace(SyncState::Pending);
         let topic = Topic::inbox(&self.account, &self.device).to_string();
-        self.link.publish(&topic, wire::encode(&cmd), false, true);
+        if let Some(link) = &self.link {
+            link.publish(&topic, wire::encode(&cmd), false, true);
+        }
     }
 
     fn is_own_sync(&self, body: &Body) -> bool {
@@ -169,24 +176,34 @@ impl Node {
         }
         let account = &cfg.engine.account;
         let device = &cfg.engine.device.id;
-        let mut link_cfg = LinkConfig::new(cfg.broker.clone(), client_id(device));
-        link_cfg.will = Some((
-            Topic::availability(account, device).to_string(),
-            wire::encode(&engine.availability(Status::Offline)),
-        ));
-        link_cfg.subscriptions = vec![
-            wire::filters::devices(account),
-            wire::filters::sessions(account),
-            wire::filters::resume(account),
-            Topic::inbox(account, device).to_string(),
-        ];
-        if let Some(adjust) = cfg.link {
-            adjust(&mut link_cfg);
-        }
-        let (link, link_events) = Link::spawn(link_cfg)?;
+        let (link, link_events) = match &cfg.broker {
+            Some(broker) => {
+                let mut link_cfg = LinkConfig::new(broker.clone(), client_id(device));
+                link_cfg.will = Some((
+                    Topic::availability(account, device).to_string(),
+                    wire::encode(&engine.availability(Status::Offline)),
+                ));
+                link_cfg.subscriptions = vec![
+                    wire::filters::devices(account),
+                    wire::filters::sessions(account),
+                    wire::filters::resume(account),
+                    Topic::inbox(account, device).to_string(),
+                ];
+                if let Some(adjust) = cfg.link {
+                    adjust(&mut link_cfg);
+                }
+                let (link, events) = Link::spawn(link_cfg)?;
+                (Some(link), Some(events))
+            }
+            None => (None, None),
+        };
         let (events_tx, events_rx) = mpsc::channel(256);
         let announce = engine.announce(now_unix_ns());
-        let (sync, _) = watch::channel(SyncState::Pending);
+        let (sync, _) = watch::channel(if link.is_some() {
+            SyncState::Pending
+        } else {
+            SyncState::Unreachable
+        });
         let inner = Arc::new(Inner {
             engine: Mutex::new(engine),
             device: device.clone(),
@@ -253,12 +270,15 @@ impl Node {
     }
 
     pub fn connected(&self) -> bool {
-        self.inner.link.connected()
+        self.inner.link.as_ref().is_some_and(Link::connected)
     }
 
     /// Wait until what was published so far is acknowledged by the broker.
     pub async fn flush(&self, timeout: Duration) -> bool {
-        self.inner.link.flush(timeout).await
+        match &self.inner.link {
+            Some(link) => link.flush(timeout).await,
+            None => true,
+        }
     }
 
     /// Say goodbye (offline, flushed within `timeout`) and stop.
@@ -270,13 +290,27 @@ impl Node {
         let inner = self.inner.clone();
         drop(self);
         match Arc::try_unwrap(inner) {
-            Ok(inner) => inner.link.shutdown(timeout).await,
-            Err(inner) => inner.link.flush(timeout).await,
+            Ok(Inner {
+                link: Some(link), ..
+            }) => link.shutdown(timeout).await,
+            Ok(_) => true,
+            Err(inner) => match &inner.link {
+                Some(link) => link.flush(timeout).await,
+                None => true,
+            },
         }
     }
 }
 
-async fn run(inner: Arc<Inner>, mut link_events: mpsc::Receiver<LinkEvent>) {
+async fn run(inner: Arc<Inner>, link_events: Option<mpsc::Receiver<LinkEvent>>) {
+    // Without a link there are no events; the loop still runs the heartbeat.
+    let (_keep, mut link_events) = match link_events {
+        Some(rx) => (None, rx),
+        None => {
+            let (tx, rx) = mpsc::channel(1);
+            (Some(tx), rx)
+        }
+    };
     loop {
         let wake = inner.engine().next_wakeup();
         let sleep = async {

@@ -101,7 +101,7 @@ async fn a_published_session_shows_in_sessions_json_and_moves_only_while_playing
     engine.heartbeat_ns = 3600 * SECOND_NS;
     let (node, _events) = Node::start(NodeConfig {
         engine,
-        broker: broker.url.parse().unwrap(),
+        broker: Some(broker.url.parse().unwrap()),
         store_dir: None,
         link: None,
     })

@@ -36,7 +36,7 @@ fn clip() -> Media {
 fn node_on(broker: &BrokerUrl, account: &str, id: &str, store: Option<&std::path::Path>) -> Node {
     let cfg = NodeConfig {
         engine: EngineConfig::new(account, device(id, DeviceClass::Phone)),
-        broker: broker.clone(),
+        broker: Some(broker.clone()),
         store_dir: store.map(|p| p.to_owned()),
         link: None,
     };
@@ -254,7 +254,7 @@ async fn a_remote_command_reaches_the_player() {
     let url = embedded();
     let (node, mut events) = Node::start(NodeConfig {
         engine: EngineConfig::new("acct", device("tv-2", DeviceClass::Tv)),
-        broker: url.clone(),
+        broker: Some(url.clone()),
         store_dir: None,
         link: None,
     })
