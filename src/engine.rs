@@ -292,9 +292,7 @@ impl Engine {
                 let Some(media) = self.media.as_mut() else {
                     return out;
                 };
-                let before = media.clone();
-                merge_media(media, update);
-                if *media != before {
+                if media.merge(&update) {
                     self.publish_session(now_unix_ns, &mut out);
                 }
             }
@@ -544,25 +542,5 @@ fn publish<T: serde::Serialize>(topic: &Topic, msg: &T) -> Action {
         topic: topic.to_string(),
         payload: wire::encode(msg),
         retain: topic.retained(),
-    }
-}
-
-fn merge_media(into: &mut Media, update: Media) {
-    fn take<T>(into: &mut Option<T>, from: Option<T>) {
-        if from.is_some() {
-            *into = from;
-        }
-    }
-    take(&mut into.uri, update.uri);
-    take(&mut into.title, update.title);
-    take(&mut into.artist, update.artist);
-    take(&mut into.album, update.album);
-    take(&mut into.artwork_uri, update.artwork_uri);
-    take(&mut into.duration_ns, update.duration_ns);
-    if !update.audio_tracks.is_empty() {
-        into.audio_tracks = update.audio_tracks;
-    }
-    if !update.subtitle_tracks.is_empty() {
-        into.subtitle_tracks = update.subtitle_tracks;
     }
 }

@@ -122,6 +122,34 @@ pub struct Media {
 }
 
 impl Media {
+    /// Copy in the fields `update` has (a later tag list, a duration found later). Returns
+    /// whether anything changed.
+    pub fn merge(&mut self, update: &Media) -> bool {
+        fn take<T: Clone + PartialEq>(into: &mut Option<T>, from: &Option<T>) -> bool {
+            let changed = from.is_some() && into != from;
+            if changed {
+                into.clone_from(from);
+            }
+            changed
+        }
+        let mut changed = take(&mut self.uri, &update.uri);
+        changed |= take(&mut self.title, &update.title);
+        changed |= take(&mut self.artist, &update.artist);
+        changed |= take(&mut self.album, &update.album);
+        changed |= take(&mut self.artwork_uri, &update.artwork_uri);
+        changed |= take(&mut self.duration_ns, &update.duration_ns);
+        for (into, from) in [
+            (&mut self.audio_tracks, &update.audio_tracks),
+            (&mut self.subtitle_tracks, &update.subtitle_tracks),
+        ] {
+            if !from.is_empty() && into != from {
+                into.clone_from(from);
+                changed = true;
+            }
+        }
+        changed
+    }
+
     /// The title when there is one, else the last path segment of the URI, else the id.
     pub fn display_title(&self) -> &str {
         if let Some(t) = self.title.as_deref().filter(|t| !t.is_empty()) {
@@ -220,6 +248,9 @@ pub struct QueueItem {
 pub struct ResumeRules {
     /// Positions before this are "not started": nothing to resume.
     pub min_position_ns: u64,
+    /// For short media the "not started" threshold is at most this fraction of the duration
+    /// (10 s of a 20 s clip is half of it).
+    pub short_media_fraction: f64,
     /// At or beyond this fraction of the duration the media counts as finished.
     pub finished_fraction: f64,
 }
@@ -228,6 +259,7 @@ impl Default for ResumeRules {
     fn default() -> Self {
         ResumeRules {
             min_position_ns: 10 * SECOND_NS,
+            short_media_fraction: 0.05,
             finished_fraction: 0.95,
         }
     }
@@ -259,7 +291,13 @@ impl ResumeRules {
         {
             return ResumeVerdict::Finished;
         }
-        if position_ns < self.min_position_ns {
+        let min = match duration_ns.filter(|d| *d > 0) {
+            Some(d) => self
+                .min_position_ns
+                .min((d as f64 * self.short_media_fraction) as u64),
+            None => self.min_position_ns,
+        };
+        if position_ns < min {
             return ResumeVerdict::NotStarted;
         }
         ResumeVerdict::Resume(position_ns)
@@ -352,21 +390,30 @@ mod tests {
     #[test]
     fn resume_rules() {
         let r = ResumeRules::default();
-        let d = Some(100 * SECOND_NS);
+        let film = Some(1000 * SECOND_NS);
+        let verdict = |pos_s: f64, d: Option<u64>, ended| {
+            r.verdict((pos_s * SECOND_NS as f64) as u64, d, ended)
+        };
+        assert_eq!(verdict(9.0, film, false), ResumeVerdict::NotStarted);
+        assert_eq!(verdict(9.0, None, false), ResumeVerdict::NotStarted);
         assert_eq!(
-            r.verdict(9 * SECOND_NS, d, false),
-            ResumeVerdict::NotStarted
+            verdict(500.0, film, false),
+            ResumeVerdict::Resume(500 * SECOND_NS)
         );
+        assert_eq!(verdict(950.0, film, false), ResumeVerdict::Finished);
+        assert_eq!(verdict(500.0, film, true), ResumeVerdict::Finished);
         assert_eq!(
-            r.verdict(50 * SECOND_NS, d, false),
+            verdict(50.0, None, false),
             ResumeVerdict::Resume(50 * SECOND_NS)
         );
-        assert_eq!(r.verdict(95 * SECOND_NS, d, false), ResumeVerdict::Finished);
-        assert_eq!(r.verdict(50 * SECOND_NS, d, true), ResumeVerdict::Finished);
+        // A 20 s clip: 5 s in is worth resuming (the threshold is 5 % of it, 1 s).
+        let clip = Some(20 * SECOND_NS);
         assert_eq!(
-            r.verdict(50 * SECOND_NS, None, false),
-            ResumeVerdict::Resume(50 * SECOND_NS)
+            verdict(5.0, clip, false),
+            ResumeVerdict::Resume(5 * SECOND_NS)
         );
+        assert_eq!(verdict(0.5, clip, false), ResumeVerdict::NotStarted);
+        assert_eq!(verdict(19.0, clip, false), ResumeVerdict::Finished);
     }
 
     #[test]

@@ -1,13 +1,61 @@
-//! Implementation of the `continuity` element.
+/**
+ * SECTION:element-continuity
+ * @title: continuity
+ *
+ * `continuity` sits in any pipeline like `identity` and lets playback continue on another
+ * device, at the same point. It records where playback is (media time from the segment and
+ * the buffer timestamps, rate, playing/paused/ended) and what plays (URI, title, artist,
+ * album, duration, languages), publishes it over MQTT as a compact anchor — never a message
+ * per buffer — and keeps it in a local store. When the same media starts again, here or on
+ * another device of the account, it seeks to where playback stopped.
+ *
+ * Buffers pass through untouched; a broker that is down never stops playback (one warning,
+ * then reconnection in the background).
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 playbin uri=file:///home/me/film.ogg video-filter=continuity
+ * ]| Plays the film; stopped with Ctrl-C and started again (here or on another device of
+ * the account), it continues where it stopped.
+ * |[
+ * gst-launch-1.0 filesrc location=film.ogg ! oggdemux ! theoradec ! continuity \
+ *     broker=mqtt://nas.local:1883 account=family device-name="Kitchen" ! autovideosink
+ * ]| The same in a hand-made pipeline, against a broker on the LAN.
+ * |[
+ * gst-launch-1.0 audiotestsrc ! continuity resume=off ! autoaudiosink
+ * ]| Publishes what plays without ever seeking.
+ *
+ * ## Messages
+ * - `continuity-connection`: `connected` (boolean), `broker` (string), `reason` (string, when
+ *   not connected).
+ * - `continuity-resume-available` (`resume=ask`): `media-id`, `position` (ns), `device`,
+ *   `when` (ns since the Unix epoch). Emit the `resume` action signal to seek there.
+ * - `continuity-resumed`: `media-id`, `position` (ns), `device` it came from.
+ *
+ * Since: 0.1
+ */
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::Duration;
 
-use std::sync::LazyLock;
-
+use continuity::engine::{EngineConfig, Observation};
+use continuity::link::BrokerUrl;
+use continuity::model::{Device, PlayState};
+use continuity::node::NodeConfig;
 use gst::glib;
+use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+use super::session::{
+    self, GATE_HOLD, GATE_OPEN, GATE_SEEKING, POSITION_NONE, Session, SessionConfig, Shared, ToPump,
+};
+use super::stream::{Kind, SAMPLE_EVERY_NS, Stream};
+use super::{DeviceClass, ResumeMode};
+
+pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "continuity",
         gst::DebugColorFlags::empty(),
@@ -15,8 +63,66 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+const DEFAULT_BROKER: &str = "mqtt://127.0.0.1:1883";
+const DEFAULT_ACCOUNT: &str = "default";
+const DEFAULT_RESUME: ResumeMode = ResumeMode::Auto;
+const DEFAULT_RESUME_TIMEOUT_MS: u32 = 500;
+const DEFAULT_HEARTBEAT_S: u32 = 30;
+const DEFAULT_DRIFT_THRESHOLD_MS: u32 = 100;
+const DEFAULT_DEVICE_CLASS: DeviceClass = DeviceClass::Desktop;
+/// Stopping waits at most this long for the final state to be stored and published.
+const STOP_WAIT: Duration = Duration::from_millis(800);
+/// A render-time correction beyond this is not a pipeline that renders in time (a sink
+/// with sync=false, say): use the arrival time instead.
+const MAX_RENDER_AHEAD_NS: i128 = 2_000_000_000;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    broker: String,
+    account: String,
+    device_id: Option<String>,
+    device_name: Option<String>,
+    device_class: DeviceClass,
+    media_id: Option<String>,
+    resume: ResumeMode,
+    resume_timeout_ms: u32,
+    heartbeat_s: u32,
+    drift_threshold_ms: u32,
+    config_dir: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            broker: DEFAULT_BROKER.to_owned(),
+            account: DEFAULT_ACCOUNT.to_owned(),
+            device_id: None,
+            device_name: None,
+            device_class: DEFAULT_DEVICE_CLASS,
+            media_id: None,
+            resume: DEFAULT_RESUME,
+            resume_timeout_ms: DEFAULT_RESUME_TIMEOUT_MS,
+            heartbeat_s: DEFAULT_HEARTBEAT_S,
+            drift_threshold_ms: DEFAULT_DRIFT_THRESHOLD_MS,
+            config_dir: None,
+        }
+    }
+}
+
 #[derive(Default)]
-pub struct Continuity {}
+pub struct Continuity {
+    settings: Mutex<Settings>,
+    /// Streaming-thread state (and start/stop); never locked by the network side.
+    stream: Mutex<Stream>,
+    shared: Arc<Shared>,
+    session: Mutex<Option<Session>>,
+    /// Where playback paused last (PLAYING to PAUSED), the best final position.
+    paused_at: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 #[glib::object_subclass]
 impl ObjectSubclass for Continuity {
@@ -26,10 +132,176 @@ impl ObjectSubclass for Continuity {
 }
 
 impl ObjectImpl for Continuity {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("broker")
+                    .nick("Broker")
+                    .blurb("MQTT broker: mqtt://[user:password@]host[:port] or mqtts://...")
+                    .default_value(Some(DEFAULT_BROKER))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("account")
+                    .nick("Account")
+                    .blurb("The devices that share sessions (a topic namespace on the broker)")
+                    .default_value(Some(DEFAULT_ACCOUNT))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("device-id")
+                    .nick("Device id")
+                    .blurb(
+                        "Stable id of this device (default: created once and kept in the \
+                         config dir)",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("device-name")
+                    .nick("Device name")
+                    .blurb("Name other devices show for this one (default: the host name)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("device-class", DEFAULT_DEVICE_CLASS)
+                    .nick("Device class")
+                    .blurb("What this device is: phone, tablet, desktop, tv, speaker, car, other")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("media-id")
+                    .nick("Media id")
+                    .blurb(
+                        "Identity of the media that plays (default: the normalised URI, else \
+                         the title and duration); read when a stream starts",
+                    )
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("resume", DEFAULT_RESUME)
+                    .nick("Resume")
+                    .blurb(
+                        "What to do with a resume point when media starts: auto (seek there at \
+                         preroll), ask (post continuity-resume-available, seek on the resume \
+                         signal), off",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("resume-timeout")
+                    .nick("Resume timeout")
+                    .blurb("Longest wait for the broker's resume point at preroll, in ms")
+                    .maximum(60_000)
+                    .default_value(DEFAULT_RESUME_TIMEOUT_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("heartbeat")
+                    .nick("Heartbeat")
+                    .blurb("Republish the position at least this often while playing, in seconds")
+                    .minimum(1)
+                    .maximum(86_400)
+                    .default_value(DEFAULT_HEARTBEAT_S)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("drift-threshold")
+                    .nick("Drift threshold")
+                    .blurb(
+                        "Publish a new anchor when the stream is this far from the predicted \
+                         position, in ms",
+                    )
+                    .minimum(1)
+                    .maximum(60_000)
+                    .default_value(DEFAULT_DRIFT_THRESHOLD_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("config-dir")
+                    .nick("Config dir")
+                    .blurb(
+                        "Where the device id and the local store live (default: \
+                         $XDG_CONFIG_HOME/continuity)",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("connected")
+                    .nick("Connected")
+                    .blurb("Whether the element is connected to the broker")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("position")
+                    .nick("Position")
+                    .blurb("Media (stream) time of the last buffer, in ns (-1 when unknown)")
+                    .default_value(POSITION_NONE)
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            vec![
+                glib::subclass::Signal::builder("resume")
+                    .action()
+                    .return_type::<bool>()
+                    .class_handler(|args| {
+                        let element = args[0]
+                            .get::<super::Continuity>()
+                            .expect("signal arg is the element");
+                        Some(element.imp().resume_offered().to_value())
+                    })
+                    .build(),
+            ]
+        });
+        SIGNALS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = lock(&self.settings);
+        let text = |v: &glib::Value| {
+            v.get::<Option<String>>()
+                .expect("type checked upstream")
+                .filter(|s| !s.is_empty())
+        };
+        match pspec.name() {
+            "broker" => s.broker = text(value).unwrap_or_else(|| DEFAULT_BROKER.to_owned()),
+            "account" => s.account = text(value).unwrap_or_else(|| DEFAULT_ACCOUNT.to_owned()),
+            "device-id" => s.device_id = text(value),
+            "device-name" => s.device_name = text(value),
+            "device-class" => s.device_class = value.get().expect("type checked upstream"),
+            "media-id" => s.media_id = text(value),
+            "resume" => s.resume = value.get().expect("type checked upstream"),
+            "resume-timeout" => s.resume_timeout_ms = value.get().expect("type checked upstream"),
+            "heartbeat" => s.heartbeat_s = value.get().expect("type checked upstream"),
+            "drift-threshold" => s.drift_threshold_ms = value.get().expect("type checked upstream"),
+            "config-dir" => s.config_dir = text(value),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "connected" => self.shared.connected.load(Ordering::Relaxed).to_value(),
+            "position" => self.shared.position.load(Ordering::Relaxed).to_value(),
+            name => {
+                let s = lock(&self.settings);
+                match name {
+                    "broker" => s.broker.to_value(),
+                    "account" => s.account.to_value(),
+                    "device-id" => s.device_id.to_value(),
+                    "device-name" => s.device_name.to_value(),
+                    "device-class" => s.device_class.to_value(),
+                    "media-id" => s.media_id.to_value(),
+                    "resume" => s.resume.to_value(),
+                    "resume-timeout" => s.resume_timeout_ms.to_value(),
+                    "heartbeat" => s.heartbeat_s.to_value(),
+                    "drift-threshold" => s.drift_threshold_ms.to_value(),
+                    "config-dir" => s.config_dir.to_value(),
+                    other => unreachable!("unknown property {other}"),
+                }
+            }
+        }
+    }
+
     fn constructed(&self) {
         self.parent_constructed();
         // Buffers are only looked at, never changed: let them through untouched.
         self.obj().set_passthrough(true);
+        self.paused_at.store(POSITION_NONE, Ordering::Relaxed);
     }
 }
 
@@ -71,6 +343,26 @@ impl ElementImpl for Continuity {
         });
         PAD_TEMPLATES.as_ref()
     }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::PlayingToPaused {
+            let position = self.playback_position();
+            if let Some(p) = position {
+                self.paused_at.store(p, Ordering::Relaxed);
+            }
+            self.playback(position, PlayState::Paused);
+        }
+        let result = self.parent_change_state(transition)?;
+        if transition == gst::StateChange::PausedToPlaying {
+            self.paused_at.store(POSITION_NONE, Ordering::Relaxed);
+            let position = self.playback_position();
+            self.playback(position, PlayState::Playing);
+        }
+        Ok(result)
+    }
 }
 
 impl BaseTransformImpl for Continuity {
@@ -79,11 +371,370 @@ impl BaseTransformImpl for Continuity {
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
 
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = lock(&self.settings).clone();
+        if let Err(reason) = continuity::wire::check_id(&settings.account) {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("Property account='{}' {reason}", settings.account)
+            ));
+        }
+        let config_dir = settings
+            .config_dir
+            .as_ref()
+            .map(PathBuf::from)
+            .or_else(|| continuity::config::default_config_dir().ok());
+        let device_id = match (&settings.device_id, &config_dir) {
+            (Some(id), _) => {
+                continuity::wire::check_id(id).map_err(|reason| {
+                    gst::error_msg!(
+                        gst::ResourceError::Settings,
+                        ("Property device-id='{id}' {reason}")
+                    )
+                })?;
+                id.clone()
+            }
+            (None, Some(dir)) => continuity::config::device_id(dir).map_err(|e| {
+                gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("Cannot create the device id: {e}"),
+                    ["Set device-id or config-dir to a writable directory"]
+                )
+            })?,
+            (None, None) => {
+                return Err(gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("No config dir: HOME is not set"),
+                    ["Set config-dir or device-id"]
+                ));
+            }
+        };
+        let broker = match settings.broker.parse::<BrokerUrl>() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Settings,
+                    ("Invalid broker URL; playing without sharing: {e}")
+                );
+                None
+            }
+        };
+        let mut engine = EngineConfig::new(
+            &settings.account,
+            Device {
+                id: device_id.clone(),
+                name: settings
+                    .device_name
+                    .clone()
+                    .unwrap_or_else(continuity::config::host_name),
+                class: settings.device_class.into(),
+            },
+        );
+        engine.heartbeat_ns = u64::from(settings.heartbeat_s) * 1_000_000_000;
+        engine.drift_threshold_ns = u64::from(settings.drift_threshold_ms) * 1_000_000;
+        let cfg = |store_dir| SessionConfig {
+            node: NodeConfig {
+                engine: engine.clone(),
+                broker: broker.clone(),
+                store_dir,
+                link: None,
+            },
+            mode: settings.resume,
+            resume_timeout: Duration::from_millis(u64::from(settings.resume_timeout_ms)),
+            broker_text: broker
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| settings.broker.clone()),
+        };
+        let obj = self.obj();
+        let started = match Session::start(cfg(config_dir.clone()), &obj, self.shared.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                // A store that cannot be opened costs durability, not playback.
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::OpenReadWrite,
+                    ("Local store unavailable, resume points are kept on the broker only: {e}")
+                );
+                Session::start(cfg(None), &obj, self.shared.clone()).map_err(|e| {
+                    gst::error_msg!(gst::ResourceError::Failed, ("Cannot start: {e}"))
+                })?
+            }
+        };
+        let (session, tx) = started;
+        {
+            let mut st = lock(&self.stream);
+            *st = Stream {
+                tx: Some(tx),
+                rate: 1.0,
+                ..Stream::default()
+            };
+        }
+        self.shared.position.store(POSITION_NONE, Ordering::Relaxed);
+        self.shared.gate.store(GATE_OPEN, Ordering::SeqCst);
+        self.shared.take_offer();
+        self.paused_at.store(POSITION_NONE, Ordering::Relaxed);
+        *lock(&self.session) = Some(session);
+        gst::info!(
+            CAT,
+            imp = self,
+            "device {device_id} in account {} via {}",
+            settings.account,
+            settings.broker
+        );
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        lock(&self.stream).tx = None;
+        let position = Some(self.paused_at.load(Ordering::Relaxed))
+            .filter(|p| *p != POSITION_NONE)
+            .or_else(|| self.shared.position());
+        let session = lock(&self.session).take();
+        if let Some(session) = session {
+            session.stop(position, STOP_WAIT);
+        }
+        self.shared.connected.store(false, Ordering::Relaxed);
+        self.shared.gate.store(GATE_OPEN, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        use gst::EventView;
+        match event.view() {
+            EventView::StreamStart(s) => {
+                lock(&self.stream).reset_media(Some(s.stream_id().to_string()));
+            }
+            EventView::Caps(c) => lock(&self.stream).kind = Kind::from_caps(c.caps()),
+            EventView::Segment(s) => {
+                let mut st = lock(&self.stream);
+                match s.segment().downcast_ref::<gst::ClockTime>() {
+                    Some(seg) => {
+                        st.rate = seg.rate() * seg.applied_rate();
+                        st.segment = Some(seg.clone());
+                        st.segment_pending = true;
+                    }
+                    None => st.segment = None,
+                }
+            }
+            EventView::Tag(t) => {
+                let mut st = lock(&self.stream);
+                if let Some(update) = st.apply_tags(t.tag())
+                    && st.announced
+                {
+                    st.observe(session::now(), Observation::MediaUpdated(update));
+                }
+            }
+            EventView::StreamCollection(c) => {
+                let mut st = lock(&self.stream);
+                if let Some(update) = st.apply_collection(&c.stream_collection())
+                    && st.announced
+                {
+                    st.observe(session::now(), Observation::MediaUpdated(update));
+                }
+            }
+            EventView::FlushStop(_) => {
+                // The resume seek's flush: buffers from the new position may pass.
+                let _ = self.shared.gate.compare_exchange(
+                    GATE_SEEKING,
+                    GATE_OPEN,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+            }
+            EventView::Eos(_) => {
+                let st = lock(&self.stream);
+                if st.announced
+                    && let Some(p) = st.last_end.or_else(|| self.shared.position())
+                {
+                    st.observe(session::now(), Observation::Eos { position_ns: p });
+                }
+            }
+            _ => {}
+        }
+        self.parent_sink_event(event)
+    }
+
     fn transform_ip_passthrough(
         &self,
         buf: &gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        gst::trace!(CAT, imp = self, "buffer pts {:?}", buf.pts());
-        Ok(gst::FlowSuccess::Ok)
+        let mut st = lock(&self.stream);
+        let position = match (st.segment.as_ref(), buf.pts()) {
+            (Some(seg), Some(pts)) => seg.to_stream_time(pts).map(|t| {
+                let end = buf
+                    .duration()
+                    .and_then(|d| seg.to_stream_time(pts + d))
+                    .unwrap_or(t);
+                (t.nseconds(), end.nseconds(), pts)
+            }),
+            _ => None,
+        };
+        if let Some((pos, end, _)) = position {
+            self.shared.position.store(pos, Ordering::Relaxed);
+            st.last_end = Some(end);
+        }
+        if st.new_stream {
+            self.media_started(&mut st, position.map(|p| p.0));
+        }
+        if let Some((pos, _, pts)) = position {
+            if st.segment_pending {
+                st.segment_pending = false;
+                st.last_sample = Some(pos);
+                let playing = self.obj().current_state() == gst::State::Playing;
+                let at = if playing {
+                    self.render_wall(&st, pts)
+                } else {
+                    session::now()
+                };
+                let rate = st.rate;
+                let state = if playing {
+                    PlayState::Playing
+                } else {
+                    PlayState::Paused
+                };
+                st.observe(
+                    at,
+                    Observation::Playback {
+                        position_ns: pos,
+                        state,
+                        rate,
+                    },
+                );
+            } else if st
+                .last_sample
+                .is_none_or(|s| s.abs_diff(pos) >= SAMPLE_EVERY_NS)
+            {
+                st.last_sample = Some(pos);
+                let at = self.render_wall(&st, pts);
+                st.observe(at, Observation::Position { position_ns: pos });
+            }
+        }
+        drop(st);
+        gst::trace!(CAT, imp = self, "buffer at {:?}", position.map(|p| p.0));
+        if self.shared.gate.load(Ordering::Relaxed) == GATE_OPEN {
+            Ok(gst::FlowSuccess::Ok)
+        } else {
+            Ok(gst_base::BASE_TRANSFORM_FLOW_DROPPED)
+        }
+    }
+}
+
+impl Continuity {
+    /// The first buffer of a new stream: fix the media's identity, announce it, and look up
+    /// where to resume it (holding preroll for the answer with `resume=auto`).
+    fn media_started(&self, st: &mut Stream, position: Option<u64>) {
+        st.new_stream = false;
+        let obj = self.obj();
+        let pad = obj.sink_pad();
+        let mut q = gst::query::Uri::new();
+        if pad.peer_query(&mut q)
+            && let Some(uri) = q.uri()
+        {
+            st.media.uri = Some(uri.to_string());
+        }
+        if st.media.duration_ns.is_none() {
+            st.media.duration_ns = pad
+                .peer_query_duration::<gst::ClockTime>()
+                .map(|d| d.nseconds())
+                .filter(|d| *d > 0);
+        }
+        let (media_id, mode) = {
+            let s = lock(&self.settings);
+            (s.media_id.clone(), s.resume)
+        };
+        let Some(id) = st.identity(media_id.as_deref()) else {
+            gst::debug!(CAT, imp = self, "stream without identity: not tracked");
+            return;
+        };
+        gst::info!(CAT, imp = self, "media {id} ({:?})", st.media.title);
+        st.media.id = id.clone();
+        st.announced = true;
+        let media = st.media.clone();
+        st.observe(session::now(), Observation::MediaStarted(media));
+        let held_at = match (mode, position) {
+            (ResumeMode::Off, _) | (_, None) => return,
+            (ResumeMode::Auto, Some(p)) => Some(p),
+            (ResumeMode::Ask, Some(_)) => None,
+        };
+        if held_at.is_some() {
+            self.shared.gate.store(GATE_HOLD, Ordering::SeqCst);
+        }
+        if !st.send(ToPump::Lookup {
+            media_id: id,
+            held_at,
+        }) {
+            self.shared.gate.store(GATE_OPEN, Ordering::SeqCst);
+        }
+    }
+
+    /// The wall-clock instant at which the buffer with `pts` is rendered: now, corrected by
+    /// how far ahead of the clock the buffer travels.
+    fn render_wall(&self, st: &Stream, pts: gst::ClockTime) -> u64 {
+        let now = session::now();
+        let obj = self.obj();
+        let (Some(seg), Some(clock), Some(base)) =
+            (st.segment.as_ref(), obj.clock(), obj.base_time())
+        else {
+            return now;
+        };
+        let Some(running) = seg.to_running_time(pts) else {
+            return now;
+        };
+        let ahead = (base + running).nseconds() as i128 - clock.time().nseconds() as i128;
+        if ahead.abs() > MAX_RENDER_AHEAD_NS {
+            return now;
+        }
+        (now as i128 + ahead).max(0) as u64
+    }
+
+    /// Where playback is: the pipeline's answer (the sinks know what they rendered), else the
+    /// last buffer's stream time.
+    fn playback_position(&self) -> Option<u64> {
+        session::top_level(&self.obj())
+            .query_position::<gst::ClockTime>()
+            .map(|p| p.nseconds())
+            .or_else(|| self.shared.position())
+    }
+
+    fn playback(&self, position: Option<u64>, state: PlayState) {
+        let st = lock(&self.stream);
+        if !st.announced {
+            return;
+        }
+        if let Some(position_ns) = position {
+            let rate = st.rate;
+            st.observe(
+                session::now(),
+                Observation::Playback {
+                    position_ns,
+                    state,
+                    rate,
+                },
+            );
+        }
+    }
+
+    /// The `resume` action signal: seek to the offered resume point.
+    fn resume_offered(&self) -> bool {
+        let Some(offer) = self.shared.take_offer() else {
+            gst::info!(CAT, imp = self, "resume: nothing offered");
+            return false;
+        };
+        let obj = self.obj();
+        match session::seek(&session::top_level(&obj), offer.position_ns) {
+            Ok(()) => {
+                session::post(
+                    &obj,
+                    session::resumed(&offer.media_id, offer.position_ns, &offer.device),
+                );
+                true
+            }
+            Err(e) => {
+                gst::warning!(CAT, imp = self, "resume seek failed: {e}");
+                false
+            }
+        }
     }
 }

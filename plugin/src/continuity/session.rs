@@ -1,0 +1,366 @@
+//! The network side of the element: the library's `Node` (engine, MQTT link, local store) on
+//! one small tokio runtime shared by every `continuity` element in the process, and a pump
+//! task per element that feeds it what the streaming thread saw and acts on what comes back
+//! (bus messages, warnings, resume seeks, remote commands).
+//!
+//! The streaming thread only ever `try_send`s to the pump; nothing here takes a lock that the
+//! streaming thread takes.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use continuity::engine::{Observation, PlayerAction};
+use continuity::node::{Node, NodeConfig, NodeError, NodeEvent, now_unix_ns};
+use gst::glib;
+use gst::prelude::*;
+use tokio::runtime::Runtime;
+use tokio::sync::mpsc;
+
+use super::ResumeMode;
+use super::imp::CAT;
+
+/// The runtime for every element's network work: one worker thread is plenty.
+pub static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("continuity-net")
+        .enable_all()
+        .build()
+        .expect("the continuity network runtime starts")
+});
+
+/// How long stopping waits for the final position to reach the broker.
+pub const STOP_FLUSH: Duration = Duration::from_millis(500);
+
+/// The streaming thread passes buffers.
+pub const GATE_OPEN: u8 = 0;
+/// Holding preroll (buffers dropped) until the resume decision.
+pub const GATE_HOLD: u8 = 1;
+/// A resume seek is on its way: drop until its flush.
+pub const GATE_SEEKING: u8 = 2;
+
+/// Stream time "unknown" in the position atomic.
+pub const POSITION_NONE: u64 = u64::MAX;
+
+/// What the element tells its pump.
+#[derive(Debug)]
+pub enum ToPump {
+    /// An observation that holds at a wall-clock instant.
+    Observe(u64, Observation),
+    /// New media started: find where to resume it. `held_at` is the stream time of the
+    /// first buffer when the element holds preroll for the answer.
+    Lookup {
+        media_id: String,
+        held_at: Option<u64>,
+    },
+    /// The element stops at this position; `done` is told once it is stored and published,
+    /// or the bounded wait is over.
+    Stop {
+        position_ns: Option<u64>,
+        done: std::sync::mpsc::Sender<()>,
+    },
+}
+
+/// A resume point offered to the application (`resume=ask`).
+#[derive(Debug, Clone)]
+pub struct Offer {
+    pub media_id: String,
+    pub position_ns: u64,
+    pub device: String,
+    pub when_unix_ns: u64,
+}
+
+/// State shared by the element, its streaming thread and its pump, lock-free where the
+/// streaming thread reads it.
+#[derive(Debug)]
+pub struct Shared {
+    /// Stream time of the last buffer, or [`POSITION_NONE`].
+    pub position: AtomicU64,
+    pub connected: AtomicBool,
+    pub gate: AtomicU8,
+    /// `resume=ask`: what the `resume` signal would seek to.
+    pub offer: Mutex<Option<Offer>>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            position: AtomicU64::new(POSITION_NONE),
+            connected: AtomicBool::new(false),
+            gate: AtomicU8::new(GATE_OPEN),
+            offer: Mutex::new(None),
+        }
+    }
+}
+
+impl Shared {
+    pub fn position(&self) -> Option<u64> {
+        Some(self.position.load(Ordering::Relaxed)).filter(|p| *p != POSITION_NONE)
+    }
+
+    pub fn take_offer(&self) -> Option<Offer> {
+        self.offer.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// How a session behaves.
+pub struct SessionConfig {
+    pub node: NodeConfig,
+    pub mode: ResumeMode,
+    pub resume_timeout: Duration,
+    /// The broker as the user wrote it, for messages.
+    pub broker_text: String,
+}
+
+/// A running session: the pump task and the way to it.
+pub struct Session {
+    tx: mpsc::Sender<ToPump>,
+    pump: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    /// Start the node and the pump. Returns the sender the streaming thread uses.
+    pub fn start(
+        cfg: SessionConfig,
+        element: &super::Continuity,
+        shared: Arc<Shared>,
+    ) -> Result<(Session, mpsc::Sender<ToPump>), NodeError> {
+        let _guard = RUNTIME.enter();
+        let (node, events) = Node::start(cfg.node)?;
+        let (tx, rx) = mpsc::channel(1024);
+        let pump = Pump {
+            node: Arc::new(node),
+            element: element.downgrade(),
+            shared,
+            mode: cfg.mode,
+            resume_timeout: cfg.resume_timeout,
+            broker: cfg.broker_text,
+        };
+        let task = RUNTIME.spawn(pump.run(events, rx));
+        Ok((
+            Session {
+                tx: tx.clone(),
+                pump: task,
+            },
+            tx,
+        ))
+    }
+
+    /// Record the final position and say goodbye, waiting at most `wait`.
+    pub fn stop(self, position_ns: Option<u64>, wait: Duration) {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let sent = self
+            .tx
+            .try_send(ToPump::Stop {
+                position_ns,
+                done: done_tx,
+            })
+            .is_ok();
+        if !sent || done_rx.recv_timeout(wait).is_err() {
+            gst::warning!(CAT, "the final position may not have reached the broker");
+        }
+        self.pump.abort();
+    }
+}
+
+struct Pump {
+    node: Arc<Node>,
+    element: glib::WeakRef<super::Continuity>,
+    shared: Arc<Shared>,
+    mode: ResumeMode,
+    resume_timeout: Duration,
+    broker: String,
+}
+
+impl Pump {
+    async fn run(self, mut events: mpsc::Receiver<NodeEvent>, mut rx: mpsc::Receiver<ToPump>) {
+        let this = Arc::new(self);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    None => return,
+                    Some(ToPump::Observe(at, obs)) => this.node.observe_at(at, obs),
+                    Some(ToPump::Lookup { media_id, held_at }) => {
+                        let this = this.clone();
+                        tokio::spawn(async move { this.lookup(media_id, held_at).await });
+                    }
+                    Some(ToPump::Stop { position_ns, done }) => {
+                        if let Some(p) = position_ns {
+                            this.node.observe(Observation::Stopped { position_ns: p });
+                        }
+                        if !this.node.flush(STOP_FLUSH).await {
+                            gst::info!(CAT, "stopping before the broker acknowledged the final state");
+                        }
+                        let _ = done.send(());
+                        return;
+                    }
+                },
+                ev = events.recv() => match ev {
+                    Some(ev) => this.node_event(ev),
+                    None => return,
+                },
+            }
+        }
+    }
+
+    fn node_event(&self, ev: NodeEvent) {
+        let Some(element) = self.element.upgrade() else {
+            return;
+        };
+        match ev {
+            NodeEvent::Connected => {
+                self.shared.connected.store(true, Ordering::Relaxed);
+                gst::info!(
+                    CAT,
+                    obj = element,
+                    "connected to the broker at {}",
+                    self.broker
+                );
+                post(
+                    &element,
+                    gst::Structure::builder("continuity-connection")
+                        .field("connected", true)
+                        .field("broker", &self.broker)
+                        .build(),
+                );
+                element.notify("connected");
+            }
+            NodeEvent::Down { reason } => {
+                self.shared.connected.store(false, Ordering::Relaxed);
+                // One warning per outage: the link reports each outage once.
+                gst::element_warning!(
+                    element,
+                    gst::ResourceError::OpenReadWrite,
+                    (
+                        "Cannot reach the broker at {}; playback continues and state is kept locally",
+                        self.broker
+                    ),
+                    ["{reason}; retrying in the background"]
+                );
+                post(
+                    &element,
+                    gst::Structure::builder("continuity-connection")
+                        .field("connected", false)
+                        .field("broker", &self.broker)
+                        .field("reason", &reason)
+                        .build(),
+                );
+                element.notify("connected");
+            }
+            NodeEvent::Player(action) => {
+                gst::info!(CAT, obj = element, "remote command: {action:?}");
+                let top = top_level(&element);
+                let result = match action {
+                    PlayerAction::Play => top.set_state(gst::State::Playing).map(|_| ()),
+                    PlayerAction::Pause => top.set_state(gst::State::Paused).map(|_| ()),
+                    PlayerAction::Seek { position_ns } => {
+                        seek(&top, position_ns).map_err(|_| gst::StateChangeError)
+                    }
+                };
+                if result.is_err() {
+                    gst::warning!(CAT, obj = element, "remote command {action:?} failed");
+                }
+            }
+            NodeEvent::Rejected { topic, reason } => {
+                gst::debug!(CAT, obj = element, "ignored a message on {topic}: {reason}");
+            }
+        }
+    }
+
+    async fn lookup(&self, media_id: String, held_at: Option<u64>) {
+        let found = self
+            .node
+            .resume_lookup(&media_id, self.resume_timeout)
+            .await;
+        let Some(element) = self.element.upgrade() else {
+            return;
+        };
+        let open = || self.shared.gate.store(GATE_OPEN, Ordering::SeqCst);
+        match (self.mode, found) {
+            (ResumeMode::Auto, Some((position_ns, point))) => {
+                gst::info!(
+                    CAT,
+                    obj = element,
+                    "resuming {media_id} at {} (from {})",
+                    gst::ClockTime::from_nseconds(position_ns),
+                    point.device
+                );
+                self.shared.gate.store(GATE_SEEKING, Ordering::SeqCst);
+                if seek(&top_level(&element), position_ns).is_ok() {
+                    post(&element, resumed(&media_id, position_ns, &point.device));
+                } else {
+                    gst::warning!(CAT, obj = element, "the resume seek failed: playing on");
+                    open();
+                }
+            }
+            (ResumeMode::Auto, None) => match held_at {
+                // Buffers were held back: start again where they began.
+                Some(start) => {
+                    self.shared.gate.store(GATE_SEEKING, Ordering::SeqCst);
+                    if seek(&top_level(&element), start).is_err() {
+                        open();
+                    }
+                }
+                None => open(),
+            },
+            (ResumeMode::Ask, Some((position_ns, point))) => {
+                let offer = Offer {
+                    media_id: media_id.clone(),
+                    position_ns,
+                    device: point.device.clone(),
+                    when_unix_ns: point.stamp.wall_ns,
+                };
+                *self.shared.offer.lock().unwrap_or_else(|e| e.into_inner()) = Some(offer.clone());
+                post(
+                    &element,
+                    gst::Structure::builder("continuity-resume-available")
+                        .field("media-id", &offer.media_id)
+                        .field("position", offer.position_ns)
+                        .field("device", &offer.device)
+                        .field("when", offer.when_unix_ns)
+                        .build(),
+                );
+                open();
+            }
+            _ => open(),
+        }
+    }
+}
+
+/// The `continuity-resumed` message.
+pub fn resumed(media_id: &str, position_ns: u64, device: &str) -> gst::Structure {
+    gst::Structure::builder("continuity-resumed")
+        .field("media-id", media_id)
+        .field("position", position_ns)
+        .field("device", device)
+        .build()
+}
+
+/// Post an element message from the element.
+pub fn post(element: &super::Continuity, s: gst::Structure) {
+    let _ = element.post_message(gst::message::Element::builder(s).src(element).build());
+}
+
+/// The outermost bin holding the element (the pipeline, or playbin).
+pub fn top_level(element: &super::Continuity) -> gst::Element {
+    let mut top: gst::Element = element.clone().upcast();
+    while let Some(parent) = top.parent().and_then(|p| p.downcast::<gst::Element>().ok()) {
+        top = parent;
+    }
+    top
+}
+
+/// Seek the whole pipeline (every branch, so audio and video stay together), flushing and
+/// accurate.
+pub fn seek(top: &gst::Element, position_ns: u64) -> Result<(), glib::BoolError> {
+    top.seek_simple(
+        gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+        gst::ClockTime::from_nseconds(position_ns),
+    )
+}
+
+/// Wall-clock now (re-exported for the element).
+pub fn now() -> u64 {
+    now_unix_ns()
+}
