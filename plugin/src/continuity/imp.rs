@@ -511,6 +511,7 @@ impl BaseTransformImpl for Continuity {
                 let mut st = lock(&self.stream);
                 match s.segment().downcast_ref::<gst::ClockTime>() {
                     Some(seg) => {
+                        st.ended = false;
                         st.rate = seg.rate() * seg.applied_rate();
                         st.segment = Some(seg.clone());
                         st.segment_pending = true;
@@ -544,10 +545,12 @@ impl BaseTransformImpl for Continuity {
                 );
             }
             EventView::Eos(_) => {
-                let st = lock(&self.stream);
+                let mut st = lock(&self.stream);
+                self.refresh_duration(&mut st);
                 if st.announced
                     && let Some(p) = st.last_end.or_else(|| self.shared.position())
                 {
+                    st.ended = true;
                     st.observe(session::now(), Observation::Eos { position_ns: p });
                 }
             }
@@ -578,7 +581,9 @@ impl BaseTransformImpl for Continuity {
         if st.new_stream {
             self.media_started(&mut st, position.map(|p| p.0));
         }
-        if let Some((pos, _, pts)) = position {
+        // Buffers held back for the resume decision are not playback: report nothing.
+        let open = self.shared.gate.load(Ordering::Relaxed) == GATE_OPEN;
+        if let Some((pos, _, pts)) = position.filter(|_| open) {
             if st.segment_pending {
                 st.segment_pending = false;
                 st.last_sample = Some(pos);
@@ -607,6 +612,7 @@ impl BaseTransformImpl for Continuity {
                 .is_none_or(|s| s.abs_diff(pos) >= SAMPLE_EVERY_NS)
             {
                 st.last_sample = Some(pos);
+                self.refresh_duration(&mut st);
                 let at = self.render_wall(&st, pts);
                 st.observe(at, Observation::Position { position_ns: pos });
             }
@@ -634,12 +640,7 @@ impl Continuity {
         {
             st.media.uri = Some(uri.to_string());
         }
-        if st.media.duration_ns.is_none() {
-            st.media.duration_ns = pad
-                .peer_query_duration::<gst::ClockTime>()
-                .map(|d| d.nseconds())
-                .filter(|d| *d > 0);
-        }
+        self.refresh_duration(st);
         let (media_id, mode) = {
             let s = lock(&self.settings);
             (s.media_id.clone(), s.resume)
@@ -666,6 +667,31 @@ impl Continuity {
             held_at,
         }) {
             self.shared.gate.store(GATE_OPEN, Ordering::SeqCst);
+        }
+    }
+
+    /// Ask upstream for the duration while it is unknown (demuxers often learn it after the
+    /// first buffers); tell the engine once it is known.
+    fn refresh_duration(&self, st: &mut Stream) {
+        if st.media.duration_ns.is_some() {
+            return;
+        }
+        let Some(d) = self
+            .obj()
+            .sink_pad()
+            .peer_query_duration::<gst::ClockTime>()
+            .map(|d| d.nseconds())
+            .filter(|d| *d > 0)
+        else {
+            return;
+        };
+        st.media.duration_ns = Some(d);
+        if st.announced {
+            let update = continuity::model::Media {
+                duration_ns: Some(d),
+                ..Default::default()
+            };
+            st.observe(session::now(), Observation::MediaUpdated(update));
         }
     }
 
@@ -700,7 +726,8 @@ impl Continuity {
 
     fn playback(&self, position: Option<u64>, state: PlayState) {
         let st = lock(&self.stream);
-        if !st.announced {
+        // After the end of stream, pausing or stopping does not move the position.
+        if !st.announced || st.ended {
             return;
         }
         if let Some(position_ns) = position {

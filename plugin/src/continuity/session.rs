@@ -180,7 +180,10 @@ impl Pump {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     None => return,
-                    Some(ToPump::Observe(at, obs)) => this.node.observe_at(at, obs),
+                    Some(ToPump::Observe(at, obs)) => {
+                        gst::log!(CAT, "observed {obs:?}");
+                        this.node.observe_at(at, obs);
+                    }
                     Some(ToPump::Lookup { media_id, held_at }) => {
                         let this = this.clone();
                         tokio::spawn(async move { this.lookup(media_id, held_at).await });

@@ -61,6 +61,8 @@ pub struct Stream {
     pub last_end: Option<u64>,
     /// Rate of the current segment (rate × applied rate).
     pub rate: f64,
+    /// End of stream reached: state changes until the next segment say nothing new.
+    pub ended: bool,
 }
 
 impl Stream {
@@ -85,6 +87,7 @@ impl Stream {
         self.announced = false;
         self.last_sample = None;
         self.last_end = None;
+        self.ended = false;
     }
 
     /// Take in a tag list. Returns the fields it changed, as a media update, if any.

@@ -1,0 +1,186 @@
+//! Resume with real pipelines (playbin, `video-filter=continuity`) on a clip made at test
+//! time, through a real mosquitto on a free loopback port.
+
+mod support;
+
+use std::time::Duration;
+
+use gst::prelude::*;
+
+use support::brokers::Mosquitto;
+use support::{FRAME, Player, SECOND, device_props};
+
+/// One frame at 25 fps, in ns.
+const FRAME_NS: u64 = 40_000_000;
+
+fn within_a_frame(a: u64, b: u64) -> bool {
+    a.abs_diff(b) <= FRAME.as_nanos() as u64
+}
+
+/// Play from `from` until `until` (stream time) and stop without EOS. Returns the stream
+/// time of the last frame rendered.
+fn play_and_stop(props: &str, from: u64, until: u64) -> u64 {
+    let p = Player::new(props);
+    p.set_state(gst::State::Paused);
+    if from > 0 {
+        p.seek(from);
+    }
+    p.play();
+    p.play_until(until);
+    p.stop();
+    p.last_rendered()
+}
+
+/// Start a new player and return the first frame it renders once PLAYING.
+fn first_frame(p: &Player) -> u64 {
+    p.play();
+    p.next_frame()
+}
+
+#[test]
+fn stopping_and_starting_again_continues_within_a_frame() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let props = device_props(&broker.url(), "same", dir.path(), "Desk");
+    let stopped = play_and_stop(&props, 2 * SECOND, 7 * SECOND);
+
+    let p = Player::new(&props);
+    let first = first_frame(&p);
+    assert!(
+        within_a_frame(first, stopped),
+        "stopped at {stopped} ns, started again at {first} ns"
+    );
+}
+
+#[test]
+fn a_second_device_continues_where_the_first_stopped() {
+    let broker = Mosquitto::start();
+    let phone_dir = tempfile::tempdir().unwrap();
+    let tv_dir = tempfile::tempdir().unwrap();
+    let phone = device_props(&broker.url(), "family", phone_dir.path(), "Phone");
+    let tv = format!(
+        "{} device-class=tv",
+        device_props(&broker.url(), "family", tv_dir.path(), "TV")
+    );
+    let stopped = play_and_stop(&phone, 3 * SECOND, 8 * SECOND);
+
+    let p = Player::new(&tv);
+    let first = first_frame(&p);
+    assert!(
+        within_a_frame(first, stopped),
+        "the phone stopped at {stopped} ns, the TV started at {first} ns"
+    );
+    let resumed = p
+        .element_message("continuity-resumed", Duration::from_secs(5))
+        .expect("continuity-resumed posted");
+    assert!(within_a_frame(
+        resumed.get::<u64>("position").unwrap(),
+        stopped
+    ));
+    assert_ne!(resumed.get::<String>("device").unwrap(), "");
+}
+
+#[test]
+fn resume_off_starts_at_the_beginning() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let props = device_props(&broker.url(), "off", dir.path(), "Desk");
+    play_and_stop(&props, 5 * SECOND, 6 * SECOND);
+
+    let p = Player::new(&format!("{props} resume=off"));
+    assert!(first_frame(&p) < FRAME_NS, "resume=off starts at 0");
+}
+
+#[test]
+fn resume_ask_offers_and_seeks_only_when_told() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let props = device_props(&broker.url(), "ask", dir.path(), "Desk");
+    let stopped = play_and_stop(&props, 4 * SECOND, 6 * SECOND);
+
+    let p = Player::new(&format!("{props} resume=ask"));
+    p.set_state(gst::State::Paused);
+    let offer = p
+        .element_message("continuity-resume-available", Duration::from_secs(5))
+        .expect("continuity-resume-available posted");
+    assert!(within_a_frame(
+        offer.get::<u64>("position").unwrap(),
+        stopped
+    ));
+    assert_eq!(offer.get::<String>("media-id").unwrap(), "file:clip.ogg");
+    // Nothing happens by itself: playback starts at 0.
+    assert!(first_frame(&p) < 2 * FRAME_NS);
+
+    let accepted: bool = p.element.emit_by_name("resume", &[]);
+    assert!(accepted);
+    p.wait_async_done();
+    p.drain_frames();
+    let t = p.next_frame();
+    assert!(
+        t.abs_diff(stopped) < 10 * FRAME_NS,
+        "after the resume signal, frames come from {t} ns, not near {stopped} ns"
+    );
+    // A second emission has nothing to offer.
+    let again: bool = p.element.emit_by_name("resume", &[]);
+    assert!(!again);
+}
+
+#[test]
+fn eos_at_the_end_clears_the_resume_point() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let props = device_props(&broker.url(), "eos", dir.path(), "Desk");
+    {
+        let p = Player::new(&props);
+        p.set_state(gst::State::Paused);
+        p.seek(18 * SECOND);
+        p.play();
+        let msg = p
+            .bus()
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(15),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            )
+            .expect("EOS");
+        assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+        p.stop();
+    }
+    let p = Player::new(&props);
+    assert!(
+        first_frame(&p) < FRAME_NS,
+        "finished media starts again at 0"
+    );
+}
+
+#[test]
+fn eos_far_from_the_end_keeps_the_resume_point() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let props = device_props(&broker.url(), "early", dir.path(), "Desk");
+    let stopped = {
+        let p = Player::new(&props);
+        p.set_state(gst::State::Paused);
+        p.seek(6 * SECOND);
+        p.play();
+        p.play_until(7 * SECOND);
+        // What gst-launch -e does on Ctrl-C.
+        p.pipeline.send_event(gst::event::Eos::new());
+        let msg = p
+            .bus()
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(15),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            )
+            .expect("EOS");
+        assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+        let last = p.last_rendered();
+        p.stop();
+        last
+    };
+    let p = Player::new(&props);
+    let first = first_frame(&p);
+    assert!(
+        first.abs_diff(stopped) < 5 * FRAME_NS,
+        "an interrupted EOS at {stopped} ns is not the end; started at {first} ns"
+    );
+}
