@@ -587,12 +587,10 @@ impl BaseTransformImpl for Continuity {
             if st.segment_pending {
                 st.segment_pending = false;
                 st.last_sample = Some(pos);
+                // The first buffer of a segment renders as soon as the sinks preroll (and
+                // after a flushing seek the pipeline's base time is not yet the new one).
                 let playing = self.obj().current_state() == gst::State::Playing;
-                let at = if playing {
-                    self.render_wall(&st, pts)
-                } else {
-                    session::now()
-                };
+                let at = session::now();
                 let rate = st.rate;
                 let state = if playing {
                     PlayState::Playing
