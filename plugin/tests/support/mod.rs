@@ -30,36 +30,44 @@ pub fn init() {
 /// audio in Ogg, titled "Test Clip". 25 frames per second.
 pub fn clip() -> &'static Path {
     static CLIP: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &CLIP
-        .get_or_init(|| {
-            init();
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("clip.ogg");
-            let desc = format!(
-                "videotestsrc num-buffers=500 ! video/x-raw,width=160,height=120,framerate=25/1 \
-                 ! timeoverlay ! theoraenc ! oggmux name=mux ! filesink location={} \
-                 audiotestsrc num-buffers=862 ! audio/x-raw,rate=44100,channels=1 ! vorbisenc \
-                 ! taginject tags=\"title=\\\"Test Clip\\\",artist=Tester\" ! mux.",
-                path.display()
-            );
-            let p = gst::parse::launch(&desc).expect("clip pipeline");
-            p.set_state(gst::State::Playing).unwrap();
-            let msg = p
-                .bus()
-                .unwrap()
-                .timed_pop_filtered(
-                    gst::ClockTime::from_seconds(60),
-                    &[gst::MessageType::Eos, gst::MessageType::Error],
-                )
-                .expect("clip written in time");
-            assert!(
-                matches!(msg.view(), gst::MessageView::Eos(_)),
-                "clip: {msg:?}"
-            );
-            p.set_state(gst::State::Null).unwrap();
-            (dir, path)
-        })
-        .1
+    &CLIP.get_or_init(|| make_clip(20)).1
+}
+
+/// A 3 s clip of the same kind, for runs that go to the end.
+pub fn short_clip() -> &'static Path {
+    static CLIP: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &CLIP.get_or_init(|| make_clip(3)).1
+}
+
+fn make_clip(seconds: u64) -> (tempfile::TempDir, PathBuf) {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clip.ogg");
+    let desc = format!(
+        "videotestsrc num-buffers={} ! video/x-raw,width=160,height=120,framerate=25/1 \
+         ! timeoverlay ! theoraenc ! oggmux name=mux ! filesink location={} \
+         audiotestsrc num-buffers={} ! audio/x-raw,rate=44100,channels=1 ! vorbisenc \
+         ! taginject tags=\"title=\\\"Test Clip\\\",artist=Tester\" ! mux.",
+        seconds * 25,
+        path.display(),
+        seconds * 44_100 / 1024 + 1
+    );
+    let p = gst::parse::launch(&desc).expect("clip pipeline");
+    p.set_state(gst::State::Playing).unwrap();
+    let msg = p
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("clip written in time");
+    assert!(
+        matches!(msg.view(), gst::MessageView::Eos(_)),
+        "clip: {msg:?}"
+    );
+    p.set_state(gst::State::Null).unwrap();
+    (dir, path)
 }
 
 pub fn clip_uri() -> String {
