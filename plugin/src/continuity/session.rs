@@ -40,6 +40,10 @@ pub const GATE_HOLD: u8 = 1;
 /// A resume seek is on its way: drop until its flush.
 pub const GATE_SEEKING: u8 = 2;
 
+/// A resume seek whose flush never reaches the element (an upstream that accepts seeks but
+/// does not carry them out) must not hold playback back for longer than this.
+const SEEK_GRACE: Duration = Duration::from_secs(2);
+
 /// Stream time "unknown" in the position atomic.
 pub const POSITION_NONE: u64 = u64::MAX;
 
@@ -280,6 +284,22 @@ impl Pump {
             return;
         };
         let open = || self.shared.gate.store(GATE_OPEN, Ordering::SeqCst);
+        let shared = self.shared.clone();
+        let reopen_later = move || {
+            tokio::spawn(async move {
+                tokio::time::sleep(SEEK_GRACE).await;
+                if shared
+                    .gate
+                    .compare_exchange(GATE_SEEKING, GATE_OPEN, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                {
+                    gst::warning!(
+                        CAT,
+                        "the resume seek never flushed: letting buffers through"
+                    );
+                }
+            });
+        };
         match (self.mode, found) {
             (ResumeMode::Auto, Some((position_ns, point))) => {
                 gst::info!(
@@ -291,6 +311,7 @@ impl Pump {
                 );
                 self.shared.gate.store(GATE_SEEKING, Ordering::SeqCst);
                 if seek(&top_level(&element), position_ns).is_ok() {
+                    reopen_later();
                     post(&element, resumed(&media_id, position_ns, &point.device));
                 } else {
                     gst::warning!(CAT, obj = element, "the resume seek failed: playing on");
@@ -301,7 +322,9 @@ impl Pump {
                 // Buffers were held back: start again where they began.
                 Some(start) => {
                     self.shared.gate.store(GATE_SEEKING, Ordering::SeqCst);
-                    if seek(&top_level(&element), start).is_err() {
+                    if seek(&top_level(&element), start).is_ok() {
+                        reopen_later();
+                    } else {
                         open();
                     }
                 }

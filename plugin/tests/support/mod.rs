@@ -253,12 +253,15 @@ pub fn device_props(broker: &BrokerUrl, account: &str, dir: &Path, name: &str) -
     )
 }
 
+/// A received message: topic, payload, arrival.
+pub type Received = (String, Vec<u8>, Instant);
+
 /// Everything published under an account, as it arrives.
 pub struct Recorder {
     pub rt: tokio::runtime::Runtime,
     link: Option<Link>,
     /// Every message, and a condition variable signalled at each arrival.
-    pub messages: Arc<(Mutex<Vec<(String, Vec<u8>, Instant)>>, Condvar)>,
+    pub messages: Arc<(Mutex<Vec<Received>>, Condvar)>,
 }
 
 impl Recorder {
@@ -362,7 +365,7 @@ impl Drop for Recorder {
     }
 }
 
-fn sessions(msgs: &[(String, Vec<u8>, Instant)]) -> Vec<SessionState> {
+fn sessions(msgs: &[Received]) -> Vec<SessionState> {
     msgs.iter()
         .filter_map(|(t, p, _)| match wire::decode(t, p).ok()?.body {
             Body::Session(s) => Some(*s),
