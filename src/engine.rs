@@ -27,8 +27,12 @@ pub struct EngineConfig {
     pub rules: ResumeRules,
     /// Publish a new anchor when the observed position is this far from the prediction.
     pub drift_threshold_ns: u64,
-    /// Republish the anchor (and the resume point) at least this often while playing.
+    /// While playing, save the position in the local store this often (crash safety on
+    /// this device). The anchor itself needs no republishing: it predicts the position.
     pub heartbeat_ns: u64,
+    /// Every this many heartbeats the broker's resume point is refreshed too (crash safety
+    /// for the other devices), so steady playback costs a few kilobytes an hour.
+    pub broker_refresh_heartbeats: u32,
     /// Software name and version, for the device info.
     pub software: String,
     pub capabilities: Vec<String>,
@@ -43,6 +47,7 @@ impl EngineConfig {
             rules: ResumeRules::default(),
             drift_threshold_ns: 100_000_000,
             heartbeat_ns: 30 * SECOND_NS,
+            broker_refresh_heartbeats: 10,
             software: concat!("continuity ", env!("CARGO_PKG_VERSION")).to_owned(),
             capabilities: vec!["play".into(), "resume".into()],
         }
@@ -168,8 +173,10 @@ pub struct Engine {
     subtitle: Option<Track>,
     queue: Vec<QueueItem>,
     lease: Lease,
-    /// Wall-clock instant of the last session publish, for the heartbeat.
+    /// Wall-clock instant of the last session publish or heartbeat.
     last_publish_ns: Option<u64>,
+    /// Wall-clock instant the broker's resume point was last refreshed.
+    last_resume_publish_ns: Option<u64>,
     directory: Directory,
 }
 
@@ -188,6 +195,7 @@ impl Engine {
             subtitle: None,
             queue: Vec::new(),
             last_publish_ns: None,
+            last_resume_publish_ns: None,
             directory: Directory::default(),
         }
     }
@@ -333,7 +341,7 @@ impl Engine {
                 }
                 self.publish_session(now_unix_ns, &mut out);
                 if state == PlayState::Paused {
-                    self.record_resume(now_unix_ns, position_ns, false, &mut out);
+                    self.record_resume(now_unix_ns, position_ns, false, true, &mut out);
                 }
             }
             Observation::Position { position_ns } => {
@@ -376,7 +384,7 @@ impl Engine {
                 ) || self.duration().is_none();
                 self.publish_event(now_unix_ns, EventName::Ended, &mut out);
                 self.publish_session(now_unix_ns, &mut out);
-                self.record_resume(now_unix_ns, position_ns, finished, &mut out);
+                self.record_resume(now_unix_ns, position_ns, finished, true, &mut out);
             }
             Observation::Stopped { position_ns } => {
                 let Some(a) = self.anchor else { return out };
@@ -387,7 +395,7 @@ impl Engine {
                         state: PlayState::Paused,
                         ..a
                     });
-                    self.record_resume(now_unix_ns, position_ns, false, &mut out);
+                    self.record_resume(now_unix_ns, position_ns, false, true, &mut out);
                 }
                 self.publish_event(now_unix_ns, EventName::Stopped, &mut out);
                 self.publish_session(now_unix_ns, &mut out);
@@ -395,15 +403,27 @@ impl Engine {
             Observation::Incoming(msg) => self.incoming(now_unix_ns, msg, &mut out),
             Observation::Tick => {
                 if self.next_wakeup().is_some_and(|t| now_unix_ns >= t) {
-                    let a = self.anchor.expect("a wakeup implies an anchor");
-                    self.anchor = Some(a.rebased(now_unix_ns, self.duration()));
-                    self.publish_session(now_unix_ns, &mut out);
-                    let pos = self.anchor.map(|a| a.position_ns).unwrap_or(0);
-                    self.record_resume(now_unix_ns, pos, false, &mut out);
+                    self.heartbeat(now_unix_ns, &mut out);
                 }
             }
         }
         out
+    }
+
+    /// Save where playback is locally; refresh the broker's resume point every
+    /// `broker_refresh_heartbeats`.
+    fn heartbeat(&mut self, now_unix_ns: u64, out: &mut Vec<Action>) {
+        let Some(a) = self.anchor else { return };
+        let position = a.position_at(now_unix_ns, self.duration());
+        self.last_publish_ns = Some(now_unix_ns);
+        let refresh = self.cfg.heartbeat_ns * u64::from(self.cfg.broker_refresh_heartbeats.max(1));
+        let to_broker = self
+            .last_resume_publish_ns
+            .is_none_or(|last| now_unix_ns.saturating_sub(last) >= refresh);
+        let mut state = self.session_state(now_unix_ns);
+        state.anchor = Some(a.rebased(now_unix_ns, self.duration()));
+        out.push(Action::StoreSession(Box::new(state)));
+        self.record_resume(now_unix_ns, position, false, to_broker, out);
     }
 
     fn incoming(&mut self, now_unix_ns: u64, msg: Incoming, out: &mut Vec<Action>) {
@@ -491,6 +511,7 @@ impl Engine {
         now_unix_ns: u64,
         position_ns: u64,
         finished: bool,
+        to_broker: bool,
         out: &mut Vec<Action>,
     ) {
         let Some(media) = self.media.clone() else {
@@ -528,10 +549,13 @@ impl Engine {
         {
             return;
         }
-        out.push(publish(
-            &Topic::resume(&self.cfg.account, &point.media.id),
-            &point,
-        ));
+        if to_broker {
+            out.push(publish(
+                &Topic::resume(&self.cfg.account, &point.media.id),
+                &point,
+            ));
+            self.last_resume_publish_ns = Some(now_unix_ns);
+        }
         self.directory.resume.offer(key, point.clone());
         out.push(Action::StoreResume(Box::new(point)));
     }

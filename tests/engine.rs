@@ -96,9 +96,9 @@ fn announce_publishes_online_info_and_session_retained() {
 }
 
 #[test]
-fn steady_playback_publishes_nothing_until_the_heartbeat() {
+fn steady_playback_publishes_only_a_slow_resume_refresh() {
     let mut e = engine();
-    e.handle(T0, Observation::MediaStarted(clip(600)));
+    e.handle(T0, Observation::MediaStarted(clip(7200)));
     let a = play(&mut e, T0, 0);
     assert_eq!(sessions(&a).len(), 1);
     // Positions that follow the prediction, for 29 s: silence.
@@ -113,13 +113,36 @@ fn steady_playback_publishes_nothing_until_the_heartbeat() {
         assert!(a.is_empty(), "published at {i}: {a:?}");
         assert!(e.handle(now, Observation::Tick).is_empty());
     }
-    // The heartbeat, at 30 s: one session, one resume point.
+    // The first heartbeat, at 30 s: the position goes to the local store and, the first
+    // time, to the broker's resume point. The session itself is not republished.
     let hb = T0 + 30 * SECOND_NS;
     assert_eq!(e.next_wakeup(), Some(hb));
     let a = e.handle(hb, Observation::Tick);
-    assert_eq!(sessions(&a).len(), 1);
+    assert!(sessions(&a).is_empty(), "the anchor still predicts the position");
     assert_eq!(resumes(&a).len(), 1);
     assert_eq!(resumes(&a)[0].position_ns, 30 * SECOND_NS);
+    let stored = |a: &[Action]| {
+        a.iter()
+            .filter_map(|a| match a {
+                Action::StoreResume(r) => Some(r.position_ns),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(stored(&a), vec![30 * SECOND_NS]);
+    // The next nine heartbeats: local only.
+    for k in 2..=10u64 {
+        let t = T0 + k * 30 * SECOND_NS;
+        assert_eq!(e.next_wakeup(), Some(t));
+        let a = e.handle(t, Observation::Tick);
+        assert!(publishes(&a, "").is_empty(), "heartbeat {k} published {a:?}");
+        assert_eq!(stored(&a), vec![k * 30 * SECOND_NS]);
+    }
+    // Ten heartbeats after the last refresh: the broker's copy again.
+    let t = T0 + 11 * 30 * SECOND_NS;
+    let a = e.handle(t, Observation::Tick);
+    assert_eq!(resumes(&a).len(), 1);
+    assert_eq!(resumes(&a)[0].position_ns, 330 * SECOND_NS);
 }
 
 #[test]
