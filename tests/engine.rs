@@ -118,7 +118,10 @@ fn steady_playback_publishes_only_a_slow_resume_refresh() {
     let hb = T0 + 30 * SECOND_NS;
     assert_eq!(e.next_wakeup(), Some(hb));
     let a = e.handle(hb, Observation::Tick);
-    assert!(sessions(&a).is_empty(), "the anchor still predicts the position");
+    assert!(
+        sessions(&a).is_empty(),
+        "the anchor still predicts the position"
+    );
     assert_eq!(resumes(&a).len(), 1);
     assert_eq!(resumes(&a)[0].position_ns, 30 * SECOND_NS);
     let stored = |a: &[Action]| {
@@ -135,7 +138,10 @@ fn steady_playback_publishes_only_a_slow_resume_refresh() {
         let t = T0 + k * 30 * SECOND_NS;
         assert_eq!(e.next_wakeup(), Some(t));
         let a = e.handle(t, Observation::Tick);
-        assert!(publishes(&a, "").is_empty(), "heartbeat {k} published {a:?}");
+        assert!(
+            publishes(&a, "").is_empty(),
+            "heartbeat {k} published {a:?}"
+        );
         assert_eq!(stored(&a), vec![k * 30 * SECOND_NS]);
     }
     // Ten heartbeats after the last refresh: the broker's copy again.

@@ -74,7 +74,7 @@ fn gst_inspect_lists_every_property_with_its_blurb() {
         ("media-id", "Identity of the media"),
         ("resume", "What to do with a resume point"),
         ("resume-timeout", "Longest wait for the broker"),
-        ("heartbeat", "Republish the position"),
+        ("heartbeat", "save the position locally"),
         ("drift-threshold", "Publish a new anchor when"),
         ("config-dir", "Where the device id and the local store live"),
         ("connected", "Whether the element is connected"),

@@ -191,7 +191,10 @@ impl ObjectImpl for Continuity {
                     .build(),
                 glib::ParamSpecUInt::builder("heartbeat")
                     .nick("Heartbeat")
-                    .blurb("Republish the position at least this often while playing, in seconds")
+                    .blurb(
+                        "While playing, save the position locally this often, in seconds; \
+                         every 10th heartbeat also refreshes the broker's resume point",
+                    )
                     .minimum(1)
                     .maximum(86_400)
                     .default_value(DEFAULT_HEARTBEAT_S)
