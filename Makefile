@@ -34,3 +34,7 @@ lint: deps
 # Regenerate docs/schema/*.json from the Rust types (review the diff, then commit).
 schemas:
 	UPDATE_SCHEMAS=1 $(CARGO) test --test wire committed_schemas_match_the_types
+
+# The benchmarks (release build), printed as a table with the targets beside the figures.
+bench: deps
+	$(CARGO) run --release -p gst-plugin-continuity --example bench

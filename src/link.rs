@@ -211,7 +211,8 @@ pub struct Link {
     shared: Arc<Shared>,
     client: AsyncClient,
     will: Option<(String, Vec<u8>)>,
-    stop: Option<oneshot::Sender<()>>,
+    /// Held, never sent: dropping the link closes it, which ends the task.
+    _stop: oneshot::Sender<()>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -263,7 +264,7 @@ impl Link {
                 shared,
                 client,
                 will: cfg.will,
-                stop: Some(stop_tx),
+                _stop: stop_tx,
                 task: Some(task),
             },
             events_rx,
@@ -313,20 +314,27 @@ impl Link {
         }
     }
 
-    /// Say goodbye: publish `offline` (the will, retained), wait at most `timeout` for it and
-    /// everything before it to be acknowledged, disconnect, stop the task.
-    pub async fn shutdown(mut self, timeout: Duration) -> bool {
+    /// Say goodbye without giving up the link: publish `offline` (the will, retained), wait
+    /// at most `timeout` for it and everything before it to be acknowledged, and disconnect.
+    pub async fn goodbye(&self, timeout: Duration) -> bool {
         if let Some((topic, payload)) = self.will.clone() {
             self.publish(&topic, payload, true, true);
         }
         let flushed = self.flush(timeout).await;
         self.shared.lock().shutting_down = true;
         let _ = self.client.try_disconnect();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
+        flushed
+    }
+
+    /// [`Link::goodbye`], then stop the task once the disconnect is sent (or after 500 ms).
+    pub async fn shutdown(mut self, timeout: Duration) -> bool {
+        let flushed = self.goodbye(timeout).await;
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_millis(500), &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
         }
         flushed
     }
@@ -422,6 +430,7 @@ async fn run(
                 drop(st);
                 shared.progress.notify_waiters();
             }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 let mut st = shared.lock();
                 st.unsent = st.unsent.saturating_sub(1);

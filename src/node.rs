@@ -281,6 +281,15 @@ impl Node {
         }
     }
 
+    /// Say goodbye (offline, flushed within `timeout`, disconnect) but keep the node; for
+    /// owners that share it. Dropping it afterwards stops it.
+    pub async fn goodbye(&self, timeout: Duration) -> bool {
+        match &self.inner.link {
+            Some(link) => link.goodbye(timeout).await,
+            None => true,
+        }
+    }
+
     /// Say goodbye (offline, flushed within `timeout`) and stop.
     pub async fn shutdown(mut self, timeout: Duration) -> bool {
         if let Some(task) = self.task.take() {

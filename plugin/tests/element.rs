@@ -17,7 +17,14 @@ fn registers_with_any_caps_and_passes_buffers_through() {
     let factory = gst::ElementFactory::find("continuity").expect("factory 'continuity'");
     assert_eq!(factory.plugin_name().as_deref(), Some("continuity"));
 
-    let mut h = gst_check::Harness::new("continuity");
+    let dir = tempfile::tempdir().unwrap();
+    let element = gst::ElementFactory::make("continuity")
+        .property("broker", "mqtt://127.0.0.1:1")
+        .property("config-dir", dir.path().to_str().unwrap())
+        .property_from_str("resume", "off")
+        .build()
+        .unwrap();
+    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
     h.set_src_caps_str("video/x-raw,format=I420,width=4,height=4,framerate=25/1");
     let mut buf = gst::Buffer::from_slice(vec![7u8; 24]);
     buf.get_mut()

@@ -265,3 +265,38 @@ fn a_stream_collection_lists_audio_and_subtitle_tracks() {
     assert_eq!(langs, ["en", "de"]);
     assert_eq!(m.subtitle_tracks[0].language.as_deref(), Some("fr"));
 }
+
+#[test]
+fn an_upstream_that_cannot_carry_out_the_resume_seek_does_not_stall_playback() {
+    support::init();
+    let dir = tempfile::tempdir().unwrap();
+    // No broker at all, resume=auto: the first buffer is held for the decision, the seek
+    // back goes to the harness (which accepts it and does nothing), and playback must go
+    // on regardless.
+    let element = gst::ElementFactory::make("continuity")
+        .property("broker", "mqtt://127.0.0.1:1")
+        .property("config-dir", dir.path().to_str().unwrap())
+        .property("media-id", "m")
+        .build()
+        .unwrap();
+    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_src_caps_str("video/x-raw");
+    let pushed_until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut passed = 0;
+    let mut i = 0u64;
+    while passed == 0 && std::time::Instant::now() < pushed_until {
+        let mut b = gst::Buffer::with_size(1).unwrap();
+        b.get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(40 * i));
+        i += 1;
+        assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok));
+        passed += h.buffers_in_queue();
+        if passed == 0 {
+            // Let the decision and the grace period run.
+            let _ = h.try_pull_upstream_event();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    assert!(passed > 0, "buffers flow again after the grace period");
+}

@@ -196,7 +196,7 @@ impl Pump {
                         if let Some(p) = position_ns {
                             this.node.observe(Observation::Stopped { position_ns: p });
                         }
-                        if !this.node.flush(STOP_FLUSH).await {
+                        if !this.node.goodbye(STOP_FLUSH).await {
                             gst::info!(CAT, "stopping before the broker acknowledged the final state");
                         }
                         let _ = done.send(());

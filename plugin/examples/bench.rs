@@ -1,0 +1,300 @@
+//! Benchmarks for the element, side by side in one run (machines are noisy: ratios, medians).
+//!
+//! ```text
+//! cargo run --release -p gst-plugin-continuity --example bench      # or: make bench
+//! ```
+//!
+//! 1. Per-buffer overhead: `fakesrc num-buffers=2000000 ! X ! fakesink` for X = identity and
+//!    X = continuity, alternating, median of 5; also with timestamped buffers, which take the
+//!    element's position path.
+//! 2. Traffic: bytes published in an hour of steady playback (a simulated hour of the engine
+//!    with a fake clock, fed what the element feeds it), beside a reporter that sends the same
+//!    state every 10 s.
+//! 3. Resume cost: time from PLAYING to the first rendered frame with `resume=auto` and a
+//!    retained resume point on the broker, against `resume=off`, median of 5.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use continuity::broker::EmbeddedBroker;
+use continuity::engine::{Action, Engine, EngineConfig, Observation};
+use continuity::model::{Device, DeviceClass, Media, PlayState, SECOND_NS, Track};
+use continuity::node::{Node, NodeConfig};
+use continuity::wire::{self, Topic};
+use gst::prelude::*;
+
+const ROUNDS: usize = 5;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn run_to_eos(desc: &str) -> Duration {
+    let p = gst::parse::launch(desc).expect(desc);
+    let bus = p.bus().unwrap();
+    let start = Instant::now();
+    p.set_state(gst::State::Playing).unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(300),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("finishes");
+    let took = start.elapsed();
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+    p.set_state(gst::State::Null).unwrap();
+    took
+}
+
+struct Row {
+    name: String,
+    measured: String,
+    target: String,
+    ok: bool,
+}
+
+fn overhead(broker: &str, config: &str, src: &str, label: &str) -> Row {
+    let continuity = format!("continuity broker={broker} config-dir={config} resume=off");
+    let mut ident = Vec::new();
+    let mut cont = Vec::new();
+    for _ in 0..ROUNDS {
+        ident.push(run_to_eos(&format!("{src} ! identity ! fakesink")).as_secs_f64());
+        cont.push(run_to_eos(&format!("{src} ! {continuity} ! fakesink")).as_secs_f64());
+    }
+    let (i, c) = (median(ident), median(cont));
+    let pct = (c / i - 1.0) * 100.0;
+    Row {
+        name: format!("per-buffer overhead, {label}"),
+        measured: format!("identity {i:.3} s, continuity {c:.3} s: {pct:+.1} %"),
+        target: "<= +5 %".into(),
+        ok: pct <= 5.0,
+    }
+}
+
+fn film() -> Media {
+    Media {
+        id: "file:big-buck-bunny-1080p.ogg".into(),
+        uri: Some("file:///home/me/Videos/big-buck-bunny-1080p.ogg".into()),
+        title: Some("Big Buck Bunny".into()),
+        artist: Some("Blender Foundation".into()),
+        duration_ns: Some(2 * 3600 * SECOND_NS),
+        audio_tracks: vec![Track {
+            language: Some("en".into()),
+            codec: Some("Vorbis".into()),
+        }],
+        ..Default::default()
+    }
+}
+
+fn published_bytes(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .map(|a| match a {
+            Action::Publish { topic, payload, .. } => topic.len() + payload.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+fn traffic() -> Row {
+    let device = Device {
+        id: "dev-0123456789ab".into(),
+        name: "Living room TV".into(),
+        class: DeviceClass::Tv,
+    };
+    let mut e = Engine::new(EngineConfig::new("default", device));
+    let t0 = 1_800_000_000 * SECOND_NS;
+    e.announce(t0);
+    e.handle(t0, Observation::MediaStarted(film()));
+    e.handle(
+        t0,
+        Observation::Playback {
+            position_ns: 0,
+            state: PlayState::Playing,
+            rate: 1.0,
+        },
+    );
+    // One hour: a position sample every second (what the element sends while buffers
+    // flow), timer ticks as the runtime would deliver them.
+    let mut ours = 0;
+    for s in 1..=3600u64 {
+        let now = t0 + s * SECOND_NS;
+        let jitter = (s % 7) * 3_000_000; // a few ms of render jitter
+        ours += published_bytes(&e.handle(
+            now,
+            Observation::Position {
+                position_ns: s * SECOND_NS + jitter,
+            },
+        ));
+        ours += published_bytes(&e.handle(now, Observation::Tick));
+    }
+    // The common alternative: the same state sent every 10 s.
+    let topic = Topic::session_state("default", "dev-0123456789ab").to_string();
+    let mut theirs = 0;
+    for s in (10..=3600u64).step_by(10) {
+        let state = e.session_state(t0 + s * SECOND_NS);
+        theirs += topic.len() + wire::encode(&state).len();
+    }
+    Row {
+        name: "traffic, 1 h of steady playback".into(),
+        measured: format!(
+            "continuity {:.1} KB/h; progress every 10 s {:.1} KB/h ({:.0}x)",
+            ours as f64 / 1024.0,
+            theirs as f64 / 1024.0,
+            theirs as f64 / ours.max(1) as f64
+        ),
+        target: "<= 10 KB/h".into(),
+        ok: ours <= 10 * 1024,
+    }
+}
+
+fn make_clip(dir: &std::path::Path) -> String {
+    let path = dir.join("clip.ogg");
+    run_to_eos(&format!(
+        "videotestsrc num-buffers=500 ! video/x-raw,width=320,height=240,framerate=25/1 \
+         ! timeoverlay ! theoraenc ! oggmux name=mux ! filesink location={} \
+         audiotestsrc num-buffers=862 ! audio/x-raw,rate=44100,channels=1 ! vorbisenc ! mux.",
+        path.display()
+    ));
+    format!("file://{}", path.display())
+}
+
+/// Time from setting PLAYING to the first frame rendered.
+fn first_frame(uri: &str, filter: &str) -> Duration {
+    let playbin = gst::ElementFactory::make("playbin")
+        .property("uri", uri)
+        .build()
+        .unwrap();
+    let vsink = gst::ElementFactory::make("fakesink")
+        .property("sync", true)
+        .property("signal-handoffs", true)
+        .build()
+        .unwrap();
+    let asink = gst::ElementFactory::make("fakesink")
+        .property("sync", true)
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::sync_channel(1);
+    vsink.connect("handoff", false, move |_| {
+        let _ = tx.try_send(Instant::now());
+        None
+    });
+    playbin.set_property("video-sink", &vsink);
+    playbin.set_property("audio-sink", &asink);
+    playbin.set_property("video-filter", gst::parse::launch(filter).unwrap());
+    let start = Instant::now();
+    playbin.set_state(gst::State::Playing).unwrap();
+    let first = rx.recv_timeout(Duration::from_secs(30)).expect("a frame");
+    playbin.set_state(gst::State::Null).unwrap();
+    first - start
+}
+
+fn resume_cost(broker: &EmbeddedBroker, rt: &tokio::runtime::Runtime) -> Vec<Row> {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = make_clip(dir.path());
+    // A phone left a resume point at 10 s on the broker.
+    rt.block_on(async {
+        let (phone, _ev) = Node::start(NodeConfig {
+            engine: EngineConfig::new(
+                "bench",
+                Device {
+                    id: "phone".into(),
+                    name: "Phone".into(),
+                    class: DeviceClass::Phone,
+                },
+            ),
+            broker: Some(broker.url().parse().unwrap()),
+            store_dir: None,
+            link: None,
+        })
+        .unwrap();
+        phone.observe(Observation::MediaStarted(Media {
+            id: "file:clip.ogg".into(),
+            duration_ns: Some(20 * SECOND_NS),
+            ..Default::default()
+        }));
+        phone.observe(Observation::Stopped {
+            position_ns: 10 * SECOND_NS,
+        });
+        assert!(phone.flush(Duration::from_secs(5)).await);
+        phone.shutdown(Duration::from_secs(1)).await;
+    });
+    let filter = |mode: &str, extra: &str| {
+        let cfg = tempfile::tempdir().unwrap().keep();
+        format!(
+            "continuity broker={} account=bench config-dir={} resume={mode} {extra}",
+            broker.url(),
+            cfg.display()
+        )
+    };
+    let (mut off, mut auto, mut fresh) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        off.push(first_frame(&uri, &filter("off", "")).as_secs_f64() * 1e3);
+        auto.push(first_frame(&uri, &filter("auto", "")).as_secs_f64() * 1e3);
+        fresh.push(first_frame(&uri, &filter("auto", "media-id=never-seen")).as_secs_f64() * 1e3);
+    }
+    let (off, auto, fresh) = (median(off), median(auto), median(fresh));
+    vec![
+        Row {
+            name: "resume cost, retained point on the broker".into(),
+            measured: format!(
+                "first frame: resume=off {off:.1} ms, resume=auto {auto:.1} ms: {:+.1} ms",
+                auto - off
+            ),
+            target: "<= +50 ms".into(),
+            ok: auto - off <= 50.0,
+        },
+        Row {
+            name: "resume cost, nothing to resume".into(),
+            measured: format!(
+                "first frame: resume=off {off:.1} ms, resume=auto {fresh:.1} ms: {:+.1} ms",
+                fresh - off
+            ),
+            target: "<= +50 ms".into(),
+            ok: fresh - off <= 50.0,
+        },
+    ]
+}
+
+fn main() {
+    gst::init().unwrap();
+    gstcontinuity::plugin_register_static().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).expect("broker");
+    let config = tempfile::tempdir().unwrap();
+    let cfg = config.path().display().to_string();
+    println!(
+        "continuity benchmarks ({} rounds, medians; {} cores)\n",
+        ROUNDS,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let mut rows = vec![
+        overhead(
+            &broker.url(),
+            &cfg,
+            "fakesrc num-buffers=2000000",
+            "2,000,000 empty buffers",
+        ),
+        overhead(
+            &broker.url(),
+            &cfg,
+            "fakesrc num-buffers=2000000 format=time datarate=4000 sizetype=fixed sizemax=4",
+            "2,000,000 timestamped buffers",
+        ),
+        traffic(),
+    ];
+    rows.extend(resume_cost(&broker, &rt));
+    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(10);
+    let m = rows.iter().map(|r| r.measured.len()).max().unwrap_or(10);
+    println!("{:<w$}  {:<m$}  {:<10}  result", "benchmark", "measured", "target");
+    for r in &rows {
+        println!(
+            "{:<w$}  {:<m$}  {:<10}  {}",
+            r.name,
+            r.measured,
+            r.target,
+            if r.ok { "met" } else { "NOT MET" }
+        );
+    }
+}
