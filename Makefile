@@ -37,4 +37,6 @@ schemas:
 
 # The benchmarks (release build), printed as a table with the targets beside the figures.
 bench: deps
+	@./scripts/deps.sh valgrind
+	$(CARGO) build --release -p gst-plugin-continuity --lib
 	$(CARGO) run --release -p gst-plugin-continuity --example bench

@@ -58,9 +58,20 @@ fn overhead(broker: &str, config: &str, src: &str, label: &str) -> Row {
     let continuity = format!("continuity broker={broker} config-dir={config} resume=off");
     let mut ident = Vec::new();
     let mut cont = Vec::new();
-    for _ in 0..ROUNDS {
-        ident.push(run_to_eos(&format!("{src} ! identity ! fakesink")).as_secs_f64());
-        cont.push(run_to_eos(&format!("{src} ! {continuity} ! fakesink")).as_secs_f64());
+    // One warm-up run each, then alternate which goes first (ABBA), so that neither gains
+    // from caches or clock ramp-up.
+    run_to_eos(&format!("{src} ! identity ! fakesink"));
+    run_to_eos(&format!("{src} ! {continuity} ! fakesink"));
+    for round in 0..ROUNDS {
+        let i = || run_to_eos(&format!("{src} ! identity ! fakesink")).as_secs_f64();
+        let c = || run_to_eos(&format!("{src} ! {continuity} ! fakesink")).as_secs_f64();
+        if round % 2 == 0 {
+            ident.push(i());
+            cont.push(c());
+        } else {
+            cont.push(c());
+            ident.push(i());
+        }
     }
     let (i, c) = (median(ident), median(cont));
     let pct = (c / i - 1.0) * 100.0;
@@ -70,6 +81,59 @@ fn overhead(broker: &str, config: &str, src: &str, label: &str) -> Row {
         target: "<= +5 %".into(),
         ok: pct <= 5.0,
     }
+}
+
+/// Instructions per buffer, counted by callgrind (repeatable whatever the machine's load):
+/// only what runs inside `gst_pad_push`, that is the buffer's way downstream from the
+/// source, so start-up and the other threads do not count. Needs valgrind and the plugin
+/// built as a library (`make bench` does both).
+fn instructions_per_buffer(element: &str) -> Option<f64> {
+    const N: u32 = 100_000;
+    let plugin_dir = std::env::current_exe().ok()?.parent()?.parent()?.to_owned();
+    if !plugin_dir.join("libgstcontinuity.so").exists() {
+        return None;
+    }
+    let out_file = tempfile::NamedTempFile::new().ok()?;
+    let out = std::process::Command::new("valgrind")
+        .args([
+            "--tool=callgrind",
+            "--collect-atstart=no",
+            "--toggle-collect=gst_pad_push",
+        ])
+        .arg(format!(
+            "--callgrind-out-file={}",
+            out_file.path().display()
+        ))
+        .args([
+            "gst-launch-1.0",
+            "-q",
+            "fakesrc",
+            &format!("num-buffers={N}"),
+            "!",
+        ])
+        .args(element.split_whitespace())
+        .args(["!", "fakesink"])
+        .env("GST_PLUGIN_PATH", &plugin_dir)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    let line = text.lines().find(|l| l.contains("Collected :"))?;
+    let total: f64 = line.rsplit(' ').next()?.trim().parse().ok()?;
+    Some(total / f64::from(N))
+}
+
+fn instructions(broker: &str, config: &str) -> Option<Row> {
+    let i = instructions_per_buffer("identity")?;
+    let c = instructions_per_buffer(&format!(
+        "continuity broker={broker} config-dir={config} resume=off"
+    ))?;
+    let pct = (c / i - 1.0) * 100.0;
+    Some(Row {
+        name: "per-buffer cost, instructions (callgrind)".into(),
+        measured: format!("identity {i:.0}, continuity {c:.0} a buffer: {pct:+.1} %"),
+        target: "<= +5 %".into(),
+        ok: pct <= 5.0,
+    })
 }
 
 fn film() -> Media {
@@ -282,12 +346,21 @@ fn main() {
             "fakesrc num-buffers=2000000 format=time datarate=4000 sizetype=fixed sizemax=4",
             "2,000,000 timestamped buffers",
         ),
-        traffic(),
     ];
+    match instructions(&broker.url(), &cfg) {
+        Some(row) => rows.push(row),
+        None => {
+            eprintln!("(no valgrind or no release libgstcontinuity.so: instruction counts skipped)")
+        }
+    }
+    rows.push(traffic());
     rows.extend(resume_cost(&broker, &rt));
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(10);
     let m = rows.iter().map(|r| r.measured.len()).max().unwrap_or(10);
-    println!("{:<w$}  {:<m$}  {:<10}  result", "benchmark", "measured", "target");
+    println!(
+        "{:<w$}  {:<m$}  {:<10}  result",
+        "benchmark", "measured", "target"
+    );
     for r in &rows {
         println!(
             "{:<w$}  {:<m$}  {:<10}  {}",

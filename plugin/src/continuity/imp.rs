@@ -129,6 +129,29 @@ impl ObjectSubclass for Continuity {
     const NAME: &'static str = "GstContinuity";
     type Type = super::Continuity;
     type ParentType = gst_base::BaseTransform;
+
+    fn class_init(klass: &mut Self::Class) {
+        // gstreamer-rs installs a trampoline for every GstBaseTransform virtual method; for
+        // those this element does not implement they only call GstBaseTransform's own. On
+        // the per-buffer path that costs about 900 instructions a buffer (+20 % over
+        // `identity` in `make bench`), so point the per-buffer ones straight back at
+        // GstBaseTransform's implementations. Behaviour is unchanged: nothing of ours runs in
+        // them.
+        // SAFETY: the class struct starts with GstBaseTransformClass (our parent), and the
+        // parent class pointer is set by glib before `class_init` runs.
+        unsafe {
+            use gst_base::ffi::GstBaseTransformClass;
+            let klass = &mut *(klass as *mut Self::Class as *mut GstBaseTransformClass);
+            let parent =
+                &*(Self::type_data().as_ref().parent_class() as *const GstBaseTransformClass);
+            klass.submit_input_buffer = parent.submit_input_buffer;
+            klass.generate_output = parent.generate_output;
+            klass.prepare_output_buffer = parent.prepare_output_buffer;
+            klass.before_transform = parent.before_transform;
+            klass.copy_metadata = parent.copy_metadata;
+            klass.transform_meta = parent.transform_meta;
+        }
+    }
 }
 
 impl ObjectImpl for Continuity {
