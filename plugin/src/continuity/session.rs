@@ -236,6 +236,12 @@ impl Pump {
             NodeEvent::Down { reason } => {
                 self.shared.connected.store(false, Ordering::Relaxed);
                 // One warning per outage: the link reports each outage once.
+                gst::warning!(
+                    CAT,
+                    obj = element,
+                    "broker {} unreachable: {reason}",
+                    self.broker
+                );
                 gst::element_warning!(
                     element,
                     gst::ResourceError::OpenReadWrite,
