@@ -20,6 +20,7 @@ demo: build
 
 # Tests, then formatting and lints where the toolchain has rustfmt and clippy.
 test: deps
+	$(CARGO) build --workspace   # the plugin library, for the gst-launch tests
 	$(CARGO) test --workspace
 	@if $(CARGO) fmt --version >/dev/null 2>&1; then $(CARGO) fmt --all --check; \
 	  else echo "rustfmt not installed: format check skipped"; fi

@@ -17,7 +17,7 @@ fn plugin_dir() -> PathBuf {
     let dir = exe.parent().unwrap().parent().unwrap().to_owned();
     assert!(
         dir.join("libgstcontinuity.so").exists(),
-        "no libgstcontinuity.so in {}",
+        "no libgstcontinuity.so in {} (build it: cargo build -p gst-plugin-continuity)",
         dir.display()
     );
     dir
