@@ -119,9 +119,29 @@ pub struct Media {
     pub audio_tracks: Vec<Track>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subtitle_tracks: Vec<Track>,
+    /// Other renditions for some classes of device (a lighter one for phones, say); a
+    /// handoff target picks the one for its class, else `uri`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternates: Vec<Alternate>,
+}
+
+/// A rendition of a media for one class of device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Alternate {
+    pub class: DeviceClass,
+    pub uri: String,
 }
 
 impl Media {
+    /// The URI a device of `class` should load: its alternate, else the media's URI.
+    pub fn uri_for(&self, class: DeviceClass) -> Option<&str> {
+        self.alternates
+            .iter()
+            .find(|a| a.class == class)
+            .map(|a| a.uri.as_str())
+            .or(self.uri.as_deref())
+    }
+
     /// Copy in the fields `update` has (a later tag list, a duration found later). Returns
     /// whether anything changed.
     pub fn merge(&mut self, update: &Media) -> bool {
@@ -138,6 +158,10 @@ impl Media {
         changed |= take(&mut self.album, &update.album);
         changed |= take(&mut self.artwork_uri, &update.artwork_uri);
         changed |= take(&mut self.duration_ns, &update.duration_ns);
+        if !update.alternates.is_empty() && self.alternates != update.alternates {
+            self.alternates.clone_from(&update.alternates);
+            changed = true;
+        }
         for (into, from) in [
             (&mut self.audio_tracks, &update.audio_tracks),
             (&mut self.subtitle_tracks, &update.subtitle_tracks),

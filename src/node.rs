@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::engine::{Action, Engine, EngineConfig, Observation, PlayerAction};
+use crate::engine::{Action, Engine, EngineConfig, Notice, Observation, PlayerAction};
 use crate::link::{BrokerUrl, Link, LinkConfig, LinkError, LinkEvent, client_id};
 use crate::store::{Store, StoreError};
 use crate::wire::{self, Body, Command, CommandBody, ResumePoint, Status, Topic};
@@ -49,8 +49,10 @@ pub enum NodeEvent {
     Down {
         reason: String,
     },
-    /// A remote command for the player.
+    /// A remote command or a handoff step for the player.
     Player(PlayerAction),
+    /// A handoff result, a lost lease.
+    Notice(Notice),
     /// A message that failed to decode, with the reason (playback is never affected).
     Rejected {
         topic: String,
@@ -104,6 +106,9 @@ impl Inner {
                 Action::StoreResume(r) => self.with_store(|st| st.put_resume(&r).map(|_| ())),
                 Action::Player(p) => {
                     let _ = self.events.try_send(NodeEvent::Player(p));
+                }
+                Action::Notify(n) => {
+                    let _ = self.events.try_send(NodeEvent::Notice(n));
                 }
             }
         }
@@ -235,6 +240,26 @@ impl Node {
     /// instant a buffer will be rendered).
     pub fn observe_at(&self, at_unix_ns: u64, obs: Observation) {
         let actions = self.inner.engine().handle(at_unix_ns, obs);
+        self.inner.carry_out(actions);
+    }
+
+    /// Ask `target` to take over the session of `source`; the result comes as
+    /// [`NodeEvent::Notice`] with [`Notice::HandoffResult`]. Returns the handoff id.
+    pub fn request_handoff(&self, target: &str, source: &str) -> String {
+        let (id, actions) = self
+            .inner
+            .engine()
+            .request_handoff(now_unix_ns(), target, source);
+        self.inner.carry_out(actions);
+        id
+    }
+
+    /// Pull handoff: this device plays `session` now, at its live position; `from` pauses.
+    pub fn take_over(&self, from: &str, session: &str, epoch: u64) {
+        let actions = self
+            .inner
+            .engine()
+            .take_over(now_unix_ns(), from, session, epoch);
         self.inner.carry_out(actions);
     }
 

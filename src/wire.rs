@@ -421,6 +421,111 @@ pub enum CommandBody {
     /// Sent by a device to itself after connecting: when it comes back, the broker has
     /// delivered the retained messages of every subscription made before it.
     Sync,
+    /// To the target T, from anyone: take over the session of `source`.
+    HandoffRequest {
+        handoff: String,
+        source: String,
+    },
+    /// T to the source P: I want your session; `t1` is T's clock at sending.
+    HandoffOffer {
+        handoff: String,
+        session: String,
+        /// The lease epoch the session will have on T (P's epoch + 1).
+        epoch: u64,
+        t1_unix_ns: u64,
+    },
+    /// P to T: agreed. `t2` is P's clock when the offer arrived, `t3` when it answered (the
+    /// four timestamps give the clock offset and the round trip); `anchor` is where P is.
+    HandoffAccept {
+        handoff: String,
+        t1_unix_ns: u64,
+        t2_unix_ns: u64,
+        t3_unix_ns: u64,
+        anchor: Anchor,
+    },
+    /// P to T: no.
+    HandoffReject {
+        handoff: String,
+        reason: HandoffFailure,
+    },
+    /// T to P: T plays from `position_ns` at `at_unix_ns` (P's clock); P pauses then.
+    HandoffSwitch {
+        handoff: String,
+        at_unix_ns: u64,
+        position_ns: u64,
+    },
+    /// T to P: the handoff is off; P plays on.
+    HandoffCancel {
+        handoff: String,
+        reason: HandoffFailure,
+    },
+    /// T to whoever asked: how it went.
+    HandoffResult(HandoffResult),
+    /// Pull handoff: the sender started the same media at the session's live position and
+    /// holds the session now, at `epoch`; the receiver stops being active (pauses).
+    Takeover {
+        session: String,
+        epoch: u64,
+    },
+}
+
+/// Why a handoff failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum HandoffFailure {
+    /// The target did not answer (it is offline or unreachable).
+    TargetOffline,
+    /// The target is in another handoff.
+    TargetBusy,
+    /// The target cannot load the media (no URI it can use, or loading failed).
+    MediaUnavailable,
+    /// The target was not ready in time (default 3 s).
+    Timeout,
+    /// The source refused (it does not play that session, or is not its active device).
+    Rejected,
+    /// Another handoff of the same session won.
+    Superseded,
+}
+
+impl HandoffFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandoffFailure::TargetOffline => "target-offline",
+            HandoffFailure::TargetBusy => "target-busy",
+            HandoffFailure::MediaUnavailable => "media-unavailable",
+            HandoffFailure::Timeout => "timeout",
+            HandoffFailure::Rejected => "rejected",
+            HandoffFailure::Superseded => "superseded",
+        }
+    }
+}
+
+impl fmt::Display for HandoffFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of a handoff, as the target reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HandoffResult {
+    pub handoff: String,
+    pub source: String,
+    pub target: String,
+    /// Absent on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<HandoffFailure>,
+    /// From the request reaching the target to the target playing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ns: Option<u64>,
+    /// Target's first position minus the source's position at that instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position_error_ns: Option<i64>,
+    /// Source clock minus target clock, measured during the exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ns: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ns: Option<u64>,
 }
 
 /// `devices/<device>/inbox` (QoS 1, not retained).
@@ -728,6 +833,10 @@ fn validate_media(field: &str, m: &Media) -> Result<(), WireError> {
             validate_track(&format!("{field}.{name}[{i}]"), t)?;
         }
     }
+    check_list(&format!("{field}.alternates"), &m.alternates, MAX_LIST)?;
+    for (i, a) in m.alternates.iter().enumerate() {
+        check_text(&format!("{field}.alternates[{i}].uri"), &a.uri, MAX_URI)?;
+    }
     Ok(())
 }
 
@@ -805,8 +914,70 @@ impl Validate for Command {
         check_id_field("from", &self.from)?;
         check_id_field("to", &self.to)?;
         check_unix_ns("sent_unix_ns", self.sent_unix_ns)?;
-        if let CommandBody::Seek { position_ns } = self.body {
-            check_media_ns("body.position_ns", position_ns)?;
+        let signed = |field: &str, v: Option<i64>| match v {
+            Some(v) if v.unsigned_abs() > MAX_MEDIA_NS => Err(WireError::field_err(
+                field,
+                format!("{v} is beyond ±{MAX_MEDIA_NS}"),
+            )),
+            _ => Ok(()),
+        };
+        match &self.body {
+            CommandBody::Seek { position_ns } => check_media_ns("body.position_ns", *position_ns)?,
+            CommandBody::Play | CommandBody::Pause | CommandBody::Sync => {}
+            CommandBody::HandoffRequest { handoff, source } => {
+                check_id_field("body.handoff", handoff)?;
+                check_id_field("body.source", source)?;
+            }
+            CommandBody::HandoffOffer {
+                handoff,
+                session,
+                t1_unix_ns,
+                ..
+            } => {
+                check_id_field("body.handoff", handoff)?;
+                check_id_field("body.session", session)?;
+                check_unix_ns("body.t1_unix_ns", *t1_unix_ns)?;
+            }
+            CommandBody::HandoffAccept {
+                handoff,
+                t1_unix_ns,
+                t2_unix_ns,
+                t3_unix_ns,
+                anchor,
+            } => {
+                check_id_field("body.handoff", handoff)?;
+                check_unix_ns("body.t1_unix_ns", *t1_unix_ns)?;
+                check_unix_ns("body.t2_unix_ns", *t2_unix_ns)?;
+                check_unix_ns("body.t3_unix_ns", *t3_unix_ns)?;
+                validate_anchor("body.anchor", anchor)?;
+            }
+            CommandBody::HandoffReject { handoff, .. }
+            | CommandBody::HandoffCancel { handoff, .. } => {
+                check_id_field("body.handoff", handoff)?;
+            }
+            CommandBody::HandoffSwitch {
+                handoff,
+                at_unix_ns,
+                position_ns,
+            } => {
+                check_id_field("body.handoff", handoff)?;
+                check_unix_ns("body.at_unix_ns", *at_unix_ns)?;
+                check_media_ns("body.position_ns", *position_ns)?;
+            }
+            CommandBody::HandoffResult(r) => {
+                check_id_field("body.handoff", &r.handoff)?;
+                check_id_field("body.source", &r.source)?;
+                check_id_field("body.target", &r.target)?;
+                if let Some(l) = r.latency_ns {
+                    check_media_ns("body.latency_ns", l)?;
+                }
+                if let Some(l) = r.rtt_ns {
+                    check_media_ns("body.rtt_ns", l)?;
+                }
+                signed("body.position_error_ns", r.position_error_ns)?;
+                signed("body.clock_offset_ns", r.clock_offset_ns)?;
+            }
+            CommandBody::Takeover { session, .. } => check_id_field("body.session", session)?,
         }
         Ok(())
     }

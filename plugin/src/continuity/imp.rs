@@ -261,6 +261,30 @@ impl ObjectImpl for Continuity {
     fn signals() -> &'static [glib::subclass::Signal] {
         static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
             vec![
+                glib::subclass::Signal::builder("handoff-to")
+                    .action()
+                    .param_types([String::static_type()])
+                    .return_type::<Option<String>>()
+                    .class_handler(|args| {
+                        let element = args[0]
+                            .get::<super::Continuity>()
+                            .expect("signal arg is the element");
+                        let target = args[1].get::<String>().expect("signal arg is a string");
+                        Some(element.imp().handoff_to(&target).to_value())
+                    })
+                    .build(),
+                glib::subclass::Signal::builder("handoff-failed")
+                    .action()
+                    .param_types([String::static_type()])
+                    .class_handler(|args| {
+                        let element = args[0]
+                            .get::<super::Continuity>()
+                            .expect("signal arg is the element");
+                        let reason = args[1].get::<String>().expect("signal arg is a string");
+                        element.imp().handoff_load_failed(&reason);
+                        None
+                    })
+                    .build(),
                 glib::subclass::Signal::builder("resume")
                     .action()
                     .return_type::<bool>()
@@ -374,18 +398,46 @@ impl ElementImpl for Continuity {
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
-        if transition == gst::StateChange::PlayingToPaused {
-            let position = self.playback_position();
-            if let Some(p) = position {
-                self.paused_at.store(p, Ordering::Relaxed);
+        match transition {
+            // The device lives from READY to NULL: a player that changes media (READY,
+            // new URI, PAUSED) stays one device, online, with its handoffs in flight.
+            gst::StateChange::NullToReady => {
+                if let Err(e) = self.open_session() {
+                    self.post_error_message(e);
+                    return Err(gst::StateChangeError);
+                }
             }
-            self.playback(position, PlayState::Paused);
+            gst::StateChange::PlayingToPaused => {
+                let position = self.playback_position();
+                if let Some(p) = position {
+                    self.paused_at.store(p, Ordering::Relaxed);
+                }
+                self.playback(position, PlayState::Paused);
+            }
+            _ => {}
         }
         let result = self.parent_change_state(transition)?;
-        if transition == gst::StateChange::PausedToPlaying {
-            self.paused_at.store(POSITION_NONE, Ordering::Relaxed);
-            let position = self.playback_position();
-            self.playback(position, PlayState::Playing);
+        match transition {
+            gst::StateChange::PausedToPlaying => {
+                self.paused_at.store(POSITION_NONE, Ordering::Relaxed);
+                let position = self.playback_position();
+                if self.shared.awaiting_start.swap(false, Ordering::SeqCst)
+                    && let Some(p) = position
+                {
+                    // A handoff target's first frame plays now.
+                    lock(&self.stream)
+                        .observe(session::now(), Observation::Started { position_ns: p });
+                }
+                self.playback(position, PlayState::Playing);
+            }
+            gst::StateChange::ReadyToNull => {
+                let session = lock(&self.session).take();
+                if let Some(session) = session {
+                    session.stop(STOP_WAIT);
+                }
+                self.shared.connected.store(false, Ordering::Relaxed);
+            }
+            _ => {}
         }
         Ok(result)
     }
@@ -398,130 +450,37 @@ impl BaseTransformImpl for Continuity {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let settings = lock(&self.settings).clone();
-        if let Err(reason) = continuity::wire::check_id(&settings.account) {
+        let tx = lock(&self.session).as_ref().map(Session::sender);
+        let Some(tx) = tx else {
             return Err(gst::error_msg!(
-                gst::ResourceError::Settings,
-                ("Property account='{}' {reason}", settings.account)
+                gst::CoreError::StateChange,
+                ("started without a session (NULL to READY failed?)")
             ));
-        }
-        let config_dir = settings
-            .config_dir
-            .as_ref()
-            .map(PathBuf::from)
-            .or_else(|| continuity::config::default_config_dir().ok());
-        let device_id = match (&settings.device_id, &config_dir) {
-            (Some(id), _) => {
-                continuity::wire::check_id(id).map_err(|reason| {
-                    gst::error_msg!(
-                        gst::ResourceError::Settings,
-                        ("Property device-id='{id}' {reason}")
-                    )
-                })?;
-                id.clone()
-            }
-            (None, Some(dir)) => continuity::config::device_id(dir).map_err(|e| {
-                gst::error_msg!(
-                    gst::ResourceError::Settings,
-                    ("Cannot create the device id: {e}"),
-                    ["Set device-id or config-dir to a writable directory"]
-                )
-            })?,
-            (None, None) => {
-                return Err(gst::error_msg!(
-                    gst::ResourceError::Settings,
-                    ("No config dir: HOME is not set"),
-                    ["Set config-dir or device-id"]
-                ));
-            }
         };
-        let broker = match settings.broker.parse::<BrokerUrl>() {
-            Ok(b) => Some(b),
-            Err(e) => {
-                gst::element_imp_warning!(
-                    self,
-                    gst::ResourceError::Settings,
-                    ("Invalid broker URL; playing without sharing: {e}")
-                );
-                None
-            }
+        *lock(&self.stream) = Stream {
+            tx: Some(tx),
+            rate: 1.0,
+            ..Stream::default()
         };
-        let mut engine = EngineConfig::new(
-            &settings.account,
-            Device {
-                id: device_id.clone(),
-                name: settings
-                    .device_name
-                    .clone()
-                    .unwrap_or_else(continuity::config::host_name),
-                class: settings.device_class.into(),
-            },
-        );
-        engine.heartbeat_ns = u64::from(settings.heartbeat_s) * 1_000_000_000;
-        engine.drift_threshold_ns = u64::from(settings.drift_threshold_ms) * 1_000_000;
-        let cfg = |store_dir| SessionConfig {
-            node: NodeConfig {
-                engine: engine.clone(),
-                broker: broker.clone(),
-                store_dir,
-                link: None,
-            },
-            mode: settings.resume,
-            resume_timeout: Duration::from_millis(u64::from(settings.resume_timeout_ms)),
-            broker_text: broker
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_else(|| settings.broker.clone()),
-        };
-        let obj = self.obj();
-        let started = match Session::start(cfg(config_dir.clone()), &obj, self.shared.clone()) {
-            Ok(s) => s,
-            Err(e) => {
-                // A store that cannot be opened costs durability, not playback.
-                gst::element_imp_warning!(
-                    self,
-                    gst::ResourceError::OpenReadWrite,
-                    ("Local store unavailable, resume points are kept on the broker only: {e}")
-                );
-                Session::start(cfg(None), &obj, self.shared.clone()).map_err(|e| {
-                    gst::error_msg!(gst::ResourceError::Failed, ("Cannot start: {e}"))
-                })?
-            }
-        };
-        let (session, tx) = started;
-        {
-            let mut st = lock(&self.stream);
-            *st = Stream {
-                tx: Some(tx),
-                rate: 1.0,
-                ..Stream::default()
-            };
-        }
         self.shared.position.store(POSITION_NONE, Ordering::Relaxed);
         self.shared.gate.store(GATE_OPEN, Ordering::SeqCst);
         self.shared.take_offer();
         self.paused_at.store(POSITION_NONE, Ordering::Relaxed);
-        *lock(&self.session) = Some(session);
-        gst::info!(
-            CAT,
-            imp = self,
-            "device {device_id} in account {} via {}",
-            settings.account,
-            settings.broker
-        );
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        lock(&self.stream).tx = None;
         let position = Some(self.paused_at.load(Ordering::Relaxed))
             .filter(|p| *p != POSITION_NONE)
             .or_else(|| self.shared.position());
-        let session = lock(&self.session).take();
-        if let Some(session) = session {
-            session.stop(position, STOP_WAIT);
+        let mut st = lock(&self.stream);
+        if st.announced
+            && let Some(p) = position
+        {
+            st.observe(session::now(), Observation::Stopped { position_ns: p });
         }
-        self.shared.connected.store(false, Ordering::Relaxed);
+        st.tx = None;
+        drop(st);
         self.shared.gate.store(GATE_OPEN, Ordering::SeqCst);
         Ok(())
     }
@@ -631,6 +590,9 @@ impl BaseTransformImpl for Continuity {
                         rate,
                     },
                 );
+                if self.shared.awaiting_preroll.swap(false, Ordering::SeqCst) {
+                    st.observe(at, Observation::Prerolled { position_ns: pos });
+                }
             } else if st
                 .last_sample
                 .is_none_or(|s| s.abs_diff(pos) >= SAMPLE_EVERY_NS)
@@ -652,6 +614,109 @@ impl BaseTransformImpl for Continuity {
 }
 
 impl Continuity {
+    /// Start the device: the engine, the link and the store (NULL to READY).
+    fn open_session(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = lock(&self.settings).clone();
+        if let Err(reason) = continuity::wire::check_id(&settings.account) {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("Property account='{}' {reason}", settings.account)
+            ));
+        }
+        let config_dir = settings
+            .config_dir
+            .as_ref()
+            .map(PathBuf::from)
+            .or_else(|| continuity::config::default_config_dir().ok());
+        let device_id = match (&settings.device_id, &config_dir) {
+            (Some(id), _) => {
+                continuity::wire::check_id(id).map_err(|reason| {
+                    gst::error_msg!(
+                        gst::ResourceError::Settings,
+                        ("Property device-id='{id}' {reason}")
+                    )
+                })?;
+                id.clone()
+            }
+            (None, Some(dir)) => continuity::config::device_id(dir).map_err(|e| {
+                gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("Cannot create the device id: {e}"),
+                    ["Set device-id or config-dir to a writable directory"]
+                )
+            })?,
+            (None, None) => {
+                return Err(gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("No config dir: HOME is not set"),
+                    ["Set config-dir or device-id"]
+                ));
+            }
+        };
+        let broker = match settings.broker.parse::<BrokerUrl>() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Settings,
+                    ("Invalid broker URL; playing without sharing: {e}")
+                );
+                None
+            }
+        };
+        let mut engine = EngineConfig::new(
+            &settings.account,
+            Device {
+                id: device_id.clone(),
+                name: settings
+                    .device_name
+                    .clone()
+                    .unwrap_or_else(continuity::config::host_name),
+                class: settings.device_class.into(),
+            },
+        );
+        engine.heartbeat_ns = u64::from(settings.heartbeat_s) * 1_000_000_000;
+        engine.drift_threshold_ns = u64::from(settings.drift_threshold_ms) * 1_000_000;
+        let cfg = |store_dir| SessionConfig {
+            node: NodeConfig {
+                engine: engine.clone(),
+                broker: broker.clone(),
+                store_dir,
+                link: None,
+            },
+            mode: settings.resume,
+            resume_timeout: Duration::from_millis(u64::from(settings.resume_timeout_ms)),
+            broker_text: broker
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| settings.broker.clone()),
+        };
+        let obj = self.obj();
+        let started = match Session::start(cfg(config_dir.clone()), &obj, self.shared.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                // A store that cannot be opened costs durability, not playback.
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::OpenReadWrite,
+                    ("Local store unavailable, resume points are kept on the broker only: {e}")
+                );
+                Session::start(cfg(None), &obj, self.shared.clone()).map_err(|e| {
+                    gst::error_msg!(gst::ResourceError::Failed, ("Cannot start: {e}"))
+                })?
+            }
+        };
+        *lock(&self.session) = Some(started);
+        gst::info!(
+            CAT,
+            imp = self,
+            "device {device_id} in account {} via {}",
+            settings.account,
+            settings.broker
+        );
+        Ok(())
+    }
+
     /// The first buffer of a new stream: fix the media's identity, announce it, and look up
     /// where to resume it (holding preroll for the answer with `resume=auto`).
     fn media_started(&self, st: &mut Stream, position: Option<u64>) {
@@ -678,6 +743,18 @@ impl Continuity {
         st.announced = true;
         let media = st.media.clone();
         st.observe(session::now(), Observation::MediaStarted(media));
+        let handoff_at = self.shared.handoff_position.load(Ordering::SeqCst);
+        if handoff_at != POSITION_NONE {
+            // Media loaded for a handoff: preroll where the handoff needs it, not at a
+            // resume point.
+            self.shared.gate.store(GATE_HOLD, Ordering::SeqCst);
+            if !st.send(ToPump::HandoffPreroll {
+                position_ns: handoff_at,
+            }) {
+                self.shared.gate.store(GATE_OPEN, Ordering::SeqCst);
+            }
+            return;
+        }
         let held_at = match (mode, position) {
             (ResumeMode::Off, _) | (_, None) => return,
             (ResumeMode::Auto, Some(p)) => Some(p),
@@ -764,6 +841,39 @@ impl Continuity {
                     rate,
                 },
             );
+        }
+    }
+
+    /// The `handoff-to` action signal: ask `target` (a device id or name) to take over this
+    /// device's session. Returns the handoff id, or `None` without a session.
+    fn handoff_to(&self, target: &str) -> Option<String> {
+        let guard = lock(&self.session);
+        let node = guard.as_ref()?.node();
+        let (me, target) = node.with_engine(|e| {
+            let dir = e.directory();
+            let by_name = dir
+                .devices
+                .values()
+                .find(|i| i.device.name == target)
+                .map(|i| i.device.id.clone());
+            (
+                e.config().device.id.clone(),
+                by_name.unwrap_or_else(|| target.to_owned()),
+            )
+        });
+        Some(node.request_handoff(&target, &me))
+    }
+
+    /// The `handoff-failed` action signal: the application could not load what
+    /// `continuity-handoff-incoming` asked for.
+    fn handoff_load_failed(&self, reason: &str) {
+        self.shared
+            .handoff_position
+            .store(POSITION_NONE, Ordering::SeqCst);
+        if let Some(session) = lock(&self.session).as_ref() {
+            session.node().observe(Observation::LoadFailed {
+                reason: reason.to_owned(),
+            });
         }
     }
 

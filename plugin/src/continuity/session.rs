@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use continuity::engine::{Observation, PlayerAction};
+use continuity::engine::{Notice, Observation, PlayerAction};
 use continuity::node::{Node, NodeConfig, NodeError, NodeEvent, now_unix_ns};
 use gst::glib;
 use gst::prelude::*;
@@ -58,12 +58,11 @@ pub enum ToPump {
         media_id: String,
         held_at: Option<u64>,
     },
-    /// The element stops at this position; `done` is told once it is stored and published,
-    /// or the bounded wait is over.
-    Stop {
-        position_ns: Option<u64>,
-        done: std::sync::mpsc::Sender<()>,
-    },
+    /// A handoff's media started: preroll it at the handoff position instead of resuming.
+    HandoffPreroll { position_ns: u64 },
+    /// The element closes: say goodbye (offline, everything flushed); `done` is told once
+    /// that is done or the bounded wait is over.
+    Stop { done: std::sync::mpsc::Sender<()> },
 }
 
 /// A resume point offered to the application (`resume=ask`).
@@ -85,6 +84,12 @@ pub struct Shared {
     pub gate: AtomicU8,
     /// `resume=ask`: what the `resume` signal would seek to.
     pub offer: Mutex<Option<Offer>>,
+    /// Handoff target: where the media being loaded must preroll, or [`POSITION_NONE`].
+    pub handoff_position: AtomicU64,
+    /// Handoff target: report the next preroll (after a seek) to the engine.
+    pub awaiting_preroll: AtomicBool,
+    /// Handoff target: report the next PAUSED to PLAYING as the handoff's start.
+    pub awaiting_start: AtomicBool,
 }
 
 impl Default for Shared {
@@ -94,6 +99,9 @@ impl Default for Shared {
             connected: AtomicBool::new(false),
             gate: AtomicU8::new(GATE_OPEN),
             offer: Mutex::new(None),
+            handoff_position: AtomicU64::new(POSITION_NONE),
+            awaiting_preroll: AtomicBool::new(false),
+            awaiting_start: AtomicBool::new(false),
         }
     }
 }
@@ -117,24 +125,26 @@ pub struct SessionConfig {
     pub broker_text: String,
 }
 
-/// A running session: the pump task and the way to it.
+/// A running session: the node, the pump task and the way to it.
 pub struct Session {
+    node: Arc<Node>,
     tx: mpsc::Sender<ToPump>,
     pump: tokio::task::JoinHandle<()>,
 }
 
 impl Session {
-    /// Start the node and the pump. Returns the sender the streaming thread uses.
+    /// Start the node and the pump.
     pub fn start(
         cfg: SessionConfig,
         element: &super::Continuity,
         shared: Arc<Shared>,
-    ) -> Result<(Session, mpsc::Sender<ToPump>), NodeError> {
+    ) -> Result<Session, NodeError> {
         let _guard = RUNTIME.enter();
         let (node, events) = Node::start(cfg.node)?;
+        let node = Arc::new(node);
         let (tx, rx) = mpsc::channel(1024);
         let pump = Pump {
-            node: Arc::new(node),
+            node: node.clone(),
             element: element.downgrade(),
             shared,
             mode: cfg.mode,
@@ -142,25 +152,26 @@ impl Session {
             broker: cfg.broker_text,
         };
         let task = RUNTIME.spawn(pump.run(events, rx));
-        Ok((
-            Session {
-                tx: tx.clone(),
-                pump: task,
-            },
+        Ok(Session {
+            node,
             tx,
-        ))
+            pump: task,
+        })
     }
 
-    /// Record the final position and say goodbye, waiting at most `wait`.
-    pub fn stop(self, position_ns: Option<u64>, wait: Duration) {
+    /// Where the streaming thread sends what it sees.
+    pub fn sender(&self) -> mpsc::Sender<ToPump> {
+        self.tx.clone()
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Say goodbye (offline, the final state flushed), waiting at most `wait`.
+    pub fn stop(self, wait: Duration) {
         let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let sent = self
-            .tx
-            .try_send(ToPump::Stop {
-                position_ns,
-                done: done_tx,
-            })
-            .is_ok();
+        let sent = self.tx.try_send(ToPump::Stop { done: done_tx }).is_ok();
         if !sent || done_rx.recv_timeout(wait).is_err() {
             gst::warning!(CAT, "the final position may not have reached the broker");
         }
@@ -192,10 +203,8 @@ impl Pump {
                         let this = this.clone();
                         tokio::spawn(async move { this.lookup(media_id, held_at).await });
                     }
-                    Some(ToPump::Stop { position_ns, done }) => {
-                        if let Some(p) = position_ns {
-                            this.node.observe(Observation::Stopped { position_ns: p });
-                        }
+                    Some(ToPump::HandoffPreroll { position_ns }) => this.handoff_preroll(position_ns),
+                    Some(ToPump::Stop { done }) => {
                         if !this.node.goodbye(STOP_FLUSH).await {
                             gst::info!(CAT, "stopping before the broker acknowledged the final state");
                         }
@@ -261,23 +270,152 @@ impl Pump {
                 );
                 element.notify("connected");
             }
-            NodeEvent::Player(action) => {
-                gst::info!(CAT, obj = element, "remote command: {action:?}");
-                let top = top_level(&element);
-                let result = match action {
-                    PlayerAction::Play => top.set_state(gst::State::Playing).map(|_| ()),
-                    PlayerAction::Pause => top.set_state(gst::State::Paused).map(|_| ()),
-                    PlayerAction::Seek { position_ns } => {
-                        seek(&top, position_ns).map_err(|_| gst::StateChangeError)
-                    }
-                };
-                if result.is_err() {
-                    gst::warning!(CAT, obj = element, "remote command {action:?} failed");
-                }
-            }
+            NodeEvent::Player(action) => self.player(&element, action),
+            NodeEvent::Notice(notice) => self.notice(&element, notice),
             NodeEvent::Rejected { topic, reason } => {
                 gst::debug!(CAT, obj = element, "ignored a message on {topic}: {reason}");
             }
+        }
+    }
+
+    fn player(&self, element: &super::Continuity, action: PlayerAction) {
+        gst::info!(CAT, obj = element, "player: {action:?}");
+        let top = top_level(element);
+        let ok = match action {
+            PlayerAction::Play => top.set_state(gst::State::Playing).is_ok(),
+            PlayerAction::Pause => top.set_state(gst::State::Paused).is_ok(),
+            PlayerAction::Seek { position_ns } => {
+                if self.shared.handoff_position.load(Ordering::SeqCst) != POSITION_NONE {
+                    // A handoff target seeking again: report the new preroll.
+                    self.handoff_preroll(position_ns);
+                    true
+                } else {
+                    seek(&top, position_ns).is_ok()
+                }
+            }
+            PlayerAction::Load {
+                uri,
+                media,
+                position_ns,
+                audio,
+                subtitle,
+            } => {
+                self.shared
+                    .handoff_position
+                    .store(position_ns, Ordering::SeqCst);
+                let lang = |t: &Option<continuity::model::Track>| {
+                    t.as_ref().and_then(|t| t.language.clone())
+                };
+                let mut s = gst::Structure::builder("continuity-handoff-incoming")
+                    .field("uri", &uri)
+                    .field("position", position_ns)
+                    .field("media-id", &media.id);
+                if let Some(t) = &media.title {
+                    s = s.field("title", t);
+                }
+                if let Some(l) = lang(&audio) {
+                    s = s.field("audio-language", l);
+                }
+                if let Some(l) = lang(&subtitle) {
+                    s = s.field("subtitle-language", l);
+                }
+                post(element, s.build());
+                true
+            }
+            PlayerAction::PlayAt { at_unix_ns } => {
+                let shared = self.shared.clone();
+                tokio::spawn(async move {
+                    sleep_until_unix(at_unix_ns).await;
+                    shared
+                        .handoff_position
+                        .store(POSITION_NONE, Ordering::SeqCst);
+                    shared.awaiting_start.store(true, Ordering::SeqCst);
+                    if top.set_state(gst::State::Playing).is_err() {
+                        gst::warning!(CAT, "the handoff could not start playing");
+                    }
+                });
+                true
+            }
+            PlayerAction::PauseAt { at_unix_ns } => {
+                tokio::spawn(async move {
+                    sleep_until_unix(at_unix_ns).await;
+                    if top.set_state(gst::State::Paused).is_err() {
+                        gst::warning!(CAT, "the handoff could not pause the source");
+                    }
+                });
+                true
+            }
+            PlayerAction::Unload => {
+                self.shared
+                    .handoff_position
+                    .store(POSITION_NONE, Ordering::SeqCst);
+                self.shared.awaiting_preroll.store(false, Ordering::SeqCst);
+                true
+            }
+        };
+        if !ok {
+            gst::warning!(CAT, obj = element, "player action failed");
+        }
+    }
+
+    fn notice(&self, element: &super::Continuity, notice: Notice) {
+        match notice {
+            Notice::HandoffResult(r) => {
+                let s = match r.failure {
+                    Some(reason) => {
+                        gst::info!(CAT, obj = element, "handoff {} failed: {reason}", r.handoff);
+                        gst::Structure::builder("continuity-handoff-failed")
+                            .field("handoff", &r.handoff)
+                            .field("source", &r.source)
+                            .field("target", &r.target)
+                            .field("reason", reason.as_str())
+                            .build()
+                    }
+                    None => {
+                        gst::info!(CAT, obj = element, "handoff {} complete: {r:?}", r.handoff);
+                        let mut s = gst::Structure::builder("continuity-handoff-complete")
+                            .field("handoff", &r.handoff)
+                            .field("source", &r.source)
+                            .field("target", &r.target);
+                        if let Some(l) = r.latency_ns {
+                            s = s.field("latency", l);
+                        }
+                        if let Some(e) = r.position_error_ns {
+                            s = s.field("position-error", e);
+                        }
+                        if let Some(o) = r.clock_offset_ns {
+                            s = s.field("clock-offset", o);
+                        }
+                        s.build()
+                    }
+                };
+                post(element, s);
+            }
+            Notice::LeaseLost { to } => {
+                gst::info!(CAT, obj = element, "the session moved to {to}");
+                post(
+                    element,
+                    gst::Structure::builder("continuity-session-moved")
+                        .field("device", &to)
+                        .build(),
+                );
+            }
+        }
+    }
+
+    /// Handoff target: seek to where the engine wants the preroll, and report it once there.
+    fn handoff_preroll(&self, position_ns: u64) {
+        let Some(element) = self.element.upgrade() else {
+            return;
+        };
+        self.shared.awaiting_preroll.store(true, Ordering::SeqCst);
+        self.shared.gate.store(GATE_SEEKING, Ordering::SeqCst);
+        if seek(&top_level(&element), position_ns).is_err() {
+            self.shared.gate.store(GATE_OPEN, Ordering::SeqCst);
+            self.shared.awaiting_preroll.store(false, Ordering::SeqCst);
+            self.node.observe(Observation::LoadFailed {
+                reason: "the media cannot seek".into(),
+            });
         }
     }
 
@@ -390,6 +528,14 @@ pub fn seek(top: &gst::Element, position_ns: u64) -> Result<(), glib::BoolError>
         gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
         gst::ClockTime::from_nseconds(position_ns),
     )
+}
+
+/// Sleep until a wall-clock instant.
+async fn sleep_until_unix(at_unix_ns: u64) {
+    let now = now_unix_ns();
+    if at_unix_ns > now {
+        tokio::time::sleep(Duration::from_nanos(at_unix_ns - now)).await;
+    }
 }
 
 /// Wall-clock now (re-exported for the element).

@@ -8,13 +8,15 @@
 
 use std::collections::BTreeMap;
 
+mod handoff;
+
 use crate::hlc::{HybridClock, LwwMap, Stamp, Stamped};
 use crate::model::{
     Anchor, Device, Media, PlayState, QueueItem, ResumeRules, ResumeVerdict, SECOND_NS, Track,
 };
 use crate::wire::{
-    self, Availability, Body, Command, CommandBody, DeviceInfo, Event, EventName, Incoming, Lease,
-    ResumePoint, SessionState, Status, Topic, TopicKind,
+    self, Availability, Body, Command, CommandBody, DeviceInfo, Event, EventName, HandoffResult,
+    Incoming, Lease, ResumePoint, SessionState, Status, Topic, TopicKind,
 };
 
 /// How the engine behaves; the element's properties map onto these.
@@ -36,6 +38,15 @@ pub struct EngineConfig {
     /// Software name and version, for the device info.
     pub software: String,
     pub capabilities: Vec<String>,
+    /// Publish availability, device info and a session (a player); off for a controller
+    /// such as `continuity transfer`, which only sends commands and reads answers.
+    pub announce: bool,
+    /// A handoff target not playing within this time gives up; the source plays on.
+    pub handoff_timeout_ns: u64,
+    /// A handoff target prerolls where the source will be this much later.
+    pub preroll_lead_ns: u64,
+    /// The switch instant is at least this far ahead when it is agreed.
+    pub switch_margin_ns: u64,
 }
 
 impl EngineConfig {
@@ -49,7 +60,11 @@ impl EngineConfig {
             heartbeat_ns: 30 * SECOND_NS,
             broker_refresh_heartbeats: 10,
             software: concat!("continuity ", env!("CARGO_PKG_VERSION")).to_owned(),
-            capabilities: vec!["play".into(), "resume".into()],
+            capabilities: vec!["play".into(), "resume".into(), "handoff".into()],
+            announce: true,
+            handoff_timeout_ns: 3 * SECOND_NS,
+            preroll_lead_ns: 150_000_000,
+            switch_margin_ns: 15_000_000,
         }
     }
 }
@@ -82,6 +97,13 @@ pub enum Observation {
     Stopped { position_ns: u64 },
     /// A message from the broker.
     Incoming(Incoming),
+    /// Handoff target: the media asked for by [`PlayerAction::Load`] (or a seek after it) is
+    /// prerolled at this position.
+    Prerolled { position_ns: u64 },
+    /// Handoff target: the media cannot be loaded.
+    LoadFailed { reason: String },
+    /// Handoff target: the first frame after [`PlayerAction::PlayAt`] played now, from here.
+    Started { position_ns: u64 },
     /// Time passed; lets the heartbeat fire.
     Tick,
 }
@@ -91,7 +113,37 @@ pub enum Observation {
 pub enum PlayerAction {
     Play,
     Pause,
-    Seek { position_ns: u64 },
+    Seek {
+        position_ns: u64,
+    },
+    /// Load this media (paused) and preroll at the position, with these tracks; answer
+    /// with [`Observation::Prerolled`] or [`Observation::LoadFailed`].
+    Load {
+        uri: String,
+        media: Box<Media>,
+        position_ns: u64,
+        audio: Option<Track>,
+        subtitle: Option<Track>,
+    },
+    /// Start playing at this wall-clock instant; answer with [`Observation::Started`].
+    PlayAt {
+        at_unix_ns: u64,
+    },
+    /// Pause at this wall-clock instant (a handoff's source).
+    PauseAt {
+        at_unix_ns: u64,
+    },
+    /// Drop what a failed handoff loaded.
+    Unload,
+}
+
+/// What the engine tells its adapter, beside player actions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// A handoff this device took part in or asked for ended.
+    HandoffResult(HandoffResult),
+    /// Another device holds this device's session now.
+    LeaseLost { to: String },
 }
 
 /// What the adapter must carry out.
@@ -107,8 +159,10 @@ pub enum Action {
     StoreSession(Box<SessionState>),
     /// Write a resume point to the local store.
     StoreResume(Box<ResumePoint>),
-    /// Ask the player to act (from a remote command).
+    /// Ask the player to act (a remote command, a handoff step).
     Player(PlayerAction),
+    /// Tell the application.
+    Notify(Notice),
 }
 
 /// What this account's devices say, as seen from the broker. Also what `continuity devices`
@@ -172,7 +226,10 @@ pub struct Engine {
     audio: Option<Track>,
     subtitle: Option<Track>,
     queue: Vec<QueueItem>,
+    /// The session this device plays (it changes when a handoff brings another one here).
+    session: String,
     lease: Lease,
+    handoffs: handoff::Handoffs,
     /// Wall-clock instant of the last session publish or heartbeat.
     last_publish_ns: Option<u64>,
     /// Wall-clock instant the broker's resume point was last refreshed.
@@ -188,6 +245,8 @@ impl Engine {
                 device: cfg.device.id.clone(),
                 epoch: 0,
             },
+            session: cfg.session.clone(),
+            handoffs: handoff::Handoffs::default(),
             cfg,
             media: None,
             anchor: None,
@@ -220,6 +279,9 @@ impl Engine {
     /// session. The link republishes them after every reconnect.
     pub fn announce(&mut self, now_unix_ns: u64) -> Vec<Action> {
         let mut out = Vec::new();
+        if !self.cfg.announce {
+            return out;
+        }
         let account = &self.cfg.account;
         let id = &self.cfg.device.id;
         out.push(publish(
@@ -273,12 +335,21 @@ impl Engine {
 
     /// The next wall-clock instant at which [`Observation::Tick`] has work to do.
     pub fn next_wakeup(&self) -> Option<u64> {
-        match (self.anchor, self.last_publish_ns) {
+        let heartbeat = match (self.anchor, self.last_publish_ns) {
             (Some(a), Some(last)) if a.state == PlayState::Playing => {
                 Some(last + self.cfg.heartbeat_ns)
             }
             _ => None,
-        }
+        };
+        [heartbeat, self.handoffs.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The lease of this device's session: who holds it, at which epoch.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
     }
 
     /// Feed one observation made at `now_unix_ns`.
@@ -402,9 +473,23 @@ impl Engine {
             }
             Observation::Incoming(msg) => self.incoming(now_unix_ns, msg, &mut out),
             Observation::Tick => {
-                if self.next_wakeup().is_some_and(|t| now_unix_ns >= t) {
+                self.handoff_tick(now_unix_ns, &mut out);
+                let heartbeat = match (self.anchor, self.last_publish_ns) {
+                    (Some(a), Some(last)) if a.state == PlayState::Playing => {
+                        now_unix_ns >= last + self.cfg.heartbeat_ns
+                    }
+                    _ => false,
+                };
+                if heartbeat {
                     self.heartbeat(now_unix_ns, &mut out);
                 }
+            }
+            Observation::Prerolled { position_ns } => {
+                self.on_prerolled(now_unix_ns, position_ns, &mut out)
+            }
+            Observation::LoadFailed { .. } => self.on_load_failed(now_unix_ns, &mut out),
+            Observation::Started { position_ns } => {
+                self.on_started(now_unix_ns, position_ns, &mut out)
             }
         }
         out
@@ -431,12 +516,21 @@ impl Engine {
             if let TopicKind::Inbox { device } = &msg.topic.kind
                 && *device == self.cfg.device.id
             {
-                self.command(cmd, out);
+                self.command(now_unix_ns, cmd, out);
             }
             return;
         }
         match &msg.body {
-            Body::Session(s) => self.clock.observe(&s.stamp, now_unix_ns),
+            Body::Session(s) => {
+                self.clock.observe(&s.stamp, now_unix_ns);
+                // A higher epoch for this device's session elsewhere: it moved on.
+                if s.device != self.cfg.device.id
+                    && s.session == self.session
+                    && s.lease.device == s.device
+                {
+                    self.lose_lease(now_unix_ns, s.lease.clone(), out);
+                }
+            }
             Body::Resume(r) => self.clock.observe(&r.stamp, now_unix_ns),
             Body::DeviceInfo(i) => self.clock.observe(&i.stamp, now_unix_ns),
             _ => {}
@@ -444,13 +538,14 @@ impl Engine {
         self.directory.apply(&msg);
     }
 
-    fn command(&mut self, cmd: &Command, out: &mut Vec<Action>) {
+    fn command(&mut self, now_unix_ns: u64, cmd: &Command, out: &mut Vec<Action>) {
         let action = match cmd.body {
             CommandBody::Play => PlayerAction::Play,
             CommandBody::Pause => PlayerAction::Pause,
             CommandBody::Seek { position_ns } => PlayerAction::Seek { position_ns },
             // The adapter's business (see `node`): nothing for the player.
             CommandBody::Sync => return,
+            _ => return self.handoff_command(now_unix_ns, &cmd.from, &cmd.body, out),
         };
         out.push(Action::Player(action));
     }
@@ -464,7 +559,7 @@ impl Engine {
         SessionState {
             v: wire::VERSION,
             device: self.cfg.device.id.clone(),
-            session: self.cfg.session.clone(),
+            session: self.session.clone(),
             stamp: self.clock.stamp(now_unix_ns),
             media: self.media.clone(),
             anchor: self.anchor,
@@ -476,6 +571,9 @@ impl Engine {
     }
 
     fn publish_session(&mut self, now_unix_ns: u64, out: &mut Vec<Action>) {
+        if !self.cfg.announce {
+            return;
+        }
         let state = self.session_state(now_unix_ns);
         out.push(publish(
             &Topic::session_state(&self.cfg.account, &self.cfg.device.id),

@@ -1,0 +1,627 @@
+//! Handoff: "continue on the TV". Make-before-break, sans-IO like the rest of the engine.
+//!
+//! Three roles, any of which a device may play:
+//!
+//! - **initiator** (the CLI, an app, the source or target itself) asks the target T to take
+//!   over the session of the source P (`handoff-request`), and waits for the result;
+//! - **target** T offers to take the session over (`handoff-offer`, with its clock `t1`) and
+//!   meanwhile loads the media and prerolls at the position P is predicted to have a moment
+//!   later; when P has accepted (`handoff-accept`, with `t2`, `t3` and its current anchor)
+//!   and the preroll is done, T picks the instant at which P will reach the prerolled
+//!   position, tells P (`handoff-switch`), and plays at that instant while P pauses. Gap or
+//!   overlap is what the two players' timers miss by: a few milliseconds;
+//! - **source** P accepts one offer per epoch (a second one is `superseded`) and pauses at
+//!   the agreed instant. Until then it plays on untouched; a cancel or a timeout leaves it so.
+//!
+//! The four timestamps give the clock offset between P and T (NTP-style), used to turn P's
+//! anchor and the switch instant into T's clock, and reported in the result.
+
+use crate::model::{Anchor, PlayState};
+use crate::wire::{Command, CommandBody, HandoffFailure, HandoffResult, Lease, Topic};
+
+use super::{Action, Engine, Notice, PlayerAction};
+
+/// A handoff in which this device is the target.
+#[derive(Debug, Clone)]
+pub(super) struct Target {
+    id: String,
+    requester: String,
+    source: String,
+    session: String,
+    epoch: u64,
+    /// When the request arrived (this device's clock).
+    received_ns: u64,
+    deadline_ns: u64,
+    /// Source clock minus this device's clock.
+    offset_ns: Option<i64>,
+    rtt_ns: Option<u64>,
+    /// The source's anchor, in the source's clock.
+    source_anchor: Option<Anchor>,
+    prerolled_ns: Option<u64>,
+    /// Switch planned: (instant in this device's clock, position).
+    switch: Option<(u64, u64)>,
+}
+
+/// A handoff in which this device is the source.
+#[derive(Debug, Clone)]
+pub(super) struct Source {
+    id: String,
+    target: String,
+    epoch: u64,
+    deadline_ns: u64,
+}
+
+/// A handoff this device asked for and waits on.
+#[derive(Debug, Clone)]
+pub(super) struct Pending {
+    target: String,
+    source: String,
+    deadline_ns: u64,
+}
+
+/// Handoff state of an engine.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Handoffs {
+    pub(super) target: Option<Target>,
+    pub(super) source: Option<Source>,
+    pub(super) pending: std::collections::BTreeMap<String, Pending>,
+    seq: u64,
+}
+
+impl Handoffs {
+    /// The earliest deadline, for the engine's wake-up.
+    pub(super) fn next_deadline(&self) -> Option<u64> {
+        let t = self.target.as_ref().map(|t| t.deadline_ns);
+        let s = self.source.as_ref().map(|s| s.deadline_ns);
+        let p = self.pending.values().map(|p| p.deadline_ns).min();
+        [t, s, p].into_iter().flatten().min()
+    }
+}
+
+/// Position of `anchor` (in the source's clock) at this device's instant `at_ns`.
+fn source_position(anchor: &Anchor, offset_ns: i64, at_ns: u64) -> u64 {
+    let at_source = (at_ns as i128 + offset_ns as i128).max(0) as u64;
+    anchor.position_at(at_source, None)
+}
+
+impl Engine {
+    fn next_id(&mut self, now_ns: u64) -> String {
+        self.handoffs.seq += 1;
+        let dev: String = self.cfg.device.id.chars().take(24).collect();
+        format!("h-{dev}-{:x}-{}", now_ns / 1_000_000, self.handoffs.seq)
+    }
+
+    /// Send a command to `to`'s inbox.
+    pub(super) fn send(&mut self, now_ns: u64, to: &str, body: CommandBody, out: &mut Vec<Action>) {
+        self.handoffs.seq += 1;
+        let cmd = Command {
+            v: crate::wire::VERSION,
+            id: format!("c-{:x}-{}", now_ns / 1_000_000, self.handoffs.seq),
+            from: self.cfg.device.id.clone(),
+            to: to.to_owned(),
+            sent_unix_ns: now_ns,
+            body,
+        };
+        out.push(Action::Publish {
+            topic: Topic::inbox(&self.cfg.account, to).to_string(),
+            payload: crate::wire::encode(&cmd),
+            retain: false,
+        });
+    }
+
+    /// Ask `target` to take over the session of `source`. Returns the handoff id; the result
+    /// arrives as [`Notice::HandoffResult`].
+    pub fn request_handoff(
+        &mut self,
+        now_ns: u64,
+        target: &str,
+        source: &str,
+    ) -> (String, Vec<Action>) {
+        let id = self.next_id(now_ns);
+        let mut out = Vec::new();
+        let online = target == self.cfg.device.id
+            || self.directory.availability.get(target) == Some(&crate::wire::Status::Online);
+        if !online {
+            out.push(Action::Notify(Notice::HandoffResult(failure(
+                &id,
+                source,
+                target,
+                HandoffFailure::TargetOffline,
+            ))));
+            return (id, out);
+        }
+        self.handoffs.pending.insert(
+            id.clone(),
+            Pending {
+                target: target.to_owned(),
+                source: source.to_owned(),
+                // The target's own timeout, plus time for its answer.
+                deadline_ns: now_ns + self.cfg.handoff_timeout_ns + 2_000_000_000,
+            },
+        );
+        let body = CommandBody::HandoffRequest {
+            handoff: id.clone(),
+            source: source.to_owned(),
+        };
+        self.send(now_ns, target, body, &mut out);
+        (id, out)
+    }
+
+    /// Handoff commands addressed to this device.
+    pub(super) fn handoff_command(
+        &mut self,
+        now_ns: u64,
+        from: &str,
+        body: &CommandBody,
+        out: &mut Vec<Action>,
+    ) {
+        match body {
+            CommandBody::HandoffRequest { handoff, source } => {
+                self.on_request(now_ns, from, handoff, source, out)
+            }
+            CommandBody::HandoffOffer {
+                handoff,
+                session,
+                epoch,
+                t1_unix_ns,
+            } => self.on_offer(now_ns, from, handoff, session, *epoch, *t1_unix_ns, out),
+            CommandBody::HandoffAccept {
+                handoff,
+                t1_unix_ns,
+                t2_unix_ns,
+                t3_unix_ns,
+                anchor,
+            } => {
+                let Some(t) = self.handoffs.target.as_mut().filter(|t| t.id == *handoff) else {
+                    return;
+                };
+                // NTP: offset = ((t2 - t1) + (t3 - t4)) / 2, rtt = (t4 - t1) - (t3 - t2).
+                let (t1, t2, t3, t4) = (
+                    *t1_unix_ns as i128,
+                    *t2_unix_ns as i128,
+                    *t3_unix_ns as i128,
+                    now_ns as i128,
+                );
+                t.offset_ns = Some((((t2 - t1) + (t3 - t4)) / 2) as i64);
+                t.rtt_ns = Some(((t4 - t1) - (t3 - t2)).max(0) as u64);
+                t.source_anchor = Some(*anchor);
+                self.try_switch(now_ns, out);
+            }
+            CommandBody::HandoffReject { handoff, reason }
+                if self
+                    .handoffs
+                    .target
+                    .as_ref()
+                    .is_some_and(|t| t.id == *handoff) =>
+            {
+                self.fail_target(now_ns, *reason, false, out);
+            }
+            CommandBody::HandoffSwitch {
+                handoff,
+                at_unix_ns,
+                ..
+            } => self.on_switch(now_ns, handoff, *at_unix_ns, out),
+            CommandBody::HandoffCancel { handoff, .. }
+                if self
+                    .handoffs
+                    .source
+                    .as_ref()
+                    .is_some_and(|s| s.id == *handoff) =>
+            {
+                self.handoffs.source = None;
+            }
+            CommandBody::HandoffResult(r) if self.handoffs.pending.remove(&r.handoff).is_some() => {
+                out.push(Action::Notify(Notice::HandoffResult(r.clone())));
+            }
+            CommandBody::Takeover { session, epoch } if *session == self.session => {
+                let lease = Lease {
+                    device: from.to_owned(),
+                    epoch: *epoch,
+                };
+                self.lose_lease(now_ns, lease, out);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        now_ns: u64,
+        requester: &str,
+        id: &str,
+        source: &str,
+        out: &mut Vec<Action>,
+    ) {
+        let fail = |engine: &mut Engine, reason, out: &mut Vec<Action>| {
+            let r = failure(id, source, &engine.cfg.device.id, reason);
+            engine.send(now_ns, requester, CommandBody::HandoffResult(r), out);
+        };
+        if self.handoffs.target.is_some() || self.handoffs.source.is_some() {
+            return fail(self, HandoffFailure::TargetBusy, out);
+        }
+        let Some(state) = self.directory.sessions.get(&source.to_owned()).cloned() else {
+            return fail(self, HandoffFailure::Rejected, out);
+        };
+        let (Some(media), Some(anchor)) = (state.media.clone(), state.anchor) else {
+            return fail(self, HandoffFailure::Rejected, out);
+        };
+        let Some(uri) = media.uri_for(self.cfg.device.class).map(str::to_owned) else {
+            return fail(self, HandoffFailure::MediaUnavailable, out);
+        };
+        // Preroll where the source will be a moment from now (clocks assumed close until
+        // the exchange measures them).
+        let position_ns = source_position(&anchor, 0, now_ns + self.cfg.preroll_lead_ns);
+        self.handoffs.target = Some(Target {
+            id: id.to_owned(),
+            requester: requester.to_owned(),
+            source: source.to_owned(),
+            session: state.session.clone(),
+            epoch: state.lease.epoch + 1,
+            received_ns: now_ns,
+            deadline_ns: now_ns + self.cfg.handoff_timeout_ns,
+            offset_ns: None,
+            rtt_ns: None,
+            source_anchor: None,
+            prerolled_ns: None,
+            switch: None,
+        });
+        let offer = CommandBody::HandoffOffer {
+            handoff: id.to_owned(),
+            session: state.session.clone(),
+            epoch: state.lease.epoch + 1,
+            t1_unix_ns: now_ns,
+        };
+        self.send(now_ns, source, offer, out);
+        out.push(Action::Player(PlayerAction::Load {
+            uri,
+            media: Box::new(media),
+            position_ns,
+            audio: state.audio.clone(),
+            subtitle: state.subtitle.clone(),
+        }));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_offer(
+        &mut self,
+        now_ns: u64,
+        target: &str,
+        id: &str,
+        session: &str,
+        epoch: u64,
+        t1: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let reject = |engine: &mut Engine, reason, out: &mut Vec<Action>| {
+            let body = CommandBody::HandoffReject {
+                handoff: id.to_owned(),
+                reason,
+            };
+            engine.send(now_ns, target, body, out);
+        };
+        let active = self.lease.device == self.cfg.device.id;
+        let Some(anchor) = self.anchor.filter(|_| active && session == self.session) else {
+            return reject(self, HandoffFailure::Rejected, out);
+        };
+        if epoch <= self.lease.epoch {
+            return reject(self, HandoffFailure::Superseded, out);
+        }
+        if let Some(s) = &self.handoffs.source
+            && s.id != id
+            && s.deadline_ns > now_ns
+        {
+            return reject(self, HandoffFailure::Superseded, out);
+        }
+        self.handoffs.source = Some(Source {
+            id: id.to_owned(),
+            target: target.to_owned(),
+            epoch,
+            deadline_ns: now_ns + self.cfg.handoff_timeout_ns + 1_000_000_000,
+        });
+        let accept = CommandBody::HandoffAccept {
+            handoff: id.to_owned(),
+            t1_unix_ns: t1,
+            t2_unix_ns: now_ns,
+            t3_unix_ns: now_ns,
+            anchor: anchor.rebased(now_ns, self.duration()),
+        };
+        self.send(now_ns, target, accept, out);
+    }
+
+    /// Source side: the target plays from `position` at `at` (this device's clock).
+    fn on_switch(&mut self, now_ns: u64, id: &str, at_ns: u64, out: &mut Vec<Action>) {
+        let Some(s) = self.handoffs.source.take().filter(|s| s.id == id) else {
+            return;
+        };
+        out.push(Action::Player(PlayerAction::PauseAt { at_unix_ns: at_ns }));
+        let duration = self.duration();
+        if let Some(a) = self.anchor {
+            self.anchor = Some(Anchor {
+                position_ns: a.position_at(at_ns, duration),
+                at_unix_ns: at_ns,
+                state: PlayState::Paused,
+                ..a
+            });
+        }
+        self.lease = Lease {
+            device: s.target.clone(),
+            epoch: s.epoch,
+        };
+        self.publish_session(now_ns, out);
+        if let Some(a) = self.anchor {
+            self.record_resume(now_ns, a.position_ns, false, true, out);
+        }
+    }
+
+    /// Target side: the media is loaded and prerolled at `position`.
+    pub(super) fn on_prerolled(&mut self, now_ns: u64, position_ns: u64, out: &mut Vec<Action>) {
+        if let Some(t) = self.handoffs.target.as_mut()
+            && t.switch.is_none()
+        {
+            t.prerolled_ns = Some(position_ns);
+            self.try_switch(now_ns, out);
+        }
+    }
+
+    /// Target side: loading failed.
+    pub(super) fn on_load_failed(&mut self, now_ns: u64, out: &mut Vec<Action>) {
+        if self.handoffs.target.is_some() {
+            self.fail_target(now_ns, HandoffFailure::MediaUnavailable, true, out);
+        }
+    }
+
+    /// Target side: the first frame played at `now`, from `position`.
+    pub(super) fn on_started(&mut self, now_ns: u64, position_ns: u64, out: &mut Vec<Action>) {
+        let Some(t) = self.handoffs.target.take() else {
+            return;
+        };
+        if t.switch.is_none() {
+            self.handoffs.target = Some(t);
+            return;
+        }
+        let offset = t.offset_ns.unwrap_or(0);
+        let expected = t
+            .source_anchor
+            .map(|a| source_position(&a, offset, now_ns))
+            .unwrap_or(position_ns);
+        let result = HandoffResult {
+            handoff: t.id.clone(),
+            source: t.source.clone(),
+            target: self.cfg.device.id.clone(),
+            failure: None,
+            latency_ns: Some(now_ns.saturating_sub(t.received_ns)),
+            position_error_ns: Some(position_ns as i64 - expected as i64),
+            clock_offset_ns: t.offset_ns,
+            rtt_ns: t.rtt_ns,
+        };
+        self.finish_target(now_ns, &t, result, out);
+    }
+
+    fn finish_target(
+        &mut self,
+        now_ns: u64,
+        t: &Target,
+        result: HandoffResult,
+        out: &mut Vec<Action>,
+    ) {
+        if t.requester == self.cfg.device.id {
+            out.push(Action::Notify(Notice::HandoffResult(result)));
+        } else {
+            let requester = t.requester.clone();
+            self.send(
+                now_ns,
+                &requester,
+                CommandBody::HandoffResult(result.clone()),
+                out,
+            );
+            out.push(Action::Notify(Notice::HandoffResult(result)));
+        }
+    }
+
+    /// Target side: plan the switch once the source accepted and the preroll is done.
+    fn try_switch(&mut self, now_ns: u64, out: &mut Vec<Action>) {
+        let Some(t) = self.handoffs.target.clone() else {
+            return;
+        };
+        let (Some(anchor), Some(offset), Some(prerolled)) =
+            (t.source_anchor, t.offset_ns, t.prerolled_ns)
+        else {
+            return;
+        };
+        if t.switch.is_some() {
+            return;
+        }
+        let margin = self.cfg.switch_margin_ns;
+        // The instant (this device's clock) at which the source reaches the prerolled
+        // position; while paused, as soon as possible.
+        let at_ns = if anchor.state == PlayState::Playing {
+            let at_source = anchor.at_unix_ns as f64
+                + (prerolled as f64 - anchor.position_ns as f64) / anchor.rate;
+            (at_source - offset as f64).max(0.0) as u64
+        } else {
+            now_ns + margin
+        };
+        let frame = 40_000_000;
+        let paused_off = anchor.state != PlayState::Playing
+            && prerolled.abs_diff(anchor.position_ns) > frame / 2;
+        if at_ns < now_ns + margin || paused_off {
+            // The preroll took longer than predicted (or P is paused elsewhere): seek again,
+            // further ahead.
+            let lead = self.cfg.preroll_lead_ns;
+            let position_ns = if anchor.state == PlayState::Playing {
+                source_position(&anchor, offset, now_ns + lead)
+            } else {
+                anchor.position_ns
+            };
+            if let Some(t) = self.handoffs.target.as_mut() {
+                t.prerolled_ns = None;
+            }
+            out.push(Action::Player(PlayerAction::Seek { position_ns }));
+            return;
+        }
+        let at_source = (at_ns as i128 + offset as i128).max(0) as u64;
+        if let Some(tm) = self.handoffs.target.as_mut() {
+            tm.switch = Some((at_ns, prerolled));
+        }
+        let switch = CommandBody::HandoffSwitch {
+            handoff: t.id.clone(),
+            at_unix_ns: at_source,
+            position_ns: prerolled,
+        };
+        self.send(now_ns, &t.source, switch, out);
+        out.push(Action::Player(PlayerAction::PlayAt { at_unix_ns: at_ns }));
+        // The session is ours from the switch instant on.
+        let source_state = self.directory.sessions.get(&t.source).cloned();
+        if let Some(state) = source_state {
+            self.media = state.media.clone();
+            self.audio = state.audio.clone();
+            self.subtitle = state.subtitle.clone();
+            self.queue = state.queue.clone();
+        }
+        self.session = t.session.clone();
+        self.lease = Lease {
+            device: self.cfg.device.id.clone(),
+            epoch: t.epoch,
+        };
+        self.anchor = Some(Anchor {
+            position_ns: prerolled,
+            at_unix_ns: at_ns,
+            rate: anchor.rate,
+            state: PlayState::Playing,
+        });
+        self.publish_session(now_ns, out);
+    }
+
+    fn fail_target(
+        &mut self,
+        now_ns: u64,
+        reason: HandoffFailure,
+        cancel_source: bool,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(t) = self.handoffs.target.take() else {
+            return;
+        };
+        if cancel_source {
+            let cancel = CommandBody::HandoffCancel {
+                handoff: t.id.clone(),
+                reason,
+            };
+            self.send(now_ns, &t.source, cancel, out);
+        }
+        out.push(Action::Player(PlayerAction::Unload));
+        let result = failure(&t.id, &t.source, &self.cfg.device.id, reason);
+        let result = HandoffResult {
+            clock_offset_ns: t.offset_ns,
+            rtt_ns: t.rtt_ns,
+            ..result
+        };
+        self.finish_target(now_ns, &t, result, out);
+    }
+
+    /// Deadlines: a target that is not playing in time gives up (the source plays on), a
+    /// source forgets an offer that never switched, an initiator reports a silent target.
+    pub(super) fn handoff_tick(&mut self, now_ns: u64, out: &mut Vec<Action>) {
+        if let Some(t) = &self.handoffs.target
+            && now_ns >= t.deadline_ns
+        {
+            if t.switch.is_some() {
+                // Switched but the player never said it started: report what was planned.
+                let t = self.handoffs.target.take().expect("checked");
+                let (at, _) = t.switch.expect("checked");
+                let result = HandoffResult {
+                    handoff: t.id.clone(),
+                    source: t.source.clone(),
+                    target: self.cfg.device.id.clone(),
+                    failure: None,
+                    latency_ns: Some(at.saturating_sub(t.received_ns)),
+                    position_error_ns: None,
+                    clock_offset_ns: t.offset_ns,
+                    rtt_ns: t.rtt_ns,
+                };
+                self.finish_target(now_ns, &t, result, out);
+            } else {
+                self.fail_target(now_ns, HandoffFailure::Timeout, true, out);
+            }
+        }
+        if self
+            .handoffs
+            .source
+            .as_ref()
+            .is_some_and(|s| now_ns >= s.deadline_ns)
+        {
+            self.handoffs.source = None;
+        }
+        let expired: Vec<String> = self
+            .handoffs
+            .pending
+            .iter()
+            .filter(|(_, p)| now_ns >= p.deadline_ns)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            let p = self.handoffs.pending.remove(&id).expect("listed");
+            out.push(Action::Notify(Notice::HandoffResult(failure(
+                &id,
+                &p.source,
+                &p.target,
+                HandoffFailure::TargetOffline,
+            ))));
+        }
+    }
+
+    /// Another device holds this session now: stop being active.
+    pub(super) fn lose_lease(&mut self, now_ns: u64, lease: Lease, out: &mut Vec<Action>) {
+        if lease.epoch <= self.lease.epoch || lease.device == self.cfg.device.id {
+            return;
+        }
+        let was_active = self.lease.device == self.cfg.device.id;
+        self.lease = lease.clone();
+        self.handoffs.source = None;
+        if !was_active {
+            return;
+        }
+        if let Some(a) = self.anchor
+            && a.state == PlayState::Playing
+        {
+            out.push(Action::Player(PlayerAction::Pause));
+            self.anchor = Some(Anchor {
+                state: PlayState::Paused,
+                ..a.rebased(now_ns, self.duration())
+            });
+        }
+        out.push(Action::Notify(Notice::LeaseLost { to: lease.device }));
+        self.publish_session(now_ns, out);
+    }
+
+    /// Pull handoff: this device started `session`'s media at its live position; take the
+    /// session over from `from` (which pauses).
+    pub fn take_over(&mut self, now_ns: u64, from: &str, session: &str, epoch: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.session = session.to_owned();
+        self.lease = Lease {
+            device: self.cfg.device.id.clone(),
+            epoch: epoch + 1,
+        };
+        let body = CommandBody::Takeover {
+            session: session.to_owned(),
+            epoch: epoch + 1,
+        };
+        self.send(now_ns, from, body, &mut out);
+        self.publish_session(now_ns, &mut out);
+        out
+    }
+}
+
+fn failure(id: &str, source: &str, target: &str, reason: HandoffFailure) -> HandoffResult {
+    HandoffResult {
+        handoff: id.to_owned(),
+        source: source.to_owned(),
+        target: target.to_owned(),
+        failure: Some(reason),
+        latency_ns: None,
+        position_error_ns: None,
+        clock_offset_ns: None,
+        rtt_ns: None,
+    }
+}

@@ -1,0 +1,561 @@
+//! Handoff in the sans-IO engine: three engines (initiator, source, target) joined by an
+//! in-memory broker, with a fake clock and a deliberate clock offset between devices.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use continuity::engine::{Action, Engine, EngineConfig, Notice, Observation, PlayerAction};
+use continuity::model::{Alternate, Device, DeviceClass, Media, PlayState, SECOND_NS, Track};
+use continuity::wire::{self, HandoffFailure, HandoffResult, TopicKind};
+
+const T0: u64 = 1_800_000_000 * SECOND_NS;
+const MS: u64 = 1_000_000;
+
+/// Devices, their clock offsets, and what their players were asked to do.
+struct Net {
+    engines: BTreeMap<String, Engine>,
+    /// Device clock minus true time.
+    skew: BTreeMap<String, i64>,
+    players: BTreeMap<String, Vec<PlayerAction>>,
+    notices: BTreeMap<String, Vec<Notice>>,
+    /// Devices that receive nothing (offline).
+    offline: Vec<String>,
+    /// True time.
+    now: u64,
+    queue: VecDeque<(String, String, Vec<u8>)>,
+    /// The broker's retained messages, for devices that join later.
+    retained: BTreeMap<String, Vec<u8>>,
+}
+
+impl Net {
+    fn new() -> Net {
+        Net {
+            engines: BTreeMap::new(),
+            skew: BTreeMap::new(),
+            players: BTreeMap::new(),
+            notices: BTreeMap::new(),
+            offline: Vec::new(),
+            now: T0,
+            queue: VecDeque::new(),
+            retained: BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, id: &str, class: DeviceClass, skew_ms: i64, announce: bool) {
+        let mut cfg = EngineConfig::new(
+            "home",
+            Device {
+                id: id.into(),
+                name: id.into(),
+                class,
+            },
+        );
+        cfg.announce = announce;
+        self.engines.insert(id.into(), Engine::new(cfg));
+        self.skew.insert(id.into(), skew_ms * MS as i64);
+        let now = self.local(id);
+        let retained: Vec<_> = self.retained.clone().into_iter().collect();
+        for (topic, payload) in retained {
+            let msg = wire::decode(&topic, &payload).unwrap();
+            let actions = self
+                .engines
+                .get_mut(id)
+                .unwrap()
+                .handle(now, Observation::Incoming(msg));
+            self.run(id, actions);
+        }
+        let actions = self.engines.get_mut(id).unwrap().announce(now);
+        self.run(id, actions);
+    }
+
+    fn local(&self, id: &str) -> u64 {
+        (self.now as i64 + self.skew[id]) as u64
+    }
+
+    fn observe(&mut self, id: &str, obs: Observation) {
+        let now = self.local(id);
+        let actions = self.engines.get_mut(id).unwrap().handle(now, obs);
+        self.run(id, actions);
+    }
+
+    /// Carry out actions: deliver publications (commands to their inbox, states to all).
+    fn run(&mut self, from: &str, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Publish { topic, payload, .. } => {
+                    self.queue.push_back((from.to_owned(), topic, payload))
+                }
+                Action::Player(p) => self.players.entry(from.into()).or_default().push(p),
+                Action::Notify(n) => self.notices.entry(from.into()).or_default().push(n),
+                Action::StoreSession(_) | Action::StoreResume(_) => {}
+            }
+        }
+        while let Some((sender, topic, payload)) = self.queue.pop_front() {
+            let msg = wire::decode(&topic, &payload).expect("engines publish valid messages");
+            if msg.topic.retained() {
+                self.retained.insert(topic.clone(), payload.clone());
+            }
+            let targets: Vec<String> = match &msg.topic.kind {
+                TopicKind::Inbox { device } => vec![device.clone()],
+                TopicKind::Events => vec![],
+                _ => self
+                    .engines
+                    .keys()
+                    .filter(|d| **d != sender)
+                    .cloned()
+                    .collect(),
+            };
+            for d in targets {
+                if self.offline.contains(&d) || !self.engines.contains_key(&d) {
+                    continue;
+                }
+                let now = self.local(&d);
+                let actions = self
+                    .engines
+                    .get_mut(&d)
+                    .unwrap()
+                    .handle(now, Observation::Incoming(msg.clone()));
+                self.run(&d, actions);
+            }
+        }
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now += ms * MS;
+        let ids: Vec<String> = self.engines.keys().cloned().collect();
+        for id in ids {
+            self.observe(&id, Observation::Tick);
+        }
+    }
+
+    fn take_players(&mut self, id: &str) -> Vec<PlayerAction> {
+        std::mem::take(self.players.entry(id.into()).or_default())
+    }
+
+    fn results(&self, id: &str) -> Vec<HandoffResult> {
+        self.notices
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter_map(|n| match n {
+                Notice::HandoffResult(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn request(&mut self, initiator: &str, target: &str, source: &str) -> String {
+        let now = self.local(initiator);
+        let (id, actions) = self
+            .engines
+            .get_mut(initiator)
+            .unwrap()
+            .request_handoff(now, target, source);
+        self.run(initiator, actions);
+        id
+    }
+}
+
+fn film() -> Media {
+    Media {
+        id: "file:film.ogg".into(),
+        uri: Some("file:///films/film.ogg".into()),
+        title: Some("Film".into()),
+        duration_ns: Some(3600 * SECOND_NS),
+        alternates: vec![Alternate {
+            class: DeviceClass::Phone,
+            uri: "file:///films/film-small.ogg".into(),
+        }],
+        ..Default::default()
+    }
+}
+
+/// A phone playing the film from 100 s, a TV idle, a controller; the TV's clock runs 37 ms
+/// ahead of the phone's.
+fn setup() -> Net {
+    let mut net = Net::new();
+    net.add("phone", DeviceClass::Phone, 0, true);
+    net.add("tv", DeviceClass::Tv, 37, true);
+    net.add("cli", DeviceClass::Other, -5, false);
+    net.observe("phone", Observation::MediaStarted(film()));
+    net.observe(
+        "phone",
+        Observation::Tracks {
+            audio: Some(Track {
+                language: Some("fr".into()),
+                codec: Some("Vorbis".into()),
+            }),
+            subtitle: Some(Track {
+                language: Some("en".into()),
+                codec: None,
+            }),
+        },
+    );
+    net.observe(
+        "phone",
+        Observation::Playback {
+            position_ns: 100 * SECOND_NS,
+            state: PlayState::Playing,
+            rate: 1.0,
+        },
+    );
+    net.advance(1_000);
+    net
+}
+
+/// The TV's player: answer a load with a preroll after `preroll_ms`.
+fn tv_loads(net: &mut Net, preroll_ms: u64) -> (String, u64) {
+    let load = net
+        .take_players("tv")
+        .into_iter()
+        .find_map(|p| match p {
+            PlayerAction::Load {
+                uri, position_ns, ..
+            } => Some((uri, position_ns)),
+            _ => None,
+        })
+        .expect("the TV was asked to load the media");
+    net.advance(preroll_ms);
+    net.observe(
+        "tv",
+        Observation::Prerolled {
+            position_ns: load.1,
+        },
+    );
+    load
+}
+
+#[test]
+fn push_handoff_switches_at_one_instant_and_reports_the_result() {
+    let mut net = setup();
+    let id = net.request("cli", "tv", "phone");
+    // The TV loads the film's main rendition with the phone's tracks.
+    let load = net.players["tv"]
+        .iter()
+        .find_map(|p| match p {
+            PlayerAction::Load {
+                uri,
+                audio,
+                subtitle,
+                ..
+            } => Some((uri.clone(), audio.clone(), subtitle.clone())),
+            _ => None,
+        })
+        .expect("load");
+    assert_eq!(load.0, "file:///films/film.ogg");
+    assert_eq!(load.1.unwrap().language.as_deref(), Some("fr"));
+    assert_eq!(load.2.unwrap().language.as_deref(), Some("en"));
+
+    let (_, prerolled) = tv_loads(&mut net, 20);
+    // The TV plays at an instant; the phone pauses at the same true instant.
+    let play_at = net
+        .take_players("tv")
+        .into_iter()
+        .find_map(|p| match p {
+            PlayerAction::PlayAt { at_unix_ns } => Some(at_unix_ns),
+            _ => None,
+        })
+        .expect("PlayAt");
+    let pause_at = net
+        .take_players("phone")
+        .into_iter()
+        .find_map(|p| match p {
+            PlayerAction::PauseAt { at_unix_ns } => Some(at_unix_ns),
+            _ => None,
+        })
+        .expect("PauseAt");
+    let true_play = play_at - 37 * MS;
+    assert!(
+        true_play.abs_diff(pause_at) < MS,
+        "TV plays at {true_play}, phone pauses at {pause_at} (true time)"
+    );
+    // Where the phone is at that instant is what the TV prerolled.
+    let phone_pos_then = 100 * SECOND_NS + (pause_at - T0);
+    assert!(
+        phone_pos_then.abs_diff(prerolled) < MS,
+        "phone at {phone_pos_then}, TV from {prerolled}"
+    );
+
+    // The TV's first frame, at the instant, from the prerolled position.
+    net.now = true_play;
+    net.observe(
+        "tv",
+        Observation::Started {
+            position_ns: prerolled,
+        },
+    );
+    let r = net.results("cli");
+    assert_eq!(r.len(), 1, "{r:?}");
+    let r = &r[0];
+    assert_eq!(r.handoff, id);
+    assert_eq!(r.failure, None);
+    assert!(r.latency_ns.unwrap() < 300 * MS, "{r:?}");
+    assert!(r.position_error_ns.unwrap().abs() < MS as i64, "{r:?}");
+    // Phone clock minus TV clock: -37 ms, measured through the exchange.
+    assert!(
+        (r.clock_offset_ns.unwrap() + 37 * MS as i64).abs() < MS as i64,
+        "{r:?}"
+    );
+
+    // The lease moved: epoch 1, held by the TV, in both published sessions.
+    let tv = &net.engines["tv"];
+    assert_eq!(tv.lease().device, "tv");
+    assert_eq!(tv.lease().epoch, 1);
+    let phone = &net.engines["phone"];
+    assert_eq!(phone.lease().device, "tv");
+    assert_eq!(phone.anchor().unwrap().state, PlayState::Paused);
+    let tv_state = net.engines["cli"]
+        .directory()
+        .sessions
+        .get(&"tv".to_owned())
+        .cloned();
+    let tv_state = tv_state.expect("the TV published its session");
+    assert_eq!(tv_state.session, "phone-session", "the session id travels");
+    assert_eq!(tv_state.audio.unwrap().language.as_deref(), Some("fr"));
+}
+
+#[test]
+fn an_offline_target_fails_at_once() {
+    let mut net = setup();
+    net.add("car", DeviceClass::Car, 0, true);
+    // The car's last will fired.
+    let offline = wire::Availability {
+        v: 1,
+        device: "car".into(),
+        status: wire::Status::Offline,
+    };
+    let topic = wire::Topic::availability("home", "car").to_string();
+    let msg = wire::decode(&topic, &wire::encode(&offline)).unwrap();
+    net.observe("cli", Observation::Incoming(msg));
+    net.request("cli", "car", "phone");
+    assert_eq!(
+        net.results("cli")[0].failure,
+        Some(HandoffFailure::TargetOffline)
+    );
+}
+
+#[test]
+fn a_target_that_never_answers_is_offline_after_the_timeout() {
+    let mut net = setup();
+    net.offline.push("tv".into());
+    net.request("cli", "tv", "phone");
+    net.advance(4_000);
+    assert!(net.results("cli").is_empty());
+    net.advance(2_000);
+    assert_eq!(
+        net.results("cli")[0].failure,
+        Some(HandoffFailure::TargetOffline)
+    );
+}
+
+#[test]
+fn a_target_in_another_handoff_is_busy() {
+    let mut net = setup();
+    net.add("tablet", DeviceClass::Tablet, 0, true);
+    net.observe("tablet", Observation::MediaStarted(film()));
+    net.observe(
+        "tablet",
+        Observation::Playback {
+            position_ns: 5 * SECOND_NS,
+            state: PlayState::Playing,
+            rate: 1.0,
+        },
+    );
+    net.request("cli", "tv", "phone");
+    net.request("cli", "tv", "tablet");
+    let r = net.results("cli");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].failure, Some(HandoffFailure::TargetBusy));
+}
+
+#[test]
+fn media_without_a_uri_is_unavailable_and_a_failed_load_too() {
+    let mut net = setup();
+    net.observe(
+        "phone",
+        Observation::MediaStarted(Media {
+            id: "stream:abc".into(),
+            ..Default::default()
+        }),
+    );
+    net.request("cli", "tv", "phone");
+    assert_eq!(
+        net.results("cli")[0].failure,
+        Some(HandoffFailure::MediaUnavailable)
+    );
+
+    let mut net = setup();
+    net.request("cli", "tv", "phone");
+    net.take_players("tv");
+    net.observe(
+        "tv",
+        Observation::LoadFailed {
+            reason: "not found".into(),
+        },
+    );
+    assert_eq!(
+        net.results("cli")[0].failure,
+        Some(HandoffFailure::MediaUnavailable)
+    );
+    assert!(net.take_players("tv").contains(&PlayerAction::Unload));
+    assert_eq!(
+        net.engines["phone"].anchor().unwrap().state,
+        PlayState::Playing
+    );
+}
+
+#[test]
+fn a_target_not_ready_in_time_fails_and_the_source_plays_on() {
+    let mut net = setup();
+    net.request("cli", "tv", "phone");
+    net.take_players("tv");
+    net.advance(2_900);
+    assert!(net.results("cli").is_empty());
+    net.advance(200);
+    assert_eq!(net.results("cli")[0].failure, Some(HandoffFailure::Timeout));
+    assert!(
+        net.take_players("phone").is_empty(),
+        "the phone was not touched"
+    );
+    assert_eq!(
+        net.engines["phone"].anchor().unwrap().state,
+        PlayState::Playing
+    );
+    assert_eq!(net.engines["phone"].lease().device, "phone");
+}
+
+#[test]
+fn a_source_that_does_not_hold_the_session_rejects() {
+    let mut net = setup();
+    // The phone's session already moved to the tablet at epoch 1.
+    net.add("tablet", DeviceClass::Tablet, 0, true);
+    net.request("cli", "tablet", "phone");
+    tv_loads_on(&mut net, "tablet");
+    net.now += 5 * SECOND_NS;
+    net.observe("tablet", Observation::Started { position_ns: 0 });
+    assert_eq!(net.engines["phone"].lease().device, "tablet");
+    // Asking the TV to take it from the phone now: the phone is not active.
+    net.request("cli", "tv", "phone");
+    let r = net.results("cli");
+    assert_eq!(
+        r.last().unwrap().failure,
+        Some(HandoffFailure::Rejected),
+        "{r:?}"
+    );
+}
+
+fn tv_loads_on(net: &mut Net, id: &str) {
+    let pos = net
+        .take_players(id)
+        .into_iter()
+        .find_map(|p| match p {
+            PlayerAction::Load { position_ns, .. } => Some(position_ns),
+            _ => None,
+        })
+        .expect("load");
+    net.advance(10);
+    net.observe(id, Observation::Prerolled { position_ns: pos });
+}
+
+#[test]
+fn two_concurrent_handoffs_of_one_session_one_wins_one_is_superseded() {
+    let mut net = setup();
+    net.add("tablet", DeviceClass::Tablet, 0, true);
+    net.request("cli", "tv", "phone");
+    net.request("cli", "tablet", "phone");
+    tv_loads_on(&mut net, "tv");
+    tv_loads_on(&mut net, "tablet");
+    let r = net.results("cli");
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].failure, Some(HandoffFailure::Superseded));
+    assert_eq!(r[0].target, "tablet");
+}
+
+#[test]
+fn a_source_offline_during_the_handoff_stops_when_it_comes_back() {
+    let mut net = setup();
+    net.request("cli", "tv", "phone");
+    tv_loads_on(&mut net, "tv");
+    let switch_lost = net.take_players("phone");
+    assert!(
+        switch_lost
+            .iter()
+            .any(|p| matches!(p, PlayerAction::PauseAt { .. }))
+    );
+    // Simulate the other order: a phone that missed it all, still playing at epoch 0.
+    let mut lagging = Engine::new(EngineConfig::new(
+        "home",
+        Device {
+            id: "phone".into(),
+            name: "phone".into(),
+            class: DeviceClass::Phone,
+        },
+    ));
+    lagging.handle(T0, Observation::MediaStarted(film()));
+    lagging.handle(
+        T0,
+        Observation::Playback {
+            position_ns: 100 * SECOND_NS,
+            state: PlayState::Playing,
+            rate: 1.0,
+        },
+    );
+    // Back online, it receives the TV's retained session at epoch 1.
+    let tv_state = net.engines["cli"]
+        .directory()
+        .sessions
+        .get(&"tv".to_owned())
+        .cloned()
+        .unwrap();
+    let topic = wire::Topic::session_state("home", "tv").to_string();
+    let msg = wire::decode(&topic, &wire::encode(&tv_state)).unwrap();
+    let actions = lagging.handle(T0 + 60 * SECOND_NS, Observation::Incoming(msg));
+    assert!(actions.contains(&Action::Player(PlayerAction::Pause)));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Notify(Notice::LeaseLost { to }) if to == "tv"))
+    );
+    assert_eq!(lagging.lease().epoch, 1);
+    assert_eq!(lagging.anchor().unwrap().state, PlayState::Paused);
+}
+
+#[test]
+fn a_phone_target_loads_the_phone_rendition() {
+    let mut net = Net::new();
+    net.add("tv", DeviceClass::Tv, 0, true);
+    net.add("phone", DeviceClass::Phone, 0, true);
+    net.observe("tv", Observation::MediaStarted(film()));
+    net.observe(
+        "tv",
+        Observation::Playback {
+            position_ns: 10 * SECOND_NS,
+            state: PlayState::Paused,
+            rate: 1.0,
+        },
+    );
+    net.request("phone", "phone", "tv");
+    let uri = net
+        .take_players("phone")
+        .into_iter()
+        .find_map(|p| match p {
+            PlayerAction::Load { uri, .. } => Some(uri),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(uri, "file:///films/film-small.ogg");
+}
+
+#[test]
+fn pull_takeover_pauses_the_previous_device() {
+    let mut net = setup();
+    let now = net.local("tv");
+    let actions = net
+        .engines
+        .get_mut("tv")
+        .unwrap()
+        .take_over(now, "phone", "phone-session", 0);
+    net.run("tv", actions);
+    assert!(net.take_players("phone").contains(&PlayerAction::Pause));
+    assert_eq!(net.engines["phone"].lease().device, "tv");
+    assert_eq!(net.engines["tv"].lease().epoch, 1);
+}
