@@ -51,7 +51,7 @@ pub const POSITION_NONE: u64 = u64::MAX;
 #[derive(Debug)]
 pub enum ToPump {
     /// An observation that holds at a wall-clock instant.
-    Observe(u64, Observation),
+    Observe(u64, Box<Observation>),
     /// New media started: find where to resume it. `held_at` is the stream time of the
     /// first buffer when the element holds preroll for the answer.
     Lookup {
@@ -197,7 +197,7 @@ impl Pump {
                     None => return,
                     Some(ToPump::Observe(at, obs)) => {
                         gst::log!(CAT, "observed {obs:?}");
-                        this.node.observe_at(at, obs);
+                        this.node.observe_at(at, *obs);
                     }
                     Some(ToPump::Lookup { media_id, held_at }) => {
                         let this = this.clone();

@@ -76,7 +76,7 @@ impl Stream {
     }
 
     pub fn observe(&self, at_unix_ns: u64, obs: Observation) -> bool {
-        self.send(ToPump::Observe(at_unix_ns, obs))
+        self.send(ToPump::Observe(at_unix_ns, Box::new(obs)))
     }
 
     /// Forget the previous stream: a new one starts.
