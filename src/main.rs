@@ -17,6 +17,8 @@ use continuity::node::now_unix_ns;
 use continuity::observe::{ObserveError, Observer};
 use continuity::wire::{SessionState, Status};
 
+mod cli;
+
 /// Exit code for "the broker cannot be reached" (and for usage errors, as clap does).
 const EXIT_UNREACHABLE: u8 = 2;
 /// How long a command waits for the broker before giving up.
@@ -70,6 +72,42 @@ enum Command {
     /// List the devices of the account: online or offline, class, name.
     Devices {
         /// One JSON document (see docs/CLI.md) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Play a file or URI with the continuity element: resumes, shows a live status line,
+    /// answers handoffs. With no media it idles, waiting for a handoff.
+    Play {
+        /// A file or URI; none to wait for a handoff.
+        media: Option<String>,
+        /// The name other devices show [default: the host name].
+        #[arg(long)]
+        device_name: Option<String>,
+        /// phone, tablet, desktop, tv, speaker, car or other.
+        #[arg(long, default_value = "desktop")]
+        device_class: continuity::model::DeviceClass,
+        /// Use this device id instead of the one kept in the config dir.
+        #[arg(long)]
+        device_id: Option<String>,
+        /// Show the video in a window and play the sound (default: headless).
+        #[arg(long)]
+        window: bool,
+        /// What to do with a resume point: auto, ask or off.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "ask", "off"])]
+        resume: String,
+        /// Save frames as PNG here: the last one on pausing, the first after a handoff.
+        #[arg(long)]
+        snapshot_dir: Option<PathBuf>,
+    },
+    /// Move a session to another device: "continue on the TV".
+    Transfer {
+        /// The device that takes over (name or id).
+        #[arg(long)]
+        to: String,
+        /// The device that plays now (name or id) [default: the one that plays].
+        #[arg(long)]
+        from: Option<String>,
+        /// One JSON document (see docs/CLI.md) instead of a sentence.
         #[arg(long)]
         json: bool,
     },
@@ -160,6 +198,57 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
     match cli.command {
         Command::Broker { listen } => broker(listen).await,
+        Command::Play {
+            media,
+            device_name,
+            device_class,
+            device_id,
+            window,
+            resume,
+            snapshot_dir,
+        } => {
+            let args = cli::play::PlayArgs {
+                media,
+                broker: cli.broker.clone(),
+                account: cli.account.clone(),
+                config_dir: cli.config_dir.clone(),
+                device_name,
+                device_class,
+                device_id,
+                window,
+                resume,
+                snapshot_dir,
+            };
+            tokio::task::spawn_blocking(move || cli::play::run(args))
+                .await
+                .map_err(Failure::new)?
+                .map_err(Failure::new)
+        }
+        Command::Transfer { to, from, json } => {
+            let broker = parse_broker(&cli.broker)?;
+            match cli::transfer::run(&broker, &cli.account, &to, from.as_deref()).await {
+                Ok((r, names)) => {
+                    let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
+                    cli::transfer::print(&r, json, name);
+                    if r.failure.is_some() {
+                        Err(Failure {
+                            message: format!("the handoff failed: {}", r.failure.unwrap()),
+                            code: 1,
+                        })
+                    } else {
+                        Ok(())
+                    }
+                }
+                Err(cli::transfer::TransferError::Unreachable(m)) => Err(Failure {
+                    message: m,
+                    code: EXIT_UNREACHABLE,
+                }),
+                Err(cli::transfer::TransferError::Usage(m)) => Err(Failure {
+                    message: m,
+                    code: EXIT_UNREACHABLE,
+                }),
+            }
+        }
         Command::Devices { json } => {
             let broker = parse_broker(&cli.broker)?;
             let obs = snapshot(&broker, &cli.account).await?;

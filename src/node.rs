@@ -189,7 +189,8 @@ impl Node {
                     wire::encode(&engine.availability(Status::Offline)),
                 ));
                 link_cfg.subscriptions = vec![
-                    wire::filters::devices(account),
+                    wire::filters::availability(account),
+                    wire::filters::device_info(account),
                     wire::filters::sessions(account),
                     wire::filters::resume(account),
                     Topic::inbox(account, device).to_string(),
@@ -276,9 +277,16 @@ impl Node {
         media_id: &str,
         timeout: Duration,
     ) -> Option<(u64, ResumePoint)> {
+        self.synced(timeout).await;
+        self.resume_position(media_id)
+    }
+
+    /// Wait until the retained state has arrived or the broker is known to be unreachable,
+    /// at most `timeout`; returns the state then.
+    pub async fn synced(&self, timeout: Duration) -> SyncState {
         let mut rx = self.inner.sync.subscribe();
         let _ = tokio::time::timeout(timeout, rx.wait_for(|s| *s != SyncState::Pending)).await;
-        self.resume_position(media_id)
+        self.sync_state()
     }
 
     /// Run `f` with the engine (to read its state).

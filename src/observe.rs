@@ -37,7 +37,8 @@ impl Observer {
     ) -> Result<Observer, ObserveError> {
         let mut cfg = LinkConfig::new(broker.clone(), client_id("observer"));
         cfg.subscriptions = vec![
-            filters::devices(account),
+            filters::availability(account),
+            filters::device_info(account),
             filters::sessions(account),
             filters::resume(account),
         ];

@@ -239,13 +239,11 @@ impl fmt::Display for Topic {
     }
 }
 
-/// Subscription filters for one account.
+/// Subscription filters for one account. (Not `devices/+/+`: that would also deliver every
+/// device's inbox, and a device's own inbox twice.)
 pub mod filters {
     use super::PREFIX;
 
-    pub fn devices(account: &str) -> String {
-        format!("{PREFIX}/{account}/devices/+/+")
-    }
     pub fn availability(account: &str) -> String {
         format!("{PREFIX}/{account}/devices/+/availability")
     }

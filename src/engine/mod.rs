@@ -63,7 +63,7 @@ impl EngineConfig {
             capabilities: vec!["play".into(), "resume".into(), "handoff".into()],
             announce: true,
             handoff_timeout_ns: 3 * SECOND_NS,
-            preroll_lead_ns: 150_000_000,
+            preroll_lead_ns: 50_000_000,
             switch_margin_ns: 15_000_000,
         }
     }
@@ -230,6 +230,9 @@ pub struct Engine {
     session: String,
     lease: Lease,
     handoffs: handoff::Handoffs,
+    /// Recent commands, by sender and id: QoS 1 delivers at least once, so a command can
+    /// arrive twice.
+    seen_commands: std::collections::VecDeque<(String, String)>,
     /// Wall-clock instant of the last session publish or heartbeat.
     last_publish_ns: Option<u64>,
     /// Wall-clock instant the broker's resume point was last refreshed.
@@ -247,6 +250,7 @@ impl Engine {
             },
             session: cfg.session.clone(),
             handoffs: handoff::Handoffs::default(),
+            seen_commands: std::collections::VecDeque::new(),
             cfg,
             media: None,
             anchor: None,
@@ -539,6 +543,14 @@ impl Engine {
     }
 
     fn command(&mut self, now_unix_ns: u64, cmd: &Command, out: &mut Vec<Action>) {
+        let key = (cmd.from.clone(), cmd.id.clone());
+        if self.seen_commands.contains(&key) {
+            return;
+        }
+        if self.seen_commands.len() >= 256 {
+            self.seen_commands.pop_front();
+        }
+        self.seen_commands.push_back(key);
         let action = match cmd.body {
             CommandBody::Play => PlayerAction::Play,
             CommandBody::Pause => PlayerAction::Pause,

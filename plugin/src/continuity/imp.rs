@@ -76,7 +76,7 @@ const STOP_WAIT: Duration = Duration::from_millis(800);
 /// with sync=false, say): use the arrival time instead.
 const MAX_RENDER_AHEAD_NS: i128 = 2_000_000_000;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Settings {
     broker: String,
     account: String,
@@ -115,9 +115,25 @@ pub struct Continuity {
     /// Streaming-thread state (and start/stop); never locked by the network side.
     stream: Mutex<Stream>,
     shared: Arc<Shared>,
-    session: Mutex<Option<Session>>,
+    /// The device on the network, with the settings it was made from. It lives as long as
+    /// the element (players such as playbin take their filters to NULL and back when they
+    /// change media; the device stays online, handoffs in flight survive).
+    session: Mutex<Option<(Settings, Session)>>,
     /// Where playback paused last (PLAYING to PAUSED), the best final position.
     paused_at: AtomicU64,
+}
+
+impl Drop for Continuity {
+    fn drop(&mut self) {
+        let session = self
+            .session
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((_, session)) = session {
+            session.stop(STOP_WAIT);
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -431,11 +447,12 @@ impl ElementImpl for Continuity {
                 self.playback(position, PlayState::Playing);
             }
             gst::StateChange::ReadyToNull => {
-                let session = lock(&self.session).take();
-                if let Some(session) = session {
-                    session.stop(STOP_WAIT);
+                // The final position goes out now (the application may exit right after);
+                // the goodbye comes when the element goes away.
+                let node = lock(&self.session).as_ref().map(|(_, s)| s.node_handle());
+                if let Some(node) = node {
+                    session::flush_blocking(&node, STOP_WAIT);
                 }
-                self.shared.connected.store(false, Ordering::Relaxed);
             }
             _ => {}
         }
@@ -450,7 +467,7 @@ impl BaseTransformImpl for Continuity {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let tx = lock(&self.session).as_ref().map(Session::sender);
+        let tx = lock(&self.session).as_ref().map(|(_, s)| s.sender());
         let Some(tx) = tx else {
             return Err(gst::error_msg!(
                 gst::CoreError::StateChange,
@@ -617,6 +634,18 @@ impl Continuity {
     /// Start the device: the engine, the link and the store (NULL to READY).
     fn open_session(&self) -> Result<(), gst::ErrorMessage> {
         let settings = lock(&self.settings).clone();
+        {
+            let mut current = lock(&self.session);
+            match current.take() {
+                Some((made_from, session)) if made_from == settings => {
+                    *current = Some((made_from, session));
+                    return Ok(());
+                }
+                // Settings changed while in NULL: a new device session.
+                Some((_, old)) => old.stop(STOP_WAIT),
+                None => {}
+            }
+        }
         if let Err(reason) = continuity::wire::check_id(&settings.account) {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,
@@ -706,7 +735,7 @@ impl Continuity {
                 })?
             }
         };
-        *lock(&self.session) = Some(started);
+        *lock(&self.session) = Some((settings.clone(), started));
         gst::info!(
             CAT,
             imp = self,
@@ -848,7 +877,7 @@ impl Continuity {
     /// device's session. Returns the handoff id, or `None` without a session.
     fn handoff_to(&self, target: &str) -> Option<String> {
         let guard = lock(&self.session);
-        let node = guard.as_ref()?.node();
+        let node = guard.as_ref()?.1.node();
         let (me, target) = node.with_engine(|e| {
             let dir = e.directory();
             let by_name = dir
@@ -870,7 +899,7 @@ impl Continuity {
         self.shared
             .handoff_position
             .store(POSITION_NONE, Ordering::SeqCst);
-        if let Some(session) = lock(&self.session).as_ref() {
+        if let Some((_, session)) = lock(&self.session).as_ref() {
             session.node().observe(Observation::LoadFailed {
                 reason: reason.to_owned(),
             });

@@ -20,10 +20,11 @@ use tokio::sync::mpsc;
 use super::ResumeMode;
 use super::imp::CAT;
 
-/// The runtime for every element's network work: one worker thread is plenty.
+/// The runtime for every element's network work. GStreamer calls that block (seeks, state
+/// changes) go to its blocking pool, so that a preroll never delays the link.
 pub static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(2)
         .thread_name("continuity-net")
         .enable_all()
         .build()
@@ -168,6 +169,10 @@ impl Session {
         &self.node
     }
 
+    pub fn node_handle(&self) -> Arc<Node> {
+        self.node.clone()
+    }
+
     /// Say goodbye (offline, the final state flushed), waiting at most `wait`.
     pub fn stop(self, wait: Duration) {
         let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -281,16 +286,15 @@ impl Pump {
     fn player(&self, element: &super::Continuity, action: PlayerAction) {
         gst::info!(CAT, obj = element, "player: {action:?}");
         let top = top_level(element);
-        let ok = match action {
-            PlayerAction::Play => top.set_state(gst::State::Playing).is_ok(),
-            PlayerAction::Pause => top.set_state(gst::State::Paused).is_ok(),
+        match action {
+            PlayerAction::Play => blocking(move || top.set_state(gst::State::Playing).is_ok()),
+            PlayerAction::Pause => blocking(move || top.set_state(gst::State::Paused).is_ok()),
             PlayerAction::Seek { position_ns } => {
                 if self.shared.handoff_position.load(Ordering::SeqCst) != POSITION_NONE {
                     // A handoff target seeking again: report the new preroll.
                     self.handoff_preroll(position_ns);
-                    true
                 } else {
-                    seek(&top, position_ns).is_ok()
+                    blocking(move || seek(&top, position_ns).is_ok());
                 }
             }
             PlayerAction::Load {
@@ -320,7 +324,6 @@ impl Pump {
                     s = s.field("subtitle-language", l);
                 }
                 post(element, s.build());
-                true
             }
             PlayerAction::PlayAt { at_unix_ns } => {
                 let shared = self.shared.clone();
@@ -330,31 +333,21 @@ impl Pump {
                         .handoff_position
                         .store(POSITION_NONE, Ordering::SeqCst);
                     shared.awaiting_start.store(true, Ordering::SeqCst);
-                    if top.set_state(gst::State::Playing).is_err() {
-                        gst::warning!(CAT, "the handoff could not start playing");
-                    }
+                    blocking(move || top.set_state(gst::State::Playing).is_ok());
                 });
-                true
             }
             PlayerAction::PauseAt { at_unix_ns } => {
                 tokio::spawn(async move {
                     sleep_until_unix(at_unix_ns).await;
-                    if top.set_state(gst::State::Paused).is_err() {
-                        gst::warning!(CAT, "the handoff could not pause the source");
-                    }
+                    blocking(move || top.set_state(gst::State::Paused).is_ok());
                 });
-                true
             }
             PlayerAction::Unload => {
                 self.shared
                     .handoff_position
                     .store(POSITION_NONE, Ordering::SeqCst);
                 self.shared.awaiting_preroll.store(false, Ordering::SeqCst);
-                true
             }
-        };
-        if !ok {
-            gst::warning!(CAT, obj = element, "player action failed");
         }
     }
 
@@ -410,13 +403,17 @@ impl Pump {
         };
         self.shared.awaiting_preroll.store(true, Ordering::SeqCst);
         self.shared.gate.store(GATE_SEEKING, Ordering::SeqCst);
-        if seek(&top_level(&element), position_ns).is_err() {
-            self.shared.gate.store(GATE_OPEN, Ordering::SeqCst);
-            self.shared.awaiting_preroll.store(false, Ordering::SeqCst);
-            self.node.observe(Observation::LoadFailed {
-                reason: "the media cannot seek".into(),
-            });
-        }
+        let shared = self.shared.clone();
+        let node = self.node.clone();
+        tokio::task::spawn_blocking(move || {
+            if seek(&top_level(&element), position_ns).is_err() {
+                shared.gate.store(GATE_OPEN, Ordering::SeqCst);
+                shared.awaiting_preroll.store(false, Ordering::SeqCst);
+                node.observe(Observation::LoadFailed {
+                    reason: "the media cannot seek".into(),
+                });
+            }
+        });
     }
 
     async fn lookup(&self, media_id: String, held_at: Option<u64>) {
@@ -454,7 +451,7 @@ impl Pump {
                     point.device
                 );
                 self.shared.gate.store(GATE_SEEKING, Ordering::SeqCst);
-                if seek(&top_level(&element), position_ns).is_ok() {
+                if seek_blocking(&element, position_ns).await {
                     reopen_later();
                     post(&element, resumed(&media_id, position_ns, &point.device));
                 } else {
@@ -466,7 +463,7 @@ impl Pump {
                 // Buffers were held back: start again where they began.
                 Some(start) => {
                     self.shared.gate.store(GATE_SEEKING, Ordering::SeqCst);
-                    if seek(&top_level(&element), start).is_ok() {
+                    if seek_blocking(&element, start).await {
                         reopen_later();
                     } else {
                         open();
@@ -528,6 +525,38 @@ pub fn seek(top: &gst::Element, position_ns: u64) -> Result<(), glib::BoolError>
         gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
         gst::ClockTime::from_nseconds(position_ns),
     )
+}
+
+/// Wait (at most `wait`, from any thread) until what the node published is acknowledged.
+pub fn flush_blocking(node: &Arc<Node>, wait: Duration) {
+    if !node.connected() {
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let node = node.clone();
+    RUNTIME.spawn(async move {
+        let _ = tx.send(node.flush(wait).await);
+    });
+    if !matches!(rx.recv_timeout(wait + Duration::from_millis(100)), Ok(true)) {
+        gst::info!(CAT, "the final state may not have reached the broker yet");
+    }
+}
+
+/// Seek the pipeline from the blocking pool and wait for the answer.
+async fn seek_blocking(element: &super::Continuity, position_ns: u64) -> bool {
+    let top = top_level(element);
+    tokio::task::spawn_blocking(move || seek(&top, position_ns).is_ok())
+        .await
+        .unwrap_or(false)
+}
+
+/// Run a blocking GStreamer call on the runtime's blocking pool; log when it fails.
+fn blocking(f: impl FnOnce() -> bool + Send + 'static) {
+    tokio::task::spawn_blocking(move || {
+        if !f() {
+            gst::warning!(CAT, "a pipeline operation failed");
+        }
+    });
 }
 
 /// Sleep until a wall-clock instant.

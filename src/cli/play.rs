@@ -1,0 +1,402 @@
+//! `continuity play`: a real player — playbin with the `continuity` element — that shows a
+//! live status line, resumes, answers handoffs, and with no media idles waiting for one.
+//!
+//! The element comes from the GStreamer registry: installed, on GST_PLUGIN_PATH, or the
+//! `libgstcontinuity.so` built beside this executable (a cargo build puts both in
+//! `target/<profile>/`).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+use continuity::model::DeviceClass;
+
+/// Options of `continuity play`.
+pub struct PlayArgs {
+    pub media: Option<String>,
+    pub broker: String,
+    pub account: String,
+    pub config_dir: Option<PathBuf>,
+    pub device_name: Option<String>,
+    pub device_class: DeviceClass,
+    pub device_id: Option<String>,
+    pub window: bool,
+    pub resume: String,
+    /// Write PNG frames for the demo: the last frame on pausing, the first after a handoff.
+    pub snapshot_dir: Option<PathBuf>,
+}
+
+/// Make the `continuity` element findable: the registry, else the plugin beside this
+/// executable.
+fn find_element() -> Result<(), String> {
+    if gst::ElementFactory::find("continuity").is_some() {
+        return Ok(());
+    }
+    let registry = gst::Registry::get();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_owned))
+    {
+        registry.scan_path(&dir);
+        // `cargo run` of an example or a test binary lives one level further down.
+        if let Some(up) = dir.parent() {
+            registry.scan_path(up);
+        }
+    }
+    if gst::ElementFactory::find("continuity").is_some() {
+        Ok(())
+    } else {
+        Err(
+            "the continuity GStreamer plugin was not found: build it (cargo build -p \
+             gst-plugin-continuity) or set GST_PLUGIN_PATH to the directory of \
+             libgstcontinuity.so"
+                .into(),
+        )
+    }
+}
+
+fn to_uri(media: &str) -> Result<String, String> {
+    if media.contains("://") {
+        return Ok(media.to_owned());
+    }
+    let path = std::fs::canonicalize(media).map_err(|e| format!("{media}: {e}"))?;
+    gst::glib::filename_to_uri(&path, None)
+        .map(|u| u.to_string())
+        .map_err(|e| format!("{media}: {e}"))
+}
+
+fn clock(ns: u64) -> String {
+    let s = ns / 1_000_000_000;
+    format!(
+        "{}:{:02}:{:02}.{:01}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        ns / 100_000_000 % 10
+    )
+}
+
+/// Wall-clock milliseconds, for log lines another process can line up.
+fn stamp() -> String {
+    let ns = continuity::node::now_unix_ns();
+    format!("{}.{:03}", ns / 1_000_000_000, ns / 1_000_000 % 1000)
+}
+
+struct Player {
+    playbin: gst::Element,
+    element: gst::Element,
+    name: String,
+    snapshot_dir: Option<PathBuf>,
+    tty: bool,
+}
+
+impl Player {
+    fn say(&self, what: &str) {
+        if self.tty {
+            print!("\r\x1b[2K");
+        }
+        println!("[{} {}] {what}", stamp(), self.name);
+        let _ = std::io::stdout().flush();
+    }
+
+    fn status(&self) {
+        if !self.tty {
+            return;
+        }
+        let pos = self.playbin.query_position::<gst::ClockTime>();
+        let dur = self.playbin.query_duration::<gst::ClockTime>();
+        let (_, state, _) = self.playbin.state(gst::ClockTime::ZERO);
+        let uri = self.playbin.property::<Option<String>>("current-uri");
+        let title = uri
+            .as_deref()
+            .and_then(|u| u.rsplit('/').next())
+            .unwrap_or("(idle: waiting for a handoff)");
+        let connected = self.element.property::<bool>("connected");
+        print!(
+            "\r\x1b[2K{title}  {} / {}  {:?}{}",
+            pos.map(|p| clock(p.nseconds()))
+                .unwrap_or_else(|| "-".into()),
+            dur.map(|p| clock(p.nseconds()))
+                .unwrap_or_else(|| "-".into()),
+            state,
+            if connected { "" } else { "  (offline)" }
+        );
+        let _ = std::io::stdout().flush();
+    }
+
+    /// Write the frame the video sink shows now as `<dir>/<name>-<what>.png`.
+    fn snapshot(&self, what: &str) {
+        let Some(dir) = &self.snapshot_dir else {
+            return;
+        };
+        let Some(sample) = self.playbin.property::<Option<gst::Sample>>("sample") else {
+            self.say("no frame to save yet");
+            return;
+        };
+        let caps = gst::Caps::builder("image/png").build();
+        let png = match gst_video::convert_sample(
+            &sample,
+            &caps,
+            Some(gst::ClockTime::from_seconds(5)),
+        ) {
+            Ok(png) => png,
+            Err(e) => return self.say(&format!("cannot convert the frame: {e}")),
+        };
+        let Some(buf) = png.buffer() else { return };
+        let Ok(map) = buf.map_readable() else { return };
+        let file = dir.join(format!("{}-{what}.png", self.name.to_lowercase()));
+        match std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&file, map.as_slice())) {
+            Ok(()) => self.say(&format!("saved {}", file.display())),
+            Err(e) => self.say(&format!("cannot write {}: {e}", file.display())),
+        }
+    }
+
+    /// After a handoff's preroll: pick the audio track in the language the source had.
+    fn select_audio(&self, language: &str) {
+        let n: i32 = self.playbin.property("n-audio");
+        for i in 0..n {
+            let tags = self
+                .playbin
+                .emit_by_name::<Option<gst::TagList>>("get-audio-tags", &[&i]);
+            let lang = tags.as_ref().and_then(|t| {
+                t.get::<gst::tags::LanguageCode>()
+                    .map(|v| v.get().to_owned())
+            });
+            if lang.as_deref() == Some(language) {
+                self.playbin.set_property("current-audio", i);
+                self.say(&format!(
+                    "audio track {i} ({language}), as on the other device"
+                ));
+                return;
+            }
+        }
+    }
+}
+
+pub fn run(args: PlayArgs) -> Result<(), String> {
+    gst::init().map_err(|e| format!("GStreamer: {e}"))?;
+    find_element()?;
+    let uri = args.media.as_deref().map(to_uri).transpose()?;
+
+    let element = gst::ElementFactory::make("continuity")
+        .property("broker", &args.broker)
+        .property("account", &args.account)
+        .property_from_str("device-class", args.device_class.as_str())
+        .property_from_str("resume", &args.resume)
+        .build()
+        .map_err(|e| format!("continuity element: {e}"))?;
+    if let Some(dir) = &args.config_dir {
+        element.set_property("config-dir", dir.to_string_lossy().to_string());
+    }
+    if let Some(name) = &args.device_name {
+        element.set_property("device-name", name);
+    }
+    if let Some(id) = &args.device_id {
+        element.set_property("device-id", id);
+    }
+    let playbin = gst::ElementFactory::make("playbin")
+        .build()
+        .map_err(|e| format!("playbin: {e} (install gstreamer1.0-plugins-base)"))?;
+    let (video, audio) = if args.window {
+        ("autovideosink", "autoaudiosink")
+    } else {
+        ("fakesink", "fakesink")
+    };
+    let vsink = gst::ElementFactory::make(video)
+        .build()
+        .map_err(|e| format!("{video}: {e}"))?;
+    let asink = gst::ElementFactory::make(audio)
+        .build()
+        .map_err(|e| format!("{audio}: {e}"))?;
+    if !args.window {
+        vsink.set_property("sync", true);
+        asink.set_property("sync", true);
+    }
+    playbin.set_property("video-sink", &vsink);
+    playbin.set_property("audio-sink", &asink);
+    playbin.set_property("video-filter", &element);
+
+    let player = Player {
+        name: args
+            .device_name
+            .clone()
+            .unwrap_or_else(continuity::config::host_name),
+        playbin: playbin.clone(),
+        element,
+        snapshot_dir: args.snapshot_dir.clone(),
+        tty: std::io::stdout().is_terminal(),
+    };
+
+    // Ctrl-C and SIGTERM stop cleanly: the element records where playback stopped.
+    let (quit_tx, quit_rx) = mpsc::channel::<()>();
+    let bus = playbin.bus().expect("a pipeline has a bus");
+    {
+        let bus = bus.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("signal runtime");
+            rt.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let mut term = signal(SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+                }
+            });
+            let _ = quit_tx.send(());
+            let _ = bus.post(gst::message::Application::new(gst::Structure::new_empty(
+                "continuity-quit",
+            )));
+        });
+    }
+
+    match &uri {
+        Some(uri) => {
+            playbin.set_property("uri", uri);
+            playbin
+                .set_state(gst::State::Playing)
+                .map_err(|_| format!("cannot play {uri}"))?;
+            player.say(&format!("playing {uri}"));
+        }
+        None => {
+            playbin
+                .set_state(gst::State::Ready)
+                .map_err(|_| "cannot start the player".to_owned())?;
+            // playbin adds its video filter only once it has a stream: start the element
+            // (the device) ourselves so that it is online and can be handed a session. Until
+            // playbin adopts it, its messages come on the pipeline's bus all the same.
+            player.element.set_bus(Some(&bus));
+            player
+                .element
+                .set_state(gst::State::Ready)
+                .map_err(|_| "cannot start the continuity element".to_owned())?;
+            player.say("idle: waiting for a handoff");
+        }
+    }
+
+    let mut handoff_audio: Option<String> = None;
+    let mut handoff_loading = false;
+    let mut last_status = Instant::now();
+    let mut was_playing = false;
+    loop {
+        if quit_rx.try_recv().is_ok() {
+            break;
+        }
+        let msg = bus.timed_pop(gst::ClockTime::from_mseconds(250));
+        if last_status.elapsed() >= Duration::from_millis(250) {
+            player.status();
+            last_status = Instant::now();
+        }
+        let Some(msg) = msg else { continue };
+        use gst::MessageView;
+        match msg.view() {
+            MessageView::Application(a)
+                if a.structure().is_some_and(|s| s.name() == "continuity-quit") =>
+            {
+                break;
+            }
+            MessageView::Element(e) => {
+                let Some(s) = e.structure() else { continue };
+                match s.name().as_str() {
+                    "continuity-handoff-incoming" => {
+                        let uri = s.get::<String>("uri").unwrap_or_default();
+                        let pos = s.get::<u64>("position").unwrap_or(0);
+                        let title = s.get::<String>("title").unwrap_or_else(|_| uri.clone());
+                        handoff_audio = s.get::<String>("audio-language").ok();
+                        handoff_loading = true;
+                        player.say(&format!("handoff incoming: {title} at {}", clock(pos)));
+                        let _ = playbin.set_state(gst::State::Ready);
+                        playbin.set_property("uri", &uri);
+                        if playbin.set_state(gst::State::Paused).is_err() {
+                            player
+                                .element
+                                .emit_by_name::<()>("handoff-failed", &[&"cannot load the media"]);
+                        }
+                    }
+                    "continuity-handoff-complete" => {
+                        let latency = s.get::<u64>("latency").unwrap_or(0);
+                        let err = s.get::<i64>("position-error").unwrap_or(0);
+                        let offset = s.get::<i64>("clock-offset").unwrap_or(0);
+                        player.say(&format!(
+                            "handoff complete: playing {:.1} ms after the request, position \
+                             error {:+.1} ms, clock offset {:+.1} ms",
+                            latency as f64 / 1e6,
+                            err as f64 / 1e6,
+                            offset as f64 / 1e6
+                        ));
+                        player.snapshot("first-after-handoff");
+                    }
+                    "continuity-handoff-failed" => {
+                        let reason = s.get::<String>("reason").unwrap_or_default();
+                        player.say(&format!("handoff failed: {reason}"));
+                        if handoff_loading {
+                            handoff_loading = false;
+                            let _ = playbin.set_state(gst::State::Ready);
+                        }
+                    }
+                    "continuity-session-moved" => {
+                        let to = s.get::<String>("device").unwrap_or_default();
+                        player.say(&format!("the session moved to {to}"));
+                    }
+                    "continuity-resumed" => {
+                        let pos = s.get::<u64>("position").unwrap_or(0);
+                        player.say(&format!("resumed at {}", clock(pos)));
+                    }
+                    "continuity-connection" => {
+                        if s.get::<bool>("connected").unwrap_or(false) {
+                            player.say("connected");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            MessageView::AsyncDone(_) if handoff_loading => {
+                if let Some(lang) = handoff_audio.take() {
+                    player.select_audio(&lang);
+                }
+            }
+            MessageView::StateChanged(sc) if sc.src().map(|s| s == &playbin).unwrap_or(false) => {
+                let now_playing = sc.current() == gst::State::Playing;
+                if was_playing && sc.current() == gst::State::Paused {
+                    player.say("paused");
+                    player.snapshot("last-before-pause");
+                }
+                if now_playing && !was_playing {
+                    handoff_loading = false;
+                    player.say("playing");
+                }
+                was_playing = now_playing;
+            }
+            MessageView::Eos(_) => {
+                player.say("end of the media; waiting for a handoff");
+                let _ = playbin.set_state(gst::State::Ready);
+                was_playing = false;
+            }
+            MessageView::Warning(w) => player.say(&format!("warning: {}", w.error())),
+            MessageView::Error(e) => {
+                player.say(&format!("error: {}", e.error()));
+                if handoff_loading {
+                    handoff_loading = false;
+                    player
+                        .element
+                        .emit_by_name::<()>("handoff-failed", &[&e.error().to_string()]);
+                    let _ = playbin.set_state(gst::State::Ready);
+                } else {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    if player.tty {
+        println!();
+    }
+    player.say("stopping");
+    let _ = playbin.set_state(gst::State::Null);
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! `continuity transfer --to <device> [--from <device>]`: ask a device to take over a session
+//! and print how it went.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use continuity::engine::{EngineConfig, Notice};
+use continuity::link::BrokerUrl;
+use continuity::model::{Device, DeviceClass, PlayState};
+use continuity::node::{Node, NodeConfig, NodeEvent, SyncState};
+use continuity::wire::{HandoffResult, Status};
+
+/// Why a transfer could not even be asked for.
+pub enum TransferError {
+    Unreachable(String),
+    Usage(String),
+}
+
+fn ms(ns: i64) -> f64 {
+    ns as f64 / 1e6
+}
+
+/// Resolve a device given by id or name.
+fn resolve(node: &Node, who: &str) -> Result<String, TransferError> {
+    node.with_engine(|e| {
+        let dir = e.directory();
+        if dir.devices.get(&who.to_owned()).is_some() || dir.availability.contains_key(who) {
+            return Ok(who.to_owned());
+        }
+        let matches: Vec<String> = dir
+            .devices
+            .values()
+            .filter(|i| i.device.name.eq_ignore_ascii_case(who))
+            .map(|i| i.device.id.clone())
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(TransferError::Usage(format!(
+                "no device '{who}' in this account (see `continuity devices`)"
+            ))),
+            _ => Err(TransferError::Usage(format!(
+                "several devices are named '{who}': use a device id ({})",
+                matches.join(", ")
+            ))),
+        }
+    })
+}
+
+/// The active session to move when `--from` is not given: the one that plays.
+fn default_source(node: &Node, target: &str) -> Result<String, TransferError> {
+    node.with_engine(|e| {
+        let dir = e.directory();
+        let active: Vec<_> = dir
+            .sessions
+            .values()
+            .filter(|s| s.device != target && s.lease.device == s.device && s.media.is_some())
+            .filter(|s| dir.availability.get(&s.device) == Some(&Status::Online))
+            .collect();
+        let playing: Vec<_> = active
+            .iter()
+            .filter(|s| s.anchor.is_some_and(|a| a.state == PlayState::Playing))
+            .collect();
+        let pick = if playing.len() == 1 {
+            Some(playing[0].device.clone())
+        } else if playing.is_empty() && active.len() == 1 {
+            Some(active[0].device.clone())
+        } else {
+            None
+        };
+        pick.ok_or_else(|| {
+            if active.is_empty() {
+                TransferError::Usage("no device of this account plays anything to transfer".into())
+            } else {
+                TransferError::Usage(format!(
+                    "several sessions could move: say which with --from ({})",
+                    active
+                        .iter()
+                        .map(|s| s.device.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            }
+        })
+    })
+}
+
+/// Run a transfer; returns the result (success or failure with a reason).
+pub async fn run(
+    broker: &BrokerUrl,
+    account: &str,
+    to: &str,
+    from: Option<&str>,
+) -> Result<(HandoffResult, std::collections::BTreeMap<String, String>), TransferError> {
+    let mut cfg = EngineConfig::new(
+        account,
+        Device {
+            id: format!("cli-{:08x}", fastrand::u32(..)),
+            name: "continuity transfer".into(),
+            class: DeviceClass::Other,
+        },
+    );
+    cfg.announce = false;
+    let (node, mut events) = Node::start(NodeConfig {
+        engine: cfg,
+        broker: Some(broker.clone()),
+        store_dir: None,
+        link: Some(|l| l.connect_timeout = Duration::from_secs(3)),
+    })
+    .map_err(|e| TransferError::Unreachable(e.to_string()))?;
+    // Wait for the broker's retained state (devices, sessions), or a refusal.
+    match node.synced(Duration::from_secs(5)).await {
+        SyncState::Synced => {}
+        state => {
+            let mut reason = match state {
+                SyncState::Pending => "no answer within 5 s".to_owned(),
+                _ => "unreachable".to_owned(),
+            };
+            while let Ok(ev) = events.try_recv() {
+                if let NodeEvent::Down { reason: r } = ev {
+                    reason = r;
+                }
+            }
+            return Err(TransferError::Unreachable(format!(
+                "cannot reach the broker at {broker}: {reason}"
+            )));
+        }
+    }
+    let target = resolve(&node, to)?;
+    let source = match from {
+        Some(f) => resolve(&node, f)?,
+        None => default_source(&node, &target)?,
+    };
+    let id = node.request_handoff(&target, &source);
+    let result = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(ev) = events.recv().await {
+            if let NodeEvent::Notice(Notice::HandoffResult(r)) = ev
+                && r.handoff == id
+            {
+                return Some(r);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
+    let names = node.with_engine(|e| {
+        e.directory()
+            .devices
+            .values()
+            .map(|i| (i.device.id.clone(), i.device.name.clone()))
+            .collect()
+    });
+    node.shutdown(Duration::from_millis(300)).await;
+    result
+        .map(|r| (r, names))
+        .ok_or_else(|| TransferError::Unreachable("no answer from the target".into()))
+}
+
+/// Print a result for people or as JSON.
+pub fn print(r: &HandoffResult, as_json: bool, names: impl Fn(&str) -> String) {
+    if as_json {
+        let doc = json!({
+            "v": 1,
+            "handoff": r.handoff,
+            "ok": r.failure.is_none(),
+            "source": r.source,
+            "target": r.target,
+            "failure": r.failure.map(|f| f.as_str()),
+            "latency_ms": r.latency_ns.map(|n| ms(n as i64)),
+            "position_error_ms": r.position_error_ns.map(ms),
+            "clock_offset_ms": r.clock_offset_ns.map(ms),
+            "rtt_ms": r.rtt_ns.map(|n| ms(n as i64)),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        return;
+    }
+    match r.failure {
+        None => println!(
+            "{} took over from {}: playing {:.1} ms after the request, position error {}, \
+             clock offset {}",
+            names(&r.target),
+            names(&r.source),
+            r.latency_ns.map(|n| ms(n as i64)).unwrap_or(f64::NAN),
+            r.position_error_ns
+                .map(|e| format!("{:+.1} ms", ms(e)))
+                .unwrap_or_else(|| "unknown".into()),
+            r.clock_offset_ns
+                .map(|e| format!("{:+.1} ms", ms(e)))
+                .unwrap_or_else(|| "unknown".into()),
+        ),
+        Some(f) => println!(
+            "handoff from {} to {} failed: {f}",
+            names(&r.source),
+            names(&r.target)
+        ),
+    }
+}
