@@ -230,13 +230,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 Ok((r, names)) => {
                     let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
                     cli::transfer::print(&r, json, name);
-                    if r.failure.is_some() {
-                        Err(Failure {
-                            message: format!("the handoff failed: {}", r.failure.unwrap()),
+                    match r.failure {
+                        Some(f) => Err(Failure {
+                            message: format!("the handoff failed: {f}"),
                             code: 1,
-                        })
-                    } else {
-                        Ok(())
+                        }),
+                        None => Ok(()),
                     }
                 }
                 Err(cli::transfer::TransferError::Unreachable(m)) => Err(Failure {

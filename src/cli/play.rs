@@ -347,10 +347,8 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                         let pos = s.get::<u64>("position").unwrap_or(0);
                         player.say(&format!("resumed at {}", clock(pos)));
                     }
-                    "continuity-connection" => {
-                        if s.get::<bool>("connected").unwrap_or(false) {
-                            player.say("connected");
-                        }
+                    "continuity-connection" if s.get::<bool>("connected").unwrap_or(false) => {
+                        player.say("connected");
                     }
                     _ => {}
                 }
