@@ -1,52 +1,96 @@
 #!/usr/bin/env bash
-# The foundation end to end: the embedded broker, a session published through the library,
-# and `continuity sessions` showing it. Stops everything it started.
+# The main demo: a phone hands its playback to a TV.
+#
+# Starts the embedded broker, a "TV" player (idle) and a "phone" player (two processes) on a
+# generated clip with a visible timecode, plays a few seconds on the phone, hands off to the
+# TV, and prints a timeline with the handoff latency, the position error and the clock
+# offset. Writes the phone's last frame and the TV's first frame as PNGs. Stops everything
+# it started, and ends by itself in well under a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=target/debug/continuity
-example=target/debug/examples/scripted_session
+bin=$PWD/target/debug/continuity
+out=$PWD/demo-out
 account=demo
 pids=()
-work=$(mktemp -d)
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 
+now() { date +%s.%3N; }
+log() { echo "[$(now) demo] $*" | tee -a "$out/demo.log"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+wait_for() { # file pattern seconds
+    local end=$((SECONDS + $3))
+    until grep -q "$2" "$1" 2>/dev/null; do
+        if [ $SECONDS -ge $end ]; then echo "error: timed out waiting for '$2' in $1" >&2; exit 1; fi
+        sleep 0.1
+    done
+}
 
-step "1. Start the embedded broker (a free port on loopback)"
-mkfifo "$work/broker.out"
-"$bin" broker --listen 127.0.0.1:0 >"$work/broker.out" &
+rm -rf "$out"
+mkdir -p "$out"
+: >"$out/demo.log"
+
+step "1. A 30 s clip with a visible timecode"
+gst-launch-1.0 -q videotestsrc num-buffers=750 pattern=smpte \
+    ! video/x-raw,width=640,height=360,framerate=25/1 \
+    ! timeoverlay font-desc="Sans 36" halignment=center valignment=center \
+    ! theoraenc ! oggmux name=mux ! filesink location="$out/clip.ogg" \
+    audiotestsrc num-buffers=1292 ! audio/x-raw,rate=44100,channels=1 ! vorbisenc ! mux.
+echo "$out/clip.ogg"
+
+step "2. The embedded broker (a free port on loopback)"
+mkfifo "$out/broker.fifo"
+"$bin" broker --listen 127.0.0.1:0 >"$out/broker.fifo" &
 pids+=($!)
-read -r line <"$work/broker.out"
+read -r line <"$out/broker.fifo"
 echo "$line"
 url=$(grep -o 'mqtt://[^ ]*' <<<"$line")
+cli=("$bin" --broker "$url" --account "$account")
 
-step "2. A phone plays a film, published through the library"
-"$example" "$url" "$account" &
+step "3. A TV, idle, and a phone that plays the clip (two processes)"
+log "start TV and phone"
+"${cli[@]}" --config-dir "$out/tv" play --device-name TV --device-class tv \
+    --snapshot-dir "$out" >"$out/tv.log" 2>&1 &
 pids+=($!)
-sleep 1.5
-
-step "3. continuity sessions: what plays where (position extrapolated to now)"
-"$bin" --broker "$url" --account "$account" sessions
-sleep 1
+"${cli[@]}" --config-dir "$out/phone" play "$out/clip.ogg" --device-name Phone \
+    --device-class phone --snapshot-dir "$out" >"$out/phone.log" 2>&1 &
+pids+=($!)
+wait_for "$out/tv.log" "connected" 10
+wait_for "$out/phone.log" "\] playing$" 10
+"${cli[@]}" devices
+sleep 4
 echo
-"$bin" --broker "$url" --account "$account" sessions
+"${cli[@]}" sessions
 
-step "4. After the phone seeks and pauses"
-sleep 2.3
-"$bin" --broker "$url" --account "$account" sessions
+step "4. Continue on the TV: continuity transfer --to TV"
+log "continuity transfer --to TV"
+"${cli[@]}" transfer --to TV --json >"$out/transfer.json"
+log "transfer answered"
+cat "$out/transfer.json"
+wait_for "$out/tv.log" "saved" 10
+wait_for "$out/phone.log" "saved" 10
+sleep 2
+"${cli[@]}" sessions
+
+step "5. Timeline (seconds from the start; wall clocks of the three processes)"
+cat "$out/demo.log" "$out/phone.log" "$out/tv.log" | grep '^\[' | sort -n -k1.2 |
+    awk 'NR == 1 { split($1, a, "["); t0 = a[2] }
+         { split($1, a, "["); t = a[2]; sub(/^\[[^ ]* /, ""); printf "%7.3f  %s\n", t - t0, $0 }'
+
+json() { grep "\"$1\"" "$out/transfer.json" | head -1 | sed 's/.*: *//; s/,$//'; }
 echo
-"$bin" --broker "$url" --account "$account" devices
+printf 'handoff latency (request to TV playing): %.1f ms\n' "$(json latency_ms)"
+printf 'position error (TV first frame vs phone): %+.1f ms\n' "$(json position_error_ms)"
+printf 'clock offset (phone minus TV, measured):  %+.1f ms\n' "$(json clock_offset_ms)"
 
-step "5. The same, as JSON for scripts"
-"$bin" --broker "$url" --account "$account" sessions --json | head -n 40
+step "6. The frames on both sides of the switch"
+ls -1 "$out"/phone-last-before-pause.png "$out"/tv-first-after-handoff.png
+echo "Open them side by side: the timecodes match."
 
-wait "${pids[1]}" 2>/dev/null || true
-step "6. The phone left: its last state stays on the broker, marked offline"
-"$bin" --broker "$url" --account "$account" devices
+cleanup
+pids=()
 echo
-echo "Demo finished; every process it started is stopped."
+echo "Demo finished in ${SECONDS} s; every process it started is stopped."
