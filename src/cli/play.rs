@@ -310,6 +310,13 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                         handoff_audio = s.get::<String>("audio-language").ok();
                         handoff_loading = true;
                         player.say(&format!("handoff incoming: {title} at {}", clock(pos)));
+                        if s.get::<bool>("loaded").unwrap_or(false) {
+                            // The element seeks the media it already has.
+                            if was_playing {
+                                let _ = playbin.set_state(gst::State::Paused);
+                            }
+                            continue;
+                        }
                         let _ = playbin.set_state(gst::State::Ready);
                         playbin.set_property("uri", &uri);
                         if playbin.set_state(gst::State::Paused).is_err() {

@@ -38,6 +38,10 @@ pub(super) struct Target {
     /// The source's anchor, in the source's clock.
     source_anchor: Option<Anchor>,
     prerolled_ns: Option<u64>,
+    /// When the last load or seek was asked for, and how long the last one took: a seek
+    /// again leads by more than that.
+    asked_ns: u64,
+    preroll_took_ns: u64,
     /// Switch planned: (instant in this device's clock, position).
     switch: Option<(u64, u64)>,
 }
@@ -263,6 +267,8 @@ impl Engine {
             rtt_ns: None,
             source_anchor: None,
             prerolled_ns: None,
+            asked_ns: now_ns,
+            preroll_took_ns: 0,
             switch: None,
         });
         let offer = CommandBody::HandoffOffer {
@@ -359,6 +365,7 @@ impl Engine {
             && t.switch.is_none()
         {
             t.prerolled_ns = Some(position_ns);
+            t.preroll_took_ns = now_ns.saturating_sub(t.asked_ns);
             self.try_switch(now_ns, out);
         }
     }
@@ -447,7 +454,10 @@ impl Engine {
         if at_ns < now_ns + margin || paused_off {
             // The preroll took longer than predicted (or P is paused elsewhere): seek again,
             // further ahead.
-            let lead = self.cfg.preroll_lead_ns;
+            let lead = self
+                .cfg
+                .preroll_lead_ns
+                .max(t.preroll_took_ns * 3 / 2 + margin);
             let position_ns = if anchor.state == PlayState::Playing {
                 source_position(&anchor, offset, now_ns + lead)
             } else {
@@ -455,6 +465,7 @@ impl Engine {
             };
             if let Some(t) = self.handoffs.target.as_mut() {
                 t.prerolled_ns = None;
+                t.asked_ns = now_ns;
             }
             out.push(Action::Player(PlayerAction::Seek { position_ns }));
             return;

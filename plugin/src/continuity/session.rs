@@ -307,13 +307,21 @@ impl Pump {
                 self.shared
                     .handoff_position
                     .store(position_ns, Ordering::SeqCst);
+                // Already playing this media: no need to load it again, only to seek.
+                let loaded = self
+                    .node
+                    .with_engine(|e| e.media().is_some_and(|m| m.id == media.id));
+                if loaded {
+                    self.handoff_preroll(position_ns);
+                }
                 let lang = |t: &Option<continuity::model::Track>| {
                     t.as_ref().and_then(|t| t.language.clone())
                 };
                 let mut s = gst::Structure::builder("continuity-handoff-incoming")
                     .field("uri", &uri)
                     .field("position", position_ns)
-                    .field("media-id", &media.id);
+                    .field("media-id", &media.id)
+                    .field("loaded", loaded);
                 if let Some(t) = &media.title {
                     s = s.field("title", t);
                 }
