@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::engine::{Action, Engine, EngineConfig, Notice, Observation, PlayerAction};
+use crate::engine::{Action, Engine, EngineConfig, Notice, Observation, PlayerAction, ResumeFrom};
 use crate::link::{BrokerUrl, Link, LinkConfig, LinkError, LinkEvent, client_id};
 use crate::store::{Store, StoreError};
-use crate::wire::{self, Body, Command, CommandBody, ResumePoint, Status, Topic};
+use crate::wire::{self, Body, Command, CommandBody, Status, Topic};
 
 /// Wall-clock now, in ns since the Unix epoch.
 pub fn now_unix_ns() -> u64 {
@@ -272,11 +272,7 @@ impl Node {
     /// Wait until the retained state has arrived (or the broker is known to be unreachable),
     /// at most `timeout`; then the newest resume point for `media_id` that the resume rules
     /// accept, from the local store or the broker, whichever is newer.
-    pub async fn resume_lookup(
-        &self,
-        media_id: &str,
-        timeout: Duration,
-    ) -> Option<(u64, ResumePoint)> {
+    pub async fn resume_lookup(&self, media_id: &str, timeout: Duration) -> Option<ResumeFrom> {
         self.synced(timeout).await;
         self.resume_position(media_id)
     }
@@ -294,12 +290,10 @@ impl Node {
         f(&mut self.inner.engine())
     }
 
-    /// The newest known resume point for a media id, if the rules say to resume it.
-    pub fn resume_position(&self, media_id: &str) -> Option<(u64, ResumePoint)> {
-        self.inner
-            .engine()
-            .resume_position(media_id)
-            .map(|(p, r)| (p, r.clone()))
+    /// Where to start a media id now, if the rules say to resume it (see
+    /// [`Engine::resume_position`]).
+    pub fn resume_position(&self, media_id: &str) -> Option<ResumeFrom> {
+        self.inner.engine().resume_position(media_id, now_unix_ns())
     }
 
     pub fn connected(&self) -> bool {

@@ -248,7 +248,10 @@ fn eos_at_the_end_finishes_and_eos_far_from_it_keeps_the_point() {
         "EOS at 50 % is an interruption, not the end"
     );
     assert_eq!(r[0].position_ns, 50 * SECOND_NS);
-    assert!(e.resume_position("file:clip.ogg").is_some());
+    assert!(
+        e.resume_position("file:clip.ogg", T0 + 200 * SECOND_NS)
+            .is_some()
+    );
 
     play(&mut e, T0 + 60 * SECOND_NS, 50);
     let a = e.handle(
@@ -260,7 +263,10 @@ fn eos_at_the_end_finishes_and_eos_far_from_it_keeps_the_point() {
     let r = resumes(&a);
     assert_eq!(r.len(), 1);
     assert!(r[0].finished);
-    assert!(e.resume_position("file:clip.ogg").is_none());
+    assert!(
+        e.resume_position("file:clip.ogg", T0 + 200 * SECOND_NS)
+            .is_none()
+    );
     assert_eq!(
         sessions(&a)[0].anchor.unwrap().state,
         PlayState::Ended,
@@ -321,14 +327,18 @@ fn newer_resume_points_win_whatever_their_source() {
     let msg = wire::decode(&topic, &wire::encode(&remote)).unwrap();
     e.handle(T0 + 2 * SECOND_NS, Observation::Incoming(msg));
     assert_eq!(
-        e.resume_position("file:clip.ogg").unwrap().0,
+        e.resume_position("file:clip.ogg", T0 + 200 * SECOND_NS)
+            .unwrap()
+            .position_ns,
         200 * SECOND_NS
     );
     // An older one arriving late changes nothing.
     let old = wire::decode(&topic, &wire::encode(&point(50, T0 - SECOND_NS, "car"))).unwrap();
     e.handle(T0 + 3 * SECOND_NS, Observation::Incoming(old));
     assert_eq!(
-        e.resume_position("file:clip.ogg").unwrap().0,
+        e.resume_position("file:clip.ogg", T0 + 200 * SECOND_NS)
+            .unwrap()
+            .position_ns,
         200 * SECOND_NS
     );
 }

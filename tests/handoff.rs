@@ -559,3 +559,18 @@ fn pull_takeover_pauses_the_previous_device() {
     assert_eq!(net.engines["phone"].lease().device, "tv");
     assert_eq!(net.engines["tv"].lease().epoch, 1);
 }
+
+#[test]
+fn a_device_starting_the_same_media_resumes_from_the_live_session() {
+    let mut net = setup();
+    net.advance(2_000);
+    let now = net.local("tv");
+    let from = net.engines["tv"]
+        .resume_position("file:film.ogg", now)
+        .expect("the phone's live session");
+    assert_eq!(from.device, "phone");
+    assert_eq!(from.live, Some(("phone-session".to_owned(), 0)));
+    // Extrapolated to the TV's now: 100 s + 3 s of play, and the TV's clock is 37 ms ahead.
+    let expected = 100 * SECOND_NS + (net.now - T0) + 37 * MS;
+    assert!(from.position_ns.abs_diff(expected) < MS, "{from:?}");
+}

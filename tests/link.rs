@@ -241,11 +241,11 @@ async fn a_device_resumes_its_own_media_when_the_broker_lost_everything() {
     // A brand-new, empty broker: only the local store remembers.
     let second = embedded();
     let node = node_on(&second, "acct", "desk-1", Some(dir.path()));
-    let (pos, point) = node
+    let from = node
         .resume_position("file:clip.ogg")
         .expect("resume point from the local store");
-    assert_eq!(pos, 123 * SECOND_NS);
-    assert_eq!(point.device, "desk-1");
+    assert_eq!(from.position_ns, 123 * SECOND_NS);
+    assert_eq!(from.device, "desk-1");
     node.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -332,9 +332,9 @@ async fn resume_lookup_waits_for_the_brokers_retained_points_on_both_brokers() {
             continuity::node::SyncState::Synced,
             "{name}: the sync echo came back"
         );
-        let (pos, point) = found.unwrap_or_else(|| panic!("{name}: no resume point"));
-        assert_eq!(pos, 321 * SECOND_NS, "{name}");
-        assert_eq!(point.device, "phone-5", "{name}");
+        let from = found.unwrap_or_else(|| panic!("{name}: no resume point"));
+        assert_eq!(from.position_ns, 321 * SECOND_NS, "{name}");
+        assert_eq!(from.device, "phone-5", "{name}");
         assert!(tv.resume_lookup("file:other.ogg", WAIT).await.is_none());
         tv.shutdown(Duration::from_secs(1)).await;
         phone.shutdown(Duration::from_secs(1)).await;

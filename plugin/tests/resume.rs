@@ -184,3 +184,39 @@ fn eos_far_from_the_end_keeps_the_resume_point() {
         "an interrupted EOS at {stopped} ns is not the end; started at {first} ns"
     );
 }
+
+#[test]
+fn starting_the_same_media_on_another_device_takes_the_session_over() {
+    let broker = Mosquitto::start();
+    let phone_dir = tempfile::tempdir().unwrap();
+    let tv_dir = tempfile::tempdir().unwrap();
+    let phone = Player::new(&device_props(
+        &broker.url(),
+        "pull",
+        phone_dir.path(),
+        "Phone",
+    ));
+    phone.play();
+    phone.play_until(3 * SECOND);
+
+    let tv = Player::new(&device_props(&broker.url(), "pull", tv_dir.path(), "TV"));
+    let first = first_frame(&tv);
+    let phone_now = phone.last_rendered();
+    assert!(
+        first.abs_diff(phone_now) < 150_000_000,
+        "the TV started at {first} ns while the phone was at {phone_now} ns"
+    );
+    // The phone stops being the active device: it pauses.
+    let bus = phone.bus();
+    let paused = (0..100).any(|_| {
+        let Some(msg) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(100),
+            &[gst::MessageType::StateChanged],
+        ) else {
+            return phone.pipeline.current_state() == gst::State::Paused;
+        };
+        matches!(msg.view(), gst::MessageView::StateChanged(sc)
+            if msg.src() == Some(phone.pipeline.upcast_ref()) && sc.current() == gst::State::Paused)
+    });
+    assert!(paused, "the phone kept playing");
+}

@@ -165,6 +165,19 @@ pub enum Action {
     Notify(Notice),
 }
 
+/// Where to start a media, and from which device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResumeFrom {
+    pub position_ns: u64,
+    /// The device that left the point or plays the session.
+    pub device: String,
+    /// When that device recorded it.
+    pub when_unix_ns: u64,
+    /// Pull handoff: the session (id and lease epoch) is live on `device`; starting here
+    /// takes it over.
+    pub live: Option<(String, u64)>,
+}
+
 /// What this account's devices say, as seen from the broker. Also what `continuity devices`
 /// and `continuity sessions` show.
 #[derive(Debug, Clone, Default)]
@@ -321,20 +334,53 @@ impl Engine {
             .offer(wire::media_key(&point.media.id), point);
     }
 
-    /// Where to start `media_id` by the resume rules: `Some(position)` to seek there.
-    pub fn resume_position(&self, media_id: &str) -> Option<(u64, &ResumePoint)> {
-        let p = self.directory.resume_point(media_id)?;
+    /// Where to start `media_id` at `now`: the newest of the resume points and of the live
+    /// sessions of other devices playing it (a pull handoff: take the session over at its
+    /// extrapolated position), if the resume rules accept the position.
+    pub fn resume_position(&self, media_id: &str, now_unix_ns: u64) -> Option<ResumeFrom> {
+        let point = self.directory.resume_point(media_id);
+        let live = self
+            .directory
+            .sessions
+            .values()
+            .filter(|s| {
+                s.device != self.cfg.device.id
+                    && s.lease.device == s.device
+                    && s.media.as_ref().is_some_and(|m| m.id == media_id)
+                    && s.anchor.is_some_and(|a| a.state != PlayState::Ended)
+                    && self.directory.availability.get(&s.device) == Some(&Status::Online)
+            })
+            .max_by(|a, b| a.stamp.cmp(&b.stamp));
+        let (from, duration) = match (point, live) {
+            (Some(p), Some(l)) if p.stamp > l.stamp => (self.from_point(p)?, p.media.duration_ns),
+            (_, Some(l)) => (
+                ResumeFrom {
+                    position_ns: l.position_at(now_unix_ns)?,
+                    device: l.device.clone(),
+                    when_unix_ns: l.stamp.wall_ns,
+                    live: Some((l.session.clone(), l.lease.epoch)),
+                },
+                l.media.as_ref().and_then(|m| m.duration_ns),
+            ),
+            (Some(p), None) => (self.from_point(p)?, p.media.duration_ns),
+            (None, None) => return None,
+        };
+        match self.cfg.rules.verdict(from.position_ns, duration, false) {
+            ResumeVerdict::Resume(_) => Some(from),
+            _ => None,
+        }
+    }
+
+    fn from_point(&self, p: &ResumePoint) -> Option<ResumeFrom> {
         if p.finished {
             return None;
         }
-        match self
-            .cfg
-            .rules
-            .verdict(p.position_ns, p.media.duration_ns, false)
-        {
-            ResumeVerdict::Resume(pos) => Some((pos, p)),
-            _ => None,
-        }
+        Some(ResumeFrom {
+            position_ns: p.position_ns,
+            device: p.device.clone(),
+            when_unix_ns: p.stamp.wall_ns,
+            live: None,
+        })
     }
 
     /// The next wall-clock instant at which [`Observation::Tick`] has work to do.

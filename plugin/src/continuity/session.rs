@@ -31,6 +31,10 @@ pub static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
         .expect("the continuity network runtime starts")
 });
 
+/// A pull handoff seeks this far ahead of the live position it read: about what a seek and
+/// a preroll of a local file take.
+const PULL_LEAD_NS: u64 = 40_000_000;
+
 /// How long stopping waits for the final position to reach the broker.
 pub const STOP_FLUSH: Duration = Duration::from_millis(500);
 
@@ -450,18 +454,31 @@ impl Pump {
             });
         };
         match (self.mode, found) {
-            (ResumeMode::Auto, Some((position_ns, point))) => {
+            (ResumeMode::Auto, Some(from)) => {
+                // A live session moves on while we seek: aim a little ahead.
+                let position_ns = match from.live {
+                    Some(_) => from.position_ns + PULL_LEAD_NS,
+                    None => from.position_ns,
+                };
                 gst::info!(
                     CAT,
                     obj = element,
-                    "resuming {media_id} at {} (from {})",
+                    "resuming {media_id} at {} (from {}{})",
                     gst::ClockTime::from_nseconds(position_ns),
-                    point.device
+                    from.device,
+                    if from.live.is_some() {
+                        ", taking its session over"
+                    } else {
+                        ""
+                    }
                 );
                 self.shared.gate.store(GATE_SEEKING, Ordering::SeqCst);
                 if seek_blocking(&element, position_ns).await {
                     reopen_later();
-                    post(&element, resumed(&media_id, position_ns, &point.device));
+                    if let Some((session, epoch)) = &from.live {
+                        self.node.take_over(&from.device, session, *epoch);
+                    }
+                    post(&element, resumed(&media_id, position_ns, &from.device));
                 } else {
                     gst::warning!(CAT, obj = element, "the resume seek failed: playing on");
                     open();
@@ -479,12 +496,12 @@ impl Pump {
                 }
                 None => open(),
             },
-            (ResumeMode::Ask, Some((position_ns, point))) => {
+            (ResumeMode::Ask, Some(from)) => {
                 let offer = Offer {
                     media_id: media_id.clone(),
-                    position_ns,
-                    device: point.device.clone(),
-                    when_unix_ns: point.stamp.wall_ns,
+                    position_ns: from.position_ns,
+                    device: from.device.clone(),
+                    when_unix_ns: from.when_unix_ns,
                 };
                 *self.shared.offer.lock().unwrap_or_else(|e| e.into_inner()) = Some(offer.clone());
                 post(
