@@ -1,0 +1,175 @@
+//! `continuity play` and `continuity transfer` as people run them: two player processes and
+//! a transfer through a real mosquitto.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::Mosquitto;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_continuity");
+
+fn make_clip(dir: &Path) -> PathBuf {
+    let path = dir.join("clip.ogg");
+    let ok = Command::new("gst-launch-1.0")
+        .args(["-q", "videotestsrc", "num-buffers=500", "!"])
+        .args([
+            "video/x-raw,width=160,height=120,framerate=25/1",
+            "!",
+            "timeoverlay",
+            "!",
+        ])
+        .args(["theoraenc", "!", "oggmux", "!", "filesink"])
+        .arg(format!("location={}", path.display()))
+        .status()
+        .expect("gst-launch-1.0 runs")
+        .success();
+    assert!(ok, "the clip was made");
+    path
+}
+
+/// A `continuity play` process whose output lines arrive on a channel; killed on drop.
+struct PlayProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl PlayProcess {
+    fn start(broker: &str, dir: &Path, name: &str, class: &str, media: Option<&Path>) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--broker", broker, "--account", "play"])
+            .arg("--config-dir")
+            .arg(dir.join(name))
+            .args(["play", "--device-name", name, "--device-class", class])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(m) = media {
+            cmd.arg(m);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        PlayProcess { child, lines }
+    }
+
+    /// Wait for an output line containing `what`.
+    fn wait_line(&self, what: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(15))
+                .unwrap_or_else(|_| panic!("no line with '{what}'"));
+            if line.contains(what) {
+                return line;
+            }
+        }
+    }
+}
+
+impl Drop for PlayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn transfer(broker: &str, to: &str) -> (Option<i32>, Value) {
+    let out = Command::new(BIN)
+        .args([
+            "--broker",
+            broker,
+            "--account",
+            "play",
+            "transfer",
+            "--to",
+            to,
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code(), doc)
+}
+
+#[test]
+fn transfer_moves_playback_from_one_player_process_to_another() {
+    let broker = Mosquitto::start();
+    let url = broker.url().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = make_clip(dir.path());
+    let tv = PlayProcess::start(&url, dir.path(), "TV", "tv", None);
+    tv.wait_line("connected");
+    let phone = PlayProcess::start(&url, dir.path(), "Phone", "phone", Some(&clip));
+    phone.wait_line("] playing");
+    // Let the phone play a little.
+    std::thread::sleep(Duration::from_secs(2));
+
+    let (code, doc) = transfer(&url, "TV");
+    assert_eq!(code, Some(0), "{doc}");
+    assert_eq!(doc["ok"], true);
+    assert!(
+        doc["position_error_ms"].as_f64().unwrap().abs() < 40.0,
+        "one frame at most: {doc}"
+    );
+    assert!(doc["latency_ms"].as_f64().unwrap() < 3000.0, "{doc}");
+    assert!(doc["clock_offset_ms"].is_number());
+    tv.wait_line("handoff complete");
+    phone.wait_line("paused");
+
+    // `continuity sessions --json` shows the TV playing and the phone paused, one session.
+    let out = Command::new(BIN)
+        .args(["--broker", &url, "--account", "play", "sessions", "--json"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_name = |n: &str| {
+        doc["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["device_name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {n} in {doc}"))
+    };
+    let (tv_s, phone_s) = (by_name("TV"), by_name("Phone"));
+    assert_eq!(tv_s["state"], "playing");
+    assert_eq!(phone_s["state"], "paused");
+    assert_eq!(tv_s["session"], phone_s["session"], "the session moved");
+    assert_eq!(tv_s["lease"]["epoch"], 1);
+    assert_eq!(phone_s["lease"]["device"], tv_s["device"]);
+}
+
+#[test]
+fn transfer_to_a_device_that_left_fails_with_target_offline() {
+    let broker = Mosquitto::start();
+    let url = broker.url().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = make_clip(dir.path());
+    let phone = PlayProcess::start(&url, dir.path(), "Phone", "phone", Some(&clip));
+    phone.wait_line("] playing");
+    let tv = PlayProcess::start(&url, dir.path(), "TV", "tv", None);
+    tv.wait_line("connected");
+    drop(tv); // SIGKILL: the broker fires its last will
+    let mut last = (None, Value::Null);
+    for _ in 0..20 {
+        last = transfer(&url, "TV");
+        if last.1["failure"] == "target-offline" {
+            break;
+        }
+    }
+    assert_eq!(last.0, Some(1), "{}", last.1);
+    assert_eq!(last.1["failure"], "target-offline");
+    assert_eq!(last.1["ok"], false);
+}
