@@ -352,7 +352,7 @@ impl Engine {
             })
             .max_by(|a, b| a.stamp.cmp(&b.stamp));
         let (from, duration) = match (point, live) {
-            (Some(p), Some(l)) if p.stamp > l.stamp => (self.from_point(p)?, p.media.duration_ns),
+            (Some(p), Some(l)) if p.stamp > l.stamp => (Self::point_resume(p)?, p.media.duration_ns),
             (_, Some(l)) => (
                 ResumeFrom {
                     position_ns: l.position_at(now_unix_ns)?,
@@ -362,7 +362,7 @@ impl Engine {
                 },
                 l.media.as_ref().and_then(|m| m.duration_ns),
             ),
-            (Some(p), None) => (self.from_point(p)?, p.media.duration_ns),
+            (Some(p), None) => (Self::point_resume(p)?, p.media.duration_ns),
             (None, None) => return None,
         };
         match self.cfg.rules.verdict(from.position_ns, duration, false) {
@@ -371,7 +371,7 @@ impl Engine {
         }
     }
 
-    fn from_point(&self, p: &ResumePoint) -> Option<ResumeFrom> {
+    fn point_resume(p: &ResumePoint) -> Option<ResumeFrom> {
         if p.finished {
             return None;
         }
