@@ -41,3 +41,4 @@ bench: deps
 	@./scripts/deps.sh valgrind
 	$(CARGO) build --release -p gst-plugin-continuity --lib
 	$(CARGO) run --release -p gst-plugin-continuity --example bench
+	$(CARGO) run --release -p gst-plugin-continuity --example handoff_bench

@@ -352,7 +352,9 @@ impl Engine {
             })
             .max_by(|a, b| a.stamp.cmp(&b.stamp));
         let (from, duration) = match (point, live) {
-            (Some(p), Some(l)) if p.stamp > l.stamp => (Self::point_resume(p)?, p.media.duration_ns),
+            (Some(p), Some(l)) if p.stamp > l.stamp => {
+                (Self::point_resume(p)?, p.media.duration_ns)
+            }
             (_, Some(l)) => (
                 ResumeFrom {
                     position_ns: l.position_at(now_unix_ns)?,
