@@ -152,6 +152,28 @@ impl Inner {
     }
 }
 
+/// Wait (at most `timeout`) for the result of handoff `id` among a node's events; other
+/// events are passed over.
+pub async fn handoff_result(
+    events: &mut mpsc::Receiver<NodeEvent>,
+    id: &str,
+    timeout: Duration,
+) -> Option<crate::wire::HandoffResult> {
+    tokio::time::timeout(timeout, async {
+        while let Some(ev) = events.recv().await {
+            if let NodeEvent::Notice(Notice::HandoffResult(r)) = ev
+                && r.handoff == id
+            {
+                return Some(r);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 /// A running device.
 /// Dropping it vanishes without a goodbye (the broker fires the last will); use
 /// [`Node::shutdown`] to leave cleanly.

@@ -13,9 +13,9 @@
 use std::time::Duration;
 
 use continuity::broker::EmbeddedBroker;
-use continuity::engine::{EngineConfig, Notice};
+use continuity::engine::EngineConfig;
 use continuity::model::{Device, DeviceClass};
-use continuity::node::{Node, NodeConfig, NodeEvent};
+use continuity::node::{Node, NodeConfig, handoff_result};
 use gst::prelude::*;
 
 const HANDOFFS: usize = 50;
@@ -125,19 +125,7 @@ fn main() {
                 ("tv", "phone")
             };
             let id = node.request_handoff(target, source);
-            let r = tokio::time::timeout(Duration::from_secs(10), async {
-                while let Some(ev) = events.recv().await {
-                    if let NodeEvent::Notice(Notice::HandoffResult(r)) = ev
-                        && r.handoff == id
-                    {
-                        return Some(r);
-                    }
-                }
-                None
-            })
-            .await
-            .ok()
-            .flatten();
+            let r = handoff_result(&mut events, &id, Duration::from_secs(10)).await;
             match r {
                 Some(r) if r.failure.is_none() => results.push(r),
                 Some(r) => eprintln!("handoff {i} failed: {:?}", r.failure),

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use continuity::engine::{EngineConfig, Notice};
+use continuity::engine::EngineConfig;
 use continuity::link::BrokerUrl;
 use continuity::model::{Device, DeviceClass, PlayState};
-use continuity::node::{Node, NodeConfig, NodeEvent, SyncState};
+use continuity::node::{Node, NodeConfig, NodeEvent, SyncState, handoff_result};
 use continuity::wire::{HandoffResult, Status};
 
 /// Why a transfer could not even be asked for.
@@ -132,19 +132,7 @@ pub async fn run(
         None => default_source(&node, &target)?,
     };
     let id = node.request_handoff(&target, &source);
-    let result = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(ev) = events.recv().await {
-            if let NodeEvent::Notice(Notice::HandoffResult(r)) = ev
-                && r.handoff == id
-            {
-                return Some(r);
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten();
+    let result = handoff_result(&mut events, &id, Duration::from_secs(10)).await;
     let names = node.with_engine(|e| {
         e.directory()
             .devices
