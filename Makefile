@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 PACKAGES := pkg-config gcc libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools \
-	mosquitto mosquitto-clients
+	mosquitto mosquitto-clients iproute2
 CARGO ?= cargo
 
 .PHONY: deps build demo test lint schemas bench

@@ -12,12 +12,14 @@
 //! - [`observe`]: a read-only view of an account (the CLI's `devices` and `sessions`).
 //! - [`broker`]: the embedded MQTT broker (rumqttd) for zero-config use.
 //! - [`config`]: the config dir and the stable device id.
+//! - [`discovery`]: mDNS: brokers and players on the LAN, `broker=auto`.
 //!
 //! The engine and the wire contract know nothing of GStreamer or the network; see
 //! `docs/PROTOCOL.md` for the contract that other implementations follow.
 
 pub mod broker;
 pub mod config;
+pub mod discovery;
 pub mod engine;
 pub mod hlc;
 pub mod link;

@@ -10,9 +10,10 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use continuity::broker::EmbeddedBroker;
+use continuity::discovery::LanDevice;
 use continuity::engine::Directory;
 use continuity::link::BrokerUrl;
-use continuity::model::PlayState;
+use continuity::model::{DeviceClass, PlayState};
 use continuity::node::now_unix_ns;
 use continuity::observe::{ObserveError, Observer};
 use continuity::wire::{SessionState, Status};
@@ -35,7 +36,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
                   broker for them."
 )]
 struct Cli {
-    /// MQTT broker: mqtt://[user:password@]host[:port] or mqtts://...
+    /// MQTT broker: mqtt://[user:password@]host[:port], mqtts://..., or `auto` (find a
+    /// continuity broker on the LAN with mDNS, else mqtt://127.0.0.1:1883).
     #[arg(
         long,
         global = true,
@@ -68,6 +70,9 @@ enum Command {
         /// Address to listen on (0.0.0.0:1883 to serve the LAN).
         #[arg(long, default_value = "127.0.0.1:1883")]
         listen: SocketAddr,
+        /// Do not advertise the broker on the LAN (mDNS `_mqtt._tcp.local.`).
+        #[arg(long)]
+        no_advertise: bool,
     },
     /// List the devices of the account: online or offline, class, name.
     Devices {
@@ -98,6 +103,9 @@ enum Command {
         /// Save frames as PNG here: the last one on pausing, the first after a handoff.
         #[arg(long)]
         snapshot_dir: Option<PathBuf>,
+        /// Do not advertise this player on the LAN (mDNS `_continuity._tcp.local.`).
+        #[arg(long)]
+        no_advertise: bool,
     },
     /// Move a session to another device: "continue on the TV".
     Transfer {
@@ -197,7 +205,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         });
     }
     match cli.command {
-        Command::Broker { listen } => broker(listen).await,
+        Command::Broker {
+            listen,
+            no_advertise,
+        } => broker(listen, !no_advertise).await,
         Command::Play {
             media,
             device_name,
@@ -206,8 +217,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             window,
             resume,
             snapshot_dir,
+            no_advertise,
         } => {
             let args = cli::play::PlayArgs {
+                advertise: !no_advertise,
                 media,
                 broker: cli.broker.clone(),
                 account: cli.account.clone(),
@@ -225,7 +238,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(Failure::new)
         }
         Command::Transfer { to, from, json } => {
-            let broker = parse_broker(&cli.broker)?;
+            let broker = parse_broker(&cli.broker).await?;
             match cli::transfer::run(&broker, &cli.account, &to, from.as_deref()).await {
                 Ok((r, names)) => {
                     let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
@@ -249,14 +262,24 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Devices { json } => {
-            let broker = parse_broker(&cli.broker)?;
+            let broker = parse_broker(&cli.broker).await?;
+            // What the LAN says, while the broker answers.
+            let lan = tokio::task::spawn_blocking(|| {
+                continuity::discovery::find_players(continuity::discovery::LAN_WAIT)
+            });
             let obs = snapshot(&broker, &cli.account).await?;
-            print_devices(obs.directory(), &cli.account, json);
+            let lan: Vec<_> = lan
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|d| d.account == cli.account)
+                .collect();
+            print_devices(obs.directory(), &lan, &cli.account, json);
             obs.close().await;
             Ok(())
         }
         Command::Sessions { json, watch } => {
-            let broker = parse_broker(&cli.broker)?;
+            let broker = parse_broker(&cli.broker).await?;
             let mut obs = snapshot(&broker, &cli.account).await?;
             if watch {
                 watch_sessions(&mut obs, &cli.account).await;
@@ -269,11 +292,26 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn parse_broker(url: &str) -> Result<BrokerUrl, Failure> {
-    url.parse().map_err(|e| Failure {
-        message: format!("{e}"),
-        code: EXIT_UNREACHABLE,
+/// The broker URL, or for `auto` the one mDNS finds (saying which, and why, on stderr).
+async fn parse_broker(url: &str) -> Result<BrokerUrl, Failure> {
+    let url = url.to_owned();
+    let resolved = tokio::task::spawn_blocking(move || {
+        continuity::discovery::resolve_broker(&url, continuity::discovery::AUTO_WAIT)
     })
+    .await
+    .map_err(Failure::new)?;
+    match resolved {
+        Ok((url, note)) => {
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            Ok(url)
+        }
+        Err(e) => Err(Failure {
+            message: format!("{e}"),
+            code: EXIT_UNREACHABLE,
+        }),
+    }
 }
 
 async fn snapshot(broker: &BrokerUrl, account: &str) -> Result<Observer, Failure> {
@@ -283,7 +321,7 @@ async fn snapshot(broker: &BrokerUrl, account: &str) -> Result<Observer, Failure
     Ok(obs)
 }
 
-async fn broker(listen: SocketAddr) -> Result<(), Failure> {
+async fn broker(listen: SocketAddr, advertise: bool) -> Result<(), Failure> {
     let b = tokio::task::spawn_blocking(move || EmbeddedBroker::start(listen))
         .await
         .map_err(Failure::new)?
@@ -292,6 +330,24 @@ async fn broker(listen: SocketAddr) -> Result<(), Failure> {
         "continuity broker listening on {} (Ctrl-C to stop)",
         b.url()
     );
+    // Advertised while it runs; withdrawn when this returns.
+    let _advert = if advertise {
+        match continuity::discovery::advertise_broker(b.addr().port()) {
+            Ok(a) => {
+                println!(
+                    "advertised on the LAN as {} (--no-advertise to stop)",
+                    continuity::discovery::BROKER_SERVICE
+                );
+                Some(a)
+            }
+            Err(e) => {
+                eprintln!("warning: not advertised on the LAN: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let _ = std::io::stdout().flush();
     wait_for_stop().await;
     Ok(())
@@ -323,30 +379,46 @@ fn status_of(dir: &Directory, id: &str) -> &'static str {
     }
 }
 
-fn device_ids(dir: &Directory) -> Vec<String> {
+fn device_ids(dir: &Directory, lan: &[LanDevice]) -> Vec<String> {
     let mut ids: Vec<String> = dir
         .devices
         .iter()
         .map(|(k, _)| k.clone())
         .chain(dir.availability.keys().cloned())
+        .chain(lan.iter().map(|d| d.id.clone()))
         .collect();
     ids.sort();
     ids.dedup();
     ids
 }
 
-fn print_devices(dir: &Directory, account: &str, as_json: bool) {
-    let ids = device_ids(dir);
+/// Name and class of a device, from the broker, else from the LAN.
+fn describe(dir: &Directory, lan: &[LanDevice], id: &str) -> (Option<String>, Option<DeviceClass>) {
+    match dir.devices.get(&id.to_owned()) {
+        Some(i) => (Some(i.device.name.clone()), Some(i.device.class)),
+        None => lan
+            .iter()
+            .find(|d| d.id == id)
+            .map(|d| (Some(d.name.clone()), Some(d.class)))
+            .unwrap_or((None, None)),
+    }
+}
+
+fn print_devices(dir: &Directory, lan: &[LanDevice], account: &str, as_json: bool) {
+    let ids = device_ids(dir, lan);
+    let on_lan = |id: &str| lan.iter().any(|d| d.id == id);
     if as_json {
         let devices: Vec<_> = ids
             .iter()
             .map(|id| {
                 let info = dir.devices.get(id);
+                let (name, class) = describe(dir, lan, id);
                 json!({
                     "id": id,
-                    "name": info.map(|i| i.device.name.clone()),
-                    "class": info.map(|i| i.device.class),
+                    "name": name,
+                    "class": class,
                     "status": status_of(dir, id),
+                    "lan": on_lan(id),
                     "software": info.map(|i| i.software.clone()),
                     "capabilities": info.map(|i| i.capabilities.clone()).unwrap_or_default(),
                 })
@@ -360,14 +432,18 @@ fn print_devices(dir: &Directory, account: &str, as_json: bool) {
         println!("No devices in account '{account}' yet.");
         return;
     }
-    println!("{:<8} {:<8} {:<24} ID", "STATUS", "CLASS", "NAME");
+    println!(
+        "{:<8} {:<8} {:<24} {:<5} ID",
+        "STATUS", "CLASS", "NAME", "LAN"
+    );
     for id in ids {
-        let info = dir.devices.get(&id);
+        let (name, class) = describe(dir, lan, &id);
         println!(
-            "{:<8} {:<8} {:<24} {}",
+            "{:<8} {:<8} {:<24} {:<5} {}",
             status_of(dir, &id),
-            info.map(|i| i.device.class.as_str()).unwrap_or("?"),
-            info.map(|i| i.device.name.as_str()).unwrap_or("?"),
+            class.map(|c| c.as_str()).unwrap_or("?"),
+            name.as_deref().unwrap_or("?"),
+            if on_lan(&id) { "yes" } else { "-" },
             id
         );
     }

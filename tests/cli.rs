@@ -25,7 +25,12 @@ impl BrokerProcess {
     fn start() -> BrokerProcess {
         let port = free_port();
         let mut child = Command::new(BIN)
-            .args(["broker", "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "broker",
+                "--no-advertise",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -57,6 +62,8 @@ fn cli(args: &[&str]) -> Output {
         .args(args)
         .env_remove("CONTINUITY_BROKER")
         .env_remove("CONTINUITY_ACCOUNT")
+        // `devices` browses the LAN: keep mDNS on loopback in tests.
+        .env("CONTINUITY_MDNS_INTERFACE", "lo")
         .stdin(Stdio::null())
         .output()
         .unwrap()
@@ -237,7 +244,12 @@ fn a_bad_broker_url_is_a_clear_error() {
 fn a_port_in_use_names_the_port_and_the_way_out() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let out = cli(&["broker", "--listen", &format!("127.0.0.1:{port}")]);
+    let out = cli(&[
+        "broker",
+        "--no-advertise",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(

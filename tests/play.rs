@@ -45,7 +45,9 @@ impl PlayProcess {
         cmd.args(["--broker", broker, "--account", "play"])
             .arg("--config-dir")
             .arg(dir.join(name))
-            .args(["play", "--device-name", name, "--device-class", class])
+            .args(["play", "--no-advertise", "--device-name", name])
+            .args(["--device-class", class])
+            .env("CONTINUITY_MDNS_INTERFACE", "lo")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -131,6 +133,7 @@ fn transfer_moves_playback_from_one_player_process_to_another() {
     // `continuity sessions --json` shows the TV playing and the phone paused, one session.
     let out = Command::new(BIN)
         .args(["--broker", &url, "--account", "play", "sessions", "--json"])
+        .env("CONTINUITY_MDNS_INTERFACE", "lo")
         .output()
         .unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();

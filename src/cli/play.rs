@@ -27,6 +27,8 @@ pub struct PlayArgs {
     pub resume: String,
     /// Write PNG frames for the demo: the last frame on pausing, the first after a handoff.
     pub snapshot_dir: Option<PathBuf>,
+    /// Advertise the player on the LAN (mDNS).
+    pub advertise: bool,
 }
 
 /// Make the `continuity` element findable: the registry, else the plugin beside this
@@ -186,6 +188,7 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
         .property("account", &args.account)
         .property_from_str("device-class", args.device_class.as_str())
         .property_from_str("resume", &args.resume)
+        .property("advertise", args.advertise)
         .build()
         .map_err(|e| format!("continuity element: {e}"))?;
     if let Some(dir) = &args.config_dir {

@@ -40,7 +40,6 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use continuity::engine::{EngineConfig, Observation};
-use continuity::link::BrokerUrl;
 use continuity::model::{Device, PlayState};
 use continuity::node::NodeConfig;
 use gst::glib;
@@ -89,6 +88,7 @@ struct Settings {
     heartbeat_s: u32,
     drift_threshold_ms: u32,
     config_dir: Option<String>,
+    advertise: bool,
 }
 
 impl Default for Settings {
@@ -105,6 +105,7 @@ impl Default for Settings {
             heartbeat_s: DEFAULT_HEARTBEAT_S,
             drift_threshold_ms: DEFAULT_DRIFT_THRESHOLD_MS,
             config_dir: None,
+            advertise: false,
         }
     }
 }
@@ -176,7 +177,10 @@ impl ObjectImpl for Continuity {
             vec![
                 glib::ParamSpecString::builder("broker")
                     .nick("Broker")
-                    .blurb("MQTT broker: mqtt://[user:password@]host[:port] or mqtts://...")
+                    .blurb(
+                        "MQTT broker: mqtt://[user:password@]host[:port], mqtts://..., or auto \
+                         (find one on the LAN with mDNS, else mqtt://127.0.0.1:1883)",
+                    )
                     .default_value(Some(DEFAULT_BROKER))
                     .mutable_ready()
                     .build(),
@@ -258,6 +262,15 @@ impl ObjectImpl for Continuity {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("advertise")
+                    .nick("Advertise")
+                    .blurb(
+                        "Advertise this player on the LAN with mDNS (_continuity._tcp.local.: \
+                         device id, name, class)",
+                    )
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("connected")
                     .nick("Connected")
                     .blurb("Whether the element is connected to the broker")
@@ -335,6 +348,7 @@ impl ObjectImpl for Continuity {
             "heartbeat" => s.heartbeat_s = value.get().expect("type checked upstream"),
             "drift-threshold" => s.drift_threshold_ms = value.get().expect("type checked upstream"),
             "config-dir" => s.config_dir = text(value),
+            "advertise" => s.advertise = value.get().expect("type checked upstream"),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -357,6 +371,7 @@ impl ObjectImpl for Continuity {
                     "heartbeat" => s.heartbeat_s.to_value(),
                     "drift-threshold" => s.drift_threshold_ms.to_value(),
                     "config-dir" => s.config_dir.to_value(),
+                    "advertise" => s.advertise.to_value(),
                     other => unreachable!("unknown property {other}"),
                 }
             }
@@ -682,8 +697,16 @@ impl Continuity {
                 ));
             }
         };
-        let broker = match settings.broker.parse::<BrokerUrl>() {
-            Ok(b) => Some(b),
+        let broker = match continuity::discovery::resolve_broker(
+            &settings.broker,
+            continuity::discovery::AUTO_WAIT,
+        ) {
+            Ok((b, note)) => {
+                if let Some(note) = note {
+                    gst::info!(CAT, imp = self, "{note}");
+                }
+                Some(b)
+            }
             Err(e) => {
                 gst::element_imp_warning!(
                     self,
@@ -714,6 +737,7 @@ impl Continuity {
                 link: None,
             },
             mode: settings.resume,
+            advertise: settings.advertise,
             resume_timeout: Duration::from_millis(u64::from(settings.resume_timeout_ms)),
             broker_text: broker
                 .as_ref()

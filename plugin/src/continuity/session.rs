@@ -125,6 +125,8 @@ impl Shared {
 pub struct SessionConfig {
     pub node: NodeConfig,
     pub mode: ResumeMode,
+    /// Advertise the player on the LAN.
+    pub advertise: bool,
     pub resume_timeout: Duration,
     /// The broker as the user wrote it, for messages.
     pub broker_text: String,
@@ -133,6 +135,8 @@ pub struct SessionConfig {
 /// A running session: the node, the pump task and the way to it.
 pub struct Session {
     node: Arc<Node>,
+    /// The mDNS advertisement, withdrawn with the session.
+    _advertisement: Option<continuity::discovery::Advertisement>,
     tx: mpsc::Sender<ToPump>,
     pump: tokio::task::JoinHandle<()>,
 }
@@ -145,6 +149,16 @@ impl Session {
         shared: Arc<Shared>,
     ) -> Result<Session, NodeError> {
         let _guard = RUNTIME.enter();
+        let advertisement = if cfg.advertise {
+            continuity::discovery::advertise_player(
+                &cfg.node.engine.device,
+                &cfg.node.engine.account,
+            )
+            .map_err(|e| gst::warning!(CAT, obj = element, "not advertised on the LAN: {e}"))
+            .ok()
+        } else {
+            None
+        };
         let (node, events) = Node::start(cfg.node)?;
         let node = Arc::new(node);
         let (tx, rx) = mpsc::channel(1024);
@@ -159,6 +173,7 @@ impl Session {
         let task = RUNTIME.spawn(pump.run(events, rx));
         Ok(Session {
             node,
+            _advertisement: advertisement,
             tx,
             pump: task,
         })

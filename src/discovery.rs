@@ -1,0 +1,260 @@
+//! LAN discovery with mDNS (mdns-sd): brokers advertise `_mqtt._tcp.local.` with a TXT
+//! record `continuity=1`; players advertise `_continuity._tcp.local.` with their device id,
+//! name, class and account. `broker=auto` browses for a continuity broker with a bounded
+//! wait and falls back to `mqtt://127.0.0.1:1883`, saying which it chose and why.
+//!
+//! `CONTINUITY_MDNS_INTERFACE=<name>` limits advertising and browsing to one interface (for
+//! example `lo`).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
+
+use crate::link::BrokerUrl;
+use crate::model::{Device, DeviceClass};
+
+pub const BROKER_SERVICE: &str = "_mqtt._tcp.local.";
+pub const PLAYER_SERVICE: &str = "_continuity._tcp.local.";
+/// Where `broker=auto` goes when nothing answers.
+pub const FALLBACK_BROKER: &str = "mqtt://127.0.0.1:1883";
+/// How long `broker=auto` browses.
+pub const AUTO_WAIT: Duration = Duration::from_millis(1500);
+/// How long `continuity devices` browses for players (a resolution takes about a second).
+pub const LAN_WAIT: Duration = Duration::from_millis(2000);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("mDNS: {0}")]
+    Mdns(String),
+}
+
+impl From<mdns_sd::Error> for DiscoveryError {
+    fn from(e: mdns_sd::Error) -> Self {
+        DiscoveryError::Mdns(e.to_string())
+    }
+}
+
+fn daemon() -> Result<ServiceDaemon, DiscoveryError> {
+    let d = ServiceDaemon::new()?;
+    if let Some(name) = std::env::var("CONTINUITY_MDNS_INTERFACE")
+        .ok()
+        .filter(|n| !n.is_empty())
+    {
+        d.disable_interface(IfKind::All)?;
+        d.enable_interface(IfKind::Name(name))?;
+    }
+    Ok(d)
+}
+
+/// The interfaces mDNS uses here, for diagnostics: `lo (127.0.0.1), eth0 (192.0.2.7)`.
+pub fn interfaces() -> String {
+    let only = std::env::var("CONTINUITY_MDNS_INTERFACE").ok();
+    let list: Vec<String> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| only.as_deref().is_none_or(|o| o == i.name))
+        .map(|i| format!("{} ({})", i.name, i.ip()))
+        .collect();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// An advertisement; it is withdrawn when dropped.
+pub struct Advertisement {
+    daemon: ServiceDaemon,
+    fullname: String,
+}
+
+impl Drop for Advertisement {
+    fn drop(&mut self) {
+        let _ = self.daemon.unregister(&self.fullname);
+        let _ = self.daemon.shutdown();
+    }
+}
+
+fn host() -> String {
+    let h: String = crate::config::host_name()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("{h}.local.")
+}
+
+fn advertise(
+    service: &str,
+    instance: &str,
+    port: u16,
+    props: HashMap<String, String>,
+) -> Result<Advertisement, DiscoveryError> {
+    let daemon = daemon()?;
+    let info = ServiceInfo::new(service, instance, &host(), "", port, props)?.enable_addr_auto();
+    let fullname = info.get_fullname().to_owned();
+    daemon.register(info)?;
+    Ok(Advertisement { daemon, fullname })
+}
+
+/// Advertise a continuity broker listening on `port`.
+pub fn advertise_broker(port: u16) -> Result<Advertisement, DiscoveryError> {
+    let props = HashMap::from([
+        ("continuity".to_owned(), "1".to_owned()),
+        ("v".to_owned(), crate::wire::VERSION.to_string()),
+    ]);
+    let instance = format!("continuity broker on {}", crate::config::host_name());
+    advertise(BROKER_SERVICE, &instance, port, props)
+}
+
+/// Advertise a player (a device of `account`).
+pub fn advertise_player(device: &Device, account: &str) -> Result<Advertisement, DiscoveryError> {
+    let props = HashMap::from([
+        ("id".to_owned(), device.id.clone()),
+        ("name".to_owned(), device.name.clone()),
+        ("class".to_owned(), device.class.as_str().to_owned()),
+        ("account".to_owned(), account.to_owned()),
+    ]);
+    // The port is informational: players are reached through the broker.
+    advertise(PLAYER_SERVICE, &device.id, 9, props)
+}
+
+/// Browse `service` for `wait`; call `found` on each resolved instance until it says stop.
+fn browse(
+    service: &str,
+    wait: Duration,
+    mut found: impl FnMut(&mdns_sd::ResolvedService) -> bool,
+) -> Result<(), DiscoveryError> {
+    let daemon = daemon()?;
+    let rx = daemon.browse(service)?;
+    let end = Instant::now() + wait;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(ServiceEvent::ServiceResolved(info)) => {
+                if !found(&info) {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = daemon.stop_browse(service);
+    let _ = daemon.shutdown();
+    Ok(())
+}
+
+/// A broker found on the LAN.
+#[derive(Debug, Clone)]
+pub struct FoundBroker {
+    pub url: BrokerUrl,
+    /// The advertised instance name.
+    pub instance: String,
+}
+
+/// Why no broker was found.
+#[derive(Debug, Clone)]
+pub struct NotFound(pub String);
+
+/// Browse for a continuity broker for at most `wait`.
+pub fn find_broker(wait: Duration) -> Result<FoundBroker, NotFound> {
+    let mut best: Option<FoundBroker> = None;
+    let browsed = browse(BROKER_SERVICE, wait, |info| {
+        if info.txt_properties.get_property_val_str("continuity") != Some("1") {
+            return true;
+        }
+        let mut addrs: Vec<IpAddr> = info
+            .get_addresses()
+            .iter()
+            .map(|a| a.to_ip_addr())
+            .collect();
+        // IPv4 first, loopback last unless it is all there is.
+        addrs.sort_by_key(|a| (a.is_ipv6(), a.is_loopback()));
+        let Some(ip) = addrs.first() else {
+            return true;
+        };
+        let host = match ip {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("[{a}]"),
+        };
+        if let Ok(url) = format!("mqtt://{host}:{}", info.get_port()).parse() {
+            best = Some(FoundBroker {
+                url,
+                instance: info.get_fullname().to_owned(),
+            });
+            return false;
+        }
+        true
+    });
+    if let Err(e) = browsed {
+        return Err(NotFound(format!("mDNS is not available here: {e}")));
+    }
+    best.ok_or_else(|| {
+        NotFound(format!(
+            "no continuity broker answered on {BROKER_SERVICE} within {:.1} s (interfaces: {})",
+            wait.as_secs_f32(),
+            interfaces()
+        ))
+    })
+}
+
+/// Resolve a `--broker`/`broker` value: `auto` browses the LAN, anything else is a URL.
+/// Returns the URL and, for `auto`, a sentence saying which broker was chosen and why.
+pub fn resolve_broker(
+    text: &str,
+    wait: Duration,
+) -> Result<(BrokerUrl, Option<String>), crate::link::LinkError> {
+    if !text.eq_ignore_ascii_case("auto") {
+        return Ok((text.parse()?, None));
+    }
+    match find_broker(wait) {
+        Ok(f) => Ok((
+            f.url.clone(),
+            Some(format!(
+                "broker=auto: using {} ({} on mDNS)",
+                f.url, f.instance
+            )),
+        )),
+        Err(NotFound(why)) => Ok((
+            FALLBACK_BROKER.parse()?,
+            Some(format!(
+                "broker=auto: {why}; falling back to {FALLBACK_BROKER}"
+            )),
+        )),
+    }
+}
+
+/// A player seen on the LAN.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LanDevice {
+    pub id: String,
+    pub name: String,
+    pub class: DeviceClass,
+    pub account: String,
+}
+
+/// The players that answer on the LAN within `wait`.
+pub fn find_players(wait: Duration) -> Vec<LanDevice> {
+    let mut out: Vec<LanDevice> = Vec::new();
+    let _ = browse(PLAYER_SERVICE, wait, |info| {
+        let p = |k| {
+            info.txt_properties
+                .get_property_val_str(k)
+                .map(str::to_owned)
+        };
+        if let (Some(id), Some(name), Some(class), Some(account)) =
+            (p("id"), p("name"), p("class"), p("account"))
+            && !out.iter().any(|d| d.id == id)
+        {
+            out.push(LanDevice {
+                id,
+                name,
+                class: class.parse().unwrap_or(DeviceClass::Other),
+                account,
+            });
+        }
+        true
+    });
+    out
+}
