@@ -106,6 +106,10 @@ enum Command {
         /// Do not advertise this player on the LAN (mDNS `_continuity._tcp.local.`).
         #[arg(long)]
         no_advertise: bool,
+        /// Automatic mode: starting media that another device was playing when it went
+        /// offline (in the last 30 minutes) continues from where it was then.
+        #[arg(long)]
+        automatic: bool,
     },
     /// Move a session to another device: "continue on the TV".
     Transfer {
@@ -218,9 +222,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             resume,
             snapshot_dir,
             no_advertise,
+            automatic,
         } => {
             let args = cli::play::PlayArgs {
                 advertise: !no_advertise,
+                automatic,
                 media,
                 broker: cli.broker.clone(),
                 account: cli.account.clone(),

@@ -574,3 +574,73 @@ fn a_device_starting_the_same_media_resumes_from_the_live_session() {
     let expected = 100 * SECOND_NS + (net.now - T0) + 37 * MS;
     assert!(from.position_ns.abs_diff(expected) < MS, "{from:?}");
 }
+
+#[test]
+fn automatic_mode_continues_from_where_a_vanished_device_was() {
+    let mut net = setup();
+    net.advance(4_000);
+    // The phone vanishes mid-play: the broker fires its last will, seen live by the TV.
+    let offline = wire::Availability {
+        v: 1,
+        device: "phone".into(),
+        status: wire::Status::Offline,
+    };
+    let topic = wire::Topic::availability("home", "phone").to_string();
+    let msg = wire::decode(&topic, &wire::encode(&offline)).unwrap();
+    let gone_at_true = net.now;
+    let phone = net.engines.remove("phone").unwrap();
+    drop(phone);
+    net.observe("tv", Observation::Incoming(msg.clone()));
+    net.advance(60_000);
+    let now = net.local("tv");
+
+    // Off by default: the phone is offline, so no live session to continue from.
+    assert!(
+        net.engines["tv"]
+            .resume_position("file:film.ogg", now)
+            .is_none()
+    );
+
+    // On: where the phone was when it vanished (100 s + 5 s of play), not where it would be
+    // now, and no takeover (there is nobody to take it from).
+    let mut cfg = EngineConfig::new(
+        "home",
+        Device {
+            id: "tv2".into(),
+            name: "tv2".into(),
+            class: DeviceClass::Tv,
+        },
+    );
+    cfg.automatic_window_ns = Some(30 * 60 * SECOND_NS);
+    let mut tv2 = Engine::new(cfg);
+    let state = net.engines["cli"]
+        .directory()
+        .sessions
+        .get(&"phone".to_owned())
+        .cloned()
+        .unwrap();
+    let online = wire::Availability {
+        status: wire::Status::Online,
+        ..offline.clone()
+    };
+    let t = |m: &wire::Availability| wire::decode(&topic, &wire::encode(m)).unwrap();
+    let st_topic = wire::Topic::session_state("home", "phone").to_string();
+    tv2.handle(gone_at_true - 1, Observation::Incoming(t(&online)));
+    tv2.handle(
+        gone_at_true - 1,
+        Observation::Incoming(wire::decode(&st_topic, &wire::encode(&state)).unwrap()),
+    );
+    tv2.handle(gone_at_true, Observation::Incoming(msg));
+    let from = tv2
+        .resume_position("file:film.ogg", gone_at_true + 60 * SECOND_NS)
+        .expect("automatic mode continues");
+    let expected = 100 * SECOND_NS + (gone_at_true - T0);
+    assert!(from.position_ns.abs_diff(expected) < MS, "{from:?}");
+    assert_eq!(from.live, None);
+    assert_eq!(from.device, "phone");
+    // Beyond the window: nothing.
+    assert!(
+        tv2.resume_position("file:film.ogg", gone_at_true + 31 * 60 * SECOND_NS)
+            .is_none()
+    );
+}

@@ -29,6 +29,8 @@ pub struct PlayArgs {
     pub snapshot_dir: Option<PathBuf>,
     /// Advertise the player on the LAN (mDNS).
     pub advertise: bool,
+    /// Automatic mode: continue from a device that went offline mid-play.
+    pub automatic: bool,
 }
 
 /// Make the `continuity` element findable: the registry, else the plugin beside this
@@ -189,6 +191,7 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
         .property_from_str("device-class", args.device_class.as_str())
         .property_from_str("resume", &args.resume)
         .property("advertise", args.advertise)
+        .property("automatic", args.automatic)
         .build()
         .map_err(|e| format!("continuity element: {e}"))?;
     if let Some(dir) = &args.config_dir {

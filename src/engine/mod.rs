@@ -43,6 +43,9 @@ pub struct EngineConfig {
     pub announce: bool,
     /// A handoff target not playing within this time gives up; the source plays on.
     pub handoff_timeout_ns: u64,
+    /// Automatic mode: starting media that a device of the account was playing when it went
+    /// offline, at most this long ago, continues from where it was then. `None`: off.
+    pub automatic_window_ns: Option<u64>,
     /// A handoff target prerolls where the source will be this much later.
     pub preroll_lead_ns: u64,
     /// The switch instant is at least this far ahead when it is agreed.
@@ -64,6 +67,7 @@ impl EngineConfig {
             announce: true,
             handoff_timeout_ns: 3 * SECOND_NS,
             preroll_lead_ns: 50_000_000,
+            automatic_window_ns: None,
             switch_margin_ns: 15_000_000,
         }
     }
@@ -187,6 +191,9 @@ pub struct Directory {
     pub sessions: LwwMap<String, SessionState>,
     /// Keyed by media key.
     pub resume: LwwMap<String, ResumePoint>,
+    /// When a device was seen going from online to offline (its last will, or a goodbye),
+    /// by this device's clock: where a playing session stopped is its anchor at that instant.
+    pub went_offline: BTreeMap<String, u64>,
 }
 
 impl Stamped for DeviceInfo {
@@ -351,11 +358,25 @@ impl Engine {
                     && self.directory.availability.get(&s.device) == Some(&Status::Online)
             })
             .max_by(|a, b| a.stamp.cmp(&b.stamp));
-        let (from, duration) = match (point, live) {
-            (Some(p), Some(l)) if p.stamp > l.stamp => {
-                (Self::point_resume(p)?, p.media.duration_ns)
-            }
-            (_, Some(l)) => (
+        // Automatic mode: a device that went offline mid-play stopped where its anchor was
+        // at that instant.
+        let vanished = self.cfg.automatic_window_ns.and_then(|window| {
+            self.directory
+                .sessions
+                .values()
+                .filter(|s| {
+                    s.device != self.cfg.device.id
+                        && s.lease.device == s.device
+                        && s.media.as_ref().is_some_and(|m| m.id == media_id)
+                })
+                .filter_map(|s| {
+                    let at = *self.directory.went_offline.get(&s.device)?;
+                    (now_unix_ns.saturating_sub(at) <= window).then_some((s, at))
+                })
+                .max_by_key(|(_, at)| *at)
+        });
+        let (from, duration) = match (point, live, vanished) {
+            (_, Some(l), _) if point.is_none_or(|p| p.stamp <= l.stamp) => (
                 ResumeFrom {
                     position_ns: l.position_at(now_unix_ns)?,
                     device: l.device.clone(),
@@ -364,8 +385,17 @@ impl Engine {
                 },
                 l.media.as_ref().and_then(|m| m.duration_ns),
             ),
-            (Some(p), None) => (Self::point_resume(p)?, p.media.duration_ns),
-            (None, None) => return None,
+            (_, None, Some((s, at))) if point.is_none_or(|p| p.stamp.wall_ns <= at) => (
+                ResumeFrom {
+                    position_ns: s.position_at(at)?,
+                    device: s.device.clone(),
+                    when_unix_ns: at,
+                    live: None,
+                },
+                s.media.as_ref().and_then(|m| m.duration_ns),
+            ),
+            (Some(p), _, _) => (Self::point_resume(p)?, p.media.duration_ns),
+            (None, _, _) => return None,
         };
         match self.cfg.rules.verdict(from.position_ns, duration, false) {
             ResumeVerdict::Resume(_) => Some(from),
@@ -573,6 +603,20 @@ impl Engine {
             return;
         }
         match &msg.body {
+            Body::Availability(a) => {
+                let was = self.directory.availability.get(&a.device).copied();
+                match a.status {
+                    Status::Offline if was == Some(Status::Online) => {
+                        self.directory
+                            .went_offline
+                            .insert(a.device.clone(), now_unix_ns);
+                    }
+                    Status::Online => {
+                        self.directory.went_offline.remove(&a.device);
+                    }
+                    Status::Offline => {}
+                }
+            }
             Body::Session(s) => {
                 self.clock.observe(&s.stamp, now_unix_ns);
                 // A higher epoch for this device's session elsewhere: it moved on.

@@ -69,6 +69,8 @@ const DEFAULT_RESUME_TIMEOUT_MS: u32 = 500;
 const DEFAULT_HEARTBEAT_S: u32 = 30;
 const DEFAULT_DRIFT_THRESHOLD_MS: u32 = 100;
 const DEFAULT_DEVICE_CLASS: DeviceClass = DeviceClass::Desktop;
+/// Automatic mode looks this far back for a device that went offline mid-play.
+const AUTOMATIC_WINDOW_NS: u64 = 30 * 60 * 1_000_000_000;
 /// Stopping waits at most this long for the final state to be stored and published.
 const STOP_WAIT: Duration = Duration::from_millis(800);
 /// A render-time correction beyond this is not a pipeline that renders in time (a sink
@@ -89,6 +91,7 @@ struct Settings {
     drift_threshold_ms: u32,
     config_dir: Option<String>,
     advertise: bool,
+    automatic: bool,
 }
 
 impl Default for Settings {
@@ -106,6 +109,7 @@ impl Default for Settings {
             drift_threshold_ms: DEFAULT_DRIFT_THRESHOLD_MS,
             config_dir: None,
             advertise: false,
+            automatic: false,
         }
     }
 }
@@ -271,6 +275,15 @@ impl ObjectImpl for Continuity {
                     .default_value(false)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("automatic")
+                    .nick("Automatic")
+                    .blurb(
+                        "Starting media that a device of the account was playing when it went \
+                         offline (in the last 30 minutes) continues from where it was then",
+                    )
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("connected")
                     .nick("Connected")
                     .blurb("Whether the element is connected to the broker")
@@ -349,6 +362,7 @@ impl ObjectImpl for Continuity {
             "drift-threshold" => s.drift_threshold_ms = value.get().expect("type checked upstream"),
             "config-dir" => s.config_dir = text(value),
             "advertise" => s.advertise = value.get().expect("type checked upstream"),
+            "automatic" => s.automatic = value.get().expect("type checked upstream"),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -372,6 +386,7 @@ impl ObjectImpl for Continuity {
                     "drift-threshold" => s.drift_threshold_ms.to_value(),
                     "config-dir" => s.config_dir.to_value(),
                     "advertise" => s.advertise.to_value(),
+                    "automatic" => s.automatic.to_value(),
                     other => unreachable!("unknown property {other}"),
                 }
             }
@@ -729,6 +744,9 @@ impl Continuity {
         );
         engine.heartbeat_ns = u64::from(settings.heartbeat_s) * 1_000_000_000;
         engine.drift_threshold_ns = u64::from(settings.drift_threshold_ms) * 1_000_000;
+        if settings.automatic {
+            engine.automatic_window_ns = Some(AUTOMATIC_WINDOW_NS);
+        }
         let cfg = |store_dir| SessionConfig {
             node: NodeConfig {
                 engine: engine.clone(),
