@@ -43,7 +43,8 @@ echo "$out/clip.ogg"
 
 step "2. The embedded broker (a free port on loopback)"
 mkfifo "$out/broker.fifo"
-"$bin" broker --listen 127.0.0.1:0 >"$out/broker.fifo" &
+# Addresses are explicit here: nothing needs advertising on the LAN (see `broker=auto`).
+"$bin" broker --no-advertise --listen 127.0.0.1:0 >"$out/broker.fifo" &
 pids+=($!)
 read -r line <"$out/broker.fifo"
 echo "$line"
@@ -52,15 +53,15 @@ cli=("$bin" --broker "$url" --account "$account")
 
 step "3. A TV, idle, and a phone that plays the clip (two processes)"
 log "start TV and phone"
-"${cli[@]}" --config-dir "$out/tv" play --device-name TV --device-class tv \
+"${cli[@]}" --config-dir "$out/tv" play --no-advertise --device-name TV --device-class tv \
     --snapshot-dir "$out" >"$out/tv.log" 2>&1 &
 pids+=($!)
-"${cli[@]}" --config-dir "$out/phone" play "$out/clip.ogg" --device-name Phone \
+"${cli[@]}" --config-dir "$out/phone" play --no-advertise "$out/clip.ogg" --device-name Phone \
     --device-class phone --snapshot-dir "$out" >"$out/phone.log" 2>&1 &
 pids+=($!)
 wait_for "$out/tv.log" "connected" 10
 wait_for "$out/phone.log" "\] playing$" 10
-"${cli[@]}" devices
+CONTINUITY_MDNS_INTERFACE=lo "${cli[@]}" devices
 sleep 4
 echo
 "${cli[@]}" sessions
