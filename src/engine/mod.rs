@@ -346,29 +346,24 @@ impl Engine {
     /// extrapolated position), if the resume rules accept the position.
     pub fn resume_position(&self, media_id: &str, now_unix_ns: u64) -> Option<ResumeFrom> {
         let point = self.directory.resume_point(media_id);
-        let live = self
-            .directory
-            .sessions
-            .values()
-            .filter(|s| {
+        // Sessions of this media that other devices hold.
+        let others = || {
+            self.directory.sessions.values().filter(move |s| {
                 s.device != self.cfg.device.id
                     && s.lease.device == s.device
                     && s.media.as_ref().is_some_and(|m| m.id == media_id)
-                    && s.anchor.is_some_and(|a| a.state != PlayState::Ended)
+            })
+        };
+        let live = others()
+            .filter(|s| {
+                s.anchor.is_some_and(|a| a.state != PlayState::Ended)
                     && self.directory.availability.get(&s.device) == Some(&Status::Online)
             })
             .max_by(|a, b| a.stamp.cmp(&b.stamp));
         // Automatic mode: a device that went offline mid-play stopped where its anchor was
         // at that instant.
         let vanished = self.cfg.automatic_window_ns.and_then(|window| {
-            self.directory
-                .sessions
-                .values()
-                .filter(|s| {
-                    s.device != self.cfg.device.id
-                        && s.lease.device == s.device
-                        && s.media.as_ref().is_some_and(|m| m.id == media_id)
-                })
+            others()
                 .filter_map(|s| {
                     let at = *self.directory.went_offline.get(&s.device)?;
                     (now_unix_ns.saturating_sub(at) <= window).then_some((s, at))
