@@ -176,3 +176,29 @@ fn transfer_to_a_device_that_left_fails_with_target_offline() {
     assert_eq!(last.1["failure"], "target-offline");
     assert_eq!(last.1["ok"], false);
 }
+
+#[test]
+fn starting_the_same_media_on_a_second_player_pulls_the_session_over() {
+    let broker = Mosquitto::start();
+    let url = broker.url().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = make_clip(dir.path());
+    let phone = PlayProcess::start(&url, dir.path(), "Phone", "phone", Some(&clip));
+    phone.wait_line("] playing");
+    std::thread::sleep(Duration::from_secs(3));
+
+    let tv = PlayProcess::start(&url, dir.path(), "TV", "tv", Some(&clip));
+    let resumed = tv.wait_line("resumed at");
+    // `resumed at 0:00:03.4`: seconds from the line.
+    let secs: f64 = resumed
+        .rsplit(':')
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no position in {resumed}"));
+    assert!(
+        secs > 2.5,
+        "the TV continued from the phone's live position: {resumed}"
+    );
+    phone.wait_line("the session moved");
+    phone.wait_line("paused");
+}
