@@ -10,6 +10,7 @@
 //! - [`store`]: the local durable store (SQLite) of sessions and resume points.
 //! - [`node`]: engine, link and store wired together: a device on the network.
 //! - [`observe`]: a read-only view of an account (the CLI's `devices` and `sessions`).
+//! - [`seal`]: sealed envelopes (AES-256-GCM, HKDF, replay counters) for end-to-end security.
 //! - [`broker`]: the embedded MQTT broker (rumqttd) for zero-config use.
 //! - [`config`]: the config dir and the stable device id.
 //! - [`discovery`]: mDNS: brokers and players on the LAN, `broker=auto`.
@@ -26,5 +27,6 @@ pub mod link;
 pub mod model;
 pub mod node;
 pub mod observe;
+pub mod seal;
 pub mod store;
 pub mod wire;
