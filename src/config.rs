@@ -25,6 +25,13 @@ pub enum ConfigError {
     },
     #[error("no config dir: neither XDG_CONFIG_HOME nor HOME is set (use --config-dir)")]
     NoHome,
+    #[error(
+        "{path} holds the account secret but others can read it (mode {mode:o}); \
+         fix it with: chmod 600 {path}"
+    )]
+    KeyReadable { path: PathBuf, mode: u32 },
+    #[error("{path}: not an account secret (expected 64 hex digits)")]
+    KeyCorrupt { path: PathBuf },
 }
 
 /// The default config dir.
@@ -77,6 +84,64 @@ pub fn device_id(dir: &Path) -> Result<String, ConfigError> {
     }
 }
 
+/// The secret of `account`, in `<dir>/accounts/<account>.key` (64 hex digits, mode 0600),
+/// created on first use. A file that others can read is refused, naming the fix.
+pub fn account_secret(dir: &Path, account: &str) -> Result<[u8; 32], ConfigError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let keys = dir.join("accounts");
+    let path = keys.join(format!("{account}.key"));
+    let io = |source| ConfigError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::metadata(&path) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(ConfigError::KeyReadable {
+                    path: path.clone(),
+                    mode,
+                });
+            }
+            let text = std::fs::read_to_string(&path).map_err(io)?;
+            let text = text.trim();
+            let bytes: Option<Vec<u8>> = (text.len() == 64)
+                .then(|| {
+                    (0..32)
+                        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+                        .collect()
+                })
+                .flatten();
+            bytes
+                .and_then(|b| b.try_into().ok())
+                .ok_or(ConfigError::KeyCorrupt { path })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&keys).map_err(io)?;
+            let secret = crate::seal::AccountKeys::new_secret()
+                .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+            let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+            let mut f = match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(f) => f,
+                // Another process created it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return account_secret(dir, account);
+                }
+                Err(e) => return Err(io(e)),
+            };
+            writeln!(f, "{hex}").map_err(io)?;
+            f.sync_all().map_err(io)?;
+            Ok(secret)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
 /// This machine's host name, for a default device name.
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -90,6 +155,31 @@ pub fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_account_secret_is_private_and_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let a = account_secret(dir.path(), "home").unwrap();
+        let b = account_secret(dir.path(), "home").unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, account_secret(dir.path(), "work").unwrap());
+        let path = dir.path().join("accounts/home.key");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = account_secret(dir.path(), "home").unwrap_err().to_string();
+        assert!(
+            e.contains("home.key") && e.contains("chmod 600") && e.contains("644"),
+            "{e}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, "not hex\n").unwrap();
+        assert!(matches!(
+            account_secret(dir.path(), "home"),
+            Err(ConfigError::KeyCorrupt { .. })
+        ));
+    }
 
     #[test]
     fn device_id_is_created_once() {
