@@ -257,11 +257,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         None => Ok(()),
                     }
                 }
-                Err(cli::transfer::TransferError::Unreachable(m)) => Err(Failure {
-                    message: m,
-                    code: EXIT_UNREACHABLE,
-                }),
-                Err(cli::transfer::TransferError::Usage(m)) => Err(Failure {
+                Err(
+                    cli::transfer::TransferError::Unreachable(m)
+                    | cli::transfer::TransferError::Usage(m),
+                ) => Err(Failure {
                     message: m,
                     code: EXIT_UNREACHABLE,
                 }),

@@ -105,17 +105,50 @@ fn transfer(broker: &str, to: &str) -> (Option<i32>, Value) {
     (out.status.code(), doc)
 }
 
+/// A broker, a clip, and somewhere for the players' config dirs.
+struct Setup {
+    _broker: Mosquitto,
+    url: String,
+    dir: tempfile::TempDir,
+    clip: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let broker = Mosquitto::start();
+        let url = broker.url().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let clip = make_clip(dir.path());
+        Setup {
+            _broker: broker,
+            url,
+            dir,
+            clip,
+        }
+    }
+
+    /// An idle player (waits for a handoff), once it is online.
+    fn idle(&self, name: &str, class: &str) -> PlayProcess {
+        let p = PlayProcess::start(&self.url, self.dir.path(), name, class, None);
+        p.wait_line("connected");
+        p
+    }
+
+    /// A player of the clip, once it plays.
+    fn playing(&self, name: &str, class: &str) -> PlayProcess {
+        let p = PlayProcess::start(&self.url, self.dir.path(), name, class, Some(&self.clip));
+        p.wait_line("] playing");
+        p
+    }
+}
+
 #[test]
 fn transfer_moves_playback_from_one_player_process_to_another() {
-    let broker = Mosquitto::start();
-    let url = broker.url().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(dir.path());
-    let tv = PlayProcess::start(&url, dir.path(), "TV", "tv", None);
-    tv.wait_line("connected");
-    let phone = PlayProcess::start(&url, dir.path(), "Phone", "phone", Some(&clip));
-    phone.wait_line("] playing");
-    // Let the phone play a little.
+    let setup = Setup::new();
+    let url = setup.url.clone();
+    let tv = setup.idle("TV", "tv");
+    let phone = setup.playing("Phone", "phone");
+    // Let the phone play a little (real time has to pass).
     std::thread::sleep(Duration::from_secs(2));
 
     let (code, doc) = transfer(&url, "TV");
@@ -156,14 +189,10 @@ fn transfer_moves_playback_from_one_player_process_to_another() {
 
 #[test]
 fn transfer_to_a_device_that_left_fails_with_target_offline() {
-    let broker = Mosquitto::start();
-    let url = broker.url().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(dir.path());
-    let phone = PlayProcess::start(&url, dir.path(), "Phone", "phone", Some(&clip));
-    phone.wait_line("] playing");
-    let tv = PlayProcess::start(&url, dir.path(), "TV", "tv", None);
-    tv.wait_line("connected");
+    let setup = Setup::new();
+    let url = setup.url.clone();
+    let _phone = setup.playing("Phone", "phone");
+    let tv = setup.idle("TV", "tv");
     drop(tv); // SIGKILL: the broker fires its last will
     let mut last = (None, Value::Null);
     for _ in 0..20 {
@@ -179,15 +208,12 @@ fn transfer_to_a_device_that_left_fails_with_target_offline() {
 
 #[test]
 fn starting_the_same_media_on_a_second_player_pulls_the_session_over() {
-    let broker = Mosquitto::start();
-    let url = broker.url().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(dir.path());
-    let phone = PlayProcess::start(&url, dir.path(), "Phone", "phone", Some(&clip));
-    phone.wait_line("] playing");
+    let setup = Setup::new();
+    let phone = setup.playing("Phone", "phone");
+    // The phone plays on for a while (real time has to pass for a position to move).
     std::thread::sleep(Duration::from_secs(3));
 
-    let tv = PlayProcess::start(&url, dir.path(), "TV", "tv", Some(&clip));
+    let tv = PlayProcess::start(&setup.url, setup.dir.path(), "TV", "tv", Some(&setup.clip));
     let resumed = tv.wait_line("resumed at");
     // `resumed at 0:00:03.4`: seconds from the line.
     let secs: f64 = resumed
