@@ -193,6 +193,20 @@ fn transfer_to_a_device_that_left_fails_with_target_offline() {
     let url = setup.url.clone();
     let _phone = setup.playing("Phone", "phone");
     let tv = setup.idle("TV", "tv");
+    // The TV is known to the broker (its retained info arrived) before it vanishes.
+    let known = (0..50).any(|_| {
+        let out = Command::new(BIN)
+            .args(["--broker", &url, "--account", "play", "devices", "--json"])
+            .env("CONTINUITY_MDNS_INTERFACE", "lo")
+            .output()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        doc["devices"].as_array().is_some_and(|d| {
+            d.iter()
+                .any(|d| d["name"] == "TV" && d["status"] == "online")
+        })
+    });
+    assert!(known, "the TV never showed up on the broker");
     drop(tv); // SIGKILL: the broker fires its last will
     let mut last = (None, Value::Null);
     for _ in 0..20 {
