@@ -509,11 +509,17 @@ fn a_source_offline_during_the_handoff_stops_when_it_comes_back() {
     let topic = wire::Topic::session_state("home", "tv").to_string();
     let msg = wire::decode(&topic, &wire::encode(&tv_state)).unwrap();
     let actions = lagging.handle(T0 + 60 * SECOND_NS, Observation::Incoming(msg));
-    assert!(actions.contains(&Action::Player(PlayerAction::Pause)));
+    let pause = actions
+        .iter()
+        .position(|a| a == &Action::Player(PlayerAction::Pause))
+        .expect("it pauses");
+    let notice = actions
+        .iter()
+        .position(|a| matches!(a, Action::Notify(Notice::LeaseLost { to }) if to == "tv"))
+        .expect("it tells the application where the session went");
     assert!(
-        actions
-            .iter()
-            .any(|a| matches!(a, Action::Notify(Notice::LeaseLost { to }) if to == "tv"))
+        notice < pause,
+        "the application learns why before the pause"
     );
     assert_eq!(lagging.lease().epoch, 1);
     assert_eq!(lagging.anchor().unwrap().state, PlayState::Paused);

@@ -67,14 +67,16 @@ impl PlayProcess {
 
     /// Wait for an output line containing `what`.
     fn wait_line(&self, what: &str) -> String {
+        let mut seen = Vec::new();
         loop {
             let line = self
                 .lines
                 .recv_timeout(Duration::from_secs(15))
-                .unwrap_or_else(|_| panic!("no line with '{what}'"));
+                .unwrap_or_else(|_| panic!("no line with '{what}'; saw {seen:#?}"));
             if line.contains(what) {
                 return line;
             }
+            seen.push(line);
         }
     }
 }

@@ -220,3 +220,54 @@ fn starting_the_same_media_on_another_device_takes_the_session_over() {
     });
     assert!(paused, "the phone kept playing");
 }
+
+/// Play the short clip's video through `filter` to the end; the number of frames rendered.
+fn frames_to_the_end(filter: &str) -> u64 {
+    support::init();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! oggdemux ! theoradec ! {filter} \
+         ! fakesink name=sink sync=true signal-handoffs=true",
+        support::short_clip().display(),
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let frames = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = frames.clone();
+    pipeline
+        .by_name("sink")
+        .unwrap()
+        .connect("handoff", false, move |_| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            None
+        });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(15),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("the clip ends");
+    let rendered = frames.load(std::sync::atomic::Ordering::SeqCst);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+    rendered
+}
+
+#[test]
+fn short_media_that_ends_before_the_resume_decision_still_plays_whole() {
+    // A broker that accepts the connection and never answers: the decision waits the whole
+    // resume-timeout, while upstream, held back by nothing, reaches the end of the clip.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let with_element = frames_to_the_end(&format!(
+        "continuity broker=mqtt://127.0.0.1:{port} config-dir={} resume-timeout=1500",
+        dir.path().display()
+    ));
+    let without = frames_to_the_end("identity");
+    assert!(without > 70, "the clip has its frames: {without}");
+    assert_eq!(with_element, without, "every frame played before the end");
+}

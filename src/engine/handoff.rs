@@ -592,6 +592,8 @@ impl Engine {
         if !was_active {
             return;
         }
+        // The notice first: an application learns why before it sees the pause.
+        out.push(Action::Notify(Notice::LeaseLost { to: lease.device }));
         if let Some(a) = self.anchor
             && a.state == PlayState::Playing
         {
@@ -601,7 +603,6 @@ impl Engine {
                 ..a.rebased(now_ns, self.duration())
             });
         }
-        out.push(Action::Notify(Notice::LeaseLost { to: lease.device }));
         self.publish_session(now_ns, out);
     }
 

@@ -511,6 +511,7 @@ impl BaseTransformImpl for Continuity {
         };
         self.shared.position.store(POSITION_NONE, Ordering::Relaxed);
         self.shared.gate.store(GATE_OPEN, Ordering::SeqCst);
+        self.shared.eos_held.store(false, Ordering::SeqCst);
         self.shared.take_offer();
         self.paused_at.store(POSITION_NONE, Ordering::Relaxed);
         Ok(())
@@ -529,6 +530,7 @@ impl BaseTransformImpl for Continuity {
         st.tx = None;
         drop(st);
         self.shared.gate.store(GATE_OPEN, Ordering::SeqCst);
+        self.shared.eos_held.store(false, Ordering::SeqCst);
         Ok(())
     }
 
@@ -568,7 +570,9 @@ impl BaseTransformImpl for Continuity {
                 }
             }
             EventView::FlushStop(_) => {
-                // The resume seek's flush: buffers from the new position may pass.
+                // The resume seek's flush: buffers from the new position may pass, and an
+                // EOS held back before it is gone.
+                self.shared.eos_held.store(false, Ordering::SeqCst);
                 let _ = self.shared.gate.compare_exchange(
                     GATE_SEEKING,
                     GATE_OPEN,
@@ -576,6 +580,7 @@ impl BaseTransformImpl for Continuity {
                     Ordering::SeqCst,
                 );
             }
+            EventView::Eos(_) if self.hold_eos() => return true,
             EventView::Eos(_) => {
                 let mut st = lock(&self.stream);
                 self.refresh_duration(&mut st);
@@ -661,6 +666,25 @@ impl BaseTransformImpl for Continuity {
 }
 
 impl Continuity {
+    /// While the gate is closed (the resume decision, a resume or handoff seek), buffers
+    /// are dropped, so nothing holds upstream back: short media can reach its end before
+    /// the decision. Its EOS is kept until the gate opens (see [`Shared::open_gate`]) or a
+    /// flush discards it; passing it on would end playback and mark the media finished.
+    fn hold_eos(&self) -> bool {
+        if self.shared.gate.load(Ordering::SeqCst) == GATE_OPEN {
+            return false;
+        }
+        self.shared.eos_held.store(true, Ordering::SeqCst);
+        // The gate may have opened in between, without seeing the flag: then it is ours.
+        if self.shared.gate.load(Ordering::SeqCst) == GATE_OPEN
+            && self.shared.eos_held.swap(false, Ordering::SeqCst)
+        {
+            return false;
+        }
+        gst::debug!(CAT, imp = self, "EOS before the resume decision: held");
+        true
+    }
+
     /// Start the device: the engine, the link and the store (NULL to READY).
     fn open_session(&self) -> Result<(), gst::ErrorMessage> {
         let settings = lock(&self.settings).clone();

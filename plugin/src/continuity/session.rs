@@ -87,6 +87,9 @@ pub struct Shared {
     pub position: AtomicU64,
     pub connected: AtomicBool,
     pub gate: AtomicU8,
+    /// An EOS that arrived while the gate was closed, kept back until the gate opens
+    /// without a flush (a flush discards it).
+    pub eos_held: AtomicBool,
     /// `resume=ask`: what the `resume` signal would seek to.
     pub offer: Mutex<Option<Offer>>,
     /// Handoff target: where the media being loaded must preroll, or [`POSITION_NONE`].
@@ -103,6 +106,7 @@ impl Default for Shared {
             position: AtomicU64::new(POSITION_NONE),
             connected: AtomicBool::new(false),
             gate: AtomicU8::new(GATE_OPEN),
+            eos_held: AtomicBool::new(false),
             offer: Mutex::new(None),
             handoff_position: AtomicU64::new(POSITION_NONE),
             awaiting_preroll: AtomicBool::new(false),
@@ -119,6 +123,39 @@ impl Shared {
     pub fn take_offer(&self) -> Option<Offer> {
         self.offer.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
+
+    /// Let buffers through again without a flush. An EOS held back meanwhile goes on now:
+    /// it is sent into the element's sink pad, so the element sees it as it would have.
+    pub fn open_gate(&self, element: &super::Continuity) {
+        self.gate.store(GATE_OPEN, Ordering::SeqCst);
+        if self.eos_held.swap(false, Ordering::SeqCst) {
+            release_eos(element);
+        }
+    }
+
+    /// Like [`Shared::open_gate`], but only if a resume seek is still awaited.
+    pub fn open_gate_if_seeking(&self, element: &super::Continuity) -> bool {
+        let opened = self
+            .gate
+            .compare_exchange(GATE_SEEKING, GATE_OPEN, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        if opened && self.eos_held.swap(false, Ordering::SeqCst) {
+            release_eos(element);
+        }
+        opened
+    }
+}
+
+/// Send the EOS kept back by a closed gate, off the caller's thread (it takes the pad's
+/// stream lock).
+fn release_eos(element: &super::Continuity) {
+    let element = element.clone();
+    std::thread::spawn(move || {
+        gst::debug!(CAT, obj = element, "the gate opened: the held EOS goes on");
+        if let Some(pad) = element.static_pad("sink") {
+            pad.send_event(gst::event::Eos::new());
+        }
+    });
 }
 
 /// How a session behaves.
@@ -434,7 +471,7 @@ impl Pump {
         let node = self.node.clone();
         tokio::task::spawn_blocking(move || {
             if seek(&top_level(&element), position_ns).is_err() {
-                shared.gate.store(GATE_OPEN, Ordering::SeqCst);
+                shared.open_gate(&element);
                 shared.awaiting_preroll.store(false, Ordering::SeqCst);
                 node.observe(Observation::LoadFailed {
                     reason: "the media cannot seek".into(),
@@ -451,16 +488,16 @@ impl Pump {
         let Some(element) = self.element.upgrade() else {
             return;
         };
-        let open = || self.shared.gate.store(GATE_OPEN, Ordering::SeqCst);
+        let open = || self.shared.open_gate(&element);
         let shared = self.shared.clone();
+        let weak = self.element.clone();
         let reopen_later = move || {
             tokio::spawn(async move {
                 tokio::time::sleep(SEEK_GRACE).await;
-                if shared
-                    .gate
-                    .compare_exchange(GATE_SEEKING, GATE_OPEN, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-                {
+                let Some(element) = weak.upgrade() else {
+                    return;
+                };
+                if shared.open_gate_if_seeking(&element) {
                     gst::warning!(
                         CAT,
                         "the resume seek never flushed: letting buffers through"
