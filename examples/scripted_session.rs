@@ -35,6 +35,7 @@ async fn main() {
         broker: Some(broker),
         store_dir: None,
         link: None,
+        account: None,
     })
     .expect("node starts");
     let start = Instant::now();

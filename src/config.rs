@@ -30,8 +30,10 @@ pub enum ConfigError {
          fix it with: chmod 600 {path}"
     )]
     KeyReadable { path: PathBuf, mode: u32 },
-    #[error("{path}: not an account secret (expected 64 hex digits)")]
+    #[error("{path}: not a valid key file (damaged?); move it away to start afresh")]
     KeyCorrupt { path: PathBuf },
+    #[error("{path}: {reason}")]
+    Roster { path: PathBuf, reason: String },
 }
 
 /// The default config dir.
@@ -84,62 +86,127 @@ pub fn device_id(dir: &Path) -> Result<String, ConfigError> {
     }
 }
 
+/// The path of `account`'s secret in a config dir.
+pub fn account_secret_path(dir: &Path, account: &str) -> PathBuf {
+    dir.join("accounts").join(format!("{account}.key"))
+}
+
 /// The secret of `account`, in `<dir>/accounts/<account>.key` (64 hex digits, mode 0600),
 /// created on first use. A file that others can read is refused, naming the fix.
 pub fn account_secret(dir: &Path, account: &str) -> Result<[u8; 32], ConfigError> {
+    let path = account_secret_path(dir, account);
+    let text = private_file(&path, || {
+        let secret = crate::seal::AccountKeys::new_secret()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(hex(&secret))
+    })?;
+    from_hex(text.trim())
+        .and_then(|b| b.try_into().ok())
+        .ok_or(ConfigError::KeyCorrupt { path })
+}
+
+/// Replace `account`'s secret (after pairing, or a key rotation): written whole to a new
+/// file with mode 0600 and renamed into place, so a crash leaves the old or the new one.
+pub fn set_account_secret(dir: &Path, account: &str, secret: &[u8; 32]) -> Result<(), ConfigError> {
+    replace_private(&account_secret_path(dir, account), &hex(secret))
+}
+
+/// This device's Ed25519 signing key, in `<dir>/device.key` (PKCS#8, hex, mode 0600),
+/// created on first use.
+pub fn device_key(dir: &Path) -> Result<ring::signature::Ed25519KeyPair, ConfigError> {
+    let path = dir.join("device.key");
+    let text = private_file(&path, || {
+        let pkcs8 =
+            ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+                .map_err(|_| std::io::Error::other("no randomness available"))?;
+        Ok(hex(pkcs8.as_ref()))
+    })?;
+    from_hex(text.trim())
+        .and_then(|der| ring::signature::Ed25519KeyPair::from_pkcs8(&der).ok())
+        .ok_or(ConfigError::KeyCorrupt { path })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Read a private file (refused when others can read it), or create it with mode 0600 and
+/// the text `make` returns. Two processes creating it at once agree on the first.
+fn private_file(
+    path: &Path,
+    make: impl Fn() -> std::io::Result<String>,
+) -> Result<String, ConfigError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let keys = dir.join("accounts");
-    let path = keys.join(format!("{account}.key"));
     let io = |source| ConfigError::Io {
-        path: path.clone(),
+        path: path.to_owned(),
         source,
     };
-    match std::fs::metadata(&path) {
+    match std::fs::metadata(path) {
         Ok(meta) => {
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
                 return Err(ConfigError::KeyReadable {
-                    path: path.clone(),
+                    path: path.to_owned(),
                     mode,
                 });
             }
-            let text = std::fs::read_to_string(&path).map_err(io)?;
-            let text = text.trim();
-            let bytes: Option<Vec<u8>> = (text.len() == 64)
-                .then(|| {
-                    (0..32)
-                        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
-                        .collect()
-                })
-                .flatten();
-            bytes
-                .and_then(|b| b.try_into().ok())
-                .ok_or(ConfigError::KeyCorrupt { path })
+            std::fs::read_to_string(path).map_err(io)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(&keys).map_err(io)?;
-            let secret = crate::seal::AccountKeys::new_secret()
-                .map_err(|e| io(std::io::Error::other(e.to_string())))?;
-            let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            let text = make().map_err(io)?;
             let mut f = match std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&path)
+                .open(path)
             {
                 Ok(f) => f,
-                // Another process created it first: use theirs.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    return account_secret(dir, account);
+                    return private_file(path, make);
                 }
                 Err(e) => return Err(io(e)),
             };
-            writeln!(f, "{hex}").map_err(io)?;
+            writeln!(f, "{text}").map_err(io)?;
             f.sync_all().map_err(io)?;
-            Ok(secret)
+            Ok(text)
         }
         Err(e) => Err(io(e)),
     }
+}
+
+/// Write a private file (mode 0600) whole, replacing what was there.
+pub fn replace_private(path: &Path, text: &str) -> Result<(), ConfigError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| ConfigError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    writeln!(f, "{text}").map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// This machine's host name, for a default device name.

@@ -10,7 +10,9 @@
 //! - [`store`]: the local durable store (SQLite) of sessions and resume points.
 //! - [`node`]: engine, link and store wired together: a device on the network.
 //! - [`observe`]: a read-only view of an account (the CLI's `devices` and `sessions`).
-//! - [`seal`]: sealed envelopes (AES-256-GCM, HKDF, replay counters) for end-to-end security.
+//! - [`seal`]: sealed envelopes (AES-256-GCM, HKDF, replay counters, Ed25519 signatures).
+//! - [`account`]: the account secret, the device key and the roster of paired devices.
+//! - [`pair`]: pairing a new device (X25519, a commitment, a 6-digit code).
 //! - [`broker`]: the embedded MQTT broker (rumqttd) for zero-config use.
 //! - [`config`]: the config dir and the stable device id.
 //! - [`discovery`]: mDNS: brokers and players on the LAN, `broker=auto`.
@@ -18,6 +20,7 @@
 //! The engine and the wire contract know nothing of GStreamer or the network; see
 //! `docs/PROTOCOL.md` for the contract that other implementations follow.
 
+pub mod account;
 pub mod broker;
 pub mod config;
 pub mod discovery;
@@ -27,6 +30,7 @@ pub mod link;
 pub mod model;
 pub mod node;
 pub mod observe;
+pub mod pair;
 pub mod seal;
 pub mod store;
 pub mod wire;

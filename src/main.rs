@@ -320,7 +320,7 @@ async fn parse_broker(url: &str) -> Result<BrokerUrl, Failure> {
 }
 
 async fn snapshot(broker: &BrokerUrl, account: &str) -> Result<Observer, Failure> {
-    let mut obs = Observer::connect(broker, account, CONNECT_TIMEOUT).await?;
+    let mut obs = Observer::connect(broker, account, CONNECT_TIMEOUT, None).await?;
     obs.settle(Duration::from_millis(300), Duration::from_secs(3))
         .await;
     Ok(obs)

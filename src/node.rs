@@ -9,8 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::account::Account;
 use crate::engine::{Action, Engine, EngineConfig, Notice, Observation, PlayerAction, ResumeFrom};
 use crate::link::{BrokerUrl, Link, LinkConfig, LinkError, LinkEvent, client_id};
+use crate::seal::Guard;
 use crate::store::{Store, StoreError};
 use crate::wire::{self, Body, Command, CommandBody, Status, Topic};
 
@@ -40,7 +42,14 @@ pub struct NodeConfig {
     pub store_dir: Option<PathBuf>,
     /// Adjust the link (timeouts, CA file) before it starts.
     pub link: Option<fn(&mut LinkConfig)>,
+    /// The account's keys and roster: every message but availability is sealed and signed,
+    /// and only sealed messages from paired devices are taken in. `None` runs in plain JSON
+    /// (`encryption=off`, `--insecure-plaintext`): anyone on the broker reads and speaks.
+    pub account: Option<Account>,
 }
+
+/// The local store's name for this device's envelope counter floor.
+const COUNTER: &str = "seal";
 
 /// What a node reports to its adapter.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,7 +62,8 @@ pub enum NodeEvent {
     Player(PlayerAction),
     /// A handoff result, a lost lease.
     Notice(Notice),
-    /// A message that failed to decode, with the reason (playback is never affected).
+    /// A message that failed to decode or open, with the reason (playback is never
+    /// affected).
     Rejected {
         topic: String,
         reason: String,
@@ -80,6 +90,9 @@ struct Inner {
     sync_id: Mutex<String>,
     link: Option<Link>,
     store: Mutex<Option<Store>>,
+    /// Sealing and opening, when the account is sealed.
+    guard: Mutex<Option<Guard>>,
+    keys: Mutex<Option<Account>>,
     events: mpsc::Sender<NodeEvent>,
     /// Woken when the engine's next wake-up may have moved.
     rearm: Notify,
@@ -97,11 +110,7 @@ impl Inner {
                     topic,
                     payload,
                     retain,
-                } => {
-                    if let Some(link) = &self.link {
-                        link.publish(&topic, payload, retain, true);
-                    }
-                }
+                } => self.publish(&topic, payload, retain),
                 Action::StoreSession(s) => self.with_store(|st| st.put_session(&s).map(|_| ())),
                 Action::StoreResume(r) => self.with_store(|st| st.put_resume(&r).map(|_| ())),
                 Action::Player(p) => {
@@ -130,8 +139,96 @@ impl Inner {
         *self.sync_id.lock().unwrap_or_else(|e| e.into_inner()) = id;
         self.sync.send_replace(SyncState::Pending);
         let topic = Topic::inbox(&self.account, &self.device).to_string();
-        if let Some(link) = &self.link {
-            link.publish(&topic, wire::encode(&cmd), false, true);
+        self.publish(&topic, wire::encode(&cmd), false);
+    }
+
+    /// Publish a plain message, sealed and signed when the account is sealed.
+    fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) {
+        let Some(link) = &self.link else { return };
+        let payload = {
+            let mut guard = self.guard.lock().unwrap_or_else(|e| e.into_inner());
+            match guard.as_mut() {
+                Some(g) => {
+                    let sealed = g.seal(topic, &payload, now_unix_ns());
+                    if let Some(floor) = g.take_reservation() {
+                        self.with_store(|st| st.raise_counter(COUNTER, floor));
+                    }
+                    sealed
+                }
+                None => payload,
+            }
+        };
+        link.publish(topic, payload, retain, true);
+    }
+
+    /// Decode what arrived: opened and checked when sealed.
+    fn decode(&self, topic: &str, payload: &[u8]) -> Result<wire::Incoming, String> {
+        let mut guard = self.guard.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(g) = guard.as_mut() else {
+            return match wire::decode(topic, payload) {
+                Ok(m) if matches!(m.body, Body::Sealed(_)) => Err(
+                    "a sealed message, and this device runs unencrypted (plain JSON): pair it \
+                     with the account instead"
+                        .into(),
+                ),
+                Ok(m) => Ok(m),
+                Err(e) => Err(e.to_string()),
+            };
+        };
+        let msg = g.open(topic, payload).map_err(|e| e.to_string())?;
+        if !msg.topic.retained()
+            && let Ok(wire::Body::Sealed(env)) = wire::decode(topic, payload).map(|m| m.body)
+        {
+            // Commands and events: a restart must not let them be replayed.
+            self.with_store(|st| st.put_seen(&env.sealed.sender, topic, env.sealed.counter));
+        }
+        Ok(msg)
+    }
+
+    /// A roster from a trusted device: merge it, trust whom it trusts, and answer with ours
+    /// when it lacks something we know.
+    fn take_roster(&self, roster: &wire::Roster) {
+        let mut account = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(acc) = account.as_mut() else { return };
+        match acc.merge_roster(roster) {
+            Ok(true) => {
+                tracing::info!(
+                    "roster of {} now has {} devices",
+                    acc.name,
+                    acc.roster.devices.len()
+                );
+                if let Some(g) = self
+                    .guard
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
+                    g.opener.signers = acc.signers();
+                    g.opener.roster = acc.roster.clone();
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("{e}"),
+        }
+        let mut theirs = roster.clone();
+        if theirs.merge(&acc.roster) {
+            let ours = wire::encode(&acc.roster);
+            drop(account);
+            self.publish(&Topic::roster(&self.account).to_string(), ours, true);
+        }
+    }
+
+    /// Publish this device's roster (retained): a device that has just been paired makes
+    /// itself known to the others this way.
+    fn publish_roster(&self) {
+        let roster = self
+            .keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|a| wire::encode(&a.roster));
+        if let Some(r) = roster {
+            self.publish(&Topic::roster(&self.account).to_string(), r, true);
         }
     }
 
@@ -195,7 +292,25 @@ impl Node {
     /// The broker being down is not an error: the node keeps trying in the background.
     pub fn start(cfg: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent>), NodeError> {
         let store = cfg.store_dir.as_deref().map(Store::open_in).transpose()?;
-        let mut engine = Engine::new(cfg.engine.clone());
+        let mut engine_cfg = cfg.engine.clone();
+        let guard = match &cfg.account {
+            Some(account) => {
+                let floor = match &store {
+                    Some(st) => st.counter(COUNTER)?,
+                    None => 0,
+                };
+                let mut guard = account.guard(floor);
+                if let Some(st) = &store {
+                    for (sender, topic, counter) in st.seen()? {
+                        guard.opener.remember(&sender, &topic, counter);
+                    }
+                }
+                engine_cfg.media_keys = guard.media_keys();
+                Some(guard)
+            }
+            None => None,
+        };
+        let mut engine = Engine::new(engine_cfg);
         if let Some(store) = &store {
             for point in store.resume_points()? {
                 engine.load_resume(point);
@@ -217,6 +332,9 @@ impl Node {
                     wire::filters::resume(account),
                     Topic::inbox(account, device).to_string(),
                 ];
+                if cfg.account.is_some() {
+                    link_cfg.subscriptions.push(wire::filters::roster(account));
+                }
                 if let Some(adjust) = cfg.link {
                     adjust(&mut link_cfg);
                 }
@@ -240,6 +358,8 @@ impl Node {
             sync_id: Mutex::new(String::new()),
             link,
             store: Mutex::new(store),
+            guard: Mutex::new(guard),
+            keys: Mutex::new(cfg.account.clone()),
             events: events_tx,
             rearm: Notify::new(),
         });
@@ -385,6 +505,7 @@ async fn run(inner: Arc<Inner>, link_events: Option<mpsc::Receiver<LinkEvent>>) 
                 let Some(ev) = ev else { return };
                 match ev {
                     LinkEvent::Connected => {
+                        inner.publish_roster();
                         inner.send_sync();
                         let _ = inner.events.try_send(NodeEvent::Connected);
                     }
@@ -393,9 +514,12 @@ async fn run(inner: Arc<Inner>, link_events: Option<mpsc::Receiver<LinkEvent>>) 
                         let _ = inner.events.try_send(NodeEvent::Down { reason });
                     }
                     LinkEvent::Message { topic, payload } => {
-                        match wire::decode(&topic, &payload) {
+                        match inner.decode(&topic, &payload) {
                             Ok(msg) if inner.is_own_sync(&msg.body) => {
                                 inner.sync.send_replace(SyncState::Synced);
+                            }
+                            Ok(wire::Incoming { body: Body::Roster(r), .. }) => {
+                                inner.take_roster(&r);
                             }
                             Ok(msg) => {
                                 let actions = inner
@@ -403,11 +527,11 @@ async fn run(inner: Arc<Inner>, link_events: Option<mpsc::Receiver<LinkEvent>>) 
                                     .handle(now_unix_ns(), Observation::Incoming(msg));
                                 inner.carry_out(actions);
                             }
-                            Err(e) => {
-                                tracing::debug!("rejected a message on {topic}: {e}");
+                            Err(reason) => {
+                                tracing::info!("refused a message on {topic}: {reason}");
                                 let _ = inner.events.try_send(NodeEvent::Rejected {
                                     topic,
-                                    reason: e.to_string(),
+                                    reason,
                                 });
                             }
                         }

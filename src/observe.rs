@@ -8,7 +8,8 @@ use tokio::time::Instant;
 
 use crate::engine::Directory;
 use crate::link::{BrokerUrl, Link, LinkConfig, LinkEvent, client_id};
-use crate::wire::{self, filters};
+use crate::seal::{Opener, Signers};
+use crate::wire::{self, Body, filters};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
@@ -23,17 +24,21 @@ pub struct Observer {
     link: Link,
     events: mpsc::Receiver<LinkEvent>,
     directory: Directory,
-    /// Messages that failed to decode (logged; never fatal).
+    /// Opens sealed messages; `None` reads plain JSON only.
+    opener: Option<Opener>,
+    /// Messages that failed to decode or open (logged; never fatal).
     pub rejected: u64,
 }
 
 impl Observer {
     /// Connect and subscribe. Fails with [`ObserveError::Unreachable`] if the broker cannot
-    /// be reached within `timeout`.
+    /// be reached within `timeout`. With an `opener` (a sealed account) only sealed messages
+    /// from paired devices count; without, only plain ones.
     pub async fn connect(
         broker: &BrokerUrl,
         account: &str,
         timeout: Duration,
+        opener: Option<Opener>,
     ) -> Result<Observer, ObserveError> {
         let mut cfg = LinkConfig::new(broker.clone(), client_id("observer"));
         cfg.subscriptions = vec![
@@ -42,6 +47,9 @@ impl Observer {
             filters::sessions(account),
             filters::resume(account),
         ];
+        if opener.is_some() {
+            cfg.subscriptions.push(filters::roster(account));
+        }
         cfg.connect_timeout = timeout;
         let (link, mut events) = Link::spawn(cfg)?;
         let unreachable = |reason: String| ObserveError::Unreachable {
@@ -61,10 +69,15 @@ impl Observer {
                 )));
             }
         }
+        let directory = Directory {
+            media_keys: opener.as_ref().map(Opener::media_keys).unwrap_or_default(),
+            ..Directory::default()
+        };
         Ok(Observer {
             link,
             events,
-            directory: Directory::default(),
+            directory,
+            opener,
             rejected: 0,
         })
     }
@@ -74,16 +87,39 @@ impl Observer {
     }
 
     fn take(&mut self, ev: LinkEvent) -> bool {
-        match ev {
-            LinkEvent::Message { topic, payload } => match wire::decode(&topic, &payload) {
-                Ok(msg) => self.directory.apply(&msg),
-                Err(e) => {
-                    self.rejected += 1;
-                    tracing::debug!("ignored a message on {topic}: {e}");
-                    false
+        let LinkEvent::Message { topic, payload } = ev else {
+            return false;
+        };
+        let decoded = match &mut self.opener {
+            Some(o) => o.decode(&topic, &payload).map_err(|e| e.to_string()),
+            None => match wire::decode(&topic, &payload) {
+                Ok(m) if matches!(m.body, Body::Sealed(_)) => {
+                    Err("sealed, and this view reads plain JSON only".to_owned())
                 }
+                other => other.map_err(|e| e.to_string()),
             },
-            LinkEvent::Connected | LinkEvent::Down { .. } => false,
+        };
+        match decoded {
+            Ok(wire::Incoming {
+                body: Body::Roster(r),
+                ..
+            }) => {
+                // A trusted device vouches for these: trust them too (in memory).
+                if let Some(o) = &mut self.opener {
+                    let mut merged = o.roster.clone();
+                    if merged.merge(&r) {
+                        o.signers = Signers::from_roster(&merged);
+                        o.roster = merged;
+                    }
+                }
+                false
+            }
+            Ok(msg) => self.directory.apply(&msg),
+            Err(e) => {
+                self.rejected += 1;
+                tracing::debug!("ignored a message on {topic}: {e}");
+                false
+            }
         }
     }
 

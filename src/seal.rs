@@ -4,14 +4,17 @@
 //! WebCrypto, so a browser can open what a device seals (`docs/PROTOCOL.md`, "Sealed
 //! envelope"; vectors in `tests/vectors/envelope.json`).
 //!
-//! Groundwork for the security issue: the link does not seal yet.
+//! Every sealed message is also signed with the sender's Ed25519 device key, and the
+//! receiver checks the signer against the account's roster (see [`crate::account`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use ring::{hkdf, hmac};
 
 use crate::wire::{self, Sealed, SealedEnvelope};
@@ -37,6 +40,18 @@ pub enum SealError {
     Inner(String),
     #[error("no randomness available")]
     Random,
+    #[error("not signed")]
+    Unsigned,
+    #[error("'{0}' is not a paired device of this account")]
+    UnknownSigner(String),
+    #[error("'{0}' was revoked")]
+    Revoked(String),
+    #[error("the signature of '{0}' does not verify")]
+    BadSignature(String),
+    #[error("sent as '{claimed}' but sealed and signed by '{sender}'")]
+    Impersonation { sender: String, claimed: String },
+    #[error("plain (unsealed) message refused: this account is sealed")]
+    Plaintext,
 }
 
 struct Len(usize);
@@ -99,8 +114,12 @@ impl AccountKeys {
     /// The keyed topic segment for a media id: HMAC-SHA256 with the media key, 16 bytes,
     /// hex. The broker learns nothing of the id.
     pub fn media_key(&self, media_id: &str) -> String {
-        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.media_key);
-        hex(&hmac::sign(&key, media_id.as_bytes()).as_ref()[..16])
+        self.media_keys().key(media_id)
+    }
+
+    /// The account's way of keying resume topics.
+    pub fn media_keys(&self) -> wire::MediaKeys {
+        wire::MediaKeys::Keyed(hmac::Key::new(hmac::HMAC_SHA256, &self.media_key))
     }
 
     fn cipher(&self) -> LessSafeKey {
@@ -123,9 +142,20 @@ pub fn associated_data(topic: &str, sender: &str, counter: u64) -> Vec<u8> {
     aad
 }
 
-/// Seal a plain message (its JSON bytes) for `topic`, with a fresh random nonce.
+/// What the sender's signature covers: the associated data, the nonce and the ciphertext
+/// (with its tag).
+pub fn signed_bytes(aad: &[u8], nonce: &[u8; 12], ct: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(aad.len() + 12 + ct.len());
+    m.extend_from_slice(aad);
+    m.extend_from_slice(nonce);
+    m.extend_from_slice(ct);
+    m
+}
+
+/// Seal and sign a plain message (its JSON bytes) for `topic`, with a fresh random nonce.
 pub fn seal(
     keys: &AccountKeys,
+    signer: &Ed25519KeyPair,
     topic: &str,
     sender: &str,
     counter: u64,
@@ -135,9 +165,28 @@ pub fn seal(
     SystemRandom::new()
         .fill(&mut nonce)
         .map_err(|_| SealError::Random)?;
-    Ok(seal_with_nonce(
-        keys, topic, sender, counter, nonce, plaintext,
-    ))
+    let mut env = seal_with_nonce(keys, topic, sender, counter, nonce, plaintext);
+    sign(&mut env, signer, topic);
+    Ok(env)
+}
+
+/// Add the sender's signature to an envelope sealed for `topic`.
+pub fn sign(env: &mut SealedEnvelope, signer: &Ed25519KeyPair, topic: &str) {
+    let s = &env.sealed;
+    let aad = associated_data(topic, &s.sender, s.counter);
+    let nonce: [u8; 12] = B64
+        .decode(&s.nonce)
+        .ok()
+        .and_then(|n| n.try_into().ok())
+        .expect("an envelope this crate sealed has a 12-byte nonce");
+    let ct = B64.decode(&s.ct).expect("an envelope this crate sealed");
+    let sig = signer.sign(&signed_bytes(&aad, &nonce, &ct));
+    env.sealed.sig = Some(B64.encode(sig.as_ref()));
+}
+
+/// The base64url form of a device's public signing key (as in the roster).
+pub fn public_key(signer: &Ed25519KeyPair) -> String {
+    B64.encode(signer.public_key().as_ref())
 }
 
 /// [`seal`] with a given nonce: for test vectors only (a nonce must never repeat).
@@ -166,27 +215,92 @@ pub fn seal_with_nonce(
             counter,
             nonce: B64.encode(nonce),
             ct: B64.encode(&buf),
+            sig: None,
         },
     }
 }
 
-/// Opens envelopes and remembers, per sender, the greatest counter seen.
-#[derive(Debug, Default)]
+/// Who may sign: device id to public key (32 bytes), or revoked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Signers(pub HashMap<String, Option<[u8; 32]>>);
+
+impl Signers {
+    /// From a roster: revoked entries are kept as revoked.
+    pub fn from_roster(roster: &wire::Roster) -> Signers {
+        Signers(
+            roster
+                .devices
+                .iter()
+                .map(|e| {
+                    let key = (!e.revoked)
+                        .then(|| B64.decode(&e.public_key).ok()?.try_into().ok())
+                        .flatten();
+                    (e.device.clone(), key)
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Opens envelopes: checks the signature against the roster, opens the ciphertext, refuses
+/// replays, and checks that the message speaks only for its signer.
+///
+/// Replays are judged per sender and topic: a retained topic (state) accepts the counter it
+/// last accepted again (the broker delivers its retained copy after every reconnect, and
+/// state merges by stamp anyway); a transient topic (commands, events) wants a greater one.
+#[derive(Debug)]
 pub struct Opener {
     keys: Vec<AccountKeys>,
-    seen: HashMap<String, u64>,
+    pub signers: Signers,
+    /// The roster the signers come from (merged as trusted rosters arrive).
+    pub roster: wire::Roster,
+    seen: HashMap<(String, String), u64>,
+    media_keys: wire::MediaKeys,
 }
 
 impl Opener {
-    pub fn new(keys: Vec<AccountKeys>) -> Opener {
+    pub fn new(keys: Vec<AccountKeys>, roster: wire::Roster) -> Opener {
+        let media_keys = keys
+            .first()
+            .map(AccountKeys::media_keys)
+            .unwrap_or_default();
         Opener {
             keys,
+            signers: Signers::from_roster(&roster),
+            roster,
             seen: HashMap::new(),
+            media_keys,
+        }
+    }
+
+    pub fn media_keys(&self) -> wire::MediaKeys {
+        self.media_keys.clone()
+    }
+
+    /// Counters accepted before (from the local store, across restarts).
+    pub fn remember(&mut self, sender: &str, topic: &str, counter: u64) {
+        let e = self
+            .seen
+            .entry((sender.to_owned(), topic.to_owned()))
+            .or_default();
+        *e = (*e).max(counter);
+    }
+
+    /// Decode a payload received on `topic`: open it if sealed, refuse it if plain (but for
+    /// availability and a cleared retained topic).
+    pub fn decode(&mut self, topic: &str, payload: &[u8]) -> Result<wire::Incoming, SealError> {
+        let msg = wire::decode_with(topic, payload, &self.media_keys)
+            .map_err(|e| SealError::Inner(e.to_string()))?;
+        match &msg.body {
+            wire::Body::Sealed(env) => self.open(topic, env),
+            wire::Body::Availability(_) | wire::Body::Cleared => Ok(msg),
+            _ => Err(SealError::Plaintext),
         }
     }
 
     /// Open an envelope that arrived on `topic`; returns the plain message decoded for that
-    /// topic. A replayed or older counter is refused after the message authenticates.
+    /// topic. The signature is checked first, the replay counter after the message
+    /// authenticates.
     pub fn open(&mut self, topic: &str, env: &SealedEnvelope) -> Result<wire::Incoming, SealError> {
         let s = &env.sealed;
         let keys = self
@@ -202,25 +316,200 @@ impl Opener {
         let mut buf = B64
             .decode(&s.ct)
             .map_err(|_| SealError::Encoding { field: "ct" })?;
+        let aad = associated_data(topic, &s.sender, s.counter);
+        let sig = s.sig.as_ref().ok_or(SealError::Unsigned)?;
+        let sig = B64
+            .decode(sig)
+            .map_err(|_| SealError::Encoding { field: "sig" })?;
+        let public = match self.signers.0.get(&s.sender) {
+            None => return Err(SealError::UnknownSigner(s.sender.clone())),
+            Some(None) => return Err(SealError::Revoked(s.sender.clone())),
+            Some(Some(k)) => *k,
+        };
+        UnparsedPublicKey::new(&ED25519, public)
+            .verify(&signed_bytes(&aad, &nonce, &buf), &sig)
+            .map_err(|_| SealError::BadSignature(s.sender.clone()))?;
         let plain = keys
             .cipher()
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(associated_data(topic, &s.sender, s.counter)),
+                Aad::from(aad),
                 &mut buf,
             )
             .map_err(|_| SealError::Open)?;
-        if let Some(&seen) = self.seen.get(&s.sender)
-            && s.counter <= seen
+        let msg = wire::decode_with(topic, plain, &self.media_keys)
+            .map_err(|e| SealError::Inner(e.to_string()))?;
+        let seen_key = (s.sender.clone(), topic.to_owned());
+        if let Some(&seen) = self.seen.get(&seen_key) {
+            let fresh = if msg.topic.retained() {
+                s.counter >= seen
+            } else {
+                s.counter > seen
+            };
+            if !fresh {
+                return Err(SealError::Replay {
+                    sender: s.sender.clone(),
+                    got: s.counter,
+                    seen,
+                });
+            }
+        }
+        if let Some(claimed) = speaks_for(&msg)
+            && !speaks_as(&s.sender, claimed)
         {
-            return Err(SealError::Replay {
+            return Err(SealError::Impersonation {
                 sender: s.sender.clone(),
-                got: s.counter,
-                seen,
+                claimed: claimed.to_owned(),
             });
         }
-        let msg = wire::decode(topic, plain).map_err(|e| SealError::Inner(e.to_string()))?;
-        self.seen.insert(s.sender.clone(), s.counter);
+        self.seen.insert(seen_key, s.counter);
         Ok(msg)
     }
+}
+
+/// Whose message this says it is, where it says so.
+fn speaks_for(msg: &wire::Incoming) -> Option<&str> {
+    use wire::{Body, TopicKind};
+    match (&msg.topic.kind, &msg.body) {
+        (_, Body::Command(c)) => Some(&c.from),
+        (_, Body::Event(e)) => Some(&e.device),
+        (TopicKind::DeviceInfo { device }, _) | (TopicKind::SessionState { device }, _) => {
+            Some(device)
+        }
+        _ => None,
+    }
+}
+
+/// A device speaks as itself, and as its helpers `<device>.<name>` (the command line tool
+/// run on that device signs with its key).
+pub fn speaks_as(sender: &str, claimed: &str) -> bool {
+    claimed == sender
+        || claimed
+            .strip_prefix(sender)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// The per-sender counter: greater than every counter this device used before, across
+/// restarts and across processes sharing the device (it follows the wall clock in
+/// microseconds, never going back). The floor is kept in the local store, reserved a minute
+/// ahead so that the store is written about once a minute, not once a message.
+#[derive(Debug, Default)]
+pub struct Counter {
+    last: u64,
+    reserved: u64,
+    /// A new floor the owner must keep (see [`Counter::take_reservation`]).
+    pending: Option<u64>,
+}
+
+/// How far ahead the stored floor is reserved, in microseconds.
+const RESERVE_US: u64 = 60_000_000;
+
+impl Counter {
+    /// Start above `floor` (what the store kept).
+    pub fn new(floor: u64) -> Counter {
+        Counter {
+            last: floor,
+            reserved: floor,
+            pending: None,
+        }
+    }
+
+    pub fn next(&mut self, now_unix_ns: u64) -> u64 {
+        let c = (self.last + 1).max(now_unix_ns / 1000);
+        if c >= self.reserved {
+            self.reserved = c + RESERVE_US;
+            self.pending = Some(self.reserved);
+        }
+        self.last = c;
+        c
+    }
+
+    /// A floor to keep in the local store before the counters it covers are trusted to
+    /// survive a restart; `None` when nothing changed.
+    pub fn take_reservation(&mut self) -> Option<u64> {
+        self.pending.take()
+    }
+}
+
+/// A device's end of the sealed channel: seals and signs what it sends, opens what it
+/// receives. Availability stays plain (it is what the broker's last will carries); every
+/// other message is sealed, and a plain one is refused.
+pub struct Guard {
+    device: String,
+    keys: AccountKeys,
+    signer: Arc<Ed25519KeyPair>,
+    counter: Counter,
+    pub opener: Opener,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("device", &self.device)
+            .field("key_id", &self.keys.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Guard {
+    pub fn new(
+        device: &str,
+        keys: AccountKeys,
+        signer: Arc<Ed25519KeyPair>,
+        roster: wire::Roster,
+        counter: Counter,
+    ) -> Guard {
+        Guard {
+            device: device.to_owned(),
+            opener: Opener::new(vec![keys.clone()], roster),
+            keys,
+            signer,
+            counter,
+        }
+    }
+
+    pub fn media_keys(&self) -> wire::MediaKeys {
+        self.keys.media_keys()
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.keys.key_id
+    }
+
+    /// See [`Counter::take_reservation`].
+    pub fn take_reservation(&mut self) -> Option<u64> {
+        self.counter.take_reservation()
+    }
+
+    /// The payload to publish on `topic` for a plain message.
+    pub fn seal(&mut self, topic: &str, plaintext: &[u8], now_unix_ns: u64) -> Vec<u8> {
+        if plaintext.is_empty() || is_availability(topic) {
+            return plaintext.to_vec();
+        }
+        let counter = self.counter.next(now_unix_ns);
+        match seal(
+            &self.keys,
+            &self.signer,
+            topic,
+            &self.device,
+            counter,
+            plaintext,
+        ) {
+            Ok(env) => wire::encode(&env),
+            // No randomness: send nothing rather than something weak.
+            Err(e) => {
+                tracing::error!("cannot seal for {topic}: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// See [`Opener::decode`].
+    pub fn open(&mut self, topic: &str, payload: &[u8]) -> Result<wire::Incoming, SealError> {
+        self.opener.decode(topic, payload)
+    }
+}
+
+fn is_availability(topic: &str) -> bool {
+    wire::Topic::parse(topic).is_ok_and(|t| matches!(t.kind, wire::TopicKind::Availability { .. }))
 }

@@ -75,6 +75,16 @@ impl Store {
                  counter  INTEGER NOT NULL,
                  device   TEXT NOT NULL,
                  json     TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS counters (
+                 name  TEXT PRIMARY KEY,
+                 value INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS seen (
+                 sender  TEXT NOT NULL,
+                 topic   TEXT NOT NULL,
+                 counter INTEGER NOT NULL,
+                 PRIMARY KEY (sender, topic)
              );",
         )
         .map_err(err)?;
@@ -100,6 +110,60 @@ impl Store {
             path: self.path.clone(),
             reason: e.to_string(),
         })
+    }
+
+    /// A named counter (0 when never set).
+    pub fn counter(&self, name: &str) -> Result<u64, StoreError> {
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT value FROM counters WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(v.unwrap_or(0) as u64)
+    }
+
+    /// Raise a named counter to `value` (it never goes down, whoever writes).
+    pub fn raise_counter(&self, name: &str, value: u64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO counters (name, value) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET value = max(value, excluded.value)",
+                params![name, value as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Remember the greatest counter accepted from `sender` on `topic`.
+    pub fn put_seen(&self, sender: &str, topic: &str, counter: u64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO seen (sender, topic, counter) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(sender, topic) DO UPDATE SET counter = max(counter, excluded.counter)",
+                params![sender, topic, counter as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every (sender, topic, counter) remembered.
+    pub fn seen(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT sender, topic, counter FROM seen")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
     }
 
     /// Save this device's session (the latest wins).

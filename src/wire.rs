@@ -108,6 +108,8 @@ pub enum TopicKind {
     Inbox { device: String },
     /// `events`, not retained: analytics events.
     Events,
+    /// `roster`, retained: the account's paired devices and their signing keys (sealed).
+    Roster,
 }
 
 /// A parsed topic: account and kind.
@@ -174,6 +176,15 @@ impl Topic {
         Topic::new(account, TopicKind::Events)
     }
 
+    pub fn roster(account: &str) -> Topic {
+        Topic::new(account, TopicKind::Roster)
+    }
+
+    /// The resume topic of a media key already computed (see [`MediaKeys`]).
+    pub fn resume_key(account: &str, media_key: String) -> Topic {
+        Topic::new(account, TopicKind::Resume { media_key })
+    }
+
     /// Whether messages on this topic are retained by the broker.
     pub fn retained(&self) -> bool {
         !matches!(self.kind, TopicKind::Inbox { .. } | TopicKind::Events)
@@ -216,6 +227,7 @@ impl Topic {
                 }
             }
             ["events"] => TopicKind::Events,
+            ["roster"] => TopicKind::Roster,
             _ => return Err(bad("not a continuity v1 topic")),
         };
         Ok(Topic {
@@ -235,6 +247,7 @@ impl fmt::Display for Topic {
             TopicKind::Resume { media_key } => write!(f, "media/{media_key}/resume"),
             TopicKind::Inbox { device } => write!(f, "devices/{device}/inbox"),
             TopicKind::Events => f.write_str("events"),
+            TopicKind::Roster => f.write_str("roster"),
         }
     }
 }
@@ -256,11 +269,38 @@ pub mod filters {
     pub fn resume(account: &str) -> String {
         format!("{PREFIX}/{account}/media/+/resume")
     }
+    pub fn roster(account: &str) -> String {
+        format!("{PREFIX}/{account}/roster")
+    }
 }
 
-/// The topic segment for a media id: the first 128 bits of SHA-256 over a fixed label and the
-/// id, in lower-case hex. Topics never carry the id itself (ids are URIs and may contain `/`,
-/// `+`, `#`). Once encryption lands this becomes a keyed hash.
+/// How media ids become topic segments. Topics never carry the id itself (ids are URIs and
+/// may contain `/`, `+`, `#`, and they say what is played).
+#[derive(Debug, Clone, Default)]
+pub enum MediaKeys {
+    /// Unkeyed ([`media_key`]): for `encryption=off` accounts only, since anyone can hash a
+    /// guessed title or URI and compare.
+    #[default]
+    Plain,
+    /// HMAC-SHA256 with the account's media key, first 128 bits in lower-case hex: the
+    /// broker learns nothing of the id.
+    Keyed(ring::hmac::Key),
+}
+
+impl MediaKeys {
+    pub fn key(&self, media_id: &str) -> String {
+        match self {
+            MediaKeys::Plain => media_key(media_id),
+            MediaKeys::Keyed(k) => ring::hmac::sign(k, media_id.as_bytes()).as_ref()[..16]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        }
+    }
+}
+
+/// The unkeyed topic segment for a media id: the first 128 bits of SHA-256 over a fixed label
+/// and the id, in lower-case hex (see [`MediaKeys`]).
 pub fn media_key(media_id: &str) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(b"continuity media-key v1\0");
@@ -582,6 +622,10 @@ pub struct Sealed {
     pub nonce: String,
     /// Ciphertext and tag, base64url without padding.
     pub ct: String,
+    /// Ed25519 signature of the sender's device key over the associated data, the nonce and
+    /// the ciphertext, base64url without padding. Required on every sealed message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
 }
 
 /// A sealed envelope: `{"v": 1, "sealed": {...}}`.
@@ -589,6 +633,31 @@ pub struct Sealed {
 pub struct SealedEnvelope {
     pub v: u32,
     pub sealed: Sealed,
+}
+
+/// Most devices an account's roster lists (revoked ones included).
+pub const MAX_ROSTER: usize = 256;
+
+/// One device of an account's roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RosterEntry {
+    pub device: String,
+    pub name: String,
+    /// Ed25519 public key that signs what the device sends, base64url without padding.
+    pub public_key: String,
+    /// When the entry was last changed (added, or revoked); the later change wins.
+    pub changed_unix_ns: u64,
+    /// A revoked device's messages are refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoked: bool,
+}
+
+/// The account's paired devices: `roster`, retained, always sealed and signed by a device
+/// the receiver already trusts. Receivers merge entry by entry (the later change wins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Roster {
+    pub v: u32,
+    pub devices: Vec<RosterEntry>,
 }
 
 /// A decoded payload.
@@ -601,6 +670,7 @@ pub enum Body {
     Command(Command),
     Event(Event),
     Sealed(SealedEnvelope),
+    Roster(Roster),
     /// An empty payload on a retained topic: the retained message was cleared.
     Cleared,
 }
@@ -617,8 +687,13 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     serde_json::to_vec(msg).expect("wire messages serialise")
 }
 
-/// Parse, check and decode a payload received on `topic`.
+/// Parse, check and decode a payload received on `topic`, with unkeyed media keys.
 pub fn decode(topic: &str, payload: &[u8]) -> Result<Incoming, WireError> {
+    decode_with(topic, payload, &MediaKeys::Plain)
+}
+
+/// [`decode`] for an account whose resume topics use `keys`.
+pub fn decode_with(topic: &str, payload: &[u8], keys: &MediaKeys) -> Result<Incoming, WireError> {
     let topic = Topic::parse(topic)?;
     if payload.len() > MAX_PAYLOAD {
         return Err(WireError::TooLarge {
@@ -678,7 +753,7 @@ pub fn decode(topic: &str, payload: &[u8]) -> Result<Incoming, WireError> {
         TopicKind::Resume { media_key: key } => {
             let m: ResumePoint = from_value(value)?;
             m.validate()?;
-            if media_key(&m.media.id) != *key {
+            if keys.key(&m.media.id) != *key {
                 return Err(WireError::field_err(
                     "media.id",
                     "does not hash to the topic's media key",
@@ -696,6 +771,11 @@ pub fn decode(topic: &str, payload: &[u8]) -> Result<Incoming, WireError> {
             let m: Event = from_value(value)?;
             m.validate()?;
             Body::Event(m)
+        }
+        TopicKind::Roster => {
+            let m: Roster = from_value(value)?;
+            m.validate()?;
+            Body::Roster(m)
         }
     };
     Ok(Incoming { topic, body })
@@ -1020,7 +1100,33 @@ impl Validate for SealedEnvelope {
         };
         // 12 bytes of nonce are 16 base64url characters.
         b64url("sealed.nonce", &s.nonce, Some(16))?;
-        b64url("sealed.ct", &s.ct, None)
+        b64url("sealed.ct", &s.ct, None)?;
+        // 64 bytes of signature are 86 base64url characters.
+        match &s.sig {
+            Some(sig) => b64url("sealed.sig", sig, Some(86)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Validate for Roster {
+    fn validate(&self) -> Result<(), WireError> {
+        check_list("devices", &self.devices, MAX_ROSTER)?;
+        for (i, d) in self.devices.iter().enumerate() {
+            check_id_field(&format!("devices[{i}].device"), &d.device)?;
+            check_text(&format!("devices[{i}].name"), &d.name, MAX_TEXT)?;
+            let key_ok = d.public_key.len() == 43
+                && d.public_key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !key_ok {
+                return Err(WireError::field_err(
+                    format!("devices[{i}].public_key"),
+                    "is not a 32-byte key in base64url",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1037,6 +1143,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         ("command", one::<Command>()),
         ("event", one::<Event>()),
         ("sealed-envelope", one::<SealedEnvelope>()),
+        ("roster", one::<Roster>()),
     ]
 }
 

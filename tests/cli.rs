@@ -111,6 +111,7 @@ async fn a_published_session_shows_in_sessions_json_and_moves_only_while_playing
         broker: Some(broker.url.parse().unwrap()),
         store_dir: None,
         link: None,
+        account: None,
     })
     .unwrap();
     node.observe(Observation::MediaStarted(Media {

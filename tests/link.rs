@@ -39,12 +39,13 @@ fn node_on(broker: &BrokerUrl, account: &str, id: &str, store: Option<&std::path
         broker: Some(broker.clone()),
         store_dir: store.map(|p| p.to_owned()),
         link: None,
+        account: None,
     };
     Node::start(cfg).expect("node starts").0
 }
 
 async fn observer(broker: &BrokerUrl, account: &str) -> Observer {
-    Observer::connect(broker, account, Duration::from_secs(5))
+    Observer::connect(broker, account, Duration::from_secs(5), None)
         .await
         .expect("observer connects")
 }
@@ -257,6 +258,7 @@ async fn a_remote_command_reaches_the_player() {
         broker: Some(url.clone()),
         store_dir: None,
         link: None,
+        account: None,
     })
     .unwrap();
     // Wait for the node's subscription to be in place.

@@ -1,7 +1,8 @@
 //! Sealed envelopes: the shared vectors, and every way a sealed message must fail to open.
 
 use continuity::seal::{self, AccountKeys, Opener, SealError};
-use continuity::wire::{self, Body, Topic};
+use continuity::wire::{self, Body, Roster, RosterEntry, Topic};
+use ring::signature::Ed25519KeyPair;
 use serde_json::{Value, json};
 
 fn vectors_path() -> std::path::PathBuf {
@@ -16,11 +17,45 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A device's signing key from a fixed seed (vectors must be reproducible).
+fn signer(seed: u8) -> Ed25519KeyPair {
+    Ed25519KeyPair::from_seed_unchecked(&[seed; 32]).unwrap()
+}
+
+/// A roster of the given (device, seed) pairs.
+fn roster(devices: &[(&str, u8)]) -> Roster {
+    Roster {
+        v: 1,
+        devices: devices
+            .iter()
+            .map(|(d, seed)| RosterEntry {
+                device: (*d).into(),
+                name: (*d).into(),
+                public_key: seal::public_key(&signer(*seed)),
+                changed_unix_ns: 1,
+                revoked: false,
+            })
+            .collect(),
+    }
+}
+
+fn opener(keys: AccountKeys) -> Opener {
+    Opener::new(vec![keys], roster(&[("phone-1", 1), ("tv-1", 2)]))
+}
+
 fn state_json(device: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "v": 1, "device": device, "session": "s1",
         "stamp": {"wall_ns": 1800000000000000000u64, "counter": 0, "device": device},
         "lease": {"device": device, "epoch": 0}
+    }))
+    .unwrap()
+}
+
+fn command_json(from: &str, to: &str, id: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "v": 1, "id": id, "from": from, "to": to, "sent_unix_ns": 1800000000000000000u64,
+        "body": {"type": "handoff-request", "handoff": "h1", "source": "phone-1"}
     }))
     .unwrap()
 }
@@ -33,9 +68,12 @@ fn envelope_vectors_reproduce() {
     let topic = Topic::session_state("home", "phone-1").to_string();
     let plaintext = state_json("phone-1");
     let nonce: [u8; 12] = core::array::from_fn(|i| 0xa0 + i as u8);
-    let env = seal::seal_with_nonce(&keys, &topic, "phone-1", 7, nonce, &plaintext);
+    let mut env = seal::seal_with_nonce(&keys, &topic, "phone-1", 7, nonce, &plaintext);
+    seal::sign(&mut env, &signer(1), &topic);
     let generated = json!({
-        "description": "continuity sealed-envelope vector. Keys: HKDF-SHA256(salt = \"continuity v1\", ikm = secret) expanded with info \"continuity v1 seal\" (32 bytes, the AES-256-GCM key), \"continuity v1 key-id\" (first 8 bytes, hex, the key id) and \"continuity v1 media-key\" (the HMAC-SHA256 key for media keys: first 16 bytes of HMAC(media_id), hex). Associated data: \"continuity-v1\\0\" || topic || 0x00 || sender || 0x00 || counter as 8 bytes big-endian. ct = AES-256-GCM ciphertext || 16-byte tag, base64url without padding.",
+        "description": "continuity sealed-envelope vector. Keys: HKDF-SHA256(salt = \"continuity v1\", ikm = secret) expanded with info \"continuity v1 seal\" (32 bytes, the AES-256-GCM key), \"continuity v1 key-id\" (first 8 bytes, hex, the key id) and \"continuity v1 media-key\" (the HMAC-SHA256 key for media keys: first 16 bytes of HMAC(media_id), hex). Associated data: \"continuity-v1\\0\" || topic || 0x00 || sender || 0x00 || counter as 8 bytes big-endian. ct = AES-256-GCM ciphertext || 16-byte tag, base64url without padding. sig = Ed25519 signature by the sender's device key (seed below, public key in the roster) over associated data || nonce || ct bytes, base64url without padding.",
+        "sender_ed25519_seed_hex": hex(&[1u8; 32]),
+        "sender_public_key": seal::public_key(&signer(1)),
         "secret_hex": hex(&secret()),
         "key_id": keys.key_id,
         "topic": topic,
@@ -59,15 +97,30 @@ fn envelope_vectors_reproduce() {
         serde_json::from_str(&std::fs::read_to_string(vectors_path()).unwrap()).unwrap();
     assert_eq!(committed, generated, "the envelope vectors changed");
     // And it opens back to the plaintext message.
-    let mut opener = Opener::new(vec![keys]);
-    let msg = opener.open(&topic, &env).unwrap();
+    let msg = opener(keys).open(&topic, &env).unwrap();
     assert!(matches!(msg.body, Body::Session(s) if s.device == "phone-1"));
 }
 
 fn sealed(counter: u64) -> (AccountKeys, String, wire::SealedEnvelope) {
     let keys = AccountKeys::derive(&secret());
     let topic = Topic::session_state("home", "phone-1").to_string();
-    let env = seal::seal(&keys, &topic, "phone-1", counter, &state_json("phone-1")).unwrap();
+    let env = seal::seal(
+        &keys,
+        &signer(1),
+        &topic,
+        "phone-1",
+        counter,
+        &state_json("phone-1"),
+    )
+    .unwrap();
+    (keys, topic, env)
+}
+
+fn command(counter: u64) -> (AccountKeys, String, wire::SealedEnvelope) {
+    let keys = AccountKeys::derive(&secret());
+    let topic = Topic::inbox("home", "tv-1").to_string();
+    let plain = command_json("phone-1", "tv-1", &format!("c{counter}"));
+    let env = seal::seal(&keys, &signer(1), &topic, "phone-1", counter, &plain).unwrap();
     (keys, topic, env)
 }
 
@@ -79,61 +132,148 @@ fn a_wrong_key_a_flipped_byte_or_another_topic_does_not_open() {
     let mut forged = env.clone();
     forged.sealed.key_id = other.key_id.clone();
     assert_eq!(
-        Opener::new(vec![other]).open(&topic, &forged).unwrap_err(),
+        opener(other).open(&topic, &forged).unwrap_err(),
         SealError::Open
     );
     // A key this device does not have.
     assert!(matches!(
-        Opener::new(vec![AccountKeys::derive(&[7u8; 32])]).open(&topic, &env),
+        opener(AccountKeys::derive(&[7u8; 32])).open(&topic, &env),
         Err(SealError::UnknownKey(_))
     ));
-    // One flipped ciphertext byte.
+    // One flipped ciphertext byte: the signature no longer holds (and the tag would not).
     let mut flipped = env.clone();
     let mut ct = flipped.sealed.ct.into_bytes();
     ct[5] = if ct[5] == b'A' { b'B' } else { b'A' };
     flipped.sealed.ct = String::from_utf8(ct).unwrap();
-    assert_eq!(
-        Opener::new(vec![keys.clone()])
-            .open(&topic, &flipped)
-            .unwrap_err(),
-        SealError::Open
-    );
-    // Moved to another device's topic, or claimed by another sender.
+    assert!(matches!(
+        opener(keys.clone()).open(&topic, &flipped),
+        Err(SealError::BadSignature(_))
+    ));
+    // Moved to another device's topic: the signature covers the topic.
     let elsewhere = Topic::session_state("home", "tv-1").to_string();
-    assert_eq!(
-        Opener::new(vec![keys.clone()])
-            .open(&elsewhere, &env)
-            .unwrap_err(),
-        SealError::Open
-    );
+    assert!(matches!(
+        opener(keys.clone()).open(&elsewhere, &env),
+        Err(SealError::BadSignature(_))
+    ));
+    // Claimed by another (paired) sender: that sender did not sign it.
     let mut claimed = env.clone();
     claimed.sealed.sender = "tv-1".into();
+    assert!(matches!(
+        opener(keys).open(&topic, &claimed),
+        Err(SealError::BadSignature(_))
+    ));
+}
+
+#[test]
+fn an_insider_that_re_signs_still_cannot_move_a_message() {
+    // tv-1 holds the account key too; it seals phone-1's state again and signs as itself:
+    // it can only speak as tv-1, so the state claiming phone-1 is refused.
+    let keys = AccountKeys::derive(&secret());
+    let topic = Topic::session_state("home", "phone-1").to_string();
+    let env = seal::seal(&keys, &signer(2), &topic, "tv-1", 9, &state_json("phone-1")).unwrap();
+    assert!(matches!(
+        opener(keys).open(&topic, &env),
+        Err(SealError::Impersonation { .. })
+    ));
+}
+
+#[test]
+fn unsigned_wrongly_signed_unknown_and_revoked_senders_are_refused() {
+    let (keys, topic, env) = command(10);
+    let mut unsigned = env.clone();
+    unsigned.sealed.sig = None;
     assert_eq!(
-        Opener::new(vec![keys]).open(&topic, &claimed).unwrap_err(),
-        SealError::Open
+        opener(keys.clone()).open(&topic, &unsigned).unwrap_err(),
+        SealError::Unsigned
     );
+    // Signed by a key that is not phone-1's.
+    let mut wrong = env.clone();
+    seal::sign(&mut wrong, &signer(3), &topic);
+    assert!(matches!(
+        opener(keys.clone()).open(&topic, &wrong),
+        Err(SealError::BadSignature(_))
+    ));
+    // A device that is not in the roster.
+    let stranger = Opener::new(vec![keys.clone()], roster(&[("tv-1", 2)])).open(&topic, &env);
+    assert!(matches!(stranger, Err(SealError::UnknownSigner(_))));
+    // A revoked device.
+    let mut r = roster(&[("phone-1", 1), ("tv-1", 2)]);
+    r.devices[0].revoked = true;
+    assert!(matches!(
+        Opener::new(vec![keys], r).open(&topic, &env),
+        Err(SealError::Revoked(_))
+    ));
 }
 
 #[test]
 fn replayed_and_older_counters_are_refused() {
-    let (keys, topic, first) = sealed(5);
-    let mut opener = Opener::new(vec![keys.clone()]);
-    opener.open(&topic, &first).unwrap();
+    // Commands: each counter once.
+    let (keys, topic, first) = command(5);
+    let mut o = opener(keys.clone());
+    o.open(&topic, &first).unwrap();
     assert!(matches!(
-        opener.open(&topic, &first),
+        o.open(&topic, &first),
         Err(SealError::Replay {
             got: 5,
             seen: 5,
             ..
         })
     ));
-    let older = seal::seal(&keys, &topic, "phone-1", 4, &state_json("phone-1")).unwrap();
+    let (_, _, older) = command(4);
     assert!(matches!(
-        opener.open(&topic, &older),
+        o.open(&topic, &older),
         Err(SealError::Replay { got: 4, .. })
     ));
-    let newer = seal::seal(&keys, &topic, "phone-1", 6, &state_json("phone-1")).unwrap();
-    assert!(opener.open(&topic, &newer).is_ok());
+    let (_, _, newer) = command(6);
+    assert!(o.open(&topic, &newer).is_ok());
+
+    // Retained state: the broker delivers its copy again after a reconnect (accepted), an
+    // older one is refused.
+    let (_, state_topic, state) = sealed(20);
+    o.open(&state_topic, &state).unwrap();
+    assert!(o.open(&state_topic, &state).is_ok());
+    let (_, _, stale) = sealed(19);
+    assert!(matches!(
+        o.open(&state_topic, &stale),
+        Err(SealError::Replay { got: 19, .. })
+    ));
+    // Remembered across a restart (the node keeps commands' counters in its store).
+    let mut restarted = opener(keys);
+    restarted.remember("phone-1", &topic, 6);
+    assert!(matches!(
+        restarted.open(&topic, &newer),
+        Err(SealError::Replay { .. })
+    ));
+}
+
+#[test]
+fn plain_messages_are_refused_but_availability() {
+    let keys = AccountKeys::derive(&secret());
+    let mut o = opener(keys);
+    let topic = Topic::session_state("home", "phone-1").to_string();
+    assert_eq!(
+        o.decode(&topic, &state_json("phone-1")).unwrap_err(),
+        SealError::Plaintext
+    );
+    let avail = Topic::availability("home", "phone-1").to_string();
+    assert!(
+        o.decode(&avail, br#"{"v":1,"device":"phone-1","status":"online"}"#)
+            .is_ok()
+    );
+}
+
+#[test]
+fn counters_only_grow_across_restarts() {
+    let mut c = seal::Counter::new(0);
+    let now = 1_800_000_000_000_000_000u64;
+    let a = c.next(now);
+    let b = c.next(now);
+    assert!(b > a);
+    let floor = c.take_reservation().expect("a floor to keep");
+    assert!(floor > b);
+    // A restart with the clock set back an hour still counts above the kept floor.
+    let mut after = seal::Counter::new(floor);
+    assert!(after.next(now - 3_600_000_000_000) > b);
 }
 
 #[test]

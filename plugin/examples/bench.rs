@@ -274,6 +274,7 @@ fn resume_cost(broker: &EmbeddedBroker, rt: &tokio::runtime::Runtime) -> Vec<Row
             broker: Some(broker.url().parse().unwrap()),
             store_dir: None,
             link: None,
+            account: None,
         })
         .unwrap();
         phone.observe(Observation::MediaStarted(Media {

@@ -113,6 +113,7 @@ fn main() {
             broker: Some(broker.url().parse().unwrap()),
             store_dir: None,
             link: None,
+            account: None,
         })
         .unwrap();
         node.synced(Duration::from_secs(5)).await;

@@ -106,6 +106,7 @@ pub async fn run(
         broker: Some(broker.clone()),
         store_dir: None,
         link: Some(|l| l.connect_timeout = Duration::from_secs(3)),
+        account: None,
     })
     .map_err(|e| TransferError::Unreachable(e.to_string()))?;
     // Wait for the broker's retained state (devices, sessions), or a refusal.

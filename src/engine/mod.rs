@@ -50,6 +50,8 @@ pub struct EngineConfig {
     pub preroll_lead_ns: u64,
     /// The switch instant is at least this far ahead when it is agreed.
     pub switch_margin_ns: u64,
+    /// How resume topics are keyed (keyed by the account's media key when sealed).
+    pub media_keys: wire::MediaKeys,
 }
 
 impl EngineConfig {
@@ -69,6 +71,7 @@ impl EngineConfig {
             preroll_lead_ns: 50_000_000,
             automatic_window_ns: None,
             switch_margin_ns: 15_000_000,
+            media_keys: wire::MediaKeys::Plain,
         }
     }
 }
@@ -194,6 +197,8 @@ pub struct Directory {
     /// When a device was seen going from online to offline (its last will, or a goodbye),
     /// by this device's clock: where a playing session stopped is its anchor at that instant.
     pub went_offline: BTreeMap<String, u64>,
+    /// How this account keys its resume topics.
+    pub media_keys: wire::MediaKeys,
 }
 
 impl Stamped for DeviceInfo {
@@ -232,7 +237,7 @@ impl Directory {
 
     /// The newest resume point for a media id.
     pub fn resume_point(&self, media_id: &str) -> Option<&ResumePoint> {
-        self.resume.get(&wire::media_key(media_id))
+        self.resume.get(&self.media_keys.key(media_id))
     }
 }
 
@@ -262,6 +267,10 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
+        let directory = Directory {
+            media_keys: cfg.media_keys.clone(),
+            ..Directory::default()
+        };
         Engine {
             clock: HybridClock::new(&cfg.device.id),
             lease: Lease {
@@ -279,7 +288,7 @@ impl Engine {
             queue: Vec::new(),
             last_publish_ns: None,
             last_resume_publish_ns: None,
-            directory: Directory::default(),
+            directory,
         }
     }
 
@@ -336,9 +345,8 @@ impl Engine {
     /// Take in a resume point from the local store (they compete with the broker's by stamp).
     pub fn load_resume(&mut self, point: ResumePoint) {
         self.clock.observe(&point.stamp, 0);
-        self.directory
-            .resume
-            .offer(wire::media_key(&point.media.id), point);
+        let key = self.directory.media_keys.key(&point.media.id);
+        self.directory.resume.offer(key, point);
     }
 
     /// Where to start `media_id` at `now`: the newest of the resume points and of the live
@@ -739,7 +747,7 @@ impl Engine {
             stamp: self.clock.stamp(now_unix_ns),
             media,
         };
-        let key = wire::media_key(&point.media.id);
+        let key = self.directory.media_keys.key(&point.media.id);
         if let Some(old) = self.directory.resume.get(&key)
             && old.finished == point.finished
             && old.position_ns == point.position_ns
@@ -748,7 +756,7 @@ impl Engine {
         }
         if to_broker {
             out.push(publish(
-                &Topic::resume(&self.cfg.account, &point.media.id),
+                &Topic::resume_key(&self.cfg.account, key.clone()),
                 &point,
             ));
             self.last_resume_publish_ns = Some(now_unix_ns);

@@ -777,6 +777,7 @@ impl Continuity {
                 broker: broker.clone(),
                 store_dir,
                 link: None,
+                account: None,
             },
             mode: settings.resume,
             advertise: settings.advertise,

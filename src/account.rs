@@ -1,0 +1,194 @@
+//! An account as one device holds it: the account secret, this device's signing key and the
+//! roster of paired devices, all in the config dir.
+//!
+//! - `<dir>/accounts/<account>.key`: the secret (mode 0600), see [`crate::config`].
+//! - `<dir>/device.key`: this device's Ed25519 key (mode 0600), shared by its accounts.
+//! - `<dir>/accounts/<account>.roster.json`: the paired devices and their public keys.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ring::signature::Ed25519KeyPair;
+
+use crate::config::{self, ConfigError};
+use crate::seal::{self, AccountKeys, Counter, Guard, Opener, Signers};
+use crate::wire::{self, Roster, RosterEntry};
+
+impl Roster {
+    pub fn empty() -> Roster {
+        Roster {
+            v: wire::VERSION,
+            devices: Vec::new(),
+        }
+    }
+
+    pub fn entry(&self, device: &str) -> Option<&RosterEntry> {
+        self.devices.iter().find(|e| e.device == device)
+    }
+
+    /// Whether `device` is a paired, not revoked, device.
+    pub fn trusts(&self, device: &str) -> bool {
+        self.entry(device).is_some_and(|e| !e.revoked)
+    }
+
+    /// Take an entry in if it is a later change than the one held (a revocation wins a tie).
+    /// Returns whether anything changed.
+    pub fn offer(&mut self, entry: RosterEntry) -> bool {
+        match self.devices.iter_mut().find(|e| e.device == entry.device) {
+            Some(held) => {
+                let later = (entry.changed_unix_ns, entry.revoked, &entry.public_key)
+                    > (held.changed_unix_ns, held.revoked, &held.public_key);
+                if later {
+                    *held = entry;
+                }
+                later
+            }
+            None => {
+                self.devices.push(entry);
+                self.devices.sort_by(|a, b| a.device.cmp(&b.device));
+                true
+            }
+        }
+    }
+
+    /// Merge another roster in, entry by entry. Returns whether anything changed.
+    pub fn merge(&mut self, other: &Roster) -> bool {
+        let mut changed = false;
+        for e in &other.devices {
+            changed |= self.offer(e.clone());
+        }
+        changed
+    }
+}
+
+/// The account material of one device.
+#[derive(Clone)]
+pub struct Account {
+    pub name: String,
+    /// This device.
+    pub device: String,
+    secret: [u8; 32],
+    pub signer: Arc<Ed25519KeyPair>,
+    pub roster: Roster,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("name", &self.name)
+            .field("device", &self.device)
+            .field("key_id", &self.keys().key_id)
+            .field("roster", &self.roster.devices.len())
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn roster_path(dir: &Path, account: &str) -> PathBuf {
+    dir.join("accounts").join(format!("{account}.roster.json"))
+}
+
+impl Account {
+    /// Open (creating on first use) the account `name` for `device` in config dir `dir`.
+    /// A device that creates the account's secret is its first paired device.
+    pub fn open(
+        dir: &Path,
+        name: &str,
+        device: &str,
+        device_name: &str,
+    ) -> Result<Account, ConfigError> {
+        let secret = config::account_secret(dir, name)?;
+        let signer = Arc::new(config::device_key(dir)?);
+        let path = roster_path(dir, name);
+        let mut roster = match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice::<Roster>(&bytes).map_err(|e| ConfigError::Roster {
+                    path: path.clone(),
+                    reason: format!("not a roster ({e}); move it away to start afresh"),
+                })?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Roster::empty(),
+            Err(source) => return Err(ConfigError::Io { path, source }),
+        };
+        let public_key = seal::public_key(&signer);
+        let fresh = roster
+            .entry(device)
+            .is_none_or(|e| e.public_key != public_key);
+        let mut account = Account {
+            name: name.to_owned(),
+            device: device.to_owned(),
+            secret,
+            signer,
+            roster: Roster::empty(),
+            dir: dir.to_owned(),
+        };
+        if fresh {
+            roster.offer(account.own_entry(device_name));
+            account.roster = roster;
+            account.save_roster()?;
+        } else {
+            account.roster = roster;
+        }
+        Ok(account)
+    }
+
+    /// This device's roster entry, changed now.
+    pub fn own_entry(&self, device_name: &str) -> RosterEntry {
+        RosterEntry {
+            device: self.device.clone(),
+            name: device_name.to_owned(),
+            public_key: seal::public_key(&self.signer),
+            changed_unix_ns: crate::node::now_unix_ns(),
+            revoked: false,
+        }
+    }
+
+    pub fn secret(&self) -> &[u8; 32] {
+        &self.secret
+    }
+
+    pub fn keys(&self) -> AccountKeys {
+        AccountKeys::derive(&self.secret)
+    }
+
+    pub fn signers(&self) -> Signers {
+        Signers::from_roster(&self.roster)
+    }
+
+    /// Opens what the account's devices send (for read-only views).
+    pub fn opener(&self) -> Opener {
+        Opener::new(vec![self.keys()], self.roster.clone())
+    }
+
+    /// This device's sealed channel, with its counter starting above `counter_floor`.
+    pub fn guard(&self, counter_floor: u64) -> Guard {
+        Guard::new(
+            &self.device,
+            self.keys(),
+            self.signer.clone(),
+            self.roster.clone(),
+            Counter::new(counter_floor),
+        )
+    }
+
+    /// Merge a roster in and keep the result. Returns whether anything changed.
+    pub fn merge_roster(&mut self, other: &Roster) -> Result<bool, ConfigError> {
+        let changed = self.roster.merge(other);
+        if changed {
+            self.save_roster()?;
+        }
+        Ok(changed)
+    }
+
+    /// Take on another secret (pairing joined an account, or the key rotated) and keep it.
+    pub fn set_secret(&mut self, secret: [u8; 32]) -> Result<(), ConfigError> {
+        config::set_account_secret(&self.dir, &self.name, &secret)?;
+        self.secret = secret;
+        Ok(())
+    }
+
+    pub fn save_roster(&self) -> Result<(), ConfigError> {
+        let text = serde_json::to_string_pretty(&self.roster).expect("a roster serialises");
+        config::replace_private(&roster_path(&self.dir, &self.name), &text)
+    }
+}
