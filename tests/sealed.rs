@@ -110,14 +110,20 @@ async fn paired_devices_hand_off_and_the_broker_learns_nothing() {
     .flatten()
     .expect("the TV is asked to load the phone's media");
     assert_eq!(load.title.as_deref(), Some("Secret Film"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
+    // What the spy saw, up to the commands of the handoff (bounded).
     let mut traffic = Vec::new();
-    while let Ok(ev) = seen.try_recv() {
-        if let LinkEvent::Message { topic, payload } = ev {
-            traffic.push((topic, String::from_utf8_lossy(&payload).into_owned()));
+    let _ = tokio::time::timeout(WAIT, async {
+        while let Some(ev) = seen.recv().await {
+            if let LinkEvent::Message { topic, payload } = ev {
+                let inbox = topic.ends_with("/devices/phone/inbox");
+                traffic.push((topic, String::from_utf8_lossy(&payload).into_owned()));
+                if inbox {
+                    return;
+                }
+            }
         }
-    }
+    })
+    .await;
     assert!(
         traffic.iter().any(|(t, _)| t.contains("/inbox")),
         "commands went through the broker: {traffic:#?}"
