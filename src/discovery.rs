@@ -1,6 +1,7 @@
 //! LAN discovery with mDNS (mdns-sd): brokers advertise `_mqtt._tcp.local.` with a TXT
 //! record `continuity=1`; players advertise `_continuity._tcp.local.` with their device id,
-//! name, class and account. `broker=auto` browses for a continuity broker with a bounded
+//! name, class and account; a device open for pairing advertises `_continuity-pair._tcp.local.`
+//! with its account, exchange and broker. `broker=auto` browses for a continuity broker with a bounded
 //! wait and falls back to `mqtt://127.0.0.1:1883`, saying which it chose and why.
 //!
 //! `CONTINUITY_MDNS_INTERFACE=<name>` limits advertising and browsing to one interface (for
@@ -17,6 +18,7 @@ use crate::model::{Device, DeviceClass};
 
 pub const BROKER_SERVICE: &str = "_mqtt._tcp.local.";
 pub const PLAYER_SERVICE: &str = "_continuity._tcp.local.";
+pub const PAIR_SERVICE: &str = "_continuity-pair._tcp.local.";
 /// Where `broker=auto` goes when nothing answers.
 pub const FALLBACK_BROKER: &str = "mqtt://127.0.0.1:1883";
 /// How long `broker=auto` browses.
@@ -145,6 +147,82 @@ fn browse(
     Ok(())
 }
 
+/// The address to reach an advertiser at, as a URL host: IPv4 first, loopback last unless it
+/// is all there is.
+fn best_host(info: &mdns_sd::ResolvedService) -> Option<String> {
+    let mut addrs: Vec<IpAddr> = info
+        .get_addresses()
+        .iter()
+        .map(|a| a.to_ip_addr())
+        .collect();
+    addrs.sort_by_key(|a| (a.is_ipv6(), a.is_loopback()));
+    Some(match addrs.first()? {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    })
+}
+
+/// Advertise an open pairing exchange of `account` on the LAN, with the broker it runs
+/// through (shown without credentials), so that a new device finds both.
+pub fn advertise_pairing(
+    account: &str,
+    exchange: &str,
+    host_name: &str,
+    broker: &BrokerUrl,
+) -> Result<Advertisement, DiscoveryError> {
+    let props = HashMap::from([
+        ("account".to_owned(), account.to_owned()),
+        ("exchange".to_owned(), exchange.to_owned()),
+        ("name".to_owned(), host_name.to_owned()),
+        ("broker".to_owned(), broker.to_string()),
+    ]);
+    advertise(PAIR_SERVICE, exchange, broker.port, props)
+}
+
+/// A pairing exchange found on the LAN.
+#[derive(Debug, Clone)]
+pub struct FoundPairing {
+    /// The broker the exchange runs through, as reachable from here.
+    pub broker: BrokerUrl,
+    /// The name of the device that offers it.
+    pub name: String,
+    pub exchange: String,
+}
+
+/// Browse for an open pairing exchange of `account` for at most `wait`. A broker the
+/// advertiser reaches on its own loopback is reached here at the advertiser's address.
+pub fn find_pairing(account: &str, wait: Duration) -> Option<FoundPairing> {
+    let mut found = None;
+    let _ = browse(PAIR_SERVICE, wait, |info| {
+        let p = |k| info.txt_properties.get_property_val_str(k);
+        if p("account") != Some(account) {
+            return true;
+        }
+        let (Some(exchange), Some(name), Some(broker)) = (p("exchange"), p("name"), p("broker"))
+        else {
+            return true;
+        };
+        let Ok(mut url) = broker.parse::<BrokerUrl>() else {
+            return true;
+        };
+        let local = url
+            .host
+            .parse::<IpAddr>()
+            .is_ok_and(|a| a.is_loopback() || a.is_unspecified())
+            || url.host == "localhost";
+        if local && let Some(host) = best_host(info) {
+            url.host = host.trim_matches(['[', ']']).to_owned();
+        }
+        found = Some(FoundPairing {
+            broker: url,
+            name: name.to_owned(),
+            exchange: exchange.to_owned(),
+        });
+        false
+    });
+    found
+}
+
 /// A broker found on the LAN.
 #[derive(Debug, Clone)]
 pub struct FoundBroker {
@@ -164,19 +242,8 @@ pub fn find_broker(wait: Duration) -> Result<FoundBroker, NotFound> {
         if info.txt_properties.get_property_val_str("continuity") != Some("1") {
             return true;
         }
-        let mut addrs: Vec<IpAddr> = info
-            .get_addresses()
-            .iter()
-            .map(|a| a.to_ip_addr())
-            .collect();
-        // IPv4 first, loopback last unless it is all there is.
-        addrs.sort_by_key(|a| (a.is_ipv6(), a.is_loopback()));
-        let Some(ip) = addrs.first() else {
+        let Some(host) = best_host(info) else {
             return true;
-        };
-        let host = match ip {
-            IpAddr::V4(a) => a.to_string(),
-            IpAddr::V6(a) => format!("[{a}]"),
         };
         if let Ok(url) = format!("mqtt://{host}:{}", info.get_port()).parse() {
             best = Some(FoundBroker {

@@ -56,6 +56,11 @@ struct Cli {
     /// Where this device keeps its id and state [default: $XDG_CONFIG_HOME/continuity].
     #[arg(long, global = true, env = "CONTINUITY_CONFIG_DIR")]
     config_dir: Option<PathBuf>,
+    /// Send and accept plain JSON instead of sealed, signed messages: anyone on the broker
+    /// reads what plays and can command handoffs. For brokers and apps that cannot do the
+    /// sealed contract yet; says so with a warning.
+    #[arg(long, global = true, env = "CONTINUITY_INSECURE_PLAINTEXT")]
+    insecure_plaintext: bool,
     /// More log output (-v: info, -vv: debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -122,6 +127,26 @@ enum Command {
         /// One JSON document (see docs/CLI.md) instead of a sentence.
         #[arg(long)]
         json: bool,
+    },
+    /// Pair devices: run it on a device that has the account, and `pair --join` on the new
+    /// one (same broker, or `--broker auto` to find it on the LAN). Both show a 6-digit code:
+    /// confirm on both that they match, and the new device gets the account's keys.
+    Pair {
+        /// Join the account through a device that runs `continuity pair`.
+        #[arg(long)]
+        join: bool,
+        /// Take the codes as matching without asking (when one person sees both screens).
+        #[arg(long)]
+        yes: bool,
+        /// How long the exchange stays open, in seconds.
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: u64,
+        /// The name the other device shows for this one [default: the host name].
+        #[arg(long)]
+        device_name: Option<String>,
+        /// Do not advertise the exchange on the LAN (mDNS `_continuity-pair._tcp.local.`).
+        #[arg(long)]
+        no_advertise: bool,
     },
     /// Show what plays where, with positions extrapolated to now.
     Sessions {
@@ -201,6 +226,27 @@ impl From<ObserveError> for Failure {
     }
 }
 
+/// The warning that plain JSON mode gives, wherever it is chosen.
+pub const PLAINTEXT_WARNING: &str = "encryption is off (--insecure-plaintext): what plays, \
+     where and at which position goes over the broker as plain JSON, and anyone who can \
+     publish there can command handoffs";
+
+/// The account as this device holds it (sealed), or `None` with a warning (plain JSON).
+fn open_account(cli: &Cli) -> Result<Option<continuity::account::Account>, Failure> {
+    if cli.insecure_plaintext {
+        eprintln!("warning: {PLAINTEXT_WARNING}");
+        return Ok(None);
+    }
+    let dir = match &cli.config_dir {
+        Some(d) => d.clone(),
+        None => continuity::config::default_config_dir().map_err(Failure::new)?,
+    };
+    let device = continuity::config::device_id(&dir).map_err(Failure::new)?;
+    continuity::account::Account::open(&dir, &cli.account, &device, &continuity::config::host_name())
+        .map(Some)
+        .map_err(Failure::new)
+}
+
 async fn run(cli: Cli) -> Result<(), Failure> {
     if let Err(reason) = continuity::wire::check_id(&cli.account) {
         return Err(Failure {
@@ -208,6 +254,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             code: EXIT_UNREACHABLE,
         });
     }
+    let account = match cli.command {
+        Command::Broker { .. } | Command::Play { .. } => None,
+        _ => open_account(&cli)?,
+    };
     match cli.command {
         Command::Broker {
             listen,
@@ -228,6 +278,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 advertise: !no_advertise,
                 automatic,
                 media,
+                encryption: !cli.insecure_plaintext,
                 broker: cli.broker.clone(),
                 account: cli.account.clone(),
                 config_dir: cli.config_dir.clone(),
@@ -245,7 +296,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Transfer { to, from, json } => {
             let broker = parse_broker(&cli.broker).await?;
-            match cli::transfer::run(&broker, &cli.account, &to, from.as_deref()).await {
+            match cli::transfer::run(&broker, &cli.account, account, &to, from.as_deref()).await {
                 Ok((r, names)) => {
                     let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
                     cli::transfer::print(&r, json, name);
@@ -266,13 +317,72 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }),
             }
         }
+        Command::Pair {
+            join,
+            yes,
+            timeout,
+            device_name,
+            no_advertise,
+        } => {
+            let Some(account) = account else {
+                return Err(Failure::new(
+                    "pairing shares the account's keys: it has no meaning with \
+                     --insecure-plaintext",
+                ));
+            };
+            let broker = if join && cli.broker.eq_ignore_ascii_case("auto") {
+                // A new device: the exchange on the LAN says which broker it runs through.
+                let found = tokio::task::spawn_blocking({
+                    let name = cli.account.clone();
+                    move || {
+                        continuity::discovery::find_pairing(
+                            &name,
+                            continuity::discovery::LAN_WAIT,
+                        )
+                    }
+                })
+                .await
+                .unwrap_or_default();
+                match found {
+                    Some(f) => {
+                        println!("Found {} open for pairing on the LAN, via {}", f.name, f.broker);
+                        f.broker
+                    }
+                    None => parse_broker(&cli.broker).await?,
+                }
+            } else {
+                parse_broker(&cli.broker).await?
+            };
+            let args = cli::pair::PairArgs {
+                name: device_name.unwrap_or_else(continuity::config::host_name),
+                yes,
+                timeout: Duration::from_secs(timeout),
+                advertise: !no_advertise,
+            };
+            let done = if join {
+                cli::pair::join(&broker, None, account, args).await
+            } else {
+                cli::pair::host(&broker, None, account, args).await
+            };
+            match done {
+                Ok(summary) => {
+                    println!("{summary}");
+                    Ok(())
+                }
+                Err(cli::pair::PairFailure::Unreachable(m)) => Err(Failure {
+                    message: m,
+                    code: EXIT_UNREACHABLE,
+                }),
+                Err(cli::pair::PairFailure::Failed(m)) => Err(Failure::new(m)),
+            }
+        }
         Command::Devices { json } => {
             let broker = parse_broker(&cli.broker).await?;
             // What the LAN says, while the broker answers.
             let lan = tokio::task::spawn_blocking(|| {
                 continuity::discovery::find_players(continuity::discovery::LAN_WAIT)
             });
-            let obs = snapshot(&broker, &cli.account).await?;
+            let obs = snapshot(&broker, &cli.account, account).await?;
             let lan: Vec<_> = lan
                 .await
                 .unwrap_or_default()
@@ -285,7 +395,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Sessions { json, watch } => {
             let broker = parse_broker(&cli.broker).await?;
-            let mut obs = snapshot(&broker, &cli.account).await?;
+            let mut obs = snapshot(&broker, &cli.account, account).await?;
             if watch {
                 watch_sessions(&mut obs, &cli.account).await;
             } else {
@@ -319,8 +429,13 @@ async fn parse_broker(url: &str) -> Result<BrokerUrl, Failure> {
     }
 }
 
-async fn snapshot(broker: &BrokerUrl, account: &str) -> Result<Observer, Failure> {
-    let mut obs = Observer::connect(broker, account, CONNECT_TIMEOUT, None).await?;
+async fn snapshot(
+    broker: &BrokerUrl,
+    name: &str,
+    account: Option<continuity::account::Account>,
+) -> Result<Observer, Failure> {
+    let opener = account.as_ref().map(continuity::account::Account::opener);
+    let mut obs = Observer::connect(broker, name, CONNECT_TIMEOUT, opener).await?;
     obs.settle(Duration::from_millis(300), Duration::from_secs(3))
         .await;
     Ok(obs)

@@ -52,6 +52,8 @@ pub enum PairError {
     Malformed(String),
     #[error("no randomness available")]
     Random,
+    #[error("cannot keep the account: {0}")]
+    Keep(String),
 }
 
 /// A device taking part.
@@ -751,8 +753,36 @@ pub fn pair_local(host: &mut Account, joiner: &mut Account) -> Result<(), PairEr
         joined = joined.or(j.handle(now, m)?.1);
     }
     let joined = joined.ok_or(PairError::Open)?;
-    adopt(joiner, &joined).map_err(|e| PairError::Malformed(e.to_string()))?;
+    adopt(joiner, &joined).map_err(|e| PairError::Keep(e.to_string()))?;
     host.merge_roster(h.roster())
-        .map_err(|e| PairError::Malformed(e.to_string()))?;
+        .map_err(|e| PairError::Keep(e.to_string()))?;
     Ok(())
+}
+
+/// Pair the devices whose config dirs are given (with the names they show) into `account`,
+/// the first as the host, and give each the whole roster: how tests, benchmarks and the demo
+/// provision devices on one machine before any of them starts. Device ids are the ones kept
+/// in each dir. Returns the accounts, in the order given.
+pub fn pair_dirs(
+    account: &str,
+    devices: &[(&std::path::Path, &str)],
+) -> Result<Vec<Account>, PairError> {
+    let fail = |e: crate::config::ConfigError| PairError::Keep(e.to_string());
+    let mut accounts = Vec::with_capacity(devices.len());
+    for (dir, name) in devices {
+        let device = crate::config::device_id(dir).map_err(fail)?;
+        accounts.push(Account::open(dir, account, &device, name).map_err(fail)?);
+    }
+    let Some((host, joiners)) = accounts.split_first_mut() else {
+        return Ok(accounts);
+    };
+    for j in joiners.iter_mut() {
+        if j.secret() != host.secret() || !host.roster.trusts(&j.device) {
+            pair_local(host, j)?;
+        }
+    }
+    for j in joiners.iter_mut() {
+        j.merge_roster(&host.roster).map_err(fail)?;
+    }
+    Ok(accounts)
 }

@@ -4,7 +4,9 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::free_port;
@@ -57,9 +59,16 @@ impl Drop for BrokerProcess {
     }
 }
 
+/// The config dir of the device that runs the commands (one per test binary).
+fn cli_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
 fn cli(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
+        .env("CONTINUITY_CONFIG_DIR", cli_dir())
         .env_remove("CONTINUITY_BROKER")
         .env_remove("CONTINUITY_ACCOUNT")
         // `devices` browses the LAN: keep mDNS on loopback in tests.
@@ -97,6 +106,14 @@ fn phone(doc: &Value) -> (u64, u64, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_published_session_shows_in_sessions_json_and_moves_only_while_playing() {
     let broker = BrokerProcess::start();
+    // The phone and the device that runs the commands are paired.
+    let phone_dir = tempfile::tempdir().unwrap();
+    std::fs::write(phone_dir.path().join("device-id"), "phone-1\n").unwrap();
+    let mut accounts = continuity::pair::pair_dirs(
+        "home",
+        &[(phone_dir.path(), "Phone"), (cli_dir(), "Laptop")],
+    )
+    .unwrap();
     let mut engine = EngineConfig::new(
         "home",
         Device {
@@ -111,7 +128,7 @@ async fn a_published_session_shows_in_sessions_json_and_moves_only_while_playing
         broker: Some(broker.url.parse().unwrap()),
         store_dir: None,
         link: None,
-        account: None,
+        account: Some(accounts.swap_remove(0)),
     })
     .unwrap();
     node.observe(Observation::MediaStarted(Media {

@@ -88,18 +88,10 @@ impl Drop for PlayProcess {
     }
 }
 
-fn transfer(broker: &str, to: &str) -> (Option<i32>, Value) {
-    let out = Command::new(BIN)
-        .args([
-            "--broker",
-            broker,
-            "--account",
-            "play",
-            "transfer",
-            "--to",
-            to,
-            "--json",
-        ])
+fn transfer(setup: &Setup, to: &str) -> (Option<i32>, Value) {
+    let out = setup
+        .cli()
+        .args(["transfer", "--to", to, "--json"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -107,7 +99,11 @@ fn transfer(broker: &str, to: &str) -> (Option<i32>, Value) {
     (out.status.code(), doc)
 }
 
-/// A broker, a clip, and somewhere for the players' config dirs.
+/// The devices of these tests, paired before any starts: two players and a remote control
+/// (the device that runs `transfer`, `sessions` and `devices`).
+const DEVICES: [&str; 3] = ["Phone", "TV", "Remote"];
+
+/// A broker, a clip, and the config dirs of the paired devices.
 struct Setup {
     _broker: Mosquitto,
     url: String,
@@ -121,12 +117,24 @@ impl Setup {
         let url = broker.url().to_string();
         let dir = tempfile::tempdir().unwrap();
         let clip = make_clip(dir.path());
+        let dirs: Vec<PathBuf> = DEVICES.iter().map(|d| dir.path().join(d)).collect();
+        let named: Vec<(&Path, &str)> = dirs.iter().map(|d| d.as_path()).zip(DEVICES).collect();
+        continuity::pair::pair_dirs("play", &named).expect("the devices pair");
         Setup {
             _broker: broker,
             url,
             dir,
             clip,
         }
+    }
+
+    /// The command line tool, as the remote control.
+    fn cli(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--broker", &self.url, "--account", "play", "--config-dir"])
+            .arg(self.dir.path().join("Remote"))
+            .env("CONTINUITY_MDNS_INTERFACE", "lo");
+        cmd
     }
 
     /// An idle player (waits for a handoff), once it is online.
@@ -147,13 +155,12 @@ impl Setup {
 #[test]
 fn transfer_moves_playback_from_one_player_process_to_another() {
     let setup = Setup::new();
-    let url = setup.url.clone();
     let tv = setup.idle("TV", "tv");
     let phone = setup.playing("Phone", "phone");
     // Let the phone play a little (real time has to pass).
     std::thread::sleep(Duration::from_secs(2));
 
-    let (code, doc) = transfer(&url, "TV");
+    let (code, doc) = transfer(&setup, "TV");
     assert_eq!(code, Some(0), "{doc}");
     assert_eq!(doc["ok"], true);
     assert!(
@@ -166,10 +173,7 @@ fn transfer_moves_playback_from_one_player_process_to_another() {
     phone.wait_line("paused");
 
     // `continuity sessions --json` shows the TV playing and the phone paused, one session.
-    let out = Command::new(BIN)
-        .args(["--broker", &url, "--account", "play", "sessions", "--json"])
-        .env("CONTINUITY_MDNS_INTERFACE", "lo")
-        .output()
+    let out = setup.cli().args(["sessions", "--json"]).output()
         .unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let by_name = |n: &str| {
@@ -192,15 +196,11 @@ fn transfer_moves_playback_from_one_player_process_to_another() {
 #[test]
 fn transfer_to_a_device_that_left_fails_with_target_offline() {
     let setup = Setup::new();
-    let url = setup.url.clone();
     let _phone = setup.playing("Phone", "phone");
     let tv = setup.idle("TV", "tv");
     // The TV is known to the broker (its retained info arrived) before it vanishes.
     let known = (0..50).any(|_| {
-        let out = Command::new(BIN)
-            .args(["--broker", &url, "--account", "play", "devices", "--json"])
-            .env("CONTINUITY_MDNS_INTERFACE", "lo")
-            .output()
+        let out = setup.cli().args(["devices", "--json"]).output()
             .unwrap();
         let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         doc["devices"].as_array().is_some_and(|d| {
@@ -212,7 +212,7 @@ fn transfer_to_a_device_that_left_fails_with_target_offline() {
     drop(tv); // SIGKILL: the broker fires its last will
     let mut last = (None, Value::Null);
     for _ in 0..20 {
-        last = transfer(&url, "TV");
+        last = transfer(&setup, "TV");
         if last.1["failure"] == "target-offline" {
             break;
         }

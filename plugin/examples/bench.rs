@@ -260,7 +260,13 @@ fn first_frame(uri: &str, filter: &str) -> Duration {
 fn resume_cost(broker: &EmbeddedBroker, rt: &tokio::runtime::Runtime) -> Vec<Row> {
     let dir = tempfile::tempdir().unwrap();
     let uri = make_clip(dir.path());
-    // A phone left a resume point at 10 s on the broker.
+    // A phone left a resume point at 10 s on the broker; each player below is paired with it.
+    let phone_dir = dir.path().join("phone");
+    std::fs::create_dir_all(&phone_dir).unwrap();
+    std::fs::write(phone_dir.join("device-id"), "phone\n").unwrap();
+    let phone_account = continuity::pair::pair_dirs("bench", &[(&phone_dir, "Phone")])
+        .unwrap()
+        .swap_remove(0);
     rt.block_on(async {
         let (phone, _ev) = Node::start(NodeConfig {
             engine: EngineConfig::new(
@@ -274,7 +280,7 @@ fn resume_cost(broker: &EmbeddedBroker, rt: &tokio::runtime::Runtime) -> Vec<Row
             broker: Some(broker.url().parse().unwrap()),
             store_dir: None,
             link: None,
-            account: None,
+            account: Some(phone_account),
         })
         .unwrap();
         phone.observe(Observation::MediaStarted(Media {
@@ -290,6 +296,7 @@ fn resume_cost(broker: &EmbeddedBroker, rt: &tokio::runtime::Runtime) -> Vec<Row
     });
     let filter = |mode: &str, extra: &str| {
         let cfg = tempfile::tempdir().unwrap().keep();
+        continuity::pair::pair_dirs("bench", &[(&phone_dir, "Phone"), (&cfg, "Player")]).unwrap();
         format!(
             "continuity broker={} account=bench config-dir={} resume={mode} {extra}",
             broker.url(),

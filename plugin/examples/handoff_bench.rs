@@ -24,7 +24,6 @@ fn player(uri: &str, broker: &str, name: &str, dir: &std::path::Path) -> gst::El
     let filter = gst::ElementFactory::make("continuity")
         .property("broker", broker)
         .property("account", "bench")
-        .property("device-id", name.to_lowercase())
         .property("device-name", name)
         .property("config-dir", dir.join(name).to_str().unwrap())
         .property_from_str("resume", "off")
@@ -91,6 +90,21 @@ fn main() {
     make.set_state(gst::State::Null).unwrap();
     let uri = format!("file://{}", clip.display());
 
+    // Phone, TV and the controller that commands the handoffs: paired before any starts.
+    let mut accounts = Vec::new();
+    for name in ["Phone", "TV", "Controller"] {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("device-id"), format!("{}\n", name.to_lowercase())).unwrap();
+        accounts.push(d);
+    }
+    let named: Vec<(&std::path::Path, &str)> = accounts
+        .iter()
+        .map(|d| (d.as_path(), d.file_name().unwrap().to_str().unwrap()))
+        .collect();
+    let controller = continuity::pair::pair_dirs("bench", &named)
+        .unwrap()
+        .swap_remove(2);
     let phone = player(&uri, &broker.url(), "Phone", dir.path());
     let tv = player(&uri, &broker.url(), "TV", dir.path());
     phone.set_state(gst::State::Playing).unwrap();
@@ -102,7 +116,7 @@ fn main() {
         let mut cfg = EngineConfig::new(
             "bench",
             Device {
-                id: "bench-controller".into(),
+                id: "controller".into(),
                 name: "controller".into(),
                 class: DeviceClass::Other,
             },
@@ -113,7 +127,7 @@ fn main() {
             broker: Some(broker.url().parse().unwrap()),
             store_dir: None,
             link: None,
-            account: None,
+            account: Some(controller),
         })
         .unwrap();
         node.synced(Duration::from_secs(5)).await;

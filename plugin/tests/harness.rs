@@ -21,7 +21,7 @@ fn rig(account: &str, extra: &[(&str, &str)]) -> Rig {
     support::init();
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let rec = Recorder::start(&broker.url(), account);
+    let rec = Recorder::start(&broker.url(), account, &[dir.path()]);
     let element = gst::ElementFactory::make("continuity")
         .property("broker", broker.url().to_string())
         .property("account", account)

@@ -77,6 +77,7 @@ fn gst_inspect_lists_every_property_with_its_blurb() {
         ("heartbeat", "save the position locally"),
         ("drift-threshold", "Publish a new anchor when"),
         ("config-dir", "Where the device id and the local store live"),
+        ("encryption", "end-to-end encrypted and signed"),
         ("connected", "Whether the element is connected"),
         ("position", "Media (stream) time of the last buffer"),
     ] {
@@ -94,7 +95,7 @@ fn gst_inspect_lists_every_property_with_its_blurb() {
 fn gst_launch_ctrl_c_then_again_continues_where_it_stopped() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let rec = Recorder::start(&broker.url(), "launch");
+    let rec = Recorder::start(&broker.url(), "launch", &[dir.path()]);
     let filter = format!(
         "continuity broker={} account=launch config-dir={}",
         broker.url(),
@@ -133,23 +134,45 @@ fn gst_launch_ctrl_c_then_again_continues_where_it_stopped() {
         .expect("the final position was published")
         .position_ns;
 
-    let second = launch(&filter, &uri, true)
+    let before = rec.count();
+    let mut second = launch(&filter, &uri, true)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let before = rec.count();
-    rec.wait_sessions(before, |s| {
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(second.stdout.take().unwrap()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut seen = Vec::new();
+    let resumed = loop {
+        match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(l) if l.contains("continuity-resumed") => break l,
+            Ok(l) => seen.push(l),
+            Err(_) => panic!("no continuity-resumed message:\n{}", seen.join("\n")),
+        }
+    };
+    // What other devices see of the second run: playing from where it stopped, never from
+    // the beginning.
+    let playing = rec.wait_sessions(before, |s| {
         s.iter()
             .any(|s| s.anchor.is_some_and(|a| a.state == PlayState::Playing))
     });
+    let first_playing = playing
+        .iter()
+        .filter_map(|s| s.anchor)
+        .find(|a| a.state == PlayState::Playing)
+        .expect("the second run plays");
+    assert!(
+        first_playing.position_ns + 40_000_000 >= stopped,
+        "published playing at {} ns, stopped at {stopped} ns",
+        first_playing.position_ns
+    );
     interrupt(&second);
-    let out = finish(second);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let resumed = text
-        .lines()
-        .find(|l| l.contains("continuity-resumed"))
-        .unwrap_or_else(|| panic!("no continuity-resumed message:\n{text}"));
+    finish(second);
     let position: u64 = resumed
         .split("position=(guint64)")
         .nth(1)
@@ -183,4 +206,58 @@ fn without_a_broker_it_plays_to_the_end_with_one_warning() {
         .count();
     assert_eq!(warnings, 1, "exactly one warning:\n{all}");
     assert!(!all.contains("ERROR"), "{all}");
+}
+
+#[test]
+fn a_key_file_that_others_can_read_is_refused_naming_the_file_and_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    continuity::config::account_secret(dir.path(), "default").unwrap();
+    let key = continuity::config::account_secret_path(dir.path(), "default");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let filter = format!(
+        "continuity broker=mqtt://127.0.0.1:{port} config-dir={}",
+        dir.path().display()
+    );
+    let uri = format!("file://{}", short_clip().display());
+    let out = launch(&filter, &uri, false).output().unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains(&key.display().to_string()) && all.contains("chmod 600"),
+        "{all}"
+    );
+    // Refused, not changed behind the person's back.
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644);
+}
+
+#[test]
+fn encryption_off_plays_with_a_warning_that_says_so() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let filter = format!(
+        "continuity broker=mqtt://127.0.0.1:{port} config-dir={} encryption=off",
+        dir.path().display()
+    );
+    let uri = format!("file://{}", short_clip().display());
+    let out = launch(&filter, &uri, false).output().unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("WARNING") && l.contains("Encryption is off")),
+        "{all}"
+    );
+    // No account was created: plain mode keeps no keys.
+    assert!(!continuity::config::account_secret_path(dir.path(), "default").exists());
 }

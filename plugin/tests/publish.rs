@@ -21,7 +21,7 @@ fn anchors(rec: &Recorder, from: usize) -> Vec<continuity::model::Anchor> {
 fn a_seek_while_playing_is_one_message_and_steady_play_is_none() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let rec = Recorder::start(&broker.url(), "seek");
+    let rec = Recorder::start(&broker.url(), "seek", &[dir.path()]);
     let p = Player::new(&device_props(&broker.url(), "seek", dir.path(), "Desk"));
     p.play();
     p.play_until(SECOND);
@@ -50,7 +50,7 @@ fn a_seek_while_playing_is_one_message_and_steady_play_is_none() {
 fn pause_and_play_publish_once_each() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let rec = Recorder::start(&broker.url(), "pause");
+    let rec = Recorder::start(&broker.url(), "pause", &[dir.path()]);
     let p = Player::new(&device_props(&broker.url(), "pause", dir.path(), "Desk"));
     p.play();
     p.play_until(2 * SECOND);
@@ -79,7 +79,7 @@ fn pause_and_play_publish_once_each() {
 fn rate_two_is_published_and_extrapolates_to_the_real_position() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let rec = Recorder::start(&broker.url(), "rate");
+    let rec = Recorder::start(&broker.url(), "rate", &[dir.path()]);
     let p = Player::new(&device_props(&broker.url(), "rate", dir.path(), "Desk"));
     p.play();
     p.play_until(SECOND);

@@ -57,6 +57,7 @@ fn a_second_device_continues_where_the_first_stopped() {
     let broker = Mosquitto::start();
     let phone_dir = tempfile::tempdir().unwrap();
     let tv_dir = tempfile::tempdir().unwrap();
+    support::pair("family", &[phone_dir.path(), tv_dir.path()]);
     let phone = device_props(&broker.url(), "family", phone_dir.path(), "Phone");
     let tv = format!(
         "{} device-class=tv",
@@ -78,6 +79,27 @@ fn a_second_device_continues_where_the_first_stopped() {
         stopped
     ));
     assert_ne!(resumed.get::<String>("device").unwrap(), "");
+}
+
+#[test]
+fn a_device_that_is_not_paired_neither_sees_nor_resumes_the_session() {
+    let broker = Mosquitto::start();
+    let phone_dir = tempfile::tempdir().unwrap();
+    let stranger_dir = tempfile::tempdir().unwrap();
+    // Same broker, same account name, but never paired: its own secret and roster.
+    let phone = device_props(&broker.url(), "family", phone_dir.path(), "Phone");
+    let stranger = device_props(&broker.url(), "family", stranger_dir.path(), "Stranger");
+    play_and_stop(&phone, 3 * SECOND, 6 * SECOND);
+
+    let p = Player::new(&stranger);
+    assert!(
+        first_frame(&p) < 2 * FRAME_NS,
+        "an unpaired device starts at the beginning"
+    );
+    assert!(
+        p.element_message("continuity-resumed", Duration::from_millis(500))
+            .is_none()
+    );
 }
 
 #[test]
@@ -190,6 +212,7 @@ fn starting_the_same_media_on_another_device_takes_the_session_over() {
     let broker = Mosquitto::start();
     let phone_dir = tempfile::tempdir().unwrap();
     let tv_dir = tempfile::tempdir().unwrap();
+    support::pair("pull", &[phone_dir.path(), tv_dir.path()]);
     let phone = Player::new(&device_props(
         &broker.url(),
         "pull",

@@ -2,3 +2,4 @@
 
 pub mod play;
 pub mod transfer;
+pub mod pair;

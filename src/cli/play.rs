@@ -20,6 +20,8 @@ pub struct PlayArgs {
     pub broker: String,
     pub account: String,
     pub config_dir: Option<PathBuf>,
+    /// Sealed messages (the default); `false` is `--insecure-plaintext`.
+    pub encryption: bool,
     pub device_name: Option<String>,
     pub device_class: DeviceClass,
     pub device_id: Option<String>,
@@ -192,6 +194,7 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
         .property_from_str("resume", &args.resume)
         .property("advertise", args.advertise)
         .property("automatic", args.automatic)
+        .property_from_str("encryption", if args.encryption { "sealed" } else { "off" })
         .build()
         .map_err(|e| format!("continuity element: {e}"))?;
     if let Some(dir) = &args.config_dir {

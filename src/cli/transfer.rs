@@ -89,13 +89,18 @@ fn default_source(node: &Node, target: &str) -> Result<String, TransferError> {
 pub async fn run(
     broker: &BrokerUrl,
     account: &str,
+    keys: Option<continuity::account::Account>,
     to: &str,
     from: Option<&str>,
 ) -> Result<(HandoffResult, std::collections::BTreeMap<String, String>), TransferError> {
     let mut cfg = EngineConfig::new(
         account,
         Device {
-            id: format!("cli-{:08x}", fastrand::u32(..)),
+            // A helper of this device (it signs with the device's key), with its own inbox.
+            id: match &keys {
+                Some(k) => format!("{}.cli-{:08x}", k.device, fastrand::u32(..)),
+                None => format!("cli-{:08x}", fastrand::u32(..)),
+            },
             name: "continuity transfer".into(),
             class: DeviceClass::Other,
         },
@@ -106,7 +111,7 @@ pub async fn run(
         broker: Some(broker.clone()),
         store_dir: None,
         link: Some(|l| l.connect_timeout = Duration::from_secs(3)),
-        account: None,
+        account: keys,
     })
     .map_err(|e| TransferError::Unreachable(e.to_string()))?;
     // Wait for the broker's retained state (devices, sessions), or a refusal.

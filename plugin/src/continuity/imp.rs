@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
+use continuity::account::Account;
 use continuity::engine::{EngineConfig, Observation};
 use continuity::model::{Device, PlayState};
 use continuity::node::NodeConfig;
@@ -52,7 +53,7 @@ use super::session::{
     self, GATE_HOLD, GATE_OPEN, GATE_SEEKING, POSITION_NONE, Session, SessionConfig, Shared, ToPump,
 };
 use super::stream::{Kind, SAMPLE_EVERY_NS, Stream};
-use super::{DeviceClass, ResumeMode};
+use super::{DeviceClass, Encryption, ResumeMode};
 
 pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -92,6 +93,7 @@ struct Settings {
     config_dir: Option<String>,
     advertise: bool,
     automatic: bool,
+    encryption: Encryption,
 }
 
 impl Default for Settings {
@@ -110,6 +112,7 @@ impl Default for Settings {
             config_dir: None,
             advertise: false,
             automatic: false,
+            encryption: Encryption::Sealed,
         }
     }
 }
@@ -275,6 +278,15 @@ impl ObjectImpl for Continuity {
                     .default_value(false)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("encryption", Encryption::Sealed)
+                    .nick("Encryption")
+                    .blurb(
+                        "sealed: state and commands are end-to-end encrypted and signed with \
+                         the account's keys (in config-dir), only paired devices are heard; \
+                         off: plain JSON that anyone on the broker can read and forge",
+                    )
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("automatic")
                     .nick("Automatic")
                     .blurb(
@@ -363,6 +375,7 @@ impl ObjectImpl for Continuity {
             "config-dir" => s.config_dir = text(value),
             "advertise" => s.advertise = value.get().expect("type checked upstream"),
             "automatic" => s.automatic = value.get().expect("type checked upstream"),
+            "encryption" => s.encryption = value.get().expect("type checked upstream"),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -387,6 +400,7 @@ impl ObjectImpl for Continuity {
                     "config-dir" => s.config_dir.to_value(),
                     "advertise" => s.advertise.to_value(),
                     "automatic" => s.automatic.to_value(),
+                    "encryption" => s.encryption.to_value(),
                     other => unreachable!("unknown property {other}"),
                 }
             }
@@ -755,14 +769,39 @@ impl Continuity {
                 None
             }
         };
+        let device_name = settings
+            .device_name
+            .clone()
+            .unwrap_or_else(continuity::config::host_name);
+        let account = match (settings.encryption, &config_dir) {
+            (Encryption::Off, _) => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Settings,
+                    ("Encryption is off: what plays, where and at which position goes over the \
+                      broker as plain JSON, and anyone who can publish there can command \
+                      handoffs")
+                );
+                None
+            }
+            (Encryption::Sealed, None) => {
+                return Err(gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("No config dir for the account's keys: HOME is not set"),
+                    ["Set config-dir (or encryption=off)"]
+                ));
+            }
+            (Encryption::Sealed, Some(dir)) => Some(
+                Account::open(dir, &settings.account, &device_id, &device_name).map_err(|e| {
+                    gst::error_msg!(gst::ResourceError::OpenRead, ("{e}"))
+                })?,
+            ),
+        };
         let mut engine = EngineConfig::new(
             &settings.account,
             Device {
                 id: device_id.clone(),
-                name: settings
-                    .device_name
-                    .clone()
-                    .unwrap_or_else(continuity::config::host_name),
+                name: device_name,
                 class: settings.device_class.into(),
             },
         );
@@ -777,7 +816,7 @@ impl Continuity {
                 broker: broker.clone(),
                 store_dir,
                 link: None,
-                account: None,
+                account: account.clone(),
             },
             mode: settings.resume,
             advertise: settings.advertise,
@@ -923,8 +962,10 @@ impl Continuity {
 
     fn playback(&self, position: Option<u64>, state: PlayState) {
         let st = lock(&self.stream);
-        // After the end of stream, pausing or stopping does not move the position.
-        if !st.announced || st.ended {
+        // After the end of stream, pausing or stopping does not move the position. While
+        // the gate is closed the pipeline's position is not where playback will be (the
+        // resume decision or seek is pending): the first buffer through the gate reports.
+        if !st.announced || st.ended || self.shared.gate.load(Ordering::SeqCst) != GATE_OPEN {
             return;
         }
         if let Some(position_ns) = position {

@@ -18,6 +18,20 @@ glib::wrapper! {
         @extends gst_base::BaseTransform, gst::Element, gst::Object;
 }
 
+/// Whether what the element sends is sealed.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstContinuityEncryption")]
+pub enum Encryption {
+    /// Sealed and signed with the account's keys; only paired devices are heard.
+    #[default]
+    #[enum_value(name = "Sealed: end-to-end encrypted and signed", nick = "sealed")]
+    Sealed,
+    /// Plain JSON: anyone on the broker reads what plays and can command handoffs.
+    #[enum_value(name = "Off: plain JSON, readable by anyone on the broker", nick = "off")]
+    Off,
+}
+
 /// What the element does when it finds a resume point for the media that starts.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
 #[repr(u32)]

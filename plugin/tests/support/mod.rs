@@ -253,10 +253,20 @@ pub fn device_props(broker: &BrokerUrl, account: &str, dir: &Path, name: &str) -
     )
 }
 
-/// A received message: topic, payload, arrival.
-pub type Received = (String, Vec<u8>, Instant);
+/// Pair the devices whose config dirs are given into `account` (all before any starts), as
+/// `continuity pair` would: each trusts the others. Returns the first device's account.
+pub fn pair(account: &str, dirs: &[&Path]) -> continuity::account::Account {
+    let named: Vec<(&Path, &str)> = dirs.iter().map(|d| (*d, "test device")).collect();
+    continuity::pair::pair_dirs(account, &named)
+        .expect("devices pair")
+        .swap_remove(0)
+}
 
-/// Everything published under an account, as it arrives.
+/// A received message: topic, payload, arrival, and the session state it carries (opened).
+pub type Received = (String, Vec<u8>, Instant, Option<SessionState>);
+
+/// Everything published under an account, as it arrives, opened with the account's keys
+/// (read from the config dirs of the devices it listens to, which this pairs).
 pub struct Recorder {
     pub rt: tokio::runtime::Runtime,
     link: Option<Link>,
@@ -265,7 +275,8 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn start(broker: &BrokerUrl, account: &str) -> Recorder {
+    pub fn start(broker: &BrokerUrl, account: &str, dirs: &[&Path]) -> Recorder {
+        let mut opener = pair(account, dirs).opener();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -284,10 +295,14 @@ impl Recorder {
                         let _ = ready_tx.send(());
                     }
                     LinkEvent::Message { topic, payload } => {
+                        let session = match opener.decode(&topic, &payload).map(|m| m.body) {
+                            Ok(Body::Session(s)) => Some(*s),
+                            _ => None,
+                        };
                         msgs.0
                             .lock()
                             .unwrap()
-                            .push((topic, payload, Instant::now()));
+                            .push((topic, payload, Instant::now(), session));
                         msgs.1.notify_all();
                     }
                     LinkEvent::Down { .. } => {}
@@ -352,7 +367,7 @@ impl Recorder {
     pub fn bytes_since(&self, from: usize) -> usize {
         self.messages.0.lock().unwrap()[from..]
             .iter()
-            .map(|(t, p, _)| t.len() + p.len())
+            .map(|(t, p, _, _)| t.len() + p.len())
             .sum()
     }
 }
@@ -366,10 +381,5 @@ impl Drop for Recorder {
 }
 
 fn sessions(msgs: &[Received]) -> Vec<SessionState> {
-    msgs.iter()
-        .filter_map(|(t, p, _)| match wire::decode(t, p).ok()?.body {
-            Body::Session(s) => Some(*s),
-            _ => None,
-        })
-        .collect()
+    msgs.iter().filter_map(|m| m.3.clone()).collect()
 }

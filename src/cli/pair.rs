@@ -1,0 +1,316 @@
+//! `continuity pair` (a device that has the account opens an exchange) and `continuity pair
+//! --join` (a new device joins it), carried over the broker: the sans-IO exchange of
+//! [`continuity::pair`] with topics, prompts, a deadline and an mDNS advertisement.
+
+use std::io::Write;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use continuity::account::Account;
+use continuity::link::{BrokerUrl, Link, LinkConfig, LinkEvent, client_id};
+use continuity::node::now_unix_ns;
+use continuity::pair::{self, Host, Joiner, PairError, PairMsg, Party};
+use continuity::seal;
+use continuity::wire::{self, Topic};
+
+/// How a pairing run ends badly.
+#[derive(Debug)]
+pub enum PairFailure {
+    /// The broker cannot be reached (exit 2).
+    Unreachable(String),
+    /// The exchange failed, was declined or expired (exit 1).
+    Failed(String),
+}
+
+impl From<PairError> for PairFailure {
+    fn from(e: PairError) -> Self {
+        PairFailure::Failed(e.to_string())
+    }
+}
+
+pub struct PairArgs {
+    /// The name this device shows to the other one.
+    pub name: String,
+    /// Take the codes as matching without asking (for scripts that show both screens).
+    pub yes: bool,
+    /// How long the exchange stays open.
+    pub timeout: Duration,
+    /// Advertise (host) the exchange on the LAN with mDNS.
+    pub advertise: bool,
+}
+
+/// A link to the broker with `subscriptions`, once it is connected.
+async fn connect(
+    broker: &BrokerUrl,
+    subscriptions: Vec<String>,
+    ca_file: Option<std::path::PathBuf>,
+) -> Result<(Link, mpsc::Receiver<LinkEvent>), PairFailure> {
+    let mut cfg = LinkConfig::new(broker.clone(), client_id("pair"));
+    cfg.subscriptions = subscriptions;
+    cfg.ca_file = ca_file;
+    let unreachable =
+        |why: String| PairFailure::Unreachable(format!("cannot reach the broker {broker}: {why}"));
+    let (link, mut events) = Link::spawn(cfg).map_err(|e| unreachable(e.to_string()))?;
+    match tokio::time::timeout(crate::CONNECT_TIMEOUT, events.recv()).await {
+        Ok(Some(LinkEvent::Connected)) => Ok((link, events)),
+        Ok(Some(LinkEvent::Down { reason })) => Err(unreachable(reason)),
+        Ok(_) => Err(unreachable("the connection closed".into())),
+        Err(_) => Err(unreachable("no answer".into())),
+    }
+}
+
+/// `123456` as people read it: `123 456`.
+fn spaced(code: &str) -> String {
+    if code.len() == 6 {
+        format!("{} {}", &code[..3], &code[3..])
+    } else {
+        code.to_owned()
+    }
+}
+
+/// Ask whether the codes match, on a thread (stdin blocks). `None`: no answer (end of input).
+fn ask(other: &str) -> tokio::task::JoinHandle<Option<bool>> {
+    print!("Does {other} show the same code? [y/N] ");
+    let _ = std::io::stdout().flush();
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        match std::io::stdin().read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(matches!(line.trim(), "y" | "Y" | "yes" | "Yes" | "YES")),
+        }
+    })
+}
+
+fn send(link: &Link, account: &str, msgs: Vec<PairMsg>) {
+    for m in msgs {
+        let topic = pair::topic(account, m.exchange(), m.leaf());
+        link.publish(&topic, pair::encode(&m), false, true);
+    }
+}
+
+/// Publish the account's roster, sealed and signed by this device, so that the devices
+/// online now learn of the change (the others take it from the broker when they connect).
+fn publish_roster(link: &Link, account: &Account) {
+    let topic = Topic::roster(&account.name).to_string();
+    let mut guard = account.guard(0);
+    let sealed = guard.seal(&topic, &wire::encode(&account.roster), now_unix_ns());
+    link.publish(&topic, sealed, true, true);
+}
+
+/// Wait for the person's answer, if a question is out.
+async fn answer(pending: &mut Option<tokio::task::JoinHandle<Option<bool>>>) -> Option<bool> {
+    match pending {
+        Some(h) => {
+            let a = h.await.ok().flatten();
+            *pending = None;
+            a
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The host: open an exchange, wait for a joiner, compare codes, hand over the account.
+pub async fn host(
+    broker: &BrokerUrl,
+    ca_file: Option<std::path::PathBuf>,
+    mut account: Account,
+    args: PairArgs,
+) -> Result<String, PairFailure> {
+    let ttl_ns = args.timeout.as_nanos() as u64;
+    let (mut h, hello) = Host::start(&account, &args.name, now_unix_ns(), ttl_ns)?;
+    let ex = h.exchange().to_owned();
+    let name = account.name.clone();
+    let hello_topic = pair::topic(&name, &ex, "hello");
+    let (link, mut events) =
+        connect(broker, vec![pair::topic(&name, &ex, "joiner")], ca_file).await?;
+    link.publish(&hello_topic, pair::encode(&hello), true, true);
+    let _advert = args
+        .advertise
+        .then(|| continuity::discovery::advertise_pairing(&name, &ex, &args.name, broker))
+        .and_then(|r| {
+            r.map_err(|e| tracing::info!("not advertised on the LAN: {e}"))
+                .ok()
+        });
+    println!(
+        "Pairing is open for {} s. On the new device, run:\n  continuity --account {name} pair --join",
+        args.timeout.as_secs()
+    );
+    let deadline = Instant::now() + args.timeout;
+    let mut asked = false;
+    let mut pending = None;
+    let result = loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(LinkEvent::Message { payload, .. }) => {
+                    let Ok(msg) = pair::decode(&payload) else { continue };
+                    match h.handle(now_unix_ns(), &msg) {
+                        Ok(out) => send(&link, &name, out),
+                        Err(e) => break Err(e.into()),
+                    }
+                }
+                Some(LinkEvent::Down { reason }) => {
+                    eprintln!("warning: the broker connection dropped ({reason}); retrying");
+                }
+                Some(LinkEvent::Connected) => {}
+                None => break Err(PairFailure::Failed("the broker connection closed".into())),
+            },
+            a = answer(&mut pending) => {
+                let yes = a == Some(true);
+                match h.confirm(now_unix_ns(), yes) {
+                    Ok(out) => send(&link, &name, out),
+                    Err(e) => break Err(e.into()),
+                }
+                if !yes {
+                    let why = if a.is_none() { ": no answer (--yes confirms without asking)" } else { "" };
+                    break Err(PairError::Declined(format!(" here{why}")).into());
+                }
+                if h.joined().is_none() {
+                    println!("Waiting for the other device to confirm...");
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                break Err(PairError::Expired.into());
+            }
+        }
+        if let (false, Some(code), Some(joiner)) = (asked, h.code(), h.joiner()) {
+            asked = true;
+            let joiner = joiner.name.clone();
+            println!("Verification code: {}", spaced(code));
+            if args.yes {
+                match h.confirm(now_unix_ns(), true) {
+                    Ok(out) => send(&link, &name, out),
+                    Err(e) => break Err(e.into()),
+                }
+            } else {
+                pending = Some(ask(&joiner));
+            }
+        }
+        if let Some(entry) = h.joined() {
+            account
+                .merge_roster(h.roster())
+                .map_err(|e| PairFailure::Failed(e.to_string()))?;
+            publish_roster(&link, &account);
+            break Ok(format!(
+                "Paired {} ({}): {} devices in account {name}",
+                entry.name,
+                entry.device,
+                account.roster.devices.iter().filter(|e| !e.revoked).count()
+            ));
+        }
+    };
+    // The exchange is over either way: take the retained hello off the broker.
+    link.publish(&hello_topic, Vec::new(), true, true);
+    link.shutdown(Duration::from_secs(2)).await;
+    result
+}
+
+/// The joiner: find an open exchange of the account, compare codes, take the account in.
+pub async fn join(
+    broker: &BrokerUrl,
+    ca_file: Option<std::path::PathBuf>,
+    mut account: Account,
+    args: PairArgs,
+) -> Result<String, PairFailure> {
+    let name = account.name.clone();
+    let me = Party {
+        device: account.device.clone(),
+        name: args.name.clone(),
+    };
+    let mut j = Joiner::new(&name, me, seal::public_key(&account.signer))?;
+    let (link, mut events) = connect(
+        broker,
+        vec![
+            pair::hello_filter(&name),
+            format!("{}/{name}/pairing/+/host", wire::PREFIX),
+        ],
+        ca_file,
+    )
+    .await?;
+    println!("Looking for a device of account {name} that is open for pairing...");
+    let deadline = Instant::now() + args.timeout;
+    let mut asked = false;
+    let mut pending = None;
+    let mut stale = 0;
+    let result = loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(LinkEvent::Message { payload, .. }) => {
+                    if payload.is_empty() {
+                        continue; // a hello taken back
+                    }
+                    let Ok(msg) = pair::decode(&payload) else { continue };
+                    if let PairMsg::Hello { expires_unix_ns, .. } = &msg
+                        && *expires_unix_ns < now_unix_ns()
+                    {
+                        stale += 1; // left behind by a host that did not clean up
+                        continue;
+                    }
+                    match j.handle(now_unix_ns(), &msg) {
+                        Ok((out, None)) => send(&link, &name, out),
+                        Ok((_, Some(joined))) => {
+                            pair::adopt(&mut account, &joined)
+                                .map_err(|e| PairFailure::Failed(e.to_string()))?;
+                            publish_roster(&link, &account);
+                            break Ok(format!(
+                                "Joined account {name} through {}: {} devices",
+                                joined.host.name,
+                                account.roster.devices.iter().filter(|e| !e.revoked).count()
+                            ));
+                        }
+                        Err(e) => break Err(e.into()),
+                    }
+                    if matches!(msg, PairMsg::Hello { .. })
+                        && let Some(host) = j.host()
+                    {
+                        println!("Found {} ({}); exchanging keys...", host.name, host.device);
+                    }
+                }
+                Some(LinkEvent::Down { reason }) => {
+                    eprintln!("warning: the broker connection dropped ({reason}); retrying");
+                }
+                Some(LinkEvent::Connected) => {}
+                None => break Err(PairFailure::Failed("the broker connection closed".into())),
+            },
+            a = answer(&mut pending) => {
+                let yes = a == Some(true);
+                match j.confirm(yes) {
+                    Ok(out) => send(&link, &name, out),
+                    Err(e) => break Err(e.into()),
+                }
+                if !yes {
+                    let why = if a.is_none() { ": no answer (--yes confirms without asking)" } else { "" };
+                    break Err(PairError::Declined(format!(" here{why}")).into());
+                }
+                println!("Waiting for the other device to confirm...");
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                break Err(PairFailure::Failed(match j.host() {
+                    Some(h) => format!("{} did not finish pairing within {} s", h.name, args.timeout.as_secs()),
+                    None => format!(
+                        "no device of account {name} is open for pairing on {broker} \
+                         (waited {} s{}): run `continuity pair` on a device that has the account",
+                        args.timeout.as_secs(),
+                        if stale > 0 { ", saw only expired offers" } else { "" }
+                    ),
+                }));
+            }
+        }
+        if let (false, Some(code), Some(host)) = (asked, j.code(), j.host()) {
+            asked = true;
+            let host = host.name.clone();
+            println!("Verification code: {}", spaced(code));
+            if args.yes {
+                match j.confirm(true) {
+                    Ok(out) => send(&link, &name, out),
+                    Err(e) => break Err(e.into()),
+                }
+            } else {
+                pending = Some(ask(&host));
+            }
+        }
+    };
+    link.shutdown(Duration::from_secs(2)).await;
+    result
+}
