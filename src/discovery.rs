@@ -179,6 +179,14 @@ pub fn advertise_pairing(
     advertise(PAIR_SERVICE, exchange, broker.port, props)
 }
 
+/// Whether `ip` is an address of one of this machine's interfaces.
+fn is_this_machine(ip: IpAddr) -> bool {
+    ip.is_loopback()
+        || if_addrs::get_if_addrs()
+            .map(|all| all.iter().any(|i| i.ip() == ip))
+            .unwrap_or(false)
+}
+
 /// A pairing exchange found on the LAN.
 #[derive(Debug, Clone)]
 pub struct FoundPairing {
@@ -210,7 +218,15 @@ pub fn find_pairing(account: &str, wait: Duration) -> Option<FoundPairing> {
             .parse::<IpAddr>()
             .is_ok_and(|a| a.is_loopback() || a.is_unspecified())
             || url.host == "localhost";
-        if local && let Some(host) = best_host(info) {
+        // On this machine, its own loopback reaches it; elsewhere, its address does.
+        let here = info
+            .get_addresses()
+            .iter()
+            .any(|a| is_this_machine(a.to_ip_addr()));
+        if local
+            && !here
+            && let Some(host) = best_host(info)
+        {
             url.host = host.trim_matches(['[', ']']).to_owned();
         }
         found = Some(FoundPairing {

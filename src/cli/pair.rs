@@ -2,7 +2,7 @@
 //! --join` (a new device joins it), carried over the broker: the sans-IO exchange of
 //! [`continuity::pair`] with topics, prompts, a deadline and an mDNS advertisement.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -72,8 +72,13 @@ fn spaced(code: &str) -> String {
 
 /// Ask whether the codes match, on a thread (stdin blocks). `None`: no answer (end of input).
 fn ask(other: &str) -> tokio::task::JoinHandle<Option<bool>> {
-    print!("Does {other} show the same code? [y/N] ");
-    let _ = std::io::stdout().flush();
+    let question = format!("Does {other} show the same code? [y/N] ");
+    if std::io::stdout().is_terminal() {
+        print!("{question}");
+        let _ = std::io::stdout().flush();
+    } else {
+        println!("{}", question.trim_end());
+    }
     tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         match std::io::stdin().read_line(&mut line) {
@@ -233,6 +238,7 @@ pub async fn join(
     let mut asked = false;
     let mut pending = None;
     let mut stale = 0;
+    let mut found = false;
     let result = loop {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -261,9 +267,8 @@ pub async fn join(
                         }
                         Err(e) => break Err(e.into()),
                     }
-                    if matches!(msg, PairMsg::Hello { .. })
-                        && let Some(host) = j.host()
-                    {
+                    if let (false, Some(host)) = (found, j.host()) {
+                        found = true;
                         println!("Found {} ({}); exchanging keys...", host.name, host.device);
                     }
                 }
