@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -27,7 +27,13 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-/// Where the broker is: `mqtt://[user[:password]@]host[:port]` or `mqtts://...`.
+/// Where the broker is and how to prove who we are to it:
+/// `mqtt://[user[:password]@]host[:port]` or `mqtts://...`, with optional query parameters
+/// naming files (read when connecting):
+///
+/// - `ca-file`: CA certificates (PEM) trusted for `mqtts://`, beside the system roots;
+/// - `cert-file` and `key-file`: a client certificate (PEM) and its private key;
+/// - `password-file`: the password (first line), so that it is in no command line.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BrokerUrl {
     pub tls: bool,
@@ -35,7 +41,14 @@ pub struct BrokerUrl {
     pub port: u16,
     pub username: Option<String>,
     pub password: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub password_file: Option<PathBuf>,
 }
+
+/// The query parameters a broker URL may carry.
+pub const URL_FILE_PARAMS: [&str; 4] = ["ca-file", "cert-file", "key-file", "password-file"];
 
 impl fmt::Debug for BrokerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -82,6 +95,36 @@ impl FromStr for BrokerUrl {
         if u.path() != "" && u.path() != "/" {
             return Err(bad("must not have a path"));
         }
+        let (mut ca_file, mut cert, mut key, mut password_file) = (None, None, None, None);
+        for (k, v) in u.query_pairs() {
+            let slot = match k.as_ref() {
+                "ca-file" => &mut ca_file,
+                "cert-file" => &mut cert,
+                "key-file" => &mut key,
+                "password-file" => &mut password_file,
+                other => {
+                    return Err(bad(&format!(
+                        "unknown parameter '{other}' (known: {})",
+                        URL_FILE_PARAMS.join(", ")
+                    )));
+                }
+            };
+            if v.is_empty() {
+                return Err(bad(&format!("{k} names no file")));
+            }
+            *slot = Some(PathBuf::from(v.as_ref()));
+        }
+        let client_cert = match (cert, key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(bad("cert-file and key-file go together")),
+        };
+        if !tls && (ca_file.is_some() || client_cert.is_some()) {
+            return Err(bad("certificates need TLS: use mqtts://"));
+        }
+        if u.password().is_some() && password_file.is_some() {
+            return Err(bad("a password and a password-file: give one"));
+        }
         let decode = |v: &str| {
             url::form_urlencoded::parse(format!("x={v}").as_bytes())
                 .next()
@@ -94,6 +137,9 @@ impl FromStr for BrokerUrl {
             port: u.port().unwrap_or(if tls { 8883 } else { 1883 }),
             username: (!u.username().is_empty()).then(|| decode(u.username())),
             password: u.password().map(decode),
+            ca_file,
+            client_cert,
+            password_file,
         })
     }
 }
@@ -104,6 +150,8 @@ pub enum LinkError {
     Url { url: String, reason: String },
     #[error("TLS set-up: {0}")]
     Tls(String),
+    #[error("password file {path}: {reason}")]
+    PasswordFile { path: PathBuf, reason: String },
     #[error("the link has shut down")]
     Closed,
 }
@@ -125,8 +173,6 @@ pub struct LinkConfig {
     pub backoff_max: Duration,
     /// Transient messages kept while offline; older ones are dropped first.
     pub max_transient: usize,
-    /// Extra CA certificates (PEM) for `mqtts://`, beside the system roots.
-    pub ca_file: Option<PathBuf>,
 }
 
 impl LinkConfig {
@@ -141,7 +187,6 @@ impl LinkConfig {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(2),
             max_transient: 64,
-            ca_file: None,
         }
     }
 }
@@ -225,8 +270,12 @@ impl Link {
         // Accept large packets so that one oversized message is rejected by the decoder
         // rather than tearing the connection down (and again after every reconnect).
         opts.set_max_packet_size(1 << 20, crate::wire::MAX_PAYLOAD + 4096);
-        if let (Some(u), p) = (&cfg.broker.username, &cfg.broker.password) {
-            opts.set_credentials(u, p.clone().unwrap_or_default());
+        let password = match &cfg.broker.password_file {
+            Some(path) => Some(read_password(path)?),
+            None => cfg.broker.password.clone(),
+        };
+        if let (Some(u), p) = (&cfg.broker.username, password) {
+            opts.set_credentials(u, p.unwrap_or_default());
         }
         if let Some((topic, payload)) = &cfg.will {
             opts.set_last_will(LastWill::new(
@@ -481,7 +530,40 @@ async fn run(
 pub fn describe(e: &ConnectionError, broker: &BrokerUrl) -> String {
     use std::io::ErrorKind;
     let addr = format!("{}:{}", broker.host, broker.port);
+    let text = e.to_string();
+    if text.contains("CertificateRequired") {
+        return format!(
+            "the broker at {addr} wants a client certificate: give one with --client-cert and \
+             --client-key (cert-file= and key-file= in the URL)"
+        );
+    }
     match e {
+        ConnectionError::Tls(t) => {
+            let t = t.to_string();
+            if t.contains("UnknownIssuer") {
+                format!(
+                    "the broker's certificate at {addr} is not signed by a CA this device \
+                     trusts: give its CA with --ca-file (ca-file= in the URL)"
+                )
+            } else if t.contains("NotValidForName") {
+                format!(
+                    "the broker's certificate at {addr} is not valid for the name '{}'",
+                    broker.host
+                )
+            } else if t.contains("Expired") {
+                format!("the broker's certificate at {addr} has expired")
+            } else {
+                format!("TLS with {addr} failed: {t}")
+            }
+        }
+        ConnectionError::ConnectionRefused(rumqttc::ConnectReturnCode::BadUserNamePassword) => {
+            format!("the broker at {addr} refused the user name or password")
+        }
+        ConnectionError::ConnectionRefused(rumqttc::ConnectReturnCode::NotAuthorized) => {
+            format!(
+                "the broker at {addr} refused: not authorised (does it want a user name and password?)"
+            )
+        }
         ConnectionError::Io(io) => match io.kind() {
             ErrorKind::ConnectionRefused => {
                 format!("connection refused at {addr} (is a broker running there?)")
@@ -504,16 +586,35 @@ pub fn describe(e: &ConnectionError, broker: &BrokerUrl) -> String {
     }
 }
 
+/// The first line of a password file; refused when others can read it.
+fn read_password(path: &Path) -> Result<String, LinkError> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |reason: String| LinkError::PasswordFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(fail(format!(
+            "others can read it (mode {mode:o}); fix it with: chmod 600 {}",
+            path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
 fn tls_config(cfg: &LinkConfig) -> Result<TlsConfiguration, LinkError> {
-    use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
         let _ = roots.add(cert);
     }
-    if let Some(path) = &cfg.ca_file {
+    if let Some(path) = &cfg.broker.ca_file {
         let certs = CertificateDer::pem_file_iter(path)
             .map_err(|e| LinkError::Tls(format!("CA file {}: {e}", path.display())))?;
         for cert in certs {
@@ -528,8 +629,26 @@ fn tls_config(cfg: &LinkConfig) -> Result<TlsConfiguration, LinkError> {
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| LinkError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match &cfg.broker.client_cert {
+        None => config.with_no_client_auth(),
+        Some((cert, key)) => {
+            let file = |path: &Path, e: &dyn fmt::Display| {
+                LinkError::Tls(format!("client certificate {}: {e}", path.display()))
+            };
+            let chain = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| file(cert, &e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| file(cert, &e))?;
+            if chain.is_empty() {
+                return Err(file(cert, &"no certificate in it"));
+            }
+            let private = PrivateKeyDer::from_pem_file(key).map_err(|e| file(key, &e))?;
+            config
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| file(cert, &e))?
+        }
+    };
     Ok(TlsConfiguration::Rustls(Arc::new(config)))
 }
 

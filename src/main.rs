@@ -61,6 +61,29 @@ struct Cli {
     /// sealed contract yet; says so with a warning.
     #[arg(long, global = true, env = "CONTINUITY_INSECURE_PLAINTEXT")]
     insecure_plaintext: bool,
+    /// CA certificates (PEM) to trust for an mqtts:// broker, beside the system roots.
+    #[arg(long, global = true, env = "CONTINUITY_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) for brokers that ask for one (with --client-key).
+    #[arg(
+        long,
+        global = true,
+        env = "CONTINUITY_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "CONTINUITY_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
+    /// A file whose first line is the broker password (for the user in --broker), so that
+    /// the password is in no command line; it must be private (chmod 600).
+    #[arg(long, global = true, env = "CONTINUITY_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
     /// More log output (-v: info, -vv: debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -242,12 +265,49 @@ fn open_account(cli: &Cli) -> Result<Option<continuity::account::Account>, Failu
         None => continuity::config::default_config_dir().map_err(Failure::new)?,
     };
     let device = continuity::config::device_id(&dir).map_err(Failure::new)?;
-    continuity::account::Account::open(&dir, &cli.account, &device, &continuity::config::host_name())
-        .map(Some)
-        .map_err(Failure::new)
+    continuity::account::Account::open(
+        &dir,
+        &cli.account,
+        &device,
+        &continuity::config::host_name(),
+    )
+    .map(Some)
+    .map_err(Failure::new)
 }
 
-async fn run(cli: Cli) -> Result<(), Failure> {
+/// The broker as one text (the element takes it so): the file options become URL parameters.
+fn broker_text(cli: &Cli) -> Result<String, Failure> {
+    let files = [
+        ("ca-file", &cli.ca_file),
+        ("cert-file", &cli.client_cert),
+        ("key-file", &cli.client_key),
+        ("password-file", &cli.password_file),
+    ];
+    if files.iter().all(|(_, f)| f.is_none()) {
+        return Ok(cli.broker.clone());
+    }
+    if cli.broker.eq_ignore_ascii_case("auto") {
+        return Err(Failure {
+            message: "--ca-file, --client-cert, --client-key and --password-file need the \
+                      broker's URL in --broker (auto finds only plain brokers)"
+                .into(),
+            code: EXIT_UNREACHABLE,
+        });
+    }
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (k, f) in files {
+        if let Some(f) = f {
+            // Relative paths would change meaning in a player that changes directory.
+            let path = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+            query.append_pair(k, &path.to_string_lossy());
+        }
+    }
+    let sep = if cli.broker.contains('?') { '&' } else { '?' };
+    Ok(format!("{}{sep}{}", cli.broker, query.finish()))
+}
+
+async fn run(mut cli: Cli) -> Result<(), Failure> {
+    cli.broker = broker_text(&cli)?;
     if let Err(reason) = continuity::wire::check_id(&cli.account) {
         return Err(Failure {
             message: format!("--account '{}' {reason}", cli.account),
@@ -335,17 +395,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 let found = tokio::task::spawn_blocking({
                     let name = cli.account.clone();
                     move || {
-                        continuity::discovery::find_pairing(
-                            &name,
-                            continuity::discovery::LAN_WAIT,
-                        )
+                        continuity::discovery::find_pairing(&name, continuity::discovery::LAN_WAIT)
                     }
                 })
                 .await
                 .unwrap_or_default();
                 match found {
                     Some(f) => {
-                        println!("Found {} open for pairing on the LAN, via {}", f.name, f.broker);
+                        println!(
+                            "Found {} open for pairing on the LAN, via {}",
+                            f.name, f.broker
+                        );
                         f.broker
                     }
                     None => parse_broker(&cli.broker).await?,
@@ -360,9 +420,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 advertise: !no_advertise,
             };
             let done = if join {
-                cli::pair::join(&broker, None, account, args).await
+                cli::pair::join(&broker, account, args).await
             } else {
-                cli::pair::host(&broker, None, account, args).await
+                cli::pair::host(&broker, account, args).await
             };
             match done {
                 Ok(summary) => {

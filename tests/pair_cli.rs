@@ -125,14 +125,20 @@ fn two_devices_pair_with_matching_codes_and_share_the_account() {
     assert_eq!(tv_exit, Some(0), "{tv_out}");
     assert_eq!(phone_exit, Some(0), "{phone_out}");
     assert!(tv_out.contains("Paired Phone"), "{tv_out}");
-    assert!(phone_out.contains("Joined account home through TV"), "{phone_out}");
+    assert!(
+        phone_out.contains("Joined account home through TV"),
+        "{phone_out}"
+    );
 
     // Kept on disk: the phone holds the TV's account secret, each trusts the other's key.
     let (tv_after, phone_after) = (account(tv_dir.path()), account(phone_dir.path()));
     assert_eq!(phone_after.secret(), tv_before.secret());
     assert_eq!(tv_after.secret(), tv_before.secret());
     for (a, other) in [(&tv_after, &phone_after), (&phone_after, &tv_after)] {
-        let e = a.roster.entry(&other.device).expect("paired device in the roster");
+        let e = a
+            .roster
+            .entry(&other.device)
+            .expect("paired device in the roster");
         assert_eq!(e.public_key, continuity::seal::public_key(&other.signer));
         assert!(a.roster.trusts(&other.device));
     }
@@ -156,9 +162,16 @@ fn codes_that_do_not_match_share_nothing() {
     assert_eq!(tv_exit, Some(1), "{tv_out}");
     assert!(tv_out.contains("not confirmed"), "{tv_out}");
     assert_eq!(phone_exit, Some(1), "{phone_out}");
-    assert!(phone_out.contains("not confirmed on the host"), "{phone_out}");
+    assert!(
+        phone_out.contains("not confirmed on the host"),
+        "{phone_out}"
+    );
     let phone_after = account(phone_dir.path());
-    assert_eq!(phone_after.secret(), phone_before.secret(), "no secret travelled");
+    assert_eq!(
+        phone_after.secret(),
+        phone_before.secret(),
+        "no secret travelled"
+    );
     assert!(!account(tv_dir.path()).roster.trusts(&phone_after.device));
 }
 

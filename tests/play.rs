@@ -173,8 +173,7 @@ fn transfer_moves_playback_from_one_player_process_to_another() {
     phone.wait_line("paused");
 
     // `continuity sessions --json` shows the TV playing and the phone paused, one session.
-    let out = setup.cli().args(["sessions", "--json"]).output()
-        .unwrap();
+    let out = setup.cli().args(["sessions", "--json"]).output().unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let by_name = |n: &str| {
         doc["sessions"]
@@ -200,8 +199,7 @@ fn transfer_to_a_device_that_left_fails_with_target_offline() {
     let tv = setup.idle("TV", "tv");
     // The TV is known to the broker (its retained info arrived) before it vanishes.
     let known = (0..50).any(|_| {
-        let out = setup.cli().args(["devices", "--json"]).output()
-            .unwrap();
+        let out = setup.cli().args(["devices", "--json"]).output().unwrap();
         let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         doc["devices"].as_array().is_some_and(|d| {
             d.iter()

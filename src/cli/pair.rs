@@ -45,11 +45,9 @@ pub struct PairArgs {
 async fn connect(
     broker: &BrokerUrl,
     subscriptions: Vec<String>,
-    ca_file: Option<std::path::PathBuf>,
 ) -> Result<(Link, mpsc::Receiver<LinkEvent>), PairFailure> {
     let mut cfg = LinkConfig::new(broker.clone(), client_id("pair"));
     cfg.subscriptions = subscriptions;
-    cfg.ca_file = ca_file;
     let unreachable =
         |why: String| PairFailure::Unreachable(format!("cannot reach the broker {broker}: {why}"));
     let (link, mut events) = Link::spawn(cfg).map_err(|e| unreachable(e.to_string()))?;
@@ -119,7 +117,6 @@ async fn answer(pending: &mut Option<tokio::task::JoinHandle<Option<bool>>>) -> 
 /// The host: open an exchange, wait for a joiner, compare codes, hand over the account.
 pub async fn host(
     broker: &BrokerUrl,
-    ca_file: Option<std::path::PathBuf>,
     mut account: Account,
     args: PairArgs,
 ) -> Result<String, PairFailure> {
@@ -128,8 +125,7 @@ pub async fn host(
     let ex = h.exchange().to_owned();
     let name = account.name.clone();
     let hello_topic = pair::topic(&name, &ex, "hello");
-    let (link, mut events) =
-        connect(broker, vec![pair::topic(&name, &ex, "joiner")], ca_file).await?;
+    let (link, mut events) = connect(broker, vec![pair::topic(&name, &ex, "joiner")]).await?;
     link.publish(&hello_topic, pair::encode(&hello), true, true);
     let _advert = args
         .advertise
@@ -214,7 +210,6 @@ pub async fn host(
 /// The joiner: find an open exchange of the account, compare codes, take the account in.
 pub async fn join(
     broker: &BrokerUrl,
-    ca_file: Option<std::path::PathBuf>,
     mut account: Account,
     args: PairArgs,
 ) -> Result<String, PairFailure> {
@@ -230,7 +225,6 @@ pub async fn join(
             pair::hello_filter(&name),
             format!("{}/{name}/pairing/+/host", wire::PREFIX),
         ],
-        ca_file,
     )
     .await?;
     println!("Looking for a device of account {name} that is open for pairing...");

@@ -50,15 +50,24 @@ pub struct Mosquitto {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Listener settings after the `listener` line (TLS, passwords).
+    extra: String,
 }
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
+        Mosquitto::start_with("")
+    }
+
+    /// With extra listener settings, e.g. `certfile ...`, `password_file ...`; anonymous
+    /// clients are let in unless `extra` says otherwise.
+    pub fn start_with(extra: &str) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let mut m = Mosquitto {
             port: free_port(),
             dir,
             child: None,
+            extra: extra.to_owned(),
         };
         m.spawn();
         m
@@ -77,9 +86,15 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                "listener {} 127.0.0.1\n{}\n{}persistence false\n\
                  log_dest stderr\nlog_type error\nlog_type warning\n",
-                self.port
+                self.port,
+                self.extra,
+                if self.extra.contains("allow_anonymous") {
+                    ""
+                } else {
+                    "allow_anonymous true\n"
+                }
             ),
         )
         .unwrap();

@@ -792,9 +792,8 @@ impl Continuity {
                 ));
             }
             (Encryption::Sealed, Some(dir)) => Some(
-                Account::open(dir, &settings.account, &device_id, &device_name).map_err(|e| {
-                    gst::error_msg!(gst::ResourceError::OpenRead, ("{e}"))
-                })?,
+                Account::open(dir, &settings.account, &device_id, &device_name)
+                    .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("{e}")))?,
             ),
         };
         let mut engine = EngineConfig::new(

@@ -28,7 +28,10 @@ pub enum Encryption {
     #[enum_value(name = "Sealed: end-to-end encrypted and signed", nick = "sealed")]
     Sealed,
     /// Plain JSON: anyone on the broker reads what plays and can command handoffs.
-    #[enum_value(name = "Off: plain JSON, readable by anyone on the broker", nick = "off")]
+    #[enum_value(
+        name = "Off: plain JSON, readable by anyone on the broker",
+        nick = "off"
+    )]
     Off,
 }
 
