@@ -19,6 +19,7 @@ impl Roster {
         Roster {
             v: wire::VERSION,
             devices: Vec::new(),
+            key: None,
         }
     }
 
@@ -51,9 +52,20 @@ impl Roster {
         }
     }
 
-    /// Merge another roster in, entry by entry. Returns whether anything changed.
+    /// Merge another roster in, entry by entry, and the later key change. Returns whether
+    /// anything changed.
     pub fn merge(&mut self, other: &Roster) -> bool {
         let mut changed = false;
+        if let Some(k) = &other.key {
+            let later = self
+                .key
+                .as_ref()
+                .is_none_or(|held| (k.changed_unix_ns, &k.id) > (held.changed_unix_ns, &held.id));
+            if later {
+                self.key = Some(k.clone());
+                changed = true;
+            }
+        }
         for e in &other.devices {
             changed |= self.offer(e.clone());
         }
@@ -68,6 +80,8 @@ pub struct Account {
     /// This device.
     pub device: String,
     secret: [u8; 32],
+    /// Secrets this process used before a rotation: what was sealed with them still opens.
+    previous: Vec<[u8; 32]>,
     pub signer: Arc<Ed25519KeyPair>,
     pub roster: Roster,
     dir: PathBuf,
@@ -118,6 +132,7 @@ impl Account {
             name: name.to_owned(),
             device: device.to_owned(),
             secret,
+            previous: Vec::new(),
             signer,
             roster: Roster::empty(),
             dir: dir.to_owned(),
@@ -151,24 +166,89 @@ impl Account {
         AccountKeys::derive(&self.secret)
     }
 
+    /// The current keys first, then the ones rotated away from.
+    pub fn all_keys(&self) -> Vec<AccountKeys> {
+        std::iter::once(&self.secret)
+            .chain(self.previous.iter().rev())
+            .map(|s| AccountKeys::derive(s))
+            .collect()
+    }
+
+    /// Whether the roster names a current key other than the one this device holds.
+    pub fn lacks_key(&self) -> Option<String> {
+        let named = &self.roster.key.as_ref()?.id;
+        (*named != self.keys().key_id).then(|| named.clone())
+    }
+
+    /// Revoke `device` and rotate the account key, keeping both: the revoked device's
+    /// messages are refused from now on, and what is sealed from now on it cannot open.
+    /// Returns the new key id.
+    pub fn revoke_and_rotate(&mut self, device: &str) -> Result<String, ConfigError> {
+        let now = crate::node::now_unix_ns();
+        if let Some(e) = self.roster.devices.iter_mut().find(|e| e.device == device) {
+            e.revoked = true;
+            e.changed_unix_ns = now.max(e.changed_unix_ns + 1);
+        }
+        let secret = AccountKeys::new_secret().map_err(|e| ConfigError::Roster {
+            path: roster_path(&self.dir, &self.name),
+            reason: e.to_string(),
+        })?;
+        self.take_secret(secret)?;
+        let id = self.keys().key_id;
+        self.roster.key = Some(wire::RosterKey {
+            id: id.clone(),
+            changed_unix_ns: now,
+        });
+        self.save_roster()?;
+        Ok(id)
+    }
+
+    /// Take a rotated secret in (the old one still opens what was sealed with it) with the
+    /// roster that came with it.
+    pub fn adopt_rotation(&mut self, secret: [u8; 32], roster: &Roster) -> Result<(), ConfigError> {
+        if secret != self.secret {
+            self.take_secret(secret)?;
+        }
+        self.merge_roster(roster)?;
+        Ok(())
+    }
+
+    fn take_secret(&mut self, secret: [u8; 32]) -> Result<(), ConfigError> {
+        let old = self.secret;
+        self.set_secret(secret)?;
+        self.previous.retain(|p| *p != secret && *p != old);
+        self.previous.push(old);
+        Ok(())
+    }
+
+    /// The secret kept on disk now, if it differs from the one in hand (another process of
+    /// this device rotated it).
+    pub fn secret_on_disk(&self) -> Option<[u8; 32]> {
+        config::account_secret(&self.dir, &self.name)
+            .ok()
+            .filter(|s| *s != self.secret)
+    }
+
     pub fn signers(&self) -> Signers {
         Signers::from_roster(&self.roster)
     }
 
     /// Opens what the account's devices send (for read-only views).
     pub fn opener(&self) -> Opener {
-        Opener::new(vec![self.keys()], self.roster.clone())
+        Opener::new(self.all_keys(), self.roster.clone())
     }
 
     /// This device's sealed channel, with its counter starting above `counter_floor`.
     pub fn guard(&self, counter_floor: u64) -> Guard {
-        Guard::new(
+        let mut g = Guard::new(
             &self.device,
             self.keys(),
             self.signer.clone(),
             self.roster.clone(),
             Counter::new(counter_floor),
-        )
+        );
+        g.set_keys(self.keys(), self.all_keys());
+        g
     }
 
     /// Merge a roster in and keep the result. Returns whether anything changed.

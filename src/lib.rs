@@ -13,6 +13,7 @@
 //! - [`seal`]: sealed envelopes (AES-256-GCM, HKDF, replay counters, Ed25519 signatures).
 //! - [`account`]: the account secret, the device key and the roster of paired devices.
 //! - [`pair`]: pairing a new device (X25519, a commitment, a 6-digit code).
+//! - [`rekey`]: handing a rotated account key to the remaining devices after a revocation.
 //! - [`broker`]: the embedded MQTT broker (rumqttd) for zero-config use.
 //! - [`config`]: the config dir and the stable device id.
 //! - [`discovery`]: mDNS: brokers and players on the LAN, `broker=auto`.
@@ -31,6 +32,7 @@ pub mod model;
 pub mod node;
 pub mod observe;
 pub mod pair;
+pub mod rekey;
 pub mod seal;
 pub mod store;
 pub mod wire;

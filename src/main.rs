@@ -102,11 +102,20 @@ enum Command {
         #[arg(long)]
         no_advertise: bool,
     },
-    /// List the devices of the account: online or offline, class, name.
+    /// List the devices of the account: online or offline, class, name. With --revoke,
+    /// remove a paired device (a lost phone) and rotate the account key.
     Devices {
         /// One JSON document (see docs/CLI.md) instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "revoke")]
         json: bool,
+        /// Revoke this paired device (name or id): its messages are refused, and the account
+        /// key is rotated and handed to the other devices, so it reads nothing new.
+        #[arg(long, value_name = "DEVICE")]
+        revoke: Option<String>,
+        /// With --revoke: how long to wait for the devices online to take the new key, in
+        /// seconds.
+        #[arg(long, default_value_t = 30, requires = "revoke")]
+        timeout: u64,
     },
     /// Play a file or URI with the continuity element: resumes, shows a live status line,
     /// answers handoffs. With no media it idles, waiting for a handoff.
@@ -436,7 +445,31 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
                 Err(cli::pair::PairFailure::Failed(m)) => Err(Failure::new(m)),
             }
         }
-        Command::Devices { json } => {
+        Command::Devices {
+            revoke: Some(who),
+            timeout,
+            ..
+        } => {
+            let Some(account) = account else {
+                return Err(Failure::new(
+                    "revoking rotates the account's keys: it has no meaning with \
+                     --insecure-plaintext",
+                ));
+            };
+            let broker = parse_broker(&cli.broker).await?;
+            match cli::pair::revoke(&broker, account, &who, Duration::from_secs(timeout)).await {
+                Ok(summary) => {
+                    println!("{summary}");
+                    Ok(())
+                }
+                Err(cli::pair::PairFailure::Unreachable(m)) => Err(Failure {
+                    message: m,
+                    code: EXIT_UNREACHABLE,
+                }),
+                Err(cli::pair::PairFailure::Failed(m)) => Err(Failure::new(m)),
+            }
+        }
+        Command::Devices { json, .. } => {
             let broker = parse_broker(&cli.broker).await?;
             // What the LAN says, while the broker answers.
             let lan = tokio::task::spawn_blocking(|| {

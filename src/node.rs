@@ -12,7 +12,8 @@ use tokio::task::JoinHandle;
 use crate::account::Account;
 use crate::engine::{Action, Engine, EngineConfig, Notice, Observation, PlayerAction, ResumeFrom};
 use crate::link::{BrokerUrl, Link, LinkConfig, LinkError, LinkEvent, client_id};
-use crate::seal::Guard;
+use crate::rekey::{self, KeyAnswer, KeyRequest};
+use crate::seal::{Guard, SealError};
 use crate::store::{Store, StoreError};
 use crate::wire::{self, Body, Command, CommandBody, Status, Topic};
 
@@ -50,6 +51,10 @@ pub struct NodeConfig {
 
 /// The local store's name for this device's envelope counter floor.
 const COUNTER: &str = "seal";
+/// How many retained messages wait for a rotated key at most.
+const MAX_PARKED: usize = 512;
+/// How long a key request waits for an answer before it is sent again.
+const REKEY_RETRY_NS: u64 = 60 * 1_000_000_000;
 
 /// What a node reports to its adapter.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +67,11 @@ pub enum NodeEvent {
     Player(PlayerAction),
     /// A handoff result, a lost lease.
     Notice(Notice),
+    /// The account key was rotated (a device was revoked) and this device now seals with
+    /// the new one.
+    KeyRotated {
+        key_id: String,
+    },
     /// A message that failed to decode or open, with the reason (playback is never
     /// affected).
     Rejected {
@@ -93,6 +103,12 @@ struct Inner {
     /// Sealing and opening, when the account is sealed.
     guard: Mutex<Option<Guard>>,
     keys: Mutex<Option<Account>>,
+    /// A request for a rotated key in flight.
+    rekey: Mutex<Option<rekey::Pending>>,
+    /// Retained messages sealed with a key this device lacks (the latest per topic, at most
+    /// `MAX_PARKED`): taken in again once the key arrives, since the broker does not send
+    /// them twice.
+    parked: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
     events: mpsc::Sender<NodeEvent>,
     /// Woken when the engine's next wake-up may have moved.
     rearm: Notify,
@@ -175,7 +191,22 @@ impl Inner {
                 Err(e) => Err(e.to_string()),
             };
         };
-        let msg = g.open(topic, payload).map_err(|e| e.to_string())?;
+        let msg = match g.open(topic, payload) {
+            Ok(m) => m,
+            Err(SealError::UnknownKey(id)) => {
+                drop(guard);
+                if wire::Topic::parse(topic).is_ok_and(|t| t.retained()) {
+                    let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+                    if parked.len() < MAX_PARKED || parked.contains_key(topic) {
+                        parked.insert(topic.to_owned(), payload.to_vec());
+                    }
+                }
+                // Signed by a device this one trusts: the account key was rotated.
+                self.want_key(&id);
+                return Err(SealError::UnknownKey(id).to_string());
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         if !msg.topic.retained()
             && let Ok(wire::Body::Sealed(env)) = wire::decode(topic, payload).map(|m| m.body)
         {
@@ -186,7 +217,8 @@ impl Inner {
     }
 
     /// A roster from a trusted device: merge it, trust whom it trusts, and answer with ours
-    /// when it lacks something we know.
+    /// when it lacks something we know. A roster that names a key this device lacks starts
+    /// a key request.
     fn take_roster(&self, roster: &wire::Roster) {
         let mut account = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         let Some(acc) = account.as_mut() else { return };
@@ -197,25 +229,177 @@ impl Inner {
                     acc.name,
                     acc.roster.devices.len()
                 );
-                if let Some(g) = self
-                    .guard
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_mut()
-                {
-                    g.opener.signers = acc.signers();
-                    g.opener.roster = acc.roster.clone();
+                if acc.roster.entry(&acc.device).is_some_and(|e| e.revoked) {
+                    tracing::warn!(
+                        "this device was revoked from account {}: pair it again to rejoin",
+                        acc.name
+                    );
                 }
+                self.refresh_signers(acc);
             }
             Ok(false) => {}
             Err(e) => tracing::warn!("{e}"),
         }
+        let lacking = acc.lacks_key();
         let mut theirs = roster.clone();
-        if theirs.merge(&acc.roster) {
-            let ours = wire::encode(&acc.roster);
-            drop(account);
+        let answer = theirs.merge(&acc.roster).then(|| wire::encode(&acc.roster));
+        drop(account);
+        if let Some(ours) = answer {
             self.publish(&Topic::roster(&self.account).to_string(), ours, true);
         }
+        if let Some(id) = lacking {
+            self.want_key(&id);
+        }
+    }
+
+    fn refresh_signers(&self, acc: &Account) {
+        if let Some(g) = self
+            .guard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            g.opener.signers = acc.signers();
+            g.opener.roster = acc.roster.clone();
+        }
+    }
+
+    /// This device lacks key `key_id`, which a trusted device uses or names: take it from
+    /// the config dir if another process of this device rotated it, else ask the account's
+    /// devices for it (once a minute at most).
+    fn want_key(&self, key_id: &str) {
+        let mut account = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(acc) = account.as_mut() else { return };
+        let revoked = acc.roster.entry(&acc.device).is_some_and(|e| e.revoked);
+        if revoked || acc.all_keys().iter().any(|k| k.key_id == key_id) {
+            return;
+        }
+        if let Some(secret) = acc.secret_on_disk()
+            && crate::seal::AccountKeys::derive(&secret).key_id == key_id
+        {
+            let roster = acc.roster.clone();
+            if let Err(e) = acc.adopt_rotation(secret, &roster) {
+                tracing::warn!("{e}");
+                return;
+            }
+            drop(account);
+            self.rekeyed();
+            return;
+        }
+        let now = now_unix_ns();
+        let mut pending = self.rekey.lock().unwrap_or_else(|e| e.into_inner());
+        if pending
+            .as_ref()
+            .is_some_and(|p| p.key_id == key_id && now < p.sent_unix_ns + REKEY_RETRY_NS)
+        {
+            return;
+        }
+        match rekey::request(acc, key_id, now) {
+            Ok((p, req)) => {
+                tracing::info!("the account key was rotated: asking for key {key_id}");
+                *pending = Some(p);
+                if let Some(link) = &self.link {
+                    link.publish(
+                        &rekey::request_topic(&self.account, &self.device),
+                        wire::encode(&req),
+                        true,
+                        true,
+                    );
+                }
+            }
+            Err(e) => tracing::warn!("cannot ask for the rotated key: {e}"),
+        }
+    }
+
+    /// A key request or answer.
+    fn take_rekey(&self, topic: &str, payload: &[u8]) {
+        if payload.is_empty() {
+            return;
+        }
+        if topic == rekey::answer_topic(&self.account, &self.device) {
+            let Ok(ans) = rekey::decode::<KeyAnswer>(payload) else {
+                return;
+            };
+            let mut account = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(acc) = account.as_mut() else { return };
+            let mut pending = self.rekey.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(p) = pending.as_mut() else { return };
+            match rekey::accept(p, &acc.roster, &ans) {
+                Ok((secret, roster)) => {
+                    *pending = None;
+                    drop(pending);
+                    if let Err(e) = acc.adopt_rotation(secret, &roster) {
+                        tracing::warn!("{e}");
+                        return;
+                    }
+                    tracing::info!("took the rotated account key from {}", ans.from);
+                    drop(account);
+                    if let Some(link) = &self.link {
+                        // The request is answered: take it off the broker.
+                        let topic = rekey::request_topic(&self.account, &self.device);
+                        link.publish(&topic, Vec::new(), true, true);
+                    }
+                    self.rekeyed();
+                }
+                Err(e) => tracing::info!("refused a key answer from {}: {e}", ans.from),
+            }
+        } else if topic.ends_with("/request") {
+            let Ok(req) = rekey::decode::<KeyRequest>(payload) else {
+                return;
+            };
+            if req.device == self.device {
+                return;
+            }
+            let answer = {
+                let account = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(acc) = account.as_ref() else { return };
+                rekey::answer(acc, &req)
+            };
+            match answer {
+                Ok(ans) => {
+                    tracing::info!("handing the account key to {}", req.device);
+                    if let Some(link) = &self.link {
+                        let topic = rekey::answer_topic(&self.account, &req.device);
+                        link.publish(&topic, wire::encode(&ans), false, true);
+                    }
+                }
+                Err(rekey::RekeyError::NotHeld(_)) => {}
+                Err(e) => tracing::info!("refused a key request from {}: {e}", req.device),
+            }
+        }
+    }
+
+    /// The account key changed: seal with the new one, move resume points to their new
+    /// topics, and republish this device's state and the roster under it.
+    fn rekeyed(&self) {
+        let (key_id, media_keys) = {
+            let account = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(acc) = account.as_ref() else { return };
+            let keys = acc.keys();
+            if let Some(g) = self
+                .guard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+            {
+                g.set_keys(keys.clone(), acc.all_keys());
+                g.opener.signers = acc.signers();
+                g.opener.roster = acc.roster.clone();
+            }
+            (keys.key_id.clone(), keys.media_keys())
+        };
+        let now = now_unix_ns();
+        let mut actions = self.engine().set_media_keys(media_keys);
+        actions.extend(self.engine().announce(now));
+        self.carry_out(actions);
+        self.publish_roster();
+        // What arrived sealed with the new key before this device had it.
+        let parked = std::mem::take(&mut *self.parked.lock().unwrap_or_else(|e| e.into_inner()));
+        for (topic, payload) in parked {
+            self.take_message(&topic, &payload);
+        }
+        tracing::info!("now sealing with account key {key_id}");
+        let _ = self.events.try_send(NodeEvent::KeyRotated { key_id });
     }
 
     /// Publish this device's roster (retained): a device that has just been paired makes
@@ -229,6 +413,34 @@ impl Inner {
             .map(|a| wire::encode(&a.roster));
         if let Some(r) = roster {
             self.publish(&Topic::roster(&self.account).to_string(), r, true);
+        }
+    }
+
+    /// A message from the broker.
+    fn take_message(&self, topic: &str, payload: &[u8]) {
+        match self.decode(topic, payload) {
+            Ok(msg) if self.is_own_sync(&msg.body) => {
+                self.sync.send_replace(SyncState::Synced);
+            }
+            Ok(wire::Incoming {
+                body: Body::Roster(r),
+                ..
+            }) => {
+                self.take_roster(&r);
+            }
+            Ok(msg) => {
+                let actions = self
+                    .engine()
+                    .handle(now_unix_ns(), Observation::Incoming(msg));
+                self.carry_out(actions);
+            }
+            Err(reason) => {
+                tracing::info!("refused a message on {topic}: {reason}");
+                let _ = self.events.try_send(NodeEvent::Rejected {
+                    topic: topic.to_owned(),
+                    reason,
+                });
+            }
         }
     }
 
@@ -333,7 +545,11 @@ impl Node {
                     Topic::inbox(account, device).to_string(),
                 ];
                 if cfg.account.is_some() {
-                    link_cfg.subscriptions.push(wire::filters::roster(account));
+                    link_cfg.subscriptions.extend([
+                        wire::filters::roster(account),
+                        rekey::request_filter(account),
+                        rekey::answer_topic(account, device),
+                    ]);
                 }
                 if let Some(adjust) = cfg.link {
                     adjust(&mut link_cfg);
@@ -360,6 +576,8 @@ impl Node {
             store: Mutex::new(store),
             guard: Mutex::new(guard),
             keys: Mutex::new(cfg.account.clone()),
+            rekey: Mutex::new(None),
+            parked: Mutex::new(Default::default()),
             events: events_tx,
             rearm: Notify::new(),
         });
@@ -513,28 +731,13 @@ async fn run(inner: Arc<Inner>, link_events: Option<mpsc::Receiver<LinkEvent>>) 
                         inner.sync.send_replace(SyncState::Unreachable);
                         let _ = inner.events.try_send(NodeEvent::Down { reason });
                     }
+                    LinkEvent::Message { topic, payload }
+                        if rekey::is_rekey_topic(&inner.account, &topic) =>
+                    {
+                        inner.take_rekey(&topic, &payload);
+                    }
                     LinkEvent::Message { topic, payload } => {
-                        match inner.decode(&topic, &payload) {
-                            Ok(msg) if inner.is_own_sync(&msg.body) => {
-                                inner.sync.send_replace(SyncState::Synced);
-                            }
-                            Ok(wire::Incoming { body: Body::Roster(r), .. }) => {
-                                inner.take_roster(&r);
-                            }
-                            Ok(msg) => {
-                                let actions = inner
-                                    .engine()
-                                    .handle(now_unix_ns(), Observation::Incoming(msg));
-                                inner.carry_out(actions);
-                            }
-                            Err(reason) => {
-                                tracing::info!("refused a message on {topic}: {reason}");
-                                let _ = inner.events.try_send(NodeEvent::Rejected {
-                                    topic,
-                                    reason,
-                                });
-                            }
-                        }
+                        inner.take_message(&topic, &payload);
                     }
                 }
             }

@@ -158,7 +158,7 @@ pub fn encode(msg: &PairMsg) -> Vec<u8> {
     serde_json::to_vec(msg).expect("pairing messages serialise")
 }
 
-fn random<const N: usize>() -> Result<[u8; N], PairError> {
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], PairError> {
     let mut b = [0u8; N];
     SystemRandom::new()
         .fill(&mut b)
@@ -166,7 +166,7 @@ fn random<const N: usize>() -> Result<[u8; N], PairError> {
     Ok(b)
 }
 
-fn b64_32(field: &str, v: &str) -> Result<[u8; 32], PairError> {
+pub(crate) fn b64_32(field: &str, v: &str) -> Result<[u8; 32], PairError> {
     B64.decode(v)
         .ok()
         .and_then(|b| b.try_into().ok())
@@ -233,7 +233,11 @@ impl Transcript {
     }
 }
 
-fn seal_with(key: &LessSafeKey, label: &[u8], plain: &[u8]) -> Result<String, PairError> {
+pub(crate) fn seal_with(
+    key: &LessSafeKey,
+    label: &[u8],
+    plain: &[u8],
+) -> Result<String, PairError> {
     let nonce = random::<12>()?;
     let mut buf = plain.to_vec();
     key.seal_in_place_append_tag(
@@ -247,7 +251,11 @@ fn seal_with(key: &LessSafeKey, label: &[u8], plain: &[u8]) -> Result<String, Pa
     Ok(B64.encode(out))
 }
 
-fn open_with(key: &LessSafeKey, label: &[u8], sealed: &str) -> Result<Vec<u8>, PairError> {
+pub(crate) fn open_with(
+    key: &LessSafeKey,
+    label: &[u8],
+    sealed: &str,
+) -> Result<Vec<u8>, PairError> {
     let mut bytes = B64.decode(sealed).map_err(|_| PairError::Open)?;
     if bytes.len() < 12 + 16 {
         return Err(PairError::Open);
@@ -264,7 +272,7 @@ fn open_with(key: &LessSafeKey, label: &[u8], sealed: &str) -> Result<Vec<u8>, P
     Ok(plain.to_vec())
 }
 
-fn ephemeral() -> Result<(EphemeralPrivateKey, [u8; 32]), PairError> {
+pub(crate) fn ephemeral() -> Result<(EphemeralPrivateKey, [u8; 32]), PairError> {
     let private = EphemeralPrivateKey::generate(&X25519, &SystemRandom::new())
         .map_err(|_| PairError::Random)?;
     let public = private
@@ -276,7 +284,7 @@ fn ephemeral() -> Result<(EphemeralPrivateKey, [u8; 32]), PairError> {
     Ok((private, public))
 }
 
-fn agree(private: EphemeralPrivateKey, peer: &[u8; 32]) -> Result<Vec<u8>, PairError> {
+pub(crate) fn agree(private: EphemeralPrivateKey, peer: &[u8; 32]) -> Result<Vec<u8>, PairError> {
     agreement::agree_ephemeral(private, &UnparsedPublicKey::new(&X25519, peer), |k| {
         k.to_vec()
     })

@@ -277,6 +277,15 @@ impl Opener {
         self.media_keys.clone()
     }
 
+    /// Open with these keys from now on (the first is current: it keys resume topics).
+    pub fn set_keys(&mut self, keys: Vec<AccountKeys>) {
+        self.media_keys = keys
+            .first()
+            .map(AccountKeys::media_keys)
+            .unwrap_or_default();
+        self.keys = keys;
+    }
+
     /// Counters accepted before (from the local store, across restarts).
     pub fn remember(&mut self, sender: &str, topic: &str, counter: u64) {
         let e = self
@@ -303,11 +312,6 @@ impl Opener {
     /// authenticates.
     pub fn open(&mut self, topic: &str, env: &SealedEnvelope) -> Result<wire::Incoming, SealError> {
         let s = &env.sealed;
-        let keys = self
-            .keys
-            .iter()
-            .find(|k| k.key_id == s.key_id)
-            .ok_or_else(|| SealError::UnknownKey(s.key_id.clone()))?;
         let nonce: [u8; 12] = B64
             .decode(&s.nonce)
             .map_err(|_| SealError::Encoding { field: "nonce" })?
@@ -329,6 +333,13 @@ impl Opener {
         UnparsedPublicKey::new(&ED25519, public)
             .verify(&signed_bytes(&aad, &nonce, &buf), &sig)
             .map_err(|_| SealError::BadSignature(s.sender.clone()))?;
+        // After the signature: a key this device lacks, used by a device it trusts, means
+        // the account key was rotated (see `crate::rekey`).
+        let keys = self
+            .keys
+            .iter()
+            .find(|k| k.key_id == s.key_id)
+            .ok_or_else(|| SealError::UnknownKey(s.key_id.clone()))?;
         let plain = keys
             .cipher()
             .open_in_place(
@@ -470,6 +481,13 @@ impl Guard {
 
     pub fn media_keys(&self) -> wire::MediaKeys {
         self.keys.media_keys()
+    }
+
+    /// Seal with `current` from now on, and open with `all` (the current keys and those
+    /// rotated away from); counters and replay memory carry on.
+    pub fn set_keys(&mut self, current: AccountKeys, all: Vec<AccountKeys>) {
+        self.keys = current;
+        self.opener.set_keys(all);
     }
 
     pub fn key_id(&self) -> &str {

@@ -658,6 +658,19 @@ pub struct RosterEntry {
 pub struct Roster {
     pub v: u32,
     pub devices: Vec<RosterEntry>,
+    /// The account key in use since the last rotation (revoking a device rotates it).
+    /// A device that lacks this key asks a paired device for it (`docs/PROTOCOL.md`,
+    /// "Key rotation").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<RosterKey>,
+}
+
+/// Which account key is current, and since when; the later change wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RosterKey {
+    /// The key id (as in envelopes): 16 hex digits.
+    pub id: String,
+    pub changed_unix_ns: u64,
 }
 
 /// A decoded payload.
@@ -1112,6 +1125,11 @@ impl Validate for SealedEnvelope {
 impl Validate for Roster {
     fn validate(&self) -> Result<(), WireError> {
         check_list("devices", &self.devices, MAX_ROSTER)?;
+        if let Some(k) = &self.key
+            && !(k.id.len() == 16 && k.id.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err(WireError::field_err("key.id", "is not 16 hex digits"));
+        }
         for (i, d) in self.devices.iter().enumerate() {
             check_id_field(&format!("devices[{i}].device"), &d.device)?;
             check_text(&format!("devices[{i}].name"), &d.name, MAX_TEXT)?;

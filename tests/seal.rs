@@ -36,6 +36,7 @@ fn roster(devices: &[(&str, u8)]) -> Roster {
                 revoked: false,
             })
             .collect(),
+        key: None,
     }
 }
 

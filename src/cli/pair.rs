@@ -12,8 +12,8 @@ use continuity::account::Account;
 use continuity::link::{BrokerUrl, Link, LinkConfig, LinkEvent, client_id};
 use continuity::node::now_unix_ns;
 use continuity::pair::{self, Host, Joiner, PairError, PairMsg, Party};
-use continuity::seal;
 use continuity::wire::{self, Topic};
+use continuity::{rekey, seal};
 
 /// How a pairing run ends badly.
 #[derive(Debug)]
@@ -312,4 +312,165 @@ pub async fn join(
     };
     link.shutdown(Duration::from_secs(2)).await;
     result
+}
+
+/// `continuity devices --revoke`: revoke a paired device, rotate the account key, and hand
+/// the new key to the devices that are online (the others ask for it when they come back,
+/// and any device that has it answers).
+pub async fn revoke(
+    broker: &BrokerUrl,
+    mut account: Account,
+    who: &str,
+    timeout: Duration,
+) -> Result<String, PairFailure> {
+    let name = account.name.clone();
+    let matches: Vec<_> = account
+        .roster
+        .devices
+        .iter()
+        .filter(|e| e.device == who || e.name == who)
+        .cloned()
+        .collect();
+    let target = match matches.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            let known: Vec<_> = account
+                .roster
+                .devices
+                .iter()
+                .map(|e| format!("{} ({})", e.name, e.device))
+                .collect();
+            return Err(PairFailure::Failed(format!(
+                "no paired device '{who}' in account {name}; paired: {}",
+                known.join(", ")
+            )));
+        }
+        many => {
+            let ids: Vec<_> = many.iter().map(|e| e.device.as_str()).collect();
+            return Err(PairFailure::Failed(format!(
+                "'{who}' names {} devices: give the id ({})",
+                many.len(),
+                ids.join(", ")
+            )));
+        }
+    };
+    if target.device == account.device {
+        return Err(PairFailure::Failed(
+            "that is this device: revoke it from another paired device".into(),
+        ));
+    }
+    let (link, mut events) = connect(
+        broker,
+        vec![
+            rekey::request_filter(&name),
+            wire::filters::availability(&name),
+        ],
+    )
+    .await?;
+    // The roster goes out sealed under the key the others still have; it names the new one.
+    let mut old_guard = account.guard(0);
+    let key_id = account
+        .revoke_and_rotate(&target.device)
+        .map_err(|e| PairFailure::Failed(e.to_string()))?;
+    let roster_topic = Topic::roster(&name).to_string();
+    let sealed = old_guard.seal(&roster_topic, &wire::encode(&account.roster), now_unix_ns());
+    link.publish(&roster_topic, sealed, true, true);
+    // What the broker keeps of the revoked device goes.
+    for topic in [
+        Topic::availability(&name, &target.device),
+        Topic::device_info(&name, &target.device),
+        Topic::session_state(&name, &target.device),
+    ] {
+        link.publish(&topic.to_string(), Vec::new(), true, true);
+    }
+    println!(
+        "Revoked {} ({}): the account key is now {key_id}; handing it to the devices online...",
+        target.name, target.device
+    );
+    let names = |id: &str| {
+        account
+            .roster
+            .entry(id)
+            .map(|e| e.name.clone())
+            .unwrap_or_else(|| id.to_owned())
+    };
+    let mut online = std::collections::BTreeSet::new();
+    let mut handed = std::collections::BTreeSet::new();
+    // Retained availability arrives first; after it, only the online devices count.
+    let settled = Instant::now() + Duration::from_millis(800);
+    let deadline = Instant::now() + timeout;
+    loop {
+        if Instant::now() >= settled && online.is_subset(&handed) {
+            break;
+        }
+        let wake = if Instant::now() < settled {
+            settled
+        } else {
+            deadline
+        };
+        let ev = tokio::select! {
+            ev = events.recv() => ev,
+            _ = tokio::time::sleep_until(wake) => {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                continue;
+            }
+        };
+        let Some(LinkEvent::Message { topic, payload }) = ev else {
+            continue;
+        };
+        if rekey::is_rekey_topic(&name, &topic) {
+            let Ok(req) = rekey::decode::<rekey::KeyRequest>(&payload) else {
+                continue;
+            };
+            match rekey::answer(&account, &req) {
+                Ok(ans) => {
+                    link.publish(
+                        &rekey::answer_topic(&name, &req.device),
+                        wire::encode(&ans),
+                        false,
+                        true,
+                    );
+                    if handed.insert(req.device.clone()) {
+                        println!("  handed the new key to {}", names(&req.device));
+                    }
+                }
+                Err(rekey::RekeyError::NotHeld(_)) => {}
+                Err(e) => println!("  refused a key request from {}: {e}", req.device),
+            }
+        } else if let Ok(wire::Incoming {
+            body: wire::Body::Availability(a),
+            ..
+        }) = wire::decode(&topic, &payload)
+        {
+            let counts = a.device != account.device && account.roster.trusts(&a.device);
+            if counts && a.status == wire::Status::Online {
+                online.insert(a.device);
+            } else {
+                online.remove(&a.device);
+            }
+        }
+    }
+    link.flush(Duration::from_secs(2)).await;
+    link.shutdown(Duration::from_secs(2)).await;
+    let missing: Vec<_> = account
+        .roster
+        .devices
+        .iter()
+        .filter(|e| !e.revoked && e.device != account.device && !handed.contains(&e.device))
+        .map(|e| e.name.clone())
+        .collect();
+    let mut summary = format!(
+        "{} can no longer read what the account's devices send, nor command them.",
+        target.name
+    );
+    if !missing.is_empty() {
+        summary.push_str(&format!(
+            "\nNot online now: {}. They take the new key from any paired device when they \
+             come back.",
+            missing.join(", ")
+        ));
+    }
+    Ok(summary)
 }

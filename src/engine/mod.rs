@@ -333,6 +333,29 @@ impl Engine {
         out
     }
 
+    /// Take new media keys (the account key was rotated): every resume point this device
+    /// knows moves to its new topic (republished; sealing is the node's) and its old topic is
+    /// cleared, so that devices with the new key find it and the broker keeps nothing under
+    /// the old one. Returns what to publish.
+    pub fn set_media_keys(&mut self, keys: wire::MediaKeys) -> Vec<Action> {
+        let account = self.cfg.account.clone();
+        self.cfg.media_keys = keys.clone();
+        let old = std::mem::replace(&mut self.directory.resume, LwwMap::new());
+        self.directory.media_keys = keys;
+        let mut out = Vec::new();
+        for (old_key, point) in old.iter() {
+            out.push(Action::Publish {
+                topic: Topic::resume_key(&account, old_key.clone()).to_string(),
+                payload: Vec::new(),
+                retain: true,
+            });
+            let key = self.directory.media_keys.key(&point.media.id);
+            out.push(publish(&Topic::resume_key(&account, key.clone()), point));
+            self.directory.resume.offer(key, point.clone());
+        }
+        out
+    }
+
     /// The availability message for this device (`offline` is the last will).
     pub fn availability(&self, status: Status) -> Availability {
         Availability {

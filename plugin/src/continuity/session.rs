@@ -334,7 +334,14 @@ impl Pump {
             NodeEvent::Player(action) => self.player(&element, action),
             NodeEvent::Notice(notice) => self.notice(&element, notice),
             NodeEvent::Rejected { topic, reason } => {
-                gst::debug!(CAT, obj = element, "ignored a message on {topic}: {reason}");
+                gst::info!(CAT, obj = element, "refused a message on {topic}: {reason}");
+            }
+            NodeEvent::KeyRotated { key_id } => {
+                gst::info!(
+                    CAT,
+                    obj = element,
+                    "the account key was rotated (a device was revoked): now {key_id}"
+                );
             }
         }
     }

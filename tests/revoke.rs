@@ -1,0 +1,273 @@
+//! `continuity devices --revoke`: a lost tablet is revoked, the account key rotates, the
+//! devices online take the new key at once and one that was offline takes it when it comes
+//! back; the tablet can neither read new state nor command a handoff. Real mosquitto.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::Mosquitto;
+use continuity::account::Account;
+use continuity::engine::{EngineConfig, Observation};
+use continuity::model::{Device, DeviceClass, Media, PlayState, SECOND_NS};
+use continuity::node::{Node, NodeConfig, NodeEvent};
+use tokio::sync::mpsc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_continuity");
+const WAIT: Duration = Duration::from_secs(15);
+
+/// The account's devices, paired before any starts: config dirs by name.
+struct Devices {
+    root: tempfile::TempDir,
+}
+
+impl Devices {
+    fn pair(names: &[&str]) -> Devices {
+        let root = tempfile::tempdir().unwrap();
+        let dirs: Vec<PathBuf> = names.iter().map(|n| root.path().join(n)).collect();
+        let named: Vec<(&Path, &str)> = dirs
+            .iter()
+            .map(|d| d.as_path())
+            .zip(names.to_vec())
+            .collect();
+        continuity::pair::pair_dirs("home", &named).unwrap();
+        Devices { root }
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    fn account(&self, name: &str) -> Account {
+        let dir = self.dir(name);
+        let device = continuity::config::device_id(&dir).unwrap();
+        Account::open(&dir, "home", &device, name).unwrap()
+    }
+
+    /// A sealed node for device `name`.
+    fn start(&self, broker: &Mosquitto, name: &str) -> (Node, mpsc::Receiver<NodeEvent>, String) {
+        let account = self.account(name);
+        let id = account.device.clone();
+        let mut engine = EngineConfig::new(
+            "home",
+            Device {
+                id: id.clone(),
+                name: name.into(),
+                class: DeviceClass::Other,
+            },
+        );
+        engine.heartbeat_ns = 3600 * SECOND_NS;
+        let (node, events) = Node::start(NodeConfig {
+            engine,
+            broker: Some(broker.url()),
+            store_dir: None,
+            link: None,
+            account: Some(account),
+        })
+        .unwrap();
+        (node, events, id)
+    }
+
+    /// `continuity devices --revoke <who>` run on `on`.
+    async fn revoke(&self, broker: &Mosquitto, on: &str, who: &str) -> (Option<i32>, String) {
+        let dir = self.dir(on);
+        let url = broker.url().to_string();
+        let who = who.to_owned();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args(["--broker", &url, "--account", "home", "--config-dir"])
+                .arg(&dir)
+                .args(["devices", "--revoke", &who, "--timeout", "10"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    }
+}
+
+/// The first event that `pred` picks, within `WAIT`; the others are passed over.
+async fn wait_event<T>(
+    events: &mut mpsc::Receiver<NodeEvent>,
+    mut pred: impl FnMut(&NodeEvent) -> Option<T>,
+) -> Option<T> {
+    tokio::time::timeout(WAIT, async {
+        while let Some(ev) = events.recv().await {
+            if let Some(t) = pred(&ev) {
+                return Some(t);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+fn rotated(ev: &NodeEvent) -> Option<String> {
+    match ev {
+        NodeEvent::KeyRotated { key_id } => Some(key_id.clone()),
+        _ => None,
+    }
+}
+
+fn play(node: &Node, position_s: u64) {
+    node.observe(Observation::MediaStarted(Media {
+        id: "file:film.mkv".into(),
+        title: Some("A Film".into()),
+        duration_ns: Some(3600 * SECOND_NS),
+        ..Default::default()
+    }));
+    node.observe(Observation::Playback {
+        position_ns: position_s * SECOND_NS,
+        state: PlayState::Playing,
+        rate: 1.0,
+    });
+}
+
+/// The position of `device`'s session as `node` sees it.
+fn seen_position(node: &Node, device: &str) -> Option<u64> {
+    node.with_engine(|e| {
+        e.directory()
+            .sessions
+            .get(&device.to_owned())
+            .and_then(|s| s.anchor)
+            .map(|a| a.position_ns)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_device_reads_nothing_new_and_cannot_command() {
+    let broker = Mosquitto::start();
+    let devices = Devices::pair(&["TV", "Phone", "Tablet", "Laptop"]);
+    let (tv, mut tv_events, tv_id) = devices.start(&broker, "TV");
+    let (phone, mut phone_events, phone_id) = devices.start(&broker, "Phone");
+    let (tablet, mut tablet_events, _) = devices.start(&broker, "Tablet");
+    for n in [&tv, &phone, &tablet] {
+        n.synced(WAIT).await;
+    }
+    play(&phone, 60);
+    assert!(phone.flush(WAIT).await);
+    // Before: the tablet is a paired device and sees the phone play.
+    let before = tokio::time::timeout(WAIT, async {
+        while seen_position(&tablet, &phone_id) != Some(60 * SECOND_NS) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        before.is_ok(),
+        "the tablet saw the phone before the revocation"
+    );
+
+    let (code, out) = devices.revoke(&broker, "Laptop", "Tablet").await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("Revoked Tablet"), "{out}");
+    assert!(
+        out.contains("handed the new key to TV") && out.contains("handed the new key to Phone"),
+        "{out}"
+    );
+    let new_key = devices.account("Laptop").keys().key_id;
+    assert_eq!(
+        wait_event(&mut tv_events, rotated).await,
+        Some(new_key.clone())
+    );
+    assert_eq!(
+        wait_event(&mut phone_events, rotated).await,
+        Some(new_key.clone())
+    );
+
+    // The phone moves on; the TV follows, the tablet cannot open it.
+    phone.observe(Observation::Playback {
+        position_ns: 120 * SECOND_NS,
+        state: PlayState::Playing,
+        rate: 1.0,
+    });
+    assert!(phone.flush(WAIT).await);
+    let followed = tokio::time::timeout(WAIT, async {
+        while seen_position(&tv, &phone_id) != Some(120 * SECOND_NS) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(followed.is_ok(), "the TV reads the phone under the new key");
+    let refused = wait_event(&mut tablet_events, |ev| match ev {
+        NodeEvent::Rejected { topic, reason } if topic.contains(&phone_id) => Some(reason.clone()),
+        _ => None,
+    })
+    .await
+    .expect("the tablet is refused the phone's new state");
+    assert!(refused.contains(&new_key), "{refused}");
+    assert_ne!(seen_position(&tablet, &phone_id), Some(120 * SECOND_NS));
+    assert!(
+        !devices
+            .account("Tablet")
+            .all_keys()
+            .iter()
+            .any(|k| k.key_id == new_key),
+        "the tablet never got the new key"
+    );
+
+    // The tablet commands a handoff: the TV refuses it, logged with the reason, no seek.
+    tablet.request_handoff(&tv_id, &phone_id);
+    let reason = wait_event(&mut tv_events, |ev| match ev {
+        NodeEvent::Rejected { reason, .. } if reason.contains("revoked") => Some(reason.clone()),
+        NodeEvent::Player(p) => panic!("the TV obeyed a revoked device: {p:?}"),
+        _ => None,
+    })
+    .await;
+    assert!(
+        reason.is_some(),
+        "the TV refused the revoked tablet's command"
+    );
+    for n in [tv, phone, tablet] {
+        n.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_offline_during_the_revocation_takes_the_new_key_when_it_comes_back() {
+    let broker = Mosquitto::start();
+    let devices = Devices::pair(&["TV", "Phone", "Tablet"]);
+    let (phone, mut phone_events, phone_id) = devices.start(&broker, "Phone");
+    phone.synced(WAIT).await;
+    // The TV is off; the tablet is lost. The phone revokes it.
+    let (code, out) = devices.revoke(&broker, "Phone", "Tablet").await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("Not online now: TV"), "{out}");
+    let new_key = devices.account("Phone").keys().key_id;
+    // The phone's node (same config dir as the command) takes the key from disk.
+    assert_eq!(
+        wait_event(&mut phone_events, rotated).await,
+        Some(new_key.clone())
+    );
+    play(&phone, 300);
+    assert!(phone.flush(WAIT).await);
+
+    // The TV comes back with only the old key: it asks, the phone answers.
+    let (tv, mut tv_events, _) = devices.start(&broker, "TV");
+    assert_eq!(
+        wait_event(&mut tv_events, rotated).await,
+        Some(new_key.clone())
+    );
+    let caught_up = tokio::time::timeout(WAIT, async {
+        while seen_position(&tv, &phone_id) != Some(300 * SECOND_NS) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(caught_up.is_ok(), "the TV reads the phone's session");
+    assert_eq!(devices.account("TV").keys().key_id, new_key, "kept on disk");
+    for n in [tv, phone] {
+        n.shutdown(Duration::from_secs(1)).await;
+    }
+}
