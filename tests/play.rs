@@ -33,6 +33,64 @@ fn make_clip(dir: &Path) -> PathBuf {
     path
 }
 
+/// Everything published on the broker, on every topic (`#`), as anyone there could see it.
+struct Spy {
+    rt: tokio::runtime::Runtime,
+    link: Option<continuity::link::Link>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Spy {
+    fn start(url: &str) -> Spy {
+        use continuity::link::{Link, LinkConfig, LinkEvent, client_id};
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut cfg = LinkConfig::new(url.parse().unwrap(), client_id("spy"));
+        cfg.subscriptions = vec!["#".into()];
+        let (link, mut events) = rt.block_on(async { Link::spawn(cfg) }).unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (ready_tx, ready) = mpsc::channel();
+        let sink = seen.clone();
+        rt.spawn(async move {
+            while let Some(ev) = events.recv().await {
+                match ev {
+                    LinkEvent::Connected => {
+                        let _ = ready_tx.send(());
+                    }
+                    LinkEvent::Message { topic, payload } => sink
+                        .lock()
+                        .unwrap()
+                        .push((topic, String::from_utf8_lossy(&payload).into_owned())),
+                    LinkEvent::Down { .. } => {}
+                }
+            }
+        });
+        ready
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the spy connects");
+        Spy {
+            rt,
+            link: Some(link),
+            seen,
+        }
+    }
+
+    fn traffic(&self) -> Vec<(String, String)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Spy {
+    fn drop(&mut self) {
+        if let Some(link) = self.link.take() {
+            self.rt.block_on(link.shutdown(Duration::from_millis(100)));
+        }
+    }
+}
+
 /// A `continuity play` process whose output lines arrive on a channel; killed on drop.
 struct PlayProcess {
     child: Child,
@@ -155,6 +213,7 @@ impl Setup {
 #[test]
 fn transfer_moves_playback_from_one_player_process_to_another() {
     let setup = Setup::new();
+    let spy = Spy::start(&setup.url);
     let tv = setup.idle("TV", "tv");
     let phone = setup.playing("Phone", "phone");
     // Let the phone play a little (real time has to pass).
@@ -190,6 +249,33 @@ fn transfer_moves_playback_from_one_player_process_to_another() {
     assert_eq!(tv_s["session"], phone_s["session"], "the session moved");
     assert_eq!(tv_s["lease"]["epoch"], 1);
     assert_eq!(phone_s["lease"]["device"], tv_s["device"]);
+    // The paired devices read what plays...
+    assert_eq!(tv_s["media"]["id"], "file:clip.ogg", "{doc}");
+    assert_eq!(tv_s["title"], "clip.ogg", "{doc}");
+
+    // ...and someone on the broker's whole tree, during the whole play and handoff, learns
+    // nothing of what plays, where in it, or from which file.
+    let traffic = spy.traffic();
+    assert!(
+        traffic.iter().any(|(t, _)| t.contains("/inbox")),
+        "the handoff's commands went through the broker"
+    );
+    let dir = setup.dir.path().display().to_string();
+    let secrets = ["clip.ogg", "file:", dir.as_str(), "position_ns", "title"];
+    for (topic, payload) in &traffic {
+        for s in secrets {
+            assert!(
+                !topic.contains(s) && !payload.contains(s),
+                "'{s}' seen on {topic}: {payload}"
+            );
+        }
+        if !topic.ends_with("/availability") && !payload.is_empty() {
+            assert!(
+                payload.contains("\"sealed\""),
+                "plain on {topic}: {payload}"
+            );
+        }
+    }
 }
 
 #[test]
