@@ -275,3 +275,42 @@ fn a_port_in_use_names_the_port_and_the_way_out() {
         "{err}"
     );
 }
+
+#[test]
+fn a_key_file_that_others_can_read_is_refused_naming_the_file_and_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    continuity::config::account_secret(dir.path(), "home").unwrap();
+    let key = continuity::config::account_secret_path(dir.path(), "home");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = Command::new(BIN)
+        .args(["--account", "home", "--config-dir"])
+        .arg(dir.path())
+        .args(["sessions", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&key.display().to_string()) && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn plain_mode_says_what_it_exposes() {
+    let port = free_port();
+    let out = cli(&[
+        "--broker",
+        &format!("mqtt://127.0.0.1:{port}"),
+        "--insecure-plaintext",
+        "sessions",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: encryption is off") && err.contains("anyone"),
+        "{err}"
+    );
+}

@@ -294,3 +294,33 @@ fn short_media_that_ends_before_the_resume_decision_still_plays_whole() {
     assert!(without > 70, "the clip has its frames: {without}");
     assert_eq!(with_element, without, "every frame played before the end");
 }
+
+#[test]
+fn a_seek_by_the_application_during_the_resume_decision_wins() {
+    // The decision waits the whole resume-timeout (a broker that never answers); the
+    // application seeks meanwhile. Its position must stand: no resume seek, no seek back.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let p = Player::new(&format!(
+        "broker=mqtt://127.0.0.1:{port} config-dir={} resume-timeout=1500",
+        dir.path().display()
+    ));
+    p.set_state(gst::State::Paused);
+    p.seek(18 * SECOND);
+    p.drain_frames();
+    p.play();
+    let first = p.next_frame();
+    assert!(
+        first >= 18 * SECOND - FRAME_NS,
+        "playback starts where the application seeked, not at {first} ns"
+    );
+    let msg = p
+        .bus()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(10),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("the last two seconds play to the end");
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+}

@@ -510,6 +510,22 @@ impl BaseTransformImpl for Continuity {
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
 
+    fn src_event(&self, event: gst::Event) -> bool {
+        // A seek from downstream while buffers are held for the resume decision is the
+        // application's (the element's own seeks close the gate to SEEKING first): it wins.
+        // Its flush opens the gate, and the decision, when it comes, does nothing.
+        if let gst::EventView::Seek(_) = event.view()
+            && self
+                .shared
+                .gate
+                .compare_exchange(GATE_HOLD, GATE_SEEKING, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            self.shared.app_seeked.store(true, Ordering::SeqCst);
+        }
+        self.parent_src_event(event)
+    }
+
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let tx = lock(&self.session).as_ref().map(|(_, s)| s.sender());
         let Some(tx) = tx else {
@@ -895,6 +911,7 @@ impl Continuity {
             (ResumeMode::Ask, Some(_)) => None,
         };
         if held_at.is_some() {
+            self.shared.app_seeked.store(false, Ordering::SeqCst);
             self.shared.gate.store(GATE_HOLD, Ordering::SeqCst);
         }
         if !st.send(ToPump::Lookup {

@@ -98,6 +98,9 @@ pub struct Shared {
     pub awaiting_preroll: AtomicBool,
     /// Handoff target: report the next PAUSED to PLAYING as the handoff's start.
     pub awaiting_start: AtomicBool,
+    /// The application seeked while the resume decision was pending: its seek wins, and the
+    /// decision, when it comes, does nothing.
+    pub app_seeked: AtomicBool,
 }
 
 impl Default for Shared {
@@ -111,6 +114,7 @@ impl Default for Shared {
             handoff_position: AtomicU64::new(POSITION_NONE),
             awaiting_preroll: AtomicBool::new(false),
             awaiting_start: AtomicBool::new(false),
+            app_seeked: AtomicBool::new(false),
         }
     }
 }
@@ -496,6 +500,17 @@ impl Pump {
             return;
         };
         let open = || self.shared.open_gate(&element);
+        if self.shared.app_seeked.swap(false, Ordering::SeqCst) {
+            gst::info!(
+                CAT,
+                obj = element,
+                "the application seeked while the resume decision was pending: not resuming"
+            );
+            if self.shared.gate.load(Ordering::SeqCst) != GATE_OPEN {
+                open();
+            }
+            return;
+        }
         let shared = self.shared.clone();
         let weak = self.element.clone();
         let reopen_later = move || {
