@@ -527,8 +527,7 @@ async fn snapshot(
     name: &str,
     account: Option<continuity::account::Account>,
 ) -> Result<Observer, Failure> {
-    let opener = account.as_ref().map(continuity::account::Account::opener);
-    let mut obs = Observer::connect(broker, name, CONNECT_TIMEOUT, opener).await?;
+    let mut obs = Observer::connect(broker, name, CONNECT_TIMEOUT, account).await?;
     obs.settle(Duration::from_millis(300), Duration::from_secs(3))
         .await;
     Ok(obs)

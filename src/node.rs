@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::account::Account;
 use crate::engine::{Action, Engine, EngineConfig, Notice, Observation, PlayerAction, ResumeFrom};
 use crate::link::{BrokerUrl, Link, LinkConfig, LinkError, LinkEvent, client_id};
-use crate::rekey::{self, KeyAnswer, KeyRequest};
+use crate::rekey::{self, KeyRequest};
 use crate::seal::{Guard, SealError};
 use crate::store::{Store, StoreError};
 use crate::wire::{self, Body, Command, CommandBody, Status, Topic};
@@ -53,8 +53,6 @@ pub struct NodeConfig {
 const COUNTER: &str = "seal";
 /// How many retained messages wait for a rotated key at most.
 const MAX_PARKED: usize = 512;
-/// How long a key request waits for an answer before it is sent again.
-const REKEY_RETRY_NS: u64 = 60 * 1_000_000_000;
 
 /// What a node reports to its adapter.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,8 +101,8 @@ struct Inner {
     /// Sealing and opening, when the account is sealed.
     guard: Mutex<Option<Guard>>,
     keys: Mutex<Option<Account>>,
-    /// A request for a rotated key in flight.
-    rekey: Mutex<Option<rekey::Pending>>,
+    /// Asking for a rotated key.
+    rekey: Mutex<rekey::Asker>,
     /// Retained messages sealed with a key this device lacks (the latest per topic, at most
     /// `MAX_PARKED`): taken in again once the key arrives, since the broker does not send
     /// them twice.
@@ -266,48 +264,24 @@ impl Inner {
 
     /// This device lacks key `key_id`, which a trusted device uses or names: take it from
     /// the config dir if another process of this device rotated it, else ask the account's
-    /// devices for it (once a minute at most).
+    /// devices for it.
     fn want_key(&self, key_id: &str) {
-        let mut account = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(acc) = account.as_mut() else { return };
-        let revoked = acc.roster.entry(&acc.device).is_some_and(|e| e.revoked);
-        if revoked || acc.all_keys().iter().any(|k| k.key_id == key_id) {
-            return;
-        }
-        if let Some(secret) = acc.secret_on_disk()
-            && crate::seal::AccountKeys::derive(&secret).key_id == key_id
-        {
-            let roster = acc.roster.clone();
-            if let Err(e) = acc.adopt_rotation(secret, &roster) {
-                tracing::warn!("{e}");
-                return;
-            }
-            drop(account);
-            self.rekeyed();
-            return;
-        }
-        let now = now_unix_ns();
-        let mut pending = self.rekey.lock().unwrap_or_else(|e| e.into_inner());
-        if pending
-            .as_ref()
-            .is_some_and(|p| p.key_id == key_id && now < p.sent_unix_ns + REKEY_RETRY_NS)
-        {
-            return;
-        }
-        match rekey::request(acc, key_id, now) {
-            Ok((p, req)) => {
-                tracing::info!("the account key was rotated: asking for key {key_id}");
-                *pending = Some(p);
+        let want = {
+            let mut account = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(acc) = account.as_mut() else { return };
+            self.rekey
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .want(acc, key_id, now_unix_ns())
+        };
+        match want {
+            rekey::Want::Nothing => {}
+            rekey::Want::Adopted => self.rekeyed(),
+            rekey::Want::Ask { topic, payload } => {
                 if let Some(link) = &self.link {
-                    link.publish(
-                        &rekey::request_topic(&self.account, &self.device),
-                        wire::encode(&req),
-                        true,
-                        true,
-                    );
+                    link.publish(&topic, payload, true, true);
                 }
             }
-            Err(e) => tracing::warn!("cannot ask for the rotated key: {e}"),
         }
     }
 
@@ -317,23 +291,16 @@ impl Inner {
             return;
         }
         if topic == rekey::answer_topic(&self.account, &self.device) {
-            let Ok(ans) = rekey::decode::<KeyAnswer>(payload) else {
-                return;
+            let taken = {
+                let mut account = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(acc) = account.as_mut() else { return };
+                self.rekey
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take_answer(acc, payload)
             };
-            let mut account = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(acc) = account.as_mut() else { return };
-            let mut pending = self.rekey.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(p) = pending.as_mut() else { return };
-            match rekey::accept(p, &acc.roster, &ans) {
-                Ok((secret, roster)) => {
-                    *pending = None;
-                    drop(pending);
-                    if let Err(e) = acc.adopt_rotation(secret, &roster) {
-                        tracing::warn!("{e}");
-                        return;
-                    }
-                    tracing::info!("took the rotated account key from {}", ans.from);
-                    drop(account);
+            match taken {
+                Ok(true) => {
                     if let Some(link) = &self.link {
                         // The request is answered: take it off the broker.
                         let topic = rekey::request_topic(&self.account, &self.device);
@@ -341,7 +308,8 @@ impl Inner {
                     }
                     self.rekeyed();
                 }
-                Err(e) => tracing::info!("refused a key answer from {}: {e}", ans.from),
+                Ok(false) => {}
+                Err(e) => tracing::info!("refused a key answer: {e}"),
             }
         } else if topic.ends_with("/request") {
             let Ok(req) = rekey::decode::<KeyRequest>(payload) else {
@@ -576,7 +544,7 @@ impl Node {
             store: Mutex::new(store),
             guard: Mutex::new(guard),
             keys: Mutex::new(cfg.account.clone()),
-            rekey: Mutex::new(None),
+            rekey: Mutex::new(rekey::Asker::default()),
             parked: Mutex::new(Default::default()),
             events: events_tx,
             rearm: Notify::new(),

@@ -6,9 +6,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::account::Account;
 use crate::engine::Directory;
 use crate::link::{BrokerUrl, Link, LinkConfig, LinkEvent, client_id};
-use crate::seal::{Opener, Signers};
+use crate::rekey;
+use crate::seal::{Opener, SealError, Signers};
 use crate::wire::{self, Body, filters};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,20 +28,27 @@ pub struct Observer {
     directory: Directory,
     /// Opens sealed messages; `None` reads plain JSON only.
     opener: Option<Opener>,
+    /// The account, to take a rotated key in (sealed accounts).
+    account: Option<Account>,
+    asker: rekey::Asker,
+    /// Retained messages sealed with a key this device lacks, until it has it.
+    parked: std::collections::BTreeMap<String, Vec<u8>>,
     /// Messages that failed to decode or open (logged; never fatal).
     pub rejected: u64,
 }
 
 impl Observer {
     /// Connect and subscribe. Fails with [`ObserveError::Unreachable`] if the broker cannot
-    /// be reached within `timeout`. With an `opener` (a sealed account) only sealed messages
-    /// from paired devices count; without, only plain ones.
+    /// be reached within `timeout`. With the device's `keys` (a sealed account) only sealed
+    /// messages from paired devices count, and a rotated account key is asked for and kept;
+    /// without, only plain ones.
     pub async fn connect(
         broker: &BrokerUrl,
         account: &str,
         timeout: Duration,
-        opener: Option<Opener>,
+        keys: Option<Account>,
     ) -> Result<Observer, ObserveError> {
+        let opener = keys.as_ref().map(Account::opener);
         let mut cfg = LinkConfig::new(broker.clone(), client_id("observer"));
         cfg.subscriptions = vec![
             filters::availability(account),
@@ -47,8 +56,11 @@ impl Observer {
             filters::sessions(account),
             filters::resume(account),
         ];
-        if opener.is_some() {
-            cfg.subscriptions.push(filters::roster(account));
+        if let Some(k) = &keys {
+            cfg.subscriptions.extend([
+                filters::roster(account),
+                rekey::answer_topic(account, &k.device),
+            ]);
         }
         cfg.connect_timeout = timeout;
         let (link, mut events) = Link::spawn(cfg)?;
@@ -78,6 +90,9 @@ impl Observer {
             events,
             directory,
             opener,
+            account: keys,
+            asker: rekey::Asker::default(),
+            parked: Default::default(),
             rejected: 0,
         })
     }
@@ -90,9 +105,75 @@ impl Observer {
         let LinkEvent::Message { topic, payload } = ev else {
             return false;
         };
+        self.take_message(&topic, &payload)
+    }
+
+    /// A rotated account key arrived (or was already in the config dir): open with it, and
+    /// take in what was parked for it.
+    fn rekeyed(&mut self) -> bool {
+        let (Some(acc), Some(o)) = (&self.account, &mut self.opener) else {
+            return false;
+        };
+        o.set_keys(acc.all_keys());
+        o.roster.merge(&acc.roster);
+        o.signers = Signers::from_roster(&o.roster);
+        self.directory.media_keys = o.media_keys();
+        let mut changed = false;
+        for (topic, payload) in std::mem::take(&mut self.parked) {
+            changed |= self.take_message(&topic, &payload);
+        }
+        changed
+    }
+
+    /// The account lacks key `key_id`: ask for it, or take it from the config dir. Returns
+    /// whether the directory changed (the key was at hand).
+    fn want_key(&mut self, key_id: &str) -> bool {
+        let Some(acc) = &mut self.account else {
+            return false;
+        };
+        match self.asker.want(acc, key_id, crate::node::now_unix_ns()) {
+            rekey::Want::Ask { topic, payload } => {
+                self.link.publish(&topic, payload, true, true);
+                false
+            }
+            rekey::Want::Adopted => self.rekeyed(),
+            rekey::Want::Nothing => false,
+        }
+    }
+
+    fn take_message(&mut self, topic: &str, payload: &[u8]) -> bool {
+        if let Some(acc) = &mut self.account
+            && topic == rekey::answer_topic(&acc.name, &acc.device)
+        {
+            return match self.asker.take_answer(acc, payload) {
+                Ok(true) => {
+                    let request = rekey::request_topic(&acc.name, &acc.device);
+                    self.link.publish(&request, Vec::new(), true, true);
+                    self.rekeyed()
+                }
+                Ok(false) => false,
+                Err(e) => {
+                    tracing::info!("refused a key answer: {e}");
+                    false
+                }
+            };
+        }
+        let topic = topic.to_owned();
         let decoded = match &mut self.opener {
-            Some(o) => o.decode(&topic, &payload).map_err(|e| e.to_string()),
-            None => match wire::decode(&topic, &payload) {
+            Some(o) => match o.decode(&topic, payload) {
+                Err(SealError::UnknownKey(id)) => {
+                    // Signed by a trusted device with a key this one lacks: a rotation.
+                    if wire::Topic::parse(&topic).is_ok_and(|t| t.retained()) {
+                        self.parked.insert(topic.clone(), payload.to_vec());
+                    }
+                    if self.want_key(&id) {
+                        return true;
+                    }
+                    Err(SealError::UnknownKey(id).to_string())
+                }
+                other => other.map_err(|e| e.to_string()),
+            },
+            None => match wire::decode(&topic, payload) {
                 Ok(m) if matches!(m.body, Body::Sealed(_)) => {
                     Err("sealed, and this view reads plain JSON only".to_owned())
                 }
@@ -112,7 +193,12 @@ impl Observer {
                         o.roster = merged;
                     }
                 }
-                false
+                // A roster that names a key this device lacks: ask for it.
+                let lacking = self.account.as_mut().and_then(|acc| {
+                    acc.roster.merge(&r);
+                    acc.lacks_key()
+                });
+                lacking.is_some_and(|id| self.want_key(&id))
             }
             Ok(msg) => self.directory.apply(&msg),
             Err(e) => {

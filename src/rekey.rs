@@ -291,3 +291,91 @@ pub fn decode<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, Rekey
     }
     serde_json::from_slice(payload).map_err(|e| RekeyError::Malformed(e.to_string()))
 }
+
+/// How long a request waits for an answer before it is sent again.
+pub const RETRY_NS: u64 = 60 * 1_000_000_000;
+
+/// What to do about a key this device lacks.
+#[derive(Debug)]
+pub enum Want {
+    /// Nothing: the key is held, a request is in flight, or this device was revoked.
+    Nothing,
+    /// Another process of this device rotated it: the account has taken it from the config
+    /// dir; seal with it from now on.
+    Adopted,
+    /// Publish this request, retained, on this topic.
+    Ask { topic: String, payload: Vec<u8> },
+}
+
+/// One device's side of key rotation (a node, or the command line tool's view): asks for a
+/// key at most once a minute, and takes the first valid answer to its request.
+#[derive(Debug, Default)]
+pub struct Asker {
+    pending: Option<Pending>,
+}
+
+impl Asker {
+    /// `account` lacks key `key_id`, which a trusted device uses or names.
+    pub fn want(&mut self, account: &mut Account, key_id: &str, now_unix_ns: u64) -> Want {
+        let revoked = account
+            .roster
+            .entry(&account.device)
+            .is_some_and(|e| e.revoked);
+        if revoked || account.all_keys().iter().any(|k| k.key_id == key_id) {
+            return Want::Nothing;
+        }
+        if let Some(secret) = account.secret_on_disk()
+            && AccountKeys::derive(&secret).key_id == key_id
+        {
+            let roster = account.roster.clone();
+            return match account.adopt_rotation(secret, &roster) {
+                Ok(()) => Want::Adopted,
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    Want::Nothing
+                }
+            };
+        }
+        let in_flight = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.key_id == key_id && now_unix_ns < p.sent_unix_ns + RETRY_NS);
+        if in_flight {
+            return Want::Nothing;
+        }
+        match request(account, key_id, now_unix_ns) {
+            Ok((p, req)) => {
+                tracing::info!("the account key was rotated: asking for key {key_id}");
+                self.pending = Some(p);
+                Want::Ask {
+                    topic: request_topic(&account.name, &account.device),
+                    payload: wire::encode(&req),
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot ask for the rotated key: {e}");
+                Want::Nothing
+            }
+        }
+    }
+
+    /// An answer on this device's answer topic. `Ok(true)`: the key is taken in (kept in
+    /// the config dir); clear the request and seal with it from now on.
+    pub fn take_answer(
+        &mut self,
+        account: &mut Account,
+        payload: &[u8],
+    ) -> Result<bool, RekeyError> {
+        let ans: KeyAnswer = decode(payload)?;
+        let Some(p) = self.pending.as_mut() else {
+            return Ok(false);
+        };
+        let (secret, roster) = accept(p, &account.roster, &ans)?;
+        self.pending = None;
+        account
+            .adopt_rotation(secret, &roster)
+            .map_err(|e| RekeyError::Malformed(e.to_string()))?;
+        tracing::info!("took the rotated account key from {}", ans.from);
+        Ok(true)
+    }
+}

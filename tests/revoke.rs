@@ -237,7 +237,7 @@ async fn a_revoked_device_reads_nothing_new_and_cannot_command() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_offline_during_the_revocation_takes_the_new_key_when_it_comes_back() {
     let broker = Mosquitto::start();
-    let devices = Devices::pair(&["TV", "Phone", "Tablet"]);
+    let devices = Devices::pair(&["TV", "Phone", "Tablet", "Remote"]);
     let (phone, mut phone_events, phone_id) = devices.start(&broker, "Phone");
     phone.synced(WAIT).await;
     // The TV is off; the tablet is lost. The phone revokes it.
@@ -267,6 +267,36 @@ async fn a_device_offline_during_the_revocation_takes_the_new_key_when_it_comes_
     .await;
     assert!(caught_up.is_ok(), "the TV reads the phone's session");
     assert_eq!(devices.account("TV").keys().key_id, new_key, "kept on disk");
+
+    // A device that only runs commands (no player) asks for the key when it looks.
+    let dir = devices.dir("Remote");
+    let url = broker.url().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["--broker", &url, "--account", "home", "--config-dir"])
+            .arg(&dir)
+            .args(["sessions", "--json"])
+            .env("CONTINUITY_MDNS_INTERFACE", "lo")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let sessions = doc["sessions"].as_array().cloned().unwrap_or_default();
+    assert!(
+        sessions
+            .iter()
+            .any(|s| s["device"] == phone_id && s["title"] == "A Film"),
+        "{doc} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        devices.account("Remote").keys().key_id,
+        new_key,
+        "kept on disk"
+    );
     for n in [tv, phone] {
         n.shutdown(Duration::from_secs(1)).await;
     }

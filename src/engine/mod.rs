@@ -33,7 +33,7 @@ pub struct EngineConfig {
     /// this device). The anchor itself needs no republishing: it predicts the position.
     pub heartbeat_ns: u64,
     /// Every this many heartbeats the broker's resume point is refreshed too (crash safety
-    /// for the other devices), so steady playback costs a few kilobytes an hour.
+    /// for the other devices), so steady playback costs a few kilobytes an hour, sealed.
     pub broker_refresh_heartbeats: u32,
     /// Software name and version, for the device info.
     pub software: String,
@@ -63,7 +63,7 @@ impl EngineConfig {
             rules: ResumeRules::default(),
             drift_threshold_ns: 100_000_000,
             heartbeat_ns: 30 * SECOND_NS,
-            broker_refresh_heartbeats: 10,
+            broker_refresh_heartbeats: 20,
             software: concat!("continuity ", env!("CARGO_PKG_VERSION")).to_owned(),
             capabilities: vec!["play".into(), "resume".into(), "handoff".into()],
             announce: true,

@@ -243,7 +243,7 @@ impl ObjectImpl for Continuity {
                     .nick("Heartbeat")
                     .blurb(
                         "While playing, save the position locally this often, in seconds; \
-                         every 10th heartbeat also refreshes the broker's resume point",
+                         every 20th heartbeat also refreshes the broker's resume point",
                     )
                     .minimum(1)
                     .maximum(86_400)
