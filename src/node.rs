@@ -234,6 +234,10 @@ impl Inner {
                     );
                 }
                 self.refresh_signers(acc);
+                let mut engine = self.engine();
+                for e in acc.roster.devices.iter().filter(|e| e.revoked) {
+                    engine.forget_device(&e.device);
+                }
             }
             Ok(false) => {}
             Err(e) => tracing::warn!("{e}"),

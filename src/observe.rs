@@ -190,6 +190,9 @@ impl Observer {
                     let mut merged = o.roster.clone();
                     if merged.merge(&r) {
                         o.signers = Signers::from_roster(&merged);
+                        for e in merged.devices.iter().filter(|e| e.revoked) {
+                            self.directory.forget(&e.device);
+                        }
                         o.roster = merged;
                     }
                 }

@@ -52,6 +52,8 @@ pub enum SealError {
     Impersonation { sender: String, claimed: String },
     #[error("plain (unsealed) message refused: this account is sealed")]
     Plaintext,
+    #[error("an unsigned clear of retained state refused: this account is sealed")]
+    UnsignedClear,
 }
 
 struct Len(usize);
@@ -296,13 +298,22 @@ impl Opener {
     }
 
     /// Decode a payload received on `topic`: open it if sealed, refuse it if plain (but for
-    /// availability and a cleared retained topic).
+    /// availability, which the broker's last will carries). An empty payload clears a
+    /// retained topic on the broker, and anyone there can send one: only availability's is
+    /// taken in (a revoked device's state goes when the roster says so, resume points move
+    /// on a key rotation).
     pub fn decode(&mut self, topic: &str, payload: &[u8]) -> Result<wire::Incoming, SealError> {
         let msg = wire::decode_with(topic, payload, &self.media_keys)
             .map_err(|e| SealError::Inner(e.to_string()))?;
         match &msg.body {
             wire::Body::Sealed(env) => self.open(topic, env),
-            wire::Body::Availability(_) | wire::Body::Cleared => Ok(msg),
+            wire::Body::Availability(_) => Ok(msg),
+            wire::Body::Cleared
+                if matches!(msg.topic.kind, wire::TopicKind::Availability { .. }) =>
+            {
+                Ok(msg)
+            }
+            wire::Body::Cleared => Err(SealError::UnsignedClear),
             _ => Err(SealError::Plaintext),
         }
     }

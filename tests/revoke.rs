@@ -151,7 +151,7 @@ async fn a_revoked_device_reads_nothing_new_and_cannot_command() {
     let devices = Devices::pair(&["TV", "Phone", "Tablet", "Laptop"]);
     let (tv, mut tv_events, tv_id) = devices.start(&broker, "TV");
     let (phone, mut phone_events, phone_id) = devices.start(&broker, "Phone");
-    let (tablet, mut tablet_events, _) = devices.start(&broker, "Tablet");
+    let (tablet, mut tablet_events, tablet_id) = devices.start(&broker, "Tablet");
     for n in [&tv, &phone, &tablet] {
         n.synced(WAIT).await;
     }
@@ -185,6 +185,10 @@ async fn a_revoked_device_reads_nothing_new_and_cannot_command() {
         wait_event(&mut phone_events, rotated).await,
         Some(new_key.clone())
     );
+
+    // The TV no longer lists the tablet.
+    let listed = tv.with_engine(|e| e.directory().devices.get(&tablet_id).is_some());
+    assert!(!listed, "the revoked tablet is forgotten");
 
     // The phone moves on; the TV follows, the tablet cannot open it.
     phone.observe(Observation::Playback {

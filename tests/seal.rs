@@ -264,6 +264,26 @@ fn plain_messages_are_refused_but_availability() {
 }
 
 #[test]
+fn anyone_can_clear_a_retained_topic_on_the_broker_but_devices_do_not_believe_it() {
+    let mut o = opener(AccountKeys::derive(&secret()));
+    let keys = AccountKeys::derive(&secret());
+    for topic in [
+        Topic::session_state("home", "phone-1"),
+        Topic::device_info("home", "phone-1"),
+        Topic::resume_key("home", keys.media_key("file:film.mkv")),
+    ] {
+        assert_eq!(
+            o.decode(&topic.to_string(), b"").unwrap_err(),
+            SealError::UnsignedClear,
+            "{topic}"
+        );
+    }
+    // Availability is plain anyway (the broker's last will): its clear is taken.
+    let avail = Topic::availability("home", "phone-1").to_string();
+    assert_eq!(o.decode(&avail, b"").unwrap().body, Body::Cleared);
+}
+
+#[test]
 fn counters_only_grow_across_restarts() {
     let mut c = seal::Counter::new(0);
     let now = 1_800_000_000_000_000_000u64;

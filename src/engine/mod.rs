@@ -208,6 +208,15 @@ impl Stamped for DeviceInfo {
 }
 
 impl Directory {
+    /// Forget what is known of `device` (it was revoked): its availability, info and
+    /// session. Returns whether anything was known.
+    pub fn forget(&mut self, device: &str) -> bool {
+        let a = self.availability.remove(device).is_some();
+        let i = self.devices.remove(&device.to_owned()).is_some();
+        let s = self.sessions.remove(&device.to_owned()).is_some();
+        a || i || s
+    }
+
     /// Take in a decoded message. Returns whether anything changed.
     pub fn apply(&mut self, msg: &Incoming) -> bool {
         match (&msg.topic.kind, &msg.body) {
@@ -298,6 +307,14 @@ impl Engine {
 
     pub fn directory(&self) -> &Directory {
         &self.directory
+    }
+
+    /// A device was revoked: forget its availability, info and session (its messages are
+    /// refused from now on, and the broker's copies may linger).
+    pub fn forget_device(&mut self, device: &str) {
+        if device != self.cfg.device.id {
+            self.directory.forget(device);
+        }
     }
 
     pub fn media(&self) -> Option<&Media> {
