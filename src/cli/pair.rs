@@ -189,9 +189,9 @@ pub async fn host(
             }
         }
         if let Some(entry) = h.joined() {
-            account
-                .merge_roster(h.roster())
-                .map_err(|e| PairFailure::Failed(e.to_string()))?;
+            if let Err(e) = account.merge_roster(h.roster()) {
+                break Err(PairFailure::Failed(e.to_string()));
+            }
             publish_roster(&link, &account);
             break Ok(format!(
                 "Paired {} ({}): {} devices in account {name}",
@@ -250,8 +250,9 @@ pub async fn join(
                     match j.handle(now_unix_ns(), &msg) {
                         Ok((out, None)) => send(&link, &name, out),
                         Ok((_, Some(joined))) => {
-                            pair::adopt(&mut account, &joined)
-                                .map_err(|e| PairFailure::Failed(e.to_string()))?;
+                            if let Err(e) = pair::adopt(&mut account, &joined) {
+                                break Err(PairFailure::Failed(e.to_string()));
+                            }
                             publish_roster(&link, &account);
                             break Ok(format!(
                                 "Joined account {name} through {}: {} devices",
