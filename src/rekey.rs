@@ -50,6 +50,8 @@ pub enum RekeyError {
     Stale,
     #[error("the secret handed over is not the key asked for")]
     WrongKey,
+    #[error("the key handed over is not newer than the one in use (an old key is not taken back)")]
+    NotNewer,
     #[error("the sealed secret does not open")]
     Open,
     #[error("no randomness available")]
@@ -259,8 +261,9 @@ pub fn answer(account: &Account, req: &KeyRequest) -> Result<KeyAnswer, RekeyErr
 }
 
 /// Take an answer to `pending`: checked against `roster` (who may answer), opened, and the
-/// secret checked against the key id asked for. Returns the secret and the answerer's
-/// roster.
+/// secret checked against the key id asked for, which the answerer's roster must name as
+/// its current key, changed no earlier than the rotation `roster` knows of: a device that
+/// lags behind cannot hand an old key back. Returns the secret and the answerer's roster.
 pub fn accept(
     pending: &mut Pending,
     roster: &Roster,
@@ -280,6 +283,17 @@ pub fn accept(
     let secret = pair::b64_32("secret", &handed.secret)?;
     if AccountKeys::derive(&secret).key_id != pending.key_id {
         return Err(RekeyError::WrongKey);
+    }
+    let newer = match (&handed.roster.key, &roster.key) {
+        (Some(theirs), _) if theirs.id != pending.key_id => false,
+        (Some(theirs), Some(ours)) => {
+            (theirs.changed_unix_ns, &theirs.id) >= (ours.changed_unix_ns, &ours.id)
+        }
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if !newer {
+        return Err(RekeyError::NotNewer);
     }
     Ok((secret, handed.roster))
 }
