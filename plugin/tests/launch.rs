@@ -43,6 +43,24 @@ fn launch(filter: &str, uri: &str, sync: bool) -> Command {
     c
 }
 
+/// The short clip through `continuity <props>` with config dir `dir` and no broker
+/// listening: whether gst-launch succeeded, and its stdout then stderr.
+fn play_short_without_broker(props: &str, dir: &std::path::Path, sync: bool) -> (bool, String) {
+    let filter = format!(
+        "continuity broker=mqtt://127.0.0.1:{} config-dir={} {props}",
+        free_port(),
+        dir.display()
+    );
+    let uri = format!("file://{}", short_clip().display());
+    let out = launch(&filter, &uri, sync).output().unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), all)
+}
+
 fn interrupt(child: &Child) {
     let ok = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -187,19 +205,10 @@ fn gst_launch_ctrl_c_then_again_continues_where_it_stopped() {
 
 #[test]
 fn without_a_broker_it_plays_to_the_end_with_one_warning() {
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let filter = format!(
-        "continuity broker=mqtt://127.0.0.1:{port} config-dir={}",
-        dir.path().display()
-    );
-    let uri = format!("file://{}", short_clip().display());
-    let out = launch(&filter, &uri, true).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("Got EOS"), "played to the end:\n{stdout}");
-    let all = format!("{stdout}{stderr}");
+    let (ok, all) = play_short_without_broker("", dir.path(), true);
+    assert!(ok, "{all}");
+    assert!(all.contains("Got EOS"), "played to the end:\n{all}");
     let warnings = all
         .lines()
         .filter(|l| l.starts_with("WARNING") && l.contains("Cannot reach the broker"))
@@ -211,23 +220,12 @@ fn without_a_broker_it_plays_to_the_end_with_one_warning() {
 #[test]
 fn a_key_file_that_others_can_read_is_refused_naming_the_file_and_the_fix() {
     use std::os::unix::fs::PermissionsExt;
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     continuity::config::account_secret(dir.path(), "default").unwrap();
     let key = continuity::config::account_secret_path(dir.path(), "default");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let filter = format!(
-        "continuity broker=mqtt://127.0.0.1:{port} config-dir={}",
-        dir.path().display()
-    );
-    let uri = format!("file://{}", short_clip().display());
-    let out = launch(&filter, &uri, false).output().unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "{all}");
+    let (ok, all) = play_short_without_broker("", dir.path(), false);
+    assert!(!ok, "{all}");
     assert!(
         all.contains(&key.display().to_string()) && all.contains("chmod 600"),
         "{all}"
@@ -239,20 +237,9 @@ fn a_key_file_that_others_can_read_is_refused_naming_the_file_and_the_fix() {
 
 #[test]
 fn encryption_off_plays_with_a_warning_that_says_so() {
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let filter = format!(
-        "continuity broker=mqtt://127.0.0.1:{port} config-dir={} encryption=off",
-        dir.path().display()
-    );
-    let uri = format!("file://{}", short_clip().display());
-    let out = launch(&filter, &uri, false).output().unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{all}");
+    let (ok, all) = play_short_without_broker("encryption=off", dir.path(), false);
+    assert!(ok, "{all}");
     assert!(
         all.lines()
             .any(|l| l.starts_with("WARNING") && l.contains("Encryption is off")),
