@@ -482,7 +482,12 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
                 .into_iter()
                 .filter(|d| d.account == cli.account)
                 .collect();
-            print_devices(obs.directory(), &lan, &cli.account, json);
+            let view = DeviceView {
+                dir: obs.directory(),
+                lan: &lan,
+                roster: obs.roster(),
+            };
+            view.print(&cli.account, json);
             obs.close().await;
             Ok(())
         }
@@ -583,81 +588,116 @@ async fn wait_for_stop() {
 // ---------------------------------------------------------------------------------------------
 // devices
 
-fn status_of(dir: &Directory, id: &str) -> &'static str {
-    match dir.availability.get(id) {
-        Some(Status::Online) => "online",
-        Some(Status::Offline) => "offline",
-        None => "unknown",
+/// What `continuity devices` knows of the account: the broker's directory, the players on
+/// the LAN, and (sealed accounts) the roster of paired devices.
+struct DeviceView<'a> {
+    dir: &'a Directory,
+    lan: &'a [LanDevice],
+    roster: Option<&'a continuity::wire::Roster>,
+}
+
+impl DeviceView<'_> {
+    fn status(&self, id: &str) -> &'static str {
+        if self
+            .roster
+            .and_then(|r| r.entry(id))
+            .is_some_and(|e| e.revoked)
+        {
+            return "revoked";
+        }
+        match self.dir.availability.get(id) {
+            Some(Status::Online) => "online",
+            Some(Status::Offline) => "offline",
+            None => "unknown",
+        }
     }
-}
 
-fn device_ids(dir: &Directory, lan: &[LanDevice]) -> Vec<String> {
-    let mut ids: Vec<String> = dir
-        .devices
-        .iter()
-        .map(|(k, _)| k.clone())
-        .chain(dir.availability.keys().cloned())
-        .chain(lan.iter().map(|d| d.id.clone()))
-        .collect();
-    ids.sort();
-    ids.dedup();
-    ids
-}
-
-/// Name and class of a device, from the broker, else from the LAN.
-fn describe(dir: &Directory, lan: &[LanDevice], id: &str) -> (Option<String>, Option<DeviceClass>) {
-    match dir.devices.get(&id.to_owned()) {
-        Some(i) => (Some(i.device.name.clone()), Some(i.device.class)),
-        None => lan
-            .iter()
-            .find(|d| d.id == id)
-            .map(|d| (Some(d.name.clone()), Some(d.class)))
-            .unwrap_or((None, None)),
+    /// Whether the device is paired (`None`: a plain account has no roster).
+    fn paired(&self, id: &str) -> Option<bool> {
+        self.roster.map(|r| r.trusts(id))
     }
-}
 
-fn print_devices(dir: &Directory, lan: &[LanDevice], account: &str, as_json: bool) {
-    let ids = device_ids(dir, lan);
-    let on_lan = |id: &str| lan.iter().any(|d| d.id == id);
-    if as_json {
-        let devices: Vec<_> = ids
+    fn ids(&self) -> Vec<String> {
+        let roster = self.roster.map(|r| &r.devices[..]).unwrap_or_default();
+        let mut ids: Vec<String> = self
+            .dir
+            .devices
             .iter()
-            .map(|id| {
-                let info = dir.devices.get(id);
-                let (name, class) = describe(dir, lan, id);
-                json!({
-                    "id": id,
-                    "name": name,
-                    "class": class,
-                    "status": status_of(dir, id),
-                    "lan": on_lan(id),
-                    "software": info.map(|i| i.software.clone()),
-                    "capabilities": info.map(|i| i.capabilities.clone()).unwrap_or_default(),
-                })
-            })
+            .map(|(k, _)| k.clone())
+            .chain(self.dir.availability.keys().cloned())
+            .chain(self.lan.iter().map(|d| d.id.clone()))
+            .chain(roster.iter().map(|e| e.device.clone()))
             .collect();
-        let doc = json!({ "v": 1, "account": account, "devices": devices });
-        println!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
-        return;
+        ids.sort();
+        ids.dedup();
+        ids
     }
-    if ids.is_empty() {
-        println!("No devices in account '{account}' yet.");
-        return;
+
+    /// Name and class of a device, from the broker, else from the LAN, else the roster.
+    fn describe(&self, id: &str) -> (Option<String>, Option<DeviceClass>) {
+        if let Some(i) = self.dir.devices.get(&id.to_owned()) {
+            return (Some(i.device.name.clone()), Some(i.device.class));
+        }
+        if let Some(d) = self.lan.iter().find(|d| d.id == id) {
+            return (Some(d.name.clone()), Some(d.class));
+        }
+        let name = self
+            .roster
+            .and_then(|r| r.entry(id))
+            .map(|e| e.name.clone());
+        (name, None)
     }
-    println!(
-        "{:<8} {:<8} {:<24} {:<5} ID",
-        "STATUS", "CLASS", "NAME", "LAN"
-    );
-    for id in ids {
-        let (name, class) = describe(dir, lan, &id);
+
+    fn print(&self, account: &str, as_json: bool) {
+        let ids = self.ids();
+        let on_lan = |id: &str| self.lan.iter().any(|d| d.id == id);
+        if as_json {
+            let devices: Vec<_> = ids
+                .iter()
+                .map(|id| {
+                    let info = self.dir.devices.get(id);
+                    let (name, class) = self.describe(id);
+                    json!({
+                        "id": id,
+                        "name": name,
+                        "class": class,
+                        "status": self.status(id),
+                        "paired": self.paired(id),
+                        "lan": on_lan(id),
+                        "software": info.map(|i| i.software.clone()),
+                        "capabilities": info.map(|i| i.capabilities.clone()).unwrap_or_default(),
+                    })
+                })
+                .collect();
+            let doc = json!({ "v": 1, "account": account, "devices": devices });
+            println!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+            return;
+        }
+        if ids.is_empty() {
+            println!("No devices in account '{account}' yet.");
+            return;
+        }
         println!(
-            "{:<8} {:<8} {:<24} {:<5} {}",
-            status_of(dir, &id),
-            class.map(|c| c.as_str()).unwrap_or("?"),
-            name.as_deref().unwrap_or("?"),
-            if on_lan(&id) { "yes" } else { "-" },
-            id
+            "{:<8} {:<8} {:<24} {:<6} {:<5} ID",
+            "STATUS", "CLASS", "NAME", "PAIRED", "LAN"
         );
+        for id in ids {
+            let (name, class) = self.describe(&id);
+            let paired = match self.paired(&id) {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "-",
+            };
+            println!(
+                "{:<8} {:<8} {:<24} {:<6} {:<5} {}",
+                self.status(&id),
+                class.map(|c| c.as_str()).unwrap_or("?"),
+                name.as_deref().unwrap_or("?"),
+                paired,
+                if on_lan(&id) { "yes" } else { "-" },
+                id
+            );
+        }
     }
 }
 

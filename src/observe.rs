@@ -101,6 +101,11 @@ impl Observer {
         &self.directory
     }
 
+    /// The account's paired devices as this view knows them (sealed accounts).
+    pub fn roster(&self) -> Option<&wire::Roster> {
+        self.opener.as_ref().map(|o| &o.roster)
+    }
+
     fn take(&mut self, ev: LinkEvent) -> bool {
         let LinkEvent::Message { topic, payload } = ev else {
             return false;

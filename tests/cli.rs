@@ -211,9 +211,23 @@ async fn a_published_session_shows_in_sessions_json_and_moves_only_while_playing
         "--json",
     ]);
     let doc: Value = serde_json::from_slice(&devices.stdout).unwrap();
-    assert_eq!(doc["devices"][0]["id"], "phone-1");
-    assert_eq!(doc["devices"][0]["status"], "online");
-    assert_eq!(doc["devices"][0]["class"], "phone");
+    let listed = doc["devices"].as_array().unwrap();
+    let phone = listed
+        .iter()
+        .find(|d| d["id"] == "phone-1")
+        .unwrap_or_else(|| panic!("{doc}"));
+    assert_eq!(phone["status"], "online");
+    assert_eq!(phone["class"], "phone");
+    assert_eq!(phone["paired"], true);
+    // The device that runs the command is paired too, though it never published.
+    let laptop = listed
+        .iter()
+        .find(|d| d["name"] == "Laptop")
+        .unwrap_or_else(|| panic!("{doc}"));
+    assert_eq!(
+        (laptop["paired"].clone(), laptop["status"].clone()),
+        (true.into(), "unknown".into())
+    );
 
     let table = cli(&["--broker", &broker.url, "--account", "home", "sessions"]);
     let text = String::from_utf8(table.stdout).unwrap();

@@ -186,6 +186,31 @@ async fn a_revoked_device_reads_nothing_new_and_cannot_command() {
         Some(new_key.clone())
     );
 
+    // `continuity devices` on the laptop shows the tablet revoked.
+    let dir = devices.dir("Laptop");
+    let url = broker.url().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["--broker", &url, "--account", "home", "--config-dir"])
+            .arg(&dir)
+            .args(["devices", "--json"])
+            .env("CONTINUITY_MDNS_INTERFACE", "lo")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let entry = |id: &str| {
+        doc["devices"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["id"] == id).cloned())
+            .unwrap_or_else(|| panic!("no {id} in {doc}"))
+    };
+    assert_eq!(entry(&tablet_id)["status"], "revoked", "{doc}");
+    assert_eq!(entry(&tablet_id)["paired"], false, "{doc}");
+    assert_eq!(entry(&tv_id)["paired"], true, "{doc}");
     // The TV no longer lists the tablet.
     let listed = tv.with_engine(|e| e.directory().devices.get(&tablet_id).is_some());
     assert!(!listed, "the revoked tablet is forgotten");
