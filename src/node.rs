@@ -65,6 +65,9 @@ pub enum NodeEvent {
     Player(PlayerAction),
     /// A handoff result, a lost lease.
     Notice(Notice),
+    /// This device was revoked from the account: the other devices refuse what it sends
+    /// and it cannot read what they send from now on. Pairing again brings it back.
+    Revoked,
     /// The account key was rotated (a device was revoked) and this device now seals with
     /// the new one.
     KeyRotated {
@@ -220,6 +223,7 @@ impl Inner {
     fn take_roster(&self, roster: &wire::Roster) {
         let mut account = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         let Some(acc) = account.as_mut() else { return };
+        let was_revoked = acc.roster.entry(&acc.device).is_some_and(|e| e.revoked);
         match acc.merge_roster(roster) {
             Ok(true) => {
                 tracing::info!(
@@ -227,11 +231,12 @@ impl Inner {
                     acc.name,
                     acc.roster.devices.len()
                 );
-                if acc.roster.entry(&acc.device).is_some_and(|e| e.revoked) {
+                if !was_revoked && acc.roster.entry(&acc.device).is_some_and(|e| e.revoked) {
                     tracing::warn!(
                         "this device was revoked from account {}: pair it again to rejoin",
                         acc.name
                     );
+                    let _ = self.events.try_send(NodeEvent::Revoked);
                 }
                 self.refresh_signers(acc);
                 let mut engine = self.engine();

@@ -215,6 +215,13 @@ async fn a_revoked_device_reads_nothing_new_and_cannot_command() {
     let listed = tv.with_engine(|e| e.directory().devices.get(&tablet_id).is_some());
     assert!(!listed, "the revoked tablet is forgotten");
 
+    // The tablet learns that it was removed (a player tells its person).
+    let told = wait_event(&mut tablet_events, |ev| {
+        matches!(ev, NodeEvent::Revoked).then_some(())
+    })
+    .await;
+    assert!(told.is_some(), "the tablet was told it was revoked");
+
     // The phone moves on; the TV follows, the tablet cannot open it.
     phone.observe(Observation::Playback {
         position_ns: 120 * SECOND_NS,

@@ -355,6 +355,12 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                             let _ = playbin.set_state(gst::State::Ready);
                         }
                     }
+                    "continuity-revoked" => {
+                        player.say(
+                            "this device was removed from the account: other devices no \
+                             longer hear it (pair it again to rejoin)",
+                        );
+                    }
                     "continuity-session-moved" => {
                         let to = s.get::<String>("device").unwrap_or_default();
                         player.say(&format!("the session moved to {to}"));

@@ -31,6 +31,8 @@
  * - `continuity-resume-available` (`resume=ask`): `media-id`, `position` (ns), `device`,
  *   `when` (ns since the Unix epoch). Emit the `resume` action signal to seek there.
  * - `continuity-resumed`: `media-id`, `position` (ns), `device` it came from.
+ * - `continuity-revoked`: this device was removed from its account (a warning comes with it);
+ *   other devices no longer hear it, and playback goes on.
  *
  * Since: 0.1
  */

@@ -340,6 +340,18 @@ impl Pump {
             NodeEvent::Rejected { topic, reason } => {
                 gst::info!(CAT, obj = element, "refused a message on {topic}: {reason}");
             }
+            NodeEvent::Revoked => {
+                gst::element_warning!(
+                    element,
+                    gst::ResourceError::NotAuthorized,
+                    ("This device was removed from its account: other devices no longer \
+                         hear it; playback continues here. Pair it again to rejoin")
+                );
+                post(
+                    &element,
+                    gst::Structure::builder("continuity-revoked").build(),
+                );
+            }
             NodeEvent::KeyRotated { key_id } => {
                 gst::info!(
                     CAT,
