@@ -80,7 +80,8 @@ pub struct Account {
     /// This device.
     pub device: String,
     secret: [u8; 32],
-    /// Secrets this process used before a rotation: what was sealed with them still opens.
+    /// Secrets used before a rotation, oldest first (kept in the config dir): what was
+    /// sealed with them still opens.
     previous: Vec<[u8; 32]>,
     pub signer: Arc<Ed25519KeyPair>,
     pub roster: Roster,
@@ -112,6 +113,7 @@ impl Account {
         device_name: &str,
     ) -> Result<Account, ConfigError> {
         let secret = config::account_secret(dir, name)?;
+        let previous = config::previous_secrets(dir, name)?;
         let signer = Arc::new(config::device_key(dir)?);
         let path = roster_path(dir, name);
         let mut roster = match std::fs::read(&path) {
@@ -132,7 +134,7 @@ impl Account {
             name: name.to_owned(),
             device: device.to_owned(),
             secret,
-            previous: Vec::new(),
+            previous,
             signer,
             roster: Roster::empty(),
             dir: dir.to_owned(),
@@ -215,10 +217,16 @@ impl Account {
 
     fn take_secret(&mut self, secret: [u8; 32]) -> Result<(), ConfigError> {
         let old = self.secret;
-        self.set_secret(secret)?;
-        self.previous.retain(|p| *p != secret && *p != old);
-        self.previous.push(old);
-        Ok(())
+        let mut previous = self.previous.clone();
+        previous.retain(|p| *p != secret && *p != old);
+        previous.push(old);
+        let from = previous.len().saturating_sub(config::KEEP_PREVIOUS);
+        previous.drain(..from);
+        // The old secret is kept before the new one replaces it: a crash in between loses
+        // neither.
+        config::set_previous_secrets(&self.dir, &self.name, &previous)?;
+        self.previous = previous;
+        self.set_secret(secret)
     }
 
     /// The secret kept on disk now, if it differs from the one in hand (another process of

@@ -111,6 +111,54 @@ pub fn set_account_secret(dir: &Path, account: &str, secret: &[u8; 32]) -> Resul
     replace_private(&account_secret_path(dir, account), &hex(secret))
 }
 
+/// How many secrets from before rotations a device keeps.
+pub const KEEP_PREVIOUS: usize = 4;
+
+fn previous_path(dir: &Path, account: &str) -> PathBuf {
+    dir.join("accounts")
+        .join(format!("{account}.previous.keys"))
+}
+
+/// The secrets `account` used before its key was rotated, oldest first, from
+/// `<dir>/accounts/<account>.previous.keys` (64 hex digits a line, mode 0600): what was
+/// sealed with them still opens after a restart. None when the file does not exist.
+pub fn previous_secrets(dir: &Path, account: &str) -> Result<Vec<[u8; 32]>, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = previous_path(dir, account);
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ConfigError::Io { path, source }),
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::KeyReadable { path, mode });
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            from_hex(l.trim())
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| ConfigError::KeyCorrupt { path: path.clone() })
+        })
+        .collect()
+}
+
+/// Keep `secrets` (oldest first; the last [`KEEP_PREVIOUS`]) as `account`'s previous ones.
+pub fn set_previous_secrets(
+    dir: &Path,
+    account: &str,
+    secrets: &[[u8; 32]],
+) -> Result<(), ConfigError> {
+    let keep = &secrets[secrets.len().saturating_sub(KEEP_PREVIOUS)..];
+    let text: Vec<String> = keep.iter().map(|s| hex(s)).collect();
+    replace_private(&previous_path(dir, account), &text.join("\n"))
+}
+
 /// This device's Ed25519 signing key, in `<dir>/device.key` (PKCS#8, hex, mode 0600),
 /// created on first use.
 pub fn device_key(dir: &Path) -> Result<ring::signature::Ed25519KeyPair, ConfigError> {
