@@ -156,6 +156,17 @@ pub enum LinkError {
     Closed,
 }
 
+/// Why [`Link::connect`] gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The link could not even start (a bad TLS set-up, a password file).
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// The broker refused, did not answer, or closed the connection: why, in words.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
 /// How a link connects.
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
@@ -262,6 +273,23 @@ pub struct Link {
 }
 
 impl Link {
+    /// Start the link and wait, at most `timeout`, for its first connection: for commands
+    /// that answer once and must not hang when the broker is away.
+    pub async fn connect(
+        mut cfg: LinkConfig,
+        timeout: Duration,
+    ) -> Result<(Link, mpsc::Receiver<LinkEvent>), ConnectError> {
+        cfg.connect_timeout = timeout;
+        let (link, mut events) = Link::spawn(cfg)?;
+        let why = match tokio::time::timeout(timeout, events.recv()).await {
+            Ok(Some(LinkEvent::Connected)) => return Ok((link, events)),
+            Ok(Some(LinkEvent::Down { reason })) => reason,
+            Ok(Some(LinkEvent::Message { .. })) | Ok(None) => "the connection closed".into(),
+            Err(_) => format!("no answer within {} s", timeout.as_secs_f32()),
+        };
+        Err(ConnectError::Unreachable(why))
+    }
+
     /// Start the link on the current tokio runtime. Events arrive on the returned receiver.
     pub fn spawn(cfg: LinkConfig) -> Result<(Link, mpsc::Receiver<LinkEvent>), LinkError> {
         let mut opts = MqttOptions::new(&cfg.client_id, &cfg.broker.host, cfg.broker.port);

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::account::Account;
 use crate::engine::Directory;
-use crate::link::{BrokerUrl, Link, LinkConfig, LinkEvent, client_id};
+use crate::link::{BrokerUrl, ConnectError, Link, LinkConfig, LinkEvent, client_id};
 use crate::rekey;
 use crate::seal::{Opener, SealError, Signers};
 use crate::wire::{self, Body, filters};
@@ -62,25 +62,13 @@ impl Observer {
                 rekey::answer_topic(account, &k.device),
             ]);
         }
-        cfg.connect_timeout = timeout;
-        let (link, mut events) = Link::spawn(cfg)?;
-        let unreachable = |reason: String| ObserveError::Unreachable {
-            broker: broker.to_string(),
-            reason,
-        };
-        match tokio::time::timeout(timeout, events.recv()).await {
-            Ok(Some(LinkEvent::Connected)) => {}
-            Ok(Some(LinkEvent::Down { reason })) => return Err(unreachable(reason)),
-            Ok(Some(LinkEvent::Message { .. })) | Ok(None) => {
-                return Err(unreachable("the connection closed".into()));
-            }
-            Err(_) => {
-                return Err(unreachable(format!(
-                    "no answer within {} s",
-                    timeout.as_secs_f32()
-                )));
-            }
-        }
+        let (link, events) = Link::connect(cfg, timeout).await.map_err(|e| match e {
+            ConnectError::Link(e) => ObserveError::Link(e),
+            ConnectError::Unreachable(reason) => ObserveError::Unreachable {
+                broker: broker.to_string(),
+                reason,
+            },
+        })?;
         let directory = Directory {
             media_keys: opener.as_ref().map(Opener::media_keys).unwrap_or_default(),
             ..Directory::default()
@@ -163,13 +151,12 @@ impl Observer {
                 }
             };
         }
-        let topic = topic.to_owned();
         let decoded = match &mut self.opener {
-            Some(o) => match o.decode(&topic, payload) {
+            Some(o) => match o.decode(topic, payload) {
                 Err(SealError::UnknownKey(id)) => {
                     // Signed by a trusted device with a key this one lacks: a rotation.
-                    if wire::Topic::parse(&topic).is_ok_and(|t| t.retained()) {
-                        self.parked.insert(topic.clone(), payload.to_vec());
+                    if wire::Topic::parse(topic).is_ok_and(|t| t.retained()) {
+                        self.parked.insert(topic.to_owned(), payload.to_vec());
                     }
                     if self.want_key(&id) {
                         return true;
@@ -178,7 +165,7 @@ impl Observer {
                 }
                 other => other.map_err(|e| e.to_string()),
             },
-            None => match wire::decode(&topic, payload) {
+            None => match wire::decode(topic, payload) {
                 Ok(m) if matches!(m.body, Body::Sealed(_)) => {
                     Err("sealed, and this view reads plain JSON only".to_owned())
                 }

@@ -48,15 +48,9 @@ async fn connect(
 ) -> Result<(Link, mpsc::Receiver<LinkEvent>), PairFailure> {
     let mut cfg = LinkConfig::new(broker.clone(), client_id("pair"));
     cfg.subscriptions = subscriptions;
-    let unreachable =
-        |why: String| PairFailure::Unreachable(format!("cannot reach the broker {broker}: {why}"));
-    let (link, mut events) = Link::spawn(cfg).map_err(|e| unreachable(e.to_string()))?;
-    match tokio::time::timeout(crate::CONNECT_TIMEOUT, events.recv()).await {
-        Ok(Some(LinkEvent::Connected)) => Ok((link, events)),
-        Ok(Some(LinkEvent::Down { reason })) => Err(unreachable(reason)),
-        Ok(_) => Err(unreachable("the connection closed".into())),
-        Err(_) => Err(unreachable("no answer".into())),
-    }
+    Link::connect(cfg, crate::CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| PairFailure::Unreachable(format!("cannot reach the broker {broker}: {e}")))
 }
 
 /// `123456` as people read it: `123 456`.
