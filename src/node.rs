@@ -113,6 +113,8 @@ struct Inner {
     events: mpsc::Sender<NodeEvent>,
     /// Woken when the engine's next wake-up may have moved.
     rearm: Notify,
+    /// Counts the messages taken in from the broker (see [`Node::wait_until`]).
+    taken: watch::Sender<u64>,
 }
 
 impl Inner {
@@ -395,6 +397,11 @@ impl Inner {
 
     /// A message from the broker.
     fn take_message(&self, topic: &str, payload: &[u8]) {
+        self.take_message_inner(topic, payload);
+        self.taken.send_modify(|n| *n += 1);
+    }
+
+    fn take_message_inner(&self, topic: &str, payload: &[u8]) {
         match self.decode(topic, payload) {
             Ok(msg) if self.is_own_sync(&msg.body) => {
                 self.sync.send_replace(SyncState::Synced);
@@ -557,6 +564,7 @@ impl Node {
             parked: Mutex::new(Default::default()),
             events: events_tx,
             rearm: Notify::new(),
+            taken: watch::channel(0).0,
         });
         inner.carry_out(announce);
         let task = tokio::spawn(run(inner.clone(), link_events));
@@ -620,6 +628,26 @@ impl Node {
         let mut rx = self.inner.sync.subscribe();
         let _ = tokio::time::timeout(timeout, rx.wait_for(|s| *s != SyncState::Pending)).await;
         self.sync_state()
+    }
+
+    /// Wait until `pred` holds for the engine, checked again after each message taken in
+    /// from the broker, at most `max`. Returns whether it held.
+    pub async fn wait_until(&self, max: Duration, pred: impl Fn(&Engine) -> bool) -> bool {
+        let mut taken = self.inner.taken.subscribe();
+        tokio::time::timeout(max, async {
+            loop {
+                // The engine's lock is released before waiting.
+                let held = pred(&self.inner.engine());
+                if held {
+                    return;
+                }
+                if taken.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+        .await
+        .is_ok()
     }
 
     /// Run `f` with the engine (to read its state).

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::Mosquitto;
 use continuity::account::Account;
-use continuity::engine::{EngineConfig, Observation};
+use continuity::engine::{Engine, EngineConfig, Observation};
 use continuity::model::{Device, DeviceClass, Media, PlayState, SECOND_NS};
 use continuity::node::{Node, NodeConfig, NodeEvent};
 use tokio::sync::mpsc;
@@ -134,15 +134,21 @@ fn play(node: &Node, position_s: u64) {
     });
 }
 
-/// The position of `device`'s session as `node` sees it.
-fn seen_position(node: &Node, device: &str) -> Option<u64> {
-    node.with_engine(|e| {
-        e.directory()
-            .sessions
-            .get(&device.to_owned())
-            .and_then(|s| s.anchor)
-            .map(|a| a.position_ns)
+/// The position of `device`'s session as an engine sees it.
+fn position(e: &Engine, device: &str) -> Option<u64> {
+    e.directory()
+        .sessions
+        .get(&device.to_owned())
+        .and_then(|s| s.anchor)
+        .map(|a| a.position_ns)
+}
+
+/// Wait until `node` sees `device`'s session at `position_s`.
+async fn sees(node: &Node, device: &str, position_s: u64) -> bool {
+    node.wait_until(WAIT, |e| {
+        position(e, device) == Some(position_s * SECOND_NS)
     })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,16 +164,8 @@ async fn a_revoked_device_reads_nothing_new_and_cannot_command() {
     play(&phone, 60);
     assert!(phone.flush(WAIT).await);
     // Before: the tablet is a paired device and sees the phone play.
-    let before = tokio::time::timeout(WAIT, async {
-        while seen_position(&tablet, &phone_id) != Some(60 * SECOND_NS) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(
-        before.is_ok(),
-        "the tablet saw the phone before the revocation"
-    );
+    let before = sees(&tablet, &phone_id, 60).await;
+    assert!(before, "the tablet saw the phone before the revocation");
 
     let (code, out) = devices.revoke(&broker, "Laptop", "Tablet").await;
     assert_eq!(code, Some(0), "{out}");
@@ -229,13 +227,8 @@ async fn a_revoked_device_reads_nothing_new_and_cannot_command() {
         rate: 1.0,
     });
     assert!(phone.flush(WAIT).await);
-    let followed = tokio::time::timeout(WAIT, async {
-        while seen_position(&tv, &phone_id) != Some(120 * SECOND_NS) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(followed.is_ok(), "the TV reads the phone under the new key");
+    let followed = sees(&tv, &phone_id, 120).await;
+    assert!(followed, "the TV reads the phone under the new key");
     let refused = wait_event(&mut tablet_events, |ev| match ev {
         NodeEvent::Rejected { topic, reason } if topic.contains(&phone_id) => Some(reason.clone()),
         _ => None,
@@ -243,7 +236,8 @@ async fn a_revoked_device_reads_nothing_new_and_cannot_command() {
     .await
     .expect("the tablet is refused the phone's new state");
     assert!(refused.contains(&new_key), "{refused}");
-    assert_ne!(seen_position(&tablet, &phone_id), Some(120 * SECOND_NS));
+    let seen = tablet.with_engine(|e| position(e, &phone_id));
+    assert_ne!(seen, Some(120 * SECOND_NS));
     assert!(
         !devices
             .account("Tablet")
@@ -302,13 +296,8 @@ async fn a_device_offline_during_the_revocation_takes_the_new_key_when_it_comes_
         wait_event(&mut tv_events, rotated).await,
         Some(new_key.clone())
     );
-    let caught_up = tokio::time::timeout(WAIT, async {
-        while seen_position(&tv, &phone_id) != Some(300 * SECOND_NS) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(caught_up.is_ok(), "the TV reads the phone's session");
+    let caught_up = sees(&tv, &phone_id, 300).await;
+    assert!(caught_up, "the TV reads the phone's session");
     assert_eq!(devices.account("TV").keys().key_id, new_key, "kept on disk");
 
     // A device that only runs commands (no player) asks for the key when it looks.

@@ -77,23 +77,17 @@ async fn paired_devices_hand_off_and_the_broker_learns_nothing() {
     });
 
     // The TV opens the phone's sealed session.
-    let known = tokio::time::timeout(WAIT, async {
-        loop {
-            let title = tv.with_engine(|e| {
-                e.directory()
-                    .sessions
-                    .get(&"phone".to_owned())
-                    .and_then(|s| s.media.clone())
-                    .and_then(|m| m.title)
-            });
-            if title.as_deref() == Some("Secret Film") {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(known.is_ok(), "the TV reads the phone's session");
+    let known = tv
+        .wait_until(WAIT, |e| {
+            e.directory()
+                .sessions
+                .get(&"phone".to_owned())
+                .and_then(|s| s.media.as_ref())
+                .and_then(|m| m.title.as_deref())
+                == Some("Secret Film")
+        })
+        .await;
+    assert!(known, "the TV reads the phone's session");
 
     // "Continue on the TV": sealed, signed commands both ways; the TV is asked to load.
     tv.request_handoff("tv", "phone");
