@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::Mosquitto;
@@ -70,22 +70,30 @@ impl Devices {
         (node, events, id)
     }
 
-    /// `continuity devices --revoke <who>` run on `on`.
-    async fn revoke(&self, broker: &Mosquitto, on: &str, who: &str) -> (Option<i32>, String) {
+    /// `continuity <args>` run on device `on` (off the runtime's threads).
+    async fn cli(&self, broker: &Mosquitto, on: &str, args: &[&str]) -> Output {
         let dir = self.dir(on);
         let url = broker.url().to_string();
-        let who = who.to_owned();
-        let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
             Command::new(BIN)
                 .args(["--broker", &url, "--account", "home", "--config-dir"])
                 .arg(&dir)
-                .args(["devices", "--revoke", &who, "--timeout", "10"])
+                .args(&args)
+                .env("CONTINUITY_MDNS_INTERFACE", "lo")
                 .stdin(Stdio::null())
                 .output()
                 .unwrap()
         })
         .await
-        .unwrap();
+        .unwrap()
+    }
+
+    /// `continuity devices --revoke <who>` run on `on`.
+    async fn revoke(&self, broker: &Mosquitto, on: &str, who: &str) -> (Option<i32>, String) {
+        let out = self
+            .cli(broker, on, &["devices", "--revoke", who, "--timeout", "10"])
+            .await;
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -185,20 +193,7 @@ async fn a_revoked_device_reads_nothing_new_and_cannot_command() {
     );
 
     // `continuity devices` on the laptop shows the tablet revoked.
-    let dir = devices.dir("Laptop");
-    let url = broker.url().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args(["--broker", &url, "--account", "home", "--config-dir"])
-            .arg(&dir)
-            .args(["devices", "--json"])
-            .env("CONTINUITY_MDNS_INTERFACE", "lo")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = devices.cli(&broker, "Laptop", &["devices", "--json"]).await;
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     let entry = |id: &str| {
         doc["devices"]
@@ -301,20 +296,9 @@ async fn a_device_offline_during_the_revocation_takes_the_new_key_when_it_comes_
     assert_eq!(devices.account("TV").keys().key_id, new_key, "kept on disk");
 
     // A device that only runs commands (no player) asks for the key when it looks.
-    let dir = devices.dir("Remote");
-    let url = broker.url().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args(["--broker", &url, "--account", "home", "--config-dir"])
-            .arg(&dir)
-            .args(["sessions", "--json"])
-            .env("CONTINUITY_MDNS_INTERFACE", "lo")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = devices
+        .cli(&broker, "Remote", &["sessions", "--json"])
+        .await;
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     let sessions = doc["sessions"].as_array().cloned().unwrap_or_default();
     assert!(
