@@ -10,9 +10,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::free_port;
-use continuity::engine::{EngineConfig, Observation};
-use continuity::model::{Device, DeviceClass, Media, PlayState, SECOND_NS};
-use continuity::node::{Node, NodeConfig};
+use continuity::engine::Observation;
+use continuity::model::{DeviceClass, Media, PlayState, SECOND_NS};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_continuity");
@@ -114,23 +113,12 @@ async fn a_published_session_shows_in_sessions_json_and_moves_only_while_playing
         &[(phone_dir.path(), "Phone"), (cli_dir(), "Laptop")],
     )
     .unwrap();
-    let mut engine = EngineConfig::new(
-        "home",
-        Device {
-            id: "phone-1".into(),
-            name: "Phone".into(),
-            class: DeviceClass::Phone,
-        },
+    let (node, _events) = common::sealed_node(
+        broker.url.parse().unwrap(),
+        accounts.swap_remove(0),
+        "Phone",
+        DeviceClass::Phone,
     );
-    engine.heartbeat_ns = 3600 * SECOND_NS;
-    let (node, _events) = Node::start(NodeConfig {
-        engine,
-        broker: Some(broker.url.parse().unwrap()),
-        store_dir: None,
-        link: None,
-        account: Some(accounts.swap_remove(0)),
-    })
-    .unwrap();
     node.observe(Observation::MediaStarted(Media {
         id: "file:clip.ogg".into(),
         title: Some("Big Buck Bunny".into()),

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use common::Mosquitto;
 use continuity::account::Account;
-use continuity::engine::{Engine, EngineConfig, Observation};
-use continuity::model::{Device, DeviceClass, Media, PlayState, SECOND_NS};
-use continuity::node::{Node, NodeConfig, NodeEvent};
+use continuity::engine::{Engine, Observation};
+use continuity::model::{DeviceClass, Media, PlayState, SECOND_NS};
+use continuity::node::{Node, NodeEvent};
 use tokio::sync::mpsc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_continuity");
@@ -50,23 +50,7 @@ impl Devices {
     fn start(&self, broker: &Mosquitto, name: &str) -> (Node, mpsc::Receiver<NodeEvent>, String) {
         let account = self.account(name);
         let id = account.device.clone();
-        let mut engine = EngineConfig::new(
-            "home",
-            Device {
-                id: id.clone(),
-                name: name.into(),
-                class: DeviceClass::Other,
-            },
-        );
-        engine.heartbeat_ns = 3600 * SECOND_NS;
-        let (node, events) = Node::start(NodeConfig {
-            engine,
-            broker: Some(broker.url()),
-            store_dir: None,
-            link: None,
-            account: Some(account),
-        })
-        .unwrap();
+        let (node, events) = common::sealed_node(broker.url(), account, name, DeviceClass::Other);
         (node, events, id)
     }
 

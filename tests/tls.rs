@@ -9,9 +9,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::Mosquitto;
-use continuity::engine::{EngineConfig, Observation};
-use continuity::model::{Device, DeviceClass, Media, PlayState, SECOND_NS};
-use continuity::node::{Node, NodeConfig};
+use continuity::engine::Observation;
+use continuity::model::{DeviceClass, Media, PlayState, SECOND_NS};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
@@ -107,23 +106,8 @@ async fn a_session_goes_over_mqtts_and_shows_with_the_ca_file() {
     )
     .unwrap();
     let phone = accounts.swap_remove(0);
-    let mut engine = EngineConfig::new(
-        "tls",
-        Device {
-            id: phone.device.clone(),
-            name: "Phone".into(),
-            class: DeviceClass::Phone,
-        },
-    );
-    engine.heartbeat_ns = 3600 * SECOND_NS;
-    let (node, _events) = Node::start(NodeConfig {
-        engine,
-        broker: Some(url.parse().unwrap()),
-        store_dir: None,
-        link: None,
-        account: Some(phone),
-    })
-    .unwrap();
+    let (node, _events) =
+        common::sealed_node(url.parse().unwrap(), phone, "Phone", DeviceClass::Phone);
     node.observe(Observation::MediaStarted(Media {
         id: "file:film.mkv".into(),
         title: Some("A Film".into()),

@@ -162,3 +162,34 @@ impl AnyBroker {
         }
     }
 }
+
+/// A sealed device of `account` (the account's own name) on the broker at `url`: the
+/// account's device id, no local store, a heartbeat of an hour (nothing periodic in the way
+/// of a test). Call it on a tokio runtime.
+pub fn sealed_node(
+    url: BrokerUrl,
+    account: continuity::account::Account,
+    name: &str,
+    class: continuity::model::DeviceClass,
+) -> (
+    continuity::node::Node,
+    tokio::sync::mpsc::Receiver<continuity::node::NodeEvent>,
+) {
+    let mut engine = continuity::engine::EngineConfig::new(
+        &account.name,
+        continuity::model::Device {
+            id: account.device.clone(),
+            name: name.into(),
+            class,
+        },
+    );
+    engine.heartbeat_ns = 3600 * continuity::model::SECOND_NS;
+    continuity::node::Node::start(continuity::node::NodeConfig {
+        engine,
+        broker: Some(url),
+        store_dir: None,
+        link: None,
+        account: Some(account),
+    })
+    .expect("the node starts")
+}
