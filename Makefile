@@ -3,8 +3,10 @@
 
 SHELL := /bin/bash
 PACKAGES := pkg-config gcc libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
-	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-tools \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-x gstreamer1.0-tools \
 	mosquitto mosquitto-clients iproute2
+# `make bench` needs these as well (instruction counts).
+BENCH_PACKAGES := valgrind
 CARGO ?= cargo
 
 .PHONY: deps build demo test lint schemas bench
@@ -37,8 +39,8 @@ schemas:
 	UPDATE_SCHEMAS=1 $(CARGO) test --test wire committed_schemas_match_the_types
 
 # The benchmarks (release build), printed as a table with the targets beside the figures.
-bench: deps
-	@./scripts/deps.sh valgrind
+bench:
+	@./scripts/deps.sh $(PACKAGES) $(BENCH_PACKAGES)
 	$(CARGO) build --release -p gst-plugin-continuity --lib
 	$(CARGO) run --release -p gst-plugin-continuity --example bench
 	$(CARGO) run --release -p gst-plugin-continuity --example handoff_bench
