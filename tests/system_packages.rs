@@ -745,7 +745,6 @@ fn which(program: &str) -> Option<PathBuf> {
 struct Covered {
     packages: Vec<String>,
     bench: Vec<String>,
-    installed: Installed,
     make: BTreeSet<String>,
     make_bench: BTreeSet<String>,
 }
@@ -767,7 +766,6 @@ impl Covered {
         Covered {
             packages,
             bench,
-            installed,
             make,
             make_bench,
         }

@@ -2,7 +2,10 @@
 //!
 //! ```text
 //! cargo run --release -p gst-plugin-continuity --example bench      # or: make bench
+//! cargo run --release -p gst-plugin-continuity --example bench -- resume traffic
 //! ```
+//!
+//! The groups are `overhead`, `instructions`, `traffic` and `resume`; none named runs all.
 //!
 //! 1. Per-buffer overhead: `fakesrc num-buffers=2000000 ! X ! fakesink` for X = identity and
 //!    X = continuity, alternating, median of 5; also with timestamped buffers, which take the
@@ -365,28 +368,38 @@ fn main() {
         ROUNDS,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    let mut rows = vec![
-        overhead(
+    // `bench resume traffic` runs only those groups; no argument runs them all.
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let run = |group: &str| only.is_empty() || only.iter().any(|g| g == group);
+    let mut rows = Vec::new();
+    if run("overhead") {
+        rows.push(overhead(
             &broker.url(),
             &cfg,
             "fakesrc num-buffers=2000000",
             "2,000,000 empty buffers",
-        ),
-        overhead(
+        ));
+        rows.push(overhead(
             &broker.url(),
             &cfg,
             "fakesrc num-buffers=2000000 format=time datarate=4000 sizetype=fixed sizemax=4",
             "2,000,000 timestamped buffers",
-        ),
-    ];
-    match instructions(&broker.url(), &cfg) {
-        Some(row) => rows.push(row),
-        None => {
-            eprintln!("(no valgrind or no release libgstcontinuity.so: instruction counts skipped)")
+        ));
+    }
+    if run("instructions") {
+        match instructions(&broker.url(), &cfg) {
+            Some(row) => rows.push(row),
+            None => eprintln!(
+                "(no valgrind or no release libgstcontinuity.so: instruction counts skipped)"
+            ),
         }
     }
-    rows.push(traffic());
-    rows.extend(resume_cost(&broker, &rt));
+    if run("traffic") {
+        rows.push(traffic());
+    }
+    if run("resume") {
+        rows.extend(resume_cost(&broker, &rt));
+    }
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(10);
     let m = rows.iter().map(|r| r.measured.len()).max().unwrap_or(10);
     println!(
