@@ -96,7 +96,7 @@ pub fn account_secret_path(dir: &Path, account: &str) -> PathBuf {
 pub fn account_secret(dir: &Path, account: &str) -> Result<[u8; 32], ConfigError> {
     let path = account_secret_path(dir, account);
     let text = private_file(&path, || {
-        let secret = crate::seal::AccountKeys::new_secret()
+        let secret = crate::security::seal::AccountKeys::new_secret()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(hex(&secret))
     })?;

@@ -6,9 +6,18 @@
 //! merge that every replica agrees on whatever the delivery order ([`LwwMap`]).
 
 use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// Wall-clock now, in ns since the Unix epoch (0 for a clock before 1970).
+pub fn now_unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
 
 /// A hybrid logical clock stamp. Ordered by wall time, then counter, then device id.
 #[derive(

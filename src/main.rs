@@ -9,12 +9,12 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use continuity::broker::EmbeddedBroker;
-use continuity::discovery::LanDevice;
 use continuity::engine::Directory;
-use continuity::link::BrokerUrl;
+use continuity::hlc::now_unix_ns;
 use continuity::model::{DeviceClass, PlayState};
-use continuity::node::now_unix_ns;
+use continuity::net::broker::EmbeddedBroker;
+use continuity::net::discovery::LanDevice;
+use continuity::net::link::BrokerUrl;
 use continuity::observe::{ObserveError, Observer};
 use continuity::wire::{SessionState, Status};
 
@@ -264,7 +264,7 @@ pub const PLAINTEXT_WARNING: &str = "encryption is off (--insecure-plaintext): w
      publish there can command handoffs";
 
 /// The account as this device holds it (sealed), or `None` with a warning (plain JSON).
-fn open_account(cli: &Cli) -> Result<Option<continuity::account::Account>, Failure> {
+fn open_account(cli: &Cli) -> Result<Option<continuity::security::account::Account>, Failure> {
     if cli.insecure_plaintext {
         eprintln!("warning: {PLAINTEXT_WARNING}");
         return Ok(None);
@@ -274,7 +274,7 @@ fn open_account(cli: &Cli) -> Result<Option<continuity::account::Account>, Failu
         None => continuity::config::default_config_dir().map_err(Failure::new)?,
     };
     let device = continuity::config::device_id(&dir).map_err(Failure::new)?;
-    continuity::account::Account::open(
+    continuity::security::account::Account::open(
         &dir,
         &cli.account,
         &device,
@@ -404,7 +404,10 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
                 let found = tokio::task::spawn_blocking({
                     let name = cli.account.clone();
                     move || {
-                        continuity::discovery::find_pairing(&name, continuity::discovery::LAN_WAIT)
+                        continuity::net::discovery::find_pairing(
+                            &name,
+                            continuity::net::discovery::LAN_WAIT,
+                        )
                     }
                 })
                 .await
@@ -473,7 +476,7 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
             let broker = parse_broker(&cli.broker).await?;
             // What the LAN says, while the broker answers.
             let lan = tokio::task::spawn_blocking(|| {
-                continuity::discovery::find_players(continuity::discovery::LAN_WAIT)
+                continuity::net::discovery::find_players(continuity::net::discovery::LAN_WAIT)
             });
             let obs = snapshot(&broker, &cli.account, account).await?;
             let lan: Vec<_> = lan
@@ -509,7 +512,7 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
 async fn parse_broker(url: &str) -> Result<BrokerUrl, Failure> {
     let url = url.to_owned();
     let resolved = tokio::task::spawn_blocking(move || {
-        continuity::discovery::resolve_broker(&url, continuity::discovery::AUTO_WAIT)
+        continuity::net::discovery::resolve_broker(&url, continuity::net::discovery::AUTO_WAIT)
     })
     .await
     .map_err(Failure::new)?;
@@ -530,7 +533,7 @@ async fn parse_broker(url: &str) -> Result<BrokerUrl, Failure> {
 async fn snapshot(
     broker: &BrokerUrl,
     name: &str,
-    account: Option<continuity::account::Account>,
+    account: Option<continuity::security::account::Account>,
 ) -> Result<Observer, Failure> {
     let mut obs = Observer::connect(broker, name, CONNECT_TIMEOUT, account).await?;
     obs.settle(Duration::from_millis(300), Duration::from_secs(3))
@@ -549,11 +552,11 @@ async fn broker(listen: SocketAddr, advertise: bool) -> Result<(), Failure> {
     );
     // Advertised while it runs; withdrawn when this returns.
     let _advert = if advertise {
-        match continuity::discovery::advertise_broker(b.addr().port()) {
+        match continuity::net::discovery::advertise_broker(b.addr().port()) {
             Ok(a) => {
                 println!(
                     "advertised on the LAN as {} (--no-advertise to stop)",
-                    continuity::discovery::BROKER_SERVICE
+                    continuity::net::discovery::BROKER_SERVICE
                 );
                 Some(a)
             }

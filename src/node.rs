@@ -4,26 +4,19 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::account::Account;
 use crate::engine::{Action, Engine, EngineConfig, Notice, Observation, PlayerAction, ResumeFrom};
-use crate::link::{BrokerUrl, Link, LinkConfig, LinkError, LinkEvent, client_id};
-use crate::rekey::{self, KeyRequest};
-use crate::seal::{Guard, SealError};
+use crate::hlc::now_unix_ns;
+use crate::net::link::{BrokerUrl, Link, LinkConfig, LinkError, LinkEvent, client_id};
+use crate::security::account::Account;
+use crate::security::rekey::{self, KeyRequest};
+use crate::security::seal::{Guard, SealError};
 use crate::store::{Store, StoreError};
 use crate::wire::{self, Body, Command, CommandBody, Status, Topic};
-
-/// Wall-clock now, in ns since the Unix epoch.
-pub fn now_unix_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {

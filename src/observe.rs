@@ -6,11 +6,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::account::Account;
 use crate::engine::Directory;
-use crate::link::{BrokerUrl, ConnectError, Link, LinkConfig, LinkEvent, client_id};
-use crate::rekey;
-use crate::seal::{Opener, SealError, Signers};
+use crate::net::link::{BrokerUrl, ConnectError, Link, LinkConfig, LinkEvent, client_id};
+use crate::security::account::Account;
+use crate::security::rekey;
+use crate::security::seal::{Opener, SealError, Signers};
 use crate::wire::{self, Body, filters};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +18,7 @@ pub enum ObserveError {
     #[error("cannot reach the broker at {broker}: {reason}")]
     Unreachable { broker: String, reason: String },
     #[error(transparent)]
-    Link(#[from] crate::link::LinkError),
+    Link(#[from] crate::net::link::LinkError),
 }
 
 /// A subscription to an account's devices, sessions and resume points.
@@ -124,7 +124,7 @@ impl Observer {
         let Some(acc) = &mut self.account else {
             return false;
         };
-        match self.asker.want(acc, key_id, crate::node::now_unix_ns()) {
+        match self.asker.want(acc, key_id, crate::hlc::now_unix_ns()) {
             rekey::Want::Ask { topic, payload } => {
                 self.link.publish(&topic, payload, true, true);
                 false

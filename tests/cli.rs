@@ -108,7 +108,7 @@ async fn a_published_session_shows_in_sessions_json_and_moves_only_while_playing
     // The phone and the device that runs the commands are paired.
     let phone_dir = tempfile::tempdir().unwrap();
     std::fs::write(phone_dir.path().join("device-id"), "phone-1\n").unwrap();
-    let mut accounts = continuity::pair::pair_dirs(
+    let mut accounts = continuity::security::pair::pair_dirs(
         "home",
         &[(phone_dir.path(), "Phone"), (cli_dir(), "Laptop")],
     )

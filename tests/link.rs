@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::{AnyBroker, Mosquitto, embedded};
 use continuity::engine::{EngineConfig, Observation};
-use continuity::link::{BrokerUrl, Link, LinkConfig, LinkEvent, client_id};
 use continuity::model::{Device, DeviceClass, Media, PlayState, SECOND_NS};
+use continuity::net::link::{BrokerUrl, Link, LinkConfig, LinkEvent, client_id};
 use continuity::node::{Node, NodeConfig};
 use continuity::observe::Observer;
 use continuity::wire::{Status, Topic};
@@ -281,7 +281,7 @@ async fn a_remote_command_reaches_the_player() {
         id: "c1".into(),
         from: "phone-1".into(),
         to: "tv-2".into(),
-        sent_unix_ns: continuity::node::now_unix_ns(),
+        sent_unix_ns: continuity::hlc::now_unix_ns(),
         body: continuity::wire::CommandBody::Seek {
             position_ns: 5 * SECOND_NS,
         },

@@ -1,9 +1,9 @@
 //! Pairing: matching codes pair; a tampered exchange gives different codes and shares
 //! nothing; an expired or reused exchange fails.
 
-use continuity::account::Account;
-use continuity::pair::{self, Host, Joiner, PairError, PairMsg, Party};
-use continuity::seal;
+use continuity::security::account::Account;
+use continuity::security::pair::{self, Host, Joiner, PairError, PairMsg, Party};
+use continuity::security::seal;
 
 const NOW: u64 = 1_800_000_000_000_000_000;
 const TTL: u64 = 120_000_000_000;

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::Mosquitto;
-use continuity::account::Account;
+use continuity::security::account::Account;
 
 const BIN: &str = env!("CARGO_BIN_EXE_continuity");
 
@@ -139,7 +139,10 @@ fn two_devices_pair_with_matching_codes_and_share_the_account() {
             .roster
             .entry(&other.device)
             .expect("paired device in the roster");
-        assert_eq!(e.public_key, continuity::seal::public_key(&other.signer));
+        assert_eq!(
+            e.public_key,
+            continuity::security::seal::public_key(&other.signer)
+        );
         assert!(a.roster.trusts(&other.device));
     }
 }

@@ -36,13 +36,13 @@ fn make_clip(dir: &Path) -> PathBuf {
 /// Everything published on the broker, on every topic (`#`), as anyone there could see it.
 struct Spy {
     rt: tokio::runtime::Runtime,
-    link: Option<continuity::link::Link>,
+    link: Option<continuity::net::link::Link>,
     seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
 }
 
 impl Spy {
     fn start(url: &str) -> Spy {
-        use continuity::link::{Link, LinkConfig, LinkEvent, client_id};
+        use continuity::net::link::{Link, LinkConfig, LinkEvent, client_id};
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -177,7 +177,7 @@ impl Setup {
         let clip = make_clip(dir.path());
         let dirs: Vec<PathBuf> = DEVICES.iter().map(|d| dir.path().join(d)).collect();
         let named: Vec<(&Path, &str)> = dirs.iter().map(|d| d.as_path()).zip(DEVICES).collect();
-        continuity::pair::pair_dirs("play", &named).expect("the devices pair");
+        continuity::security::pair::pair_dirs("play", &named).expect("the devices pair");
         Setup {
             _broker: broker,
             url,

@@ -1,8 +1,8 @@
 //! Key rotation without a broker: who may ask for a rotated key, who may answer, and what a
 //! device refuses to take.
 
-use continuity::account::Account;
-use continuity::rekey::{self, Asker, KeyAnswer, KeyRequest, RekeyError, Want};
+use continuity::security::account::Account;
+use continuity::security::rekey::{self, Asker, KeyAnswer, KeyRequest, RekeyError, Want};
 
 /// Devices paired into one account, each with its own config dir.
 fn paired(names: &[&str]) -> (tempfile::TempDir, Vec<Account>) {
@@ -13,13 +13,13 @@ fn paired(names: &[&str]) -> (tempfile::TempDir, Vec<Account>) {
         .map(|d| d.as_path())
         .zip(names.to_vec())
         .collect();
-    let accounts = continuity::pair::pair_dirs("home", &named).unwrap();
+    let accounts = continuity::security::pair::pair_dirs("home", &named).unwrap();
     (root, accounts)
 }
 
 /// `asker` on `account` asks for `key_id`: the request it publishes.
 fn ask(asker: &mut Asker, account: &mut Account, key_id: &str) -> KeyRequest {
-    match asker.want(account, key_id, continuity::node::now_unix_ns()) {
+    match asker.want(account, key_id, continuity::hlc::now_unix_ns()) {
         Want::Ask { topic, payload } => {
             assert_eq!(topic, rekey::request_topic("home", &account.device));
             rekey::decode(&payload).unwrap()
@@ -48,7 +48,7 @@ fn remaining_devices_take_the_new_key_and_the_revoked_one_cannot() {
     let req = ask(&mut tv_asker, &mut tv, &new);
     // Asking again at once sends nothing: one request a minute.
     assert!(matches!(
-        tv_asker.want(&mut tv, &new, continuity::node::now_unix_ns()),
+        tv_asker.want(&mut tv, &new, continuity::hlc::now_unix_ns()),
         Want::Nothing
     ));
     let ans = rekey::answer(&phone, &req).unwrap();
@@ -63,7 +63,7 @@ fn remaining_devices_take_the_new_key_and_the_revoked_one_cannot() {
     // refused by every device that knows.
     let mut tablet_asker = Asker::default();
     assert!(matches!(
-        tablet_asker.want(&mut tablet, &new, continuity::node::now_unix_ns()),
+        tablet_asker.want(&mut tablet, &new, continuity::hlc::now_unix_ns()),
         Want::Nothing
     ));
     let (_, forced) = rekey::request(&tablet, &new, 1).unwrap();
@@ -93,7 +93,7 @@ fn a_device_that_lags_behind_cannot_hand_an_old_key_back() {
     let laptop_dir = root.path().join("laptop");
     let device = continuity::config::device_id(&laptop_dir).unwrap();
     let mut laptop = Account::open(&laptop_dir, "home", &device, "laptop").unwrap();
-    continuity::pair::pair_local(&mut phone, &mut laptop).unwrap();
+    continuity::security::pair::pair_local(&mut phone, &mut laptop).unwrap();
     assert_eq!(laptop.keys().key_id, new);
     let mut tv = tv;
     tv.merge_roster(&phone.roster).unwrap();

@@ -9,10 +9,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::Mosquitto;
-use continuity::account::Account;
 use continuity::engine::{Engine, Observation};
 use continuity::model::{DeviceClass, Media, PlayState, SECOND_NS};
 use continuity::node::{Node, NodeEvent};
+use continuity::security::account::Account;
 use tokio::sync::mpsc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_continuity");
@@ -32,7 +32,7 @@ impl Devices {
             .map(|d| d.as_path())
             .zip(names.to_vec())
             .collect();
-        continuity::pair::pair_dirs("home", &named).unwrap();
+        continuity::security::pair::pair_dirs("home", &named).unwrap();
         Devices { root }
     }
 

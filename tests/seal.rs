@@ -1,6 +1,6 @@
 //! Sealed envelopes: the shared vectors, and every way a sealed message must fail to open.
 
-use continuity::seal::{self, AccountKeys, Opener, SealError};
+use continuity::security::seal::{self, AccountKeys, Opener, SealError};
 use continuity::wire::{self, Body, Roster, RosterEntry, Topic};
 use ring::signature::Ed25519KeyPair;
 use serde_json::{Value, json};

@@ -7,11 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::Mosquitto;
-use continuity::account::Account;
 use continuity::engine::{EngineConfig, Observation, PlayerAction};
-use continuity::link::{BrokerUrl, Link, LinkConfig, LinkEvent, client_id};
 use continuity::model::{Device, DeviceClass, Media, PlayState, SECOND_NS};
+use continuity::net::link::{BrokerUrl, Link, LinkConfig, LinkEvent, client_id};
 use continuity::node::{Node, NodeConfig, NodeEvent};
+use continuity::security::account::Account;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -60,7 +60,7 @@ async fn paired_devices_hand_off_and_the_broker_learns_nothing() {
     let (phone_dir, tv_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut tv_acc = Account::open(tv_dir.path(), "home", "tv", "TV").unwrap();
     let mut phone_acc = Account::open(phone_dir.path(), "home", "phone", "Phone").unwrap();
-    continuity::pair::pair_local(&mut tv_acc, &mut phone_acc).unwrap();
+    continuity::security::pair::pair_local(&mut tv_acc, &mut phone_acc).unwrap();
 
     // Everything anyone subscribed to the whole tree sees.
     let mut cfg = LinkConfig::new(url.clone(), client_id("spy"));

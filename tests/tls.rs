@@ -100,7 +100,7 @@ async fn a_session_goes_over_mqtts_and_shows_with_the_ca_file() {
         pki.path("ca.pem").display()
     );
     let (phone_dir, laptop_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut accounts = continuity::pair::pair_dirs(
+    let mut accounts = continuity::security::pair::pair_dirs(
         "tls",
         &[(phone_dir.path(), "Phone"), (laptop_dir.path(), "Laptop")],
     )

@@ -19,9 +19,9 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use continuity::broker::EmbeddedBroker;
 use continuity::engine::{Action, Engine, EngineConfig, Observation};
 use continuity::model::{Device, DeviceClass, Media, PlayState, SECOND_NS, Track};
+use continuity::net::broker::EmbeddedBroker;
 use continuity::node::{Node, NodeConfig};
 use continuity::wire::{self, Topic};
 use gst::prelude::*;
@@ -161,7 +161,7 @@ fn film() -> Media {
 /// sealed and signed as the element sends by default.
 fn published_bytes(
     actions: &[Action],
-    guard: &mut continuity::seal::Guard,
+    guard: &mut continuity::security::seal::Guard,
     now: u64,
 ) -> (usize, usize) {
     actions
@@ -183,8 +183,9 @@ fn traffic() -> Row {
         class: DeviceClass::Tv,
     };
     let dir = tempfile::tempdir().unwrap();
-    let account = continuity::account::Account::open(dir.path(), "default", &device.id, "TV")
-        .expect("an account");
+    let account =
+        continuity::security::account::Account::open(dir.path(), "default", &device.id, "TV")
+            .expect("an account");
     let mut guard = account.guard(0);
     let mut e = Engine::new(EngineConfig::new("default", device));
     let t0 = 1_800_000_000 * SECOND_NS;
@@ -287,7 +288,7 @@ fn resume_cost(broker: &EmbeddedBroker, rt: &tokio::runtime::Runtime) -> Vec<Row
     let phone_dir = dir.path().join("phone");
     std::fs::create_dir_all(&phone_dir).unwrap();
     std::fs::write(phone_dir.join("device-id"), "phone\n").unwrap();
-    let phone_account = continuity::pair::pair_dirs("bench", &[(&phone_dir, "Phone")])
+    let phone_account = continuity::security::pair::pair_dirs("bench", &[(&phone_dir, "Phone")])
         .unwrap()
         .swap_remove(0);
     rt.block_on(async {
@@ -319,7 +320,8 @@ fn resume_cost(broker: &EmbeddedBroker, rt: &tokio::runtime::Runtime) -> Vec<Row
     });
     let filter = |mode: &str, extra: &str| {
         let cfg = tempfile::tempdir().unwrap().keep();
-        continuity::pair::pair_dirs("bench", &[(&phone_dir, "Phone"), (&cfg, "Player")]).unwrap();
+        continuity::security::pair::pair_dirs("bench", &[(&phone_dir, "Phone"), (&cfg, "Player")])
+            .unwrap();
         format!(
             "continuity broker={} account=bench config-dir={} resume={mode} {extra}",
             broker.url(),

@@ -12,9 +12,9 @@
 
 use std::time::Duration;
 
-use continuity::broker::EmbeddedBroker;
 use continuity::engine::EngineConfig;
 use continuity::model::{Device, DeviceClass};
+use continuity::net::broker::EmbeddedBroker;
 use continuity::node::{Node, NodeConfig, handoff_result};
 use gst::prelude::*;
 
@@ -102,7 +102,7 @@ fn main() {
         .iter()
         .map(|d| (d.as_path(), d.file_name().unwrap().to_str().unwrap()))
         .collect();
-    let controller = continuity::pair::pair_dirs("bench", &named)
+    let controller = continuity::security::pair::pair_dirs("bench", &named)
         .unwrap()
         .swap_remove(2);
     let phone = player(&uri, &broker.url(), "Phone", dir.path());

@@ -3,8 +3,8 @@
 
 mod support;
 
+use continuity::hlc::now_unix_ns;
 use continuity::model::PlayState;
-use continuity::node::now_unix_ns;
 use gst::prelude::*;
 use support::brokers::Mosquitto;
 use support::{Player, Recorder, SECOND, device_props};

@@ -1,6 +1,6 @@
 //! `continuity pair` (a device that has the account opens an exchange) and `continuity pair
 //! --join` (a new device joins it), carried over the broker: the sans-IO exchange of
-//! [`continuity::pair`] with topics, prompts, a deadline and an mDNS advertisement.
+//! [`continuity::security::pair`] with topics, prompts, a deadline and an mDNS advertisement.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -8,12 +8,12 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use continuity::account::Account;
-use continuity::link::{BrokerUrl, Link, LinkConfig, LinkEvent, client_id};
-use continuity::node::now_unix_ns;
-use continuity::pair::{self, Host, Joiner, PairError, PairMsg, Party};
+use continuity::hlc::now_unix_ns;
+use continuity::net::link::{BrokerUrl, Link, LinkConfig, LinkEvent, client_id};
+use continuity::security::account::Account;
+use continuity::security::pair::{self, Host, Joiner, PairError, PairMsg, Party};
+use continuity::security::{rekey, seal};
 use continuity::wire::{self, Topic};
-use continuity::{rekey, seal};
 
 /// How a pairing run ends badly.
 #[derive(Debug)]
@@ -123,7 +123,7 @@ pub async fn host(
     link.publish(&hello_topic, pair::encode(&hello), true, true);
     let _advert = args
         .advertise
-        .then(|| continuity::discovery::advertise_pairing(&name, &ex, &args.name, broker))
+        .then(|| continuity::net::discovery::advertise_pairing(&name, &ex, &args.name, broker))
         .and_then(|r| {
             r.map_err(|e| tracing::info!("not advertised on the LAN: {e}"))
                 .ok()

@@ -87,7 +87,7 @@ fn clock(ns: u64) -> String {
 
 /// Wall-clock milliseconds, for log lines another process can line up.
 fn stamp() -> String {
-    let ns = continuity::node::now_unix_ns();
+    let ns = continuity::hlc::now_unix_ns();
     format!("{}.{:03}", ns / 1_000_000_000, ns / 1_000_000 % 1000)
 }
 

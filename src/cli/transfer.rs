@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use continuity::engine::EngineConfig;
-use continuity::link::BrokerUrl;
 use continuity::model::{Device, DeviceClass, PlayState};
+use continuity::net::link::BrokerUrl;
 use continuity::node::{Node, NodeConfig, NodeEvent, SyncState, handoff_result};
 use continuity::wire::{HandoffResult, Status};
 
@@ -89,7 +89,7 @@ fn default_source(node: &Node, target: &str) -> Result<String, TransferError> {
 pub async fn run(
     broker: &BrokerUrl,
     account: &str,
-    keys: Option<continuity::account::Account>,
+    keys: Option<continuity::security::account::Account>,
     to: &str,
     from: Option<&str>,
 ) -> Result<(HandoffResult, std::collections::BTreeMap<String, String>), TransferError> {

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use continuity::broker::EmbeddedBroker;
-use continuity::link::BrokerUrl;
+use continuity::net::broker::EmbeddedBroker;
+use continuity::net::link::BrokerUrl;
 
 /// A free TCP port on 127.0.0.1 (bound and released; the tests use it at once).
 pub fn free_port() -> u16 {
@@ -168,7 +168,7 @@ impl AnyBroker {
 /// of a test). Call it on a tokio runtime.
 pub fn sealed_node(
     url: BrokerUrl,
-    account: continuity::account::Account,
+    account: continuity::security::account::Account,
     name: &str,
     class: continuity::model::DeviceClass,
 ) -> (

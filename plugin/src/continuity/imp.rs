@@ -41,10 +41,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
-use continuity::account::Account;
 use continuity::engine::{EngineConfig, Observation};
 use continuity::model::{Device, PlayState};
 use continuity::node::NodeConfig;
+use continuity::security::account::Account;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -52,18 +52,10 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use super::session::{
-    self, GATE_HOLD, GATE_OPEN, GATE_SEEKING, POSITION_NONE, Session, SessionConfig, Shared, ToPump,
+    self, GATE_HOLD, GATE_OPEN, GATE_SEEKING, POSITION_NONE, Session, SessionConfig, Shared,
 };
-use super::stream::{Kind, SAMPLE_EVERY_NS, Stream};
-use super::{DeviceClass, Encryption, ResumeMode};
-
-pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new(
-        "continuity",
-        gst::DebugColorFlags::empty(),
-        Some("Playback continuity across devices"),
-    )
-});
+use super::stream::{Kind, SAMPLE_EVERY_NS, Stream, ToPump};
+use super::{CAT, DeviceClass, Encryption, ResumeMode};
 
 const DEFAULT_BROKER: &str = "mqtt://127.0.0.1:1883";
 const DEFAULT_ACCOUNT: &str = "default";
@@ -768,9 +760,9 @@ impl Continuity {
                 ));
             }
         };
-        let broker = match continuity::discovery::resolve_broker(
+        let broker = match continuity::net::discovery::resolve_broker(
             &settings.broker,
-            continuity::discovery::AUTO_WAIT,
+            continuity::net::discovery::AUTO_WAIT,
         ) {
             Ok((b, note)) => {
                 if let Some(note) = note {

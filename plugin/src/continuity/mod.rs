@@ -11,6 +11,15 @@ mod imp;
 mod session;
 mod stream;
 
+/// The element's debug category (`GST_DEBUG=continuity:5`).
+static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "continuity",
+        gst::DebugColorFlags::empty(),
+        Some("Playback continuity across devices"),
+    )
+});
+
 glib::wrapper! {
     /// A passthrough element that records the playback position and metadata of the stream
     /// flowing through it, publishes them, and resumes playback.

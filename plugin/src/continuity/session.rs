@@ -11,14 +11,16 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use continuity::engine::{Notice, Observation, PlayerAction};
-use continuity::node::{Node, NodeConfig, NodeError, NodeEvent, now_unix_ns};
+use continuity::hlc::now_unix_ns;
+use continuity::node::{Node, NodeConfig, NodeError, NodeEvent};
 use gst::glib;
 use gst::prelude::*;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
+use super::CAT;
 use super::ResumeMode;
-use super::imp::CAT;
+use super::stream::ToPump;
 
 /// The runtime for every element's network work. GStreamer calls that block (seeks, state
 /// changes) go to its blocking pool, so that a preroll never delays the link.
@@ -51,24 +53,6 @@ const SEEK_GRACE: Duration = Duration::from_secs(2);
 
 /// Stream time "unknown" in the position atomic.
 pub const POSITION_NONE: u64 = u64::MAX;
-
-/// What the element tells its pump.
-#[derive(Debug)]
-pub enum ToPump {
-    /// An observation that holds at a wall-clock instant.
-    Observe(u64, Box<Observation>),
-    /// New media started: find where to resume it. `held_at` is the stream time of the
-    /// first buffer when the element holds preroll for the answer.
-    Lookup {
-        media_id: String,
-        held_at: Option<u64>,
-    },
-    /// A handoff's media started: preroll it at the handoff position instead of resuming.
-    HandoffPreroll { position_ns: u64 },
-    /// The element closes: say goodbye (offline, everything flushed); `done` is told once
-    /// that is done or the bounded wait is over.
-    Stop { done: std::sync::mpsc::Sender<()> },
-}
 
 /// A resume point offered to the application (`resume=ask`).
 #[derive(Debug, Clone)]
@@ -177,7 +161,7 @@ pub struct SessionConfig {
 pub struct Session {
     node: Arc<Node>,
     /// The mDNS advertisement, withdrawn with the session.
-    _advertisement: Option<continuity::discovery::Advertisement>,
+    _advertisement: Option<continuity::net::discovery::Advertisement>,
     tx: mpsc::Sender<ToPump>,
     pump: tokio::task::JoinHandle<()>,
 }
@@ -191,7 +175,7 @@ impl Session {
     ) -> Result<Session, NodeError> {
         let _guard = RUNTIME.enter();
         let advertisement = if cfg.advertise {
-            continuity::discovery::advertise_player(
+            continuity::net::discovery::advertise_player(
                 &cfg.node.engine.device,
                 &cfg.node.engine.account,
             )

@@ -6,7 +6,23 @@ use continuity::engine::Observation;
 use continuity::model::{Media, Track, media_id_from_tags, media_id_from_uri};
 use tokio::sync::mpsc;
 
-use super::session::ToPump;
+/// What the element tells its pump.
+#[derive(Debug)]
+pub enum ToPump {
+    /// An observation that holds at a wall-clock instant.
+    Observe(u64, Box<Observation>),
+    /// New media started: find where to resume it. `held_at` is the stream time of the
+    /// first buffer when the element holds preroll for the answer.
+    Lookup {
+        media_id: String,
+        held_at: Option<u64>,
+    },
+    /// A handoff's media started: preroll it at the handoff position instead of resuming.
+    HandoffPreroll { position_ns: u64 },
+    /// The element closes: say goodbye (offline, everything flushed); `done` is told once
+    /// that is done or the bounded wait is over.
+    Stop { done: std::sync::mpsc::Sender<()> },
+}
 
 /// Report the position at least this often (in stream time) while buffers flow, so that the
 /// engine can check it against its prediction.

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
-use continuity::link::{BrokerUrl, Link, LinkConfig, LinkEvent, client_id};
+use continuity::net::link::{BrokerUrl, Link, LinkConfig, LinkEvent, client_id};
 use continuity::wire::{self, Body, SessionState};
 use gst::prelude::*;
 
@@ -255,9 +255,9 @@ pub fn device_props(broker: &BrokerUrl, account: &str, dir: &Path, name: &str) -
 
 /// Pair the devices whose config dirs are given into `account` (all before any starts), as
 /// `continuity pair` would: each trusts the others. Returns the first device's account.
-pub fn pair(account: &str, dirs: &[&Path]) -> continuity::account::Account {
+pub fn pair(account: &str, dirs: &[&Path]) -> continuity::security::account::Account {
     let named: Vec<(&Path, &str)> = dirs.iter().map(|d| (*d, "test device")).collect();
-    continuity::pair::pair_dirs(account, &named)
+    continuity::security::pair::pair_dirs(account, &named)
         .expect("devices pair")
         .swap_remove(0)
 }

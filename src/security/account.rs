@@ -11,7 +11,7 @@ use std::sync::Arc;
 use ring::signature::Ed25519KeyPair;
 
 use crate::config::{self, ConfigError};
-use crate::seal::{self, AccountKeys, Counter, Guard, Opener, Signers};
+use crate::security::seal::{self, AccountKeys, Counter, Guard, Opener, Signers};
 use crate::wire::{self, Roster, RosterEntry};
 
 impl Roster {
@@ -155,7 +155,7 @@ impl Account {
             device: self.device.clone(),
             name: device_name.to_owned(),
             public_key: seal::public_key(&self.signer),
-            changed_unix_ns: crate::node::now_unix_ns(),
+            changed_unix_ns: crate::hlc::now_unix_ns(),
             revoked: false,
         }
     }
@@ -186,7 +186,7 @@ impl Account {
     /// messages are refused from now on, and what is sealed from now on it cannot open.
     /// Returns the new key id.
     pub fn revoke_and_rotate(&mut self, device: &str) -> Result<String, ConfigError> {
-        let now = crate::node::now_unix_ns();
+        let now = crate::hlc::now_unix_ns();
         if let Some(e) = self.roster.devices.iter_mut().find(|e| e.device == device) {
             e.revoked = true;
             e.changed_unix_ns = now.max(e.changed_unix_ns + 1);

@@ -26,9 +26,8 @@ use ring::agreement::EphemeralPrivateKey;
 use ring::signature::{ED25519, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 
-use crate::account::Account;
-use crate::pair::{self, PairError};
-use crate::seal::AccountKeys;
+use crate::security::account::Account;
+use crate::security::seal::{self, AccountKeys, PrimitiveError};
 use crate::wire::{self, Roster};
 
 const REQUEST_LABEL: &[u8] = b"continuity-v1 rekey request\0";
@@ -58,12 +57,12 @@ pub enum RekeyError {
     Random,
 }
 
-impl From<PairError> for RekeyError {
-    fn from(e: PairError) -> Self {
+impl From<PrimitiveError> for RekeyError {
+    fn from(e: PrimitiveError) -> Self {
         match e {
-            PairError::Random => RekeyError::Random,
-            PairError::Open => RekeyError::Open,
-            other => RekeyError::Malformed(other.to_string()),
+            PrimitiveError::Random => RekeyError::Random,
+            PrimitiveError::Open => RekeyError::Open,
+            PrimitiveError::Malformed(m) => RekeyError::Malformed(m),
         }
     }
 }
@@ -205,7 +204,7 @@ pub fn request(
     key_id: &str,
     now_unix_ns: u64,
 ) -> Result<(Pending, KeyRequest), RekeyError> {
-    let (private, x_pub) = pair::ephemeral()?;
+    let (private, x_pub) = seal::ephemeral()?;
     let mut req = KeyRequest {
         v: wire::VERSION,
         device: account.device.clone(),
@@ -233,15 +232,15 @@ pub fn answer(account: &Account, req: &KeyRequest) -> Result<KeyAnswer, RekeyErr
         return Err(RekeyError::NotHeld(req.key_id.clone()));
     }
     verify(&account.roster, &req.device, &request_bytes(req), &req.sig)?;
-    let request_x = pair::b64_32("x25519", &req.x25519)?;
-    let (private, x_pub) = pair::ephemeral()?;
-    let shared = pair::agree(private, &request_x)?;
+    let request_x = seal::b64_32("x25519", &req.x25519)?;
+    let (private, x_pub) = seal::ephemeral()?;
+    let shared = seal::agree(private, &request_x)?;
     let key = wrap_key(&shared, &request_x, &x_pub);
     let handed = Handed {
         secret: B64.encode(account.secret()),
         roster: account.roster.clone(),
     };
-    let sealed = pair::seal_with(
+    let sealed = seal::seal_with(
         &key,
         &seal_label(&req.device, &req.key_id),
         &serde_json::to_vec(&handed).expect("serialises"),
@@ -273,14 +272,14 @@ pub fn accept(
         return Err(RekeyError::Stale);
     }
     verify(roster, &ans.from, &answer_bytes(ans), &ans.sig)?;
-    let answer_x = pair::b64_32("x25519", &ans.x25519)?;
+    let answer_x = seal::b64_32("x25519", &ans.x25519)?;
     let private = pending.private.take().ok_or(RekeyError::Stale)?;
-    let shared = pair::agree(private, &answer_x)?;
+    let shared = seal::agree(private, &answer_x)?;
     let key = wrap_key(&shared, &pending.x_pub, &answer_x);
-    let plain = pair::open_with(&key, &seal_label(&ans.to, &ans.key_id), &ans.sealed)?;
+    let plain = seal::open_with(&key, &seal_label(&ans.to, &ans.key_id), &ans.sealed)?;
     let handed: Handed =
         serde_json::from_slice(&plain).map_err(|e| RekeyError::Malformed(e.to_string()))?;
-    let secret = pair::b64_32("secret", &handed.secret)?;
+    let secret = seal::b64_32("secret", &handed.secret)?;
     if AccountKeys::derive(&secret).key_id != pending.key_id {
         return Err(RekeyError::WrongKey);
     }

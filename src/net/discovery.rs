@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
 
-use crate::link::BrokerUrl;
 use crate::model::{Device, DeviceClass};
+use crate::net::link::BrokerUrl;
 
 pub const BROKER_SERVICE: &str = "_mqtt._tcp.local.";
 pub const PLAYER_SERVICE: &str = "_continuity._tcp.local.";
@@ -287,7 +287,7 @@ pub fn find_broker(wait: Duration) -> Result<FoundBroker, NotFound> {
 pub fn resolve_broker(
     text: &str,
     wait: Duration,
-) -> Result<(BrokerUrl, Option<String>), crate::link::LinkError> {
+) -> Result<(BrokerUrl, Option<String>), crate::net::link::LinkError> {
     if !text.eq_ignore_ascii_case("auto") {
         return Ok((text.parse()?, None));
     }

@@ -5,7 +5,7 @@
 //! envelope"; vectors in `tests/vectors/envelope.json`).
 //!
 //! Every sealed message is also signed with the sender's Ed25519 device key, and the
-//! receiver checks the signer against the account's roster (see [`crate::account`]).
+//! receiver checks the signer against the account's roster (see [`crate::security::account`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::agreement::{self, EphemeralPrivateKey, X25519};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use ring::{hkdf, hmac};
@@ -345,7 +346,7 @@ impl Opener {
             .verify(&signed_bytes(&aad, &nonce, &buf), &sig)
             .map_err(|_| SealError::BadSignature(s.sender.clone()))?;
         // After the signature: a key this device lacks, used by a device it trusts, means
-        // the account key was rotated (see `crate::rekey`).
+        // the account key was rotated (see `crate::security::rekey`).
         let keys = self
             .keys
             .iter()
@@ -541,4 +542,102 @@ impl Guard {
 
 fn is_availability(topic: &str) -> bool {
     wire::Topic::parse(topic).is_ok_and(|t| matches!(t.kind, wire::TopicKind::Availability { .. }))
+}
+
+// One-off sealing under an ephemeral agreement: pairing and key rotation hand a secret to
+// one device this way (ring's X25519 is ephemeral-only, so both sides make a fresh key).
+
+/// What the one-off primitives fail with; pairing and key rotation say it in their terms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrimitiveError {
+    #[error("no randomness available")]
+    Random,
+    #[error("the sealed text does not open")]
+    Open,
+    #[error("{0}")]
+    Malformed(String),
+}
+
+/// `N` random bytes from the system's generator.
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], PrimitiveError> {
+    let mut b = [0u8; N];
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| PrimitiveError::Random)?;
+    Ok(b)
+}
+
+/// A 32-byte value sent as base64url without padding (`field` names it in the error).
+pub(crate) fn b64_32(field: &str, v: &str) -> Result<[u8; 32], PrimitiveError> {
+    B64.decode(v)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| PrimitiveError::Malformed(format!("{field} is not 32 bytes of base64url")))
+}
+
+/// `plain` sealed under `key` with `label` as associated data: base64url of nonce || ct.
+pub(crate) fn seal_with(
+    key: &LessSafeKey,
+    label: &[u8],
+    plain: &[u8],
+) -> Result<String, PrimitiveError> {
+    let nonce = random::<12>()?;
+    let mut buf = plain.to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(label),
+        &mut buf,
+    )
+    .map_err(|_| PrimitiveError::Open)?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&buf);
+    Ok(B64.encode(out))
+}
+
+/// The inverse of [`seal_with`].
+pub(crate) fn open_with(
+    key: &LessSafeKey,
+    label: &[u8],
+    sealed: &str,
+) -> Result<Vec<u8>, PrimitiveError> {
+    let mut bytes = B64.decode(sealed).map_err(|_| PrimitiveError::Open)?;
+    if bytes.len() < 12 + 16 {
+        return Err(PrimitiveError::Open);
+    }
+    let mut ct = bytes.split_off(12);
+    let nonce: [u8; 12] = bytes.try_into().map_err(|_| PrimitiveError::Open)?;
+    let plain = key
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(label),
+            &mut ct,
+        )
+        .map_err(|_| PrimitiveError::Open)?;
+    Ok(plain.to_vec())
+}
+
+/// A fresh X25519 key pair: the private half and the public key's 32 bytes.
+pub(crate) fn ephemeral() -> Result<(EphemeralPrivateKey, [u8; 32]), PrimitiveError> {
+    let private = EphemeralPrivateKey::generate(&X25519, &SystemRandom::new())
+        .map_err(|_| PrimitiveError::Random)?;
+    let public = private
+        .compute_public_key()
+        .map_err(|_| PrimitiveError::Random)?
+        .as_ref()
+        .try_into()
+        .expect("an X25519 public key is 32 bytes");
+    Ok((private, public))
+}
+
+/// The shared secret of `private` and the peer's public key.
+pub(crate) fn agree(
+    private: EphemeralPrivateKey,
+    peer: &[u8; 32],
+) -> Result<Vec<u8>, PrimitiveError> {
+    agreement::agree_ephemeral(
+        private,
+        &agreement::UnparsedPublicKey::new(&X25519, peer),
+        |k| k.to_vec(),
+    )
+    .map_err(|_| PrimitiveError::Malformed("not an X25519 public key".into()))
 }

@@ -22,13 +22,15 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-use ring::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, X25519};
+use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+use ring::agreement::EphemeralPrivateKey;
 use ring::digest::{SHA256, digest};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
-use crate::account::Account;
+use crate::security::account::Account;
+use crate::security::seal::{
+    PrimitiveError, agree, b64_32, ephemeral, open_with, random, seal_with,
+};
 use crate::wire::{self, Roster, RosterEntry};
 
 /// How long an exchange lasts unless told otherwise.
@@ -54,6 +56,16 @@ pub enum PairError {
     Random,
     #[error("cannot keep the account: {0}")]
     Keep(String),
+}
+
+impl From<PrimitiveError> for PairError {
+    fn from(e: PrimitiveError) -> Self {
+        match e {
+            PrimitiveError::Random => PairError::Random,
+            PrimitiveError::Open => PairError::Open,
+            PrimitiveError::Malformed(m) => PairError::Malformed(m),
+        }
+    }
 }
 
 /// A device taking part.
@@ -158,21 +170,6 @@ pub fn encode(msg: &PairMsg) -> Vec<u8> {
     serde_json::to_vec(msg).expect("pairing messages serialise")
 }
 
-pub(crate) fn random<const N: usize>() -> Result<[u8; N], PairError> {
-    let mut b = [0u8; N];
-    SystemRandom::new()
-        .fill(&mut b)
-        .map_err(|_| PairError::Random)?;
-    Ok(b)
-}
-
-pub(crate) fn b64_32(field: &str, v: &str) -> Result<[u8; 32], PairError> {
-    B64.decode(v)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| PairError::Malformed(format!("{field} is not 32 bytes of base64url")))
-}
-
 fn commitment(x25519: &[u8], nonce: &[u8]) -> String {
     let mut m = b"continuity-v1 pair commit\0".to_vec();
     m.extend_from_slice(x25519);
@@ -233,64 +230,6 @@ impl Transcript {
     }
 }
 
-pub(crate) fn seal_with(
-    key: &LessSafeKey,
-    label: &[u8],
-    plain: &[u8],
-) -> Result<String, PairError> {
-    let nonce = random::<12>()?;
-    let mut buf = plain.to_vec();
-    key.seal_in_place_append_tag(
-        Nonce::assume_unique_for_key(nonce),
-        Aad::from(label),
-        &mut buf,
-    )
-    .map_err(|_| PairError::Open)?;
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&buf);
-    Ok(B64.encode(out))
-}
-
-pub(crate) fn open_with(
-    key: &LessSafeKey,
-    label: &[u8],
-    sealed: &str,
-) -> Result<Vec<u8>, PairError> {
-    let mut bytes = B64.decode(sealed).map_err(|_| PairError::Open)?;
-    if bytes.len() < 12 + 16 {
-        return Err(PairError::Open);
-    }
-    let mut ct = bytes.split_off(12);
-    let nonce: [u8; 12] = bytes.try_into().map_err(|_| PairError::Open)?;
-    let plain = key
-        .open_in_place(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(label),
-            &mut ct,
-        )
-        .map_err(|_| PairError::Open)?;
-    Ok(plain.to_vec())
-}
-
-pub(crate) fn ephemeral() -> Result<(EphemeralPrivateKey, [u8; 32]), PairError> {
-    let private = EphemeralPrivateKey::generate(&X25519, &SystemRandom::new())
-        .map_err(|_| PairError::Random)?;
-    let public = private
-        .compute_public_key()
-        .map_err(|_| PairError::Random)?
-        .as_ref()
-        .try_into()
-        .expect("an X25519 public key is 32 bytes");
-    Ok((private, public))
-}
-
-pub(crate) fn agree(private: EphemeralPrivateKey, peer: &[u8; 32]) -> Result<Vec<u8>, PairError> {
-    agreement::agree_ephemeral(private, &UnparsedPublicKey::new(&X25519, peer), |k| {
-        k.to_vec()
-    })
-    .map_err(|_| PairError::Malformed("not an X25519 public key".into()))
-}
-
 /// What the welcome carries.
 #[derive(Serialize, Deserialize)]
 struct Welcome {
@@ -345,7 +284,7 @@ impl Host {
                 exchange,
                 account: account.name.clone(),
                 me,
-                public_key: crate::seal::public_key(&account.signer),
+                public_key: crate::security::seal::public_key(&account.signer),
                 secret: *account.secret(),
                 roster: account.roster.clone(),
                 expires_unix_ns,
@@ -722,7 +661,7 @@ pub fn adopt(account: &mut Account, joined: &Joined) -> Result<(), crate::config
 /// memory with the codes compared by the program: how tests and benchmarks provision a
 /// "phone" and a "TV". People pair with `continuity pair`.
 pub fn pair_local(host: &mut Account, joiner: &mut Account) -> Result<(), PairError> {
-    let now = crate::node::now_unix_ns();
+    let now = crate::hlc::now_unix_ns();
     let (mut h, hello) = Host::start(host, "host", now, DEFAULT_TTL_NS)?;
     let joiner_name = joiner
         .roster
@@ -735,7 +674,7 @@ pub fn pair_local(host: &mut Account, joiner: &mut Account) -> Result<(), PairEr
             device: joiner.device.clone(),
             name: joiner_name,
         },
-        crate::seal::public_key(&joiner.signer),
+        crate::security::seal::public_key(&joiner.signer),
     )?;
     let to_host = |h: &mut Host, msgs: Vec<PairMsg>| -> Result<Vec<PairMsg>, PairError> {
         let mut out = Vec::new();
