@@ -1,0 +1,336 @@
+//! The messages of contract v1, as Rust types; their JSON Schemas in `docs/schema/` are made
+//! from these.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::hlc::{Stamp, Stamped};
+use crate::model::{Anchor, Device, Media, QueueItem, Track};
+/// `online` or `offline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Online,
+    Offline,
+}
+
+/// `devices/<device>/availability` (retained). `offline` is also the last will.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Availability {
+    /// Major version, 1.
+    pub v: u32,
+    pub device: String,
+    pub status: Status,
+}
+
+/// `devices/<device>/info` (retained).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeviceInfo {
+    pub v: u32,
+    pub device: Device,
+    /// Software name and version ("continuity 0.1.0").
+    pub software: String,
+    /// What the device can do: `play`, `resume`, `handoff-target`, ...
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    pub stamp: Stamp,
+}
+
+/// Which device holds a session, and how many times it moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Lease {
+    /// The device that plays the session now.
+    pub device: String,
+    /// Raised by every handoff; a device that sees a higher epoch for its session stops.
+    pub epoch: u64,
+}
+
+/// `sessions/<device>/state` (retained): what a device plays and where it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionState {
+    pub v: u32,
+    /// The publishing device; equals the topic's device.
+    pub device: String,
+    /// Session id; stays the same across handoffs.
+    pub session: String,
+    pub stamp: Stamp,
+    /// What plays; absent when the device is idle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Media>,
+    /// Where it is; absent when idle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<Anchor>,
+    /// Selected audio track.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<Track>,
+    /// Selected subtitle track; absent when subtitles are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtitle: Option<Track>,
+    /// Items after the current one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queue: Vec<QueueItem>,
+    pub lease: Lease,
+}
+
+impl Stamped for SessionState {
+    fn stamp(&self) -> &Stamp {
+        &self.stamp
+    }
+}
+
+impl SessionState {
+    /// Position extrapolated to `now_unix_ns`, when there is an anchor.
+    pub fn position_at(&self, now_unix_ns: u64) -> Option<u64> {
+        let duration = self.media.as_ref().and_then(|m| m.duration_ns);
+        self.anchor.map(|a| a.position_at(now_unix_ns, duration))
+    }
+}
+
+/// `media/<media-key>/resume` (retained): where to continue a media, from any device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ResumePoint {
+    pub v: u32,
+    pub media: Media,
+    /// Media time to continue from, in ns.
+    pub position_ns: u64,
+    /// The media was finished: start from 0 (a tombstone that still orders by stamp).
+    #[serde(default)]
+    pub finished: bool,
+    /// The device that recorded the point.
+    pub device: String,
+    pub stamp: Stamp,
+}
+
+impl Stamped for ResumePoint {
+    fn stamp(&self) -> &Stamp {
+        &self.stamp
+    }
+}
+
+/// What a command asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum CommandBody {
+    Play,
+    Pause,
+    Seek {
+        position_ns: u64,
+    },
+    /// Sent by a device to itself after connecting: when it comes back, the broker has
+    /// delivered the retained messages of every subscription made before it.
+    Sync,
+    /// To the target T, from anyone: take over the session of `source`.
+    HandoffRequest {
+        handoff: String,
+        source: String,
+    },
+    /// T to the source P: I want your session; `t1` is T's clock at sending.
+    HandoffOffer {
+        handoff: String,
+        session: String,
+        /// The lease epoch the session will have on T (P's epoch + 1).
+        epoch: u64,
+        t1_unix_ns: u64,
+    },
+    /// P to T: agreed. `t2` is P's clock when the offer arrived, `t3` when it answered (the
+    /// four timestamps give the clock offset and the round trip); `anchor` is where P is.
+    HandoffAccept {
+        handoff: String,
+        t1_unix_ns: u64,
+        t2_unix_ns: u64,
+        t3_unix_ns: u64,
+        anchor: Anchor,
+    },
+    /// P to T: no.
+    HandoffReject {
+        handoff: String,
+        reason: HandoffFailure,
+    },
+    /// T to P: T plays from `position_ns` at `at_unix_ns` (P's clock); P pauses then.
+    HandoffSwitch {
+        handoff: String,
+        at_unix_ns: u64,
+        position_ns: u64,
+    },
+    /// T to P: the handoff is off; P plays on.
+    HandoffCancel {
+        handoff: String,
+        reason: HandoffFailure,
+    },
+    /// T to whoever asked: how it went.
+    HandoffResult(HandoffResult),
+    /// Pull handoff: the sender started the same media at the session's live position and
+    /// holds the session now, at `epoch`; the receiver stops being active (pauses).
+    Takeover {
+        session: String,
+        epoch: u64,
+    },
+}
+
+/// Why a handoff failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum HandoffFailure {
+    /// The target did not answer (it is offline or unreachable).
+    TargetOffline,
+    /// The target is in another handoff.
+    TargetBusy,
+    /// The target cannot load the media (no URI it can use, or loading failed).
+    MediaUnavailable,
+    /// The target was not ready in time (default 3 s).
+    Timeout,
+    /// The source refused (it does not play that session, or is not its active device).
+    Rejected,
+    /// Another handoff of the same session won.
+    Superseded,
+}
+
+impl HandoffFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandoffFailure::TargetOffline => "target-offline",
+            HandoffFailure::TargetBusy => "target-busy",
+            HandoffFailure::MediaUnavailable => "media-unavailable",
+            HandoffFailure::Timeout => "timeout",
+            HandoffFailure::Rejected => "rejected",
+            HandoffFailure::Superseded => "superseded",
+        }
+    }
+}
+
+impl fmt::Display for HandoffFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of a handoff, as the target reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HandoffResult {
+    pub handoff: String,
+    pub source: String,
+    pub target: String,
+    /// Absent on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<HandoffFailure>,
+    /// From the request reaching the target to the target playing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ns: Option<u64>,
+    /// Target's first position minus the source's position at that instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position_error_ns: Option<i64>,
+    /// Source clock minus target clock, measured during the exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ns: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ns: Option<u64>,
+}
+
+/// `devices/<device>/inbox` (QoS 1, not retained).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Command {
+    pub v: u32,
+    /// Unique per sender; answers refer to it.
+    pub id: String,
+    /// Sending device.
+    pub from: String,
+    /// Receiving device; equals the topic's device.
+    pub to: String,
+    /// Sender's wall clock at sending, ns since the Unix epoch.
+    pub sent_unix_ns: u64,
+    pub body: CommandBody,
+}
+
+/// What happened, for `events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventName {
+    Started,
+    Paused,
+    Resumed,
+    Seeked,
+    Ended,
+    Stopped,
+}
+
+/// `events` (not retained): analytics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Event {
+    pub v: u32,
+    pub device: String,
+    pub name: EventName,
+    pub at_unix_ns: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position_ns: Option<u64>,
+}
+
+/// The sealed part of an envelope. Reserved in v1: this implementation recognises and checks
+/// its shape; opening it comes with the security work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Sealed {
+    /// Algorithm, `A256GCM`.
+    pub alg: String,
+    /// Which account key sealed it.
+    pub key_id: String,
+    /// Sending device.
+    pub sender: String,
+    /// Per-sender counter that only grows.
+    pub counter: u64,
+    /// 96-bit nonce, base64url without padding.
+    pub nonce: String,
+    /// Ciphertext and tag, base64url without padding.
+    pub ct: String,
+    /// Ed25519 signature of the sender's device key over the associated data, the nonce and
+    /// the ciphertext, base64url without padding. Required on every sealed message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
+}
+
+/// A sealed envelope: `{"v": 1, "sealed": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SealedEnvelope {
+    pub v: u32,
+    pub sealed: Sealed,
+}
+
+/// Most devices an account's roster lists (revoked ones included).
+pub const MAX_ROSTER: usize = 256;
+
+/// One device of an account's roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RosterEntry {
+    pub device: String,
+    pub name: String,
+    /// Ed25519 public key that signs what the device sends, base64url without padding.
+    pub public_key: String,
+    /// When the entry was last changed (added, or revoked); the later change wins.
+    pub changed_unix_ns: u64,
+    /// A revoked device's messages are refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoked: bool,
+}
+
+/// The account's paired devices: `roster`, retained, always sealed and signed by a device
+/// the receiver already trusts. Receivers merge entry by entry (the later change wins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Roster {
+    pub v: u32,
+    pub devices: Vec<RosterEntry>,
+    /// The account key in use since the last rotation (revoking a device rotates it).
+    /// A device that lacks this key asks a paired device for it (`docs/PROTOCOL.md`,
+    /// "Key rotation").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<RosterKey>,
+}
+
+/// Which account key is current, and since when; the later change wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RosterKey {
+    /// The key id (as in envelopes): 16 hex digits.
+    pub id: String,
+    pub changed_unix_ns: u64,
+}
