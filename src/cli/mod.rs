@@ -1,5 +1,131 @@
-//! The commands that need more than a few lines: the player and the handoff controller.
+//! The commands of the `continuity` tool, one file each, and what they share: the failure a
+//! command ends with (message and exit code), the broker lookup, the read-only snapshot.
 
+use std::time::Duration;
+
+use continuity::net::link::BrokerUrl;
+use continuity::observe::{ObserveError, Observer};
+
+pub mod broker;
+pub mod devices;
 pub mod pair;
 pub mod play;
+pub mod sessions;
 pub mod transfer;
+
+/// Exit code for "the broker cannot be reached" (and for usage errors, as clap does).
+pub const EXIT_UNREACHABLE: u8 = 2;
+/// How long a command waits for the broker before giving up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The warning that plain JSON mode gives, wherever it is chosen.
+pub const PLAINTEXT_WARNING: &str = "encryption is off (--insecure-plaintext): what plays, \
+     where and at which position goes over the broker as plain JSON, and anyone who can \
+     publish there can command handoffs";
+
+/// How a command failed: what to print, and the exit code.
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl Failure {
+    pub fn new(message: impl ToString) -> Failure {
+        Failure {
+            message: message.to_string(),
+            code: 1,
+        }
+    }
+}
+
+impl From<ObserveError> for Failure {
+    fn from(e: ObserveError) -> Failure {
+        let code = match e {
+            ObserveError::Unreachable { .. } => EXIT_UNREACHABLE,
+            ObserveError::Link(_) => 1,
+        };
+        Failure {
+            message: e.to_string(),
+            code,
+        }
+    }
+}
+
+impl Failure {
+    /// The broker cannot be reached, or the command was used wrongly (exit code 2).
+    pub fn unreachable(message: impl ToString) -> Failure {
+        Failure {
+            message: message.to_string(),
+            code: EXIT_UNREACHABLE,
+        }
+    }
+}
+
+/// The broker URL, or for `auto` the one mDNS finds (saying which, and why, on stderr).
+pub async fn parse_broker(url: &str) -> Result<BrokerUrl, Failure> {
+    let url = url.to_owned();
+    let resolved = tokio::task::spawn_blocking(move || {
+        continuity::net::discovery::resolve_broker(&url, continuity::net::discovery::AUTO_WAIT)
+    })
+    .await
+    .map_err(Failure::new)?;
+    match resolved {
+        Ok((url, note)) => {
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            Ok(url)
+        }
+        Err(e) => Err(Failure {
+            message: format!("{e}"),
+            code: EXIT_UNREACHABLE,
+        }),
+    }
+}
+
+/// A read-only view of the account, once the retained state has arrived.
+pub async fn snapshot(
+    broker: &BrokerUrl,
+    name: &str,
+    account: Option<continuity::security::account::Account>,
+) -> Result<Observer, Failure> {
+    let mut obs = Observer::connect(broker, name, CONNECT_TIMEOUT, account).await?;
+    obs.settle(Duration::from_millis(300), Duration::from_secs(3))
+        .await;
+    Ok(obs)
+}
+
+/// Until Ctrl-C or SIGTERM.
+pub async fn wait_for_stop() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+impl From<pair::PairFailure> for Failure {
+    fn from(e: pair::PairFailure) -> Failure {
+        match e {
+            pair::PairFailure::Unreachable(m) => Failure::unreachable(m),
+            pair::PairFailure::Failed(m) => Failure::new(m),
+        }
+    }
+}
+
+impl From<transfer::TransferError> for Failure {
+    fn from(e: transfer::TransferError) -> Failure {
+        match e {
+            transfer::TransferError::Unreachable(m) | transfer::TransferError::Usage(m) => {
+                Failure::unreachable(m)
+            }
+        }
+    }
+}

@@ -15,6 +15,8 @@ use continuity::security::pair::{self, Host, Joiner, PairError, PairMsg, Party};
 use continuity::security::{rekey, seal};
 use continuity::wire::{self, Topic};
 
+use super::{Failure, parse_broker};
+
 /// How a pairing run ends badly.
 #[derive(Debug)]
 pub enum PairFailure {
@@ -48,7 +50,7 @@ async fn connect(
 ) -> Result<(Link, mpsc::Receiver<LinkEvent>), PairFailure> {
     let mut cfg = LinkConfig::new(broker.clone(), client_id("pair"));
     cfg.subscriptions = subscriptions;
-    Link::connect(cfg, crate::CONNECT_TIMEOUT)
+    Link::connect(cfg, super::CONNECT_TIMEOUT)
         .await
         .map_err(|e| PairFailure::Unreachable(format!("cannot reach the broker {broker}: {e}")))
 }
@@ -468,4 +470,71 @@ pub async fn revoke(
         ));
     }
     Ok(summary)
+}
+
+/// `continuity pair [--join]` for account `name`: the broker as given (`auto` looks for an
+/// open exchange on the LAN first when joining).
+pub async fn command(
+    broker: &str,
+    name: &str,
+    account: Option<Account>,
+    join_it: bool,
+    args: PairArgs,
+) -> Result<(), Failure> {
+    let Some(account) = account else {
+        return Err(Failure::new(
+            "pairing shares the account's keys: it has no meaning with --insecure-plaintext",
+        ));
+    };
+    let broker = if join_it && broker.eq_ignore_ascii_case("auto") {
+        // A new device: the exchange on the LAN says which broker it runs through.
+        let found = tokio::task::spawn_blocking({
+            let name = name.to_owned();
+            move || {
+                continuity::net::discovery::find_pairing(
+                    &name,
+                    continuity::net::discovery::LAN_WAIT,
+                )
+            }
+        })
+        .await
+        .unwrap_or_default();
+        match found {
+            Some(f) => {
+                println!(
+                    "Found {} open for pairing on the LAN, via {}",
+                    f.name, f.broker
+                );
+                f.broker
+            }
+            None => parse_broker(broker).await?,
+        }
+    } else {
+        parse_broker(broker).await?
+    };
+    let summary = if join_it {
+        join(&broker, account, args).await?
+    } else {
+        host(&broker, account, args).await?
+    };
+    println!("{summary}");
+    Ok(())
+}
+
+/// `continuity devices --revoke WHO`.
+pub async fn revoke_command(
+    broker: &str,
+    account: Option<Account>,
+    who: &str,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let Some(account) = account else {
+        return Err(Failure::new(
+            "revoking rotates the account's keys: it has no meaning with --insecure-plaintext",
+        ));
+    };
+    let broker = parse_broker(broker).await?;
+    let summary = revoke(&broker, account, who, timeout).await?;
+    println!("{summary}");
+    Ok(())
 }

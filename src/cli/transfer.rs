@@ -11,6 +11,8 @@ use continuity::net::link::BrokerUrl;
 use continuity::node::{Node, NodeConfig, NodeEvent, SyncState, handoff_result};
 use continuity::wire::{HandoffResult, Status};
 
+use super::{Failure, parse_broker};
+
 /// Why a transfer could not even be asked for.
 pub enum TransferError {
     Unreachable(String),
@@ -189,5 +191,25 @@ pub fn print(r: &HandoffResult, as_json: bool, names: impl Fn(&str) -> String) {
             names(&r.source),
             names(&r.target)
         ),
+    }
+}
+
+/// `continuity transfer --to WHO [--from WHO] [--json]`: the result printed, and a failed
+/// handoff ends the command with exit code 1.
+pub async fn command(
+    broker: &str,
+    account: &str,
+    keys: Option<continuity::security::account::Account>,
+    to: &str,
+    from: Option<&str>,
+    json: bool,
+) -> Result<(), Failure> {
+    let broker = parse_broker(broker).await?;
+    let (r, names) = run(&broker, account, keys, to, from).await?;
+    let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
+    print(&r, json, name);
+    match r.failure {
+        Some(f) => Err(Failure::new(format!("the handoff failed: {f}"))),
+        None => Ok(()),
     }
 }

@@ -1,0 +1,189 @@
+//! `continuity sessions`: what plays where, once or live.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use serde_json::json;
+
+use continuity::engine::Directory;
+use continuity::hlc::now_unix_ns;
+use continuity::model::PlayState;
+use continuity::net::link::BrokerUrl;
+use continuity::observe::Observer;
+use continuity::security::account::Account;
+use continuity::wire::{SessionState, Status};
+
+use super::{Failure, parse_broker, snapshot, wait_for_stop};
+
+/// `continuity sessions [--json] [--watch]` for account `name` through `broker`.
+pub async fn run(
+    broker: &str,
+    name: &str,
+    account: Option<Account>,
+    json: bool,
+    watch: bool,
+) -> Result<(), Failure> {
+    let broker = parse_broker(broker).await?;
+    let mut obs = snapshot(&broker, name, account).await?;
+    if watch {
+        watch_sessions(&mut obs, name).await;
+    } else {
+        print_sessions(obs.directory(), name, &broker, json);
+    }
+    obs.close().await;
+    Ok(())
+}
+
+fn state_name(s: &SessionState) -> &'static str {
+    match (&s.media, &s.anchor) {
+        (Some(_), Some(a)) => a.state.as_str(),
+        _ => "idle",
+    }
+}
+
+fn session_json(dir: &Directory, s: &SessionState, now: u64) -> serde_json::Value {
+    let info = dir.devices.get(&s.device);
+    let position = s.position_at(now);
+    json!({
+        "device": s.device,
+        "device_name": info.map(|i| i.device.name.clone()),
+        "device_class": info.map(|i| i.device.class),
+        "online": dir.availability.get(&s.device) == Some(&Status::Online),
+        "session": s.session,
+        "state": state_name(s),
+        "title": s.media.as_ref().map(|m| m.display_title().to_owned()),
+        "media": s.media,
+        "position_ns": position,
+        "position_s": position.map(|p| p as f64 / 1e9),
+        "duration_ns": s.media.as_ref().and_then(|m| m.duration_ns),
+        "rate": s.anchor.map(|a| a.rate),
+        "lease": s.lease,
+        "updated_unix_ns": s.stamp.wall_ns,
+    })
+}
+
+fn print_sessions(dir: &Directory, account: &str, broker: &BrokerUrl, as_json: bool) {
+    let now = now_unix_ns();
+    if as_json {
+        let sessions: Vec<_> = dir
+            .sessions
+            .values()
+            .map(|s| session_json(dir, s, now))
+            .collect();
+        let doc = json!({
+            "v": 1,
+            "account": account,
+            "broker": broker.to_string(),
+            "at_unix_ns": now,
+            "sessions": sessions,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        return;
+    }
+    print!("{}", sessions_table(dir, account, now, false));
+}
+
+fn clock(ns: u64) -> String {
+    let s = ns / 1_000_000_000;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+fn sessions_table(dir: &Directory, account: &str, now: u64, bars: bool) -> String {
+    let mut out = String::new();
+    if dir.sessions.is_empty() {
+        out.push_str(&format!("Nothing plays in account '{account}'.\n"));
+        return out;
+    }
+    out.push_str(&format!(
+        "{:<22} {:<32} {:<19} STATE\n",
+        "DEVICE", "TITLE", "POSITION"
+    ));
+    for s in dir.sessions.values() {
+        let info = dir.devices.get(&s.device);
+        let name = match info {
+            Some(i) => format!("{} ({})", i.device.name, i.device.class),
+            None => s.device.clone(),
+        };
+        let title = s
+            .media
+            .as_ref()
+            .map(|m| m.display_title().to_owned())
+            .unwrap_or_else(|| "-".into());
+        let duration = s.media.as_ref().and_then(|m| m.duration_ns);
+        let position = s.position_at(now);
+        let pos = match (position, duration) {
+            (Some(p), Some(d)) => format!("{} / {}", clock(p), clock(d)),
+            (Some(p), None) => clock(p),
+            _ => "-".into(),
+        };
+        let mut state = state_name(s).to_owned();
+        if let Some(a) = s.anchor
+            && a.state == PlayState::Playing
+            && a.rate != 1.0
+        {
+            state.push_str(&format!(" x{}", a.rate));
+        }
+        if dir.availability.get(&s.device) == Some(&Status::Offline) {
+            state.push_str(" (offline)");
+        }
+        out.push_str(&format!(
+            "{:<22} {:<32} {:<19} {}\n",
+            truncate(&name, 22),
+            truncate(&title, 32),
+            pos,
+            state
+        ));
+        if bars && let (Some(p), Some(d)) = (position, duration.filter(|d| *d > 0)) {
+            let width = 40;
+            let filled = ((p as f64 / d as f64) * width as f64).round() as usize;
+            let filled = filled.min(width);
+            out.push_str(&format!(
+                "{:<22} [{}{}] {:>3}%\n",
+                "",
+                "#".repeat(filled),
+                ".".repeat(width - filled),
+                p * 100 / d
+            ));
+        }
+    }
+    out
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut t: String = s.chars().take(max - 1).collect();
+    t.push('…');
+    t
+}
+
+async fn watch_sessions(obs: &mut Observer, account: &str) {
+    let tty = std::io::stdout().is_terminal();
+    let stop = wait_for_stop();
+    tokio::pin!(stop);
+    loop {
+        let table = sessions_table(obs.directory(), account, now_unix_ns(), true);
+        let mut stdout = std::io::stdout().lock();
+        if tty {
+            // Home the cursor and clear the screen, then draw.
+            let _ = write!(stdout, "\x1b[H\x1b[2J");
+        }
+        let _ = write!(stdout, "{table}");
+        if tty {
+            let _ = write!(stdout, "\n(live; Ctrl-C to stop)\n");
+        } else {
+            let _ = writeln!(stdout);
+        }
+        let _ = stdout.flush();
+        drop(stdout);
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = obs.changed(Duration::from_millis(500)) => {}
+        }
+    }
+}
