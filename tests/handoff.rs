@@ -650,3 +650,45 @@ fn automatic_mode_continues_from_where_a_vanished_device_was() {
             .is_none()
     );
 }
+
+#[test]
+fn a_slow_preroll_is_asked_again_further_ahead_as_a_preroll_not_a_remote_seek() {
+    let mut net = setup();
+    net.request("cli", "tv", "phone");
+    // 400 ms to load and preroll: the source is past the prerolled point by then.
+    let (_, first) = tv_loads(&mut net, 400);
+    let players = net.take_players("tv");
+    let again = players
+        .iter()
+        .find_map(|p| match p {
+            PlayerAction::Preroll { position_ns } => Some(*position_ns),
+            _ => None,
+        })
+        .expect("the TV is asked to preroll again");
+    assert!(
+        again > first + 300_000_000,
+        "further ahead: {again} vs {first}"
+    );
+    assert!(
+        !players
+            .iter()
+            .any(|p| matches!(p, PlayerAction::Seek { .. })),
+        "a handoff's preroll is not a remote seek: {players:?}"
+    );
+}
+
+#[test]
+fn a_target_that_has_the_media_already_is_told_so_and_only_prerolls() {
+    let mut net = setup();
+    net.observe("tv", Observation::MediaStarted(film()));
+    net.take_players("tv");
+    net.request("cli", "tv", "phone");
+    let players = net.take_players("tv");
+    let load = players
+        .iter()
+        .position(|p| matches!(p, PlayerAction::Load { loaded, .. } if *loaded));
+    let preroll = players
+        .iter()
+        .position(|p| matches!(p, PlayerAction::Preroll { .. }));
+    assert!(load.is_some() && preroll > load, "{players:?}");
+}

@@ -23,30 +23,10 @@ fn ms(ns: i64) -> f64 {
     ns as f64 / 1e6
 }
 
-/// Resolve a device given by id or name.
+/// Resolve a device given by id or name (the engine's one rule).
 fn resolve(node: &Node, who: &str) -> Result<String, TransferError> {
-    node.with_engine(|e| {
-        let dir = e.directory();
-        if dir.devices.get(&who.to_owned()).is_some() || dir.availability.contains_key(who) {
-            return Ok(who.to_owned());
-        }
-        let matches: Vec<String> = dir
-            .devices
-            .values()
-            .filter(|i| i.device.name.eq_ignore_ascii_case(who))
-            .map(|i| i.device.id.clone())
-            .collect();
-        match matches.as_slice() {
-            [one] => Ok(one.clone()),
-            [] => Err(TransferError::Usage(format!(
-                "no device '{who}' in this account (see `continuity devices`)"
-            ))),
-            _ => Err(TransferError::Usage(format!(
-                "several devices are named '{who}': use a device id ({})",
-                matches.join(", ")
-            ))),
-        }
-    })
+    node.with_engine(|e| e.directory().resolve_device(who))
+        .map_err(|e| TransferError::Usage(e.to_string()))
 }
 
 /// The active session to move when `--from` is not given: the one that plays.

@@ -278,13 +278,19 @@ impl Engine {
             t1_unix_ns: now_ns,
         };
         self.send(now_ns, source, offer, out);
+        // Already playing this media: nothing to load, only a preroll where it is needed.
+        let loaded = self.media().is_some_and(|m| m.id == media.id);
         out.push(Action::Player(PlayerAction::Load {
             uri,
             media: Box::new(media),
             position_ns,
             audio: state.audio.clone(),
             subtitle: state.subtitle.clone(),
+            loaded,
         }));
+        if loaded {
+            out.push(Action::Player(PlayerAction::Preroll { position_ns }));
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -467,7 +473,7 @@ impl Engine {
                 t.prerolled_ns = None;
                 t.asked_ns = now_ns;
             }
-            out.push(Action::Player(PlayerAction::Seek { position_ns }));
+            out.push(Action::Player(PlayerAction::Preroll { position_ns }));
             return;
         }
         let at_source = (at_ns as i128 + offset as i128).max(0) as u64;

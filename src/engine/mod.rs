@@ -5,12 +5,18 @@
 //! wall-clock time and carries out the [`Action`]s that come back: publish on MQTT, write the
 //! local store, seek or pause the player. Time only moves when the caller says so, so the
 //! rules (anchors, drift, heartbeat, resume) are tested with a fake clock.
+//!
+//! - `handoff`: both ends of a make-before-break handoff (offer, accept, switch, lease).
+//! - `directory`: what the account's devices say, and which device a name means.
+//! - [`gate`]: a player's buffers between a media's first buffer and the resume decision.
 
-use std::collections::BTreeMap;
-
+mod directory;
+pub mod gate;
 mod handoff;
 
-use crate::hlc::{HybridClock, LwwMap, Stamp, Stamped};
+pub use directory::{Directory, ResolveError};
+
+use crate::hlc::{HybridClock, LwwMap};
 use crate::model::{
     Anchor, Device, Media, PlayState, QueueItem, ResumeRules, ResumeVerdict, SECOND_NS, Track,
 };
@@ -123,14 +129,23 @@ pub enum PlayerAction {
     Seek {
         position_ns: u64,
     },
-    /// Load this media (paused) and preroll at the position, with these tracks; answer
-    /// with [`Observation::Prerolled`] or [`Observation::LoadFailed`].
+    /// Handoff target: load this media (paused) and preroll at the position, with these
+    /// tracks; answer with [`Observation::Prerolled`] or [`Observation::LoadFailed`]. When
+    /// `loaded`, the player has this media already: it loads nothing, and a
+    /// [`PlayerAction::Preroll`] follows.
     Load {
         uri: String,
         media: Box<Media>,
         position_ns: u64,
         audio: Option<Track>,
         subtitle: Option<Track>,
+        loaded: bool,
+    },
+    /// Handoff target: the media is loaded; seek there (staying paused) and answer with
+    /// [`Observation::Prerolled`] or [`Observation::LoadFailed`]. Unlike
+    /// [`PlayerAction::Seek`] (a remote command), it is part of a handoff.
+    Preroll {
+        position_ns: u64,
     },
     /// Start playing at this wall-clock instant; answer with [`Observation::Started`].
     PlayAt {
@@ -183,71 +198,6 @@ pub struct ResumeFrom {
     /// Pull handoff: the session (id and lease epoch) is live on `device`; starting here
     /// takes it over.
     pub live: Option<(String, u64)>,
-}
-
-/// What this account's devices say, as seen from the broker. Also what `continuity devices`
-/// and `continuity sessions` show.
-#[derive(Debug, Clone, Default)]
-pub struct Directory {
-    pub availability: BTreeMap<String, Status>,
-    pub devices: LwwMap<String, DeviceInfo>,
-    pub sessions: LwwMap<String, SessionState>,
-    /// Keyed by media key.
-    pub resume: LwwMap<String, ResumePoint>,
-    /// When a device was seen going from online to offline (its last will, or a goodbye),
-    /// by this device's clock: where a playing session stopped is its anchor at that instant.
-    pub went_offline: BTreeMap<String, u64>,
-    /// How this account keys its resume topics.
-    pub media_keys: wire::MediaKeys,
-}
-
-impl Stamped for DeviceInfo {
-    fn stamp(&self) -> &Stamp {
-        &self.stamp
-    }
-}
-
-impl Directory {
-    /// Forget what is known of `device` (it was revoked): its availability, info and
-    /// session. Returns whether anything was known.
-    pub fn forget(&mut self, device: &str) -> bool {
-        let a = self.availability.remove(device).is_some();
-        let i = self.devices.remove(&device.to_owned()).is_some();
-        let s = self.sessions.remove(&device.to_owned()).is_some();
-        a || i || s
-    }
-
-    /// Take in a decoded message. Returns whether anything changed.
-    pub fn apply(&mut self, msg: &Incoming) -> bool {
-        match (&msg.topic.kind, &msg.body) {
-            (_, Body::Availability(a)) => {
-                self.availability.insert(a.device.clone(), a.status) != Some(a.status)
-            }
-            (_, Body::DeviceInfo(i)) => self.devices.offer(i.device.id.clone(), i.clone()),
-            (_, Body::Session(s)) => self.sessions.offer(s.device.clone(), (**s).clone()),
-            (TopicKind::Resume { media_key }, Body::Resume(r)) => {
-                self.resume.offer(media_key.clone(), (**r).clone())
-            }
-            (TopicKind::Availability { device }, Body::Cleared) => {
-                self.availability.remove(device).is_some()
-            }
-            (TopicKind::DeviceInfo { device }, Body::Cleared) => {
-                self.devices.remove(device).is_some()
-            }
-            (TopicKind::SessionState { device }, Body::Cleared) => {
-                self.sessions.remove(device).is_some()
-            }
-            (TopicKind::Resume { media_key }, Body::Cleared) => {
-                self.resume.remove(media_key).is_some()
-            }
-            _ => false,
-        }
-    }
-
-    /// The newest resume point for a media id.
-    pub fn resume_point(&self, media_id: &str) -> Option<&ResumePoint> {
-        self.resume.get(&self.media_keys.key(media_id))
-    }
 }
 
 /// The engine of one device.

@@ -8,7 +8,8 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
-mod session;
+mod network;
+mod settings;
 mod stream;
 
 /// The element's debug category (`GST_DEBUG=continuity:5`).
@@ -97,6 +98,17 @@ impl From<DeviceClass> for continuity::model::DeviceClass {
             DeviceClass::Speaker => M::Speaker,
             DeviceClass::Car => M::Car,
             DeviceClass::Other => M::Other,
+        }
+    }
+}
+
+impl From<ResumeMode> for continuity::engine::gate::ResumeMode {
+    fn from(m: ResumeMode) -> Self {
+        use continuity::engine::gate::ResumeMode as M;
+        match m {
+            ResumeMode::Auto => M::Auto,
+            ResumeMode::Ask => M::Ask,
+            ResumeMode::Off => M::Off,
         }
     }
 }

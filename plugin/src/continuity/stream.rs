@@ -3,6 +3,7 @@
 //! side never does, so the streaming thread never waits on it.
 
 use continuity::engine::Observation;
+use continuity::engine::gate::Decision;
 use continuity::model::{Media, Track, media_id_from_tags, media_id_from_uri};
 use tokio::sync::mpsc;
 
@@ -11,17 +12,12 @@ use tokio::sync::mpsc;
 pub enum ToPump {
     /// An observation that holds at a wall-clock instant.
     Observe(u64, Box<Observation>),
-    /// New media started: find where to resume it. `held_at` is the stream time of the
-    /// first buffer when the element holds preroll for the answer.
-    Lookup {
-        media_id: String,
-        held_at: Option<u64>,
-    },
-    /// A handoff's media started: preroll it at the handoff position instead of resuming.
-    HandoffPreroll { position_ns: u64 },
-    /// The element closes: say goodbye (offline, everything flushed); `done` is told once
-    /// that is done or the bounded wait is over.
-    Stop { done: std::sync::mpsc::Sender<()> },
+    /// New media started and the gate asks where to resume it (answer for `generation`).
+    Lookup { media_id: String, generation: u64 },
+    /// The gate decided something the streaming thread cannot carry out (a seek).
+    Decided(Decision),
+    /// The element goes away: say goodbye (offline, everything flushed) in the background.
+    Stop,
 }
 
 /// Report the position at least this often (in stream time) while buffers flow, so that the

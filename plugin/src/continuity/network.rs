@@ -1,4 +1,4 @@
-//! The network side of the element: the library's `Node` (engine, MQTT link, local store) on
+//! The element's network side (`Network`): the library's `Node` (engine, MQTT link, local store) on
 //! one small tokio runtime shared by every `continuity` element in the process, and a pump
 //! task per element that feeds it what the streaming thread saw and acts on what comes back
 //! (bus messages, warnings, resume seeks, remote commands).
@@ -6,10 +6,11 @@
 //! The streaming thread only ever `try_send`s to the pump; nothing here takes a lock that the
 //! streaming thread takes.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
+use continuity::engine::gate::{Decision, Gate, SeekFor};
 use continuity::engine::{Notice, Observation, PlayerAction};
 use continuity::hlc::now_unix_ns;
 use continuity::node::{Node, NodeConfig, NodeError, NodeEvent};
@@ -19,7 +20,6 @@ use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
 use super::CAT;
-use super::ResumeMode;
 use super::stream::ToPump;
 
 /// The runtime for every element's network work. GStreamer calls that block (seeks, state
@@ -33,22 +33,11 @@ pub static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
         .expect("the continuity network runtime starts")
 });
 
-/// A pull handoff seeks this far ahead of the live position it read: about what a seek and
-/// a preroll of a local file take.
-const PULL_LEAD_NS: u64 = 40_000_000;
-
 /// How long stopping waits for the final position to reach the broker.
 pub const STOP_FLUSH: Duration = Duration::from_millis(500);
 
-/// The streaming thread passes buffers.
-pub const GATE_OPEN: u8 = 0;
-/// Holding preroll (buffers dropped) until the resume decision.
-pub const GATE_HOLD: u8 = 1;
-/// A resume seek is on its way: drop until its flush.
-pub const GATE_SEEKING: u8 = 2;
-
-/// A resume seek whose flush never reaches the element (an upstream that accepts seeks but
-/// does not carry them out) must not hold playback back for longer than this.
+/// A seek whose flush never reaches the element (an upstream that accepts seeks but does not
+/// carry them out) must not hold playback back for longer than this.
 const SEEK_GRACE: Duration = Duration::from_secs(2);
 
 /// Stream time "unknown" in the position atomic.
@@ -63,28 +52,20 @@ pub struct Offer {
     pub when_unix_ns: u64,
 }
 
-/// State shared by the element, its streaming thread and its pump, lock-free where the
-/// streaming thread reads it.
+/// State shared by the element, its streaming thread and its pump. Lock order: `gate`
+/// before nothing (it is taken alone, never while another of the element's locks is held,
+/// the streaming thread's `stream` lock aside, which is taken first).
 #[derive(Debug)]
 pub struct Shared {
     /// Stream time of the last buffer, or [`POSITION_NONE`].
     pub position: AtomicU64,
     pub connected: AtomicBool,
-    pub gate: AtomicU8,
-    /// An EOS that arrived while the gate was closed, kept back until the gate opens
-    /// without a flush (a flush discards it).
-    pub eos_held: AtomicBool,
+    /// The resume gate (every decision about held buffers is its own).
+    gate: Mutex<Gate>,
+    /// Whether the gate lets buffers through, read per buffer without its lock.
+    open: AtomicBool,
     /// `resume=ask`: what the `resume` signal would seek to.
     pub offer: Mutex<Option<Offer>>,
-    /// Handoff target: where the media being loaded must preroll, or [`POSITION_NONE`].
-    pub handoff_position: AtomicU64,
-    /// Handoff target: report the next preroll (after a seek) to the engine.
-    pub awaiting_preroll: AtomicBool,
-    /// Handoff target: report the next PAUSED to PLAYING as the handoff's start.
-    pub awaiting_start: AtomicBool,
-    /// The application seeked while the resume decision was pending: its seek wins, and the
-    /// decision, when it comes, does nothing.
-    pub app_seeked: AtomicBool,
 }
 
 impl Default for Shared {
@@ -92,13 +73,9 @@ impl Default for Shared {
         Shared {
             position: AtomicU64::new(POSITION_NONE),
             connected: AtomicBool::new(false),
-            gate: AtomicU8::new(GATE_OPEN),
-            eos_held: AtomicBool::new(false),
+            gate: Mutex::new(Gate::new()),
+            open: AtomicBool::new(true),
             offer: Mutex::new(None),
-            handoff_position: AtomicU64::new(POSITION_NONE),
-            awaiting_preroll: AtomicBool::new(false),
-            awaiting_start: AtomicBool::new(false),
-            app_seeked: AtomicBool::new(false),
         }
     }
 }
@@ -112,44 +89,101 @@ impl Shared {
         self.offer.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    /// Let buffers through again without a flush. An EOS held back meanwhile goes on now:
-    /// it is sent into the element's sink pad, so the element sees it as it would have.
-    pub fn open_gate(&self, element: &super::Continuity) {
-        self.gate.store(GATE_OPEN, Ordering::SeqCst);
-        if self.eos_held.swap(false, Ordering::SeqCst) {
-            release_eos(element);
-        }
+    /// Whether buffers pass (the gate is open).
+    pub fn passes(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
     }
 
-    /// Like [`Shared::open_gate`], but only if a resume seek is still awaited.
-    pub fn open_gate_if_seeking(&self, element: &super::Continuity) -> bool {
-        let opened = self
-            .gate
-            .compare_exchange(GATE_SEEKING, GATE_OPEN, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok();
-        if opened && self.eos_held.swap(false, Ordering::SeqCst) {
-            release_eos(element);
-        }
-        opened
+    /// Tell the gate something, under its lock; whether buffers pass follows.
+    pub fn gate<R>(&self, f: impl FnOnce(&mut Gate) -> R) -> R {
+        let mut gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        let r = f(&mut gate);
+        self.open.store(gate.passes(), Ordering::SeqCst);
+        r
     }
 }
 
-/// Send the EOS kept back by a closed gate, off the caller's thread (it takes the pad's
-/// stream lock).
-fn release_eos(element: &super::Continuity) {
-    let element = element.clone();
-    std::thread::spawn(move || {
-        gst::debug!(CAT, obj = element, "the gate opened: the held EOS goes on");
-        if let Some(pad) = element.static_pad("sink") {
-            pad.send_event(gst::event::Eos::new());
+/// Carry out what the gate decided, from any thread: seeks go to the runtime's blocking pool
+/// (the caller may be the streaming thread), an EOS held back goes on through `call_async`.
+/// `Lookup` is the streaming thread's to send.
+pub fn carry_out(element: &super::Continuity, node: &Arc<Node>, shared: &Arc<Shared>, d: Decision) {
+    match d {
+        Decision::None | Decision::Lookup { .. } => {}
+        Decision::Open { release_eos } => {
+            if release_eos {
+                element.call_async(|element| {
+                    gst::debug!(CAT, obj = element, "the gate opened: the held EOS goes on");
+                    if let Some(pad) = element.static_pad("sink") {
+                        pad.send_event(gst::event::Eos::new());
+                    }
+                });
+            }
         }
-    });
+        Decision::Offer { media_id, from } => {
+            let offer = Offer {
+                media_id,
+                position_ns: from.position_ns,
+                device: from.device.clone(),
+                when_unix_ns: from.when_unix_ns,
+            };
+            *shared.offer.lock().unwrap_or_else(|e| e.into_inner()) = Some(offer.clone());
+            post(
+                element,
+                gst::Structure::builder("continuity-resume-available")
+                    .field("media-id", &offer.media_id)
+                    .field("position", offer.position_ns)
+                    .field("device", &offer.device)
+                    .field("when", offer.when_unix_ns)
+                    .build(),
+            );
+        }
+        Decision::Seek { position_ns, why } => {
+            let element = element.clone();
+            let (node, shared) = (node.clone(), shared.clone());
+            let _guard = RUNTIME.enter();
+            tokio::task::spawn_blocking(move || {
+                if seek(&top_level(&element), position_ns).is_err() {
+                    gst::warning!(CAT, obj = element, "the {why:?} seek failed: playing on");
+                    if why == SeekFor::Handoff {
+                        node.observe(Observation::LoadFailed {
+                            reason: "the media cannot seek".into(),
+                        });
+                    }
+                    let d = shared.gate(Gate::on_seek_failed);
+                    carry_out(&element, &node, &shared, d);
+                    return;
+                }
+                if let SeekFor::Resume { media_id, from } = &why {
+                    if let Some((session, epoch)) = &from.live {
+                        node.take_over(&from.device, session, *epoch);
+                    }
+                    post(&element, resumed(media_id, position_ns, &from.device));
+                }
+                let weak = element.downgrade();
+                RUNTIME.spawn(async move {
+                    tokio::time::sleep(SEEK_GRACE).await;
+                    let Some(element) = weak.upgrade() else {
+                        return;
+                    };
+                    let d = shared.gate(Gate::on_seek_grace_over);
+                    if d != Decision::None {
+                        gst::warning!(
+                            CAT,
+                            obj = element,
+                            "the seek never flushed: letting buffers through"
+                        );
+                    }
+                    carry_out(&element, &node, &shared, d);
+                });
+            });
+        }
+    }
 }
 
-/// How a session behaves.
-pub struct SessionConfig {
+/// How the network side behaves.
+#[derive(Clone)]
+pub struct NetworkConfig {
     pub node: NodeConfig,
-    pub mode: ResumeMode,
     /// Advertise the player on the LAN.
     pub advertise: bool,
     pub resume_timeout: Duration,
@@ -157,8 +191,8 @@ pub struct SessionConfig {
     pub broker_text: String,
 }
 
-/// A running session: the node, the pump task and the way to it.
-pub struct Session {
+/// The running network side: the node, the pump task and the way to it.
+pub struct Network {
     node: Arc<Node>,
     /// The mDNS advertisement, withdrawn with the session.
     _advertisement: Option<continuity::net::discovery::Advertisement>,
@@ -166,13 +200,13 @@ pub struct Session {
     pump: tokio::task::JoinHandle<()>,
 }
 
-impl Session {
+impl Network {
     /// Start the node and the pump.
     pub fn start(
-        cfg: SessionConfig,
+        cfg: NetworkConfig,
         element: &super::Continuity,
         shared: Arc<Shared>,
-    ) -> Result<Session, NodeError> {
+    ) -> Result<Network, NodeError> {
         let _guard = RUNTIME.enter();
         let advertisement = if cfg.advertise {
             continuity::net::discovery::advertise_player(
@@ -191,12 +225,11 @@ impl Session {
             node: node.clone(),
             element: element.downgrade(),
             shared,
-            mode: cfg.mode,
             resume_timeout: cfg.resume_timeout,
             broker: cfg.broker_text,
         };
         let task = RUNTIME.spawn(pump.run(events, rx));
-        Ok(Session {
+        Ok(Network {
             node,
             _advertisement: advertisement,
             tx,
@@ -217,14 +250,17 @@ impl Session {
         self.node.clone()
     }
 
-    /// Say goodbye (offline, the final state flushed), waiting at most `wait`.
-    pub fn stop(self, wait: Duration) {
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let sent = self.tx.try_send(ToPump::Stop { done: done_tx }).is_ok();
-        if !sent || done_rx.recv_timeout(wait).is_err() {
-            gst::warning!(CAT, "the final position may not have reached the broker");
+    /// Say goodbye (offline, the final state flushed, at most [`STOP_FLUSH`]) in the
+    /// background: never waits (the element may be dropped on any thread, the pump's own
+    /// included). The final state went out at READY to NULL already.
+    pub fn stop(self) {
+        if self.tx.try_send(ToPump::Stop).is_err() {
+            gst::info!(
+                CAT,
+                "stopping without a goodbye: the broker's last will says offline"
+            );
+            self.pump.abort();
         }
-        self.pump.abort();
     }
 }
 
@@ -232,7 +268,6 @@ struct Pump {
     node: Arc<Node>,
     element: glib::WeakRef<super::Continuity>,
     shared: Arc<Shared>,
-    mode: ResumeMode,
     resume_timeout: Duration,
     broker: String,
 }
@@ -248,16 +283,15 @@ impl Pump {
                         gst::log!(CAT, "observed {obs:?}");
                         this.node.observe_at(at, *obs);
                     }
-                    Some(ToPump::Lookup { media_id, held_at }) => {
+                    Some(ToPump::Lookup { media_id, generation }) => {
                         let this = this.clone();
-                        tokio::spawn(async move { this.lookup(media_id, held_at).await });
+                        tokio::spawn(async move { this.lookup(media_id, generation).await });
                     }
-                    Some(ToPump::HandoffPreroll { position_ns }) => this.handoff_preroll(position_ns),
-                    Some(ToPump::Stop { done }) => {
+                    Some(ToPump::Decided(d)) => this.carry_out(d),
+                    Some(ToPump::Stop) => {
                         if !this.node.goodbye(STOP_FLUSH).await {
-                            gst::info!(CAT, "stopping before the broker acknowledged the final state");
+                            gst::info!(CAT, "stopping before the broker acknowledged the goodbye");
                         }
-                        let _ = done.send(());
                         return;
                     }
                 },
@@ -352,13 +386,10 @@ impl Pump {
         match action {
             PlayerAction::Play => blocking(move || top.set_state(gst::State::Playing).is_ok()),
             PlayerAction::Pause => blocking(move || top.set_state(gst::State::Paused).is_ok()),
-            PlayerAction::Seek { position_ns } => {
-                if self.shared.handoff_position.load(Ordering::SeqCst) != POSITION_NONE {
-                    // A handoff target seeking again: report the new preroll.
-                    self.handoff_preroll(position_ns);
-                } else {
-                    blocking(move || seek(&top, position_ns).is_ok());
-                }
+            PlayerAction::Seek { position_ns } => blocking(move || seek(&top, position_ns).is_ok()),
+            PlayerAction::Preroll { position_ns } => {
+                let d = self.shared.gate(|g| g.on_preroll(position_ns));
+                self.carry_out(d);
             }
             PlayerAction::Load {
                 uri,
@@ -366,16 +397,11 @@ impl Pump {
                 position_ns,
                 audio,
                 subtitle,
+                loaded,
             } => {
-                self.shared
-                    .handoff_position
-                    .store(position_ns, Ordering::SeqCst);
-                // Already playing this media: no need to load it again, only to seek.
-                let loaded = self
-                    .node
-                    .with_engine(|e| e.media().is_some_and(|m| m.id == media.id));
-                if loaded {
-                    self.handoff_preroll(position_ns);
+                if !loaded {
+                    // The application loads it; its first buffer prerolls there.
+                    self.shared.gate(|g| g.expect_handoff(position_ns));
                 }
                 let lang = |t: &Option<continuity::model::Track>| {
                     t.as_ref().and_then(|t| t.language.clone())
@@ -400,10 +426,7 @@ impl Pump {
                 let shared = self.shared.clone();
                 tokio::spawn(async move {
                     sleep_until_unix(at_unix_ns).await;
-                    shared
-                        .handoff_position
-                        .store(POSITION_NONE, Ordering::SeqCst);
-                    shared.awaiting_start.store(true, Ordering::SeqCst);
+                    shared.gate(Gate::cancel_handoff);
                     blocking(move || top.set_state(gst::State::Playing).is_ok());
                 });
             }
@@ -413,12 +436,7 @@ impl Pump {
                     blocking(move || top.set_state(gst::State::Paused).is_ok());
                 });
             }
-            PlayerAction::Unload => {
-                self.shared
-                    .handoff_position
-                    .store(POSITION_NONE, Ordering::SeqCst);
-                self.shared.awaiting_preroll.store(false, Ordering::SeqCst);
-            }
+            PlayerAction::Unload => self.shared.gate(Gate::cancel_handoff),
         }
     }
 
@@ -467,125 +485,34 @@ impl Pump {
         }
     }
 
-    /// Handoff target: seek to where the engine wants the preroll, and report it once there.
-    fn handoff_preroll(&self, position_ns: u64) {
-        let Some(element) = self.element.upgrade() else {
-            return;
-        };
-        self.shared.awaiting_preroll.store(true, Ordering::SeqCst);
-        self.shared.gate.store(GATE_SEEKING, Ordering::SeqCst);
-        let shared = self.shared.clone();
-        let node = self.node.clone();
-        tokio::task::spawn_blocking(move || {
-            if seek(&top_level(&element), position_ns).is_err() {
-                shared.open_gate(&element);
-                shared.awaiting_preroll.store(false, Ordering::SeqCst);
-                node.observe(Observation::LoadFailed {
-                    reason: "the media cannot seek".into(),
-                });
-            }
-        });
-    }
-
-    async fn lookup(&self, media_id: String, held_at: Option<u64>) {
+    /// Where to resume the media that started: the local store or the broker, whichever is
+    /// newer, once the retained state has arrived (at most the resume timeout); the gate
+    /// decides what that means.
+    async fn lookup(&self, media_id: String, generation: u64) {
         let found = self
             .node
             .resume_lookup(&media_id, self.resume_timeout)
             .await;
-        let Some(element) = self.element.upgrade() else {
-            return;
-        };
-        let open = || self.shared.open_gate(&element);
-        if self.shared.app_seeked.swap(false, Ordering::SeqCst) {
+        if let Some(from) = &found {
             gst::info!(
                 CAT,
-                obj = element,
-                "the application seeked while the resume decision was pending: not resuming"
-            );
-            if self.shared.gate.load(Ordering::SeqCst) != GATE_OPEN {
-                open();
-            }
-            return;
-        }
-        let shared = self.shared.clone();
-        let weak = self.element.clone();
-        let reopen_later = move || {
-            tokio::spawn(async move {
-                tokio::time::sleep(SEEK_GRACE).await;
-                let Some(element) = weak.upgrade() else {
-                    return;
-                };
-                if shared.open_gate_if_seeking(&element) {
-                    gst::warning!(
-                        CAT,
-                        "the resume seek never flushed: letting buffers through"
-                    );
-                }
-            });
-        };
-        match (self.mode, found) {
-            (ResumeMode::Auto, Some(from)) => {
-                // A live session moves on while we seek: aim a little ahead.
-                let position_ns = match from.live {
-                    Some(_) => from.position_ns + PULL_LEAD_NS,
-                    None => from.position_ns,
-                };
-                gst::info!(
-                    CAT,
-                    obj = element,
-                    "resuming {media_id} at {} (from {}{})",
-                    gst::ClockTime::from_nseconds(position_ns),
-                    from.device,
-                    if from.live.is_some() {
-                        ", taking its session over"
-                    } else {
-                        ""
-                    }
-                );
-                self.shared.gate.store(GATE_SEEKING, Ordering::SeqCst);
-                if seek_blocking(&element, position_ns).await {
-                    reopen_later();
-                    if let Some((session, epoch)) = &from.live {
-                        self.node.take_over(&from.device, session, *epoch);
-                    }
-                    post(&element, resumed(&media_id, position_ns, &from.device));
+                "{media_id} can resume at {} (from {}{})",
+                gst::ClockTime::from_nseconds(from.position_ns),
+                from.device,
+                if from.live.is_some() {
+                    ", live there"
                 } else {
-                    gst::warning!(CAT, obj = element, "the resume seek failed: playing on");
-                    open();
+                    ""
                 }
-            }
-            (ResumeMode::Auto, None) => match held_at {
-                // Buffers were held back: start again where they began.
-                Some(start) => {
-                    self.shared.gate.store(GATE_SEEKING, Ordering::SeqCst);
-                    if seek_blocking(&element, start).await {
-                        reopen_later();
-                    } else {
-                        open();
-                    }
-                }
-                None => open(),
-            },
-            (ResumeMode::Ask, Some(from)) => {
-                let offer = Offer {
-                    media_id: media_id.clone(),
-                    position_ns: from.position_ns,
-                    device: from.device.clone(),
-                    when_unix_ns: from.when_unix_ns,
-                };
-                *self.shared.offer.lock().unwrap_or_else(|e| e.into_inner()) = Some(offer.clone());
-                post(
-                    &element,
-                    gst::Structure::builder("continuity-resume-available")
-                        .field("media-id", &offer.media_id)
-                        .field("position", offer.position_ns)
-                        .field("device", &offer.device)
-                        .field("when", offer.when_unix_ns)
-                        .build(),
-                );
-                open();
-            }
-            _ => open(),
+            );
+        }
+        let d = self.shared.gate(|g| g.on_lookup(generation, found));
+        self.carry_out(d);
+    }
+
+    fn carry_out(&self, d: Decision) {
+        if let Some(element) = self.element.upgrade() {
+            carry_out(&element, &self.node, &self.shared, d);
         }
     }
 }
@@ -635,14 +562,6 @@ pub fn flush_blocking(node: &Arc<Node>, wait: Duration) {
     if !matches!(rx.recv_timeout(wait + Duration::from_millis(100)), Ok(true)) {
         gst::info!(CAT, "the final state may not have reached the broker yet");
     }
-}
-
-/// Seek the pipeline from the blocking pool and wait for the answer.
-async fn seek_blocking(element: &super::Continuity, position_ns: u64) -> bool {
-    let top = top_level(element);
-    tokio::task::spawn_blocking(move || seek(&top, position_ns).is_ok())
-        .await
-        .unwrap_or(false)
 }
 
 /// Run a blocking GStreamer call on the runtime's blocking pool; log when it fails.

@@ -1,0 +1,103 @@
+//! What this account's devices say, as this device has heard it: availability, device
+//! info, sessions and resume points, each kept by last-writer-wins.
+
+use std::collections::BTreeMap;
+
+use crate::hlc::{LwwMap, Stamp, Stamped};
+use crate::wire::{self, Body, DeviceInfo, Incoming, ResumePoint, SessionState, Status, TopicKind};
+
+/// Why a device name or id means no single device.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("no device '{0}' in this account (see `continuity devices`)")]
+    Unknown(String),
+    #[error("several devices are named '{who}': use a device id ({})", ids.join(", "))]
+    Ambiguous { who: String, ids: Vec<String> },
+}
+
+/// What this account's devices say, as seen from the broker. Also what `continuity devices`
+/// and `continuity sessions` show.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    pub availability: BTreeMap<String, Status>,
+    pub devices: LwwMap<String, DeviceInfo>,
+    pub sessions: LwwMap<String, SessionState>,
+    /// Keyed by media key.
+    pub resume: LwwMap<String, ResumePoint>,
+    /// When a device was seen going from online to offline (its last will, or a goodbye),
+    /// by this device's clock: where a playing session stopped is its anchor at that instant.
+    pub went_offline: BTreeMap<String, u64>,
+    /// How this account keys its resume topics.
+    pub media_keys: wire::MediaKeys,
+}
+
+impl Stamped for DeviceInfo {
+    fn stamp(&self) -> &Stamp {
+        &self.stamp
+    }
+}
+
+impl Directory {
+    /// Forget what is known of `device` (it was revoked): its availability, info and
+    /// session. Returns whether anything was known.
+    pub fn forget(&mut self, device: &str) -> bool {
+        let a = self.availability.remove(device).is_some();
+        let i = self.devices.remove(&device.to_owned()).is_some();
+        let s = self.sessions.remove(&device.to_owned()).is_some();
+        a || i || s
+    }
+
+    /// Take in a decoded message. Returns whether anything changed.
+    pub fn apply(&mut self, msg: &Incoming) -> bool {
+        match (&msg.topic.kind, &msg.body) {
+            (_, Body::Availability(a)) => {
+                self.availability.insert(a.device.clone(), a.status) != Some(a.status)
+            }
+            (_, Body::DeviceInfo(i)) => self.devices.offer(i.device.id.clone(), i.clone()),
+            (_, Body::Session(s)) => self.sessions.offer(s.device.clone(), (**s).clone()),
+            (TopicKind::Resume { media_key }, Body::Resume(r)) => {
+                self.resume.offer(media_key.clone(), (**r).clone())
+            }
+            (TopicKind::Availability { device }, Body::Cleared) => {
+                self.availability.remove(device).is_some()
+            }
+            (TopicKind::DeviceInfo { device }, Body::Cleared) => {
+                self.devices.remove(device).is_some()
+            }
+            (TopicKind::SessionState { device }, Body::Cleared) => {
+                self.sessions.remove(device).is_some()
+            }
+            (TopicKind::Resume { media_key }, Body::Cleared) => {
+                self.resume.remove(media_key).is_some()
+            }
+            _ => false,
+        }
+    }
+
+    /// The device that `who` (an id, or a name in any case) means: one rule for the CLI and
+    /// the element. An id known to the account wins; a name must match one device only.
+    pub fn resolve_device(&self, who: &str) -> Result<String, ResolveError> {
+        if self.devices.get(&who.to_owned()).is_some() || self.availability.contains_key(who) {
+            return Ok(who.to_owned());
+        }
+        let matches: Vec<String> = self
+            .devices
+            .values()
+            .filter(|i| i.device.name.eq_ignore_ascii_case(who))
+            .map(|i| i.device.id.clone())
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(ResolveError::Unknown(who.to_owned())),
+            _ => Err(ResolveError::Ambiguous {
+                who: who.to_owned(),
+                ids: matches,
+            }),
+        }
+    }
+
+    /// The newest resume point for a media id.
+    pub fn resume_point(&self, media_id: &str) -> Option<&ResumePoint> {
+        self.resume.get(&self.media_keys.key(media_id))
+    }
+}
