@@ -37,3 +37,24 @@ fn registers_with_any_caps_and_passes_buffers_through() {
     assert_eq!(out.pts(), Some(gst::ClockTime::from_mseconds(40)));
     assert_eq!(out.map_readable().unwrap().as_slice(), &[7u8; 24][..]);
 }
+
+#[test]
+fn load_failed_is_an_action_signal_and_handoff_failed_its_old_name() {
+    init();
+    use gst::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let element = gst::ElementFactory::make("continuity")
+        .property("config-dir", dir.path().to_str().unwrap())
+        .build()
+        .unwrap();
+    for name in ["load-failed", "handoff-failed"] {
+        let id = gst::glib::subclass::SignalId::lookup(name, element.type_())
+            .unwrap_or_else(|| panic!("signal {name}"));
+        assert!(
+            id.query().flags().contains(gst::glib::SignalFlags::ACTION),
+            "{name} is an action signal"
+        );
+        // Without a network side (NULL) it does nothing, and says nothing is wrong.
+        element.emit_by_name::<()>(name, &[&"cannot decode"]);
+    }
+}

@@ -331,7 +331,7 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                         if playbin.set_state(gst::State::Paused).is_err() {
                             player
                                 .element
-                                .emit_by_name::<()>("handoff-failed", &[&"cannot load the media"]);
+                                .emit_by_name::<()>("load-failed", &[&"cannot load the media"]);
                         }
                     }
                     "continuity-handoff-complete" => {
@@ -404,7 +404,7 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                     handoff_loading = false;
                     player
                         .element
-                        .emit_by_name::<()>("handoff-failed", &[&e.error().to_string()]);
+                        .emit_by_name::<()>("load-failed", &[&e.error().to_string()]);
                     let _ = playbin.set_state(gst::State::Ready);
                 } else {
                     break;

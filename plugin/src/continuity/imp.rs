@@ -51,14 +51,11 @@ use gst_base::subclass::prelude::*;
 
 use super::CAT;
 use super::network::{self, Network, POSITION_NONE, Shared};
-use super::settings::{Settings, StartWarning};
-use super::stream::{Kind, SAMPLE_EVERY_NS, Stream, ToPump};
+use super::settings::Settings;
+use super::stream::{Kind, SAMPLE_EVERY_NS, Stream, ToPump, Upstream};
 
 /// Stopping waits at most this long for the final state to be stored and published.
 const STOP_WAIT: Duration = Duration::from_millis(800);
-/// A render-time correction beyond this is not a pipeline that renders in time (a sink
-/// with sync=false, say): use the arrival time instead.
-const MAX_RENDER_AHEAD_NS: i128 = 2_000_000_000;
 
 #[derive(Default)]
 pub struct Continuity {
@@ -131,39 +128,42 @@ impl ObjectImpl for Continuity {
 
     fn signals() -> &'static [glib::subclass::Signal] {
         static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            fn element(args: &[glib::Value]) -> super::Continuity {
+                args[0].get().expect("signal arg is the element")
+            }
+            fn text(args: &[glib::Value]) -> String {
+                args[1].get().expect("signal arg is a string")
+            }
+            let load_failed = |name: &str| {
+                glib::subclass::Signal::builder(name)
+                    .action()
+                    .param_types([String::static_type()])
+                    .class_handler(|args| {
+                        element(args).imp().load_failed(&text(args));
+                        None
+                    })
+                    .build()
+            };
             vec![
                 glib::subclass::Signal::builder("handoff-to")
                     .action()
                     .param_types([String::static_type()])
                     .return_type::<Option<String>>()
                     .class_handler(|args| {
-                        let element = args[0]
-                            .get::<super::Continuity>()
-                            .expect("signal arg is the element");
-                        let target = args[1].get::<String>().expect("signal arg is a string");
-                        Some(element.imp().handoff_to(&target).to_value())
+                        Some(element(args).imp().handoff_to(&text(args)).to_value())
                     })
                     .build(),
-                glib::subclass::Signal::builder("handoff-failed")
-                    .action()
-                    .param_types([String::static_type()])
-                    .class_handler(|args| {
-                        let element = args[0]
-                            .get::<super::Continuity>()
-                            .expect("signal arg is the element");
-                        let reason = args[1].get::<String>().expect("signal arg is a string");
-                        element.imp().handoff_load_failed(&reason);
-                        None
-                    })
-                    .build(),
+                // Application to element: the handoff's media cannot be loaded (the bus
+                // message continuity-handoff-failed goes the other way). `handoff-failed` is
+                // its first name, kept for the applications that use it.
+                load_failed("load-failed"),
+                load_failed("handoff-failed"),
                 glib::subclass::Signal::builder("resume")
                     .action()
                     .return_type::<bool>()
                     .class_handler(|args| {
-                        let element = args[0]
-                            .get::<super::Continuity>()
-                            .expect("signal arg is the element");
-                        Some(element.imp().resume_offered().to_value())
+                        let element = element(args);
+                        Some(network::resume_offered(&element, &element.imp().shared).to_value())
                     })
                     .build(),
             ]
@@ -345,18 +345,7 @@ impl BaseTransformImpl for Continuity {
                 lock(&self.stream).reset_media(Some(s.stream_id().to_string()));
             }
             EventView::Caps(c) => lock(&self.stream).kind = Kind::from_caps(c.caps()),
-            EventView::Segment(s) => {
-                let mut st = lock(&self.stream);
-                match s.segment().downcast_ref::<gst::ClockTime>() {
-                    Some(seg) => {
-                        st.ended = false;
-                        st.rate = seg.rate() * seg.applied_rate();
-                        st.segment = Some(seg.clone());
-                        st.segment_pending = true;
-                    }
-                    None => st.segment = None,
-                }
-            }
+            EventView::Segment(s) => lock(&self.stream).on_segment(s.segment()),
             EventView::Tag(t) => {
                 let mut st = lock(&self.stream);
                 if let Some(update) = st.apply_tags(t.tag())
@@ -384,8 +373,10 @@ impl BaseTransformImpl for Continuity {
                 return true;
             }
             EventView::Eos(_) => {
+                let wants = lock(&self.stream).wants_duration();
+                let d = wants.then(|| self.ask_duration()).flatten();
                 let mut st = lock(&self.stream);
-                self.refresh_duration(&mut st);
+                st.take_duration(d, network::now());
                 if st.announced
                     && let Some(p) = st.last_end.or_else(|| self.shared.position())
                 {
@@ -403,55 +394,36 @@ impl BaseTransformImpl for Continuity {
         buf: &gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut st = lock(&self.stream);
-        let position = match (st.segment.as_ref(), buf.pts()) {
-            (Some(seg), Some(pts)) => seg.to_stream_time(pts).map(|t| {
-                let end = buf
-                    .duration()
-                    .and_then(|d| seg.to_stream_time(pts + d))
-                    .unwrap_or(t);
-                (t.nseconds(), end.nseconds(), pts)
-            }),
-            _ => None,
-        };
+        let position = st.stream_times(buf);
         if let Some((pos, end, _)) = position {
             self.shared.position.store(pos, Ordering::Relaxed);
             st.last_end = Some(end);
         }
         if st.new_stream {
-            self.media_started(&mut st, position.map(|p| p.0));
+            // Upstream is asked without the lock (only this thread takes it meanwhile).
+            drop(st);
+            let up = self.ask_upstream();
+            st = lock(&self.stream);
+            self.media_started(&mut st, up, position.map(|p| p.0));
         }
         // Buffers held back for the resume decision are not playback: report nothing.
         if let Some((pos, _, pts)) = position.filter(|_| self.shared.passes()) {
             if st.segment_pending {
-                st.segment_pending = false;
-                st.last_sample = Some(pos);
-                // The first buffer of a segment renders as soon as the sinks preroll (and
-                // after a flushing seek the pipeline's base time is not yet the new one).
                 let playing = self.obj().current_state() == gst::State::Playing;
-                let at = network::now();
-                let rate = st.rate;
-                let state = if playing {
-                    PlayState::Playing
-                } else {
-                    PlayState::Paused
-                };
-                st.observe(
-                    at,
-                    Observation::Playback {
-                        position_ns: pos,
-                        state,
-                        rate,
-                    },
-                );
-                // A handoff target's preroll is done here (ignored unless one is awaited).
-                st.observe(at, Observation::Prerolled { position_ns: pos });
+                st.segment_started(pos, playing, network::now());
             } else if st
                 .last_sample
                 .is_none_or(|s| s.abs_diff(pos) >= SAMPLE_EVERY_NS)
             {
                 st.last_sample = Some(pos);
-                self.refresh_duration(&mut st);
-                let at = self.render_wall(&st, pts);
+                if st.wants_duration() {
+                    drop(st);
+                    let d = self.ask_duration();
+                    st = lock(&self.stream);
+                    st.take_duration(d, network::now());
+                }
+                let obj = self.obj();
+                let at = st.render_wall(network::now(), obj.clock(), obj.base_time(), pts);
                 st.observe(at, Observation::Position { position_ns: pos });
             }
         }
@@ -489,20 +461,7 @@ impl Continuity {
             gst::info!(CAT, imp = self, "{note}");
         }
         for warning in &start.warnings {
-            match warning {
-                StartWarning::Broker(e) => gst::element_imp_warning!(
-                    self,
-                    gst::ResourceError::Settings,
-                    ("Invalid broker URL; playing without sharing: {e}")
-                ),
-                StartWarning::Plaintext => gst::element_imp_warning!(
-                    self,
-                    gst::ResourceError::Settings,
-                    ("Encryption is off: what plays, where and at which position goes over the \
-                      broker as plain JSON, and anyone who can publish there can command \
-                      handoffs")
-                ),
-            }
+            gst::element_imp_warning!(self, gst::ResourceError::Settings, ("{warning}"));
         }
         let obj = self.obj();
         let device_id = start.device_id.clone();
@@ -533,32 +492,42 @@ impl Continuity {
         Ok(())
     }
 
-    /// The first buffer of a new stream: fix the media's identity, announce it, and look up
-    /// where to resume it (holding preroll for the answer with `resume=auto`).
-    fn media_started(&self, st: &mut Stream, position: Option<u64>) {
-        st.new_stream = false;
-        let obj = self.obj();
-        let pad = obj.sink_pad();
-        let mut q = gst::query::Uri::new();
-        if pad.peer_query(&mut q)
-            && let Some(uri) = q.uri()
-        {
-            st.media.uri = Some(uri.to_string());
+    /// What upstream says of the media (URI, duration, live), asked without the stream lock.
+    fn ask_upstream(&self) -> Upstream {
+        let pad = self.obj().sink_pad().clone();
+        let mut uri = gst::query::Uri::new();
+        let mut latency = gst::query::Latency::new();
+        let live = pad.peer_query(&mut latency) && latency.result().0;
+        Upstream {
+            uri: pad
+                .peer_query(&mut uri)
+                .then(|| uri.uri().map(|u| u.to_string()))
+                .flatten(),
+            duration_ns: if live { None } else { self.ask_duration() },
+            live,
         }
-        self.refresh_duration(st);
+    }
+
+    fn ask_duration(&self) -> Option<u64> {
+        self.obj()
+            .sink_pad()
+            .peer_query_duration::<gst::ClockTime>()
+            .map(|d| d.nseconds())
+            .filter(|d| *d > 0)
+    }
+
+    /// The first buffer of a new stream: announce the media and ask the gate what to do
+    /// (with `resume=auto`, it holds preroll for the resume decision).
+    fn media_started(&self, st: &mut Stream, up: Upstream, position: Option<u64>) {
         let (media_id, mode) = {
             let s = lock(&self.settings);
             (s.media_id.clone(), s.resume)
         };
-        let Some(id) = st.identity(media_id.as_deref()) else {
+        let Some(id) = st.start_media(up, media_id.as_deref(), network::now()) else {
             gst::debug!(CAT, imp = self, "stream without identity: not tracked");
             return;
         };
         gst::info!(CAT, imp = self, "media {id} ({:?})", st.media.title);
-        st.media.id = id.clone();
-        st.announced = true;
-        let media = st.media.clone();
-        st.observe(network::now(), Observation::MediaStarted(media));
         let d = self
             .shared
             .gate(|g| g.on_media_started(&id, position, mode.into()));
@@ -581,51 +550,6 @@ impl Continuity {
         }
     }
 
-    /// Ask upstream for the duration while it is unknown (demuxers often learn it after the
-    /// first buffers); tell the engine once it is known.
-    fn refresh_duration(&self, st: &mut Stream) {
-        if st.media.duration_ns.is_some() {
-            return;
-        }
-        let Some(d) = self
-            .obj()
-            .sink_pad()
-            .peer_query_duration::<gst::ClockTime>()
-            .map(|d| d.nseconds())
-            .filter(|d| *d > 0)
-        else {
-            return;
-        };
-        st.media.duration_ns = Some(d);
-        if st.announced {
-            let update = continuity::model::Media {
-                duration_ns: Some(d),
-                ..Default::default()
-            };
-            st.observe(network::now(), Observation::MediaUpdated(update));
-        }
-    }
-
-    /// The wall-clock instant at which the buffer with `pts` is rendered: now, corrected by
-    /// how far ahead of the clock the buffer travels.
-    fn render_wall(&self, st: &Stream, pts: gst::ClockTime) -> u64 {
-        let now = network::now();
-        let obj = self.obj();
-        let (Some(seg), Some(clock), Some(base)) =
-            (st.segment.as_ref(), obj.clock(), obj.base_time())
-        else {
-            return now;
-        };
-        let Some(running) = seg.to_running_time(pts) else {
-            return now;
-        };
-        let ahead = (base + running).nseconds() as i128 - clock.time().nseconds() as i128;
-        if ahead.abs() > MAX_RENDER_AHEAD_NS {
-            return now;
-        }
-        (now as i128 + ahead).max(0) as u64
-    }
-
     /// Where playback is: the pipeline's answer (the sinks know what they rendered), else the
     /// last buffer's stream time.
     fn playback_position(&self) -> Option<u64> {
@@ -636,23 +560,10 @@ impl Continuity {
     }
 
     fn playback(&self, position: Option<u64>, state: PlayState) {
-        let st = lock(&self.stream);
-        // After the end of stream, pausing or stopping does not move the position. While
-        // the gate is closed the pipeline's position is not where playback will be (the
-        // resume decision or seek is pending): the first buffer through the gate reports.
-        if !st.announced || st.ended || !self.shared.passes() {
-            return;
-        }
-        if let Some(position_ns) = position {
-            let rate = st.rate;
-            st.observe(
-                network::now(),
-                Observation::Playback {
-                    position_ns,
-                    state,
-                    rate,
-                },
-            );
+        // While the gate is closed the pipeline's position is not where playback will be
+        // (the resume decision or seek is pending): the first buffer through the gate reports.
+        if let Some(position_ns) = position.filter(|_| self.shared.passes()) {
+            lock(&self.stream).playback(position_ns, state, network::now());
         }
     }
 
@@ -661,55 +572,20 @@ impl Continuity {
     /// `None` without a network side or when the name means several devices.
     fn handoff_to(&self, target: &str) -> Option<String> {
         let guard = lock(&self.network);
-        let node = guard.as_ref()?.1.node();
-        let (me, resolved) = node.with_engine(|e| {
-            (
-                e.config().device.id.clone(),
-                e.directory().resolve_device(target),
-            )
-        });
-        let target = match resolved {
-            Ok(id) => id,
-            // Not heard of yet: it may still answer to its id.
-            Err(continuity::engine::ResolveError::Unknown(_)) => target.to_owned(),
+        match guard.as_ref()?.1.handoff_to(target) {
+            Ok(id) => Some(id),
             Err(e) => {
                 gst::element_imp_warning!(self, gst::LibraryError::Settings, ("handoff-to: {e}"));
-                return None;
+                None
             }
-        };
-        Some(node.request_handoff(&target, &me))
-    }
-
-    /// The `handoff-failed` action signal: the application could not load what
-    /// `continuity-handoff-incoming` asked for.
-    fn handoff_load_failed(&self, reason: &str) {
-        self.shared.gate(Gate::cancel_handoff);
-        if let Some((_, network)) = lock(&self.network).as_ref() {
-            network.node().observe(Observation::LoadFailed {
-                reason: reason.to_owned(),
-            });
         }
     }
 
-    /// The `resume` action signal: seek to the offered resume point.
-    fn resume_offered(&self) -> bool {
-        let Some(offer) = self.shared.take_offer() else {
-            gst::info!(CAT, imp = self, "resume: nothing offered");
-            return false;
-        };
-        let obj = self.obj();
-        match network::seek(&network::top_level(&obj), offer.position_ns) {
-            Ok(()) => {
-                network::post(
-                    &obj,
-                    network::resumed(&offer.media_id, offer.position_ns, &offer.device),
-                );
-                true
-            }
-            Err(e) => {
-                gst::warning!(CAT, imp = self, "resume seek failed: {e}");
-                false
-            }
+    /// The `load-failed` action signal (also `handoff-failed`): the application could not
+    /// load what `continuity-handoff-incoming` asked for.
+    fn load_failed(&self, reason: &str) {
+        if let Some((_, network)) = lock(&self.network).as_ref() {
+            network.load_failed(reason);
         }
     }
 }

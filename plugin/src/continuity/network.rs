@@ -11,7 +11,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use continuity::engine::gate::{Decision, Gate, SeekFor};
-use continuity::engine::{Notice, Observation, PlayerAction};
+use continuity::engine::{Notice, Observation, PlayerAction, ResolveError};
 use continuity::hlc::now_unix_ns;
 use continuity::node::{Node, NodeConfig, NodeError, NodeEvent};
 use gst::glib;
@@ -194,6 +194,7 @@ pub struct NetworkConfig {
 /// The running network side: the node, the pump task and the way to it.
 pub struct Network {
     node: Arc<Node>,
+    shared: Arc<Shared>,
     /// The mDNS advertisement, withdrawn with the session.
     _advertisement: Option<continuity::net::discovery::Advertisement>,
     tx: mpsc::Sender<ToPump>,
@@ -224,13 +225,14 @@ impl Network {
         let pump = Pump {
             node: node.clone(),
             element: element.downgrade(),
-            shared,
+            shared: shared.clone(),
             resume_timeout: cfg.resume_timeout,
             broker: cfg.broker_text,
         };
         let task = RUNTIME.spawn(pump.run(events, rx));
         Ok(Network {
             node,
+            shared,
             _advertisement: advertisement,
             tx,
             pump: task,
@@ -242,12 +244,33 @@ impl Network {
         self.tx.clone()
     }
 
-    pub fn node(&self) -> &Node {
-        &self.node
-    }
-
     pub fn node_handle(&self) -> Arc<Node> {
         self.node.clone()
+    }
+
+    /// Ask `target` (a device id or name) to take over this device's session; the handoff's
+    /// id. A name nobody has used yet is taken as an id (the device may not have spoken).
+    pub fn handoff_to(&self, target: &str) -> Result<String, ResolveError> {
+        let (me, resolved) = self.node.with_engine(|e| {
+            (
+                e.config().device.id.clone(),
+                e.directory().resolve_device(target),
+            )
+        });
+        let target = match resolved {
+            Ok(id) => id,
+            Err(ResolveError::Unknown(_)) => target.to_owned(),
+            Err(e) => return Err(e),
+        };
+        Ok(self.node.request_handoff(&target, &me))
+    }
+
+    /// The application could not load the handoff's media.
+    pub fn load_failed(&self, reason: &str) {
+        self.shared.gate(Gate::cancel_handoff);
+        self.node.observe(Observation::LoadFailed {
+            reason: reason.to_owned(),
+        });
     }
 
     /// Say goodbye (offline, the final state flushed, at most [`STOP_FLUSH`]) in the
@@ -513,6 +536,27 @@ impl Pump {
     fn carry_out(&self, d: Decision) {
         if let Some(element) = self.element.upgrade() {
             carry_out(&element, &self.node, &self.shared, d);
+        }
+    }
+}
+
+/// The `resume` action signal: seek to the offered resume point (`resume=ask`).
+pub fn resume_offered(element: &super::Continuity, shared: &Shared) -> bool {
+    let Some(offer) = shared.take_offer() else {
+        gst::info!(CAT, obj = element, "resume: nothing offered");
+        return false;
+    };
+    match seek(&top_level(element), offer.position_ns) {
+        Ok(()) => {
+            post(
+                element,
+                resumed(&offer.media_id, offer.position_ns, &offer.device),
+            );
+            true
+        }
+        Err(e) => {
+            gst::warning!(CAT, obj = element, "resume seek failed: {e}");
+            false
         }
     }
 }

@@ -98,6 +98,20 @@ pub enum StartWarning {
     Plaintext,
 }
 
+impl std::fmt::Display for StartWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartWarning::Broker(e) => {
+                write!(f, "Invalid broker URL; playing without sharing: {e}")
+            }
+            StartWarning::Plaintext => f.write_str(
+                "Encryption is off: what plays, where and at which position goes over the \
+                 broker as plain JSON, and anyone who can publish there can command handoffs",
+            ),
+        }
+    }
+}
+
 /// What a device starts from: the network side's config, and what to say about it.
 pub struct Start {
     pub device_id: String,

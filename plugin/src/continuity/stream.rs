@@ -4,7 +4,8 @@
 
 use continuity::engine::Observation;
 use continuity::engine::gate::Decision;
-use continuity::model::{Media, Track, media_id_from_tags, media_id_from_uri};
+use continuity::model::{Media, PlayState, Track, media_id_from_tags, media_id_from_uri};
+use gst::prelude::*;
 use tokio::sync::mpsc;
 
 /// What the element tells its pump.
@@ -19,6 +20,10 @@ pub enum ToPump {
     /// The element goes away: say goodbye (offline, everything flushed) in the background.
     Stop,
 }
+
+/// A render-time correction beyond this is not a pipeline that renders in time (a sink
+/// with sync=false, say): use the arrival time instead.
+const MAX_RENDER_AHEAD_NS: i128 = 2_000_000_000;
 
 /// Report the position at least this often (in stream time) while buffers flow, so that the
 /// engine can check it against its prediction.
@@ -75,6 +80,16 @@ pub struct Stream {
     pub rate: f64,
     /// End of stream reached: state changes until the next segment say nothing new.
     pub ended: bool,
+    /// Upstream is live: it has no duration to ask for.
+    pub live: bool,
+}
+
+/// What upstream says of the media when it starts (asked before the stream lock is taken).
+#[derive(Debug, Default)]
+pub struct Upstream {
+    pub uri: Option<String>,
+    pub duration_ns: Option<u64>,
+    pub live: bool,
 }
 
 impl Stream {
@@ -142,6 +157,137 @@ impl Stream {
             Kind::Video | Kind::Unknown => {}
         }
         self.media.merge(&update).then_some(update)
+    }
+
+    /// The first buffer of a new stream: fix the media's identity (`media_id_property` when
+    /// set) and announce it to the engine. `None`: a stream without identity, not tracked.
+    pub fn start_media(
+        &mut self,
+        up: Upstream,
+        media_id_property: Option<&str>,
+        now: u64,
+    ) -> Option<String> {
+        self.new_stream = false;
+        self.live = up.live;
+        if up.uri.is_some() {
+            self.media.uri = up.uri;
+        }
+        if self.media.duration_ns.is_none() {
+            self.media.duration_ns = up.duration_ns;
+        }
+        let id = self.identity(media_id_property)?;
+        self.media.id = id.clone();
+        self.announced = true;
+        self.observe(now, Observation::MediaStarted(self.media.clone()));
+        Some(id)
+    }
+
+    /// Whether to ask upstream for the duration (demuxers often learn it after the first
+    /// buffers; live sources have none).
+    pub fn wants_duration(&self) -> bool {
+        self.media.duration_ns.is_none() && !self.live
+    }
+
+    /// Upstream said the duration: tell the engine.
+    pub fn take_duration(&mut self, duration_ns: Option<u64>, now: u64) {
+        let Some(d) = duration_ns.filter(|_| self.media.duration_ns.is_none()) else {
+            return;
+        };
+        self.media.duration_ns = Some(d);
+        if self.announced {
+            let update = Media {
+                duration_ns: Some(d),
+                ..Default::default()
+            };
+            self.observe(now, Observation::MediaUpdated(update));
+        }
+    }
+
+    /// The first buffer of a segment at stream time `pos`: a discontinuity. It renders as
+    /// soon as the sinks preroll (and after a flushing seek the pipeline's base time is not
+    /// yet the new one), so it is reported at `now`.
+    pub fn segment_started(&mut self, pos: u64, playing: bool, now: u64) {
+        self.segment_pending = false;
+        self.last_sample = Some(pos);
+        let state = if playing {
+            PlayState::Playing
+        } else {
+            PlayState::Paused
+        };
+        let rate = self.rate;
+        self.observe(
+            now,
+            Observation::Playback {
+                position_ns: pos,
+                state,
+                rate,
+            },
+        );
+        // A handoff target's preroll is done here (ignored unless one is awaited).
+        self.observe(now, Observation::Prerolled { position_ns: pos });
+    }
+
+    /// The pipeline played or paused at `position_ns`. After the end of stream, pausing or
+    /// stopping does not move the position.
+    pub fn playback(&self, position_ns: u64, state: PlayState, now: u64) {
+        if !self.announced || self.ended {
+            return;
+        }
+        let rate = self.rate;
+        self.observe(
+            now,
+            Observation::Playback {
+                position_ns,
+                state,
+                rate,
+            },
+        );
+    }
+
+    /// A new segment: where stream time comes from, at which rate.
+    pub fn on_segment(&mut self, segment: &gst::Segment) {
+        match segment.downcast_ref::<gst::ClockTime>() {
+            Some(seg) => {
+                self.ended = false;
+                self.rate = seg.rate() * seg.applied_rate();
+                self.segment = Some(seg.clone());
+                self.segment_pending = true;
+            }
+            None => self.segment = None,
+        }
+    }
+
+    /// A buffer's stream time, the stream time of its end, and its PTS.
+    pub fn stream_times(&self, buf: &gst::BufferRef) -> Option<(u64, u64, gst::ClockTime)> {
+        let (seg, pts) = (self.segment.as_ref()?, buf.pts()?);
+        let t = seg.to_stream_time(pts)?;
+        let end = buf
+            .duration()
+            .and_then(|d| seg.to_stream_time(pts + d))
+            .unwrap_or(t);
+        Some((t.nseconds(), end.nseconds(), pts))
+    }
+
+    /// The wall-clock instant (`now` by the wall clock) at which the buffer with `pts` is
+    /// rendered: now, corrected by how far ahead of the pipeline clock it travels.
+    pub fn render_wall(
+        &self,
+        now: u64,
+        clock: Option<gst::Clock>,
+        base: Option<gst::ClockTime>,
+        pts: gst::ClockTime,
+    ) -> u64 {
+        let (Some(seg), Some(clock), Some(base)) = (self.segment.as_ref(), clock, base) else {
+            return now;
+        };
+        let Some(running) = seg.to_running_time(pts) else {
+            return now;
+        };
+        let ahead = (base + running).nseconds() as i128 - clock.time().nseconds() as i128;
+        if ahead.abs() > MAX_RENDER_AHEAD_NS {
+            return now;
+        }
+        (now as i128 + ahead).max(0) as u64
     }
 
     /// Take in the tracks of a stream collection (decodebin3, playbin3).
