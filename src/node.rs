@@ -11,10 +11,11 @@ use tokio::task::JoinHandle;
 
 use crate::engine::{Action, Engine, EngineConfig, Notice, Observation, PlayerAction, ResumeFrom};
 use crate::hlc::now_unix_ns;
+use crate::intake::{Inbound, Intake};
 use crate::net::link::{BrokerUrl, Link, LinkConfig, LinkError, LinkEvent, client_id};
 use crate::security::account::Account;
-use crate::security::rekey::{self, KeyRequest};
-use crate::security::seal::{Guard, SealError};
+use crate::security::rekey;
+use crate::security::seal::Guard;
 use crate::store::{Store, StoreError};
 use crate::wire::{self, Body, Command, CommandBody, Status, Topic};
 
@@ -45,7 +46,6 @@ pub struct NodeConfig {
 /// The local store's name for this device's envelope counter floor.
 const COUNTER: &str = "seal";
 /// How many retained messages wait for a rotated key at most.
-const MAX_PARKED: usize = 512;
 
 /// What a node reports to its adapter.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,15 +94,10 @@ struct Inner {
     sync_id: Mutex<String>,
     link: Option<Link>,
     store: Mutex<Option<Store>>,
-    /// Sealing and opening, when the account is sealed.
+    /// Sealing what this device sends, when the account is sealed.
     guard: Mutex<Option<Guard>>,
-    keys: Mutex<Option<Account>>,
-    /// Asking for a rotated key.
-    rekey: Mutex<rekey::Asker>,
-    /// Retained messages sealed with a key this device lacks (the latest per topic, at most
-    /// `MAX_PARKED`): taken in again once the key arrives, since the broker does not send
-    /// them twice.
-    parked: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
+    /// What arrives: opened, checked, parked for a key, rosters merged.
+    inbound: Mutex<Inbound>,
     events: mpsc::Sender<NodeEvent>,
     /// Woken when the engine's next wake-up may have moved.
     rearm: Notify,
@@ -110,9 +105,14 @@ struct Inner {
     taken: watch::Sender<u64>,
 }
 
+/// A lock that a panic elsewhere does not poison: what it guards stays usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Inner {
     fn engine(&self) -> MutexGuard<'_, Engine> {
-        self.engine.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.engine)
     }
 
     fn carry_out(&self, actions: Vec<Action>) {
@@ -148,7 +148,7 @@ impl Inner {
             sent_unix_ns: now_unix_ns(),
             body: CommandBody::Sync,
         };
-        *self.sync_id.lock().unwrap_or_else(|e| e.into_inner()) = id;
+        *lock(&self.sync_id) = id;
         self.sync.send_replace(SyncState::Pending);
         let topic = Topic::inbox(&self.account, &self.device).to_string();
         self.publish(&topic, wire::encode(&cmd), false);
@@ -158,7 +158,7 @@ impl Inner {
     fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) {
         let Some(link) = &self.link else { return };
         let payload = {
-            let mut guard = self.guard.lock().unwrap_or_else(|e| e.into_inner());
+            let mut guard = lock(&self.guard);
             match guard.as_mut() {
                 Some(g) => {
                     let sealed = g.seal(topic, &payload, now_unix_ns());
@@ -173,250 +173,82 @@ impl Inner {
         link.publish(topic, payload, retain, true);
     }
 
-    /// Decode what arrived: opened and checked when sealed.
-    fn decode(&self, topic: &str, payload: &[u8]) -> Result<wire::Incoming, String> {
-        let mut guard = self.guard.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(g) = guard.as_mut() else {
-            return match wire::decode(topic, payload) {
-                Ok(m) if matches!(m.body, Body::Sealed(_)) => Err(
-                    "a sealed message, and this device runs unencrypted (plain JSON): pair it \
-                     with the account instead"
-                        .into(),
-                ),
-                Ok(m) => Ok(m),
-                Err(e) => Err(e.to_string()),
-            };
-        };
-        let msg = match g.open(topic, payload) {
-            Ok(m) => m,
-            Err(SealError::UnknownKey(id)) => {
-                drop(guard);
-                if wire::Topic::parse(topic).is_ok_and(|t| t.retained()) {
-                    let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
-                    if parked.len() < MAX_PARKED || parked.contains_key(topic) {
-                        parked.insert(topic.to_owned(), payload.to_vec());
-                    }
-                }
-                // Signed by a device this one trusts: the account key was rotated.
-                self.want_key(&id);
-                return Err(SealError::UnknownKey(id).to_string());
-            }
-            Err(e) => return Err(e.to_string()),
-        };
-        if !msg.topic.retained()
-            && let Ok(wire::Body::Sealed(env)) = wire::decode(topic, payload).map(|m| m.body)
-        {
-            // Commands and events: a restart must not let them be replayed.
-            self.with_store(|st| st.put_seen(&env.sealed.sender, topic, env.sealed.counter));
-        }
-        Ok(msg)
-    }
-
-    /// A roster from a trusted device: merge it, trust whom it trusts, and answer with ours
-    /// when it lacks something we know. A roster that names a key this device lacks starts
-    /// a key request.
-    fn take_roster(&self, roster: &wire::Roster) {
-        let mut account = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(acc) = account.as_mut() else { return };
-        let was_revoked = acc.roster.entry(&acc.device).is_some_and(|e| e.revoked);
-        match acc.merge_roster(roster) {
-            Ok(true) => {
-                tracing::info!(
-                    "roster of {} now has {} devices",
-                    acc.name,
-                    acc.roster.devices.len()
-                );
-                if !was_revoked && acc.roster.entry(&acc.device).is_some_and(|e| e.revoked) {
-                    tracing::warn!(
-                        "this device was revoked from account {}: pair it again to rejoin",
-                        acc.name
-                    );
-                    let _ = self.events.try_send(NodeEvent::Revoked);
-                }
-                self.refresh_signers(acc);
-                let mut engine = self.engine();
-                for e in acc.roster.devices.iter().filter(|e| e.revoked) {
-                    engine.forget_device(&e.device);
-                }
-            }
-            Ok(false) => {}
-            Err(e) => tracing::warn!("{e}"),
-        }
-        let lacking = acc.lacks_key();
-        let mut theirs = roster.clone();
-        let answer = theirs.merge(&acc.roster).then(|| wire::encode(&acc.roster));
-        drop(account);
-        if let Some(ours) = answer {
-            self.publish(&Topic::roster(&self.account).to_string(), ours, true);
-        }
-        if let Some(id) = lacking {
-            self.want_key(&id);
-        }
-    }
-
-    fn refresh_signers(&self, acc: &Account) {
-        if let Some(g) = self
-            .guard
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-        {
-            g.opener.signers = acc.signers();
-            g.opener.roster = acc.roster.clone();
-        }
-    }
-
-    /// This device lacks key `key_id`, which a trusted device uses or names: take it from
-    /// the config dir if another process of this device rotated it, else ask the account's
-    /// devices for it.
-    fn want_key(&self, key_id: &str) {
-        let want = {
-            let mut account = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(acc) = account.as_mut() else { return };
-            self.rekey
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .want(acc, key_id, now_unix_ns())
-        };
-        match want {
-            rekey::Want::Nothing => {}
-            rekey::Want::Adopted => self.rekeyed(),
-            rekey::Want::Ask { topic, payload } => {
-                if let Some(link) = &self.link {
-                    link.publish(&topic, payload, true, true);
-                }
-            }
-        }
-    }
-
-    /// A key request or answer.
-    fn take_rekey(&self, topic: &str, payload: &[u8]) {
-        if payload.is_empty() {
-            return;
-        }
-        if topic == rekey::answer_topic(&self.account, &self.device) {
-            let taken = {
-                let mut account = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(acc) = account.as_mut() else { return };
-                self.rekey
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take_answer(acc, payload)
-            };
-            match taken {
-                Ok(true) => {
-                    if let Some(link) = &self.link {
-                        // The request is answered: take it off the broker.
-                        let topic = rekey::request_topic(&self.account, &self.device);
-                        link.publish(&topic, Vec::new(), true, true);
-                    }
-                    self.rekeyed();
-                }
-                Ok(false) => {}
-                Err(e) => tracing::info!("refused a key answer: {e}"),
-            }
-        } else if topic.ends_with("/request") {
-            let Ok(req) = rekey::decode::<KeyRequest>(payload) else {
-                return;
-            };
-            if req.device == self.device {
-                return;
-            }
-            let answer = {
-                let account = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(acc) = account.as_ref() else { return };
-                rekey::answer(acc, &req)
-            };
-            match answer {
-                Ok(ans) => {
-                    tracing::info!("handing the account key to {}", req.device);
-                    if let Some(link) = &self.link {
-                        let topic = rekey::answer_topic(&self.account, &req.device);
-                        link.publish(&topic, wire::encode(&ans), false, true);
-                    }
-                }
-                Err(rekey::RekeyError::NotHeld(_)) => {}
-                Err(e) => tracing::info!("refused a key request from {}: {e}", req.device),
-            }
-        }
-    }
-
-    /// The account key changed: seal with the new one, move resume points to their new
-    /// topics, and republish this device's state and the roster under it.
-    fn rekeyed(&self) {
-        let (key_id, media_keys) = {
-            let account = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(acc) = account.as_ref() else { return };
-            let keys = acc.keys();
-            if let Some(g) = self
-                .guard
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_mut()
-            {
-                g.set_keys(keys.clone(), acc.all_keys());
-                g.opener.signers = acc.signers();
-                g.opener.roster = acc.roster.clone();
-            }
-            (keys.key_id.clone(), keys.media_keys())
-        };
-        let now = now_unix_ns();
-        let mut actions = self.engine().set_media_keys(media_keys);
-        actions.extend(self.engine().announce(now));
-        self.carry_out(actions);
-        self.publish_roster();
-        // What arrived sealed with the new key before this device had it.
-        let parked = std::mem::take(&mut *self.parked.lock().unwrap_or_else(|e| e.into_inner()));
-        for (topic, payload) in parked {
-            self.take_message(&topic, &payload);
-        }
-        tracing::info!("now sealing with account key {key_id}");
-        let _ = self.events.try_send(NodeEvent::KeyRotated { key_id });
-    }
-
     /// Publish this device's roster (retained): a device that has just been paired makes
     /// itself known to the others this way.
     fn publish_roster(&self) {
-        let roster = self
-            .keys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|a| wire::encode(&a.roster));
+        let roster = lock(&self.inbound).roster().map(wire::encode);
         if let Some(r) = roster {
             self.publish(&Topic::roster(&self.account).to_string(), r, true);
         }
     }
 
-    /// A message from the broker.
+    /// A message from the broker, through the receive pipeline.
     fn take_message(&self, topic: &str, payload: &[u8]) {
-        self.take_message_inner(topic, payload);
+        let intakes = lock(&self.inbound).take(topic, payload, now_unix_ns());
+        for intake in intakes {
+            self.carry_intake(intake);
+        }
         self.taken.send_modify(|n| *n += 1);
     }
 
-    fn take_message_inner(&self, topic: &str, payload: &[u8]) {
-        match self.decode(topic, payload) {
-            Ok(msg) if self.is_own_sync(&msg.body) => {
+    fn carry_intake(&self, intake: Intake) {
+        match intake {
+            Intake::Message(msg) if self.is_own_sync(&msg.body) => {
                 self.sync.send_replace(SyncState::Synced);
             }
-            Ok(wire::Incoming {
-                body: Body::Roster(r),
-                ..
-            }) => {
-                self.take_roster(&r);
-            }
-            Ok(msg) => {
+            Intake::Message(msg) => {
                 let actions = self
                     .engine()
                     .handle(now_unix_ns(), Observation::Incoming(msg));
                 self.carry_out(actions);
             }
-            Err(reason) => {
+            Intake::Seen {
+                sender,
+                topic,
+                counter,
+            } => self.with_store(|st| st.put_seen(&sender, &topic, counter)),
+            Intake::Publish {
+                topic,
+                payload,
+                retain,
+                seal: true,
+            } => self.publish(&topic, payload, retain),
+            Intake::Publish {
+                topic,
+                payload,
+                retain,
+                seal: false,
+            } => {
+                if let Some(link) = &self.link {
+                    link.publish(&topic, payload, retain, true);
+                }
+            }
+            Intake::RosterChanged { revoked } => {
+                let mut engine = self.engine();
+                for device in &revoked {
+                    engine.forget_device(device);
+                }
+            }
+            Intake::Revoked => {
+                let _ = self.events.try_send(NodeEvent::Revoked);
+            }
+            Intake::Rekeyed { current, all } => {
+                let key_id = current.key_id.clone();
+                let media_keys = current.media_keys();
+                if let Some(g) = lock(&self.guard).as_mut() {
+                    g.set_keys(current, all);
+                }
+                let now = now_unix_ns();
+                let mut actions = self.engine().set_media_keys(media_keys);
+                actions.extend(self.engine().announce(now));
+                self.carry_out(actions);
+                self.publish_roster();
+                tracing::info!("now sealing with account key {key_id}");
+                let _ = self.events.try_send(NodeEvent::KeyRotated { key_id });
+            }
+            Intake::Rejected { topic, reason } => {
                 tracing::info!("refused a message on {topic}: {reason}");
-                let _ = self.events.try_send(NodeEvent::Rejected {
-                    topic: topic.to_owned(),
-                    reason,
-                });
+                let _ = self.events.try_send(NodeEvent::Rejected { topic, reason });
             }
         }
     }
@@ -425,11 +257,11 @@ impl Inner {
         matches!(body, Body::Command(c)
             if c.body == CommandBody::Sync
                 && c.from == self.device
-                && c.id == *self.sync_id.lock().unwrap_or_else(|e| e.into_inner()))
+                && c.id == *lock(&self.sync_id))
     }
 
     fn with_store(&self, f: impl FnOnce(&Store) -> Result<(), StoreError>) {
-        let guard = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = lock(&self.store);
         if let Some(store) = guard.as_ref()
             && let Err(e) = f(store)
         {
@@ -488,12 +320,7 @@ impl Node {
                     Some(st) => st.counter(COUNTER)?,
                     None => 0,
                 };
-                let mut guard = account.guard(floor);
-                if let Some(st) = &store {
-                    for (sender, topic, counter) in st.seen()? {
-                        guard.opener.remember(&sender, &topic, counter);
-                    }
-                }
+                let guard = account.guard(floor);
                 engine_cfg.media_keys = guard.media_keys();
                 Some(guard)
             }
@@ -507,6 +334,12 @@ impl Node {
         }
         let account = &cfg.engine.account;
         let device = &cfg.engine.device.id;
+        let mut inbound = Inbound::new(account, device, cfg.account.clone());
+        if let Some(st) = &store {
+            for (sender, topic, counter) in st.seen()? {
+                inbound.remember(&sender, &topic, counter);
+            }
+        }
         let (link, link_events) = match &cfg.broker {
             Some(broker) => {
                 let mut link_cfg = LinkConfig::new(broker.clone(), client_id(device));
@@ -552,9 +385,7 @@ impl Node {
             link,
             store: Mutex::new(store),
             guard: Mutex::new(guard),
-            keys: Mutex::new(cfg.account.clone()),
-            rekey: Mutex::new(rekey::Asker::default()),
-            parked: Mutex::new(Default::default()),
+            inbound: Mutex::new(inbound),
             events: events_tx,
             rearm: Notify::new(),
             taken: watch::channel(0).0,
@@ -728,11 +559,6 @@ async fn run(inner: Arc<Inner>, link_events: Option<mpsc::Receiver<LinkEvent>>) 
                     LinkEvent::Down { reason } => {
                         inner.sync.send_replace(SyncState::Unreachable);
                         let _ = inner.events.try_send(NodeEvent::Down { reason });
-                    }
-                    LinkEvent::Message { topic, payload }
-                        if rekey::is_rekey_topic(&inner.account, &topic) =>
-                    {
-                        inner.take_rekey(&topic, &payload);
                     }
                     LinkEvent::Message { topic, payload } => {
                         inner.take_message(&topic, &payload);

@@ -7,11 +7,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::engine::Directory;
+use crate::hlc::now_unix_ns;
+use crate::intake::{Inbound, Intake};
 use crate::net::link::{BrokerUrl, ConnectError, Link, LinkConfig, LinkEvent, client_id};
 use crate::security::account::Account;
 use crate::security::rekey;
-use crate::security::seal::{Opener, SealError, Signers};
-use crate::wire::{self, Body, filters};
+use crate::wire::{self, filters};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
@@ -26,13 +27,9 @@ pub struct Observer {
     link: Link,
     events: mpsc::Receiver<LinkEvent>,
     directory: Directory,
-    /// Opens sealed messages; `None` reads plain JSON only.
-    opener: Option<Opener>,
-    /// The account, to take a rotated key in (sealed accounts).
-    account: Option<Account>,
-    asker: rekey::Asker,
-    /// Retained messages sealed with a key this device lacks, until it has it.
-    parked: std::collections::BTreeMap<String, Vec<u8>>,
+    /// The receive pipeline (the node's): sealed accounts open and check, plain ones read
+    /// plain JSON only.
+    inbound: Inbound,
     /// Messages that failed to decode or open (logged; never fatal).
     pub rejected: u64,
 }
@@ -48,7 +45,8 @@ impl Observer {
         timeout: Duration,
         keys: Option<Account>,
     ) -> Result<Observer, ObserveError> {
-        let opener = keys.as_ref().map(Account::opener);
+        let device = keys.as_ref().map(|k| k.device.clone()).unwrap_or_default();
+        let inbound = Inbound::new(account, &device, keys.clone());
         let mut cfg = LinkConfig::new(broker.clone(), client_id("observer"));
         cfg.subscriptions = vec![
             filters::availability(account),
@@ -70,17 +68,14 @@ impl Observer {
             },
         })?;
         let directory = Directory {
-            media_keys: opener.as_ref().map(Opener::media_keys).unwrap_or_default(),
+            media_keys: inbound.media_keys(),
             ..Directory::default()
         };
         Ok(Observer {
             link,
             events,
             directory,
-            opener,
-            account: keys,
-            asker: rekey::Asker::default(),
-            parked: Default::default(),
+            inbound,
             rejected: 0,
         })
     }
@@ -91,7 +86,7 @@ impl Observer {
 
     /// The account's paired devices as this view knows them (sealed accounts).
     pub fn roster(&self) -> Option<&wire::Roster> {
-        self.opener.as_ref().map(|o| &o.roster)
+        self.inbound.roster()
     }
 
     fn take(&mut self, ev: LinkEvent) -> bool {
@@ -101,107 +96,39 @@ impl Observer {
         self.take_message(&topic, &payload)
     }
 
-    /// A rotated account key arrived (or was already in the config dir): open with it, and
-    /// take in what was parked for it.
-    fn rekeyed(&mut self) -> bool {
-        let (Some(acc), Some(o)) = (&self.account, &mut self.opener) else {
-            return false;
-        };
-        o.set_keys(acc.all_keys());
-        o.roster.merge(&acc.roster);
-        o.signers = Signers::from_roster(&o.roster);
-        self.directory.media_keys = o.media_keys();
+    /// Take in a payload; whether the directory changed. A read-only view speaks only to ask
+    /// for a rotated key (it hears no key requests): it answers no roster.
+    fn take_message(&mut self, topic: &str, payload: &[u8]) -> bool {
         let mut changed = false;
-        for (topic, payload) in std::mem::take(&mut self.parked) {
-            changed |= self.take_message(&topic, &payload);
+        for intake in self.inbound.take(topic, payload, now_unix_ns()) {
+            match intake {
+                Intake::Message(msg) => changed |= self.directory.apply(&msg),
+                Intake::RosterChanged { revoked } => {
+                    for device in &revoked {
+                        changed |= self.directory.forget(device);
+                    }
+                }
+                Intake::Rekeyed { .. } => {
+                    self.directory.media_keys = self.inbound.media_keys();
+                    changed = true;
+                }
+                Intake::Publish {
+                    topic,
+                    payload,
+                    retain,
+                    seal: false,
+                } => {
+                    // Its key request, or taking it off the broker once answered.
+                    self.link.publish(&topic, payload, retain, true);
+                }
+                Intake::Rejected { topic, reason } => {
+                    self.rejected += 1;
+                    tracing::debug!("ignored a message on {topic}: {reason}");
+                }
+                Intake::Publish { .. } | Intake::Seen { .. } | Intake::Revoked => {}
+            }
         }
         changed
-    }
-
-    /// The account lacks key `key_id`: ask for it, or take it from the config dir. Returns
-    /// whether the directory changed (the key was at hand).
-    fn want_key(&mut self, key_id: &str) -> bool {
-        let Some(acc) = &mut self.account else {
-            return false;
-        };
-        match self.asker.want(acc, key_id, crate::hlc::now_unix_ns()) {
-            rekey::Want::Ask { topic, payload } => {
-                self.link.publish(&topic, payload, true, true);
-                false
-            }
-            rekey::Want::Adopted => self.rekeyed(),
-            rekey::Want::Nothing => false,
-        }
-    }
-
-    fn take_message(&mut self, topic: &str, payload: &[u8]) -> bool {
-        if let Some(acc) = &mut self.account
-            && topic == rekey::answer_topic(&acc.name, &acc.device)
-        {
-            return match self.asker.take_answer(acc, payload) {
-                Ok(true) => {
-                    let request = rekey::request_topic(&acc.name, &acc.device);
-                    self.link.publish(&request, Vec::new(), true, true);
-                    self.rekeyed()
-                }
-                Ok(false) => false,
-                Err(e) => {
-                    tracing::info!("refused a key answer: {e}");
-                    false
-                }
-            };
-        }
-        let decoded = match &mut self.opener {
-            Some(o) => match o.decode(topic, payload) {
-                Err(SealError::UnknownKey(id)) => {
-                    // Signed by a trusted device with a key this one lacks: a rotation.
-                    if wire::Topic::parse(topic).is_ok_and(|t| t.retained()) {
-                        self.parked.insert(topic.to_owned(), payload.to_vec());
-                    }
-                    if self.want_key(&id) {
-                        return true;
-                    }
-                    Err(SealError::UnknownKey(id).to_string())
-                }
-                other => other.map_err(|e| e.to_string()),
-            },
-            None => match wire::decode(topic, payload) {
-                Ok(m) if matches!(m.body, Body::Sealed(_)) => {
-                    Err("sealed, and this view reads plain JSON only".to_owned())
-                }
-                other => other.map_err(|e| e.to_string()),
-            },
-        };
-        match decoded {
-            Ok(wire::Incoming {
-                body: Body::Roster(r),
-                ..
-            }) => {
-                // A trusted device vouches for these: trust them too (in memory).
-                if let Some(o) = &mut self.opener {
-                    let mut merged = o.roster.clone();
-                    if merged.merge(&r) {
-                        o.signers = Signers::from_roster(&merged);
-                        for e in merged.devices.iter().filter(|e| e.revoked) {
-                            self.directory.forget(&e.device);
-                        }
-                        o.roster = merged;
-                    }
-                }
-                // A roster that names a key this device lacks: ask for it.
-                let lacking = self.account.as_mut().and_then(|acc| {
-                    acc.roster.merge(&r);
-                    acc.lacks_key()
-                });
-                lacking.is_some_and(|id| self.want_key(&id))
-            }
-            Ok(msg) => self.directory.apply(&msg),
-            Err(e) => {
-                self.rejected += 1;
-                tracing::debug!("ignored a message on {topic}: {e}");
-                false
-            }
-        }
     }
 
     /// Take in what the broker sends until it has been quiet for `quiet` (retained messages

@@ -1,0 +1,323 @@
+//! The receive pipeline, sans-IO: what a device does with a payload from the broker before
+//! anything believes it. One pipeline for the node (a device on the network) and the CLI's
+//! read-only view ([`crate::observe`]), tested without a broker.
+//!
+//! In order: key rotation topics (requests, answers) go to [`crate::security::rekey`]; every
+//! other payload is decoded strictly and, on a sealed account, opened (signature, sender,
+//! replay, key). A retained message sealed with a key this device lacks is parked and the key
+//! asked for: once it arrives the parked messages are taken in again, since the broker does
+//! not send them twice. A roster from a trusted device is merged (and answered when it lacks
+//! something this device knows). What is left is handed on as [`Intake::Message`].
+
+use std::collections::BTreeMap;
+
+use crate::security::account::Account;
+use crate::security::rekey::{self, KeyRequest};
+use crate::security::seal::{AccountKeys, Opener, SealError};
+use crate::wire::{self, Body, Topic};
+
+/// Most retained messages kept for a key this device lacks (the latest per topic).
+pub const MAX_PARKED: usize = 512;
+
+/// What the receiver of a payload must do.
+#[derive(Debug, Clone)]
+pub enum Intake {
+    /// A message to believe: the engine's or the directory's to take in.
+    Message(wire::Incoming),
+    /// A command or event was taken in: keep its counter durably, so that a restart does not
+    /// let it be replayed.
+    Seen {
+        sender: String,
+        topic: String,
+        counter: u64,
+    },
+    /// Publish this. `seal`: the payload is plain and goes out sealed and signed (a roster);
+    /// otherwise it goes out as it is (key requests and answers carry their own signatures).
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+        retain: bool,
+        seal: bool,
+    },
+    /// The roster changed; these devices are revoked (forget what they said).
+    RosterChanged { revoked: Vec<String> },
+    /// This device was removed from its account.
+    Revoked,
+    /// The account key was rotated: seal with `current` from now on (the parked messages,
+    /// taken in again, follow this intake).
+    Rekeyed {
+        current: AccountKeys,
+        all: Vec<AccountKeys>,
+    },
+    /// Refused, with the reason (logged; never fatal).
+    Rejected { topic: String, reason: String },
+}
+
+/// The account as the pipeline holds it (sealed accounts).
+struct Keys {
+    account: Account,
+    opener: Opener,
+    asker: rekey::Asker,
+    /// Retained messages sealed with a key this device lacks, by topic.
+    parked: BTreeMap<String, Vec<u8>>,
+}
+
+/// One device's receive pipeline.
+pub struct Inbound {
+    account: String,
+    device: String,
+    /// `None`: plain JSON (`--insecure-plaintext`, `encryption=off`).
+    keys: Option<Keys>,
+}
+
+impl Inbound {
+    /// The pipeline of `device` in `account`, sealed when `keys` is given.
+    pub fn new(account: &str, device: &str, keys: Option<Account>) -> Inbound {
+        Inbound {
+            account: account.to_owned(),
+            device: device.to_owned(),
+            keys: keys.map(|account| Keys {
+                opener: account.opener(),
+                account,
+                asker: rekey::Asker::default(),
+                parked: BTreeMap::new(),
+            }),
+        }
+    }
+
+    /// A command or event counter seen before a restart (from the local store).
+    pub fn remember(&mut self, sender: &str, topic: &str, counter: u64) {
+        if let Some(k) = &mut self.keys {
+            k.opener.remember(sender, topic, counter);
+        }
+    }
+
+    /// How resume topics are keyed now.
+    pub fn media_keys(&self) -> wire::MediaKeys {
+        self.keys
+            .as_ref()
+            .map(|k| k.opener.media_keys())
+            .unwrap_or_default()
+    }
+
+    /// The account's roster as this device knows it (sealed accounts).
+    pub fn roster(&self) -> Option<&wire::Roster> {
+        self.keys.as_ref().map(|k| &k.account.roster)
+    }
+
+    /// How many retained messages wait for a key.
+    pub fn parked(&self) -> usize {
+        self.keys.as_ref().map_or(0, |k| k.parked.len())
+    }
+
+    /// Take in a payload that arrived on `topic`.
+    pub fn take(&mut self, topic: &str, payload: &[u8], now_unix_ns: u64) -> Vec<Intake> {
+        let mut out = Vec::new();
+        self.take_into(topic, payload, now_unix_ns, &mut out);
+        out
+    }
+
+    fn take_into(&mut self, topic: &str, payload: &[u8], now: u64, out: &mut Vec<Intake>) {
+        if rekey::is_rekey_topic(&self.account, topic) {
+            return self.take_rekey(topic, payload, now, out);
+        }
+        let reject = |reason: String| Intake::Rejected {
+            topic: topic.to_owned(),
+            reason,
+        };
+        let Some(k) = &mut self.keys else {
+            out.push(match wire::decode(topic, payload) {
+                Ok(m) if matches!(m.body, Body::Sealed(_)) => reject(
+                    "a sealed message, and this device runs unencrypted (plain JSON): pair it \
+                     with the account instead"
+                        .into(),
+                ),
+                Ok(m) => Intake::Message(m),
+                Err(e) => reject(e.to_string()),
+            });
+            return;
+        };
+        match k.opener.decode(topic, payload) {
+            Ok(wire::Incoming {
+                body: Body::Roster(r),
+                ..
+            }) => self.take_roster(&r, now, out),
+            Ok(msg) => {
+                if !msg.topic.retained()
+                    && let Ok(Body::Sealed(env)) = wire::decode(topic, payload).map(|m| m.body)
+                {
+                    out.push(Intake::Seen {
+                        sender: env.sealed.sender,
+                        topic: topic.to_owned(),
+                        counter: env.sealed.counter,
+                    });
+                }
+                out.push(Intake::Message(msg));
+            }
+            Err(SealError::UnknownKey(id)) => {
+                // Signed by a device this one trusts: the account key was rotated.
+                if Topic::parse(topic).is_ok_and(|t| t.retained())
+                    && (k.parked.len() < MAX_PARKED || k.parked.contains_key(topic))
+                {
+                    k.parked.insert(topic.to_owned(), payload.to_vec());
+                }
+                let adopted = self.want_key(&id, now, out);
+                if !adopted {
+                    out.push(reject(SealError::UnknownKey(id).to_string()));
+                }
+            }
+            Err(e) => out.push(reject(e.to_string())),
+        }
+    }
+
+    /// A roster from a trusted device: merge it, and answer with ours when it lacks
+    /// something we know. One that names a key this device lacks starts a key request.
+    fn take_roster(&mut self, roster: &wire::Roster, now: u64, out: &mut Vec<Intake>) {
+        let Some(k) = &mut self.keys else { return };
+        let was_revoked = k
+            .account
+            .roster
+            .entry(&self.device)
+            .is_some_and(|e| e.revoked);
+        match k.account.merge_roster(roster) {
+            Ok(true) => {
+                tracing::info!(
+                    "roster of {} now has {} devices",
+                    k.account.name,
+                    k.account.roster.devices.len()
+                );
+                if !was_revoked
+                    && k.account
+                        .roster
+                        .entry(&self.device)
+                        .is_some_and(|e| e.revoked)
+                {
+                    tracing::warn!(
+                        "this device was revoked from account {}: pair it again to rejoin",
+                        k.account.name
+                    );
+                    out.push(Intake::Revoked);
+                }
+                k.opener.signers = k.account.signers();
+                k.opener.roster = k.account.roster.clone();
+                let revoked = k
+                    .account
+                    .roster
+                    .devices
+                    .iter()
+                    .filter(|e| e.revoked)
+                    .map(|e| e.device.clone())
+                    .collect();
+                out.push(Intake::RosterChanged { revoked });
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("{e}"),
+        }
+        let mut theirs = roster.clone();
+        if theirs.merge(&k.account.roster) {
+            out.push(Intake::Publish {
+                topic: Topic::roster(&self.account).to_string(),
+                payload: wire::encode(&k.account.roster),
+                retain: true,
+                seal: true,
+            });
+        }
+        if let Some(id) = k.account.lacks_key() {
+            self.want_key(&id, now, out);
+        }
+    }
+
+    /// This device lacks key `key_id`: take it from the config dir if another process of
+    /// this device rotated it, else ask the account's devices for it. Returns whether the
+    /// key was adopted at once.
+    fn want_key(&mut self, key_id: &str, now: u64, out: &mut Vec<Intake>) -> bool {
+        let Some(k) = &mut self.keys else {
+            return false;
+        };
+        match k.asker.want(&mut k.account, key_id, now) {
+            rekey::Want::Nothing => false,
+            rekey::Want::Adopted => {
+                self.rekeyed(now, out);
+                true
+            }
+            rekey::Want::Ask { topic, payload } => {
+                out.push(Intake::Publish {
+                    topic,
+                    payload,
+                    retain: true,
+                    seal: false,
+                });
+                false
+            }
+        }
+    }
+
+    /// A key request from another device, or the answer to ours.
+    fn take_rekey(&mut self, topic: &str, payload: &[u8], now: u64, out: &mut Vec<Intake>) {
+        let Some(k) = &mut self.keys else { return };
+        if payload.is_empty() {
+            return;
+        }
+        if topic == rekey::answer_topic(&self.account, &self.device) {
+            match k.asker.take_answer(&mut k.account, payload) {
+                Ok(true) => {
+                    // The request is answered: take it off the broker.
+                    out.push(Intake::Publish {
+                        topic: rekey::request_topic(&self.account, &self.device),
+                        payload: Vec::new(),
+                        retain: true,
+                        seal: false,
+                    });
+                    self.rekeyed(now, out);
+                }
+                Ok(false) => {}
+                Err(e) => out.push(Intake::Rejected {
+                    topic: topic.to_owned(),
+                    reason: format!("a key answer: {e}"),
+                }),
+            }
+        } else if topic.ends_with("/request") {
+            let req = match rekey::decode::<KeyRequest>(payload) {
+                Ok(req) if req.device == self.device => return,
+                Ok(req) => req,
+                Err(e) => {
+                    return out.push(Intake::Rejected {
+                        topic: topic.to_owned(),
+                        reason: format!("a key request: {e}"),
+                    });
+                }
+            };
+            match rekey::answer(&k.account, &req) {
+                Ok(ans) => {
+                    tracing::info!("handing the account key to {}", req.device);
+                    out.push(Intake::Publish {
+                        topic: rekey::answer_topic(&self.account, &req.device),
+                        payload: wire::encode(&ans),
+                        retain: false,
+                        seal: false,
+                    });
+                }
+                Err(rekey::RekeyError::NotHeld(_)) => {}
+                Err(e) => out.push(Intake::Rejected {
+                    topic: topic.to_owned(),
+                    reason: format!("a key request from {}: {e}", req.device),
+                }),
+            }
+        }
+    }
+
+    /// The account key changed: open with every key kept, and take in what was parked.
+    fn rekeyed(&mut self, now: u64, out: &mut Vec<Intake>) {
+        let Some(k) = &mut self.keys else { return };
+        k.opener.set_keys(k.account.all_keys());
+        k.opener.signers = k.account.signers();
+        k.opener.roster = k.account.roster.clone();
+        out.push(Intake::Rekeyed {
+            current: k.account.keys(),
+            all: k.account.all_keys(),
+        });
+        for (topic, payload) in std::mem::take(&mut k.parked) {
+            self.take_into(&topic, &payload, now, out);
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The receive pipeline without a broker: what a device believes, refuses, parks for a key
+//! and asks for, as the node and the CLI's view both take it.
+
+use continuity::engine::{Engine, EngineConfig, Observation};
+use continuity::hlc::now_unix_ns;
+use continuity::intake::{Inbound, Intake};
+use continuity::model::{Device, DeviceClass, Media};
+use continuity::security::account::Account;
+use continuity::security::{pair, rekey};
+use continuity::wire::{self, Body, Command, CommandBody, Topic};
+
+/// Devices paired into account `home`, each with its own config dir.
+fn paired(names: &[&str]) -> (tempfile::TempDir, Vec<Account>) {
+    let root = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = names.iter().map(|n| root.path().join(n)).collect();
+    let named: Vec<_> = dirs
+        .iter()
+        .map(|d| d.as_path())
+        .zip(names.to_vec())
+        .collect();
+    let accounts = pair::pair_dirs("home", &named).unwrap();
+    (root, accounts)
+}
+
+/// `device`'s session state while it plays a film, as plain JSON: (topic, payload).
+fn state_of(device: &str) -> (String, Vec<u8>) {
+    let mut e = Engine::new(EngineConfig::new(
+        "home",
+        Device {
+            id: device.into(),
+            name: "Phone".into(),
+            class: DeviceClass::Phone,
+        },
+    ));
+    let now = now_unix_ns();
+    e.handle(
+        now,
+        Observation::MediaStarted(Media {
+            id: "file:film.ogg".into(),
+            ..Default::default()
+        }),
+    );
+    let topic = Topic::session_state("home", device).to_string();
+    (topic, wire::encode(&e.session_state(now)))
+}
+
+fn messages(intakes: &[Intake]) -> Vec<&wire::Incoming> {
+    intakes
+        .iter()
+        .filter_map(|i| match i {
+            Intake::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+fn rejected(intakes: &[Intake]) -> Vec<String> {
+    intakes
+        .iter()
+        .filter_map(|i| match i {
+            Intake::Rejected { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_paired_devices_sealed_state_is_believed_and_a_plain_one_refused() {
+    let (_root, acc) = paired(&["phone", "tv"]);
+    let (phone, tv) = (&acc[0], &acc[1]);
+    let mut inbound = Inbound::new("home", &tv.device, Some(tv.clone()));
+    let (topic, plain) = state_of(&phone.device);
+    let sealed = phone.guard(0).seal(&topic, &plain, now_unix_ns());
+
+    let got = inbound.take(&topic, &sealed, now_unix_ns());
+    let msgs = messages(&got);
+    assert_eq!(msgs.len(), 1, "{got:?}");
+    assert!(matches!(&msgs[0].body, Body::Session(s) if s.device == phone.device));
+    assert!(rejected(&got).is_empty());
+
+    let got = inbound.take(&topic, &plain, now_unix_ns());
+    assert!(
+        messages(&got).is_empty(),
+        "plain JSON is not believed: {got:?}"
+    );
+    assert_eq!(rejected(&got).len(), 1);
+}
+
+#[test]
+fn a_plain_device_refuses_what_is_sealed_and_takes_plain_json() {
+    let (_root, acc) = paired(&["phone"]);
+    let mut inbound = Inbound::new("home", "tv-1", None);
+    let (topic, plain) = state_of(&acc[0].device);
+    let sealed = acc[0].guard(0).seal(&topic, &plain, now_unix_ns());
+    let got = inbound.take(&topic, &sealed, now_unix_ns());
+    assert!(rejected(&got)[0].contains("runs unencrypted"), "{got:?}");
+    assert_eq!(
+        messages(&inbound.take(&topic, &plain, now_unix_ns())).len(),
+        1
+    );
+}
+
+#[test]
+fn garbage_and_a_stranger_are_refused_with_a_reason_and_nothing_else_happens() {
+    let (_root, acc) = paired(&["phone", "tv"]);
+    let (_other, strangers) = paired(&["stranger"]);
+    let mut inbound = Inbound::new("home", &acc[1].device, Some(acc[1].clone()));
+    let (topic, _) = state_of(&acc[0].device);
+    for payload in [&b"{not json"[..], &vec![b' '; 70 * 1024][..], b"[]"] {
+        let got = inbound.take(&topic, payload, now_unix_ns());
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(rejected(&got).len(), 1);
+    }
+    // Another account's device, sealing with its own keys.
+    let (topic, plain) = state_of(&strangers[0].device);
+    let forged = strangers[0].guard(0).seal(&topic, &plain, now_unix_ns());
+    let got = inbound.take(&topic, &forged, now_unix_ns());
+    assert!(
+        messages(&got).is_empty() && rejected(&got).len() == 1,
+        "{got:?}"
+    );
+    assert_eq!(inbound.parked(), 0, "a stranger's key is not a rotation");
+}
+
+#[test]
+fn a_command_is_taken_once_and_its_counter_kept_against_replay() {
+    let (_root, acc) = paired(&["phone", "tv"]);
+    let (phone, tv) = (&acc[0], &acc[1]);
+    let mut inbound = Inbound::new("home", &tv.device, Some(tv.clone()));
+    let topic = Topic::inbox("home", &tv.device).to_string();
+    let cmd = Command {
+        v: wire::VERSION,
+        id: "c-1".into(),
+        from: phone.device.clone(),
+        to: tv.device.clone(),
+        sent_unix_ns: now_unix_ns(),
+        body: CommandBody::Pause,
+    };
+    let sealed = phone
+        .guard(0)
+        .seal(&topic, &wire::encode(&cmd), now_unix_ns());
+    let got = inbound.take(&topic, &sealed, now_unix_ns());
+    assert_eq!(messages(&got).len(), 1);
+    let counter = got
+        .iter()
+        .find_map(|i| match i {
+            Intake::Seen {
+                sender, counter, ..
+            } if *sender == phone.device => Some(*counter),
+            _ => None,
+        })
+        .expect("the command's counter is to be kept");
+    let again = inbound.take(&topic, &sealed, now_unix_ns());
+    assert!(
+        messages(&again).is_empty(),
+        "a replay is refused: {again:?}"
+    );
+    // After a restart, the kept counter refuses it too.
+    let mut restarted = Inbound::new("home", &tv.device, Some(tv.clone()));
+    restarted.remember(&phone.device, &topic, counter);
+    assert!(messages(&restarted.take(&topic, &sealed, now_unix_ns())).is_empty());
+}
+
+#[test]
+fn state_sealed_with_a_rotated_key_is_parked_the_key_asked_for_and_taken_in_once_it_comes() {
+    let (_root, mut acc) = paired(&["phone", "tv", "tablet"]);
+    let (mut phone, tv, tablet) = (acc.remove(0), acc.remove(0), acc.remove(0));
+    let new = phone.revoke_and_rotate(&tablet.device).unwrap();
+    let mut tv_in = Inbound::new("home", &tv.device, Some(tv.clone()));
+    let mut phone_in = Inbound::new("home", &phone.device, Some(phone.clone()));
+
+    // The phone's state under the new key reaches the TV first.
+    let (plain_topic, plain) = state_of(&phone.device);
+    let sealed = phone.guard(0).seal(&plain_topic, &plain, now_unix_ns());
+    let got = tv_in.take(&plain_topic, &sealed, now_unix_ns());
+    assert!(
+        messages(&got).is_empty(),
+        "not believed before the key: {got:?}"
+    );
+    assert!(rejected(&got)[0].contains(&new), "{got:?}");
+    assert_eq!(tv_in.parked(), 1, "kept for when the key comes");
+    let (req_topic, request) = got
+        .iter()
+        .find_map(|i| match i {
+            Intake::Publish {
+                topic,
+                payload,
+                retain: true,
+                seal: false,
+            } => Some((topic.clone(), payload.clone())),
+            _ => None,
+        })
+        .expect("the TV asks for the key");
+    assert_eq!(req_topic, rekey::request_topic("home", &tv.device));
+
+    // The phone answers the request.
+    let got = phone_in.take(&req_topic, &request, now_unix_ns());
+    let (ans_topic, answer) = got
+        .iter()
+        .find_map(|i| match i {
+            Intake::Publish { topic, payload, .. } => Some((topic.clone(), payload.clone())),
+            _ => None,
+        })
+        .expect("the phone hands the key over");
+    assert_eq!(ans_topic, rekey::answer_topic("home", &tv.device));
+
+    // The TV takes the key, clears its request, and believes the parked state now.
+    let got = tv_in.take(&ans_topic, &answer, now_unix_ns());
+    assert!(
+        got.iter()
+            .any(|i| matches!(i, Intake::Rekeyed { current, .. } if current.key_id == new)),
+        "{got:?}"
+    );
+    assert!(got.iter().any(|i| matches!(i,
+        Intake::Publish { topic, payload, .. } if *topic == req_topic && payload.is_empty())));
+    let msgs = messages(&got);
+    assert_eq!(msgs.len(), 1, "the parked state is taken in: {got:?}");
+    assert_eq!(tv_in.parked(), 0);
+}
+
+#[test]
+fn a_roster_from_a_trusted_device_makes_its_new_device_trusted() {
+    let (root, mut acc) = paired(&["phone", "tv"]);
+    let (mut phone, tv) = (acc.remove(0), acc.remove(0));
+    let mut tv_in = Inbound::new("home", &tv.device, Some(tv.clone()));
+    // The phone pairs a speaker the TV has not heard of.
+    let mut speaker =
+        Account::open(&root.path().join("speaker"), "home", "speaker-1", "Speaker").unwrap();
+    pair::pair_local(&mut phone, &mut speaker).unwrap();
+    let (topic, plain) = state_of(&speaker.device);
+    let from_speaker = speaker.guard(0).seal(&topic, &plain, now_unix_ns());
+    assert!(messages(&tv_in.take(&topic, &from_speaker, now_unix_ns())).is_empty());
+
+    let roster_topic = Topic::roster("home").to_string();
+    let roster = phone
+        .guard(0)
+        .seal(&roster_topic, &wire::encode(&phone.roster), now_unix_ns());
+    let got = tv_in.take(&roster_topic, &roster, now_unix_ns());
+    assert!(
+        got.iter()
+            .any(|i| matches!(i, Intake::RosterChanged { revoked } if revoked.is_empty())),
+        "{got:?}"
+    );
+    assert!(tv_in.roster().unwrap().trusts("speaker-1"));
+    let again = speaker.guard(0).seal(&topic, &plain, now_unix_ns());
+    assert_eq!(
+        messages(&tv_in.take(&topic, &again, now_unix_ns())).len(),
+        1,
+        "the speaker is believed once a trusted device vouches for it"
+    );
+}
