@@ -45,7 +45,6 @@ pub struct NodeConfig {
 
 /// The local store's name for this device's envelope counter floor.
 const COUNTER: &str = "seal";
-/// How many retained messages wait for a rotated key at most.
 
 /// What a node reports to its adapter.
 #[derive(Debug, Clone, PartialEq)]
