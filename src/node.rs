@@ -16,7 +16,7 @@ use crate::net::link::{BrokerUrl, Link, LinkConfig, LinkError, LinkEvent, client
 use crate::security::account::Account;
 use crate::security::rekey;
 use crate::security::seal::Guard;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Writer};
 use crate::wire::{self, Body, Command, CommandBody, Status, Topic};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,8 @@ pub enum NodeError {
     Link(#[from] LinkError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot start the local store's writer: {0}")]
+    StoreThread(std::io::Error),
 }
 
 /// How to start a node.
@@ -84,6 +86,12 @@ pub enum SyncState {
     Unreachable,
 }
 
+/// What the node's task and its callers share.
+///
+/// Locks: `engine`, `sync_id`, `guard` and `inbound` are each taken alone and released before
+/// anything else is locked, with one exception: sealing (`guard`) queues the counter floor
+/// for the store, which takes no lock (the writer is a channel). So no two of them are ever
+/// held at once, and nothing is held across an await or a call into the adapter.
 struct Inner {
     engine: Mutex<Engine>,
     device: String,
@@ -92,12 +100,15 @@ struct Inner {
     /// Id of the sync command in flight.
     sync_id: Mutex<String>,
     link: Option<Link>,
-    store: Mutex<Option<Store>>,
+    /// The local store's writer (its own thread).
+    store: Option<Writer>,
     /// Sealing what this device sends, when the account is sealed.
     guard: Mutex<Option<Guard>>,
     /// What arrives: opened, checked, parked for a key, rosters merged.
     inbound: Mutex<Inbound>,
     events: mpsc::Sender<NodeEvent>,
+    /// Events the adapter did not take in time (its queue was full): counted and logged.
+    dropped: std::sync::atomic::AtomicU64,
     /// Woken when the engine's next wake-up may have moved.
     rearm: Notify,
     /// Counts the messages taken in from the broker (see [`Node::wait_until`]).
@@ -110,6 +121,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
+    /// Hand an event to the adapter without waiting. A full queue (an adapter that stopped
+    /// reading) loses it: counted, and logged at the first loss and then at powers of two.
+    fn emit(&self, ev: NodeEvent) {
+        if let Err(mpsc::error::TrySendError::Full(ev)) = self.events.try_send(ev) {
+            let n = self
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    "{n} node events lost so far, the adapter is not reading (last: {ev:?})"
+                );
+            }
+        }
+    }
+
+    /// How many events the adapter did not take in time.
+    fn dropped_events(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn engine(&self) -> MutexGuard<'_, Engine> {
         lock(&self.engine)
     }
@@ -122,13 +154,15 @@ impl Inner {
                     payload,
                     retain,
                 } => self.publish(&topic, payload, retain),
-                Action::StoreSession(s) => self.with_store(|st| st.put_session(&s).map(|_| ())),
-                Action::StoreResume(r) => self.with_store(|st| st.put_resume(&r).map(|_| ())),
+                Action::StoreSession(s) => {
+                    self.with_store(move |st| st.put_session(&s).map(|_| ()))
+                }
+                Action::StoreResume(r) => self.with_store(move |st| st.put_resume(&r).map(|_| ())),
                 Action::Player(p) => {
-                    let _ = self.events.try_send(NodeEvent::Player(p));
+                    self.emit(NodeEvent::Player(p));
                 }
                 Action::Notify(n) => {
-                    let _ = self.events.try_send(NodeEvent::Notice(n));
+                    self.emit(NodeEvent::Notice(n));
                 }
             }
         }
@@ -162,7 +196,7 @@ impl Inner {
                 Some(g) => {
                     let sealed = g.seal(topic, &payload, now_unix_ns());
                     if let Some(floor) = g.take_reservation() {
-                        self.with_store(|st| st.raise_counter(COUNTER, floor));
+                        self.with_store(move |st| st.raise_counter(COUNTER, floor));
                     }
                     sealed
                 }
@@ -205,7 +239,7 @@ impl Inner {
                 sender,
                 topic,
                 counter,
-            } => self.with_store(|st| st.put_seen(&sender, &topic, counter)),
+            } => self.with_store(move |st| st.put_seen(&sender, &topic, counter)),
             Intake::Publish {
                 topic,
                 payload,
@@ -229,7 +263,7 @@ impl Inner {
                 }
             }
             Intake::Revoked => {
-                let _ = self.events.try_send(NodeEvent::Revoked);
+                self.emit(NodeEvent::Revoked);
             }
             Intake::Rekeyed { current, all } => {
                 let key_id = current.key_id.clone();
@@ -243,11 +277,11 @@ impl Inner {
                 self.carry_out(actions);
                 self.publish_roster();
                 tracing::info!("now sealing with account key {key_id}");
-                let _ = self.events.try_send(NodeEvent::KeyRotated { key_id });
+                self.emit(NodeEvent::KeyRotated { key_id });
             }
             Intake::Rejected { topic, reason } => {
                 tracing::info!("refused a message on {topic}: {reason}");
-                let _ = self.events.try_send(NodeEvent::Rejected { topic, reason });
+                self.emit(NodeEvent::Rejected { topic, reason });
             }
         }
     }
@@ -259,12 +293,10 @@ impl Inner {
                 && c.id == *lock(&self.sync_id))
     }
 
-    fn with_store(&self, f: impl FnOnce(&Store) -> Result<(), StoreError>) {
-        let guard = lock(&self.store);
-        if let Some(store) = guard.as_ref()
-            && let Err(e) = f(store)
-        {
-            tracing::warn!("{e}");
+    /// Queue a write for the store's own thread (nothing without a store).
+    fn with_store(&self, f: impl FnOnce(&Store) -> Result<(), StoreError> + Send + 'static) {
+        if let Some(writer) = &self.store {
+            writer.write(f);
         }
     }
 }
@@ -382,10 +414,14 @@ impl Node {
             sync,
             sync_id: Mutex::new(String::new()),
             link,
-            store: Mutex::new(store),
+            store: store
+                .map(Writer::spawn)
+                .transpose()
+                .map_err(NodeError::StoreThread)?,
             guard: Mutex::new(guard),
             inbound: Mutex::new(inbound),
             events: events_tx,
+            dropped: Default::default(),
             rearm: Notify::new(),
             taken: watch::channel(0).0,
         });
@@ -489,9 +525,25 @@ impl Node {
     }
 
     /// Wait until what was published so far is acknowledged by the broker.
+    /// Also waits for the local store's writes queued so far.
     pub async fn flush(&self, timeout: Duration) -> bool {
-        match &self.inner.link {
+        let stored = self.sync_store(timeout).await;
+        let sent = match &self.inner.link {
             Some(link) => link.flush(timeout).await,
+            None => true,
+        };
+        stored && sent
+    }
+
+    /// How many events were lost because the adapter's queue was full.
+    pub fn dropped_events(&self) -> u64 {
+        self.inner.dropped_events()
+    }
+
+    /// Wait (at most `timeout`) until the local store has written what was queued.
+    pub async fn sync_store(&self, timeout: Duration) -> bool {
+        match &self.inner.store {
+            Some(writer) => writer.sync(timeout).await,
             None => true,
         }
     }
@@ -499,6 +551,7 @@ impl Node {
     /// Say goodbye (offline, flushed within `timeout`, disconnect) but keep the node; for
     /// owners that share it. Dropping it afterwards stops it.
     pub async fn goodbye(&self, timeout: Duration) -> bool {
+        self.sync_store(timeout).await;
         match &self.inner.link {
             Some(link) => link.goodbye(timeout).await,
             None => true,
@@ -511,6 +564,7 @@ impl Node {
             task.abort();
             let _ = task.await;
         }
+        self.sync_store(timeout).await;
         let inner = self.inner.clone();
         drop(self);
         match Arc::try_unwrap(inner) {
@@ -553,11 +607,11 @@ async fn run(inner: Arc<Inner>, link_events: Option<mpsc::Receiver<LinkEvent>>) 
                     LinkEvent::Connected => {
                         inner.publish_roster();
                         inner.send_sync();
-                        let _ = inner.events.try_send(NodeEvent::Connected);
+                        inner.emit(NodeEvent::Connected);
                     }
                     LinkEvent::Down { reason } => {
                         inner.sync.send_replace(SyncState::Unreachable);
-                        let _ = inner.events.try_send(NodeEvent::Down { reason });
+                        inner.emit(NodeEvent::Down { reason });
                     }
                     LinkEvent::Message { topic, payload } => {
                         inner.take_message(&topic, &payload);

@@ -296,3 +296,52 @@ mod tests {
         assert!(s.resume("file:none.ogg").unwrap().is_none());
     }
 }
+
+/// A write for the [`Writer`]'s thread.
+type Job = Box<dyn FnOnce(&Store) + Send>;
+
+/// The store on a thread of its own: writes are queued and never wait on the disk where they
+/// are asked for (the network runtime's workers, the streaming thread's neighbours). The
+/// thread ends once the writer is dropped and the queue is done; [`Writer::sync`] waits
+/// until what was queued before it is written (the final position, before the process ends).
+pub struct Writer {
+    tx: std::sync::mpsc::Sender<Job>,
+}
+
+impl Writer {
+    pub fn spawn(store: Store) -> std::io::Result<Writer> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("continuity-store".into())
+            .spawn(move || {
+                for job in rx {
+                    job(&store);
+                }
+            })?;
+        Ok(Writer { tx })
+    }
+
+    /// Queue a write; a failure is logged (the store costs durability, never playback).
+    pub fn write(&self, f: impl FnOnce(&Store) -> Result<(), StoreError> + Send + 'static) {
+        let job: Job = Box::new(move |store| {
+            if let Err(e) = f(store) {
+                tracing::warn!("{e}");
+            }
+        });
+        if self.tx.send(job).is_err() {
+            tracing::warn!("the local store's writer has stopped: a write was lost");
+        }
+    }
+
+    /// Wait (at most `timeout`) until every write queued so far is done.
+    pub async fn sync(&self, timeout: Duration) -> bool {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |_| {
+            let _ = done.send(());
+        });
+        if self.tx.send(job).is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(timeout, wait).await, Ok(Ok(())))
+    }
+}

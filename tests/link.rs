@@ -361,3 +361,47 @@ async fn resume_lookup_does_not_wait_out_its_timeout_when_the_broker_is_down() {
     );
     node.shutdown(Duration::from_millis(100)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_an_adapter_does_not_read_are_counted_not_piled_up() {
+    let url = embedded();
+    // An adapter that never reads its events.
+    let (node, _events) = Node::start(NodeConfig {
+        engine: EngineConfig::new("acct", device("tv-9", DeviceClass::Tv)),
+        broker: Some(url.clone()),
+        store_dir: None,
+        link: None,
+        account: None,
+    })
+    .unwrap();
+    assert_eq!(node.synced(WAIT).await, continuity::node::SyncState::Synced);
+    let (sender, _ev) = Link::connect(LinkConfig::new(url, client_id("remote")), WAIT)
+        .await
+        .unwrap();
+    let topic = Topic::inbox("acct", "tv-9").to_string();
+    // More player commands than the event queue holds (256), bounded.
+    for i in 0..300u64 {
+        let cmd = continuity::wire::Command {
+            v: 1,
+            id: format!("c{i}"),
+            from: "phone-1".into(),
+            to: "tv-9".into(),
+            sent_unix_ns: continuity::hlc::now_unix_ns(),
+            body: continuity::wire::CommandBody::Seek {
+                position_ns: i * SECOND_NS,
+            },
+        };
+        sender.publish(&topic, continuity::wire::encode(&cmd), false, true);
+    }
+    // Checked again after each message the node takes in.
+    let counted = node
+        .wait_until(WAIT, |_| node.dropped_events() >= 300 - 256)
+        .await;
+    assert!(
+        counted,
+        "lost events are counted: {}",
+        node.dropped_events()
+    );
+    sender.shutdown(Duration::from_millis(100)).await;
+    node.shutdown(Duration::from_secs(1)).await;
+}

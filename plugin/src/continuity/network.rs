@@ -593,18 +593,20 @@ pub fn seek(top: &gst::Element, position_ns: u64) -> Result<(), glib::BoolError>
     )
 }
 
-/// Wait (at most `wait`, from any thread) until what the node published is acknowledged.
+/// Wait (at most `wait`, from any thread) until the local store has written what the node
+/// kept and the broker acknowledged what it published (when connected).
 pub fn flush_blocking(node: &Arc<Node>, wait: Duration) {
-    if !node.connected() {
-        return;
-    }
     let (tx, rx) = std::sync::mpsc::channel();
     let node = node.clone();
     RUNTIME.spawn(async move {
-        let _ = tx.send(node.flush(wait).await);
+        let stored = node.sync_store(wait).await;
+        let sent = !node.connected() || node.flush(wait).await;
+        let _ = tx.send((stored, sent));
     });
-    if !matches!(rx.recv_timeout(wait + Duration::from_millis(100)), Ok(true)) {
-        gst::info!(CAT, "the final state may not have reached the broker yet");
+    match rx.recv_timeout(wait * 2 + Duration::from_millis(100)) {
+        Ok((true, true)) => {}
+        Ok((false, _)) | Err(_) => gst::warning!(CAT, "the final position may not be stored"),
+        Ok((true, false)) => gst::info!(CAT, "the final state may not have reached the broker yet"),
     }
 }
 
