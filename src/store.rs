@@ -257,46 +257,6 @@ impl Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::hlc::Stamp;
-    use crate::model::Media;
-
-    fn point(pos: u64, wall: u64) -> ResumePoint {
-        ResumePoint {
-            v: 1,
-            media: Media {
-                id: "file:a.ogg".into(),
-                ..Default::default()
-            },
-            position_ns: pos,
-            finished: false,
-            device: "d".into(),
-            stamp: Stamp {
-                wall_ns: wall,
-                counter: 0,
-                device: "d".into(),
-            },
-        }
-    }
-
-    #[test]
-    fn newer_resume_points_win_and_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = Store::open_in(dir.path()).unwrap();
-            assert!(s.put_resume(&point(10, 100)).unwrap());
-            assert!(!s.put_resume(&point(5, 50)).unwrap(), "older must not win");
-            assert!(s.put_resume(&point(20, 200)).unwrap());
-        }
-        let s = Store::open_in(dir.path()).unwrap();
-        assert_eq!(s.resume("file:a.ogg").unwrap().unwrap().position_ns, 20);
-        assert_eq!(s.resume_points().unwrap().len(), 1);
-        assert!(s.resume("file:none.ogg").unwrap().is_none());
-    }
-}
-
 /// A write for the [`Writer`]'s thread.
 type Job = Box<dyn FnOnce(&Store) + Send>;
 
@@ -343,5 +303,45 @@ impl Writer {
             return false;
         }
         matches!(tokio::time::timeout(timeout, wait).await, Ok(Ok(())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Stamp;
+    use crate::model::Media;
+
+    fn point(pos: u64, wall: u64) -> ResumePoint {
+        ResumePoint {
+            v: 1,
+            media: Media {
+                id: "file:a.ogg".into(),
+                ..Default::default()
+            },
+            position_ns: pos,
+            finished: false,
+            device: "d".into(),
+            stamp: Stamp {
+                wall_ns: wall,
+                counter: 0,
+                device: "d".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn newer_resume_points_win_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open_in(dir.path()).unwrap();
+            assert!(s.put_resume(&point(10, 100)).unwrap());
+            assert!(!s.put_resume(&point(5, 50)).unwrap(), "older must not win");
+            assert!(s.put_resume(&point(20, 200)).unwrap());
+        }
+        let s = Store::open_in(dir.path()).unwrap();
+        assert_eq!(s.resume("file:a.ogg").unwrap().unwrap().position_ns, 20);
+        assert_eq!(s.resume_points().unwrap().len(), 1);
+        assert!(s.resume("file:none.ogg").unwrap().is_none());
     }
 }
