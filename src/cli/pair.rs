@@ -139,29 +139,26 @@ pub async fn host(
     let mut pending = None;
     let result = loop {
         tokio::select! {
-            ev = events.recv() => match ev {
-                Some(LinkEvent::Message { payload, .. }) => {
-                    let Ok(msg) = pair::decode(&payload) else { continue };
-                    match h.handle(now_unix_ns(), &msg) {
-                        Ok(out) => send(&link, &name, out),
-                        Err(e) => break Err(e.into()),
-                    }
+            ev = events.recv() => {
+                let payload = match payload_of(ev) {
+                    Ok(Some(p)) => p,
+                    Ok(None) => continue,
+                    Err(e) => break Err(e),
+                };
+                let Ok(msg) = pair::decode(&payload) else { continue };
+                match h.handle(now_unix_ns(), &msg) {
+                    Ok(out) => send(&link, &name, out),
+                    Err(e) => break Err(e.into()),
                 }
-                Some(LinkEvent::Down { reason }) => {
-                    eprintln!("warning: the broker connection dropped ({reason}); retrying");
-                }
-                Some(LinkEvent::Connected) => {}
-                None => break Err(PairFailure::Failed("the broker connection closed".into())),
-            },
+            }
             a = answer(&mut pending) => {
                 let yes = a == Some(true);
                 match h.confirm(now_unix_ns(), yes) {
                     Ok(out) => send(&link, &name, out),
                     Err(e) => break Err(e.into()),
                 }
-                if !yes {
-                    let why = if a.is_none() { ": no answer (--yes confirms without asking)" } else { "" };
-                    break Err(PairError::Declined(format!(" here{why}")).into());
+                if let Some(no) = declined(a) {
+                    break Err(no);
                 }
                 if h.joined().is_none() {
                     println!("Waiting for the other device to confirm...");
@@ -231,53 +228,50 @@ pub async fn join(
     let mut found = false;
     let result = loop {
         tokio::select! {
-            ev = events.recv() => match ev {
-                Some(LinkEvent::Message { payload, .. }) => {
-                    if payload.is_empty() {
-                        continue; // a hello taken back
-                    }
-                    let Ok(msg) = pair::decode(&payload) else { continue };
-                    if let PairMsg::Hello { expires_unix_ns, .. } = &msg
-                        && *expires_unix_ns < now_unix_ns()
-                    {
-                        stale += 1; // left behind by a host that did not clean up
-                        continue;
-                    }
-                    match j.handle(now_unix_ns(), &msg) {
-                        Ok((out, None)) => send(&link, &name, out),
-                        Ok((_, Some(joined))) => {
-                            if let Err(e) = pair::adopt(&mut account, &joined) {
-                                break Err(PairFailure::Failed(e.to_string()));
-                            }
-                            publish_roster(&link, &account);
-                            break Ok(format!(
-                                "Joined account {name} through {}: {} devices",
-                                joined.host.name,
-                                account.roster.devices.iter().filter(|e| !e.revoked).count()
-                            ));
+            ev = events.recv() => {
+                let payload = match payload_of(ev) {
+                    Ok(Some(p)) => p,
+                    Ok(None) => continue,
+                    Err(e) => break Err(e),
+                };
+                if payload.is_empty() {
+                    continue; // a hello taken back
+                }
+                let Ok(msg) = pair::decode(&payload) else { continue };
+                if let PairMsg::Hello { expires_unix_ns, .. } = &msg
+                    && *expires_unix_ns < now_unix_ns()
+                {
+                    stale += 1; // left behind by a host that did not clean up
+                    continue;
+                }
+                match j.handle(now_unix_ns(), &msg) {
+                    Ok((out, None)) => send(&link, &name, out),
+                    Ok((_, Some(joined))) => {
+                        if let Err(e) = pair::adopt(&mut account, &joined) {
+                            break Err(PairFailure::Failed(e.to_string()));
                         }
-                        Err(e) => break Err(e.into()),
+                        publish_roster(&link, &account);
+                        break Ok(format!(
+                            "Joined account {name} through {}: {} devices",
+                            joined.host.name,
+                            account.roster.devices.iter().filter(|e| !e.revoked).count()
+                        ));
                     }
-                    if let (false, Some(host)) = (found, j.host()) {
-                        found = true;
-                        println!("Found {} ({}); exchanging keys...", host.name, host.device);
-                    }
+                    Err(e) => break Err(e.into()),
                 }
-                Some(LinkEvent::Down { reason }) => {
-                    eprintln!("warning: the broker connection dropped ({reason}); retrying");
+                if let (false, Some(host)) = (found, j.host()) {
+                    found = true;
+                    println!("Found {} ({}); exchanging keys...", host.name, host.device);
                 }
-                Some(LinkEvent::Connected) => {}
-                None => break Err(PairFailure::Failed("the broker connection closed".into())),
-            },
+            }
             a = answer(&mut pending) => {
                 let yes = a == Some(true);
                 match j.confirm(yes) {
                     Ok(out) => send(&link, &name, out),
                     Err(e) => break Err(e.into()),
                 }
-                if !yes {
-                    let why = if a.is_none() { ": no answer (--yes confirms without asking)" } else { "" };
-                    break Err(PairError::Declined(format!(" here{why}")).into());
+                if let Some(no) = declined(a) {
+                    break Err(no);
                 }
                 println!("Waiting for the other device to confirm...");
             }
@@ -470,6 +464,30 @@ pub async fn revoke(
         ));
     }
     Ok(summary)
+}
+
+/// What a link event means to a pairing run: a payload to read, nothing (a reconnection,
+/// said on stderr), or the end.
+fn payload_of(ev: Option<LinkEvent>) -> Result<Option<Vec<u8>>, PairFailure> {
+    match ev {
+        Some(LinkEvent::Message { payload, .. }) => Ok(Some(payload)),
+        Some(LinkEvent::Down { reason }) => {
+            eprintln!("warning: the broker connection dropped ({reason}); retrying");
+            Ok(None)
+        }
+        Some(LinkEvent::Connected) => Ok(None),
+        None => Err(PairFailure::Failed("the broker connection closed".into())),
+    }
+}
+
+/// The person's answer to "do the codes match?": `Some` failure unless it was yes.
+fn declined(answer: Option<bool>) -> Option<PairFailure> {
+    let why = match answer {
+        Some(true) => return None,
+        Some(false) => "",
+        None => ": no answer (--yes confirms without asking)",
+    };
+    Some(PairError::Declined(format!(" here{why}")).into())
 }
 
 /// `continuity pair [--join]` for account `name`: the broker as given (`auto` looks for an
