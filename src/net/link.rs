@@ -249,14 +249,15 @@ impl State {
     }
 }
 
-struct Shared {
+/// What the link task and its handles share.
+struct Outbox {
     state: Mutex<State>,
     /// Woken when the state may have become idle (flushed).
     progress: Notify,
     max_transient: usize,
 }
 
-impl Shared {
+impl Outbox {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -264,7 +265,7 @@ impl Shared {
 
 /// A running link. Dropping it stops the task without the graceful goodbye.
 pub struct Link {
-    shared: Arc<Shared>,
+    shared: Arc<Outbox>,
     client: AsyncClient,
     will: Option<(String, Vec<u8>)>,
     /// Held, never sent: dropping the link closes it, which ends the task.
@@ -321,7 +322,7 @@ impl Link {
         net.set_connection_timeout(cfg.connect_timeout.as_secs().max(1));
         eventloop.set_network_options(net);
 
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Outbox {
             state: Mutex::new(State::default()),
             progress: Notify::new(),
             max_transient: cfg.max_transient.max(1),
@@ -457,7 +458,7 @@ async fn run(
     cfg: LinkConfig,
     mut eventloop: EventLoop,
     client: AsyncClient,
-    shared: Arc<Shared>,
+    shared: Arc<Outbox>,
     events: mpsc::Sender<LinkEvent>,
     mut stop: oneshot::Receiver<()>,
 ) {
