@@ -14,8 +14,9 @@ CARGO ?= cargo
 deps:
 	@./scripts/deps.sh $(PACKAGES)
 
+# --lib: the plugin library (libgstcontinuity.so) is what `continuity play` loads.
 build: deps
-	$(CARGO) build --workspace --bins --examples
+	$(CARGO) build --workspace --lib --bins --examples
 
 demo: build
 	@./scripts/demo.sh
