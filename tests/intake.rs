@@ -1,6 +1,9 @@
 //! The receive pipeline without a broker: what a device believes, refuses, parks for a key
 //! and asks for, as the node and the CLI's view both take it.
 
+mod common;
+
+use common::paired;
 use continuity::engine::{Engine, EngineConfig, Observation};
 use continuity::hlc::now_unix_ns;
 use continuity::intake::{Inbound, Intake};
@@ -8,19 +11,6 @@ use continuity::model::{Device, DeviceClass, Media};
 use continuity::security::account::Account;
 use continuity::security::{pair, rekey};
 use continuity::wire::{self, Body, Command, CommandBody, Topic};
-
-/// Devices paired into account `home`, each with its own config dir.
-fn paired(names: &[&str]) -> (tempfile::TempDir, Vec<Account>) {
-    let root = tempfile::tempdir().unwrap();
-    let dirs: Vec<_> = names.iter().map(|n| root.path().join(n)).collect();
-    let named: Vec<_> = dirs
-        .iter()
-        .map(|d| d.as_path())
-        .zip(names.to_vec())
-        .collect();
-    let accounts = pair::pair_dirs("home", &named).unwrap();
-    (root, accounts)
-}
 
 /// `device`'s session state while it plays a film, as plain JSON: (topic, payload).
 fn state_of(device: &str) -> (String, Vec<u8>) {

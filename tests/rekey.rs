@@ -1,21 +1,11 @@
 //! Key rotation without a broker: who may ask for a rotated key, who may answer, and what a
 //! device refuses to take.
 
+mod common;
+
+use common::paired;
 use continuity::security::account::Account;
 use continuity::security::rekey::{self, Asker, KeyAnswer, KeyRequest, RekeyError, Want};
-
-/// Devices paired into one account, each with its own config dir.
-fn paired(names: &[&str]) -> (tempfile::TempDir, Vec<Account>) {
-    let root = tempfile::tempdir().unwrap();
-    let dirs: Vec<_> = names.iter().map(|n| root.path().join(n)).collect();
-    let named: Vec<_> = dirs
-        .iter()
-        .map(|d| d.as_path())
-        .zip(names.to_vec())
-        .collect();
-    let accounts = continuity::security::pair::pair_dirs("home", &named).unwrap();
-    (root, accounts)
-}
 
 /// `asker` on `account` asks for `key_id`: the request it publishes.
 fn ask(asker: &mut Asker, account: &mut Account, key_id: &str) -> KeyRequest {

@@ -193,3 +193,21 @@ pub fn sealed_node(
     })
     .expect("the node starts")
 }
+
+/// Devices paired into account `home`, each with its own config dir under the returned one.
+pub fn paired(
+    names: &[&str],
+) -> (
+    tempfile::TempDir,
+    Vec<continuity::security::account::Account>,
+) {
+    let root = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = names.iter().map(|n| root.path().join(n)).collect();
+    let named: Vec<_> = dirs
+        .iter()
+        .map(|d| d.as_path())
+        .zip(names.to_vec())
+        .collect();
+    let accounts = continuity::security::pair::pair_dirs("home", &named).unwrap();
+    (root, accounts)
+}
