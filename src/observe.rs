@@ -45,8 +45,6 @@ impl Observer {
         timeout: Duration,
         keys: Option<Account>,
     ) -> Result<Observer, ObserveError> {
-        let device = keys.as_ref().map(|k| k.device.clone()).unwrap_or_default();
-        let inbound = Inbound::new(account, &device, keys.clone());
         let mut cfg = LinkConfig::new(broker.clone(), client_id("observer"));
         cfg.subscriptions = vec![
             filters::availability(account),
@@ -60,6 +58,8 @@ impl Observer {
                 rekey::answer_topic(account, &k.device),
             ]);
         }
+        let device = keys.as_ref().map(|k| k.device.clone()).unwrap_or_default();
+        let inbound = Inbound::new(account, &device, keys);
         let (link, events) = Link::connect(cfg, timeout).await.map_err(|e| match e {
             ConnectError::Link(e) => ObserveError::Link(e),
             ConnectError::Unreachable(reason) => ObserveError::Unreachable {

@@ -261,7 +261,7 @@ impl Store {
 type Job = Box<dyn FnOnce(&Store) + Send>;
 
 /// The store on a thread of its own: writes are queued and never wait on the disk where they
-/// are asked for (the network runtime's workers, the streaming thread's neighbours). The
+/// are asked for (the network runtime's workers, the application's threads). The
 /// thread ends once the writer is dropped and the queue is done; [`Writer::sync`] waits
 /// until what was queued before it is written (the final position, before the process ends).
 pub struct Writer {

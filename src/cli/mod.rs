@@ -30,33 +30,28 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// The command failed (exit code 1).
     pub fn new(message: impl ToString) -> Failure {
         Failure {
             message: message.to_string(),
             code: 1,
         }
     }
-}
 
-impl From<ObserveError> for Failure {
-    fn from(e: ObserveError) -> Failure {
-        let code = match e {
-            ObserveError::Unreachable { .. } => EXIT_UNREACHABLE,
-            ObserveError::Link(_) => 1,
-        };
-        Failure {
-            message: e.to_string(),
-            code,
-        }
-    }
-}
-
-impl Failure {
     /// The broker cannot be reached, or the command was used wrongly (exit code 2).
     pub fn unreachable(message: impl ToString) -> Failure {
         Failure {
             message: message.to_string(),
             code: EXIT_UNREACHABLE,
+        }
+    }
+}
+
+impl From<ObserveError> for Failure {
+    fn from(e: ObserveError) -> Failure {
+        match e {
+            ObserveError::Unreachable { .. } => Failure::unreachable(e),
+            ObserveError::Link(_) => Failure::new(e),
         }
     }
 }
@@ -76,10 +71,7 @@ pub async fn parse_broker(url: &str) -> Result<BrokerUrl, Failure> {
             }
             Ok(url)
         }
-        Err(e) => Err(Failure {
-            message: format!("{e}"),
-            code: EXIT_UNREACHABLE,
-        }),
+        Err(e) => Err(Failure::unreachable(e)),
     }
 }
 

@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use continuity::engine::Observation;
 use continuity::engine::gate::{Decision, Gate};
+use continuity::hlc::now_unix_ns;
 use continuity::model::PlayState;
 use gst::glib;
 use gst::prelude::*;
@@ -261,7 +262,7 @@ impl ElementImpl for Continuity {
                     // A handoff target's first frame plays now (the engine knows whether it
                     // waits for one).
                     lock(&self.stream)
-                        .observe(network::now(), Observation::Started { position_ns: p });
+                        .observe(now_unix_ns(), Observation::Started { position_ns: p });
                 }
                 self.playback(position, PlayState::Playing);
             }
@@ -330,7 +331,7 @@ impl BaseTransformImpl for Continuity {
         if st.announced
             && let Some(p) = position
         {
-            st.observe(network::now(), Observation::Stopped { position_ns: p });
+            st.observe(now_unix_ns(), Observation::Stopped { position_ns: p });
         }
         st.tx = None;
         drop(st);
@@ -351,7 +352,7 @@ impl BaseTransformImpl for Continuity {
                 if let Some(update) = st.apply_tags(t.tag())
                     && st.announced
                 {
-                    st.observe(network::now(), Observation::MediaUpdated(update));
+                    st.observe(now_unix_ns(), Observation::MediaUpdated(update));
                 }
             }
             EventView::StreamCollection(c) => {
@@ -359,7 +360,7 @@ impl BaseTransformImpl for Continuity {
                 if let Some(update) = st.apply_collection(&c.stream_collection())
                     && st.announced
                 {
-                    st.observe(network::now(), Observation::MediaUpdated(update));
+                    st.observe(now_unix_ns(), Observation::MediaUpdated(update));
                 }
             }
             EventView::FlushStop(_) => {
@@ -376,12 +377,12 @@ impl BaseTransformImpl for Continuity {
                 let wants = lock(&self.stream).wants_duration();
                 let d = wants.then(|| self.ask_duration()).flatten();
                 let mut st = lock(&self.stream);
-                st.take_duration(d, network::now());
+                st.take_duration(d, now_unix_ns());
                 if st.announced
                     && let Some(p) = st.last_end.or_else(|| self.shared.position())
                 {
                     st.ended = true;
-                    st.observe(network::now(), Observation::Eos { position_ns: p });
+                    st.observe(now_unix_ns(), Observation::Eos { position_ns: p });
                 }
             }
             _ => {}
@@ -410,7 +411,7 @@ impl BaseTransformImpl for Continuity {
         if let Some((pos, _, pts)) = position.filter(|_| self.shared.passes()) {
             if st.segment_pending {
                 let playing = self.obj().current_state() == gst::State::Playing;
-                st.segment_started(pos, playing, network::now());
+                st.segment_started(pos, playing, now_unix_ns());
             } else if st
                 .last_sample
                 .is_none_or(|s| s.abs_diff(pos) >= SAMPLE_EVERY_NS)
@@ -420,10 +421,10 @@ impl BaseTransformImpl for Continuity {
                     drop(st);
                     let d = self.ask_duration();
                     st = lock(&self.stream);
-                    st.take_duration(d, network::now());
+                    st.take_duration(d, now_unix_ns());
                 }
                 let obj = self.obj();
-                let at = st.render_wall(network::now(), obj.clock(), obj.base_time(), pts);
+                let at = st.render_wall(now_unix_ns(), obj.clock(), obj.base_time(), pts);
                 st.observe(at, Observation::Position { position_ns: pos });
             }
         }
@@ -523,7 +524,7 @@ impl Continuity {
             let s = lock(&self.settings);
             (s.media_id.clone(), s.resume)
         };
-        let Some(id) = st.start_media(up, media_id.as_deref(), network::now()) else {
+        let Some(id) = st.start_media(up, media_id.as_deref(), now_unix_ns()) else {
             gst::debug!(CAT, imp = self, "stream without identity: not tracked");
             return;
         };
@@ -563,7 +564,7 @@ impl Continuity {
         // While the gate is closed the pipeline's position is not where playback will be
         // (the resume decision or seek is pending): the first buffer through the gate reports.
         if let Some(position_ns) = position.filter(|_| self.shared.passes()) {
-            lock(&self.stream).playback(position_ns, state, network::now());
+            lock(&self.stream).playback(position_ns, state, now_unix_ns());
         }
     }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use continuity::engine::gate::{Decision, Gate, SeekFor};
-use continuity::engine::{Notice, Observation, PlayerAction, ResolveError};
+use continuity::engine::{Notice, Observation, PlayerAction, ResolveError, ResumeFrom};
 use continuity::hlc::now_unix_ns;
 use continuity::node::{Node, NodeConfig, NodeError, NodeEvent};
 use gst::glib;
@@ -43,18 +43,16 @@ const SEEK_GRACE: Duration = Duration::from_secs(2);
 /// Stream time "unknown" in the position atomic.
 pub const POSITION_NONE: u64 = u64::MAX;
 
-/// A resume point offered to the application (`resume=ask`).
+/// A resume point offered to the application (`resume=ask`): the media and where.
 #[derive(Debug, Clone)]
 pub struct Offer {
     pub media_id: String,
-    pub position_ns: u64,
-    pub device: String,
-    pub when_unix_ns: u64,
+    pub from: ResumeFrom,
 }
 
-/// State shared by the element, its streaming thread and its pump. Lock order: `gate`
-/// before nothing (it is taken alone, never while another of the element's locks is held,
-/// the streaming thread's `stream` lock aside, which is taken first).
+/// State shared by the element, its streaming thread and its pump. The gate's lock is the
+/// innermost: the streaming thread may take it while holding `stream`, and nothing else is
+/// locked while it is held.
 #[derive(Debug)]
 pub struct Shared {
     /// Stream time of the last buffer, or [`POSITION_NONE`].
@@ -103,9 +101,9 @@ impl Shared {
     }
 }
 
-/// Carry out what the gate decided, from any thread: seeks go to the runtime's blocking pool
-/// (the caller may be the streaming thread), an EOS held back goes on through `call_async`.
-/// `Lookup` is the streaming thread's to send.
+/// Carry out what the gate decided, off the streaming thread (which hands its decisions to
+/// the pump): seeks go to the runtime's blocking pool, an EOS held back goes on through
+/// `call_async`. `Lookup` is the streaming thread's to send.
 pub fn carry_out(element: &super::Continuity, node: &Arc<Node>, shared: &Arc<Shared>, d: Decision) {
     match d {
         Decision::None | Decision::Lookup { .. } => {}
@@ -120,22 +118,15 @@ pub fn carry_out(element: &super::Continuity, node: &Arc<Node>, shared: &Arc<Sha
             }
         }
         Decision::Offer { media_id, from } => {
-            let offer = Offer {
-                media_id,
-                position_ns: from.position_ns,
-                device: from.device.clone(),
-                when_unix_ns: from.when_unix_ns,
-            };
-            *shared.offer.lock().unwrap_or_else(|e| e.into_inner()) = Some(offer.clone());
-            post(
-                element,
-                gst::Structure::builder("continuity-resume-available")
-                    .field("media-id", &offer.media_id)
-                    .field("position", offer.position_ns)
-                    .field("device", &offer.device)
-                    .field("when", offer.when_unix_ns)
-                    .build(),
-            );
+            let message = gst::Structure::builder("continuity-resume-available")
+                .field("media-id", &media_id)
+                .field("position", from.position_ns)
+                .field("device", &from.device)
+                .field("when", from.when_unix_ns)
+                .build();
+            *shared.offer.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(Offer { media_id, from });
+            post(element, message);
         }
         Decision::Seek { position_ns, why } => {
             let element = element.clone();
@@ -546,12 +537,10 @@ pub fn resume_offered(element: &super::Continuity, shared: &Shared) -> bool {
         gst::info!(CAT, obj = element, "resume: nothing offered");
         return false;
     };
-    match seek(&top_level(element), offer.position_ns) {
+    let (position_ns, device) = (offer.from.position_ns, &offer.from.device);
+    match seek(&top_level(element), position_ns) {
         Ok(()) => {
-            post(
-                element,
-                resumed(&offer.media_id, offer.position_ns, &offer.device),
-            );
+            post(element, resumed(&offer.media_id, position_ns, device));
             true
         }
         Err(e) => {
@@ -594,19 +583,24 @@ pub fn seek(top: &gst::Element, position_ns: u64) -> Result<(), glib::BoolError>
 }
 
 /// Wait (at most `wait`, from any thread) until the local store has written what the node
-/// kept and the broker acknowledged what it published (when connected).
+/// kept and, when connected, the broker acknowledged what it published.
 pub fn flush_blocking(node: &Arc<Node>, wait: Duration) {
     let (tx, rx) = std::sync::mpsc::channel();
     let node = node.clone();
     RUNTIME.spawn(async move {
-        let stored = node.sync_store(wait).await;
-        let sent = !node.connected() || node.flush(wait).await;
-        let _ = tx.send((stored, sent));
+        // `flush` waits for the store as well; without a connection only the store counts.
+        let done = if node.connected() {
+            node.flush(wait).await
+        } else {
+            node.sync_store(wait).await
+        };
+        let _ = tx.send(done);
     });
-    match rx.recv_timeout(wait * 2 + Duration::from_millis(100)) {
-        Ok((true, true)) => {}
-        Ok((false, _)) | Err(_) => gst::warning!(CAT, "the final position may not be stored"),
-        Ok((true, false)) => gst::info!(CAT, "the final state may not have reached the broker yet"),
+    if !matches!(
+        rx.recv_timeout(wait * 2 + Duration::from_millis(100)),
+        Ok(true)
+    ) {
+        gst::warning!(CAT, "the final state may not be stored or acknowledged yet");
     }
 }
 
@@ -625,9 +619,4 @@ async fn sleep_until_unix(at_unix_ns: u64) {
     if at_unix_ns > now {
         tokio::time::sleep(Duration::from_nanos(at_unix_ns - now)).await;
     }
-}
-
-/// Wall-clock now (re-exported for the element).
-pub fn now() -> u64 {
-    now_unix_ns()
 }
