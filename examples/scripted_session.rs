@@ -60,25 +60,28 @@ async fn main() {
         }],
         ..Default::default()
     }));
-    node.observe(Observation::Playback {
-        position_ns: 60 * SECOND_NS,
-        state: PlayState::Playing,
-        rate: 1.0,
-    });
-    say("plays 'Big Buck Bunny' from 1:00");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    node.observe(Observation::Playback {
-        position_ns: 120 * SECOND_NS,
-        state: PlayState::Playing,
-        rate: 1.0,
-    });
-    say("seeks to 2:00");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    node.observe(Observation::Playback {
-        position_ns: 122 * SECOND_NS,
-        state: PlayState::Paused,
-        rate: 1.0,
-    });
+    // What the player does, a step at a time: where it is, what it does, what it says.
+    let steps = [
+        (
+            60,
+            PlayState::Playing,
+            "plays 'Big Buck Bunny' from 1:00",
+            3,
+        ),
+        (120, PlayState::Playing, "seeks to 2:00", 2),
+        (122, PlayState::Paused, "", 0),
+    ];
+    for (position_s, state, what, then_wait_s) in steps {
+        node.observe(Observation::Playback {
+            position_ns: position_s * SECOND_NS,
+            state,
+            rate: 1.0,
+        });
+        if !what.is_empty() {
+            say(what);
+        }
+        tokio::time::sleep(Duration::from_secs(then_wait_s)).await;
+    }
     node.flush(Duration::from_secs(2)).await;
     say("pauses at 2:02");
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -31,14 +31,10 @@ pub enum Intake {
         topic: String,
         counter: u64,
     },
-    /// Publish this. `seal`: the payload is plain and goes out sealed and signed (a roster);
-    /// otherwise it goes out as it is (key requests and answers carry their own signatures).
-    Publish {
-        topic: String,
-        payload: Vec<u8>,
-        retain: bool,
-        seal: bool,
-    },
+    /// Publish this as it is: key requests and answers carry their own signatures.
+    Publish(Outgoing),
+    /// Seal, sign and publish this plain payload (a roster).
+    PublishSealed(Outgoing),
     /// The roster changed; these devices are revoked (forget what they said).
     RosterChanged { revoked: Vec<String> },
     /// This device was removed from its account.
@@ -51,6 +47,14 @@ pub enum Intake {
     },
     /// Refused, with the reason (logged; never fatal).
     Rejected { topic: String, reason: String },
+}
+
+/// A message for the broker.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
 }
 
 /// The account as the pipeline holds it (sealed accounts).
@@ -215,12 +219,11 @@ impl Inbound {
         }
         let mut theirs = roster.clone();
         if theirs.merge(&k.account.roster) {
-            out.push(Intake::Publish {
+            out.push(Intake::PublishSealed(Outgoing {
                 topic: Topic::roster(&self.account).to_string(),
                 payload: wire::encode(&k.account.roster),
                 retain: true,
-                seal: true,
-            });
+            }));
         }
         if let Some(id) = k.account.lacks_key() {
             self.want_key(&id, now, out);
@@ -241,12 +244,11 @@ impl Inbound {
                 true
             }
             rekey::Want::Ask { topic, payload } => {
-                out.push(Intake::Publish {
+                out.push(Intake::Publish(Outgoing {
                     topic,
                     payload,
                     retain: true,
-                    seal: false,
-                });
+                }));
                 false
             }
         }
@@ -262,12 +264,11 @@ impl Inbound {
             match k.asker.take_answer(&mut k.account, payload) {
                 Ok(true) => {
                     // The request is answered: take it off the broker.
-                    out.push(Intake::Publish {
+                    out.push(Intake::Publish(Outgoing {
                         topic: rekey::request_topic(&self.account, &self.device),
                         payload: Vec::new(),
                         retain: true,
-                        seal: false,
-                    });
+                    }));
                     self.rekeyed(now, out);
                 }
                 Ok(false) => {}
@@ -290,12 +291,11 @@ impl Inbound {
             match rekey::answer(&k.account, &req) {
                 Ok(ans) => {
                     tracing::info!("handing the account key to {}", req.device);
-                    out.push(Intake::Publish {
+                    out.push(Intake::Publish(Outgoing {
                         topic: rekey::answer_topic(&self.account, &req.device),
                         payload: wire::encode(&ans),
                         retain: false,
-                        seal: false,
-                    });
+                    }));
                 }
                 Err(rekey::RekeyError::NotHeld(_)) => {}
                 Err(e) => out.push(Intake::Rejected {

@@ -51,20 +51,10 @@ struct Cli {
     #[arg(long, global = true, env = "CONTINUITY_CA_FILE")]
     ca_file: Option<PathBuf>,
     /// A client certificate (PEM) for brokers that ask for one (with --client-key).
-    #[arg(
-        long,
-        global = true,
-        env = "CONTINUITY_CLIENT_CERT",
-        requires = "client_key"
-    )]
+    #[arg(long, global = true, env = "CONTINUITY_CLIENT_CERT")]
     client_cert: Option<PathBuf>,
-    /// The client certificate's private key (PEM).
-    #[arg(
-        long,
-        global = true,
-        env = "CONTINUITY_CLIENT_KEY",
-        requires = "client_cert"
-    )]
+    /// The client certificate's private key (PEM; with --client-cert).
+    #[arg(long, global = true, env = "CONTINUITY_CLIENT_KEY")]
     client_key: Option<PathBuf>,
     /// A file whose first line is the broker password (for the user in --broker), so that
     /// the password is in no command line; it must be private (chmod 600).
@@ -105,35 +95,7 @@ enum Command {
     },
     /// Play a file or URI with the continuity element: resumes, shows a live status line,
     /// answers handoffs. With no media it idles, waiting for a handoff.
-    Play {
-        /// A file or URI; none to wait for a handoff.
-        media: Option<String>,
-        /// The name other devices show [default: the host name].
-        #[arg(long)]
-        device_name: Option<String>,
-        /// phone, tablet, desktop, tv, speaker, car or other.
-        #[arg(long, default_value = "desktop")]
-        device_class: continuity::model::DeviceClass,
-        /// Use this device id instead of the one kept in the config dir.
-        #[arg(long)]
-        device_id: Option<String>,
-        /// Show the video in a window and play the sound (default: headless).
-        #[arg(long)]
-        window: bool,
-        /// What to do with a resume point: auto, ask or off.
-        #[arg(long, default_value = "auto", value_parser = ["auto", "ask", "off"])]
-        resume: String,
-        /// Save frames as PNG here: the last one on pausing, the first after a handoff.
-        #[arg(long)]
-        snapshot_dir: Option<PathBuf>,
-        /// Do not advertise this player on the LAN (mDNS `_continuity._tcp.local.`).
-        #[arg(long)]
-        no_advertise: bool,
-        /// Automatic mode: starting media that another device was playing when it went
-        /// offline (in the last 30 minutes) continues from where it was then.
-        #[arg(long)]
-        automatic: bool,
-    },
+    Play(cli::play::PlayOptions),
     /// Move a session to another device: "continue on the TV".
     Transfer {
         /// The device that takes over (name or id).
@@ -249,6 +211,12 @@ fn broker_text(cli: &Cli) -> Result<String, Failure> {
     if files.iter().all(|(_, f)| f.is_none()) {
         return Ok(cli.broker.clone());
     }
+    if cli.client_cert.is_some() != cli.client_key.is_some() {
+        // Checked here, not by clap, because either may come from the environment.
+        return Err(Failure::unreachable(
+            "--client-cert and --client-key go together (a certificate and its private key)",
+        ));
+    }
     if cli.broker.eq_ignore_ascii_case("auto") {
         return Err(Failure::unreachable(
             "--ca-file, --client-cert, --client-key and --password-file need the broker's URL \
@@ -285,31 +253,13 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
             listen,
             no_advertise,
         } => cli::broker::run(listen, !no_advertise).await,
-        Command::Play {
-            media,
-            device_name,
-            device_class,
-            device_id,
-            window,
-            resume,
-            snapshot_dir,
-            no_advertise,
-            automatic,
-        } => {
+        Command::Play(options) => {
             let args = cli::play::PlayArgs {
-                advertise: !no_advertise,
-                automatic,
-                media,
+                options,
                 encryption: !cli.insecure_plaintext,
                 broker: cli.broker.clone(),
                 account: cli.account.clone(),
                 config_dir: cli.config_dir.clone(),
-                device_name,
-                device_class,
-                device_id,
-                window,
-                resume,
-                snapshot_dir,
             };
             tokio::task::spawn_blocking(move || cli::play::run(args))
                 .await

@@ -4,11 +4,35 @@
 //! Everything here is plain data with no I/O; the wire contract serialises these types as they
 //! are, so a field added here is a field on the wire (see `docs/PROTOCOL.md`).
 
-use std::fmt;
 use std::str::FromStr;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// Gives a fieldless enum its wire names: `ALL` (every variant, in declaration order),
+/// `as_str` (the name serde writes, which `tests` below hold to) and `Display`.
+macro_rules! wire_names {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            /// The name on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use wire_names;
 
 /// One second in nanoseconds.
 pub const SECOND_NS: u64 = 1_000_000_000;
@@ -28,43 +52,23 @@ pub enum DeviceClass {
     Other,
 }
 
-impl DeviceClass {
-    /// Every class, in the order the documentation lists them.
-    pub const ALL: [DeviceClass; 7] = [
-        DeviceClass::Phone,
-        DeviceClass::Tablet,
-        DeviceClass::Desktop,
-        DeviceClass::Tv,
-        DeviceClass::Speaker,
-        DeviceClass::Car,
-        DeviceClass::Other,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceClass::Phone => "phone",
-            DeviceClass::Tablet => "tablet",
-            DeviceClass::Desktop => "desktop",
-            DeviceClass::Tv => "tv",
-            DeviceClass::Speaker => "speaker",
-            DeviceClass::Car => "car",
-            DeviceClass::Other => "other",
-        }
-    }
-}
-
-impl fmt::Display for DeviceClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+wire_names!(DeviceClass {
+    Phone => "phone",
+    Tablet => "tablet",
+    Desktop => "desktop",
+    Tv => "tv",
+    Speaker => "speaker",
+    Car => "car",
+    Other => "other",
+});
 
 impl FromStr for DeviceClass {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         DeviceClass::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|c| c.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
                 format!(
@@ -199,21 +203,11 @@ pub enum PlayState {
     Ended,
 }
 
-impl PlayState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PlayState::Playing => "playing",
-            PlayState::Paused => "paused",
-            PlayState::Ended => "ended",
-        }
-    }
-}
-
-impl fmt::Display for PlayState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+wire_names!(PlayState {
+    Playing => "playing",
+    Paused => "paused",
+    Ended => "ended",
+});
 
 /// Where playback is, as a line through time: anyone computes the position at wall-clock
 /// instant `t` as `position_ns + (t - at_unix_ns) * rate` while playing. A new anchor is needed
@@ -469,5 +463,18 @@ mod tests {
                 .unwrap_err()
                 .contains("phone")
         );
+    }
+
+    /// `as_str` is what serde writes, for every variant of every enum with wire names.
+    #[test]
+    fn wire_names_are_the_serde_names() {
+        fn check<T: serde::Serialize + std::fmt::Display>(all: &[T]) {
+            for v in all {
+                assert_eq!(serde_json::to_value(v).unwrap(), v.to_string());
+            }
+        }
+        check(DeviceClass::ALL);
+        check(PlayState::ALL);
+        check(crate::wire::HandoffFailure::ALL);
     }
 }

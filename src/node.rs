@@ -240,20 +240,10 @@ impl Inner {
                 topic,
                 counter,
             } => self.with_store(move |st| st.put_seen(&sender, &topic, counter)),
-            Intake::Publish {
-                topic,
-                payload,
-                retain,
-                seal: true,
-            } => self.publish(&topic, payload, retain),
-            Intake::Publish {
-                topic,
-                payload,
-                retain,
-                seal: false,
-            } => {
+            Intake::PublishSealed(o) => self.publish(&o.topic, o.payload, o.retain),
+            Intake::Publish(o) => {
                 if let Some(link) = &self.link {
-                    link.publish(&topic, payload, retain, true);
+                    link.publish(&o.topic, o.payload, o.retain, true);
                 }
             }
             Intake::RosterChanged { revoked } => {

@@ -112,20 +112,13 @@ impl Observer {
                     self.directory.media_keys = self.inbound.media_keys();
                     changed = true;
                 }
-                Intake::Publish {
-                    topic,
-                    payload,
-                    retain,
-                    seal: false,
-                } => {
-                    // Its key request, or taking it off the broker once answered.
-                    self.link.publish(&topic, payload, retain, true);
-                }
+                // Its key request, or taking it off the broker once answered.
+                Intake::Publish(o) => self.link.publish(&o.topic, o.payload, o.retain, true),
                 Intake::Rejected { topic, reason } => {
                     self.rejected += 1;
                     tracing::debug!("ignored a message on {topic}: {reason}");
                 }
-                Intake::Publish { .. } | Intake::Seen { .. } | Intake::Revoked => {}
+                Intake::PublishSealed(_) | Intake::Seen { .. } | Intake::Revoked => {}
             }
         }
         changed

@@ -6,7 +6,7 @@ mod common;
 use common::paired;
 use continuity::engine::{Engine, EngineConfig, Observation};
 use continuity::hlc::now_unix_ns;
-use continuity::intake::{Inbound, Intake};
+use continuity::intake::{Inbound, Intake, Outgoing};
 use continuity::model::{Device, DeviceClass, Media};
 use continuity::security::account::Account;
 use continuity::security::{pair, rekey};
@@ -172,12 +172,11 @@ fn state_sealed_with_a_rotated_key_is_parked_the_key_asked_for_and_taken_in_once
     let (req_topic, request) = got
         .iter()
         .find_map(|i| match i {
-            Intake::Publish {
+            Intake::Publish(Outgoing {
                 topic,
                 payload,
                 retain: true,
-                seal: false,
-            } => Some((topic.clone(), payload.clone())),
+            }) => Some((topic.clone(), payload.clone())),
             _ => None,
         })
         .expect("the TV asks for the key");
@@ -188,7 +187,7 @@ fn state_sealed_with_a_rotated_key_is_parked_the_key_asked_for_and_taken_in_once
     let (ans_topic, answer) = got
         .iter()
         .find_map(|i| match i {
-            Intake::Publish { topic, payload, .. } => Some((topic.clone(), payload.clone())),
+            Intake::Publish(o) => Some((o.topic.clone(), o.payload.clone())),
             _ => None,
         })
         .expect("the phone hands the key over");
@@ -202,7 +201,7 @@ fn state_sealed_with_a_rotated_key_is_parked_the_key_asked_for_and_taken_in_once
         "{got:?}"
     );
     assert!(got.iter().any(|i| matches!(i,
-        Intake::Publish { topic, payload, .. } if *topic == req_topic && payload.is_empty())));
+        Intake::Publish(o) if o.topic == req_topic && o.payload.is_empty())));
     let msgs = messages(&got);
     assert_eq!(msgs.len(), 1, "the parked state is taken in: {got:?}");
     assert_eq!(tv_in.parked(), 0);

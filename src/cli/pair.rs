@@ -139,16 +139,10 @@ pub async fn host(
     let mut pending = None;
     let result = loop {
         tokio::select! {
-            ev = events.recv() => {
-                let payload = match payload_of(ev) {
-                    Ok(Some(p)) => p,
-                    Ok(None) => continue,
-                    Err(e) => break Err(e),
-                };
-                let Ok(msg) = pair::decode(&payload) else { continue };
-                match h.handle(now_unix_ns(), &msg) {
+            msg = next_message(&mut events) => {
+                match msg.and_then(|m| Ok(h.handle(now_unix_ns(), &m)?)) {
                     Ok(out) => send(&link, &name, out),
-                    Err(e) => break Err(e.into()),
+                    Err(e) => break Err(e),
                 }
             }
             a = answer(&mut pending) => {
@@ -228,16 +222,11 @@ pub async fn join(
     let mut found = false;
     let result = loop {
         tokio::select! {
-            ev = events.recv() => {
-                let payload = match payload_of(ev) {
-                    Ok(Some(p)) => p,
-                    Ok(None) => continue,
+            msg = next_message(&mut events) => {
+                let msg = match msg {
+                    Ok(msg) => msg,
                     Err(e) => break Err(e),
                 };
-                if payload.is_empty() {
-                    continue; // a hello taken back
-                }
-                let Ok(msg) = pair::decode(&payload) else { continue };
                 if let PairMsg::Hello { expires_unix_ns, .. } = &msg
                     && *expires_unix_ns < now_unix_ns()
                 {
@@ -468,15 +457,23 @@ pub async fn revoke(
 
 /// What a link event means to a pairing run: a payload to read, nothing (a reconnection,
 /// said on stderr), or the end.
-fn payload_of(ev: Option<LinkEvent>) -> Result<Option<Vec<u8>>, PairFailure> {
-    match ev {
-        Some(LinkEvent::Message { payload, .. }) => Ok(Some(payload)),
-        Some(LinkEvent::Down { reason }) => {
-            eprintln!("warning: the broker connection dropped ({reason}); retrying");
-            Ok(None)
+/// The next pairing message from the broker. Connection changes carry none, and neither do
+/// empty payloads (a hello taken back) nor what does not decode (not for this exchange).
+/// Cancel-safe: nothing is lost when another branch of a `select!` wins.
+async fn next_message(events: &mut mpsc::Receiver<LinkEvent>) -> Result<PairMsg, PairFailure> {
+    loop {
+        match events.recv().await {
+            Some(LinkEvent::Message { payload, .. }) => {
+                if let Ok(msg) = pair::decode(&payload) {
+                    return Ok(msg);
+                }
+            }
+            Some(LinkEvent::Down { reason }) => {
+                eprintln!("warning: the broker connection dropped ({reason}); retrying");
+            }
+            Some(LinkEvent::Connected) => {}
+            None => return Err(PairFailure::Failed("the broker connection closed".into())),
         }
-        Some(LinkEvent::Connected) => Ok(None),
-        None => Err(PairFailure::Failed("the broker connection closed".into())),
     }
 }
 

@@ -14,25 +14,46 @@ use gst::prelude::*;
 
 use continuity::model::DeviceClass;
 
-/// Options of `continuity play`.
-pub struct PlayArgs {
+/// What `continuity play` is asked on its command line.
+#[derive(Debug, clap::Args)]
+pub struct PlayOptions {
+    /// A file or URI; none to wait for a handoff.
     pub media: Option<String>,
+    /// The name other devices show [default: the host name].
+    #[arg(long)]
+    pub device_name: Option<String>,
+    /// phone, tablet, desktop, tv, speaker, car or other.
+    #[arg(long, default_value = "desktop")]
+    pub device_class: DeviceClass,
+    /// Use this device id instead of the one kept in the config dir.
+    #[arg(long)]
+    pub device_id: Option<String>,
+    /// Show the video in a window and play the sound (default: headless).
+    #[arg(long)]
+    pub window: bool,
+    /// What to do with a resume point: auto, ask or off.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "ask", "off"])]
+    pub resume: String,
+    /// Save frames as PNG here: the last one on pausing, the first after a handoff.
+    #[arg(long)]
+    pub snapshot_dir: Option<PathBuf>,
+    /// Do not advertise this player on the LAN (mDNS `_continuity._tcp.local.`).
+    #[arg(long)]
+    pub no_advertise: bool,
+    /// Automatic mode: starting media that another device was playing when it went
+    /// offline (in the last 30 minutes) continues from where it was then.
+    #[arg(long)]
+    pub automatic: bool,
+}
+
+/// Everything `continuity play` runs with: its options and the global ones.
+pub struct PlayArgs {
+    pub options: PlayOptions,
     pub broker: String,
     pub account: String,
     pub config_dir: Option<PathBuf>,
     /// Sealed messages (the default); `false` is `--insecure-plaintext`.
     pub encryption: bool,
-    pub device_name: Option<String>,
-    pub device_class: DeviceClass,
-    pub device_id: Option<String>,
-    pub window: bool,
-    pub resume: String,
-    /// Write PNG frames for the demo: the last frame on pausing, the first after a handoff.
-    pub snapshot_dir: Option<PathBuf>,
-    /// Advertise the player on the LAN (mDNS).
-    pub advertise: bool,
-    /// Automatic mode: continue from a device that went offline mid-play.
-    pub automatic: bool,
 }
 
 /// Make the `continuity` element findable: the registry, else the plugin beside this
@@ -185,31 +206,31 @@ impl Player {
 pub fn run(args: PlayArgs) -> Result<(), String> {
     gst::init().map_err(|e| format!("GStreamer: {e}"))?;
     find_element()?;
-    let uri = args.media.as_deref().map(to_uri).transpose()?;
+    let uri = args.options.media.as_deref().map(to_uri).transpose()?;
 
     let element = gst::ElementFactory::make("continuity")
         .property("broker", &args.broker)
         .property("account", &args.account)
-        .property_from_str("device-class", args.device_class.as_str())
-        .property_from_str("resume", &args.resume)
-        .property("advertise", args.advertise)
-        .property("automatic", args.automatic)
+        .property_from_str("device-class", args.options.device_class.as_str())
+        .property_from_str("resume", &args.options.resume)
+        .property("advertise", !args.options.no_advertise)
+        .property("automatic", args.options.automatic)
         .property_from_str("encryption", if args.encryption { "sealed" } else { "off" })
         .build()
         .map_err(|e| format!("continuity element: {e}"))?;
     if let Some(dir) = &args.config_dir {
         element.set_property("config-dir", dir.to_string_lossy().to_string());
     }
-    if let Some(name) = &args.device_name {
+    if let Some(name) = &args.options.device_name {
         element.set_property("device-name", name);
     }
-    if let Some(id) = &args.device_id {
+    if let Some(id) = &args.options.device_id {
         element.set_property("device-id", id);
     }
     let playbin = gst::ElementFactory::make("playbin")
         .build()
         .map_err(|e| format!("playbin: {e} (install gstreamer1.0-plugins-base)"))?;
-    let (video, audio) = if args.window {
+    let (video, audio) = if args.options.window {
         ("autovideosink", "autoaudiosink")
     } else {
         ("fakesink", "fakesink")
@@ -220,7 +241,7 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
     let asink = gst::ElementFactory::make(audio)
         .build()
         .map_err(|e| format!("{audio}: {e}"))?;
-    if !args.window {
+    if !args.options.window {
         vsink.set_property("sync", true);
         asink.set_property("sync", true);
     }
@@ -230,12 +251,13 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
 
     let player = Player {
         name: args
+            .options
             .device_name
             .clone()
             .unwrap_or_else(continuity::config::host_name),
         playbin: playbin.clone(),
         element,
-        snapshot_dir: args.snapshot_dir.clone(),
+        snapshot_dir: args.options.snapshot_dir.clone(),
         tty: std::io::stdout().is_terminal(),
     };
 

@@ -171,21 +171,16 @@ impl Engine {
             } => self.on_offer(now_ns, from, handoff, session, *epoch, *t1_unix_ns, out),
             CommandBody::HandoffAccept {
                 handoff,
-                t1_unix_ns,
-                t2_unix_ns,
-                t3_unix_ns,
                 anchor,
+                t1_unix_ns: t1,
+                t2_unix_ns: t2,
+                t3_unix_ns: t3,
             } => {
                 let Some(t) = self.handoffs.target.as_mut().filter(|t| t.id == *handoff) else {
                     return;
                 };
                 // NTP: offset = ((t2 - t1) + (t3 - t4)) / 2, rtt = (t4 - t1) - (t3 - t2).
-                let (t1, t2, t3, t4) = (
-                    *t1_unix_ns as i128,
-                    *t2_unix_ns as i128,
-                    *t3_unix_ns as i128,
-                    now_ns as i128,
-                );
+                let [t1, t2, t3, t4] = [*t1, *t2, *t3, now_ns].map(i128::from);
                 t.offset_ns = Some((((t2 - t1) + (t3 - t4)) / 2) as i64);
                 t.rtt_ns = Some(((t4 - t1) - (t3 - t2)).max(0) as u64);
                 t.source_anchor = Some(*anchor);

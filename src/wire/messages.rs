@@ -1,13 +1,11 @@
 //! The messages of contract v1, as Rust types; their JSON Schemas in `docs/schema/` are made
 //! from these.
 
-use std::fmt;
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::hlc::{Stamp, Stamped};
-use crate::model::{Anchor, Device, Media, QueueItem, Track};
+use crate::model::{Anchor, Device, Media, QueueItem, Track, wire_names};
 /// `online` or `offline`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -187,24 +185,14 @@ pub enum HandoffFailure {
     Superseded,
 }
 
-impl HandoffFailure {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HandoffFailure::TargetOffline => "target-offline",
-            HandoffFailure::TargetBusy => "target-busy",
-            HandoffFailure::MediaUnavailable => "media-unavailable",
-            HandoffFailure::Timeout => "timeout",
-            HandoffFailure::Rejected => "rejected",
-            HandoffFailure::Superseded => "superseded",
-        }
-    }
-}
-
-impl fmt::Display for HandoffFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+wire_names!(HandoffFailure {
+    TargetOffline => "target-offline",
+    TargetBusy => "target-busy",
+    MediaUnavailable => "media-unavailable",
+    Timeout => "timeout",
+    Rejected => "rejected",
+    Superseded => "superseded",
+});
 
 /// The outcome of a handoff, as the target reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

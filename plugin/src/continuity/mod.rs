@@ -38,10 +38,7 @@ pub enum Encryption {
     #[enum_value(name = "Sealed: end-to-end encrypted and signed", nick = "sealed")]
     Sealed,
     /// Plain JSON: anyone on the broker reads what plays and can command handoffs.
-    #[enum_value(
-        name = "Off: plain JSON, readable by anyone on the broker",
-        nick = "off"
-    )]
+    #[enum_value(name = "Off: plain JSON that anyone on the broker reads", nick = "off")]
     Off,
 }
 
@@ -55,10 +52,7 @@ pub enum ResumeMode {
     #[enum_value(name = "Auto: seek to the resume point at preroll", nick = "auto")]
     Auto,
     /// Post `continuity-resume-available` and seek when the application emits `resume`.
-    #[enum_value(
-        name = "Ask: post continuity-resume-available and wait for the resume signal",
-        nick = "ask"
-    )]
+    #[enum_value(name = "Ask: offer it, seek on the resume signal", nick = "ask")]
     Ask,
     /// Never resume.
     #[enum_value(name = "Off: always play from where the stream starts", nick = "off")]

@@ -1,6 +1,7 @@
 //! The element's properties: their specs and defaults, the settings they make, and what the
 //! network side is started from. Plain Rust apart from the specs, tested without a pipeline.
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -121,6 +122,34 @@ pub struct Start {
     pub notes: Vec<String>,
 }
 
+/// A property settable up to READY: an unsigned number in `range`.
+fn uint(
+    name: &str,
+    nick: &str,
+    blurb: &str,
+    range: RangeInclusive<u32>,
+    default: u32,
+) -> glib::ParamSpec {
+    glib::ParamSpecUInt::builder(name)
+        .nick(nick)
+        .blurb(blurb)
+        .minimum(*range.start())
+        .maximum(*range.end())
+        .default_value(default)
+        .mutable_ready()
+        .build()
+}
+
+/// A property settable up to READY: a switch, off by default.
+fn flag(name: &str, nick: &str, blurb: &str) -> glib::ParamSpec {
+    glib::ParamSpecBoolean::builder(name)
+        .nick(nick)
+        .blurb(blurb)
+        .default_value(false)
+        .mutable_ready()
+        .build()
+}
+
 impl Settings {
     /// The property specs, in the order `gst-inspect-1.0` shows them.
     pub fn specs() -> Vec<glib::ParamSpec> {
@@ -175,35 +204,29 @@ impl Settings {
                 )
                 .mutable_ready()
                 .build(),
-            glib::ParamSpecUInt::builder("resume-timeout")
-                .nick("Resume timeout")
-                .blurb("Longest wait for the broker's resume point at preroll, in ms")
-                .maximum(60_000)
-                .default_value(DEFAULT_RESUME_TIMEOUT_MS)
-                .mutable_ready()
-                .build(),
-            glib::ParamSpecUInt::builder("heartbeat")
-                .nick("Heartbeat")
-                .blurb(
-                    "While playing, save the position locally this often, in seconds; \
-                 every 20th heartbeat also refreshes the broker's resume point",
-                )
-                .minimum(1)
-                .maximum(86_400)
-                .default_value(DEFAULT_HEARTBEAT_S)
-                .mutable_ready()
-                .build(),
-            glib::ParamSpecUInt::builder("drift-threshold")
-                .nick("Drift threshold")
-                .blurb(
-                    "Publish a new anchor when the stream is this far from the predicted \
-                 position, in ms",
-                )
-                .minimum(1)
-                .maximum(60_000)
-                .default_value(DEFAULT_DRIFT_THRESHOLD_MS)
-                .mutable_ready()
-                .build(),
+            uint(
+                "resume-timeout",
+                "Resume timeout",
+                "Longest wait for the broker's resume point at preroll, in ms",
+                0..=60_000,
+                DEFAULT_RESUME_TIMEOUT_MS,
+            ),
+            uint(
+                "heartbeat",
+                "Heartbeat",
+                "While playing, save the position locally this often, in seconds; every 20th \
+                 heartbeat also refreshes the broker's resume point",
+                1..=86_400,
+                DEFAULT_HEARTBEAT_S,
+            ),
+            uint(
+                "drift-threshold",
+                "Drift threshold",
+                "Publish a new anchor when the stream is this far from the predicted position, \
+                 in ms",
+                1..=60_000,
+                DEFAULT_DRIFT_THRESHOLD_MS,
+            ),
             glib::ParamSpecString::builder("config-dir")
                 .nick("Config dir")
                 .blurb(
@@ -212,15 +235,12 @@ impl Settings {
                 )
                 .mutable_ready()
                 .build(),
-            glib::ParamSpecBoolean::builder("advertise")
-                .nick("Advertise")
-                .blurb(
-                    "Advertise this player on the LAN with mDNS (_continuity._tcp.local.: \
-                 device id, name, class)",
-                )
-                .default_value(false)
-                .mutable_ready()
-                .build(),
+            flag(
+                "advertise",
+                "Advertise",
+                "Advertise this player on the LAN with mDNS (_continuity._tcp.local.: device id, \
+                 name, class)",
+            ),
             glib::ParamSpecEnum::builder_with_default("encryption", Encryption::Sealed)
                 .nick("Encryption")
                 .blurb(
@@ -230,15 +250,12 @@ impl Settings {
                 )
                 .mutable_ready()
                 .build(),
-            glib::ParamSpecBoolean::builder("automatic")
-                .nick("Automatic")
-                .blurb(
-                    "Starting media that a device of the account was playing when it went \
-                 offline (in the last 30 minutes) continues from where it was then",
-                )
-                .default_value(false)
-                .mutable_ready()
-                .build(),
+            flag(
+                "automatic",
+                "Automatic",
+                "Starting media that a device of the account was playing when it went offline \
+                 (in the last 30 minutes) continues from where it was then",
+            ),
             glib::ParamSpecBoolean::builder("connected")
                 .nick("Connected")
                 .blurb("Whether the element is connected to the broker")
