@@ -19,6 +19,24 @@ pub fn now_unix_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// How far ahead of this device's wall clock a remote stamp may be. A stamp further ahead is
+/// refused where messages come in ([`check_ahead`]): taken in, it would pin every later
+/// stamp of this device to it, and nothing newer could ever replace the state it carries.
+pub const MAX_AHEAD_NS: u64 = 5 * 60 * 1_000_000_000;
+
+/// `Err` with the reason when `stamp` is more than [`MAX_AHEAD_NS`] ahead of `now_unix_ns`.
+pub fn check_ahead(stamp: &Stamp, now_unix_ns: u64) -> Result<(), String> {
+    let ahead = stamp.wall_ns.saturating_sub(now_unix_ns);
+    if ahead > MAX_AHEAD_NS {
+        return Err(format!(
+            "stamped {} s ahead of this device's clock (at most {} s are taken)",
+            ahead / 1_000_000_000,
+            MAX_AHEAD_NS / 1_000_000_000
+        ));
+    }
+    Ok(())
+}
+
 /// A hybrid logical clock stamp. Ordered by wall time, then counter, then device id.
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::hlc;
 use crate::security::account::Account;
 use crate::security::rekey::{self, KeyRequest};
 use crate::security::seal::{AccountKeys, Opener, SealError};
@@ -64,6 +65,37 @@ struct Keys {
     asker: rekey::Asker,
     /// Retained messages sealed with a key this device lacks, by topic.
     parked: BTreeMap<String, Vec<u8>>,
+}
+
+/// Which refusals were already told: the first of each kind per topic is worth a warning,
+/// the rest only a debug line, so that a flood (one oversize message retained and sent again
+/// after every reconnect, a peer that keeps sending garbage) cannot flood the log.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    told: std::collections::HashSet<(String, String)>,
+}
+
+impl Refusals {
+    /// At most this many kinds are remembered; then memory starts afresh.
+    const MAX: usize = 4096;
+
+    /// Whether this refusal is the first of its kind on `topic`. Its kind is the reason with
+    /// its numbers left out ("payload of 1048576 bytes" and "of 2097152 bytes" are one kind).
+    pub fn first(&mut self, topic: &str, reason: &str) -> bool {
+        let kind: String = reason.chars().filter(|c| !c.is_ascii_digit()).collect();
+        if self.told.len() >= Self::MAX {
+            self.told.clear();
+        }
+        self.told.insert((topic.to_owned(), kind))
+    }
+}
+
+/// A stamped state too far ahead of this device's clock is refused (see
+/// [`hlc::MAX_AHEAD_NS`]), in both modes.
+fn in_time(msg: &wire::Incoming, now: u64) -> Result<(), String> {
+    msg.body
+        .stamp()
+        .map_or(Ok(()), |st| hlc::check_ahead(st, now))
 }
 
 /// One device's receive pipeline.
@@ -136,7 +168,10 @@ impl Inbound {
                      with the account instead"
                         .into(),
                 ),
-                Ok(m) => Intake::Message(m),
+                Ok(m) => match in_time(&m, now) {
+                    Ok(()) => Intake::Message(m),
+                    Err(why) => reject(why),
+                },
                 Err(e) => reject(e.to_string()),
             });
             return;
@@ -147,6 +182,9 @@ impl Inbound {
                 ..
             }) => self.take_roster(&r, now, out),
             Ok(msg) => {
+                if let Err(why) = in_time(&msg, now) {
+                    return out.push(reject(why));
+                }
                 if !msg.topic.retained()
                     && let Ok(Body::Sealed(env)) = wire::decode(topic, payload).map(|m| m.body)
                 {

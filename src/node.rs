@@ -11,13 +11,13 @@ use tokio::task::JoinHandle;
 
 use crate::engine::{Action, Engine, EngineConfig, Notice, Observation, PlayerAction, ResumeFrom};
 use crate::hlc::now_unix_ns;
-use crate::intake::{Inbound, Intake};
+use crate::intake::{Inbound, Intake, Refusals};
 use crate::net::link::{BrokerUrl, Link, LinkConfig, LinkError, LinkEvent, client_id};
 use crate::security::account::Account;
 use crate::security::rekey;
 use crate::security::seal::Guard;
 use crate::store::{Store, StoreError, Writer};
-use crate::wire::{self, Body, Command, CommandBody, Status, Topic};
+use crate::wire::{self, Body, Command, CommandBody, Status, Topic, TopicKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -68,10 +68,12 @@ pub enum NodeEvent {
         key_id: String,
     },
     /// A message that failed to decode or open, with the reason (playback is never
-    /// affected).
+    /// affected). `first`: the first refusal of this kind on this topic (worth a warning;
+    /// the node logs the others at debug level only).
     Rejected {
         topic: String,
         reason: String,
+        first: bool,
     },
 }
 
@@ -88,7 +90,7 @@ pub enum SyncState {
 
 /// What the node's task and its callers share.
 ///
-/// Locks: `engine`, `sync_id`, `guard` and `inbound` are each taken alone and released before
+/// Locks: `engine`, `sync_id`, `guard`, `inbound` and `refusals` are each taken alone and released before
 /// anything else is locked, with one exception: sealing (`guard`) queues the counter floor
 /// for the store, which takes no lock (the writer is a channel). So no two of them are ever
 /// held at once, and nothing is held across an await or a call into the adapter.
@@ -106,6 +108,8 @@ struct Inner {
     guard: Mutex<Option<Guard>>,
     /// What arrives: opened, checked, parked for a key, rosters merged.
     inbound: Mutex<Inbound>,
+    /// Which refusals were logged as warnings already.
+    refusals: Mutex<Refusals>,
     events: mpsc::Sender<NodeEvent>,
     /// Events the adapter did not take in time (its queue was full): counted and logged.
     dropped: std::sync::atomic::AtomicU64,
@@ -218,10 +222,39 @@ impl Inner {
     /// A message from the broker, through the receive pipeline.
     fn take_message(&self, topic: &str, payload: &[u8]) {
         let intakes = lock(&self.inbound).take(topic, payload, now_unix_ns());
+        let covers_roster = intakes.iter().all(|i| {
+            !matches!(
+                i,
+                Intake::Rejected { .. } | Intake::PublishSealed(_) | Intake::Message(_)
+            )
+        });
         for intake in intakes {
             self.carry_intake(intake);
         }
+        if let Some(link) = &self.link
+            && !link.holds(topic, payload)
+            && self.yields(topic, covers_roster)
+        {
+            link.release(topic);
+        }
         self.taken.send_modify(|n| *n += 1);
+    }
+
+    /// Whether another device's copy of a shared retained topic is the one to keep, so that
+    /// the link no longer repairs this device's copy there: a roster that holds everything
+    /// this device's does (`covers_roster`: taken in, with nothing to answer), or a resume
+    /// point newer than this device's.
+    fn yields(&self, topic: &str, covers_roster: bool) -> bool {
+        match Topic::parse(topic).map(|t| t.kind) {
+            Ok(TopicKind::Roster) => covers_roster,
+            Ok(TopicKind::Resume { media_key }) => self
+                .engine()
+                .directory()
+                .resume
+                .get(&media_key)
+                .is_some_and(|r| r.device != self.device),
+            _ => false,
+        }
     }
 
     fn carry_intake(&self, intake: Intake) {
@@ -270,8 +303,17 @@ impl Inner {
                 self.emit(NodeEvent::KeyRotated { key_id });
             }
             Intake::Rejected { topic, reason } => {
-                tracing::info!("refused a message on {topic}: {reason}");
-                self.emit(NodeEvent::Rejected { topic, reason });
+                let first = lock(&self.refusals).first(&topic, &reason);
+                if first {
+                    tracing::warn!("refused a message on {topic}: {reason}");
+                } else {
+                    tracing::debug!("refused a message on {topic}: {reason}");
+                }
+                self.emit(NodeEvent::Rejected {
+                    topic,
+                    reason,
+                    first,
+                });
             }
         }
     }
@@ -410,6 +452,7 @@ impl Node {
                 .map_err(NodeError::StoreThread)?,
             guard: Mutex::new(guard),
             inbound: Mutex::new(inbound),
+            refusals: Mutex::default(),
             events: events_tx,
             dropped: Default::default(),
             rearm: Notify::new(),

@@ -238,3 +238,52 @@ fn a_roster_from_a_trusted_device_makes_its_new_device_trusted() {
         "the speaker is believed once a trusted device vouches for it"
     );
 }
+
+#[test]
+fn the_first_refusal_of_each_kind_on_a_topic_is_the_one_to_warn_about() {
+    let mut told = continuity::intake::Refusals::default();
+    assert!(told.first("t", "payload of 1048576 bytes over the limit"));
+    assert!(!told.first("t", "payload of 2097152 bytes over the limit"));
+    assert!(told.first("u", "payload of 1048576 bytes over the limit"));
+    assert!(told.first("t", "not JSON"));
+}
+
+#[test]
+fn a_state_stamped_beyond_five_minutes_ahead_is_refused_in_plain_mode_too() {
+    let mut inbound = Inbound::new("home", "tv", None);
+    let now = now_unix_ns();
+    let state = |ahead_ns: u64| {
+        let mut engine = Engine::new(EngineConfig::new(
+            "home",
+            Device {
+                id: "phone".into(),
+                name: "Phone".into(),
+                class: DeviceClass::Phone,
+            },
+        ));
+        let actions = engine.handle(
+            now + ahead_ns,
+            Observation::MediaStarted(Media {
+                id: "file:a.ogg".into(),
+                ..Default::default()
+            }),
+        );
+        actions
+            .into_iter()
+            .find_map(|a| match a {
+                continuity::engine::Action::Publish { topic, payload, .. }
+                    if topic.ends_with("/state") =>
+                {
+                    Some((topic, payload))
+                }
+                _ => None,
+            })
+            .expect("the phone publishes its state")
+    };
+    let (topic, payload) = state(60 * 1_000_000_000);
+    assert_eq!(messages(&inbound.take(&topic, &payload, now)).len(), 1);
+    let (topic, payload) = state(6 * 60 * 1_000_000_000);
+    let got = inbound.take(&topic, &payload, now);
+    assert!(messages(&got).is_empty(), "{got:?}");
+    assert!(rejected(&got)[0].contains("ahead"), "{got:?}");
+}

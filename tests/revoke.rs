@@ -209,7 +209,9 @@ async fn a_revoked_device_reads_nothing_new_and_cannot_command() {
     let followed = sees(&tv, &phone_id, 120).await;
     assert!(followed, "the TV reads the phone under the new key");
     let refused = wait_event(&mut tablet_events, |ev| match ev {
-        NodeEvent::Rejected { topic, reason } if topic.contains(&phone_id) => Some(reason.clone()),
+        NodeEvent::Rejected { topic, reason, .. } if topic.contains(&phone_id) => {
+            Some(reason.clone())
+        }
         _ => None,
     })
     .await

@@ -174,7 +174,9 @@ async fn a_device_that_is_not_paired_is_not_heard() {
     let _ = tokio::time::timeout(Duration::from_secs(3), async {
         while let Some(ev) = tv_ev.recv().await {
             match ev {
-                NodeEvent::Rejected { topic, reason } => reasons.push(format!("{topic}: {reason}")),
+                NodeEvent::Rejected { topic, reason, .. } => {
+                    reasons.push(format!("{topic}: {reason}"))
+                }
                 NodeEvent::Player(p) => panic!("a stranger made the TV act: {p:?}"),
                 _ => {}
             }

@@ -9,6 +9,9 @@
 //!   the broker is a cache, never the only copy. While offline, retained updates coalesce per
 //!   topic and transient messages wait in a bounded queue (oldest dropped first), so memory
 //!   stays bounded and the final state is never lost.
+//! - Every retained topic this device publishes is watched where the link is subscribed to it:
+//!   a copy on the broker that is cleared, replaced or forged is published again
+//!   ([`super::keeper`]).
 //! - Reconnects forever with capped exponential backoff and jitter.
 //! - [`Link::publish`] never blocks and never awaits the network.
 
@@ -26,6 +29,13 @@ use rumqttc::{
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
+
+use super::keeper::{Arrival, Keeper};
+
+/// The largest packet MQTT allows (a remaining length of 256 MiB − 1; rumqttc compares the
+/// remaining length): what mosquitto accepts by default, so what any broker user may make
+/// every device receive.
+pub const MAX_INCOMING_PACKET: usize = 268_435_455;
 
 /// Where the broker is and how to prove who we are to it:
 /// `mqtt://[user[:password]@]host[:port]` or `mqtts://...`, with optional query parameters
@@ -237,6 +247,8 @@ struct State {
     unsent: usize,
     /// QoS 1 packet ids written and not yet acknowledged.
     awaiting_ack: HashSet<u16>,
+    /// Whether the broker holds this device's retained copies.
+    keeper: Keeper,
 }
 
 impl State {
@@ -254,12 +266,20 @@ struct Outbox {
     state: Mutex<State>,
     /// Woken when the state may have become idle (flushed).
     progress: Notify,
+    /// Woken when a repair was scheduled.
+    repairs: Notify,
     max_transient: usize,
+    /// The keeper's clock starts here.
+    epoch: tokio::time::Instant,
 }
 
 impl Outbox {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
     }
 }
 
@@ -271,6 +291,8 @@ pub struct Link {
     /// Held, never sent: dropping the link closes it, which ends the task.
     _stop: oneshot::Sender<()>,
     task: Option<JoinHandle<()>>,
+    /// Publishes the repairs the keeper schedules.
+    repairer: JoinHandle<()>,
 }
 
 impl Link {
@@ -296,9 +318,10 @@ impl Link {
         let mut opts = MqttOptions::new(&cfg.client_id, &cfg.broker.host, cfg.broker.port);
         opts.set_keep_alive(cfg.keep_alive.max(Duration::from_secs(1)));
         opts.set_clean_session(true);
-        // Accept large packets so that one oversized message is rejected by the decoder
-        // rather than tearing the connection down (and again after every reconnect).
-        opts.set_max_packet_size(1 << 20, crate::wire::MAX_PAYLOAD + 4096);
+        // Read any packet the broker may send (MQTT's largest), so that an oversized message
+        // is refused by the decoder, not by the client: rumqttc drops the connection on a
+        // packet over its limit, and a retained one comes back after every reconnect.
+        opts.set_max_packet_size(MAX_INCOMING_PACKET, crate::wire::MAX_PAYLOAD + 4096);
         let password = match &cfg.broker.password_file {
             Some(path) => Some(read_password(path)?),
             None => cfg.broker.password.clone(),
@@ -325,8 +348,11 @@ impl Link {
         let shared = Arc::new(Outbox {
             state: Mutex::new(State::default()),
             progress: Notify::new(),
+            repairs: Notify::new(),
             max_transient: cfg.max_transient.max(1),
+            epoch: tokio::time::Instant::now(),
         });
+        let repairer = tokio::spawn(repair(shared.clone(), client.clone()));
         let (events_tx, events_rx) = mpsc::channel(4096);
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(run(
@@ -344,6 +370,7 @@ impl Link {
                 will: cfg.will,
                 _stop: stop_tx,
                 task: Some(task),
+                repairer,
             },
             events_rx,
         ))
@@ -370,6 +397,24 @@ impl Link {
             st.transient.push_back((topic.to_owned(), payload, qos));
         }
         flush_locked(&mut st, &self.client);
+    }
+
+    /// Whether `payload` is this device's latest retained copy of `topic`.
+    pub fn holds(&self, topic: &str, payload: &[u8]) -> bool {
+        self.shared
+            .lock()
+            .retained
+            .get(topic)
+            .is_some_and(|m| m == payload)
+    }
+
+    /// Stop keeping `topic` on the broker: another device's copy is the one that counts now
+    /// (a newer resume point, a roster that holds this device's). It is still republished
+    /// after a reconnect if this device publishes it again.
+    pub fn release(&self, topic: &str) {
+        let mut st = self.shared.lock();
+        st.keeper.release(topic);
+        st.retained.remove(topic);
     }
 
     /// Whether the link is connected now.
@@ -423,6 +468,37 @@ impl Drop for Link {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+        self.repairer.abort();
+    }
+}
+
+/// Publish again what the keeper finds lost, when its repair is due.
+async fn repair(shared: Arc<Outbox>, client: AsyncClient) {
+    loop {
+        let notified = shared.repairs.notified();
+        let next = shared.lock().keeper.next_due();
+        match next {
+            Some(at) => {
+                let wait = Duration::from_nanos(at.saturating_sub(shared.now_ns()));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = notified => continue,
+                }
+            }
+            None => {
+                notified.await;
+                continue;
+            }
+        }
+        let mut st = shared.lock();
+        let now = shared.now_ns();
+        for topic in st.keeper.due(now) {
+            if st.retained.contains_key(&topic) {
+                info!("the broker's copy of {topic} was replaced or cleared: publishing it again");
+                st.dirty.insert(topic);
+            }
+        }
+        flush_locked(&mut st, &client);
     }
 }
 
@@ -440,6 +516,7 @@ fn flush_locked(st: &mut State, client: &AsyncClient) {
             return;
         }
         st.dirty.remove(&topic);
+        st.keeper.sent(&topic);
         st.unsent += 1;
     }
     while let Some((topic, payload, qos)) = st.transient.pop_front() {
@@ -496,6 +573,16 @@ async fn run(
                 emit(LinkEvent::Connected);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                {
+                    let mut st = shared.lock();
+                    let mine = st.retained.get(&*p.topic).map(|m| **m == *p.payload);
+                    if let Some(mine) = mine {
+                        let now = shared.now_ns();
+                        if let Arrival::Repair { .. } = st.keeper.arrived(&p.topic, mine, now) {
+                            shared.repairs.notify_one();
+                        }
+                    }
+                }
                 emit(LinkEvent::Message {
                     topic: p.topic,
                     payload: p.payload.to_vec(),

@@ -6,4 +6,5 @@
 
 pub mod broker;
 pub mod discovery;
+pub mod keeper;
 pub mod link;

@@ -107,6 +107,18 @@ pub enum Body {
     Cleared,
 }
 
+impl Body {
+    /// The stamp of a stamped state (device info, session state, resume point).
+    pub fn stamp(&self) -> Option<&crate::hlc::Stamp> {
+        match self {
+            Body::DeviceInfo(i) => Some(&i.stamp),
+            Body::Session(s) => Some(&s.stamp),
+            Body::Resume(r) => Some(&r.stamp),
+            _ => None,
+        }
+    }
+}
+
 /// A decoded message with its topic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incoming {

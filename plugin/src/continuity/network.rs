@@ -369,8 +369,15 @@ impl Pump {
             }
             NodeEvent::Player(action) => self.player(&element, action),
             NodeEvent::Notice(notice) => self.notice(&element, notice),
-            NodeEvent::Rejected { topic, reason } => {
-                gst::info!(CAT, obj = element, "refused a message on {topic}: {reason}");
+            NodeEvent::Rejected {
+                topic,
+                reason,
+                first: true,
+            } => {
+                gst::warning!(CAT, obj = element, "refused a message on {topic}: {reason}");
+            }
+            NodeEvent::Rejected { topic, reason, .. } => {
+                gst::debug!(CAT, obj = element, "refused a message on {topic}: {reason}");
             }
             NodeEvent::Revoked => {
                 gst::element_warning!(

@@ -1,0 +1,186 @@
+//! Keeping the broker's copy of this device's retained topics right.
+//!
+//! The broker is a cache that anyone on it can write to: a retained message of this device can
+//! be cleared, replaced with garbage, with an old copy or with a forgery. Every device is
+//! subscribed to its account's topics, its own among them, so it sees what the broker holds for
+//! each of them. The keeper compares what arrives with what this device last published there:
+//!
+//! - the same bytes: the broker holds this device's copy (it is *confirmed*);
+//! - anything else while this device's own latest copy has not come back yet: nothing to do,
+//!   that copy is on its way and replaces it;
+//! - anything else after that: the broker lost the copy, so it is published again after a
+//!   short random delay, unless the owner of the link [releases](Keeper::release) the topic
+//!   first (shared topics: a newer resume point or a roster from another device is not an
+//!   attack, and that device keeps it from then on).
+//!
+//! Repairs of one topic back off (0.1–0.4 s, then 1 s, 2 s, … up to 30 s while contested) so
+//! that nobody can make two devices fight at the network's speed, and calm down after a minute
+//! without contest. Sans-IO: the link calls it with the time and carries out what it says.
+
+use std::collections::BTreeMap;
+
+/// The first repair of a topic waits this long at least, plus up to [`JITTER_NS`].
+const FIRST_DELAY_NS: u64 = 100_000_000;
+const JITTER_NS: u64 = 300_000_000;
+/// Later repairs of a topic that stays contested wait this, doubled each time, up to the cap.
+const BACKOFF_NS: u64 = 1_000_000_000;
+const MAX_BACKOFF_NS: u64 = 30_000_000_000;
+/// A topic not contested for this long counts as calm again.
+const CALM_NS: u64 = 60_000_000_000;
+
+#[derive(Debug, Default)]
+struct Kept {
+    /// The broker has sent this device's latest copy back since it was last published.
+    confirmed: bool,
+    /// A repair is scheduled for this instant.
+    repair_at: Option<u64>,
+    /// Repairs made while contested; sets the backoff.
+    strikes: u32,
+    last_repair_ns: u64,
+}
+
+/// What an arrival on a kept topic means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Not a topic this device publishes retained.
+    NotKept,
+    /// This device's own copy came back.
+    Confirmed,
+    /// Something else, before this device's latest copy came back: that copy replaces it.
+    InFlight,
+    /// The broker's copy was replaced: a repair is scheduled for this instant.
+    Repair { at_ns: u64 },
+}
+
+/// The state of this device's retained topics on the broker.
+#[derive(Debug, Default)]
+pub struct Keeper {
+    kept: BTreeMap<String, Kept>,
+}
+
+impl Keeper {
+    /// This device (re)published its copy of `topic`.
+    pub fn sent(&mut self, topic: &str) {
+        let k = self.kept.entry(topic.to_owned()).or_default();
+        k.confirmed = false;
+        k.repair_at = None;
+    }
+
+    /// Something arrived on `topic`; `mine` is whether it is this device's latest copy.
+    pub fn arrived(&mut self, topic: &str, mine: bool, now_ns: u64) -> Arrival {
+        let Some(k) = self.kept.get_mut(topic) else {
+            return Arrival::NotKept;
+        };
+        if mine {
+            k.confirmed = true;
+            k.repair_at = None;
+            return Arrival::Confirmed;
+        }
+        if !k.confirmed {
+            return Arrival::InFlight;
+        }
+        if let Some(at_ns) = k.repair_at {
+            return Arrival::Repair { at_ns };
+        }
+        if now_ns.saturating_sub(k.last_repair_ns) > CALM_NS {
+            k.strikes = 0;
+        }
+        let at_ns = match k.strikes {
+            0 => now_ns + FIRST_DELAY_NS + fastrand::u64(..JITTER_NS),
+            n => {
+                let backoff = BACKOFF_NS
+                    .saturating_mul(1 << (n - 1).min(16))
+                    .min(MAX_BACKOFF_NS);
+                (k.last_repair_ns + backoff).max(now_ns + FIRST_DELAY_NS)
+            }
+        };
+        k.repair_at = Some(at_ns);
+        Arrival::Repair { at_ns }
+    }
+
+    /// The topics whose repair is due at `now_ns`: publish them again (then call
+    /// [`Keeper::sent`]).
+    pub fn due(&mut self, now_ns: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        for (topic, k) in &mut self.kept {
+            if k.repair_at.is_some_and(|at| at <= now_ns) {
+                k.repair_at = None;
+                k.strikes = k.strikes.saturating_add(1);
+                k.last_repair_ns = now_ns;
+                out.push(topic.clone());
+            }
+        }
+        out
+    }
+
+    /// The earliest scheduled repair.
+    pub fn next_due(&self) -> Option<u64> {
+        self.kept.values().filter_map(|k| k.repair_at).min()
+    }
+
+    /// This device no longer keeps `topic` (another device's copy is the one to keep).
+    pub fn release(&mut self, topic: &str) {
+        self.kept.remove(topic);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_copy_replaced_after_it_came_back_is_repaired_within_half_a_second() {
+        let mut k = Keeper::default();
+        k.sent("t");
+        assert_eq!(
+            k.arrived("t", false, S),
+            Arrival::InFlight,
+            "old copy first"
+        );
+        assert_eq!(k.arrived("t", true, S), Arrival::Confirmed);
+        let Arrival::Repair { at_ns } = k.arrived("t", false, 2 * S) else {
+            panic!("a clear after the echo is repaired")
+        };
+        assert!((2 * S + 100_000_000..=2 * S + 400_000_000).contains(&at_ns));
+        assert!(k.due(at_ns - 1).is_empty());
+        assert_eq!(k.due(at_ns), vec!["t".to_owned()]);
+        assert_eq!(k.arrived("u", false, 2 * S), Arrival::NotKept);
+    }
+
+    #[test]
+    fn a_topic_that_stays_contested_is_repaired_ever_more_slowly() {
+        let mut k = Keeper::default();
+        k.sent("t");
+        k.arrived("t", true, 0);
+        let mut now = 10 * S;
+        let mut gaps = Vec::new();
+        let mut last = now;
+        for _ in 0..8 {
+            let Arrival::Repair { at_ns } = k.arrived("t", false, now) else {
+                panic!()
+            };
+            assert_eq!(k.due(at_ns).len(), 1);
+            gaps.push(at_ns - last);
+            last = at_ns;
+            k.sent("t");
+            k.arrived("t", true, at_ns);
+            now = at_ns + 1; // contested again at once
+        }
+        assert!(gaps.windows(2).skip(1).all(|w| w[1] >= w[0]), "{gaps:?}");
+        assert!(*gaps.last().unwrap() >= 30 * S - 1, "{gaps:?}");
+        assert!(gaps.iter().all(|g| *g <= 30 * S + 1), "{gaps:?}");
+    }
+
+    #[test]
+    fn a_released_topic_is_left_alone() {
+        let mut k = Keeper::default();
+        k.sent("t");
+        k.arrived("t", true, 0);
+        assert!(matches!(k.arrived("t", false, S), Arrival::Repair { .. }));
+        k.release("t");
+        assert!(k.due(60 * S).is_empty());
+        assert_eq!(k.arrived("t", false, S), Arrival::NotKept);
+    }
+}
