@@ -328,3 +328,26 @@ fn starting_the_same_media_on_a_second_player_pulls_the_session_over() {
     phone.wait_line("the session moved");
     phone.wait_line("paused");
 }
+
+/// Reliability row 12: a config dir that cannot be made is a failure of the command, with a
+/// clear message and an exit code that says so (it was 0).
+#[test]
+fn a_config_dir_that_cannot_be_created_fails_the_player_with_a_nonzero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = make_clip(dir.path());
+    // Under a regular file: no directory can be made there, even by root.
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"").unwrap();
+    let mosq = Mosquitto::start();
+    let out = Command::new(BIN)
+        .args(["--broker", &mosq.url().to_string(), "--config-dir"])
+        .arg(file.join("cfg"))
+        .arg("play")
+        .arg(&clip)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("device id"), "{stderr}");
+}

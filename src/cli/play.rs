@@ -314,6 +314,7 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
     let mut handoff_loading = false;
     let mut last_status = Instant::now();
     let mut was_playing = false;
+    let mut failed = None;
     loop {
         if quit_rx.try_recv().is_ok() {
             break;
@@ -421,14 +422,15 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
             }
             MessageView::Warning(w) => player.say(&format!("warning: {}", w.error())),
             MessageView::Error(e) => {
-                player.say(&format!("error: {}", e.error()));
                 if handoff_loading {
+                    player.say(&format!("error: {}", e.error()));
                     handoff_loading = false;
                     player
                         .element
                         .emit_by_name::<()>("load-failed", &[&e.error().to_string()]);
                     let _ = playbin.set_state(gst::State::Ready);
                 } else {
+                    failed = Some(e.error().to_string());
                     break;
                 }
             }
@@ -440,5 +442,6 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
     }
     player.say("stopping");
     let _ = playbin.set_state(gst::State::Null);
-    Ok(())
+    // A fatal error is the command's failure too (its exit code is not 0).
+    failed.map_or(Ok(()), Err)
 }
