@@ -261,6 +261,8 @@ impl Inner {
         match intake {
             Intake::Message(msg) if self.is_own_sync(&msg.body) => {
                 self.sync.send_replace(SyncState::Synced);
+                let actions = self.engine().synced();
+                self.carry_out(actions);
             }
             Intake::Message(msg) => {
                 let actions = self
@@ -638,6 +640,7 @@ async fn run(inner: Arc<Inner>, link_events: Option<mpsc::Receiver<LinkEvent>>) 
                 let Some(ev) = ev else { return };
                 match ev {
                     LinkEvent::Connected => {
+                        inner.engine().connected();
                         inner.publish_roster();
                         inner.send_sync();
                         inner.emit(NodeEvent::Connected);

@@ -392,3 +392,76 @@ async fn row_9_a_stamp_from_the_year_2500_does_not_stick_the_clocks() {
         assert!(ok, "the {who}'s state is stamped now, not in 2500");
     }
 }
+
+/// A sealed device with a local store in `store`.
+fn stored_node(
+    url: &BrokerUrl,
+    account: Account,
+    store: &std::path::Path,
+) -> (Node, mpsc::Receiver<NodeEvent>) {
+    let mut engine = continuity::engine::EngineConfig::new(
+        "home",
+        continuity::model::Device {
+            id: account.device.clone(),
+            name: "Phone".into(),
+            class: DeviceClass::Phone,
+        },
+    );
+    engine.heartbeat_ns = 3600 * SECOND_NS;
+    Node::start(continuity::node::NodeConfig {
+        engine,
+        broker: Some(url.clone()),
+        store_dir: Some(store.to_owned()),
+        link: None,
+        account: Some(account),
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_7_resume_points_come_back_after_the_broker_lost_them() {
+    let (dir, accounts) = common::paired(&["phone", "tv"]);
+    let mut mosq = common::Mosquitto::start();
+    let url = mosq.url();
+    let store = dir.path().join("phone-store");
+    // The phone paused the film at 8:29, then stopped: its player is gone.
+    let (phone, _events) = stored_node(&url, accounts[0].clone(), &store);
+    phone.observe(Observation::MediaStarted(film()));
+    for state in [PlayState::Playing, PlayState::Paused] {
+        phone.observe(Observation::Playback {
+            position_ns: 509 * SECOND_NS,
+            state,
+            rate: 1.0,
+        });
+    }
+    assert!(phone.flush(WAIT).await);
+    assert!(phone.shutdown(WAIT).await);
+
+    // The broker restarts and keeps nothing; the phone's player starts again, idle.
+    mosq.restart();
+    let (phone, _events) = stored_node(&url, accounts[0].clone(), &store);
+    assert_eq!(
+        phone.synced(WAIT).await,
+        continuity::node::SyncState::Synced
+    );
+
+    // A device that never saw the film finds where it was.
+    let deadline = tokio::time::Instant::now() + REPAIRED_WITHIN;
+    loop {
+        let mut view = Observer::connect(&url, "home", WAIT, Some(accounts[1].clone()))
+            .await
+            .unwrap();
+        view.settle(Duration::from_millis(300), Duration::from_secs(2))
+            .await;
+        let point = view.directory().resume_point(ID).map(|r| r.position_ns);
+        view.close().await;
+        if point == Some(509 * SECOND_NS) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the resume point is not back on the broker: {point:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -67,9 +67,9 @@ impl Directory {
             (TopicKind::SessionState { device }, Body::Cleared) => {
                 self.sessions.remove(device).is_some()
             }
-            (TopicKind::Resume { media_key }, Body::Cleared) => {
-                self.resume.remove(media_key).is_some()
-            }
+            // A resume point is replaced only by a newer one (a finished one is how a media is
+            // forgotten): a clear, which anyone on the broker can send and nobody can sign,
+            // does not make a device forget where a media was.
             _ => false,
         }
     }

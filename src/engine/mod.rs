@@ -16,7 +16,9 @@ mod handoff;
 
 pub use directory::{Directory, ResolveError};
 
-use crate::hlc::{HybridClock, LwwMap};
+use std::collections::BTreeMap;
+
+use crate::hlc::{HybridClock, LwwMap, Stamp};
 use crate::model::{
     Anchor, Device, Media, PlayState, QueueItem, ResumeRules, ResumeVerdict, SECOND_NS, Track,
 };
@@ -221,6 +223,9 @@ pub struct Engine {
     last_publish_ns: Option<u64>,
     /// Wall-clock instant the broker's resume point was last refreshed.
     last_resume_publish_ns: Option<u64>,
+    /// Resume topics (media keys) the broker has sent since the link last connected, with
+    /// the stamp of what it holds: what [`Engine::synced`] need not repair.
+    broker_resume: BTreeMap<String, Stamp>,
     directory: Directory,
 }
 
@@ -247,8 +252,36 @@ impl Engine {
             queue: Vec::new(),
             last_publish_ns: None,
             last_resume_publish_ns: None,
+            broker_resume: BTreeMap::new(),
             directory,
         }
+    }
+
+    /// The link (re)connected: the broker may have lost every retained message (a restart
+    /// without persistence), so what it holds is learnt again before [`Engine::synced`].
+    pub fn connected(&mut self) {
+        self.broker_resume.clear();
+    }
+
+    /// Every retained message under this device's subscriptions has arrived since the link
+    /// connected. The resume points this device made that the broker lost (or holds older
+    /// copies of) are published again: nobody else would, and a device that starts that
+    /// media later would start from the beginning. Returns what to publish.
+    pub fn synced(&mut self) -> Vec<Action> {
+        let account = &self.cfg.account;
+        let me = &self.cfg.device.id;
+        self.directory
+            .resume
+            .iter()
+            .filter(|(key, point)| {
+                point.device == *me
+                    && self
+                        .broker_resume
+                        .get(*key)
+                        .is_none_or(|held| *held < point.stamp)
+            })
+            .map(|(key, point)| publish(&Topic::resume_key(account, key.clone()), point))
+            .collect()
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -620,8 +653,24 @@ impl Engine {
                     self.lose_lease(now_unix_ns, s.lease.clone(), out);
                 }
             }
-            Body::Resume(r) => self.clock.observe(&r.stamp, now_unix_ns),
+            Body::Resume(r) => {
+                self.clock.observe(&r.stamp, now_unix_ns);
+                if let TopicKind::Resume { media_key } = &msg.topic.kind {
+                    let held = self
+                        .broker_resume
+                        .entry(media_key.clone())
+                        .or_insert_with(|| r.stamp.clone());
+                    if *held < r.stamp {
+                        *held = r.stamp.clone();
+                    }
+                }
+            }
             Body::DeviceInfo(i) => self.clock.observe(&i.stamp, now_unix_ns),
+            Body::Cleared => {
+                if let TopicKind::Resume { media_key } = &msg.topic.kind {
+                    self.broker_resume.remove(media_key);
+                }
+            }
             _ => {}
         }
         self.directory.apply(&msg);
