@@ -8,17 +8,19 @@
 //!
 //! - `handoff`: both ends of a make-before-break handoff (offer, accept, switch, lease).
 //! - `directory`: what the account's devices say, and which device a name means.
+//! - `resume`: resume points (recorded, looked up, moved on rekey, republished when lost).
 //! - [`gate`]: a player's buffers between a media's first buffer and the resume decision.
 
 mod directory;
 pub mod gate;
 mod handoff;
+mod resume;
 
 pub use directory::{Directory, ResolveError};
 
 use std::collections::BTreeMap;
 
-use crate::hlc::{HybridClock, LwwMap, Stamp};
+use crate::hlc::{HybridClock, Stamp};
 use crate::model::{
     Anchor, Device, Media, PlayState, QueueItem, ResumeRules, ResumeVerdict, SECOND_NS, Track,
 };
@@ -257,33 +259,6 @@ impl Engine {
         }
     }
 
-    /// The link (re)connected: the broker may have lost every retained message (a restart
-    /// without persistence), so what it holds is learnt again before [`Engine::synced`].
-    pub fn connected(&mut self) {
-        self.broker_resume.clear();
-    }
-
-    /// Every retained message under this device's subscriptions has arrived since the link
-    /// connected. The resume points this device made that the broker lost (or holds older
-    /// copies of) are published again: nobody else would, and a device that starts that
-    /// media later would start from the beginning. Returns what to publish.
-    pub fn synced(&mut self) -> Vec<Action> {
-        let account = &self.cfg.account;
-        let me = &self.cfg.device.id;
-        self.directory
-            .resume
-            .iter()
-            .filter(|(key, point)| {
-                point.device == *me
-                    && self
-                        .broker_resume
-                        .get(*key)
-                        .is_none_or(|held| *held < point.stamp)
-            })
-            .map(|(key, point)| publish(&Topic::resume_key(account, key.clone()), point))
-            .collect()
-    }
-
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
     }
@@ -333,29 +308,6 @@ impl Engine {
         out
     }
 
-    /// Take new media keys (the account key was rotated): every resume point this device
-    /// knows moves to its new topic (republished; sealing is the node's) and its old topic is
-    /// cleared, so that devices with the new key find it and the broker keeps nothing under
-    /// the old one. Returns what to publish.
-    pub fn set_media_keys(&mut self, keys: wire::MediaKeys) -> Vec<Action> {
-        let account = self.cfg.account.clone();
-        self.cfg.media_keys = keys.clone();
-        let old = std::mem::replace(&mut self.directory.resume, LwwMap::new());
-        self.directory.media_keys = keys;
-        let mut out = Vec::new();
-        for (old_key, point) in old.iter() {
-            out.push(Action::Publish {
-                topic: Topic::resume_key(&account, old_key.clone()).to_string(),
-                payload: Vec::new(),
-                retain: true,
-            });
-            let key = self.directory.media_keys.key(&point.media.id);
-            out.push(publish(&Topic::resume_key(&account, key.clone()), point));
-            self.directory.resume.offer(key, point.clone());
-        }
-        out
-    }
-
     /// The availability message for this device (`offline` is the last will).
     pub fn availability(&self, status: Status) -> Availability {
         Availability {
@@ -363,82 +315,6 @@ impl Engine {
             device: self.cfg.device.id.clone(),
             status,
         }
-    }
-
-    /// Take in a resume point from the local store (they compete with the broker's by stamp).
-    pub fn load_resume(&mut self, point: ResumePoint) {
-        self.clock.observe(&point.stamp, 0);
-        let key = self.directory.media_keys.key(&point.media.id);
-        self.directory.resume.offer(key, point);
-    }
-
-    /// Where to start `media_id` at `now`: the newest of the resume points and of the live
-    /// sessions of other devices playing it (a pull handoff: take the session over at its
-    /// extrapolated position), if the resume rules accept the position.
-    pub fn resume_position(&self, media_id: &str, now_unix_ns: u64) -> Option<ResumeFrom> {
-        let point = self.directory.resume_point(media_id);
-        // Sessions of this media that other devices hold.
-        let others = || {
-            self.directory.sessions.values().filter(move |s| {
-                s.device != self.cfg.device.id
-                    && s.lease.device == s.device
-                    && s.media.as_ref().is_some_and(|m| m.id == media_id)
-            })
-        };
-        let live = others()
-            .filter(|s| {
-                s.anchor.is_some_and(|a| a.state != PlayState::Ended)
-                    && self.directory.availability.get(&s.device) == Some(&Status::Online)
-            })
-            .max_by(|a, b| a.stamp.cmp(&b.stamp));
-        // Automatic mode: a device that went offline mid-play stopped where its anchor was
-        // at that instant.
-        let vanished = self.cfg.automatic_window_ns.and_then(|window| {
-            others()
-                .filter_map(|s| {
-                    let at = *self.directory.went_offline.get(&s.device)?;
-                    (now_unix_ns.saturating_sub(at) <= window).then_some((s, at))
-                })
-                .max_by_key(|(_, at)| *at)
-        });
-        let (from, duration) = match (point, live, vanished) {
-            (_, Some(l), _) if point.is_none_or(|p| p.stamp <= l.stamp) => (
-                ResumeFrom {
-                    position_ns: l.position_at(now_unix_ns)?,
-                    device: l.device.clone(),
-                    when_unix_ns: l.stamp.wall_ns,
-                    live: Some((l.session.clone(), l.lease.epoch)),
-                },
-                l.media.as_ref().and_then(|m| m.duration_ns),
-            ),
-            (_, None, Some((s, at))) if point.is_none_or(|p| p.stamp.wall_ns <= at) => (
-                ResumeFrom {
-                    position_ns: s.position_at(at)?,
-                    device: s.device.clone(),
-                    when_unix_ns: at,
-                    live: None,
-                },
-                s.media.as_ref().and_then(|m| m.duration_ns),
-            ),
-            (Some(p), _, _) => (Self::point_resume(p)?, p.media.duration_ns),
-            (None, _, _) => return None,
-        };
-        match self.cfg.rules.verdict(from.position_ns, duration, false) {
-            ResumeVerdict::Resume(_) => Some(from),
-            _ => None,
-        }
-    }
-
-    fn point_resume(p: &ResumePoint) -> Option<ResumeFrom> {
-        if p.finished {
-            return None;
-        }
-        Some(ResumeFrom {
-            position_ns: p.position_ns,
-            device: p.device.clone(),
-            when_unix_ns: p.stamp.wall_ns,
-            live: None,
-        })
     }
 
     /// The next wall-clock instant at which [`Observation::Tick`] has work to do.
@@ -748,60 +624,6 @@ impl Engine {
             payload: wire::encode(&event),
             retain: false,
         });
-    }
-
-    fn record_resume(
-        &mut self,
-        now_unix_ns: u64,
-        position_ns: u64,
-        finished: bool,
-        to_broker: bool,
-        out: &mut Vec<Action>,
-    ) {
-        let Some(media) = self.media.clone() else {
-            return;
-        };
-        let finished = finished
-            || self
-                .cfg
-                .rules
-                .verdict(position_ns, media.duration_ns, false)
-                == ResumeVerdict::Finished;
-        // Under the "not started" threshold nothing is recorded: an earlier, further point
-        // stays (opening a film and closing it at once must not lose your place).
-        if !finished
-            && self
-                .cfg
-                .rules
-                .verdict(position_ns, media.duration_ns, false)
-                == ResumeVerdict::NotStarted
-        {
-            return;
-        }
-        let point = ResumePoint {
-            v: wire::VERSION,
-            position_ns: if finished { 0 } else { position_ns },
-            finished,
-            device: self.cfg.device.id.clone(),
-            stamp: self.clock.stamp(now_unix_ns),
-            media,
-        };
-        let key = self.directory.media_keys.key(&point.media.id);
-        if let Some(old) = self.directory.resume.get(&key)
-            && old.finished == point.finished
-            && old.position_ns == point.position_ns
-        {
-            return;
-        }
-        if to_broker {
-            out.push(publish(
-                &Topic::resume_key(&self.cfg.account, key.clone()),
-                &point,
-            ));
-            self.last_resume_publish_ns = Some(now_unix_ns);
-        }
-        self.directory.resume.offer(key, point.clone());
-        out.push(Action::StoreResume(Box::new(point)));
     }
 }
 
