@@ -10,7 +10,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::engine::{Action, Engine, EngineConfig, Notice, Observation, PlayerAction, ResumeFrom};
-use crate::hlc::now_unix_ns;
+use crate::hlc::{Stamp, now_unix_ns};
 use crate::intake::{Inbound, Intake, Refusals};
 use crate::net::link::{BrokerUrl, Link, LinkConfig, LinkError, LinkEvent, client_id};
 use crate::security::account::Account;
@@ -222,6 +222,13 @@ impl Inner {
     /// A message from the broker, through the receive pipeline.
     fn take_message(&self, topic: &str, payload: &[u8]) {
         let intakes = lock(&self.inbound).take(topic, payload, now_unix_ns());
+        let resume_stamp = intakes.iter().find_map(|i| match i {
+            Intake::Message(m) => match &m.body {
+                Body::Resume(r) => Some(r.stamp.clone()),
+                _ => None,
+            },
+            _ => None,
+        });
         let covers_roster = intakes.iter().all(|i| {
             !matches!(
                 i,
@@ -233,26 +240,28 @@ impl Inner {
         }
         if let Some(link) = &self.link
             && !link.holds(topic, payload)
-            && self.yields(topic, covers_roster)
+            && self.keeps(topic, covers_roster, resume_stamp)
         {
-            link.release(topic);
+            link.keep(topic, payload);
         }
         self.taken.send_modify(|n| *n += 1);
     }
 
-    /// Whether another device's copy of a shared retained topic is the one to keep, so that
-    /// the link no longer repairs this device's copy there: a roster that holds everything
-    /// this device's does (`covers_roster`: taken in, with nothing to answer), or a resume
-    /// point newer than this device's.
-    fn yields(&self, topic: &str, covers_roster: bool) -> bool {
+    /// Whether what just arrived on a shared retained topic is the copy to keep on the broker:
+    /// a roster that holds everything this device's does (`covers_roster`: taken in, with
+    /// nothing to answer), or a resume point (stamped `resume_stamp`) that is now the newest
+    /// for its media. Every device that saw it keeps it, so that it outlives its author when
+    /// the broker loses it or is given an older copy.
+    fn keeps(&self, topic: &str, covers_roster: bool, resume_stamp: Option<Stamp>) -> bool {
         match Topic::parse(topic).map(|t| t.kind) {
             Ok(TopicKind::Roster) => covers_roster,
-            Ok(TopicKind::Resume { media_key }) => self
-                .engine()
-                .directory()
-                .resume
-                .get(&media_key)
-                .is_some_and(|r| r.device != self.device),
+            Ok(TopicKind::Resume { media_key }) => resume_stamp.is_some_and(|stamp| {
+                self.engine()
+                    .directory()
+                    .resume
+                    .get(&media_key)
+                    .is_some_and(|newest| newest.stamp == stamp)
+            }),
             _ => false,
         }
     }

@@ -465,3 +465,137 @@ async fn row_7_resume_points_come_back_after_the_broker_lost_them() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Everything the broker sends on `filter`, as anyone subscribed there sees it.
+async fn capture(url: &BrokerUrl, filter: &str) -> std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>> {
+    use continuity::net::link::{Link, LinkConfig, LinkEvent};
+    let mut cfg = LinkConfig::new(url.clone(), client_id("capture"));
+    cfg.subscriptions = vec![filter.to_owned()];
+    let (link, mut events) = Link::connect(cfg, WAIT).await.unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        let _link = link;
+        while let Some(ev) = events.recv().await {
+            if let LinkEvent::Message { payload, .. } = ev
+                && !payload.is_empty()
+            {
+                sink.lock().unwrap().push(payload);
+            }
+        }
+    });
+    seen
+}
+
+/// Wait until `captured` holds more than `n` payloads; the last one.
+async fn next_capture(captured: &std::sync::Mutex<Vec<Vec<u8>>>, n: usize) -> Vec<u8> {
+    for _ in 0..100 {
+        if let Some(p) = captured.lock().unwrap().get(n) {
+            return p.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nothing captured")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_3_an_old_sealed_state_replayed_on_a_devices_topic_is_repaired() {
+    on_both(async |broker, url| {
+        let home = Home::start(url.clone()).await;
+        let topic = Topic::session_state("home", &home.phone_id()).to_string();
+        let seen = capture(&url, &topic).await;
+        let old = next_capture(&seen, 0).await; // the retained state: the film, playing
+        // The phone moves on to another media.
+        let other = Media {
+            id: "file:Other.ogg".into(),
+            uri: Some("file:///films/Other.ogg".into()),
+            ..Default::default()
+        };
+        home.phone.observe(Observation::MediaStarted(other));
+        next_capture(&seen, 1).await;
+        assert!(home.phone.flush(WAIT).await);
+        // Somebody replays the captured, validly sealed old state.
+        publish_once(&url, &topic, old, true).await;
+        let deadline = tokio::time::Instant::now() + REPAIRED_WITHIN;
+        loop {
+            let mut view = Observer::connect(&url, "home", WAIT, Some(home.viewer.clone()))
+                .await
+                .unwrap();
+            view.settle(Duration::from_millis(300), Duration::from_secs(2))
+                .await;
+            let media = view
+                .directory()
+                .sessions
+                .get(&home.phone_id())
+                .and_then(|s| s.media.as_ref().map(|m| m.id.clone()));
+            view.close().await;
+            if media.as_deref() == Some("file:Other.ogg") {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{broker}: the replayed state stays: {media:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_4_an_old_sealed_resume_point_replayed_after_its_author_left_is_repaired() {
+    on_both(async |broker, url| {
+        let (_dir, accounts) = common::paired(&["phone", "tv", "tablet"]);
+        let (phone, _pe) = common::sealed_node(
+            url.clone(),
+            accounts[0].clone(),
+            "Phone",
+            DeviceClass::Phone,
+        );
+        let (tv, _te) =
+            common::sealed_node(url.clone(), accounts[1].clone(), "TV", DeviceClass::Tv);
+        let key = phone.with_engine(|e| e.directory().media_keys.key(ID));
+        let topic = Topic::resume_key("home", key).to_string();
+        let seen = capture(&url, &topic).await;
+        phone.observe(Observation::MediaStarted(film()));
+        let mut points = Vec::new();
+        for position_s in [32, 509] {
+            for state in [PlayState::Playing, PlayState::Paused] {
+                phone.observe(Observation::Playback {
+                    position_ns: position_s * SECOND_NS,
+                    state,
+                    rate: 1.0,
+                });
+            }
+            points.push(next_capture(&seen, points.len()).await);
+        }
+        let seen_by_tv = tv
+            .wait_until(WAIT, |e| {
+                e.directory()
+                    .resume_point(ID)
+                    .is_some_and(|r| r.position_ns == 509 * SECOND_NS)
+            })
+            .await;
+        assert!(seen_by_tv, "{broker}: the TV saw the phone stop at 8:29");
+        assert!(phone.shutdown(WAIT).await, "the phone leaves");
+
+        // Somebody replays the phone's old point (0:32), validly sealed and signed.
+        publish_once(&url, &topic, points[0].clone(), true).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // A tablet that never saw the film starts it.
+        let (tablet, _events) = common::sealed_node(
+            url.clone(),
+            accounts[2].clone(),
+            "Tablet",
+            DeviceClass::Tablet,
+        );
+        let from = tablet.resume_lookup(ID, WAIT).await.map(|r| r.position_ns);
+        assert_eq!(
+            from,
+            Some(509 * SECOND_NS),
+            "{broker}: the tablet resumes where the phone stopped, not at the replayed 0:32"
+        );
+        drop(tv);
+    })
+    .await;
+}

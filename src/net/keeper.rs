@@ -9,9 +9,13 @@
 //! - anything else while this device's own latest copy has not come back yet: nothing to do,
 //!   that copy is on its way and replaces it;
 //! - anything else after that: the broker lost the copy, so it is published again after a
-//!   short random delay, unless the owner of the link [releases](Keeper::release) the topic
-//!   first (shared topics: a newer resume point or a roster from another device is not an
-//!   attack, and that device keeps it from then on).
+//!   short random delay.
+//!
+//! On shared topics (resume points, the roster) the copy to keep may be another device's: a
+//! newer resume point, a roster that holds this device's. The link's owner says so with
+//! [`Keeper::adopt`] before the repair is due, and from then on that copy is the one kept.
+//! Every device that saw it keeps it, so it survives its author; the first repair to arrive
+//! is the others' own copy coming back, which cancels theirs.
 //!
 //! Repairs of one topic back off (0.1–0.4 s, then 1 s, 2 s, … up to 30 s while contested) so
 //! that nobody can make two devices fight at the network's speed, and calm down after a minute
@@ -118,9 +122,12 @@ impl Keeper {
         self.kept.values().filter_map(|k| k.repair_at).min()
     }
 
-    /// This device no longer keeps `topic` (another device's copy is the one to keep).
-    pub fn release(&mut self, topic: &str) {
-        self.kept.remove(topic);
+    /// The copy of `topic` to keep is the one that just arrived from the broker (another
+    /// device's): it is confirmed, and no repair is due.
+    pub fn adopt(&mut self, topic: &str) {
+        let k = self.kept.entry(topic.to_owned()).or_default();
+        k.confirmed = true;
+        k.repair_at = None;
     }
 }
 
@@ -174,13 +181,23 @@ mod tests {
     }
 
     #[test]
-    fn a_released_topic_is_left_alone() {
+    fn a_newer_copy_from_another_device_is_kept_instead() {
         let mut k = Keeper::default();
         k.sent("t");
         k.arrived("t", true, 0);
         assert!(matches!(k.arrived("t", false, S), Arrival::Repair { .. }));
-        k.release("t");
+        k.adopt("t"); // the owner took that arrival as the copy to keep
         assert!(k.due(60 * S).is_empty());
-        assert_eq!(k.arrived("t", false, S), Arrival::NotKept);
+        assert_eq!(k.arrived("t", true, 2 * S), Arrival::Confirmed);
+        assert!(matches!(
+            k.arrived("t", false, 3 * S),
+            Arrival::Repair { .. }
+        ));
+        // A device that never published the topic keeps a copy it saw just the same.
+        k.adopt("u");
+        assert!(matches!(
+            k.arrived("u", false, 3 * S),
+            Arrival::Repair { .. }
+        ));
     }
 }

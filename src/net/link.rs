@@ -11,7 +11,8 @@
 //!   stays bounded and the final state is never lost.
 //! - Every retained topic this device publishes is watched where the link is subscribed to it:
 //!   a copy on the broker that is cleared, replaced or forged is published again
-//!   ([`super::keeper`]).
+//!   ([`super::keeper`]). So are the copies of other devices it was asked to
+//!   [keep](Link::keep).
 //! - Reconnects forever with capped exponential backoff and jitter.
 //! - [`Link::publish`] never blocks and never awaits the network.
 
@@ -408,13 +409,15 @@ impl Link {
             .is_some_and(|m| m == payload)
     }
 
-    /// Stop keeping `topic` on the broker: another device's copy is the one that counts now
-    /// (a newer resume point, a roster that holds this device's). It is still republished
-    /// after a reconnect if this device publishes it again.
-    pub fn release(&self, topic: &str) {
+    /// Keep another device's copy of a shared retained topic, which just arrived from the
+    /// broker, instead of this device's own: a newer resume point, a roster that holds this
+    /// device's. It is signed by its author, so it can be published again as it is: after a
+    /// reconnect, and when the broker loses it (the author may be gone by then).
+    pub fn keep(&self, topic: &str, payload: &[u8]) {
         let mut st = self.shared.lock();
-        st.keeper.release(topic);
-        st.retained.remove(topic);
+        st.retained.insert(topic.to_owned(), payload.to_vec());
+        st.dirty.remove(topic);
+        st.keeper.adopt(topic);
     }
 
     /// Whether the link is connected now.
