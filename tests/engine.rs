@@ -405,3 +405,82 @@ fn tags_arriving_later_update_the_session_once() {
     assert_eq!(s[0].media.as_ref().unwrap().id, "file:clip.ogg");
     assert!(e.handle(T0, Observation::MediaUpdated(update)).is_empty());
 }
+
+/// A TV that has seen the phone (`engine()`) play `clip(7200)` from 100 s at T0.
+fn tv_watching_the_phone() -> Engine {
+    let mut phone = engine();
+    let mut tv = Engine::new(EngineConfig::new(
+        "acct",
+        Device {
+            id: "tv".into(),
+            name: "TV".into(),
+            class: DeviceClass::Tv,
+        },
+    ));
+    let mut out = phone.announce(T0);
+    out.extend(phone.handle(T0, Observation::MediaStarted(clip(7200))));
+    out.extend(phone.handle(
+        T0,
+        Observation::Playback {
+            position_ns: 100 * SECOND_NS,
+            state: PlayState::Playing,
+            rate: 1.0,
+        },
+    ));
+    for a in out {
+        if let Action::Publish { topic, payload, .. } = a {
+            let msg = wire::decode(&topic, &payload).unwrap();
+            tv.handle(T0, Observation::Incoming(msg));
+        }
+    }
+    tv
+}
+
+fn phone_availability(status: wire::Status) -> Observation {
+    let topic = Topic::availability("acct", "phone").to_string();
+    let payload = wire::encode(&wire::Availability {
+        v: wire::VERSION,
+        device: "phone".into(),
+        status,
+    });
+    Observation::Incoming(wire::decode(&topic, &payload).unwrap())
+}
+
+#[test]
+fn a_witness_records_where_a_player_that_died_was_when_its_will_arrived() {
+    let mut tv = tv_watching_the_phone();
+    // The phone's will arrives 30 s in; nothing is recorded at once.
+    let died = T0 + 30 * SECOND_NS;
+    assert!(
+        publishes(
+            &tv.handle(died, phone_availability(wire::Status::Offline)),
+            "/resume"
+        )
+        .is_empty()
+    );
+    assert_eq!(tv.next_wakeup(), Some(died + 2 * SECOND_NS));
+    assert!(publishes(&tv.handle(died + SECOND_NS, Observation::Tick), "/resume").is_empty());
+    // It stayed away for 2 s: the TV records the phone at 130 s, as the phone's position.
+    let out = tv.handle(died + 2 * SECOND_NS, Observation::Tick);
+    let points = publishes(&out, "/resume");
+    assert_eq!(points.len(), 1, "{out:?}");
+    let point: ResumePoint = serde_json::from_slice(points[0]).unwrap();
+    assert_eq!(point.position_ns, 130 * SECOND_NS);
+    assert_eq!(point.device, "phone");
+    assert_eq!(point.stamp.device, "tv");
+    assert_eq!(
+        tv.resume_position("file:clip.ogg", died + 5 * SECOND_NS)
+            .map(|r| r.position_ns),
+        Some(130 * SECOND_NS)
+    );
+}
+
+#[test]
+fn a_forged_offline_that_the_player_repairs_at_once_is_no_death() {
+    let mut tv = tv_watching_the_phone();
+    let at = T0 + 30 * SECOND_NS;
+    tv.handle(at, phone_availability(wire::Status::Offline));
+    tv.handle(at + 400 * MS, phone_availability(wire::Status::Online));
+    assert_eq!(tv.next_wakeup(), None);
+    assert!(publishes(&tv.handle(at + 5 * SECOND_NS, Observation::Tick), "/resume").is_empty());
+}

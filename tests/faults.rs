@@ -599,3 +599,87 @@ async fn row_4_an_old_sealed_resume_point_replayed_after_its_author_left_is_repa
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_8_a_player_that_dies_stops_where_it_was_and_resumes_there() {
+    let mosq = common::Mosquitto::start();
+    let url = mosq.url();
+    let (_dir, accounts) = common::paired(&["phone", "tv", "tablet"]);
+    let phone_id = accounts[0].device.clone();
+    let (phone, _pe) = common::sealed_node(
+        url.clone(),
+        accounts[0].clone(),
+        "Phone",
+        DeviceClass::Phone,
+    );
+    let (tv, _te) = common::sealed_node(url.clone(), accounts[1].clone(), "TV", DeviceClass::Tv);
+    phone.observe(Observation::MediaStarted(film()));
+    phone.observe(Observation::Playback {
+        position_ns: 509 * SECOND_NS,
+        state: PlayState::Playing,
+        rate: 1.0,
+    });
+    let seen = tv
+        .wait_until(WAIT, |e| {
+            e.directory()
+                .sessions
+                .get(&phone_id)
+                .is_some_and(|s| s.anchor.is_some_and(|a| a.state == PlayState::Playing))
+        })
+        .await;
+    assert!(seen, "the TV sees the phone play");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The phone's player dies (no goodbye: the broker fires its last will).
+    let anchor = phone.with_engine(|e| *e.anchor().unwrap());
+    let died_at = continuity::hlc::now_unix_ns();
+    let was_at = anchor.position_at(died_at, None);
+    drop(phone);
+    // A witness records where it stopped once it stayed away for 2 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // `continuity sessions`: stopped where it was, and it stays there.
+    let mut shown = Vec::new();
+    for _ in 0..2 {
+        let mut view = Observer::connect(&url, "home", WAIT, Some(accounts[2].clone()))
+            .await
+            .unwrap();
+        view.settle(Duration::from_millis(300), Duration::from_secs(2))
+            .await;
+        let d = view.directory();
+        let s = d
+            .sessions
+            .get(&phone_id)
+            .expect("the phone's session")
+            .clone();
+        shown.push(d.position_of(&s, continuity::hlc::now_unix_ns()));
+        view.close().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    for (position, stopped) in &shown {
+        assert!(*stopped, "shown as stopped, not playing: {shown:?}");
+        let off = position.unwrap().abs_diff(was_at);
+        assert!(
+            off < SECOND_NS,
+            "shown {off} ns from where it died: {shown:?}"
+        );
+    }
+    assert_eq!(shown[0], shown[1], "the position does not go on growing");
+
+    // A tablet that starts the film resumes within a second of where the phone died.
+    let (tablet, _events) = common::sealed_node(
+        url.clone(),
+        accounts[2].clone(),
+        "Tablet",
+        DeviceClass::Tablet,
+    );
+    let from = tablet
+        .resume_lookup(ID, WAIT)
+        .await
+        .expect("a resume point");
+    let off = from.position_ns.abs_diff(was_at);
+    assert!(
+        off < SECOND_NS,
+        "the tablet resumes {off} ns away from where the phone died"
+    );
+    drop(tv);
+}

@@ -34,8 +34,10 @@ pub async fn run(
     Ok(())
 }
 
-fn state_name(s: &SessionState) -> &'static str {
+/// What a session is doing; `stopped`: its device went offline while it played.
+fn state_name(s: &SessionState, stopped: bool) -> &'static str {
     match (&s.media, &s.anchor) {
+        (Some(_), Some(_)) if stopped => "stopped",
         (Some(_), Some(a)) => a.state.as_str(),
         _ => "idle",
     }
@@ -43,14 +45,14 @@ fn state_name(s: &SessionState) -> &'static str {
 
 fn session_json(dir: &Directory, s: &SessionState, now: u64) -> serde_json::Value {
     let info = dir.devices.get(&s.device);
-    let position = s.position_at(now);
+    let (position, stopped) = dir.position_of(s, now);
     json!({
         "device": s.device,
         "device_name": info.map(|i| i.device.name.clone()),
         "device_class": info.map(|i| i.device.class),
         "online": dir.availability.get(&s.device) == Some(&Status::Online),
         "session": s.session,
-        "state": state_name(s),
+        "state": state_name(s, stopped),
         "title": s.media.as_ref().map(|m| m.display_title().to_owned()),
         "media": s.media,
         "position_ns": position,
@@ -114,15 +116,16 @@ fn sessions_table(dir: &Directory, account: &str, now: u64, bars: bool) -> Strin
             .map(|m| m.display_title().to_owned())
             .unwrap_or_else(|| "-".into());
         let duration = s.media.as_ref().and_then(|m| m.duration_ns);
-        let position = s.position_at(now);
+        let (position, stopped) = dir.position_of(s, now);
         let pos = match (position, duration) {
             (Some(p), Some(d)) => format!("{} / {}", clock(p), clock(d)),
             (Some(p), None) => clock(p),
             _ => "-".into(),
         };
-        let mut state = state_name(s).to_owned();
+        let mut state = state_name(s, stopped).to_owned();
         if let Some(a) = s.anchor
             && a.state == PlayState::Playing
+            && !stopped
             && a.rate != 1.0
         {
             state.push_str(&format!(" x{}", a.rate));

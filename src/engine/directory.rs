@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::hlc::{LwwMap, Stamp, Stamped};
+use crate::model::PlayState;
 use crate::wire::{self, Body, DeviceInfo, Incoming, ResumePoint, SessionState, Status, TopicKind};
 
 /// Why a device name or id means no single device.
@@ -99,5 +100,28 @@ impl Directory {
     /// The newest resume point for a media id.
     pub fn resume_point(&self, media_id: &str) -> Option<&ResumePoint> {
         self.resume.get(&self.media_keys.key(media_id))
+    }
+
+    /// Where session `s` is at `now`, as a person should see it, and whether it is stopped
+    /// because its device went offline while playing. Such a session does not go on: it
+    /// stopped where a witness saw its device go (the witness's resume point for its media,
+    /// newer than its anchor), else where its anchor was when this view saw the device go,
+    /// else at its last anchor.
+    pub fn position_of(&self, s: &SessionState, now: u64) -> (Option<u64>, bool) {
+        let playing = s.anchor.is_some_and(|a| a.state == PlayState::Playing);
+        if !playing || self.availability.get(&s.device) != Some(&Status::Offline) {
+            return (s.position_at(now), false);
+        }
+        let witnessed = s.media.as_ref().and_then(|m| {
+            self.resume_point(&m.id).filter(|r| {
+                r.device == s.device && s.anchor.is_some_and(|a| r.stamp.wall_ns >= a.at_unix_ns)
+            })
+        });
+        let position = match (witnessed, self.went_offline.get(&s.device)) {
+            (Some(r), _) => Some(r.position_ns),
+            (None, Some(at)) => s.position_at(*at),
+            (None, None) => s.anchor.map(|a| a.position_ns),
+        };
+        (position, true)
     }
 }

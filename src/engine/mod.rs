@@ -228,6 +228,9 @@ pub struct Engine {
     /// Resume topics (media keys) the broker has sent since the link last connected, with
     /// the stamp of what it holds: what [`Engine::synced`] need not repair.
     broker_resume: BTreeMap<String, Stamp>,
+    /// Devices seen going offline while they played, by when: a witness resume point is
+    /// due for each after [`resume::WITNESS_GRACE_NS`] unless it comes back first.
+    witnesses: BTreeMap<String, u64>,
     directory: Directory,
 }
 
@@ -255,6 +258,7 @@ impl Engine {
             last_publish_ns: None,
             last_resume_publish_ns: None,
             broker_resume: BTreeMap::new(),
+            witnesses: BTreeMap::new(),
             directory,
         }
     }
@@ -325,10 +329,14 @@ impl Engine {
             }
             _ => None,
         };
-        [heartbeat, self.handoffs.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            heartbeat,
+            self.handoffs.next_deadline(),
+            self.next_witness(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The lease of this device's session: who holds it, at which epoch.
@@ -458,6 +466,7 @@ impl Engine {
             Observation::Incoming(msg) => self.incoming(now_unix_ns, msg, &mut out),
             Observation::Tick => {
                 self.handoff_tick(now_unix_ns, &mut out);
+                self.witness_tick(now_unix_ns, &mut out);
                 let heartbeat = match (self.anchor, self.last_publish_ns) {
                     (Some(a), Some(last)) if a.state == PlayState::Playing => {
                         now_unix_ns >= last + self.cfg.heartbeat_ns
@@ -512,9 +521,11 @@ impl Engine {
                         self.directory
                             .went_offline
                             .insert(a.device.clone(), now_unix_ns);
+                        self.witness_later(now_unix_ns, &a.device);
                     }
                     Status::Online => {
                         self.directory.went_offline.remove(&a.device);
+                        self.witnesses.remove(&a.device);
                     }
                     Status::Offline => {}
                 }

@@ -3,9 +3,13 @@
 //! moving them when the account key rotates, and republishing the ones the broker lost.
 
 use super::{Action, Engine, ResumeFrom, publish};
+
+/// How long a device that went offline while it played must stay away before a witness
+/// records where it stopped.
+pub const WITNESS_GRACE_NS: u64 = 2_000_000_000;
 use crate::hlc::LwwMap;
 use crate::model::{PlayState, ResumeVerdict};
-use crate::wire::{self, ResumePoint, Status, Topic};
+use crate::wire::{self, ResumePoint, SessionState, Status, Topic};
 
 impl Engine {
     /// The link (re)connected: the broker may have lost every retained message (a restart
@@ -186,5 +190,80 @@ impl Engine {
         }
         self.directory.resume.offer(key, point.clone());
         out.push(Action::StoreResume(Box::new(point)));
+    }
+
+    /// `device` was seen going offline at `now_unix_ns` (its last will, or its goodbye): if it
+    /// played, a witness resume point is due (see [`Engine::witness_tick`]).
+    pub(super) fn witness_later(&mut self, now_unix_ns: u64, device: &str) {
+        if device != self.cfg.device.id && self.playing_session(device).is_some() {
+            self.witnesses.insert(device.to_owned(), now_unix_ns);
+        }
+    }
+
+    pub(super) fn next_witness(&self) -> Option<u64> {
+        self.witnesses
+            .values()
+            .map(|at| at + WITNESS_GRACE_NS)
+            .min()
+    }
+
+    /// Record, as a witness, a resume point for the media of each device that went offline
+    /// while it played and has not come back within [`WITNESS_GRACE_NS`], where its anchor
+    /// was when it went. A device that starts that media later resumes there, not from the
+    /// last refresh (every ten minutes) of a player that died. `device` stays the player's;
+    /// the stamp, and the seal, are this device's. The grace leaves out a forged `offline`,
+    /// which the device itself repairs within half a second.
+    pub(super) fn witness_tick(&mut self, now_unix_ns: u64, out: &mut Vec<Action>) {
+        let due: Vec<(String, u64)> = self
+            .witnesses
+            .iter()
+            .filter(|(_, at)| **at + WITNESS_GRACE_NS <= now_unix_ns)
+            .map(|(d, at)| (d.clone(), *at))
+            .collect();
+        for (device, at) in due {
+            self.witnesses.remove(&device);
+            if let Some(point) = self.witnessed_point(&device, at, now_unix_ns) {
+                let key = self.directory.media_keys.key(&point.media.id);
+                out.push(publish(
+                    &Topic::resume_key(&self.cfg.account, key.clone()),
+                    &point,
+                ));
+                self.directory.resume.offer(key, point.clone());
+                out.push(Action::StoreResume(Box::new(point)));
+            }
+        }
+    }
+
+    /// The session of `device`, if it plays it (its anchor says playing, its lease is its).
+    fn playing_session(&self, device: &str) -> Option<&SessionState> {
+        self.directory.sessions.get(&device.to_owned()).filter(|s| {
+            s.media.is_some()
+                && s.lease.device == s.device
+                && s.anchor.is_some_and(|a| a.state == PlayState::Playing)
+        })
+    }
+
+    /// Where `device`'s session was at `at`, as a resume point stamped `now` by this device.
+    fn witnessed_point(&mut self, device: &str, at: u64, now_unix_ns: u64) -> Option<ResumePoint> {
+        let s = self.playing_session(device)?;
+        let media = s.media.clone()?;
+        let position_ns = s.anchor?.position_at(at, media.duration_ns);
+        let finished = match self
+            .cfg
+            .rules
+            .verdict(position_ns, media.duration_ns, false)
+        {
+            ResumeVerdict::NotStarted => return None,
+            ResumeVerdict::Finished => true,
+            ResumeVerdict::Resume(_) => false,
+        };
+        Some(ResumePoint {
+            v: wire::VERSION,
+            position_ns: if finished { 0 } else { position_ns },
+            finished,
+            device: device.to_owned(),
+            stamp: self.clock.stamp(now_unix_ns),
+            media,
+        })
     }
 }
