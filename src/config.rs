@@ -34,6 +34,56 @@ pub enum ConfigError {
     KeyCorrupt { path: PathBuf },
     #[error("{path}: {reason}")]
     Roster { path: PathBuf, reason: String },
+    #[error(
+        "config dir {dir} is in use by another player ({holder}): two players on one config \
+         dir would be one device hiding the other; give each its own config dir"
+    )]
+    InUse { dir: PathBuf, holder: String },
+}
+
+/// A config dir taken by a running player (`player.lock`, locked while this lives): one
+/// device id, one store and one key are one device, so a second player on the same dir is
+/// refused rather than left to hide the first.
+#[derive(Debug)]
+pub struct PlayerLock {
+    _file: std::fs::File,
+}
+
+/// Take `dir` for this player, or say who holds it.
+pub fn lock_player(dir: &Path) -> Result<PlayerLock, ConfigError> {
+    let io = |source| ConfigError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let path = dir.join("player.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {
+            // Who holds it, for the message the next one gets.
+            file.set_len(0).map_err(io)?;
+            writeln!(file, "pid {}", std::process::id()).map_err(io)?;
+            Ok(PlayerLock { _file: file })
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path)
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "a process of this machine".into());
+            Err(ConfigError::InUse {
+                dir: dir.to_owned(),
+                holder,
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
 }
 
 /// The default config dir.

@@ -351,3 +351,44 @@ fn a_config_dir_that_cannot_be_created_fails_the_player_with_a_nonzero_exit() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("device id"), "{stderr}");
 }
+
+/// Reliability row 11: a second player on a config dir that a running player holds is
+/// refused with a clear error (they would be one device, one hiding the other).
+#[test]
+fn a_second_player_on_the_same_config_dir_is_refused() {
+    let setup = Setup::new();
+    let first = setup.playing("Phone", "phone");
+    let out = Command::new(BIN)
+        .args(["--broker", &setup.url, "--account", "play", "--config-dir"])
+        .arg(setup.dir.path().join("Phone"))
+        .args(["play", "--no-advertise"])
+        .arg(&setup.clip)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("in use by another player"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", first.child.id())),
+        "{stderr}"
+    );
+}
+
+/// Reliability row 10: `--device-id` that is not the sealed config dir's paired identity is
+/// an error, not a player that nobody hears.
+#[test]
+fn a_device_id_that_is_not_the_paired_identity_is_refused() {
+    let setup = Setup::new();
+    let out = Command::new(BIN)
+        .args(["--broker", &setup.url, "--account", "play", "--config-dir"])
+        .arg(setup.dir.path().join("Phone"))
+        .args(["play", "--no-advertise", "--device-id", "stranger"])
+        .arg(&setup.clip)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("device-id='stranger'"), "{stderr}");
+}

@@ -180,6 +180,8 @@ pub struct NetworkConfig {
     pub resume_timeout: Duration,
     /// The broker as the user wrote it, for messages.
     pub broker_text: String,
+    /// The config dir, taken for this player while it runs.
+    pub player_lock: Option<Arc<continuity::config::PlayerLock>>,
 }
 
 /// The running network side: the node, the pump task and the way to it.
@@ -188,6 +190,8 @@ pub struct Network {
     shared: Arc<Shared>,
     /// The mDNS advertisement, withdrawn with the session.
     _advertisement: Option<continuity::net::discovery::Advertisement>,
+    /// Released with the network side.
+    _lock: Option<Arc<continuity::config::PlayerLock>>,
     tx: mpsc::Sender<ToPump>,
     pump: tokio::task::JoinHandle<()>,
 }
@@ -210,6 +214,7 @@ impl Network {
         } else {
             None
         };
+        let lock = cfg.player_lock.clone();
         let (node, events) = Node::start(cfg.node)?;
         let node = Arc::new(node);
         let (tx, rx) = mpsc::channel(1024);
@@ -225,6 +230,7 @@ impl Network {
             node,
             shared,
             _advertisement: advertisement,
+            _lock: lock,
             tx,
             pump: task,
         })

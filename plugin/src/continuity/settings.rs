@@ -86,6 +86,17 @@ pub enum SettingsError {
          directory)"
     )]
     DeviceId(String),
+    #[error(
+        "Property device-id='{given}' is not this config dir's identity ('{paired}', in \
+         {dir}/device-id): sealed messages are signed as the device the dir was paired as, \
+         and the other devices would not know '{given}'. Unset device-id, or give that \
+         device its own config-dir and pair it"
+    )]
+    NotThisIdentity {
+        given: String,
+        paired: String,
+        dir: String,
+    },
     #[error("{0}")]
     Account(String),
 }
@@ -370,6 +381,22 @@ impl Settings {
                 None
             }
             (Encryption::Sealed, None) => return Err(SettingsError::NoKeyDir),
+            (Encryption::Sealed, Some(dir)) if self.device_id.is_some() => {
+                // Sealed messages are signed as the device this dir was paired as.
+                let paired = continuity::config::device_id(dir)
+                    .map_err(|e| SettingsError::DeviceId(e.to_string()))?;
+                if paired != device_id {
+                    return Err(SettingsError::NotThisIdentity {
+                        given: device_id,
+                        paired,
+                        dir: dir.display().to_string(),
+                    });
+                }
+                Some(
+                    Account::open(dir, &self.account, &device_id, &device_name)
+                        .map_err(|e| SettingsError::Account(e.to_string()))?,
+                )
+            }
             (Encryption::Sealed, Some(dir)) => Some(
                 Account::open(dir, &self.account, &device_id, &device_name)
                     .map_err(|e| SettingsError::Account(e.to_string()))?,
@@ -402,6 +429,7 @@ impl Settings {
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_else(|| self.broker.clone()),
+            player_lock: None,
         };
         Ok(Start {
             device_id,
@@ -438,6 +466,28 @@ mod tests {
         assert_eq!(start.config.node.store_dir.as_deref(), Some(dir.path()));
         // The same id the next time.
         assert_eq!(s.start().unwrap().device_id, start.device_id);
+    }
+
+    /// Reliability row 10: in sealed mode a device is who its config dir was paired as.
+    #[test]
+    fn a_device_id_that_is_not_the_config_dirs_identity_is_refused_when_sealed() {
+        let (dir, mut s) = in_dir();
+        let own = s.start().unwrap().device_id;
+        s.device_id = Some(own.clone());
+        assert_eq!(s.start().unwrap().device_id, own, "repeating it is fine");
+        s.device_id = Some("living-room".into());
+        let e = s.start().err().unwrap().to_string();
+        assert!(e.contains("device-id='living-room'"), "{e}");
+        assert!(
+            e.contains(&own) && e.contains(&dir.path().display().to_string()),
+            "{e}"
+        );
+        s.encryption = Encryption::Off;
+        assert_eq!(
+            s.start().unwrap().device_id,
+            "living-room",
+            "plain mode: any id"
+        );
     }
 
     #[test]
