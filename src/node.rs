@@ -417,10 +417,14 @@ impl Node {
         let (link, link_events) = match &cfg.broker {
             Some(broker) => {
                 let mut link_cfg = LinkConfig::new(broker.clone(), client_id(device));
-                link_cfg.will = Some((
-                    Topic::availability(account, device).to_string(),
-                    wire::encode(&engine.availability(Status::Offline)),
-                ));
+                // A node that does not announce itself (the command line's helpers) leaves
+                // nothing behind: no `offline` for a device nobody saw online.
+                if cfg.engine.announce {
+                    link_cfg.will = Some((
+                        Topic::availability(account, device).to_string(),
+                        wire::encode(&engine.availability(Status::Offline)),
+                    ));
+                }
                 link_cfg.subscriptions = vec![
                     wire::filters::availability(account),
                     wire::filters::device_info(account),

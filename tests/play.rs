@@ -163,7 +163,7 @@ const DEVICES: [&str; 3] = ["Phone", "TV", "Remote"];
 
 /// A broker, a clip, and the config dirs of the paired devices.
 struct Setup {
-    _broker: Mosquitto,
+    _broker: common::AnyBroker,
     url: String,
     dir: tempfile::TempDir,
     clip: PathBuf,
@@ -171,7 +171,10 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
-        let broker = Mosquitto::start();
+        Setup::on(common::AnyBroker::Mosquitto(Mosquitto::start()))
+    }
+
+    fn on(broker: common::AnyBroker) -> Setup {
         let url = broker.url().to_string();
         let dir = tempfile::tempdir().unwrap();
         let clip = make_clip(dir.path());
@@ -391,4 +394,34 @@ fn a_device_id_that_is_not_the_paired_identity_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("device-id='stranger'"), "{stderr}");
+}
+
+/// Reliability rows 13 and 17: transfers succeed on the embedded broker too, whatever order it
+/// delivers the retained messages and the sync echo in, and the command line's helper
+/// devices leave nothing behind in `devices`.
+#[test]
+fn transfers_back_and_forth_on_the_embedded_broker_all_succeed_and_leave_no_helpers() {
+    let setup = Setup::on(common::AnyBroker::Embedded(common::embedded()));
+    let _tv = setup.idle("TV", "tv");
+    let _phone = setup.playing("Phone", "phone");
+    for (i, to) in ["TV", "Phone", "TV", "Phone", "TV", "Phone"]
+        .iter()
+        .enumerate()
+    {
+        let (code, doc) = transfer(&setup, to);
+        assert_eq!(code, Some(0), "transfer {i} to {to}: {doc}");
+        assert_eq!(doc["ok"], true, "transfer {i} to {to}: {doc}");
+    }
+    let out = setup.cli().args(["devices", "--json"]).output().unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<String> = doc["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        ids.iter().all(|id| !id.contains(".cli-")),
+        "helpers left behind: {ids:?}"
+    );
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use continuity::engine::EngineConfig;
+use continuity::engine::{Directory, EngineConfig};
 use continuity::model::{Device, DeviceClass, PlayState};
 use continuity::net::link::BrokerUrl;
 use continuity::node::{Node, NodeConfig, NodeEvent, SyncState, handoff_result};
@@ -19,52 +19,62 @@ pub enum TransferError {
     Usage(String),
 }
 
+/// How long retained messages may still come after the sync echo.
+const LATE_RETAINED: Duration = Duration::from_secs(2);
+
 fn ms(ns: i64) -> f64 {
     ns as f64 / 1e6
 }
 
-/// Resolve a device given by id or name (the engine's one rule).
-fn resolve(node: &Node, who: &str) -> Result<String, TransferError> {
-    node.with_engine(|e| e.directory().resolve_device(who))
-        .map_err(|e| TransferError::Usage(e.to_string()))
+/// The session to move when `--from` is not given: the one that plays (else the one
+/// session of the account).
+fn default_source(dir: &Directory, target: &str) -> Result<String, TransferError> {
+    let active: Vec<_> = dir
+        .sessions
+        .values()
+        .filter(|s| s.device != target && s.lease.device == s.device && s.media.is_some())
+        .filter(|s| dir.availability.get(&s.device) == Some(&Status::Online))
+        .collect();
+    let playing: Vec<_> = active
+        .iter()
+        .filter(|s| s.anchor.is_some_and(|a| a.state == PlayState::Playing))
+        .collect();
+    if playing.len() == 1 {
+        return Ok(playing[0].device.clone());
+    }
+    if playing.is_empty() && active.len() == 1 {
+        return Ok(active[0].device.clone());
+    }
+    Err(if active.is_empty() {
+        TransferError::Usage("no device of this account plays anything to transfer".into())
+    } else {
+        TransferError::Usage(format!(
+            "several sessions could move: say which with --from ({})",
+            active
+                .iter()
+                .map(|s| s.device.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
 }
 
-/// The active session to move when `--from` is not given: the one that plays.
-fn default_source(node: &Node, target: &str) -> Result<String, TransferError> {
-    node.with_engine(|e| {
-        let dir = e.directory();
-        let active: Vec<_> = dir
-            .sessions
-            .values()
-            .filter(|s| s.device != target && s.lease.device == s.device && s.media.is_some())
-            .filter(|s| dir.availability.get(&s.device) == Some(&Status::Online))
-            .collect();
-        let playing: Vec<_> = active
-            .iter()
-            .filter(|s| s.anchor.is_some_and(|a| a.state == PlayState::Playing))
-            .collect();
-        let pick = if playing.len() == 1 {
-            Some(playing[0].device.clone())
-        } else if playing.is_empty() && active.len() == 1 {
-            Some(active[0].device.clone())
-        } else {
-            None
-        };
-        pick.ok_or_else(|| {
-            if active.is_empty() {
-                TransferError::Usage("no device of this account plays anything to transfer".into())
-            } else {
-                TransferError::Usage(format!(
-                    "several sessions could move: say which with --from ({})",
-                    active
-                        .iter()
-                        .map(|s| s.device.clone())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            }
-        })
-    })
+/// The target and the source of the transfer, by the engine's one rule for names; the
+/// target must be online (else the handoff fails at once with `target-offline`).
+fn pick(dir: &Directory, to: &str, from: Option<&str>) -> Result<(String, String), TransferError> {
+    let usage = |e: continuity::engine::ResolveError| TransferError::Usage(e.to_string());
+    let target = dir.resolve_device(to).map_err(usage)?;
+    let source = match from {
+        Some(f) => dir.resolve_device(f).map_err(usage)?,
+        None => default_source(dir, &target)?,
+    };
+    Ok((target, source))
+}
+
+/// Whether `pick` would do, with the target online.
+fn ready(dir: &Directory, to: &str, from: Option<&str>) -> bool {
+    pick(dir, to, from)
+        .is_ok_and(|(target, _)| dir.availability.get(&target) == Some(&Status::Online))
 }
 
 /// Run a transfer; returns the result (success or failure with a reason).
@@ -114,11 +124,13 @@ pub async fn run(
             )));
         }
     }
-    let target = resolve(&node, to)?;
-    let source = match from {
-        Some(f) => resolve(&node, f)?,
-        None => default_source(&node, &target)?,
-    };
+    // The sync echo comes after the retained messages on mosquitto, but the embedded broker
+    // (rumqttd) does not promise that order: what is not there yet may come in a moment.
+    if !node.with_engine(|e| ready(e.directory(), to, from)) {
+        node.wait_until(LATE_RETAINED, |e| ready(e.directory(), to, from))
+            .await;
+    }
+    let (target, source) = node.with_engine(|e| pick(e.directory(), to, from))?;
     let id = node.request_handoff(&target, &source);
     let result = handoff_result(&mut events, &id, Duration::from_secs(10)).await;
     let names = node.with_engine(|e| {
