@@ -227,6 +227,7 @@ fn tv_loads(net: &mut Net, preroll_ms: u64) -> (String, u64) {
 #[test]
 fn push_handoff_switches_at_one_instant_and_reports_the_result() {
     let mut net = setup();
+    let phone_session = net.engines["phone"].config().session.clone();
     let id = net.request("cli", "tv", "phone");
     // The TV loads the film's main rendition with the phone's tracks.
     let load = net.players["tv"]
@@ -309,7 +310,7 @@ fn push_handoff_switches_at_one_instant_and_reports_the_result() {
         .get(&"tv".to_owned())
         .cloned();
     let tv_state = tv_state.expect("the TV published its session");
-    assert_eq!(tv_state.session, "phone-session", "the session id travels");
+    assert_eq!(tv_state.session, phone_session, "the session id travels");
     assert_eq!(tv_state.audio.unwrap().language.as_deref(), Some("fr"));
 }
 
@@ -481,15 +482,18 @@ fn a_source_offline_during_the_handoff_stops_when_it_comes_back() {
             .iter()
             .any(|p| matches!(p, PlayerAction::PauseAt { .. }))
     );
-    // Simulate the other order: a phone that missed it all, still playing at epoch 0.
-    let mut lagging = Engine::new(EngineConfig::new(
+    // Simulate the other order: the same phone player (its session), cut off before it all,
+    // still playing at epoch 0.
+    let mut cfg = EngineConfig::new(
         "home",
         Device {
             id: "phone".into(),
             name: "phone".into(),
             class: DeviceClass::Phone,
         },
-    ));
+    );
+    cfg.session = net.engines["phone"].config().session.clone();
+    let mut lagging = Engine::new(cfg);
     lagging.handle(T0, Observation::MediaStarted(film()));
     lagging.handle(
         T0,
@@ -555,11 +559,12 @@ fn a_phone_target_loads_the_phone_rendition() {
 fn pull_takeover_pauses_the_previous_device() {
     let mut net = setup();
     let now = net.local("tv");
+    let phone_session = net.engines["phone"].config().session.clone();
     let actions = net
         .engines
         .get_mut("tv")
         .unwrap()
-        .take_over(now, "phone", "phone-session", 0);
+        .take_over(now, "phone", &phone_session, 0);
     net.run("tv", actions);
     assert!(net.take_players("phone").contains(&PlayerAction::Pause));
     assert_eq!(net.engines["phone"].lease().device, "tv");
@@ -575,7 +580,8 @@ fn a_device_starting_the_same_media_resumes_from_the_live_session() {
         .resume_position("file:film.ogg", now)
         .expect("the phone's live session");
     assert_eq!(from.device, "phone");
-    assert_eq!(from.live, Some(("phone-session".to_owned(), 0)));
+    let phone_session = net.engines["phone"].config().session.clone();
+    assert_eq!(from.live, Some((phone_session, 0)));
     // Extrapolated to the TV's now: 100 s + 3 s of play, and the TV's clock is 37 ms ahead.
     let expected = 100 * SECOND_NS + (net.now - T0) + 37 * MS;
     assert!(from.position_ns.abs_diff(expected) < MS, "{from:?}");
@@ -600,12 +606,15 @@ fn automatic_mode_continues_from_where_a_vanished_device_was() {
     net.advance(60_000);
     let now = net.local("tv");
 
-    // Off by default: the phone is offline, so no live session to continue from.
-    assert!(
-        net.engines["tv"]
-            .resume_position("file:film.ogg", now)
-            .is_none()
-    );
+    // By default there is no live session to continue from (the phone is offline), but the
+    // TV saw the will and recorded, as a witness, where the phone was then: not where it
+    // would be now. (Before witness points, this was "nothing to resume".)
+    let from = net.engines["tv"]
+        .resume_position("file:film.ogg", now)
+        .expect("the witness point");
+    let died_at = 100 * SECOND_NS + (gone_at_true - T0);
+    assert!(from.position_ns.abs_diff(died_at) < 40 * MS, "{from:?}");
+    assert_eq!(from.live, None);
 
     // On: where the phone was when it vanished (100 s + 5 s of play), not where it would be
     // now, and no takeover (there is nobody to take it from).
@@ -691,4 +700,63 @@ fn a_target_that_has_the_media_already_is_told_so_and_only_prerolls() {
         .iter()
         .position(|p| matches!(p, PlayerAction::Preroll { .. }));
     assert!(load.is_some() && preroll > load, "{players:?}");
+}
+
+/// Reliability row 15: a phone restarted after its session moved to the TV plays its own
+/// session again; the TV's retained state (a higher epoch of the old session) neither pauses
+/// it nor takes its new playback away.
+#[test]
+fn a_restarted_source_holds_its_own_session_again() {
+    let mut net = setup();
+    let id = net.request("cli", "tv", "phone");
+    tv_loads(&mut net, 40);
+    net.advance(1_000);
+    let tv_lease = net.engines["tv"].lease().clone();
+    assert_eq!(tv_lease.device, "tv", "handoff {id} moved the session");
+
+    // The phone's player restarts (a new engine: the TV's state is retained on the broker).
+    net.notices.remove("phone");
+    net.add("phone", DeviceClass::Phone, 0, true);
+    net.take_players("phone");
+    net.observe("phone", Observation::MediaStarted(film()));
+    net.observe(
+        "phone",
+        Observation::Playback {
+            position_ns: 10 * SECOND_NS,
+            state: PlayState::Playing,
+            rate: 1.0,
+        },
+    );
+    let phone = &net.engines["phone"];
+    assert_eq!(phone.lease().device, "phone", "it holds its session");
+    assert!(
+        !net.take_players("phone").contains(&PlayerAction::Pause),
+        "nothing pauses it"
+    );
+    assert!(
+        net.notices.get("phone").is_none_or(|n| n.is_empty()),
+        "no 'the session moved': {:?}",
+        net.notices.get("phone")
+    );
+}
+
+/// A source whose session moved away and that starts media of its own starts a session of
+/// its own, which a later transfer can move.
+#[test]
+fn a_source_that_lost_its_session_and_starts_new_media_holds_a_new_one() {
+    let mut net = setup();
+    net.request("cli", "tv", "phone");
+    tv_loads(&mut net, 40);
+    net.advance(1_000);
+    assert_eq!(net.engines["phone"].lease().device, "tv");
+    net.observe("phone", Observation::MediaStarted(film()));
+    assert_eq!(net.engines["phone"].lease().device, "phone");
+    let sessions = &net.engines["cli"].directory().sessions;
+    let (phone, tv) = (
+        sessions.get(&"phone".to_owned()).unwrap(),
+        sessions.get(&"tv".to_owned()).unwrap(),
+    );
+    assert_eq!(phone.lease.device, "phone", "transferable again");
+    assert_ne!(phone.session, tv.session, "a session of its own");
+    assert_eq!(tv.lease.device, "tv", "the TV keeps the one that moved");
 }

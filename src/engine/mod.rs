@@ -68,7 +68,9 @@ impl EngineConfig {
     pub fn new(account: &str, device: Device) -> EngineConfig {
         EngineConfig {
             account: account.to_owned(),
-            session: format!("{}-session", device.id),
+            // One per start: a session that moved to another device before a restart is
+            // that device's now, and must not be confused with what this one plays next.
+            session: format!("{}-{:08x}", device.id, fastrand::u32(..)),
             device,
             rules: ResumeRules::default(),
             drift_threshold_ns: 100_000_000,
@@ -349,6 +351,15 @@ impl Engine {
         let mut out = Vec::new();
         match obs {
             Observation::MediaStarted(media) => {
+                if self.lease.device != self.cfg.device.id && self.handoffs.target.is_none() {
+                    // Its session moved to another device, and this one starts media of its
+                    // own: that is a new session, held here, which a transfer can move.
+                    self.session = format!("{}-{:08x}", self.cfg.device.id, fastrand::u32(..));
+                    self.lease = Lease {
+                        device: self.cfg.device.id.clone(),
+                        epoch: 0,
+                    };
+                }
                 self.media = Some(media);
                 self.anchor = Some(Anchor {
                     position_ns: 0,
