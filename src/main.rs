@@ -260,6 +260,7 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
                 broker: cli.broker.clone(),
                 account: cli.account.clone(),
                 config_dir: cli.config_dir.clone(),
+                verbose: cli.verbose,
             };
             tokio::task::spawn_blocking(move || cli::play::run(args))
                 .await

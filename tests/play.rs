@@ -425,3 +425,63 @@ fn transfers_back_and_forth_on_the_embedded_broker_all_succeed_and_leave_no_help
         "helpers left behind: {ids:?}"
     );
 }
+
+/// Reliability row 16: refusals show in `continuity play -v`, the first of each kind on a
+/// topic as a warning, the rest not (a flood does not flood the log).
+#[test]
+fn refusals_show_in_play_verbose_once_per_kind_and_topic() {
+    let setup = Setup::new();
+    let dir = setup.dir.path().join("Phone");
+    let mut child = Command::new(BIN)
+        .args(["-v", "--broker", &setup.url, "--account", "play", "--config-dir"])
+        .arg(&dir)
+        .args(["play", "--no-advertise"])
+        .arg(&setup.clip)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let connected = (0..200).any(|_| {
+        let line = lines.recv_timeout(Duration::from_millis(100));
+        if let Ok(l) = line {
+            let up = l.contains("connected");
+            seen.push(l);
+            up
+        } else {
+            false
+        }
+    });
+    assert!(connected, "{seen:#?}");
+    let device = std::fs::read_to_string(dir.join("device-id")).unwrap();
+    let inbox = format!("continuity/v1/play/devices/{}/inbox", device.trim());
+    let spy = Spy::start(&setup.url);
+    for garbage in [&b"{not json"[..], b"[1, 2]", b"{also not json"] {
+        spy.link
+            .as_ref()
+            .unwrap()
+            .publish(&inbox, garbage.to_vec(), false, true);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = child.kill();
+    let _ = child.wait();
+    seen.extend(lines.try_iter());
+    let refused: Vec<_> = seen
+        .iter()
+        .filter(|l| l.contains("refused a message on") && l.contains(&inbox))
+        .collect();
+    assert!(
+        refused.iter().all(|l| l.contains("WARN")),
+        "warnings: {refused:#?}"
+    );
+    // Two kinds (not JSON twice, then not an object): two lines, not three.
+    assert_eq!(refused.len(), 2, "{refused:#?}\nall: {seen:#?}");
+}

@@ -54,6 +54,8 @@ pub struct PlayArgs {
     pub config_dir: Option<PathBuf>,
     /// Sealed messages (the default); `false` is `--insecure-plaintext`.
     pub encryption: bool,
+    /// `-v` (1: info) or `-vv` (2: debug): what the element logs goes to stderr.
+    pub verbose: u8,
 }
 
 /// Make the `continuity` element findable: the registry, else the plugin beside this
@@ -203,8 +205,41 @@ impl Player {
     }
 }
 
+/// With `-v`/`-vv` (and no GST_DEBUG of the user's own), print the element's debug category
+/// on stderr like the rest of the command's log: the player's refusals, reconnects and
+/// repairs are logged there, by the plugin's own copy of the library.
+fn show_element_log(verbose: u8) {
+    if verbose == 0 || std::env::var_os("GST_DEBUG").is_some() {
+        return;
+    }
+    let threshold = if verbose == 1 {
+        gst::DebugLevel::Info
+    } else {
+        gst::DebugLevel::Debug
+    };
+    gst::log::remove_default_log_function();
+    gst::log::set_active(true);
+    gst::log::set_threshold_for_name("continuity", threshold);
+    gst::log::add_log_function(|category, level, _file, _function, _line, _object, message| {
+        if category.name() != "continuity" {
+            return;
+        }
+        let tag = match level {
+            gst::DebugLevel::Error => "ERROR",
+            gst::DebugLevel::Warning => " WARN",
+            gst::DebugLevel::Info => " INFO",
+            gst::DebugLevel::Debug => "DEBUG",
+            _ => "TRACE",
+        };
+        if let Some(text) = message.get() {
+            eprintln!("{tag} {text}");
+        }
+    });
+}
+
 pub fn run(args: PlayArgs) -> Result<(), String> {
     gst::init().map_err(|e| format!("GStreamer: {e}"))?;
+    show_element_log(args.verbose);
     find_element()?;
     let uri = args.options.media.as_deref().map(to_uri).transpose()?;
 

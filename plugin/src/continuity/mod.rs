@@ -8,6 +8,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod log;
 mod network;
 mod settings;
 mod stream;
@@ -108,6 +109,7 @@ impl From<ResumeMode> for continuity::engine::gate::ResumeMode {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    log::install();
     ResumeMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     DeviceClass::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(

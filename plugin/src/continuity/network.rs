@@ -375,16 +375,9 @@ impl Pump {
             }
             NodeEvent::Player(action) => self.player(&element, action),
             NodeEvent::Notice(notice) => self.notice(&element, notice),
-            NodeEvent::Rejected {
-                topic,
-                reason,
-                first: true,
-            } => {
-                gst::warning!(CAT, obj = element, "refused a message on {topic}: {reason}");
-            }
-            NodeEvent::Rejected { topic, reason, .. } => {
-                gst::debug!(CAT, obj = element, "refused a message on {topic}: {reason}");
-            }
+            // The node logged it (the first of its kind on its topic as a warning), and its
+            // log reaches this category.
+            NodeEvent::Rejected { .. } => {}
             NodeEvent::Revoked => {
                 gst::element_warning!(
                     element,
