@@ -257,8 +257,48 @@ impl Store {
     }
 }
 
-/// A write for the [`Writer`]'s thread.
-type Job = Box<dyn FnOnce(&Store) + Send>;
+type WriteFn = Box<dyn FnOnce(&Store) -> Result<(), StoreError> + Send>;
+
+/// What the [`Writer`]'s thread is asked: a write, or to say when the writes before are done.
+enum Job {
+    Write(WriteFn),
+    Sync(tokio::sync::oneshot::Sender<()>),
+}
+
+/// What the writer says about the writes it makes: one warning when the store stops taking
+/// them (a full disk, a read-only config dir), one line when it takes them again, and debug
+/// lines only in between, so that a heartbeat every 30 s does not fill the log.
+#[derive(Debug, Default)]
+pub struct Health {
+    failing: bool,
+}
+
+impl Health {
+    /// The line to log, if any, after a write that ended with `result`.
+    pub fn note(&mut self, result: &Result<(), StoreError>) -> Option<(tracing::Level, String)> {
+        match (result, self.failing) {
+            (Ok(()), false) => None,
+            (Ok(()), true) => {
+                self.failing = false;
+                Some((tracing::Level::INFO, "the local store takes writes again".into()))
+            }
+            (Err(e), false) => {
+                self.failing = true;
+                Some((
+                    tracing::Level::WARN,
+                    format!(
+                        "the local store cannot be written ({e}): positions are kept in \
+                         memory and on the broker only until it can"
+                    ),
+                ))
+            }
+            (Err(e), true) => Some((
+                tracing::Level::DEBUG,
+                format!("the local store still cannot be written: {e}"),
+            )),
+        }
+    }
+}
 
 /// The store on a thread of its own: writes are queued and never wait on the disk where they
 /// are asked for (the network runtime's workers, the application's threads). The
@@ -274,8 +314,21 @@ impl Writer {
         std::thread::Builder::new()
             .name("continuity-store".into())
             .spawn(move || {
+                let mut health = Health::default();
                 for job in rx {
-                    job(&store);
+                    let write = match job {
+                        Job::Write(write) => write,
+                        Job::Sync(done) => {
+                            let _ = done.send(());
+                            continue;
+                        }
+                    };
+                    match health.note(&write(&store)) {
+                        Some((tracing::Level::WARN, line)) => tracing::warn!("{line}"),
+                        Some((tracing::Level::INFO, line)) => tracing::info!("{line}"),
+                        Some((_, line)) => tracing::debug!("{line}"),
+                        None => {}
+                    }
                 }
             })?;
         Ok(Writer { tx })
@@ -283,12 +336,7 @@ impl Writer {
 
     /// Queue a write; a failure is logged (the store costs durability, never playback).
     pub fn write(&self, f: impl FnOnce(&Store) -> Result<(), StoreError> + Send + 'static) {
-        let job: Job = Box::new(move |store| {
-            if let Err(e) = f(store) {
-                tracing::warn!("{e}");
-            }
-        });
-        if self.tx.send(job).is_err() {
+        if self.tx.send(Job::Write(Box::new(f))).is_err() {
             tracing::warn!("the local store's writer has stopped: a write was lost");
         }
     }
@@ -296,10 +344,7 @@ impl Writer {
     /// Wait (at most `timeout`) until every write queued so far is done.
     pub async fn sync(&self, timeout: Duration) -> bool {
         let (done, wait) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |_| {
-            let _ = done.send(());
-        });
-        if self.tx.send(job).is_err() {
+        if self.tx.send(Job::Sync(done)).is_err() {
             return false;
         }
         matches!(tokio::time::timeout(timeout, wait).await, Ok(Ok(())))
@@ -311,6 +356,27 @@ mod tests {
     use super::*;
     use crate::hlc::Stamp;
     use crate::model::Media;
+
+    /// Reliability row 12: a store that cannot be written is one warning, not one a write.
+    #[test]
+    fn a_store_that_stops_taking_writes_is_one_warning_and_one_line_when_it_is_back() {
+        let failed = || {
+            Err(StoreError::Dir {
+                path: "/ro".into(),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            })
+        };
+        let mut h = Health::default();
+        assert_eq!(h.note(&Ok(())), None);
+        let (level, line) = h.note(&failed()).unwrap();
+        assert_eq!(level, tracing::Level::WARN);
+        assert!(line.contains("cannot be written") && line.contains("/ro"), "{line}");
+        for _ in 0..5 {
+            assert_eq!(h.note(&failed()).unwrap().0, tracing::Level::DEBUG);
+        }
+        assert_eq!(h.note(&Ok(())).unwrap().0, tracing::Level::INFO);
+        assert_eq!(h.note(&Ok(())), None);
+    }
 
     fn point(pos: u64, wall: u64) -> ResumePoint {
         ResumePoint {
