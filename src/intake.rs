@@ -65,6 +65,37 @@ struct Keys {
     asker: rekey::Asker,
     /// Retained messages sealed with a key this device lacks, by topic.
     parked: BTreeMap<String, Vec<u8>>,
+    /// When to publish this device's roster.
+    answer: RosterAnswer,
+}
+
+/// When a device publishes its roster: only when the account's copy lacks something it
+/// knows, and then after a random delay that another device's answer cancels, so that a
+/// device that missed a pairing costs one answer, not one from every device (each delivered
+/// to every device).
+#[derive(Debug, Default)]
+struct RosterAnswer {
+    /// An answer is due at this instant.
+    due: Option<u64>,
+    /// A roster that holds everything this device knows was seen since it connected.
+    covered: bool,
+}
+
+impl RosterAnswer {
+    /// How long a device waits before it answers, at most (a uniform draw from 50 ms up).
+    const WINDOW_NS: u64 = 1_000_000_000;
+
+    fn lacking(&mut self, now: u64) {
+        self.covered = false;
+        if self.due.is_none() {
+            self.due = Some(now + 50_000_000 + fastrand::u64(..Self::WINDOW_NS));
+        }
+    }
+
+    fn covered(&mut self) {
+        self.covered = true;
+        self.due = None;
+    }
 }
 
 /// Which refusals were already told: the first of each kind per topic is worth a warning,
@@ -117,6 +148,7 @@ impl Inbound {
                 account,
                 asker: rekey::Asker::default(),
                 parked: BTreeMap::new(),
+                answer: RosterAnswer::default(),
             }),
         }
     }
@@ -139,6 +171,45 @@ impl Inbound {
     /// The account's roster as this device knows it (sealed accounts).
     pub fn roster(&self) -> Option<&wire::Roster> {
         self.keys.as_ref().map(|k| &k.account.roster)
+    }
+
+    /// The link (re)connected: what the broker holds of the roster is learnt again.
+    pub fn connected(&mut self) {
+        if let Some(k) = &mut self.keys {
+            k.answer = RosterAnswer::default();
+        }
+    }
+
+    /// Every retained message has arrived since the link connected: if none was a roster
+    /// that holds everything this device knows (it was just paired, or the broker lost the
+    /// roster), this device publishes its own, after the same random delay as an answer.
+    pub fn synced(&mut self, now: u64) {
+        if let Some(k) = &mut self.keys
+            && !k.answer.covered
+        {
+            k.answer.lacking(now);
+        }
+    }
+
+    /// When [`Inbound::tick`] has something to do.
+    pub fn next_due(&self) -> Option<u64> {
+        self.keys.as_ref().and_then(|k| k.answer.due)
+    }
+
+    /// What is due at `now`: this device's roster, when an answer is due.
+    pub fn tick(&mut self, now: u64) -> Vec<Intake> {
+        let Some(k) = &mut self.keys else {
+            return Vec::new();
+        };
+        if k.answer.due.is_none_or(|due| due > now) {
+            return Vec::new();
+        }
+        k.answer.due = None;
+        vec![Intake::PublishSealed(Outgoing {
+            topic: Topic::roster(&self.account).to_string(),
+            payload: wire::encode(&k.account.roster),
+            retain: true,
+        })]
     }
 
     /// How many retained messages wait for a key.
@@ -257,11 +328,11 @@ impl Inbound {
         }
         let mut theirs = roster.clone();
         if theirs.merge(&k.account.roster) {
-            out.push(Intake::PublishSealed(Outgoing {
-                topic: Topic::roster(&self.account).to_string(),
-                payload: wire::encode(&k.account.roster),
-                retain: true,
-            }));
+            // It lacks something this device knows: answer, unless another device does
+            // first (every device of the account saw the same roster).
+            k.answer.lacking(now);
+        } else {
+            k.answer.covered();
         }
         if let Some(id) = k.account.lacks_key() {
             self.want_key(&id, now, out);

@@ -229,7 +229,7 @@ impl Inner {
             },
             _ => None,
         });
-        let covers_roster = intakes.iter().all(|i| {
+        let taken_roster = intakes.iter().all(|i| {
             !matches!(
                 i,
                 Intake::Rejected { .. } | Intake::PublishSealed(_) | Intake::Message(_)
@@ -240,7 +240,7 @@ impl Inner {
         }
         if let Some(link) = &self.link
             && !link.holds(topic, payload)
-            && self.keeps(topic, covers_roster, resume_stamp)
+            && self.keeps(topic, taken_roster, resume_stamp)
         {
             link.keep(topic, payload);
         }
@@ -248,13 +248,14 @@ impl Inner {
     }
 
     /// Whether what just arrived on a shared retained topic is the copy to keep on the broker:
-    /// a roster that holds everything this device's does (`covers_roster`: taken in, with
-    /// nothing to answer), or a resume point (stamped `resume_stamp`) that is now the newest
-    /// for its media. Every device that saw it keeps it, so that it outlives its author when
-    /// the broker loses it or is given an older copy.
-    fn keeps(&self, topic: &str, covers_roster: bool, resume_stamp: Option<Stamp>) -> bool {
+    /// an authentic roster (`taken_roster`; when it lacks something this device knows, the
+    /// receive pipeline answers with the merged one soon, which replaces it), or a resume
+    /// point (stamped `resume_stamp`) that is now the newest for its media. Every device that
+    /// saw it keeps it, so that it outlives its author when the broker loses it or is given an
+    /// older copy.
+    fn keeps(&self, topic: &str, taken_roster: bool, resume_stamp: Option<Stamp>) -> bool {
         match Topic::parse(topic).map(|t| t.kind) {
-            Ok(TopicKind::Roster) => covers_roster,
+            Ok(TopicKind::Roster) => taken_roster,
             Ok(TopicKind::Resume { media_key }) => resume_stamp.is_some_and(|stamp| {
                 self.engine()
                     .directory()
@@ -270,6 +271,8 @@ impl Inner {
         match intake {
             Intake::Message(msg) if self.is_own_sync(&msg.body) => {
                 self.sync.send_replace(SyncState::Synced);
+                lock(&self.inbound).synced(now_unix_ns());
+                self.rearm.notify_one();
                 let actions = self.engine().synced();
                 self.carry_out(actions);
             }
@@ -638,7 +641,13 @@ async fn run(inner: Arc<Inner>, link_events: Option<mpsc::Receiver<LinkEvent>>) 
         }
     };
     loop {
-        let wake = inner.engine().next_wakeup();
+        let wake = [
+            inner.engine().next_wakeup(),
+            lock(&inner.inbound).next_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let sleep = async {
             match wake {
                 Some(t) => {
@@ -654,7 +663,9 @@ async fn run(inner: Arc<Inner>, link_events: Option<mpsc::Receiver<LinkEvent>>) 
                 match ev {
                     LinkEvent::Connected => {
                         inner.engine().connected();
-                        inner.publish_roster();
+                        // The roster is published after the sync, if the broker's lacks
+                        // something (see `Inbound::synced`).
+                        lock(&inner.inbound).connected();
                         inner.send_sync();
                         inner.emit(NodeEvent::Connected);
                     }
@@ -668,8 +679,13 @@ async fn run(inner: Arc<Inner>, link_events: Option<mpsc::Receiver<LinkEvent>>) 
                 }
             }
             _ = sleep => {
-                let actions = inner.engine().handle(now_unix_ns(), Observation::Tick);
+                let now = now_unix_ns();
+                let actions = inner.engine().handle(now, Observation::Tick);
                 inner.carry_out(actions);
+                let intakes = lock(&inner.inbound).tick(now);
+                for intake in intakes {
+                    inner.carry_intake(intake);
+                }
             }
             _ = inner.rearm.notified() => {}
         }

@@ -280,7 +280,10 @@ impl Health {
             (Ok(()), false) => None,
             (Ok(()), true) => {
                 self.failing = false;
-                Some((tracing::Level::INFO, "the local store takes writes again".into()))
+                Some((
+                    tracing::Level::INFO,
+                    "the local store takes writes again".into(),
+                ))
             }
             (Err(e), false) => {
                 self.failing = true;
@@ -370,7 +373,10 @@ mod tests {
         assert_eq!(h.note(&Ok(())), None);
         let (level, line) = h.note(&failed()).unwrap();
         assert_eq!(level, tracing::Level::WARN);
-        assert!(line.contains("cannot be written") && line.contains("/ro"), "{line}");
+        assert!(
+            line.contains("cannot be written") && line.contains("/ro"),
+            "{line}"
+        );
         for _ in 0..5 {
             assert_eq!(h.note(&failed()).unwrap().0, tracing::Level::DEBUG);
         }

@@ -683,3 +683,65 @@ async fn row_8_a_player_that_dies_stops_where_it_was_and_resumes_there() {
     );
     drop(tv);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_14_a_device_that_missed_a_pairing_costs_one_answer_not_one_from_everyone() {
+    let mosq = common::Mosquitto::start();
+    let url = mosq.url();
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    let (dir, mut accounts) = common::paired(&names);
+    // "i" is paired later, through "a", while "h" is away.
+    let i_dir = dir.path().join("i");
+    let i_id = continuity::config::device_id(&i_dir).unwrap();
+    let mut i_acc = Account::open(&i_dir, "home", &i_id, "i").unwrap();
+    continuity::security::pair::pair_local(&mut accounts[0], &mut i_acc).unwrap();
+    let mut online = Vec::new();
+    for acc in accounts[..7].iter().chain([&i_acc]) {
+        online.push(common::sealed_node(
+            url.clone(),
+            acc.clone(),
+            &acc.device,
+            DeviceClass::Tv,
+        ));
+    }
+    // The account's roster on the broker names "i" once the devices have talked.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut view = Observer::connect(&url, "home", WAIT, Some(accounts[1].clone()))
+            .await
+            .unwrap();
+        view.settle(Duration::from_millis(300), Duration::from_secs(2))
+            .await;
+        let knows = view.roster().is_some_and(|r| r.entry(&i_id).is_some());
+        view.close().await;
+        if knows {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the roster never named i"
+        );
+    }
+    for (node, _) in &online {
+        assert!(node.flush(WAIT).await);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // "h" comes back, its roster without "i": how many rosters go over the broker now?
+    let seen = capture(&url, &Topic::roster("home").to_string()).await;
+    next_capture(&seen, 0).await; // the retained one
+    let before = seen.lock().unwrap().len();
+    let h = common::sealed_node(url.clone(), accounts[7].clone(), "h", DeviceClass::Tv);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let published = seen.lock().unwrap().len() - before;
+    assert!(
+        published <= 2,
+        "{published} rosters published for one device that missed a pairing (8 others online)"
+    );
+    // And "h" learnt of "i" (its roster on disk names it).
+    let h_dir = dir.path().join("h");
+    let h_acc = Account::open(&h_dir, "home", &accounts[7].device, "h").unwrap();
+    assert!(h_acc.roster.entry(&i_id).is_some(), "h knows i now");
+    drop(h);
+    drop(online);
+}

@@ -433,7 +433,14 @@ fn refusals_show_in_play_verbose_once_per_kind_and_topic() {
     let setup = Setup::new();
     let dir = setup.dir.path().join("Phone");
     let mut child = Command::new(BIN)
-        .args(["-v", "--broker", &setup.url, "--account", "play", "--config-dir"])
+        .args([
+            "-v",
+            "--broker",
+            &setup.url,
+            "--account",
+            "play",
+            "--config-dir",
+        ])
         .arg(&dir)
         .args(["play", "--no-advertise"])
         .arg(&setup.clip)

@@ -220,21 +220,23 @@ fn show_element_log(verbose: u8) {
     gst::log::remove_default_log_function();
     gst::log::set_active(true);
     gst::log::set_threshold_for_name("continuity", threshold);
-    gst::log::add_log_function(|category, level, _file, _function, _line, _object, message| {
-        if category.name() != "continuity" {
-            return;
-        }
-        let tag = match level {
-            gst::DebugLevel::Error => "ERROR",
-            gst::DebugLevel::Warning => " WARN",
-            gst::DebugLevel::Info => " INFO",
-            gst::DebugLevel::Debug => "DEBUG",
-            _ => "TRACE",
-        };
-        if let Some(text) = message.get() {
-            eprintln!("{tag} {text}");
-        }
-    });
+    gst::log::add_log_function(
+        |category, level, _file, _function, _line, _object, message| {
+            if category.name() != "continuity" {
+                return;
+            }
+            let tag = match level {
+                gst::DebugLevel::Error => "ERROR",
+                gst::DebugLevel::Warning => " WARN",
+                gst::DebugLevel::Info => " INFO",
+                gst::DebugLevel::Debug => "DEBUG",
+                _ => "TRACE",
+            };
+            if let Some(text) = message.get() {
+                eprintln!("{tag} {text}");
+            }
+        },
+    );
 }
 
 pub fn run(args: PlayArgs) -> Result<(), String> {
