@@ -745,3 +745,166 @@ async fn row_14_a_device_that_missed_a_pairing_costs_one_answer_not_one_from_eve
     drop(h);
     drop(online);
 }
+
+/// Whether the broker holds a retained roster for the account (a fresh subscriber gets it).
+async fn broker_has_roster(url: &BrokerUrl) -> bool {
+    let seen = capture(url, &Topic::roster("home").to_string()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let n = seen.lock().unwrap().len();
+    n > 0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_and_restarted_empty_is_whole_again_within_five_seconds() {
+    let mut mosq = common::Mosquitto::start();
+    let home = Home::start(mosq.url()).await;
+    assert!(
+        broker_has_roster(&home.url).await,
+        "the roster is on the broker"
+    );
+    // SIGKILL, and a restart with nothing retained (no persistence).
+    mosq.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    mosq.restart();
+    home.repaired("the broker restarted empty").await;
+    assert!(
+        broker_has_roster(&home.url).await,
+        "the roster is back on the broker"
+    );
+}
+
+/// A TCP proxy in front of the broker that can blackhole: while `cut`, bytes both ways are
+/// read and dropped, and no connection is closed or reset (a cable pulled, a Wi-Fi that
+/// hangs). New connections are accepted and blackholed the same way.
+struct Proxy {
+    url: BrokerUrl,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    async fn start(broker: std::net::SocketAddr) -> Proxy {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cut_all = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(broker).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut from, mut to) in [
+                    (
+                        Box::new(cr) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                        Box::new(sw) as Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+                    ),
+                    (Box::new(sr) as _, Box::new(cw) as _),
+                ] {
+                    let cut = cut_all.clone();
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if cut.load(Ordering::SeqCst) {
+                                continue; // dropped on the floor
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Proxy {
+            url: format!("mqtt://127.0.0.1:{port}").parse().unwrap(),
+            cut,
+        }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_of_thirty_seconds_stops_nothing_and_converges_within_five_after() {
+    let mosq = common::Mosquitto::start();
+    let proxy = Proxy::start(mosq.addr()).await;
+    let (_dir, accounts) = common::paired(&["phone", "tv"]);
+    let phone_id = accounts[0].device.clone();
+    // The phone reaches the broker through the proxy; the TV and the views directly.
+    let (phone, _pe) = common::sealed_node(
+        proxy.url.clone(),
+        accounts[0].clone(),
+        "Phone",
+        DeviceClass::Phone,
+    );
+    let (tv, _te) = common::sealed_node(mosq.url(), accounts[1].clone(), "TV", DeviceClass::Tv);
+    phone.observe(Observation::MediaStarted(film()));
+    phone.observe(Observation::Playback {
+        position_ns: 509 * SECOND_NS,
+        state: PlayState::Playing,
+        rate: 1.0,
+    });
+    let seen = tv
+        .wait_until(WAIT, |e| e.directory().sessions.get(&phone_id).is_some())
+        .await;
+    assert!(seen, "the TV sees the phone");
+
+    proxy.set_cut(true);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Playback goes on: the player seeks while cut off, and nothing waits for the network.
+    let asked = std::time::Instant::now();
+    phone.observe(Observation::Playback {
+        position_ns: 1_000 * SECOND_NS,
+        state: PlayState::Playing,
+        rate: 1.0,
+    });
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "observing blocked for {:?}",
+        asked.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    proxy.set_cut(false);
+    let healed = tokio::time::Instant::now();
+
+    // Within 5 s of healing, what everyone sees is the phone online, playing from the seek.
+    let deadline = healed + REPAIRED_WITHIN;
+    loop {
+        let mut view = Observer::connect(&mosq.url(), "home", WAIT, Some(accounts[1].clone()))
+            .await
+            .unwrap();
+        view.settle(Duration::from_millis(200), Duration::from_secs(1))
+            .await;
+        let d = view.directory();
+        let ok = d.availability.get(&phone_id) == Some(&wire::Status::Online)
+            && d.sessions.get(&phone_id).is_some_and(|s| {
+                s.anchor.is_some_and(|a| {
+                    a.state == PlayState::Playing && a.position_ns == 1_000 * SECOND_NS
+                })
+            });
+        let shown = (
+            d.availability.get(&phone_id).copied(),
+            d.sessions.get(&phone_id).and_then(|s| s.anchor),
+        );
+        view.close().await;
+        if ok {
+            eprintln!("converged {:?} after healing", healed.elapsed());
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not converged 5 s after healing: {shown:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(tv);
+}
