@@ -2,14 +2,17 @@
 # system packages it needs when they are missing, builds, and runs.
 
 SHELL := /bin/bash
-PACKAGES := pkg-config gcc libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
+PACKAGES := pkg-config gcc g++ libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-x gstreamer1.0-tools \
 	mosquitto mosquitto-clients iproute2
 # `make bench` needs these as well (instruction counts).
 BENCH_PACKAGES := valgrind
 CARGO ?= cargo
+# `make fuzz`: seconds a fuzz target (`make test` runs each for FUZZ_SMOKE_SECONDS).
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 5
 
-.PHONY: deps build demo test lint schemas bench
+.PHONY: deps build demo test lint schemas bench fuzz
 
 deps:
 	@./scripts/deps.sh $(PACKAGES)
@@ -30,6 +33,11 @@ test: deps
 	@if $(CARGO) clippy --version >/dev/null 2>&1; then \
 	  $(CARGO) clippy --workspace --all-targets -- -D warnings; \
 	  else echo "clippy not installed: lint skipped"; fi
+	@CARGO=$(CARGO) ./scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS)
+
+# Coverage-guided fuzzing (libFuzzer, stable toolchain): each target FUZZ_SECONDS.
+fuzz: deps
+	@CARGO=$(CARGO) ./scripts/fuzz.sh $(FUZZ_SECONDS)
 
 lint: deps
 	$(CARGO) fmt --all --check
