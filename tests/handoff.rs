@@ -760,3 +760,76 @@ fn a_source_that_lost_its_session_and_starts_new_media_holds_a_new_one() {
     assert_ne!(phone.session, tv.session, "a session of its own");
     assert_eq!(tv.lease.device, "tv", "the TV keeps the one that moved");
 }
+
+/// Reliability (clock skew): a TV whose wall clock is 30 s ahead of the phone's still starts
+/// at the instant the phone pauses, from where the phone is then: the handoff works in the
+/// offset it measures, not in either clock.
+#[test]
+fn a_handoff_to_a_tv_whose_clock_is_thirty_seconds_off_lands_within_a_millisecond() {
+    for skew_ms in [30_000_i64, -30_000] {
+        let mut net = Net::new();
+        net.add("phone", DeviceClass::Phone, 0, true);
+        net.add("tv", DeviceClass::Tv, skew_ms, true);
+        net.add("cli", DeviceClass::Other, 0, false);
+        net.observe("phone", Observation::MediaStarted(film()));
+        net.observe(
+            "phone",
+            Observation::Playback {
+                position_ns: 100 * SECOND_NS,
+                state: PlayState::Playing,
+                rate: 1.0,
+            },
+        );
+        net.advance(1_000);
+        let asked_at = net.now;
+        net.request("cli", "tv", "phone");
+        let (_, mut prerolled) = tv_loads(&mut net, 20);
+        // The first preroll was planned before the offset was known: the TV may be asked to
+        // preroll again, once, where the phone will be.
+        let mut tv_players = net.take_players("tv");
+        if let Some(position_ns) = tv_players.iter().find_map(|p| match p {
+            PlayerAction::Preroll { position_ns } => Some(*position_ns),
+            _ => None,
+        }) {
+            net.advance(20);
+            net.observe("tv", Observation::Prerolled { position_ns });
+            prerolled = position_ns;
+            tv_players = net.take_players("tv");
+        }
+        let play_at = tv_players
+            .iter()
+            .find_map(|p| match p {
+                PlayerAction::PlayAt { at_unix_ns } => Some(*at_unix_ns),
+                _ => None,
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "skew {skew_ms} ms: no PlayAt: {tv_players:?}, results {:?}",
+                    net.results("cli")
+                )
+            });
+        let pause_at = net
+            .take_players("phone")
+            .into_iter()
+            .find_map(|p| match p {
+                PlayerAction::PauseAt { at_unix_ns } => Some(at_unix_ns),
+                _ => None,
+            })
+            .expect("PauseAt");
+        let true_play = (play_at as i64 - skew_ms * MS as i64) as u64;
+        assert!(
+            true_play.abs_diff(pause_at) < MS,
+            "skew {skew_ms} ms: TV plays at {true_play}, phone pauses at {pause_at}"
+        );
+        let phone_then = 100 * SECOND_NS + (pause_at - T0);
+        assert!(
+            phone_then.abs_diff(prerolled) < MS,
+            "skew {skew_ms} ms: phone at {phone_then}, TV from {prerolled}"
+        );
+        assert!(
+            true_play - asked_at < 500 * MS,
+            "skew {skew_ms} ms: the TV plays {} ms after the request",
+            (true_play - asked_at) / MS
+        );
+    }
+}

@@ -428,6 +428,8 @@ impl Engine {
 
     /// Target side: plan the switch once the source accepted and the preroll is done.
     fn try_switch(&mut self, now_ns: u64, out: &mut Vec<Action>) {
+        /// The longest a prerolled target waits for the switch instant.
+        const MAX_SWITCH_WAIT_NS: u64 = 1_000_000_000;
         let Some(t) = self.handoffs.target.clone() else {
             return;
         };
@@ -452,9 +454,13 @@ impl Engine {
         let frame = 40_000_000;
         let paused_off = anchor.state != PlayState::Playing
             && prerolled.abs_diff(anchor.position_ns) > frame / 2;
-        if at_ns < now_ns + margin || paused_off {
-            // The preroll took longer than predicted (or P is paused elsewhere): seek again,
-            // further ahead.
+        // The first preroll is planned before the clock offset is measured: a clock far
+        // behind the source's puts it in the past, one far ahead puts the switch seconds
+        // away. Either way, seek again where the source will be, now that the offset is known.
+        let too_far = at_ns > now_ns + MAX_SWITCH_WAIT_NS;
+        if at_ns < now_ns + margin || paused_off || too_far {
+            // The preroll took longer than predicted (or P is paused elsewhere, or the
+            // clocks disagree): seek again, further ahead.
             let lead = self
                 .cfg
                 .preroll_lead_ns
