@@ -228,6 +228,12 @@ fn buffers_are_never_a_message_each() {
         r.buffer(i * 40_000_000);
     }
     r.rec.settle();
+    // On a loaded machine the drift can come later than the recorder's 300 ms of quiet.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while r.rec.sessions_since(0).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    r.rec.settle();
     let n = r.rec.sessions_since(0).len();
     assert!(n >= 2, "the drift was published");
     assert!(n <= 25, "{n} session messages for 500 buffers");
