@@ -467,16 +467,7 @@ impl Continuity {
         let obj = self.obj();
         let device_id = start.device_id.clone();
         let mut config = start.config;
-        if let Some(dir) = &config.node.store_dir {
-            match continuity::config::lock_player(dir) {
-                Ok(lock) => config.player_lock = Some(Arc::new(lock)),
-                Err(e @ continuity::config::ConfigError::InUse { .. }) => {
-                    return Err(gst::error_msg!(gst::ResourceError::Busy, ("{e}")));
-                }
-                // A dir that cannot be written still plays (the store says so).
-                Err(e) => gst::debug!(CAT, imp = self, "config dir not locked: {e}"),
-            }
-        }
+        config.take_config_dir(&obj)?;
         let started = match Network::start(config.clone(), &obj, self.shared.clone()) {
             Ok(n) => n,
             Err(e) => {

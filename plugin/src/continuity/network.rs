@@ -184,6 +184,27 @@ pub struct NetworkConfig {
     pub player_lock: Option<Arc<continuity::config::PlayerLock>>,
 }
 
+impl NetworkConfig {
+    /// Take the config dir for this player (`player.lock`): a dir that a running player holds
+    /// is an error; one that cannot be written still plays (the store says so).
+    pub fn take_config_dir(
+        &mut self,
+        element: &super::Continuity,
+    ) -> Result<(), gst::ErrorMessage> {
+        let Some(dir) = &self.node.store_dir else {
+            return Ok(());
+        };
+        match continuity::config::lock_player(dir) {
+            Ok(lock) => self.player_lock = Some(Arc::new(lock)),
+            Err(e @ continuity::config::ConfigError::InUse { .. }) => {
+                return Err(gst::error_msg!(gst::ResourceError::Busy, ("{e}")));
+            }
+            Err(e) => gst::debug!(CAT, obj = element, "config dir not locked: {e}"),
+        }
+        Ok(())
+    }
+}
+
 /// The running network side: the node, the pump task and the way to it.
 pub struct Network {
     node: Arc<Node>,
