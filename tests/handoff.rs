@@ -176,6 +176,13 @@ fn setup() -> Net {
     net.add("phone", DeviceClass::Phone, 0, true);
     net.add("tv", DeviceClass::Tv, 37, true);
     net.add("cli", DeviceClass::Other, -5, false);
+    phone_plays_from_100_s(&mut net);
+    net
+}
+
+/// The phone starts the film with French audio and English subtitles and plays it from
+/// 100 s; a second goes by.
+fn phone_plays_from_100_s(net: &mut Net) {
     net.observe("phone", Observation::MediaStarted(film()));
     net.observe(
         "phone",
@@ -199,7 +206,6 @@ fn setup() -> Net {
         },
     );
     net.advance(1_000);
-    net
 }
 
 /// The TV's player: answer a load with a preroll after `preroll_ms`.
@@ -771,16 +777,7 @@ fn a_handoff_to_a_tv_whose_clock_is_thirty_seconds_off_lands_within_a_millisecon
         net.add("phone", DeviceClass::Phone, 0, true);
         net.add("tv", DeviceClass::Tv, skew_ms, true);
         net.add("cli", DeviceClass::Other, 0, false);
-        net.observe("phone", Observation::MediaStarted(film()));
-        net.observe(
-            "phone",
-            Observation::Playback {
-                position_ns: 100 * SECOND_NS,
-                state: PlayState::Playing,
-                rate: 1.0,
-            },
-        );
-        net.advance(1_000);
+        phone_plays_from_100_s(&mut net);
         let asked_at = net.now;
         net.request("cli", "tv", "phone");
         let (_, mut prerolled) = tv_loads(&mut net, 20);

@@ -332,6 +332,23 @@ fn starting_the_same_media_on_a_second_player_pulls_the_session_over() {
     phone.wait_line("paused");
 }
 
+/// Run `continuity play` on `config_dir` with `args` (the clip last) and return its stderr,
+/// once it has failed with exit code 1.
+fn play_fails(broker: &str, config_dir: &Path, args: &[&str], clip: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(["--broker", broker, "--account", "play", "--config-dir"])
+        .arg(config_dir)
+        .arg("play")
+        .args(args)
+        .arg(clip)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
 /// Reliability row 12: a config dir that cannot be made is a failure of the command, with a
 /// clear message and an exit code that says so (it was 0).
 #[test]
@@ -342,16 +359,7 @@ fn a_config_dir_that_cannot_be_created_fails_the_player_with_a_nonzero_exit() {
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"").unwrap();
     let mosq = Mosquitto::start();
-    let out = Command::new(BIN)
-        .args(["--broker", &mosq.url().to_string(), "--config-dir"])
-        .arg(file.join("cfg"))
-        .arg("play")
-        .arg(&clip)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = play_fails(&mosq.url().to_string(), &file.join("cfg"), &[], &clip);
     assert!(stderr.contains("device id"), "{stderr}");
 }
 
@@ -361,16 +369,8 @@ fn a_config_dir_that_cannot_be_created_fails_the_player_with_a_nonzero_exit() {
 fn a_second_player_on_the_same_config_dir_is_refused() {
     let setup = Setup::new();
     let first = setup.playing("Phone", "phone");
-    let out = Command::new(BIN)
-        .args(["--broker", &setup.url, "--account", "play", "--config-dir"])
-        .arg(setup.dir.path().join("Phone"))
-        .args(["play", "--no-advertise"])
-        .arg(&setup.clip)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let dir = setup.dir.path().join("Phone");
+    let stderr = play_fails(&setup.url, &dir, &["--no-advertise"], &setup.clip);
     assert!(stderr.contains("in use by another player"), "{stderr}");
     assert!(
         stderr.contains(&format!("pid {}", first.child.id())),
@@ -383,16 +383,9 @@ fn a_second_player_on_the_same_config_dir_is_refused() {
 #[test]
 fn a_device_id_that_is_not_the_paired_identity_is_refused() {
     let setup = Setup::new();
-    let out = Command::new(BIN)
-        .args(["--broker", &setup.url, "--account", "play", "--config-dir"])
-        .arg(setup.dir.path().join("Phone"))
-        .args(["play", "--no-advertise", "--device-id", "stranger"])
-        .arg(&setup.clip)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let dir = setup.dir.path().join("Phone");
+    let args = ["--no-advertise", "--device-id", "stranger"];
+    let stderr = play_fails(&setup.url, &dir, &args, &setup.clip);
     assert!(stderr.contains("device-id='stranger'"), "{stderr}");
 }
 
