@@ -157,7 +157,8 @@ impl Inner {
                     topic,
                     payload,
                     retain,
-                } => self.publish(&topic, payload, retain),
+                    reliable,
+                } => self.publish_qos(&topic, payload, retain, reliable),
                 Action::StoreSession(s) => {
                     self.with_store(move |st| st.put_session(&s).map(|_| ()))
                 }
@@ -191,8 +192,13 @@ impl Inner {
         self.publish(&topic, wire::encode(&cmd), false);
     }
 
-    /// Publish a plain message, sealed and signed when the account is sealed.
+    /// Publish a plain message at QoS 1, sealed and signed when the account is sealed.
     fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) {
+        self.publish_qos(topic, payload, retain, true)
+    }
+
+    /// [`Inner::publish`], at QoS 0 unless `reliable`.
+    fn publish_qos(&self, topic: &str, payload: Vec<u8>, retain: bool, reliable: bool) {
         let Some(link) = &self.link else { return };
         let payload = {
             let mut guard = lock(&self.guard);
@@ -207,7 +213,7 @@ impl Inner {
                 None => payload,
             }
         };
-        link.publish(topic, payload, retain, true);
+        link.publish(topic, payload, retain, reliable);
     }
 
     /// Publish this device's roster (retained): a device that has just been paired makes
@@ -369,6 +375,10 @@ pub async fn handoff_result(
     .flatten()
 }
 
+/// How long a resume lookup waits for the clock of the device whose live session it
+/// continues (see [`Node::resume_lookup`]).
+pub const CLOCK_WAIT: Duration = Duration::from_millis(300);
+
 /// A running device.
 /// Dropping it vanishes without a goodbye (the broker fires the last will); use
 /// [`Node::shutdown`] to leave cleanly.
@@ -527,9 +537,26 @@ impl Node {
     /// Wait until the retained state has arrived (or the broker is known to be unreachable),
     /// at most `timeout`; then the newest resume point for `media_id` that the resume rules
     /// accept, from the local store or the broker, whichever is newer.
+    ///
+    /// A live session is read with its device's clock: when the probe of that clock (sent
+    /// as the device was seen online) has not been answered yet, the lookup waits for the
+    /// answer, at most [`CLOCK_WAIT`].
     pub async fn resume_lookup(&self, media_id: &str, timeout: Duration) -> Option<ResumeFrom> {
         self.synced(timeout).await;
-        self.resume_position(media_id)
+        let found = self.resume_position(media_id);
+        let unmeasured = found
+            .as_ref()
+            .filter(|f| f.live.is_some())
+            .map(|f| f.device.clone())
+            .filter(|d| self.with_engine(|e| e.directory().clocks.is_waiting(d)));
+        match unmeasured {
+            Some(device) => {
+                self.wait_until(CLOCK_WAIT, |e| !e.directory().clocks.is_waiting(&device))
+                    .await;
+                self.resume_position(media_id)
+            }
+            None => found,
+        }
     }
 
     /// Wait until the retained state has arrived or the broker is known to be unreachable,

@@ -1,5 +1,7 @@
-//! A read-only view of an account on the broker: which devices exist and what they play.
-//! The CLI's `devices` and `sessions` commands, and the tests, are built on it.
+//! A view of an account on the broker: which devices exist and what they play, read with
+//! each device's clock. The CLI's `devices` and `sessions` commands, and the tests, are
+//! built on it. It changes nothing: it speaks only to measure clocks and to ask for a
+//! rotated key.
 
 use std::time::Duration;
 
@@ -9,10 +11,16 @@ use tokio::time::Instant;
 use crate::engine::Directory;
 use crate::hlc::now_unix_ns;
 use crate::intake::{Inbound, Intake};
+use crate::model::PlayState;
 use crate::net::link::{BrokerUrl, ConnectError, Link, LinkConfig, LinkEvent, client_id};
 use crate::security::account::Account;
 use crate::security::rekey;
-use crate::wire::{self, filters};
+use crate::security::seal::Guard;
+use crate::wire::{self, Body, Status, Topic, filters};
+
+/// Probes a view sends each device whose clock it measures; the reply with the shortest
+/// round trip is kept.
+pub const CLOCK_PROBES: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
@@ -25,6 +33,13 @@ pub enum ObserveError {
 /// A subscription to an account's devices, sessions and resume points.
 pub struct Observer {
     link: Link,
+    /// This view's id: a helper of the device (`<device>.view-…`), with its own inbox for
+    /// the answers to its clock probes.
+    id: String,
+    account: String,
+    /// Seals and signs what this view sends (sealed accounts).
+    guard: Option<Guard>,
+    probes: u64,
     events: mpsc::Receiver<LinkEvent>,
     directory: Directory,
     /// The receive pipeline (the node's): sealed accounts open and check, plain ones read
@@ -45,12 +60,17 @@ impl Observer {
         timeout: Duration,
         keys: Option<Account>,
     ) -> Result<Observer, ObserveError> {
+        let id = match &keys {
+            Some(k) => format!("{}.view-{:08x}", k.device, fastrand::u32(..)),
+            None => format!("view-{:08x}", fastrand::u32(..)),
+        };
         let mut cfg = LinkConfig::new(broker.clone(), client_id("observer"));
         cfg.subscriptions = vec![
             filters::availability(account),
             filters::device_info(account),
             filters::sessions(account),
             filters::resume(account),
+            Topic::inbox(account, &id).to_string(),
         ];
         if let Some(k) = &keys {
             cfg.subscriptions.extend([
@@ -59,6 +79,7 @@ impl Observer {
             ]);
         }
         let device = keys.as_ref().map(|k| k.device.clone()).unwrap_or_default();
+        let guard = keys.as_ref().map(|k| k.guard(0));
         let inbound = Inbound::new(account, &device, keys);
         let (link, events) = Link::connect(cfg, timeout).await.map_err(|e| match e {
             ConnectError::Link(e) => ObserveError::Link(e),
@@ -73,6 +94,10 @@ impl Observer {
         };
         Ok(Observer {
             link,
+            id,
+            account: account.to_owned(),
+            guard,
+            probes: 0,
             events,
             directory,
             inbound,
@@ -102,13 +127,21 @@ impl Observer {
         let mut changed = false;
         for intake in self.inbound.take(topic, payload, now_unix_ns()) {
             match intake {
-                Intake::Message(msg) => changed |= self.directory.apply(&msg),
+                Intake::Message(msg) => match &msg.body {
+                    Body::Command(c) if c.to == self.id => {
+                        changed |= self.directory.clock_reply(c, now_unix_ns()).is_some();
+                    }
+                    _ => changed |= self.directory.apply(&msg),
+                },
                 Intake::RosterChanged { revoked } => {
                     for device in &revoked {
                         changed |= self.directory.forget(device);
                     }
                 }
-                Intake::Rekeyed { .. } => {
+                Intake::Rekeyed { current, all } => {
+                    if let Some(g) = &mut self.guard {
+                        g.set_keys(current, all);
+                    }
                     self.directory.media_keys = self.inbound.media_keys();
                     changed = true;
                 }
@@ -122,6 +155,56 @@ impl Observer {
             }
         }
         changed
+    }
+
+    /// Measure the clocks of the online devices whose sessions play (their positions depend
+    /// on it), [`CLOCK_PROBES`] probes each, one after the other's reply, for at most `max`.
+    /// A device measured before, or that did not answer then, is not probed again. One that
+    /// does not answer keeps no offset: its positions are read with this clock.
+    pub async fn measure_clocks(&mut self, max: Duration) {
+        let devices: Vec<String> = self
+            .directory
+            .sessions
+            .values()
+            .filter(|s| s.anchor.is_some_and(|a| a.state == PlayState::Playing))
+            .filter(|s| self.directory.availability.get(&s.device) == Some(&Status::Online))
+            .map(|s| s.device.clone())
+            .filter(|d| {
+                self.directory.clocks.sample(d).is_none() && !self.directory.clocks.is_waiting(d)
+            })
+            .collect();
+        let end = Instant::now() + max;
+        let mut left: Vec<(String, usize)> = devices.into_iter().map(|d| (d, 0)).collect();
+        while !left.is_empty() && Instant::now() < end {
+            for (device, sent) in &mut left {
+                if !self.directory.clocks.is_waiting(device) && *sent < CLOCK_PROBES {
+                    self.probe(device);
+                    *sent += 1;
+                }
+            }
+            left.retain(|(d, sent)| *sent < CLOCK_PROBES || self.directory.clocks.is_waiting(d));
+            match tokio::time::timeout_at(end, self.events.recv()).await {
+                Ok(Some(ev)) => {
+                    self.take(ev);
+                }
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+
+    fn probe(&mut self, device: &str) {
+        self.probes += 1;
+        let now = now_unix_ns();
+        let probe_id = format!("clock-{}", self.probes);
+        let cmd = self.directory.clock_probe(&self.id, device, probe_id, now);
+        let topic = Topic::inbox(&self.account, device).to_string();
+        let plain = wire::encode(&cmd);
+        let payload = match &mut self.guard {
+            Some(g) => g.seal(&topic, &plain, now),
+            None => plain,
+        };
+        // QoS 0, as the engine sends them (`Engine::send` says why).
+        self.link.publish(&topic, payload, false, false);
     }
 
     /// Take in what the broker sends until it has been quiet for `quiet` (retained messages

@@ -99,7 +99,33 @@ struct PlayProcess {
 
 impl PlayProcess {
     fn start(broker: &str, dir: &Path, name: &str, class: &str, media: Option<&Path>) -> Self {
-        let mut cmd = Command::new(BIN);
+        PlayProcess::spawn(Command::new(BIN), broker, dir, name, class, media)
+    }
+
+    /// A player whose wall clock is `skew` off (`+30s`, `-30s`: libfaketime's syntax); its
+    /// monotonic clock, which GStreamer and tokio run on, is left alone.
+    fn start_skewed(
+        skew: &str,
+        broker: &str,
+        dir: &Path,
+        name: &str,
+        class: &str,
+        media: Option<&Path>,
+    ) -> Self {
+        let mut cmd = Command::new("faketime");
+        cmd.args(["-f", skew, BIN])
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        PlayProcess::spawn(cmd, broker, dir, name, class, media)
+    }
+
+    fn spawn(
+        mut cmd: Command,
+        broker: &str,
+        dir: &Path,
+        name: &str,
+        class: &str,
+        media: Option<&Path>,
+    ) -> Self {
         cmd.args(["--broker", broker, "--account", "play"])
             .arg("--config-dir")
             .arg(dir.join(name))
@@ -318,18 +344,83 @@ fn starting_the_same_media_on_a_second_player_pulls_the_session_over() {
 
     let tv = PlayProcess::start(&setup.url, setup.dir.path(), "TV", "tv", Some(&setup.clip));
     let resumed = tv.wait_line("resumed at");
-    // `resumed at 0:00:03.4`: seconds from the line.
-    let secs: f64 = resumed
-        .rsplit(':')
-        .next()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no position in {resumed}"));
+    let secs = resumed_secs(&resumed);
     assert!(
         secs > 2.5,
         "the TV continued from the phone's live position: {resumed}"
     );
     phone.wait_line("the session moved");
     phone.wait_line("paused");
+}
+
+/// Seconds in a player's `resumed at 0:00:03.4` line.
+fn resumed_secs(line: &str) -> f64 {
+    line.rsplit(':')
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no position in {line}"))
+}
+
+/// Reliability (clock skew): a phone whose wall clock is 30 s ahead publishes anchors in its
+/// own time. `sessions` (on a computer with the right time) measures that clock and shows
+/// the phone's true position, and a TV starting the same media continues where the phone
+/// really is. Read with the reader's clock, the phone would be 30 s behind: at 0:00, with
+/// nothing to resume.
+#[test]
+fn a_player_whose_clock_is_30_s_ahead_is_shown_and_continued_at_its_true_position() {
+    let setup = Setup::new();
+    let phone = PlayProcess::start_skewed(
+        "+30s",
+        &setup.url,
+        setup.dir.path(),
+        "Phone",
+        "phone",
+        Some(&setup.clip),
+    );
+    phone.wait_line("] playing");
+    // Playback began (at 0) about when the line came, by the test's (true) clock.
+    let began = continuity::hlc::now_unix_ns();
+    std::thread::sleep(Duration::from_secs(3));
+
+    let out = setup.cli().args(["sessions", "--json"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let session = doc["sessions"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["device_name"] == "Phone"))
+        .unwrap_or_else(|| panic!("no Phone session: {doc}"));
+    let offset_ms = session["clock_offset_ms"].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        (offset_ms - 30_000.0).abs() < 5.0,
+        "the measured offset is the skew: {session}"
+    );
+    let truth_s = (doc["at_unix_ns"].as_u64().unwrap() - began) as f64 / 1e9;
+    let shown_s = session["position_s"].as_f64().unwrap();
+    assert!(
+        (shown_s - truth_s).abs() < 0.1,
+        "sessions shows {shown_s:.3} s, the phone is at {truth_s:.3} s"
+    );
+    let table = setup.cli().arg("sessions").output().unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("Phone's clock is 30.0 s ahead of this computer's"),
+        "{table}"
+    );
+
+    let tv = PlayProcess::start(&setup.url, setup.dir.path(), "TV", "tv", Some(&setup.clip));
+    let resumed = tv.wait_line("resumed at");
+    let truth_s = (continuity::hlc::now_unix_ns() - began) as f64 / 1e9;
+    let secs = resumed_secs(&resumed);
+    // The line has tenths, and it comes a moment after the decision.
+    assert!(
+        secs <= truth_s && truth_s - secs < 0.5,
+        "the TV continued at {secs} s, where the phone was at {truth_s:.2} s"
+    );
+    phone.wait_line("the session moved");
 }
 
 /// Run `continuity play` on `config_dir` with `args` (the clip last) and return its stderr,

@@ -15,6 +15,12 @@ use continuity::wire::{SessionState, Status};
 
 use super::{Failure, parse_broker, snapshot, wait_for_stop};
 
+/// How long the clocks of the playing devices may take to answer their probes.
+const CLOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// A clock this far off (or more) from this computer's is said under the table.
+const SAY_OFFSET_NS: u64 = 1_000_000_000;
+
 /// `continuity sessions [--json] [--watch]` for account `name` through `broker`.
 pub async fn run(
     broker: &str,
@@ -25,6 +31,7 @@ pub async fn run(
 ) -> Result<(), Failure> {
     let broker = parse_broker(broker).await?;
     let mut obs = snapshot(&broker, name, account).await?;
+    obs.measure_clocks(CLOCK_WAIT).await;
     if watch {
         watch_sessions(&mut obs, name).await;
     } else {
@@ -61,6 +68,7 @@ fn session_json(dir: &Directory, s: &SessionState, now: u64) -> serde_json::Valu
         "rate": s.anchor.map(|a| a.rate),
         "lease": s.lease,
         "updated_unix_ns": s.stamp.wall_ns,
+        "clock_offset_ms": dir.clocks.sample(&s.device).map(|c| c.offset_ns as f64 / 1e6),
     })
 }
 
@@ -153,6 +161,27 @@ fn sessions_table(dir: &Directory, account: &str, now: u64, bars: bool) -> Strin
             ));
         }
     }
+    for s in dir.sessions.values() {
+        if let Some(c) = dir.clocks.sample(&s.device)
+            && c.offset_ns.unsigned_abs() >= SAY_OFFSET_NS
+        {
+            let name = dir
+                .devices
+                .get(&s.device)
+                .map_or(s.device.as_str(), |i| i.device.name.as_str());
+            out.push_str(&format!(
+                "{name}'s clock is {:.1} s {} this computer's: its position is read with its \
+                 clock (measured to ±{:.1} ms).\n",
+                c.offset_ns.unsigned_abs() as f64 / 1e9,
+                if c.offset_ns > 0 {
+                    "ahead of"
+                } else {
+                    "behind"
+                },
+                c.rtt_ns as f64 / 2e6,
+            ));
+        }
+    }
     out
 }
 
@@ -188,5 +217,7 @@ async fn watch_sessions(obs: &mut Observer, account: &str) {
             _ = &mut stop => return,
             _ = obs.changed(Duration::from_millis(500)) => {}
         }
+        // A device that started playing since: its clock, once.
+        obs.measure_clocks(CLOCK_WAIT).await;
     }
 }

@@ -3,9 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use super::clocks::{ClockSample, Clocks};
 use crate::hlc::{LwwMap, Stamp, Stamped};
 use crate::model::PlayState;
-use crate::wire::{self, Body, DeviceInfo, Incoming, ResumePoint, SessionState, Status, TopicKind};
+use crate::wire::{
+    self, Body, Command, CommandBody, DeviceInfo, Incoming, ResumePoint, SessionState, Status,
+    TopicKind,
+};
 
 /// Why a device name or id means no single device.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +34,8 @@ pub struct Directory {
     pub went_offline: BTreeMap<String, u64>,
     /// How this account keys its resume topics.
     pub media_keys: wire::MediaKeys,
+    /// The other devices' clocks: their anchors are read with them.
+    pub clocks: Clocks,
 }
 
 impl Stamped for DeviceInfo {
@@ -45,6 +51,7 @@ impl Directory {
         let a = self.availability.remove(device).is_some();
         let i = self.devices.remove(&device.to_owned()).is_some();
         let s = self.sessions.remove(&device.to_owned()).is_some();
+        self.clocks.forget(device);
         a || i || s
     }
 
@@ -110,7 +117,7 @@ impl Directory {
     pub fn position_of(&self, s: &SessionState, now: u64) -> (Option<u64>, bool) {
         let playing = s.anchor.is_some_and(|a| a.state == PlayState::Playing);
         if !playing || self.availability.get(&s.device) != Some(&Status::Offline) {
-            return (s.position_at(now), false);
+            return (self.position_at(s, now), false);
         }
         let witnessed = s.media.as_ref().and_then(|m| {
             self.resume_point(&m.id).filter(|r| {
@@ -119,9 +126,44 @@ impl Directory {
         });
         let position = match (witnessed, self.went_offline.get(&s.device)) {
             (Some(r), _) => Some(r.position_ns),
-            (None, Some(at)) => s.position_at(*at),
+            (None, Some(at)) => self.position_at(s, *at),
             (None, None) => s.anchor.map(|a| a.position_ns),
         };
         (position, true)
+    }
+
+    /// Where session `s` is at the instant `local_unix_ns` of this device's clock: its anchor
+    /// read with its device's clock, as measured ([`Clocks`]).
+    pub fn position_at(&self, s: &SessionState, local_unix_ns: u64) -> Option<u64> {
+        s.position_at(self.clocks.remote_time(&s.device, local_unix_ns))
+    }
+
+    /// A probe of `to`'s clock from `from` (this device, or its helper), sent at `now`.
+    pub fn clock_probe(&mut self, from: &str, to: &str, id: String, now: u64) -> Command {
+        Command {
+            v: wire::VERSION,
+            id,
+            from: from.to_owned(),
+            to: to.to_owned(),
+            sent_unix_ns: now,
+            body: CommandBody::ClockProbe {
+                t1_unix_ns: self.clocks.probing(to, now),
+            },
+        }
+    }
+
+    /// Take `cmd` if it is a `clock-reply` to a probe that waits, arriving at `now`: the
+    /// sample it gave.
+    pub fn clock_reply(&mut self, cmd: &Command, now: u64) -> Option<ClockSample> {
+        let CommandBody::ClockReply {
+            t1_unix_ns,
+            t2_unix_ns,
+            t3_unix_ns,
+        } = cmd.body
+        else {
+            return None;
+        };
+        self.clocks
+            .replied(&cmd.from, t1_unix_ns, t2_unix_ns, t3_unix_ns, now)
     }
 }

@@ -10,7 +10,9 @@
 //! - `directory`: what the account's devices say, and which device a name means.
 //! - `resume`: resume points (recorded, looked up, moved on rekey, republished when lost).
 //! - [`gate`]: a player's buffers between a media's first buffer and the resume decision.
+//! - [`clocks`]: the other devices' clocks, measured, so that their anchors read right.
 
+pub mod clocks;
 mod directory;
 pub mod gate;
 mod handoff;
@@ -177,11 +179,12 @@ pub enum Notice {
 /// What the adapter must carry out.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Publish on MQTT. Retained messages are QoS 1; so are inbox commands.
+    /// Publish on MQTT: QoS 1 when `reliable` (retained messages, commands), else QoS 0.
     Publish {
         topic: String,
         payload: Vec<u8>,
         retain: bool,
+        reliable: bool,
     },
     /// Write this device's session to the local store.
     StoreSession(Box<SessionState>),
@@ -537,6 +540,9 @@ impl Engine {
                     Status::Online => {
                         self.directory.went_offline.remove(&a.device);
                         self.witnesses.remove(&a.device);
+                        if was != Some(Status::Online) {
+                            self.probe_clock(now_unix_ns, &a.device, out);
+                        }
                     }
                     Status::Offline => {}
                 }
@@ -589,9 +595,40 @@ impl Engine {
             CommandBody::Seek { position_ns } => PlayerAction::Seek { position_ns },
             // The adapter's business (see `node`): nothing for the player.
             CommandBody::Sync => return,
+            CommandBody::ClockProbe { t1_unix_ns } => {
+                if self.directory.clocks.may_reply(now_unix_ns) {
+                    let reply = CommandBody::ClockReply {
+                        t1_unix_ns,
+                        t2_unix_ns: now_unix_ns,
+                        t3_unix_ns: now_unix_ns,
+                    };
+                    self.send(now_unix_ns, &cmd.from, reply, out);
+                }
+                return;
+            }
+            CommandBody::ClockReply { .. } => {
+                self.directory.clock_reply(cmd, now_unix_ns);
+                return;
+            }
             _ => return self.handoff_command(now_unix_ns, &cmd.from, &cmd.body, out),
         };
         out.push(Action::Player(action));
+    }
+
+    /// Measure `device`'s clock (a player reads other devices' anchors with their clocks:
+    /// resuming a live session, witnessing a death). Once each time it comes online; the
+    /// accept of a handoff measures it again.
+    fn probe_clock(&mut self, now_unix_ns: u64, device: &str, out: &mut Vec<Action>) {
+        if !self.cfg.announce || device == self.cfg.device.id {
+            return;
+        }
+        let t1_unix_ns = self.directory.clocks.probing(device, now_unix_ns);
+        self.send(
+            now_unix_ns,
+            device,
+            CommandBody::ClockProbe { t1_unix_ns },
+            out,
+        );
     }
 
     fn duration(&self) -> Option<u64> {
@@ -645,6 +682,7 @@ impl Engine {
             topic: Topic::events(&self.cfg.account).to_string(),
             payload: wire::encode(&event),
             retain: false,
+            reliable: true,
         });
     }
 }
@@ -654,5 +692,6 @@ fn publish<T: serde::Serialize>(topic: &Topic, msg: &T) -> Action {
         topic: topic.to_string(),
         payload: wire::encode(msg),
         retain: topic.retained(),
+        reliable: true,
     }
 }

@@ -54,6 +54,7 @@ impl Engine {
                 topic: Topic::resume_key(&account, old_key.clone()).to_string(),
                 payload: Vec::new(),
                 retain: true,
+                reliable: true,
             });
             let key = self.directory.media_keys.key(&point.media.id);
             out.push(publish(&Topic::resume_key(&account, key.clone()), point));
@@ -101,7 +102,7 @@ impl Engine {
         let (from, duration) = match (point, live, vanished) {
             (_, Some(l), _) if point.is_none_or(|p| p.stamp <= l.stamp) => (
                 ResumeFrom {
-                    position_ns: l.position_at(now_unix_ns)?,
+                    position_ns: self.directory.position_at(l, now_unix_ns)?,
                     device: l.device.clone(),
                     when_unix_ns: l.stamp.wall_ns,
                     live: Some((l.session.clone(), l.lease.epoch)),
@@ -110,7 +111,7 @@ impl Engine {
             ),
             (_, None, Some((s, at))) if point.is_none_or(|p| p.stamp.wall_ns <= at) => (
                 ResumeFrom {
-                    position_ns: s.position_at(at)?,
+                    position_ns: self.directory.position_at(s, at)?,
                     device: s.device.clone(),
                     when_unix_ns: at,
                     live: None,
@@ -247,7 +248,7 @@ impl Engine {
     fn witnessed_point(&mut self, device: &str, at: u64, now_unix_ns: u64) -> Option<ResumePoint> {
         let s = self.playing_session(device)?;
         let media = s.media.clone()?;
-        let position_ns = s.anchor?.position_at(at, media.duration_ns);
+        let position_ns = self.directory.position_at(s, at)?;
         let finished = match self
             .cfg
             .rules

@@ -348,6 +348,10 @@ impl Link {
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
         let mut net = eventloop.network_options();
         net.set_connection_timeout(cfg.connect_timeout.as_secs().max(1));
+        // Without it, a publish right after an acknowledgement (a clock reply, a handoff's
+        // accept) waits for the broker's delayed ACK: 40 ms on Linux, in one direction only,
+        // which is also an error of 20 ms in every measured clock offset.
+        net.set_tcp_nodelay(true);
         eventloop.set_network_options(net);
 
         let shared = Arc::new(Outbox {

@@ -165,6 +165,29 @@ pub enum CommandBody {
         session: String,
         epoch: u64,
     },
+    /// Anyone to a device: what time is it for you? `t1` is the sender's clock at sending.
+    /// The receiver answers with `clock-reply`.
+    ClockProbe {
+        t1_unix_ns: u64,
+    },
+    /// The answer to a `clock-probe`: its `t1`, the replier's clock when the probe arrived
+    /// (`t2`) and when it answered (`t3`). The four timestamps give the clock offset that
+    /// reading the replier's anchors needs (`docs/PROTOCOL.md`, "Clocks").
+    ClockReply {
+        t1_unix_ns: u64,
+        t2_unix_ns: u64,
+        t3_unix_ns: u64,
+    },
+}
+
+impl CommandBody {
+    /// A `clock-probe` or `clock-reply` (sent at QoS 0).
+    pub fn is_clock(&self) -> bool {
+        matches!(
+            self,
+            CommandBody::ClockProbe { .. } | CommandBody::ClockReply { .. }
+        )
+    }
 }
 
 /// Why a handoff failed.

@@ -282,6 +282,18 @@ impl Validate for Command {
                 signed("body.clock_offset_ns", r.clock_offset_ns)?;
             }
             CommandBody::Takeover { session, .. } => check_id_field("body.session", session)?,
+            CommandBody::ClockProbe { t1_unix_ns } => {
+                check_unix_ns("body.t1_unix_ns", *t1_unix_ns)?
+            }
+            CommandBody::ClockReply {
+                t1_unix_ns,
+                t2_unix_ns,
+                t3_unix_ns,
+            } => {
+                check_unix_ns("body.t1_unix_ns", *t1_unix_ns)?;
+                check_unix_ns("body.t2_unix_ns", *t2_unix_ns)?;
+                check_unix_ns("body.t3_unix_ns", *t3_unix_ns)?;
+            }
         }
         Ok(())
     }
