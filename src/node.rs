@@ -543,20 +543,18 @@ impl Node {
     /// answer, at most [`CLOCK_WAIT`].
     pub async fn resume_lookup(&self, media_id: &str, timeout: Duration) -> Option<ResumeFrom> {
         self.synced(timeout).await;
-        let found = self.resume_position(media_id);
-        let unmeasured = found
-            .as_ref()
-            .filter(|f| f.live.is_some())
-            .map(|f| f.device.clone())
-            .filter(|d| self.with_engine(|e| e.directory().clocks.is_waiting(d)));
-        match unmeasured {
-            Some(device) => {
-                self.wait_until(CLOCK_WAIT, |e| !e.directory().clocks.is_waiting(&device))
-                    .await;
-                self.resume_position(media_id)
-            }
-            None => found,
+        // Whether there is a live session to continue at all depends on its position (the
+        // resume rules), so the clock is waited for before anything is decided.
+        let unmeasured = self.with_engine(|e| {
+            e.live_session(media_id)
+                .map(|s| s.device.clone())
+                .filter(|d| e.directory().clocks.is_waiting(d))
+        });
+        if let Some(device) = unmeasured {
+            self.wait_until(CLOCK_WAIT, |e| !e.directory().clocks.is_waiting(&device))
+                .await;
         }
+        self.resume_position(media_id)
     }
 
     /// Wait until the retained state has arrived or the broker is known to be unreachable,

@@ -69,6 +69,7 @@ fn session_json(dir: &Directory, s: &SessionState, now: u64) -> serde_json::Valu
         "lease": s.lease,
         "updated_unix_ns": s.stamp.wall_ns,
         "clock_offset_ms": dir.clocks.sample(&s.device).map(|c| c.offset_ns as f64 / 1e6),
+        "clock_error_ms": dir.clocks.sample(&s.device).map(|c| c.rtt_ns as f64 / 2e6),
     })
 }
 

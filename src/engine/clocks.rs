@@ -62,9 +62,18 @@ impl Clocks {
         self.samples.get(device)
     }
 
-    /// `device`'s clock minus this one's; 0 when it was never measured.
+    /// `device`'s clock minus this one's, as used to read its anchors: 0 when it was never
+    /// measured, and 0 when the measured offset is within the sample's error (half its round
+    /// trip) of 0. Two devices whose clocks agree, such as two on one host, then read each
+    /// other's positions exactly, not with a jitter of a few µs from one sample to the next.
     pub fn offset_ns(&self, device: &str) -> i64 {
-        self.samples.get(device).map_or(0, |s| s.offset_ns)
+        self.samples.get(device).map_or(0, |s| {
+            if s.offset_ns.unsigned_abs() <= s.rtt_ns / 2 {
+                0
+            } else {
+                s.offset_ns
+            }
+        })
     }
 
     /// `device`'s clock at the instant `local_unix_ns` of this one.
@@ -176,6 +185,31 @@ mod tests {
         assert_eq!(c.offset_ns("tv"), 70 * MS as i64, "an old one gives way");
         assert_eq!(c.remote_time("tv", at), at + 70 * MS);
         assert_eq!(c.remote_time("phone", at), at, "never measured: no offset");
+    }
+
+    #[test]
+    fn an_offset_within_its_error_of_zero_is_read_as_zero() {
+        let mut c = Clocks::default();
+        let at = 1_000_000 * MS;
+        c.record(
+            "tv",
+            ClockSample {
+                offset_ns: -30_000,
+                rtt_ns: 200_000,
+                at_unix_ns: at,
+            },
+        );
+        assert_eq!(c.offset_ns("tv"), 0, "30 µs with ±100 µs: the clocks agree");
+        assert_eq!(c.sample("tv").unwrap().offset_ns, -30_000, "as measured");
+        c.record(
+            "tv",
+            ClockSample {
+                offset_ns: -30_000,
+                rtt_ns: 40_000,
+                at_unix_ns: at,
+            },
+        );
+        assert_eq!(c.offset_ns("tv"), -30_000, "30 µs with ±20 µs: they do not");
     }
 
     #[test]

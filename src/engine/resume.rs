@@ -73,6 +73,22 @@ impl Engine {
     /// Where to start `media_id` at `now`: the newest of the resume points and of the live
     /// sessions of other devices playing it (a pull handoff: take the session over at its
     /// extrapolated position), if the resume rules accept the position.
+    /// The newest live session of `media_id` that another online device holds and plays or
+    /// has paused: the one a start of that media continues.
+    pub fn live_session(&self, media_id: &str) -> Option<&SessionState> {
+        self.directory
+            .sessions
+            .values()
+            .filter(|s| {
+                s.device != self.cfg.device.id
+                    && s.lease.device == s.device
+                    && s.media.as_ref().is_some_and(|m| m.id == media_id)
+                    && s.anchor.is_some_and(|a| a.state != PlayState::Ended)
+                    && self.directory.availability.get(&s.device) == Some(&Status::Online)
+            })
+            .max_by(|a, b| a.stamp.cmp(&b.stamp))
+    }
+
     pub fn resume_position(&self, media_id: &str, now_unix_ns: u64) -> Option<ResumeFrom> {
         let point = self.directory.resume_point(media_id);
         // Sessions of this media that other devices hold.
@@ -83,12 +99,7 @@ impl Engine {
                     && s.media.as_ref().is_some_and(|m| m.id == media_id)
             })
         };
-        let live = others()
-            .filter(|s| {
-                s.anchor.is_some_and(|a| a.state != PlayState::Ended)
-                    && self.directory.availability.get(&s.device) == Some(&Status::Online)
-            })
-            .max_by(|a, b| a.stamp.cmp(&b.stamp));
+        let live = self.live_session(media_id);
         // Automatic mode: a device that went offline mid-play stopped where its anchor was
         // at that instant.
         let vanished = self.cfg.automatic_window_ns.and_then(|window| {

@@ -293,6 +293,12 @@ impl Validate for Command {
                 check_unix_ns("body.t1_unix_ns", *t1_unix_ns)?;
                 check_unix_ns("body.t2_unix_ns", *t2_unix_ns)?;
                 check_unix_ns("body.t3_unix_ns", *t3_unix_ns)?;
+                if t3_unix_ns < t2_unix_ns {
+                    return Err(WireError::field_err(
+                        "body.t3_unix_ns",
+                        "is before t2_unix_ns: the reply left before the probe arrived",
+                    ));
+                }
             }
         }
         Ok(())
