@@ -591,7 +591,13 @@ fn a_device_starting_the_same_media_resumes_from_the_live_session() {
     // Extrapolated to now: 100 s + 3 s of play. The TV's clock is 37 ms ahead of the
     // phone's; it probed the phone's clock when it saw it online, so it reads the phone's
     // anchor with the phone's clock and is not 37 ms off.
-    assert!(net.engines["tv"].directory().clocks.sample("phone").is_some());
+    assert!(
+        net.engines["tv"]
+            .directory()
+            .clocks
+            .sample("phone")
+            .is_some()
+    );
     let expected = 100 * SECOND_NS + (net.now - T0);
     assert!(from.position_ns.abs_diff(expected) < MS, "{from:?}");
 }
