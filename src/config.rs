@@ -209,19 +209,58 @@ pub fn set_previous_secrets(
     replace_private(&previous_path(dir, account), &text.join("\n"))
 }
 
-/// This device's Ed25519 signing key, in `<dir>/device.key` (PKCS#8, hex, mode 0600),
-/// created on first use.
+/// This device's Ed25519 signing key, in `<dir>/device.key` (mode 0600), created on first
+/// use: PEM of a PKCS#8 v1 key (RFC 8410), which OpenSSL, Python's `cryptography` and
+/// WebCrypto load as they are. Files of earlier versions, hex of a PKCS#8 v2 DER, are read
+/// too.
 pub fn device_key(dir: &Path) -> Result<ring::signature::Ed25519KeyPair, ConfigError> {
     let path = dir.join("device.key");
     let text = private_file(&path, || {
-        let pkcs8 =
-            ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
-                .map_err(|_| std::io::Error::other("no randomness available"))?;
-        Ok(hex(pkcs8.as_ref()))
+        let mut seed = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+            .map_err(|_| std::io::Error::other("no randomness available"))?;
+        Ok(ed25519_pem(&seed))
     })?;
-    from_hex(text.trim())
-        .and_then(|der| ring::signature::Ed25519KeyPair::from_pkcs8(&der).ok())
-        .ok_or(ConfigError::KeyCorrupt { path })
+    parse_device_key(&text).ok_or(ConfigError::KeyCorrupt { path })
+}
+
+/// The DER of a PKCS#8 v1 Ed25519 key holds the 32-byte seed after this prefix.
+const PKCS8_V1_ED25519: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// PEM of the PKCS#8 v1 key with this seed.
+pub fn ed25519_pem(seed: &[u8; 32]) -> String {
+    use base64::Engine as _;
+    let mut der = PKCS8_V1_ED25519.to_vec();
+    der.extend_from_slice(seed);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n")
+}
+
+/// A device key file's text: PEM (PKCS#8 v1 or v2) or, as earlier versions wrote, hex of a
+/// PKCS#8 v2 DER.
+fn parse_device_key(text: &str) -> Option<ring::signature::Ed25519KeyPair> {
+    use base64::Engine as _;
+    let text = text.trim();
+    let der = match text
+        .strip_prefix("-----BEGIN PRIVATE KEY-----")
+        .and_then(|rest| rest.trim_end().strip_suffix("-----END PRIVATE KEY-----"))
+    {
+        Some(body) => {
+            let b64: String = body.split_whitespace().collect();
+            base64::engine::general_purpose::STANDARD.decode(b64).ok()?
+        }
+        None => from_hex(text)?,
+    };
+    match der.strip_prefix(&PKCS8_V1_ED25519[..]) {
+        // v1 holds the seed alone; the public key is derived from it.
+        Some(seed) if seed.len() == 32 => {
+            ring::signature::Ed25519KeyPair::from_seed_unchecked(seed).ok()
+        }
+        // v2 holds the public key too, checked against the seed.
+        _ => ring::signature::Ed25519KeyPair::from_pkcs8(&der).ok(),
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -320,6 +359,45 @@ pub fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ring::signature::KeyPair;
+
+    #[test]
+    fn the_device_key_is_pem_pkcs8_v1_and_old_hex_files_still_load() {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().unwrap();
+        let key = device_key(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("device.key")).unwrap();
+        assert!(text.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{text}");
+        let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        assert_eq!(der.len(), 48, "PKCS#8 v1: the seed alone");
+        assert_eq!(&der[..16], &PKCS8_V1_ED25519);
+        let again = device_key(dir.path()).unwrap();
+        assert_eq!(key.public_key().as_ref(), again.public_key().as_ref());
+
+        // RFC 8410's example key, as OpenSSL writes it.
+        let rfc = "-----BEGIN PRIVATE KEY-----\n\
+                   MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n\
+                   -----END PRIVATE KEY-----\n";
+        let pair = parse_device_key(rfc).unwrap();
+        assert_eq!(
+            hex(pair.public_key().as_ref()),
+            "19bf44096984cdfe8541bac167dc3b96c85086aa30b6b6cb0c5c38ad703166e1"
+        );
+
+        // Earlier versions: hex of ring's PKCS#8 v2 DER.
+        let v2 = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+            .unwrap();
+        let old = parse_device_key(&hex(v2.as_ref())).unwrap();
+        let direct = ring::signature::Ed25519KeyPair::from_pkcs8(v2.as_ref()).unwrap();
+        assert_eq!(old.public_key().as_ref(), direct.public_key().as_ref());
+        assert!(
+            parse_device_key("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----")
+                .is_none()
+        );
+    }
 
     #[test]
     fn the_account_secret_is_private_and_kept() {

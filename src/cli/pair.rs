@@ -188,6 +188,12 @@ pub async fn host(
             ));
         }
     };
+    // A joiner that committed hears why the exchange ended here, not just a timeout.
+    if let Err(PairFailure::Failed(why) | PairFailure::Unreachable(why)) = &result
+        && let Some(farewell) = h.farewell(why)
+    {
+        send(&link, &name, vec![farewell]);
+    }
     // The exchange is over either way: take the retained hello off the broker.
     link.publish(&hello_topic, Vec::new(), true, true);
     link.shutdown(Duration::from_secs(2)).await;

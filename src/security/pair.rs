@@ -25,11 +25,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use ring::agreement::EphemeralPrivateKey;
 use ring::digest::{SHA256, digest};
+use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
 use crate::security::account::Account;
 use crate::security::seal::{
-    PrimitiveError, agree, b64_32, ephemeral, open_with, random, seal_with,
+    PrimitiveError, agree, b64_32, ephemeral_from, open_with, random_from, seal_with_nonce_of,
 };
 use crate::wire::{self, Roster, RosterEntry};
 
@@ -50,6 +51,8 @@ pub enum PairError {
     Open,
     #[error("the codes were not confirmed{0}")]
     Declined(String),
+    #[error("the host ended the exchange: {0}")]
+    Refused(String),
     #[error("a malformed pairing message: {0}")]
     Malformed(String),
     #[error("no randomness available")]
@@ -159,22 +162,83 @@ pub fn hello_filter(account: &str) -> String {
     format!("{}/{account}/pairing/+/hello", wire::PREFIX)
 }
 
+/// Decode a pairing message: at most [`wire::MAX_PAYLOAD`] bytes, `"v": 1`, a known `type`.
 pub fn decode(payload: &[u8]) -> Result<PairMsg, PairError> {
     if payload.len() > wire::MAX_PAYLOAD {
         return Err(PairError::Malformed("too large".into()));
     }
-    serde_json::from_slice(payload).map_err(|e| PairError::Malformed(e.to_string()))
+    let mut value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| PairError::Malformed(e.to_string()))?;
+    let object = value
+        .as_object_mut()
+        .ok_or_else(|| PairError::Malformed("not a JSON object".into()))?;
+    match object.remove("v") {
+        Some(v) if v == 1 => {}
+        Some(v) => {
+            return Err(PairError::Malformed(format!(
+                "version {v}: this device speaks version 1"
+            )));
+        }
+        None => return Err(PairError::Malformed("no \"v\"".into())),
+    }
+    serde_json::from_value(value).map_err(|e| PairError::Malformed(e.to_string()))
 }
 
+/// Encode a pairing message: `"v": 1`, then `type`, then the fields in their order.
 pub fn encode(msg: &PairMsg) -> Vec<u8> {
-    serde_json::to_vec(msg).expect("pairing messages serialise")
+    #[derive(Serialize)]
+    struct Versioned<'a> {
+        v: u8,
+        #[serde(flatten)]
+        msg: &'a PairMsg,
+    }
+    serde_json::to_vec(&Versioned { v: 1, msg }).expect("pairing messages serialise")
 }
 
-fn commitment(x25519: &[u8], nonce: &[u8]) -> String {
+/// The joiner's commitment: base64url(SHA-256(label || X25519 key || nonce)).
+pub fn commitment(x25519: &[u8], nonce: &[u8]) -> String {
     let mut m = b"continuity-v1 pair commit\0".to_vec();
     m.extend_from_slice(x25519);
     m.extend_from_slice(nonce);
     B64.encode(digest(&SHA256, &m).as_ref())
+}
+
+/// The bytes hashed into the transcript: the label, then each part as a 4-byte big-endian
+/// length and its bytes. The parts, in order: exchange, host device, host public key (its
+/// base64url text), joiner device, joiner public key (text), host X25519 key, joiner X25519
+/// key, host nonce, joiner nonce (these four raw).
+pub fn transcript_input(parts: [&[u8]; 9]) -> Vec<u8> {
+    let mut m = b"continuity-v1 pair transcript\0".to_vec();
+    for part in parts {
+        m.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        m.extend_from_slice(part);
+    }
+    m
+}
+
+/// The code people compare, from the transcript hash: six digits, read as `123 456`.
+pub fn code_of(transcript_hash: &[u8; 32]) -> String {
+    let n = u32::from_be_bytes(transcript_hash[..4].try_into().expect("4 bytes")) % 1_000_000;
+    format!("{:03} {:03}", n / 1000, n % 1000)
+}
+
+struct KeyLen;
+
+impl ring::hkdf::KeyType for KeyLen {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
+/// The exchange key: HKDF-SHA256 (salt = the transcript hash, input = the X25519 shared
+/// secret, info `continuity-v1 pair key`), 32 bytes.
+pub fn exchange_key(transcript_hash: &[u8; 32], shared: &[u8]) -> [u8; 32] {
+    let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, transcript_hash).extract(shared);
+    let mut key = [0u8; 32];
+    prk.expand(&[b"continuity-v1 pair key"], KeyLen)
+        .and_then(|okm| okm.fill(&mut key))
+        .expect("a valid HKDF length");
+    key
 }
 
 /// Everything both sides agreed on, hashed: the code and the key come from it.
@@ -195,8 +259,7 @@ impl Transcript {
         n_host: &[u8],
         n_joiner: &[u8],
     ) -> Transcript {
-        let mut m = b"continuity-v1 pair transcript\0".to_vec();
-        for part in [
+        let m = transcript_input([
             exchange.as_bytes(),
             host.device.as_bytes(),
             host_key.as_bytes(),
@@ -206,27 +269,19 @@ impl Transcript {
             x_joiner,
             n_host,
             n_joiner,
-        ] {
-            m.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            m.extend_from_slice(part);
-        }
+        ]);
         Transcript {
             hash: digest(&SHA256, &m).as_ref().try_into().expect("32 bytes"),
         }
     }
 
-    /// Six digits, as people read them: `123 456`.
     fn code(&self) -> String {
-        let n = u32::from_be_bytes(self.hash[..4].try_into().expect("4 bytes")) % 1_000_000;
-        format!("{:03} {:03}", n / 1000, n % 1000)
+        code_of(&self.hash)
     }
 
     fn key(&self, shared: &[u8]) -> LessSafeKey {
-        let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, &self.hash).extract(shared);
-        let okm = prk
-            .expand(&[b"continuity-v1 pair key"], &AES_256_GCM)
-            .expect("a valid HKDF length");
-        LessSafeKey::new(UnboundKey::from(okm))
+        let key = exchange_key(&self.hash, shared);
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).expect("a 32-byte key"))
     }
 }
 
@@ -253,11 +308,15 @@ pub struct Host {
     joiner: Option<(Party, String, String)>,
     x: Option<(EphemeralPrivateKey, [u8; 32])>,
     nonce: [u8; 32],
+    /// The nonce of the welcome's seal (all randomness is drawn at the start).
+    seal_nonce: [u8; 12],
     code: Option<String>,
     key: Option<LessSafeKey>,
     local_ok: bool,
     remote_ok: bool,
     done: bool,
+    /// The joiner was sent a `refused`: nothing more to tell it.
+    told: bool,
 }
 
 impl Host {
@@ -268,7 +327,20 @@ impl Host {
         now_unix_ns: u64,
         ttl_ns: u64,
     ) -> Result<(Host, PairMsg), PairError> {
-        let exchange = format!("x{}", hex(&random::<6>()?));
+        Host::start_with(account, name, now_unix_ns, ttl_ns, &SystemRandom::new())
+    }
+
+    /// [`Host::start`] with the randomness drawn from `rng`, in this order: the exchange id
+    /// (6 bytes), the X25519 key (32), the nonce (32), the welcome's seal nonce (12). Only
+    /// test vectors pass anything but the system's generator.
+    pub fn start_with(
+        account: &Account,
+        name: &str,
+        now_unix_ns: u64,
+        ttl_ns: u64,
+        rng: &dyn SecureRandom,
+    ) -> Result<(Host, PairMsg), PairError> {
+        let exchange = format!("x{}", hex(&random_from::<6>(rng)?));
         let me = Party {
             device: account.device.clone(),
             name: name.to_owned(),
@@ -289,13 +361,15 @@ impl Host {
                 roster: account.roster.clone(),
                 expires_unix_ns,
                 joiner: None,
-                x: Some(ephemeral()?),
-                nonce: random()?,
+                x: Some(ephemeral_from(rng)?),
+                nonce: random_from(rng)?,
+                seal_nonce: random_from(rng)?,
                 code: None,
                 key: None,
                 local_ok: false,
                 remote_ok: false,
                 done: false,
+                told: false,
             },
             hello,
         ))
@@ -345,6 +419,26 @@ impl Host {
                 }
                 b64_32("public_key", public_key)?;
                 wire::check_id(&joiner.device).map_err(PairError::Malformed)?;
+                // The joiner picks its id; one that is another device's is turned away
+                // (a copied config dir, say), or the welcome would hand that device's
+                // place in the roster to the joiner.
+                if self
+                    .roster
+                    .entry(&joiner.device)
+                    .is_some_and(|e| e.public_key != *public_key)
+                {
+                    self.done = true;
+                    self.told = true;
+                    return Ok(vec![PairMsg::Refused {
+                        exchange: self.exchange.clone(),
+                        to: joiner.device.clone(),
+                        reason: format!(
+                            "the device id '{}' is already paired with another key: give \
+                             this device another id (the device-id file of its config dir)",
+                            joiner.device
+                        ),
+                    }]);
+                }
                 self.joiner = Some((joiner.clone(), public_key.clone(), commitment.clone()));
                 let (_, x_pub) = self.x.as_ref().expect("the key is kept until the open");
                 Ok(vec![PairMsg::Reveal {
@@ -407,6 +501,7 @@ impl Host {
         }
         if !matches {
             self.done = true;
+            self.told = true;
             let to = self.joiner().map(|j| j.device.clone()).unwrap_or_default();
             return Ok(vec![PairMsg::Refused {
                 exchange: self.exchange.clone(),
@@ -416,6 +511,21 @@ impl Host {
         }
         self.local_ok = true;
         self.welcome(now_unix_ns)
+    }
+
+    /// What to tell the joiner when the exchange failed on this side (`why`, in words): a
+    /// `refused`, so that it does not wait for a timeout. `None` before anyone committed,
+    /// after a welcome, and when the joiner was already told.
+    pub fn farewell(&self, why: &str) -> Option<PairMsg> {
+        if self.told || self.joined().is_some() {
+            return None;
+        }
+        let (joiner, _, _) = self.joiner.as_ref()?;
+        Some(PairMsg::Refused {
+            exchange: self.exchange.clone(),
+            to: joiner.device.clone(),
+            reason: why.to_owned(),
+        })
     }
 
     /// The roster entry the joiner gets, once the exchange is done.
@@ -451,10 +561,11 @@ impl Host {
             secret: B64.encode(self.secret),
             roster: self.roster.clone(),
         };
-        let sealed = seal_with(
+        let sealed = seal_with_nonce_of(
             self.key.as_ref().expect("a code comes with a key"),
             WELCOME_LABEL,
             &serde_json::to_vec(&body).expect("serialises"),
+            self.seal_nonce,
         )?;
         self.done = true;
         Ok(vec![PairMsg::Welcome {
@@ -481,6 +592,8 @@ pub struct Joiner {
     exchange: Option<(String, Party)>,
     x: Option<(EphemeralPrivateKey, [u8; 32])>,
     nonce: [u8; 32],
+    /// The nonce of the confirm's seal.
+    seal_nonce: [u8; 12],
     code: Option<String>,
     key: Option<LessSafeKey>,
     confirmed: bool,
@@ -490,13 +603,25 @@ pub struct Joiner {
 impl Joiner {
     /// A device that wants to join `account`; `public_key` is its signing key.
     pub fn new(account: &str, me: Party, public_key: String) -> Result<Joiner, PairError> {
+        Joiner::new_with(account, me, public_key, &SystemRandom::new())
+    }
+
+    /// [`Joiner::new`] with the randomness drawn from `rng`, in this order: the X25519 key
+    /// (32 bytes), the nonce (32), the confirm's seal nonce (12).
+    pub fn new_with(
+        account: &str,
+        me: Party,
+        public_key: String,
+        rng: &dyn SecureRandom,
+    ) -> Result<Joiner, PairError> {
         Ok(Joiner {
             me,
             public_key,
             account: account.to_owned(),
             exchange: None,
-            x: Some(ephemeral()?),
-            nonce: random()?,
+            x: Some(ephemeral_from(rng)?),
+            nonce: random_from(rng)?,
+            seal_nonce: random_from(rng)?,
             code: None,
             key: None,
             confirmed: false,
@@ -621,7 +746,7 @@ impl Joiner {
             }
             PairMsg::Refused { to, reason, .. } if *to == self.me.device => {
                 self.done = true;
-                Err(PairError::Declined(format!(": {reason}")))
+                Err(PairError::Refused(reason.clone()))
             }
             _ => Ok((Vec::new(), None)),
         }
@@ -641,7 +766,7 @@ impl Joiner {
         self.confirmed = true;
         Ok(vec![PairMsg::Confirm {
             exchange: exchange.clone(),
-            sealed: seal_with(key, CONFIRM_LABEL, exchange.as_bytes())?,
+            sealed: seal_with_nonce_of(key, CONFIRM_LABEL, exchange.as_bytes(), self.seal_nonce)?,
         }])
     }
 }

@@ -560,10 +560,15 @@ pub enum PrimitiveError {
 
 /// `N` random bytes from the system's generator.
 pub(crate) fn random<const N: usize>() -> Result<[u8; N], PrimitiveError> {
+    random_from(&SystemRandom::new())
+}
+
+/// `N` random bytes from `rng` (the system's generator, but for test vectors).
+pub(crate) fn random_from<const N: usize>(
+    rng: &dyn SecureRandom,
+) -> Result<[u8; N], PrimitiveError> {
     let mut b = [0u8; N];
-    SystemRandom::new()
-        .fill(&mut b)
-        .map_err(|_| PrimitiveError::Random)?;
+    rng.fill(&mut b).map_err(|_| PrimitiveError::Random)?;
     Ok(b)
 }
 
@@ -581,7 +586,16 @@ pub(crate) fn seal_with(
     label: &[u8],
     plain: &[u8],
 ) -> Result<String, PrimitiveError> {
-    let nonce = random::<12>()?;
+    seal_with_nonce_of(key, label, plain, random::<12>()?)
+}
+
+/// [`seal_with`] with the nonce given: it must never be used twice with one key.
+pub(crate) fn seal_with_nonce_of(
+    key: &LessSafeKey,
+    label: &[u8],
+    plain: &[u8],
+    nonce: [u8; 12],
+) -> Result<String, PrimitiveError> {
     let mut buf = plain.to_vec();
     key.seal_in_place_append_tag(
         Nonce::assume_unique_for_key(nonce),
@@ -618,8 +632,15 @@ pub(crate) fn open_with(
 
 /// A fresh X25519 key pair: the private half and the public key's 32 bytes.
 pub(crate) fn ephemeral() -> Result<(EphemeralPrivateKey, [u8; 32]), PrimitiveError> {
-    let private = EphemeralPrivateKey::generate(&X25519, &SystemRandom::new())
-        .map_err(|_| PrimitiveError::Random)?;
+    ephemeral_from(&SystemRandom::new())
+}
+
+/// [`ephemeral`] with the key's 32 bytes drawn from `rng`.
+pub(crate) fn ephemeral_from(
+    rng: &dyn SecureRandom,
+) -> Result<(EphemeralPrivateKey, [u8; 32]), PrimitiveError> {
+    let private =
+        EphemeralPrivateKey::generate(&X25519, rng).map_err(|_| PrimitiveError::Random)?;
     let public = private
         .compute_public_key()
         .map_err(|_| PrimitiveError::Random)?
