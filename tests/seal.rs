@@ -86,6 +86,15 @@ fn envelope_vectors_reproduce() {
         "envelope": serde_json::to_value(&env).unwrap(),
         "media_id": "file:clip.ogg",
         "media_key": keys.media_key("file:clip.ogg"),
+        "refusals_description": "Each refusal is a payload received on its topic by a device that holds the key of secret_hex (and no other) and the roster receiver_roster; when seen_counter is set, it has already taken that counter from the sender on that topic. It must refuse the payload with the code given (docs/PROTOCOL.md, \"Order of checks\").",
+        "receiver_roster": serde_json::to_value(receiver_roster()).unwrap(),
+        "refusals": refusal_cases().iter().map(|c| json!({
+            "name": c.name,
+            "topic": c.topic,
+            "payload_text": String::from_utf8(c.payload.clone()).unwrap(),
+            "seen_counter": c.seen,
+            "code": c.code,
+        })).collect::<Vec<_>>(),
     });
     if std::env::var_os("UPDATE_VECTORS").is_some() {
         std::fs::write(
@@ -178,15 +187,276 @@ fn an_insider_that_re_signs_still_cannot_move_a_message() {
     ));
 }
 
-#[test]
-fn unsigned_wrongly_signed_unknown_and_revoked_senders_are_refused() {
-    let (keys, topic, env) = command(10);
-    let mut unsigned = env.clone();
-    unsigned.sealed.sig = None;
-    assert_eq!(
-        opener(keys.clone()).open(&topic, &unsigned).unwrap_err(),
-        SealError::Unsigned
+/// The receiver of the refusal vectors: phone-1 and tv-1 paired, old-tab revoked.
+fn receiver_roster() -> Roster {
+    let mut r = roster(&[("phone-1", 1), ("tv-1", 2), ("old-tab", 4)]);
+    r.devices[2].revoked = true;
+    r
+}
+
+struct Refusal {
+    name: &'static str,
+    topic: String,
+    payload: Vec<u8>,
+    seen: Option<u64>,
+    code: &'static str,
+}
+
+/// One payload for each refusal of the order of checks, with the code it must get.
+fn refusal_cases() -> Vec<Refusal> {
+    let keys = AccountKeys::derive(&secret());
+    let state_topic = Topic::session_state("home", "phone-1").to_string();
+    let inbox = Topic::inbox("home", "tv-1").to_string();
+    let nonce: [u8; 12] = core::array::from_fn(|i| 0xb0 + i as u8);
+    let signed =
+        |keys: &AccountKeys, topic: &str, sender: &str, seed: u8, counter, plain: &[u8]| {
+            let mut env = seal::seal_with_nonce(keys, topic, sender, counter, nonce, plain);
+            seal::sign(&mut env, &signer(seed), topic);
+            env
+        };
+    let good = signed(&keys, &state_topic, "phone-1", 1, 7, &state_json("phone-1"));
+    let text = |v: &Value| serde_json::to_vec(v).unwrap();
+    let edited = |f: &dyn Fn(&mut Value)| {
+        let mut v = serde_json::to_value(&good).unwrap();
+        f(&mut v);
+        text(&v)
+    };
+    let case = |name, topic: &str, payload, seen, code| Refusal {
+        name,
+        topic: topic.to_owned(),
+        payload,
+        seen,
+        code,
+    };
+    // AES-GCM sealed with counter 7 in the associated data, then renumbered 8 and signed
+    // as 8: the signature holds, the tag does not.
+    let mut renumbered = seal::seal_with_nonce(
+        &keys,
+        &state_topic,
+        "phone-1",
+        7,
+        nonce,
+        &state_json("phone-1"),
     );
+    renumbered.sealed.counter = 8;
+    seal::sign(&mut renumbered, &signer(1), &state_topic);
+    let command = signed(
+        &keys,
+        &inbox,
+        "phone-1",
+        1,
+        7,
+        &command_json("phone-1", "tv-1", "c7"),
+    );
+    vec![
+        case(
+            "version 2",
+            &state_topic,
+            edited(&|v| v["v"] = 2.into()),
+            None,
+            "version",
+        ),
+        case(
+            "no signature",
+            &state_topic,
+            edited(&|v| {
+                v["sealed"].as_object_mut().unwrap().remove("sig");
+            }),
+            None,
+            "field",
+        ),
+        case(
+            "a key id that is not 16 hex digits",
+            &state_topic,
+            edited(&|v| v["sealed"]["key_id"] = "k1".into()),
+            None,
+            "field",
+        ),
+        case(
+            "ciphertext shorter than the tag",
+            &state_topic,
+            edited(&|v| v["sealed"]["ct"] = "q83vEjRWeJA".into()),
+            None,
+            "field",
+        ),
+        case(
+            "plain message on a sealed account",
+            &state_topic,
+            state_json("phone-1"),
+            None,
+            "plaintext",
+        ),
+        case(
+            "empty clear of a state",
+            &state_topic,
+            Vec::new(),
+            None,
+            "unsigned-clear",
+        ),
+        case(
+            "signature with non-zero trailing bits",
+            &state_topic,
+            edited(&|v| {
+                let sig = v["sealed"]["sig"].as_str().unwrap();
+                v["sealed"]["sig"] = format!("{}B", &sig[..85]).into();
+            }),
+            None,
+            "encoding",
+        ),
+        case(
+            "sender not in the roster",
+            &state_topic,
+            text(
+                &serde_json::to_value(signed(
+                    &keys,
+                    &state_topic,
+                    "tab-9",
+                    3,
+                    7,
+                    &state_json("phone-1"),
+                ))
+                .unwrap(),
+            ),
+            None,
+            "unknown-signer",
+        ),
+        case(
+            "revoked sender",
+            &state_topic,
+            text(
+                &serde_json::to_value(signed(
+                    &keys,
+                    &state_topic,
+                    "old-tab",
+                    4,
+                    7,
+                    &state_json("phone-1"),
+                ))
+                .unwrap(),
+            ),
+            None,
+            "revoked",
+        ),
+        case(
+            "signed with another key than the sender's",
+            &state_topic,
+            text(
+                &serde_json::to_value(signed(
+                    &keys,
+                    &state_topic,
+                    "phone-1",
+                    3,
+                    7,
+                    &state_json("phone-1"),
+                ))
+                .unwrap(),
+            ),
+            None,
+            "bad-signature",
+        ),
+        case(
+            "moved to another device's topic",
+            &Topic::session_state("home", "tv-1").to_string(),
+            text(&serde_json::to_value(&good).unwrap()),
+            None,
+            "bad-signature",
+        ),
+        case(
+            "sealed with a key the receiver lacks",
+            &state_topic,
+            text(
+                &serde_json::to_value(signed(
+                    &AccountKeys::derive(&[7u8; 32]),
+                    &state_topic,
+                    "phone-1",
+                    1,
+                    7,
+                    &state_json("phone-1"),
+                ))
+                .unwrap(),
+            ),
+            None,
+            "unknown-key",
+        ),
+        case(
+            "renumbered after sealing",
+            &state_topic,
+            text(&serde_json::to_value(&renumbered).unwrap()),
+            None,
+            "open",
+        ),
+        case(
+            "sealed content that is not a state",
+            &state_topic,
+            text(
+                &serde_json::to_value(signed(&keys, &state_topic, "phone-1", 1, 7, br#"{"v":1}"#))
+                    .unwrap(),
+            ),
+            None,
+            "inner",
+        ),
+        case(
+            "a command replayed",
+            &inbox,
+            text(&serde_json::to_value(&command).unwrap()),
+            Some(7),
+            "replay",
+        ),
+        case(
+            "an older state",
+            &state_topic,
+            text(&serde_json::to_value(&good).unwrap()),
+            Some(8),
+            "replay",
+        ),
+        case(
+            "tv-1 speaking as phone-1",
+            &state_topic,
+            text(
+                &serde_json::to_value(signed(
+                    &keys,
+                    &state_topic,
+                    "tv-1",
+                    2,
+                    7,
+                    &state_json("phone-1"),
+                ))
+                .unwrap(),
+            ),
+            None,
+            "impersonation",
+        ),
+    ]
+}
+
+#[test]
+fn every_refusal_vector_is_refused_with_its_code() {
+    for c in refusal_cases() {
+        let mut o = Opener::new(vec![AccountKeys::derive(&secret())], receiver_roster());
+        if let Some(seen) = c.seen {
+            let sender = serde_json::from_slice::<Value>(&c.payload).unwrap()["sealed"]["sender"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            o.remember(&sender, &c.topic, seen);
+        }
+        match o.decode(&c.topic, &c.payload) {
+            Ok(_) => panic!("{}: taken", c.name),
+            Err(e) => assert_eq!(e.code(), c.code, "{}: {e}", c.name),
+        }
+    }
+    // The same envelope, not seen before, opens: the refusals are for what they say.
+    let good = refusal_cases()
+        .into_iter()
+        .find(|c| c.name == "an older state")
+        .unwrap();
+    let mut o = Opener::new(vec![AccountKeys::derive(&secret())], receiver_roster());
+    assert!(o.decode(&good.topic, &good.payload).is_ok());
+}
+
+#[test]
+fn wrongly_signed_unknown_and_revoked_senders_are_refused() {
+    let (keys, topic, env) = command(10);
     // Signed by a key that is not phone-1's.
     let mut wrong = env.clone();
     seal::sign(&mut wrong, &signer(3), &topic);

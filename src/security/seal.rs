@@ -37,12 +37,12 @@ pub enum SealError {
     Open,
     #[error("replayed or old: counter {got} from '{sender}', already saw {seen}")]
     Replay { sender: String, got: u64, seen: u64 },
+    #[error("{0}")]
+    Wire(wire::WireError),
     #[error("the sealed content is not a valid message: {0}")]
-    Inner(String),
+    Inner(wire::WireError),
     #[error("no randomness available")]
     Random,
-    #[error("not signed")]
-    Unsigned,
     #[error("'{0}' is not a paired device of this account")]
     UnknownSigner(String),
     #[error("'{0}' was revoked")]
@@ -55,6 +55,29 @@ pub enum SealError {
     Plaintext,
     #[error("an unsigned clear of retained state refused: this account is sealed")]
     UnsignedClear,
+}
+
+impl SealError {
+    /// A stable short code, used by the envelope vectors (`docs/PROTOCOL.md`, "Order of
+    /// checks"); a refusal by the wire decoder has the decoder's code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SealError::Wire(e) => e.code(),
+            SealError::Plaintext => "plaintext",
+            SealError::UnsignedClear => "unsigned-clear",
+            SealError::Encoding { .. } => "encoding",
+            SealError::Nonce => "nonce",
+            SealError::UnknownSigner(_) => "unknown-signer",
+            SealError::Revoked(_) => "revoked",
+            SealError::BadSignature(_) => "bad-signature",
+            SealError::UnknownKey(_) => "unknown-key",
+            SealError::Open => "open",
+            SealError::Inner(_) => "inner",
+            SealError::Replay { .. } => "replay",
+            SealError::Impersonation { .. } => "impersonation",
+            SealError::Random => "random",
+        }
+    }
 }
 
 struct Len(usize);
@@ -184,7 +207,7 @@ pub fn sign(env: &mut SealedEnvelope, signer: &Ed25519KeyPair, topic: &str) {
         .expect("an envelope this crate sealed has a 12-byte nonce");
     let ct = B64.decode(&s.ct).expect("an envelope this crate sealed");
     let sig = signer.sign(&signed_bytes(&aad, &nonce, &ct));
-    env.sealed.sig = Some(B64.encode(sig.as_ref()));
+    env.sealed.sig = B64.encode(sig.as_ref());
 }
 
 /// The base64url form of a device's public signing key (as in the roster).
@@ -192,7 +215,8 @@ pub fn public_key(signer: &Ed25519KeyPair) -> String {
     B64.encode(signer.public_key().as_ref())
 }
 
-/// [`seal`] with a given nonce: for test vectors only (a nonce must never repeat).
+/// [`seal`] with a given nonce, not signed yet ([`sign`] does it): for test vectors only (a
+/// nonce must never repeat).
 pub fn seal_with_nonce(
     keys: &AccountKeys,
     topic: &str,
@@ -218,7 +242,8 @@ pub fn seal_with_nonce(
             counter,
             nonce: B64.encode(nonce),
             ct: B64.encode(&buf),
-            sig: None,
+            // Filled in by `sign`.
+            sig: String::new(),
         },
     }
 }
@@ -304,8 +329,7 @@ impl Opener {
     /// taken in (a revoked device's state goes when the roster says so, resume points move
     /// on a key rotation).
     pub fn decode(&mut self, topic: &str, payload: &[u8]) -> Result<wire::Incoming, SealError> {
-        let msg = wire::decode_with(topic, payload, &self.media_keys)
-            .map_err(|e| SealError::Inner(e.to_string()))?;
+        let msg = wire::decode_with(topic, payload, &self.media_keys).map_err(SealError::Wire)?;
         match &msg.body {
             wire::Body::Sealed(env) => self.open(topic, env),
             wire::Body::Availability(_) => Ok(msg),
@@ -333,9 +357,8 @@ impl Opener {
             .decode(&s.ct)
             .map_err(|_| SealError::Encoding { field: "ct" })?;
         let aad = associated_data(topic, &s.sender, s.counter);
-        let sig = s.sig.as_ref().ok_or(SealError::Unsigned)?;
         let sig = B64
-            .decode(sig)
+            .decode(&s.sig)
             .map_err(|_| SealError::Encoding { field: "sig" })?;
         let public = match self.signers.0.get(&s.sender) {
             None => return Err(SealError::UnknownSigner(s.sender.clone())),
@@ -360,8 +383,7 @@ impl Opener {
                 &mut buf,
             )
             .map_err(|_| SealError::Open)?;
-        let msg = wire::decode_with(topic, plain, &self.media_keys)
-            .map_err(|e| SealError::Inner(e.to_string()))?;
+        let msg = wire::decode_with(topic, plain, &self.media_keys).map_err(SealError::Inner)?;
         let seen_key = (s.sender.clone(), topic.to_owned());
         if let Some(&seen) = self.seen.get(&seen_key) {
             let fresh = if msg.topic.retained() {

@@ -279,13 +279,13 @@ pub struct Event {
     pub position_ns: Option<u64>,
 }
 
-/// The sealed part of an envelope. Reserved in v1: this implementation recognises and checks
-/// its shape; opening it comes with the security work.
+/// The sealed part of an envelope (`docs/PROTOCOL.md`, "Sealed envelope"): the message,
+/// encrypted with the account key and signed by its sender.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Sealed {
     /// Algorithm, `A256GCM`.
     pub alg: String,
-    /// Which account key sealed it.
+    /// Which account key sealed it: 16 lower-case hex digits.
     pub key_id: String,
     /// Sending device.
     pub sender: String,
@@ -293,12 +293,11 @@ pub struct Sealed {
     pub counter: u64,
     /// 96-bit nonce, base64url without padding.
     pub nonce: String,
-    /// Ciphertext and tag, base64url without padding.
+    /// Ciphertext and its 16-byte tag, base64url without padding.
     pub ct: String,
     /// Ed25519 signature of the sender's device key over the associated data, the nonce and
-    /// the ciphertext, base64url without padding. Required on every sealed message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sig: Option<String>,
+    /// the ciphertext, base64url without padding (86 characters).
+    pub sig: String,
 }
 
 /// A sealed envelope: `{"v": 1, "sealed": {...}}`.

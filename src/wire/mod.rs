@@ -49,7 +49,7 @@ pub const MAX_RATE: f64 = 64.0;
 
 /// Why a payload or topic was rejected. `field` names use dots and indices, as in
 /// `media.audio_tracks[2].language`.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
     #[error("payload of {size} bytes is over the {limit}-byte limit")]
     TooLarge { size: usize, limit: usize },

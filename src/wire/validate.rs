@@ -19,9 +19,27 @@ pub(super) fn json_type(v: &Value) -> &'static str {
 }
 
 pub(super) fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, WireError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
+    serde_path_to_error::deserialize(&value).map_err(|e| {
+        let mut path = e.path().to_string();
         let inner = e.into_inner().to_string();
+        // Inside an internally tagged object (a command's body) serde reports an unknown
+        // enum value at the object: name the member that holds it.
+        if let Some(bad) = inner
+            .strip_prefix("unknown variant `")
+            .and_then(|r| r.split('`').next())
+            && let Some(member) = object_at(&value, &path).and_then(|o| {
+                o.iter()
+                    .find(|(k, v)| *k != "type" && v.as_str() == Some(bad))
+                    .map(|(k, _)| k.clone())
+            })
+        {
+            path = if path == "." {
+                member
+            } else {
+                format!("{path}.{member}")
+            };
+            return WireError::field_err(path, inner);
+        }
         // serde reports a missing field at its parent: name the field itself.
         if let Some(name) = inner
             .strip_prefix("missing field `")
@@ -37,6 +55,17 @@ pub(super) fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, WireErr
         let field = if path == "." { String::new() } else { path };
         WireError::field_err(field, inner)
     })
+}
+
+/// The object at a serde_path_to_error path of plain members (`body`, `media`), if any.
+fn object_at<'a>(value: &'a Value, path: &str) -> Option<&'a serde_json::Map<String, Value>> {
+    let mut at = value;
+    if path != "." {
+        for part in path.split('.') {
+            at = at.get(part)?;
+        }
+    }
+    at.as_object()
 }
 
 pub(super) fn same(topic_value: &str, body_value: &str, field: &str) -> Result<(), WireError> {
@@ -328,7 +357,16 @@ impl Validate for SealedEnvelope {
                 format!("'{}' is not supported (expected A256GCM)", s.alg),
             ));
         }
-        check_id_field("sealed.key_id", &s.key_id)?;
+        if !(s.key_id.len() == 16
+            && s.key_id
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)))
+        {
+            return Err(WireError::field_err(
+                "sealed.key_id",
+                "is not 16 lower-case hex digits",
+            ));
+        }
         check_id_field("sealed.sender", &s.sender)?;
         let b64url = |field: &str, v: &str, len: Option<usize>| {
             if !v
@@ -345,11 +383,15 @@ impl Validate for SealedEnvelope {
         // 12 bytes of nonce are 16 base64url characters.
         b64url("sealed.nonce", &s.nonce, Some(16))?;
         b64url("sealed.ct", &s.ct, None)?;
-        // 64 bytes of signature are 86 base64url characters.
-        match &s.sig {
-            Some(sig) => b64url("sealed.sig", sig, Some(86)),
-            None => Ok(()),
+        // At least the 16-byte tag (22 characters); no length is 1 more than a multiple of 4.
+        if s.ct.len() < 22 || s.ct.len() % 4 == 1 {
+            return Err(WireError::field_err(
+                "sealed.ct",
+                "is shorter than the 16-byte tag, or not whole bytes",
+            ));
         }
+        // 64 bytes of signature are 86 base64url characters.
+        b64url("sealed.sig", &s.sig, Some(86))
     }
 }
 
