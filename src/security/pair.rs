@@ -72,14 +72,14 @@ impl From<PrimitiveError> for PairError {
 }
 
 /// A device taking part.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Party {
     pub device: String,
     pub name: String,
 }
 
 /// What the two sides say to each other (plain JSON on the broker: nothing in it is secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum PairMsg {
     Hello {
@@ -184,14 +184,17 @@ pub fn decode(payload: &[u8]) -> Result<PairMsg, PairError> {
     serde_json::from_value(value).map_err(|e| PairError::Malformed(e.to_string()))
 }
 
+/// A pairing message as it is on the wire: `"v": 1`, then the message (its `type` first).
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(title = "PairingMessage")]
+pub struct Versioned<'a> {
+    pub v: u8,
+    #[serde(flatten)]
+    pub msg: &'a PairMsg,
+}
+
 /// Encode a pairing message: `"v": 1`, then `type`, then the fields in their order.
 pub fn encode(msg: &PairMsg) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Versioned<'a> {
-        v: u8,
-        #[serde(flatten)]
-        msg: &'a PairMsg,
-    }
     serde_json::to_vec(&Versioned { v: 1, msg }).expect("pairing messages serialise")
 }
 

@@ -239,6 +239,10 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         ("event", one::<Event>()),
         ("sealed-envelope", one::<SealedEnvelope>()),
         ("roster", one::<Roster>()),
+        (
+            "pairing",
+            one::<crate::security::pair::Versioned<'static>>(),
+        ),
     ]
 }
 
