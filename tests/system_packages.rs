@@ -76,6 +76,7 @@ const PROGRAMS: &[(&str, &str, List)] = &[
     ("mosquitto", "mosquitto", List::Packages),
     ("mosquitto_passwd", "mosquitto", List::Packages),
     ("ip", "iproute2", List::Packages),
+    ("node", "nodejs", List::Packages),
     ("faketime", "faketime", List::Packages),
     ("kill", "procps", List::Packages),
     ("valgrind", "valgrind", List::Bench),
