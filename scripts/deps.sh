@@ -2,8 +2,14 @@
 # Install the Debian/Ubuntu packages given as arguments when any is missing.
 # Runs apt-get update first; uses sudo when not root. Quiet when nothing is missing.
 set -euo pipefail
+# Packages whose program may come from elsewhere (NodeSource's nodejs bundles npm): one is
+# present when its program is on PATH, whatever package brought it.
+declare -A program=([nodejs]=node [npm]=npm)
 missing=()
 for p in "$@"; do
+    if [ -n "${program[$p]:-}" ] && command -v "${program[$p]}" >/dev/null 2>&1; then
+        continue
+    fi
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
         missing+=("$p")
     fi

@@ -43,10 +43,12 @@ pub fn check_ahead(stamp: &Stamp, now_unix_ns: u64) -> Result<(), String> {
 )]
 pub struct Stamp {
     /// Wall-clock part, nanoseconds since the Unix epoch (never behind any stamp seen).
+    #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
     pub wall_ns: u64,
     /// Orders stamps that share a wall-clock value.
     pub counter: u32,
     /// The device that made the stamp; breaks ties between devices.
+    #[schemars(pattern(crate::patterns::ID))]
     pub device: String,
 }
 

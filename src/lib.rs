@@ -25,6 +25,7 @@ pub mod model;
 pub mod net;
 pub mod node;
 pub mod observe;
+pub mod patterns;
 pub mod security;
 pub mod store;
 pub mod wire;

@@ -82,8 +82,10 @@ impl FromStr for DeviceClass {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Device {
     /// Stable identifier, created once per installation; also the MQTT topic segment.
+    #[schemars(pattern(crate::patterns::ID))]
     pub id: String,
     /// Human-readable name shown in pickers ("Living room TV").
+    #[schemars(length(max = 1024), pattern(crate::patterns::TEXT))]
     pub name: String,
     pub class: DeviceClass,
 }
@@ -94,9 +96,11 @@ pub struct Device {
 pub struct Track {
     /// BCP 47 / ISO 639 language code as the stream tags it ("en", "fra").
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 35), pattern(crate::patterns::TEXT))]
     pub language: Option<String>,
     /// Codec name as the stream describes it ("Vorbis", "Opus").
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128), pattern(crate::patterns::TEXT))]
     pub codec: Option<String>,
 }
 
@@ -104,28 +108,38 @@ pub struct Track {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct Media {
     /// Identity that two devices agree on for the same media (see `media_id_from_uri`).
+    #[schemars(length(min = 1, max = 4096), pattern(crate::patterns::TEXT))]
     pub id: String,
     /// Where the media can be loaded from, when it is addressable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096), pattern(crate::patterns::TEXT))]
     pub uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024), pattern(crate::patterns::TEXT))]
     pub title: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024), pattern(crate::patterns::TEXT))]
     pub artist: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024), pattern(crate::patterns::TEXT))]
     pub album: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096), pattern(crate::patterns::TEXT))]
     pub artwork_uri: Option<String>,
     /// Total length in nanoseconds, when known (live streams have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = crate::patterns::MAX_MEDIA_NS))]
     pub duration_ns: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub audio_tracks: Vec<Track>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub subtitle_tracks: Vec<Track>,
     /// Other renditions for some classes of device (a lighter one for phones, say); a
     /// handoff target picks the one for its class, else `uri`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub alternates: Vec<Alternate>,
 }
 
@@ -133,6 +147,7 @@ pub struct Media {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Alternate {
     pub class: DeviceClass,
+    #[schemars(length(max = 4096), pattern(crate::patterns::TEXT))]
     pub uri: String,
 }
 
@@ -215,10 +230,13 @@ wire_names!(PlayState {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Anchor {
     /// Media (stream) time in nanoseconds at the instant `at_unix_ns`.
+    #[schemars(range(max = crate::patterns::MAX_MEDIA_NS))]
     pub position_ns: u64,
     /// Wall-clock instant, nanoseconds since the Unix epoch, at which `position_ns` was true.
+    #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
     pub at_unix_ns: u64,
     /// Playback rate; 1.0 is normal speed, negative plays backwards.
+    #[schemars(range(min = -64.0, max = 64.0), extend("not" = {"const": 0}))]
     pub rate: f64,
     pub state: PlayState,
 }
@@ -252,12 +270,16 @@ impl Anchor {
 /// A short description of a queued item: enough to show it and to load it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct QueueItem {
+    #[schemars(length(max = 4096), pattern(crate::patterns::TEXT))]
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096), pattern(crate::patterns::TEXT))]
     pub uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024), pattern(crate::patterns::TEXT))]
     pub title: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = crate::patterns::MAX_MEDIA_NS))]
     pub duration_ns: Option<u64>,
 }
 

@@ -74,7 +74,9 @@ impl From<PrimitiveError> for PairError {
 /// A device taking part.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Party {
+    #[schemars(pattern(crate::patterns::ID))]
     pub device: String,
+    #[schemars(length(max = 1024), pattern(crate::patterns::TEXT))]
     pub name: String,
 }
 
@@ -83,46 +85,68 @@ pub struct Party {
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum PairMsg {
     Hello {
+        #[schemars(pattern(crate::patterns::EXCHANGE))]
         exchange: String,
         host: Party,
+        #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
         expires_unix_ns: u64,
     },
     Commit {
+        #[schemars(pattern(crate::patterns::EXCHANGE))]
         exchange: String,
         joiner: Party,
         /// The joiner's Ed25519 signing key, base64url.
+        #[schemars(pattern(crate::patterns::B64_32))]
         public_key: String,
+        #[schemars(pattern(crate::patterns::B64_32))]
         commitment: String,
     },
     Reveal {
+        #[schemars(pattern(crate::patterns::EXCHANGE))]
         exchange: String,
+        #[schemars(pattern(crate::patterns::ID))]
         to: String,
+        #[schemars(pattern(crate::patterns::B64_32))]
         x25519: String,
+        #[schemars(pattern(crate::patterns::B64_32))]
         nonce: String,
+        #[schemars(pattern(crate::patterns::B64_32))]
         public_key: String,
     },
     Open {
+        #[schemars(pattern(crate::patterns::EXCHANGE))]
         exchange: String,
+        #[schemars(pattern(crate::patterns::B64_32))]
         x25519: String,
+        #[schemars(pattern(crate::patterns::B64_32))]
         nonce: String,
     },
     Confirm {
+        #[schemars(pattern(crate::patterns::EXCHANGE))]
         exchange: String,
+        #[schemars(pattern(crate::patterns::PAIR_SEALED))]
         sealed: String,
     },
     Welcome {
+        #[schemars(pattern(crate::patterns::EXCHANGE))]
         exchange: String,
+        #[schemars(pattern(crate::patterns::ID))]
         to: String,
+        #[schemars(pattern(crate::patterns::PAIR_SEALED))]
         sealed: String,
     },
     /// The exchange is over for `to` (a second joiner, a decline, an expiry).
     Refused {
+        #[schemars(pattern(crate::patterns::EXCHANGE))]
         exchange: String,
+        #[schemars(pattern(crate::patterns::ID))]
         to: String,
+        #[schemars(length(max = 1024), pattern(crate::patterns::TEXT))]
         reason: String,
     },
     /// The joiner's person said the codes differ.
     Decline {
+        #[schemars(pattern(crate::patterns::EXCHANGE))]
         exchange: String,
     },
 }
@@ -191,6 +215,11 @@ pub struct Versioned<'a> {
     pub v: u8,
     #[serde(flatten)]
     pub msg: &'a PairMsg,
+}
+
+/// The JSON Schema of pairing messages (`docs/schema/pairing.json`).
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Versioned<'static>)).expect("schema serialises")
 }
 
 /// Encode a pairing message: `"v": 1`, then `type`, then the fields in their order.

@@ -18,7 +18,9 @@ pub enum Status {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Availability {
     /// Major version, 1.
+    #[schemars(range(min = 1, max = 1))]
     pub v: u32,
+    #[schemars(pattern(crate::patterns::ID))]
     pub device: String,
     pub status: Status,
 }
@@ -26,12 +28,15 @@ pub struct Availability {
 /// `devices/<device>/info` (retained).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DeviceInfo {
+    #[schemars(range(min = 1, max = 1))]
     pub v: u32,
     pub device: Device,
     /// Software name and version ("continuity 0.1.0").
+    #[schemars(length(max = 1024), pattern(crate::patterns::TEXT))]
     pub software: String,
     /// What the device can do: `play`, `resume`, `handoff-target`, ...
     #[serde(default)]
+    #[schemars(length(max = 64), inner(pattern(crate::patterns::ID)))]
     pub capabilities: Vec<String>,
     pub stamp: Stamp,
 }
@@ -40,6 +45,7 @@ pub struct DeviceInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Lease {
     /// The device that plays the session now.
+    #[schemars(pattern(crate::patterns::ID))]
     pub device: String,
     /// Raised by every handoff; a device that sees a higher epoch for its session stops.
     pub epoch: u64,
@@ -48,10 +54,13 @@ pub struct Lease {
 /// `sessions/<device>/state` (retained): what a device plays and where it is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionState {
+    #[schemars(range(min = 1, max = 1))]
     pub v: u32,
     /// The publishing device; equals the topic's device.
+    #[schemars(pattern(crate::patterns::ID))]
     pub device: String,
     /// Session id; stays the same across handoffs.
+    #[schemars(pattern(crate::patterns::ID))]
     pub session: String,
     pub stamp: Stamp,
     /// What plays; absent when the device is idle.
@@ -68,6 +77,7 @@ pub struct SessionState {
     pub subtitle: Option<Track>,
     /// Items after the current one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
     pub queue: Vec<QueueItem>,
     pub lease: Lease,
 }
@@ -89,14 +99,17 @@ impl SessionState {
 /// `media/<media-key>/resume` (retained): where to continue a media, from any device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ResumePoint {
+    #[schemars(range(min = 1, max = 1))]
     pub v: u32,
     pub media: Media,
     /// Media time to continue from, in ns.
+    #[schemars(range(max = crate::patterns::MAX_MEDIA_NS))]
     pub position_ns: u64,
     /// The media was finished: start from 0 (a tombstone that still orders by stamp).
     #[serde(default)]
     pub finished: bool,
     /// The device that recorded the point.
+    #[schemars(pattern(crate::patterns::ID))]
     pub device: String,
     pub stamp: Stamp,
 }
@@ -114,6 +127,7 @@ pub enum CommandBody {
     Play,
     Pause,
     Seek {
+        #[schemars(range(max = crate::patterns::MAX_MEDIA_NS))]
         position_ns: u64,
     },
     /// Sent by a device to itself after connecting: when it comes back, the broker has
@@ -121,39 +135,53 @@ pub enum CommandBody {
     Sync,
     /// To the target T, from anyone: take over the session of `source`.
     HandoffRequest {
+        #[schemars(pattern(crate::patterns::ID))]
         handoff: String,
+        #[schemars(pattern(crate::patterns::ID))]
         source: String,
     },
     /// T to the source P: I want your session; `t1` is T's clock at sending.
     HandoffOffer {
+        #[schemars(pattern(crate::patterns::ID))]
         handoff: String,
+        #[schemars(pattern(crate::patterns::ID))]
         session: String,
         /// The lease epoch the session will have on T (P's epoch + 1).
         epoch: u64,
+        #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
         t1_unix_ns: u64,
     },
     /// P to T: agreed. `t2` is P's clock when the offer arrived, `t3` when it answered (the
     /// four timestamps give the clock offset and the round trip); `anchor` is where P is.
     HandoffAccept {
+        #[schemars(pattern(crate::patterns::ID))]
         handoff: String,
+        #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
         t1_unix_ns: u64,
+        #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
         t2_unix_ns: u64,
+        #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
         t3_unix_ns: u64,
         anchor: Anchor,
     },
     /// P to T: no.
     HandoffReject {
+        #[schemars(pattern(crate::patterns::ID))]
         handoff: String,
         reason: HandoffFailure,
     },
     /// T to P: T plays from `position_ns` at `at_unix_ns` (P's clock); P pauses then.
     HandoffSwitch {
+        #[schemars(pattern(crate::patterns::ID))]
         handoff: String,
+        #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
         at_unix_ns: u64,
+        #[schemars(range(max = crate::patterns::MAX_MEDIA_NS))]
         position_ns: u64,
     },
     /// T to P: the handoff is off; P plays on.
     HandoffCancel {
+        #[schemars(pattern(crate::patterns::ID))]
         handoff: String,
         reason: HandoffFailure,
     },
@@ -162,20 +190,25 @@ pub enum CommandBody {
     /// Pull handoff: the sender started the same media at the session's live position and
     /// holds the session now, at `epoch`; the receiver stops being active (pauses).
     Takeover {
+        #[schemars(pattern(crate::patterns::ID))]
         session: String,
         epoch: u64,
     },
     /// Anyone to a device: what time is it for you? `t1` is the sender's clock at sending.
     /// The receiver answers with `clock-reply`.
     ClockProbe {
+        #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
         t1_unix_ns: u64,
     },
     /// The answer to a `clock-probe`: its `t1`, the replier's clock when the probe arrived
     /// (`t2`) and when it answered (`t3`). The four timestamps give the clock offset that
     /// reading the replier's anchors needs (`docs/PROTOCOL.md`, "Clocks").
     ClockReply {
+        #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
         t1_unix_ns: u64,
+        #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
         t2_unix_ns: u64,
+        #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
         t3_unix_ns: u64,
     },
 }
@@ -220,36 +253,48 @@ wire_names!(HandoffFailure {
 /// The outcome of a handoff, as the target reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HandoffResult {
+    #[schemars(pattern(crate::patterns::ID))]
     pub handoff: String,
+    #[schemars(pattern(crate::patterns::ID))]
     pub source: String,
+    #[schemars(pattern(crate::patterns::ID))]
     pub target: String,
     /// Absent on success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<HandoffFailure>,
     /// From the request reaching the target to the target playing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = crate::patterns::MAX_MEDIA_NS))]
     pub latency_ns: Option<u64>,
     /// Target's first position minus the source's position at that instant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -(crate::patterns::MAX_MEDIA_NS as i64), max = crate::patterns::MAX_MEDIA_NS as i64))]
     pub position_error_ns: Option<i64>,
     /// Source clock minus target clock, measured during the exchange.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -(crate::patterns::MAX_MEDIA_NS as i64), max = crate::patterns::MAX_MEDIA_NS as i64))]
     pub clock_offset_ns: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = crate::patterns::MAX_MEDIA_NS))]
     pub rtt_ns: Option<u64>,
 }
 
 /// `devices/<device>/inbox` (QoS 1, not retained).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Command {
+    #[schemars(range(min = 1, max = 1))]
     pub v: u32,
     /// Unique per sender; answers refer to it.
+    #[schemars(pattern(crate::patterns::ID))]
     pub id: String,
     /// Sending device.
+    #[schemars(pattern(crate::patterns::ID))]
     pub from: String,
     /// Receiving device; equals the topic's device.
+    #[schemars(pattern(crate::patterns::ID))]
     pub to: String,
     /// Sender's wall clock at sending, ns since the Unix epoch.
+    #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
     pub sent_unix_ns: u64,
     pub body: CommandBody,
 }
@@ -269,13 +314,18 @@ pub enum EventName {
 /// `events` (not retained): analytics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
+    #[schemars(range(min = 1, max = 1))]
     pub v: u32,
+    #[schemars(pattern(crate::patterns::ID))]
     pub device: String,
     pub name: EventName,
+    #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
     pub at_unix_ns: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096), pattern(crate::patterns::TEXT))]
     pub media_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = crate::patterns::MAX_MEDIA_NS))]
     pub position_ns: Option<u64>,
 }
 
@@ -284,25 +334,32 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Sealed {
     /// Algorithm, `A256GCM`.
+    #[schemars(pattern(crate::patterns::ALG))]
     pub alg: String,
     /// Which account key sealed it: 16 lower-case hex digits.
+    #[schemars(pattern(crate::patterns::KEY_ID))]
     pub key_id: String,
     /// Sending device.
+    #[schemars(pattern(crate::patterns::ID))]
     pub sender: String,
     /// Per-sender counter that only grows.
     pub counter: u64,
     /// 96-bit nonce, base64url without padding.
+    #[schemars(pattern(crate::patterns::B64_12))]
     pub nonce: String,
     /// Ciphertext and its 16-byte tag, base64url without padding.
+    #[schemars(pattern(crate::patterns::CIPHERTEXT))]
     pub ct: String,
     /// Ed25519 signature of the sender's device key over the associated data, the nonce and
     /// the ciphertext, base64url without padding (86 characters).
+    #[schemars(pattern(crate::patterns::B64_64))]
     pub sig: String,
 }
 
 /// A sealed envelope: `{"v": 1, "sealed": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SealedEnvelope {
+    #[schemars(range(min = 1, max = 1))]
     pub v: u32,
     pub sealed: Sealed,
 }
@@ -313,11 +370,15 @@ pub const MAX_ROSTER: usize = 256;
 /// One device of an account's roster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RosterEntry {
+    #[schemars(pattern(crate::patterns::ID))]
     pub device: String,
+    #[schemars(length(max = 1024), pattern(crate::patterns::TEXT))]
     pub name: String,
     /// Ed25519 public key that signs what the device sends, base64url without padding.
+    #[schemars(pattern(crate::patterns::B64_32))]
     pub public_key: String,
     /// When the entry was last changed (added, or revoked); the later change wins.
+    #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
     pub changed_unix_ns: u64,
     /// A revoked device's messages are refused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -328,7 +389,9 @@ pub struct RosterEntry {
 /// the receiver already trusts. Receivers merge entry by entry (the later change wins).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Roster {
+    #[schemars(range(min = 1, max = 1))]
     pub v: u32,
+    #[schemars(length(max = 256))]
     pub devices: Vec<RosterEntry>,
     /// The account key in use since the last rotation (revoking a device rotates it).
     /// A device that lacks this key asks a paired device for it (`docs/PROTOCOL.md`,
@@ -341,6 +404,8 @@ pub struct Roster {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RosterKey {
     /// The key id (as in envelopes): 16 hex digits.
+    #[schemars(pattern(crate::patterns::KEY_ID))]
     pub id: String,
+    #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
     pub changed_unix_ns: u64,
 }

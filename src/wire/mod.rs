@@ -41,9 +41,9 @@ pub const MAX_LIST: usize = 64;
 pub const MAX_QUEUE: usize = 256;
 /// Greatest media time in ns: 2^53 - 1, the largest integer a JavaScript number holds exactly
 /// (about 104 days of media). Wall-clock instants are bounded by [`MAX_UNIX_NS`] instead.
-pub const MAX_MEDIA_NS: u64 = (1 << 53) - 1;
+pub const MAX_MEDIA_NS: u64 = crate::patterns::MAX_MEDIA_NS;
 /// Greatest wall-clock instant accepted (the year 2500), in ns since the Unix epoch.
-pub const MAX_UNIX_NS: u64 = 16_725_225_600 * 1_000_000_000;
+pub const MAX_UNIX_NS: u64 = crate::patterns::MAX_UNIX_NS;
 /// Greatest absolute playback rate.
 pub const MAX_RATE: f64 = 64.0;
 
@@ -239,10 +239,6 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         ("event", one::<Event>()),
         ("sealed-envelope", one::<SealedEnvelope>()),
         ("roster", one::<Roster>()),
-        (
-            "pairing",
-            one::<crate::security::pair::Versioned<'static>>(),
-        ),
     ]
 }
 
