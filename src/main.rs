@@ -74,6 +74,10 @@ enum Command {
         /// Address to listen on (0.0.0.0:1883 to serve the LAN).
         #[arg(long, default_value = "127.0.0.1:1883")]
         listen: SocketAddr,
+        /// Also serve MQTT over WebSockets here, for browsers and smart-TV web apps
+        /// (`ws://ADDR/mqtt`, subprotocol `mqtt`), e.g. 127.0.0.1:9001.
+        #[arg(long, value_name = "ADDR")]
+        ws_listen: Option<SocketAddr>,
         /// Do not advertise the broker on the LAN (mDNS `_mqtt._tcp.local.`).
         #[arg(long)]
         no_advertise: bool,
@@ -251,8 +255,9 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Broker {
             listen,
+            ws_listen,
             no_advertise,
-        } => cli::broker::run(listen, !no_advertise).await,
+        } => cli::broker::run(listen, ws_listen, !no_advertise).await,
         Command::Play(options) => {
             let args = cli::play::PlayArgs {
                 options,

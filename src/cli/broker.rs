@@ -9,8 +9,12 @@ use super::{Failure, wait_for_stop};
 
 /// `continuity broker`: the embedded broker until Ctrl-C, advertised on the LAN unless told
 /// not to.
-pub async fn run(listen: SocketAddr, advertise: bool) -> Result<(), Failure> {
-    let b = tokio::task::spawn_blocking(move || EmbeddedBroker::start(listen))
+pub async fn run(
+    listen: SocketAddr,
+    ws_listen: Option<SocketAddr>,
+    advertise: bool,
+) -> Result<(), Failure> {
+    let b = tokio::task::spawn_blocking(move || EmbeddedBroker::start_with(listen, ws_listen))
         .await
         .map_err(Failure::new)?
         .map_err(Failure::new)?;
@@ -18,6 +22,9 @@ pub async fn run(listen: SocketAddr, advertise: bool) -> Result<(), Failure> {
         "continuity broker listening on {} (Ctrl-C to stop)",
         b.url()
     );
+    if let Some(ws) = b.ws_url() {
+        println!("MQTT over WebSockets for browsers on {ws}");
+    }
     // Advertised while it runs; withdrawn when this returns.
     let _advert = if advertise {
         match continuity::net::discovery::advertise_broker(b.addr().port()) {

@@ -13,12 +13,13 @@ pub enum BrokerError {
     #[error(
         "cannot listen on {addr}: port {port} is already in use (another broker, such as a system \
          mosquitto, may be running there). Stop it, point clients at it with --broker \
-         mqtt://{addr}, or choose another port with --listen {ip}:PORT"
+         mqtt://{addr}, or choose another port with {flag} {ip}:PORT"
     )]
     PortInUse {
         addr: SocketAddr,
         port: u16,
         ip: std::net::IpAddr,
+        flag: &'static str,
     },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -36,6 +37,7 @@ pub enum BrokerError {
 #[derive(Debug, Clone, Copy)]
 pub struct EmbeddedBroker {
     addr: SocketAddr,
+    ws: Option<SocketAddr>,
 }
 
 impl EmbeddedBroker {
@@ -52,30 +54,41 @@ impl EmbeddedBroker {
         }
     }
 
+    /// The WebSocket listener's address, when there is one.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws
+    }
+
+    /// `ws://ip:port/mqtt`, where browsers connect (MQTT over WebSockets, subprotocol
+    /// `mqtt`; the listener takes any path).
+    pub fn ws_url(&self) -> Option<String> {
+        self.ws.map(|a| match a {
+            SocketAddr::V4(a) => format!("ws://{a}/mqtt"),
+            SocketAddr::V6(a) => format!("ws://[{}]:{}/mqtt", a.ip(), a.port()),
+        })
+    }
+
     /// Start listening on `listen`; port 0 picks a free port. Returns once clients can
     /// connect.
     pub fn start(listen: SocketAddr) -> Result<EmbeddedBroker, BrokerError> {
-        // Bind first ourselves: rumqttd only logs a bind failure from its own thread.
-        let addr = match TcpListener::bind(listen) {
-            Ok(l) => l.local_addr().map_err(|source| BrokerError::Bind {
-                addr: listen,
-                source,
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                return Err(BrokerError::PortInUse {
-                    addr: listen,
-                    port: listen.port(),
-                    ip: listen.ip(),
-                });
-            }
-            Err(source) => {
-                return Err(BrokerError::Bind {
-                    addr: listen,
-                    source,
-                });
-            }
-        };
-        let mut broker = Broker::new(config(addr));
+        EmbeddedBroker::start_with(listen, None)
+    }
+
+    /// [`EmbeddedBroker::start`], and MQTT over WebSockets on `ws` too (for browsers: a
+    /// smart-TV web app). Clients on either listener hear each other.
+    pub fn start_with(
+        listen: SocketAddr,
+        ws: Option<SocketAddr>,
+    ) -> Result<EmbeddedBroker, BrokerError> {
+        // Both held until both are bound, so that two free ports are two ports.
+        let tcp = reserve(listen, "--listen")?;
+        let web = ws
+            .map(|w| reserve(w, "--ws-listen").map(|l| (l, w)))
+            .transpose()?;
+        let addr = local(&tcp, listen)?;
+        let ws = web.as_ref().map(|(l, w)| local(l, *w)).transpose()?;
+        drop((tcp, web));
+        let mut broker = Broker::new(config(addr, ws));
         std::thread::Builder::new()
             .name("continuity-broker".into())
             .spawn(move || {
@@ -85,22 +98,50 @@ impl EmbeddedBroker {
             })
             .map_err(|e| BrokerError::Start(e.to_string()))?;
         let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(EmbeddedBroker { addr });
+        for at in std::iter::once(addr).chain(ws) {
+            while TcpStream::connect_timeout(&at, Duration::from_millis(200)).is_err() {
+                if Instant::now() > deadline {
+                    return Err(BrokerError::NotReady { addr: at, secs: 5 });
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
-            if Instant::now() > deadline {
-                return Err(BrokerError::NotReady { addr, secs: 5 });
-            }
-            std::thread::sleep(Duration::from_millis(10));
         }
+        Ok(EmbeddedBroker { addr, ws })
     }
 }
 
-fn config(addr: SocketAddr) -> Config {
-    let server = ServerSettings {
-        name: "continuity-v4".into(),
-        listen: addr,
+/// Bind `listen` (port 0 picks a free port) and return the listener, so that a clear error
+/// comes from here: rumqttd only logs a bind failure from its own thread. The listener is
+/// closed just before rumqttd binds the same address. `flag` is the option that sets it.
+fn reserve(listen: SocketAddr, flag: &'static str) -> Result<TcpListener, BrokerError> {
+    TcpListener::bind(listen).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            BrokerError::PortInUse {
+                addr: listen,
+                port: listen.port(),
+                ip: listen.ip(),
+                flag,
+            }
+        } else {
+            BrokerError::Bind {
+                addr: listen,
+                source,
+            }
+        }
+    })
+}
+
+fn local(l: &TcpListener, listen: SocketAddr) -> Result<SocketAddr, BrokerError> {
+    l.local_addr().map_err(|source| BrokerError::Bind {
+        addr: listen,
+        source,
+    })
+}
+
+fn config(addr: SocketAddr, ws: Option<SocketAddr>) -> Config {
+    let server = |name: &str, listen| ServerSettings {
+        name: name.into(),
+        listen,
         tls: None,
         next_connection_delay_ms: 1,
         connections: ConnectionSettings {
@@ -122,7 +163,11 @@ fn config(addr: SocketAddr) -> Config {
             max_segment_count: 4,
             ..Default::default()
         },
-        v4: Some(HashMap::from([("1".to_owned(), server)])),
+        v4: Some(HashMap::from([(
+            "1".to_owned(),
+            server("continuity-v4", addr),
+        )])),
+        ws: ws.map(|a| HashMap::from([("1".to_owned(), server("continuity-ws", a))])),
         ..Default::default()
     }
 }
