@@ -29,7 +29,7 @@ test: deps
 	$(CARGO) build --workspace   # the plugin library, for the gst-launch tests
 	$(CARGO) test --workspace
 	cd web && npm ci --no-audit --no-fund --loglevel=error
-	node --test web/test/vectors.test.js web/test/schemas.test.js web/test/websocket.test.js
+	node --test web/test/json.test.js web/test/vectors.test.js web/test/schemas.test.js web/test/websocket.test.js
 	@if $(CARGO) fmt --version >/dev/null 2>&1; then $(CARGO) fmt --all --check; \
 	  else echo "rustfmt not installed: format check skipped"; fi
 	@if $(CARGO) clippy --version >/dev/null 2>&1; then \

@@ -35,7 +35,7 @@ export function parse(text) {
         if (text[i] !== ":") fail("expected ':'");
         i++;
         const v = value(depth + 1);
-        if (Object.prototype.hasOwnProperty.call(out, key)) fail(`duplicate member "${key}"`);
+        // A repeated member: the last one counts, as in the reference decoder.
         Object.defineProperty(out, key, { value: v, enumerable: true, writable: true, configurable: true });
         ws();
         if (text[i] === ",") {
