@@ -2,9 +2,9 @@
 # Install the Debian/Ubuntu packages given as arguments when any is missing.
 # Runs apt-get update first; uses sudo when not root. Quiet when nothing is missing.
 set -euo pipefail
-# Packages whose program may come from elsewhere (NodeSource's nodejs bundles npm): one is
-# present when its program is on PATH, whatever package brought it.
-declare -A program=([nodejs]=node [npm]=npm)
+# Packages whose program may come from elsewhere (NodeSource's nodejs, say): one is present
+# when its program is on PATH, whatever package brought it.
+declare -A program=([nodejs]=node)
 missing=()
 for p in "$@"; do
     if [ -n "${program[$p]:-}" ] && command -v "${program[$p]}" >/dev/null 2>&1; then

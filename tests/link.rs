@@ -405,3 +405,124 @@ async fn events_an_adapter_does_not_read_are_counted_not_piled_up() {
     sender.shutdown(Duration::from_millis(100)).await;
     node.shutdown(Duration::from_secs(1)).await;
 }
+
+/// A raw MQTT client for the WebSocket test: its event loop runs in a task, and what it
+/// receives comes out of the channel as (topic, payload, retained).
+fn raw_client(
+    id: &str,
+    opts_for: impl FnOnce(&str) -> rumqttc::MqttOptions,
+) -> (
+    rumqttc::AsyncClient,
+    tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>, bool)>,
+) {
+    let mut opts = opts_for(id);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 16);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(ev) = eventloop.poll().await {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = ev {
+                let _ = tx.send((p.topic.clone(), p.payload.to_vec(), p.retain));
+            }
+        }
+    });
+    (client, rx)
+}
+
+async fn next_on(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>, bool)>,
+    topic: &str,
+) -> (Vec<u8>, bool) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let (t, payload, retained) = rx.recv().await.expect("the client runs");
+            if t == topic {
+                return (payload, retained);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("nothing on {topic} within 5 s"))
+}
+
+/// `continuity broker --ws-listen`: a browser's MQTT over WebSockets and a device's MQTT over
+/// TCP meet on the embedded broker, retained state included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_and_tcp_clients_share_the_embedded_broker() {
+    use continuity::net::broker::EmbeddedBroker;
+    use rumqttc::{MqttOptions, QoS, Transport};
+    let any = "127.0.0.1:0".parse().unwrap();
+    let b = EmbeddedBroker::start_with(any, Some(any)).unwrap();
+    let ws_url = b.ws_url().expect("a WebSocket listener");
+    assert!(
+        ws_url.starts_with("ws://127.0.0.1:") && ws_url.ends_with("/mqtt"),
+        "{ws_url}"
+    );
+    let tcp = b.addr();
+    let (device, mut device_rx) = raw_client("device", |id| {
+        MqttOptions::new(id, tcp.ip().to_string(), tcp.port())
+    });
+    let state = "continuity/v1/home/sessions/tv-1/state";
+    device
+        .publish(
+            state,
+            QoS::AtLeastOnce,
+            true,
+            b"{\"v\":1,\"sealed\":{}}".to_vec(),
+        )
+        .await
+        .unwrap();
+    // The retained copy is in place before the browser comes: a round trip through it.
+    let inbox = "continuity/v1/home/devices/tv-1/inbox";
+    device.subscribe(inbox, QoS::AtLeastOnce).await.unwrap();
+    device
+        .publish(inbox, QoS::AtLeastOnce, false, b"self".to_vec())
+        .await
+        .unwrap();
+    next_on(&mut device_rx, inbox).await;
+
+    let (browser, mut browser_rx) = raw_client("browser", |id| {
+        let mut o = MqttOptions::new(id, ws_url.clone(), b.ws_addr().unwrap().port());
+        o.set_transport(Transport::Ws);
+        o
+    });
+    browser
+        .subscribe("continuity/v1/home/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_on(&mut browser_rx, state).await,
+        (b"{\"v\":1,\"sealed\":{}}".to_vec(), true),
+        "the retained state reaches the browser"
+    );
+    browser
+        .publish(inbox, QoS::AtLeastOnce, false, b"from the browser".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(next_on(&mut device_rx, inbox).await.0, b"from the browser");
+    let events = "continuity/v1/home/events";
+    device
+        .publish(events, QoS::AtMostOnce, false, b"from the device".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(next_on(&mut browser_rx, events).await.0, b"from the device");
+}
+
+/// A WebSocket port in use is a clear error that names the option.
+#[test]
+fn a_websocket_port_in_use_names_the_option() {
+    use continuity::net::broker::EmbeddedBroker;
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let err = EmbeddedBroker::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        Some(busy.local_addr().unwrap()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(&format!("port {port} is already in use")),
+        "{err}"
+    );
+    assert!(err.contains("--ws-listen"), "{err}");
+}

@@ -77,7 +77,6 @@ const PROGRAMS: &[(&str, &str, List)] = &[
     ("mosquitto_passwd", "mosquitto", List::Packages),
     ("ip", "iproute2", List::Packages),
     ("node", "nodejs", List::Packages),
-    ("npm", "npm", List::Packages),
     ("faketime", "faketime", List::Packages),
     ("kill", "procps", List::Packages),
     ("valgrind", "valgrind", List::Bench),
@@ -876,9 +875,7 @@ fn system_packages_cover_every_program() {
             ));
             continue;
         };
-        // NodeSource's nodejs (a machine set up by hand) bundles npm; Debian splits it out.
-        let bundled = program == "npm" && owner == "nodejs";
-        if owner != package && !bundled {
+        if owner != package {
             problems.push(format!(
                 "program `{program}`: PROGRAMS says package `{package}`, dpkg says `{owner}` \
                  owns {}",
