@@ -42,6 +42,17 @@ fn to_joiner(j: &mut Joiner, msgs: &[PairMsg]) -> (Vec<PairMsg>, Option<pair::Jo
     (out, joined)
 }
 
+/// An exchange between `host` and `joiner` up to the codes: hello, commit, reveal, open.
+fn opened(host: &Account, joiner_account: &Account) -> (Host, Joiner) {
+    let (mut h, hello) = Host::start(host, "TV", NOW, TTL).unwrap();
+    let mut j = joiner(joiner_account);
+    let (commit, _) = to_joiner(&mut j, &[hello]);
+    let reveal = to_host(&mut h, &commit);
+    let (open, _) = to_joiner(&mut j, &reveal);
+    assert!(to_host(&mut h, &open).is_empty());
+    (h, j)
+}
+
 #[test]
 fn matching_codes_pair_the_devices() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -165,12 +176,7 @@ fn declined_codes_share_nothing() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let tv = account(a.path(), "tv");
     let phone = account(b.path(), "phone");
-    let (mut h, hello) = Host::start(&tv, "TV", NOW, TTL).unwrap();
-    let mut j = joiner(&phone);
-    let (commit, _) = to_joiner(&mut j, &[hello]);
-    let reveal = to_host(&mut h, &commit);
-    let (open, _) = to_joiner(&mut j, &reveal);
-    to_host(&mut h, &open);
+    let (mut h, mut j) = opened(&tv, &phone);
     // The joiner's person says no; the host's says yes: no welcome.
     let decline = j.confirm(false).unwrap();
     h.confirm(NOW, true).unwrap();
@@ -495,12 +501,7 @@ fn a_confirm_that_does_not_open_ends_with_a_refusal_the_joiner_sees() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let tv = account(a.path(), "tv");
     let phone = account(b.path(), "phone");
-    let (mut h, hello) = Host::start(&tv, "TV", NOW, TTL).unwrap();
-    let mut j = joiner(&phone);
-    let (commit, _) = to_joiner(&mut j, &[hello]);
-    let reveal = to_host(&mut h, &commit);
-    let (open, _) = to_joiner(&mut j, &reveal);
-    to_host(&mut h, &open);
+    let (mut h, mut j) = opened(&tv, &phone);
     let forged = PairMsg::Confirm {
         exchange: h.exchange().to_owned(),
         sealed: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),

@@ -2,8 +2,8 @@
 // sealing and signing, and the opener, which refuses in the documented order of checks
 // with the documented codes. WebCrypto only (HKDF, AES-GCM, HMAC, Ed25519).
 
-import { b64url, concat, equal, fromB64url, hex, u64be, utf8 } from "./bytes.js";
-import { parse, stringify, toBig } from "./json.js";
+import { b64url, concat, fromB64url, hex, u64be, utf8 } from "./bytes.js";
+import { toBig } from "./json.js";
 import { decode as decodeWire, WireError } from "./wire.js";
 import { subtle, webcrypto } from "./crypto.js";
 
@@ -185,4 +185,3 @@ export class Opener {
   }
 }
 
-export { parse, stringify, equal };
