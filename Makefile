@@ -4,7 +4,8 @@
 SHELL := /bin/bash
 PACKAGES := pkg-config gcc g++ libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-x gstreamer1.0-tools \
-	mosquitto mosquitto-clients iproute2 faketime nodejs
+	mosquitto mosquitto-clients iproute2 faketime nodejs \
+	chromium fonts-dejavu-core
 # `make bench` needs these as well (instruction counts).
 BENCH_PACKAGES := valgrind
 CARGO ?= cargo

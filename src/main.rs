@@ -78,6 +78,14 @@ enum Command {
         /// (`ws://ADDR/mqtt`, subprotocol `mqtt`), e.g. 127.0.0.1:9001.
         #[arg(long, value_name = "ADDR")]
         ws_listen: Option<SocketAddr>,
+        /// Serve the smart-TV web app here (e.g. 0.0.0.0:8080), with MQTT over WebSockets at
+        /// `/mqtt` on the same port: open the printed URL on the TV.
+        #[arg(long, value_name = "ADDR")]
+        web: Option<SocketAddr>,
+        /// With --web: serve the files of this folder at `/media/` (HTTP range requests), so
+        /// that every device plays the same `http://` URI.
+        #[arg(long, value_name = "DIR", requires = "web")]
+        media: Option<PathBuf>,
         /// Do not advertise the broker on the LAN (mDNS `_mqtt._tcp.local.`).
         #[arg(long)]
         no_advertise: bool,
@@ -256,8 +264,19 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
         Command::Broker {
             listen,
             ws_listen,
+            web,
+            media,
             no_advertise,
-        } => cli::broker::run(listen, ws_listen, !no_advertise).await,
+        } => {
+            let args = cli::broker::BrokerArgs {
+                listen,
+                ws_listen,
+                web,
+                media,
+                advertise: !no_advertise,
+            };
+            cli::broker::run(args).await
+        }
         Command::Play(options) => {
             let args = cli::play::PlayArgs {
                 options,

@@ -17,8 +17,12 @@ export class SealError extends Error {
   }
 }
 
+/** The account secret as an HKDF key: from its 32 bytes, or as a (non-extractable) key. */
+export const secretKey = (secret) =>
+  secret instanceof Uint8Array ? subtle.importKey("raw", secret, "HKDF", false, ["deriveBits"]) : secret;
+
 async function hkdf(secret, info) {
-  const ikm = await subtle.importKey("raw", secret, "HKDF", false, ["deriveBits"]);
+  const ikm = await secretKey(secret);
   const bits = await subtle.deriveBits(
     { name: "HKDF", hash: "SHA-256", salt: utf8("continuity v1"), info: utf8(info) },
     ikm,
@@ -27,7 +31,7 @@ async function hkdf(secret, info) {
   return new Uint8Array(bits);
 }
 
-/** The keys of an account secret (32 bytes): key id, sealing key, media-key HMAC. */
+/** The keys of an account secret (32 bytes, or its HKDF key): key id, sealing key, media-key HMAC. */
 export async function deriveKeys(secret) {
   const keyId = hex((await hkdf(secret, "continuity v1 key-id")).slice(0, 8));
   const seal = await subtle.importKey("raw", await hkdf(secret, "continuity v1 seal"), "AES-GCM", false, [

@@ -1,0 +1,1033 @@
+// The web TV as a device of an account (docs/PROTOCOL.md): it pairs as a joiner, seals and
+// signs everything it says, opens and checks everything it hears, keeps the directory of the
+// account's devices, sessions and resume points, measures the other devices' clocks, and
+// plays every handoff role (target, source, initiator) with the same rules as the element:
+// make-before-break, one agreed instant, the lease.
+
+import { b64url, fromB64url, fromUtf8, hex, utf8 } from "./contract/bytes.js";
+import { parse, stringify, toBig } from "./contract/json.js";
+import * as pairing from "./contract/pairing.js";
+import { deriveKeys, Opener, seal, SealError, secretKey } from "./contract/seal.js";
+import { idProblem, WireError } from "./contract/wire.js";
+import { subtle, webcrypto } from "./contract/crypto.js";
+import * as keystore from "./keystore.js";
+import { MqttClient, nowNs } from "./mqtt.js";
+
+export const SOFTWARE = "continuity-web 0.1.0";
+const CLASS = "tv";
+const MS = 1000000n;
+const SECOND = 1000000000n;
+/** Handoff timing, as the element's defaults. */
+const PREROLL_LEAD_NS = 50n * MS;
+const SWITCH_MARGIN_NS = 15n * MS;
+const HANDOFF_TIMEOUT_NS = 3n * SECOND;
+const MAX_SWITCH_WAIT_NS = SECOND;
+/** A stamp further ahead than this is refused (PROTOCOL, "Stamps and merging"). */
+const MAX_AHEAD_NS = 300n * SECOND;
+/** Clock samples older than this give way to any new one. */
+const CLOCK_SAMPLE_TTL_NS = 600n * SECOND;
+/** Republish the anchor when playback drifts from it by more than this. */
+const DRIFT_NS = 100n * MS;
+const HEARTBEAT_MS = 30000;
+
+const big = (v) => (v === undefined || v === null ? null : toBig(v));
+const num = (v) => (typeof v === "bigint" && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
+const randomHex = (n) => hex(webcrypto.getRandomValues(new Uint8Array(n)));
+const maxBig = (a, b) => (a > b ? a : b);
+
+/** Stamps compare by wall, then counter, then device (byte-wise). */
+export function compareStamps(a, b) {
+  const aw = big(a.wall_ns);
+  const bw = big(b.wall_ns);
+  if (aw !== bw) return aw < bw ? -1 : 1;
+  const ac = big(a.counter);
+  const bc = big(b.counter);
+  if (ac !== bc) return ac < bc ? -1 : 1;
+  return a.device < b.device ? -1 : a.device > b.device ? 1 : 0;
+}
+
+/** Position of `anchor` at instant `atNs` of its own device's clock, clamped to the duration. */
+export function positionAt(anchor, atNs, durationNs) {
+  let p = big(anchor.position_ns);
+  if (anchor.state === "playing") {
+    const dt = Number(atNs - big(anchor.at_unix_ns)) * anchor.rate;
+    p += BigInt(Math.round(dt));
+  }
+  if (p < 0n) p = 0n;
+  const d = big(durationNs);
+  if (d !== null && p > d) p = d;
+  return p;
+}
+
+/** The URI a TV plays of a media: its rendition for the class, else `uri`. */
+export function uriFor(media) {
+  return media.alternates?.find((a) => a.class === CLASS)?.uri ?? media.uri ?? null;
+}
+
+/** Whether a browser can fetch `uri` (a `file:` URI of another device cannot). */
+export const playableHere = (uri) => /^(https?:|blob:)/i.test(uri ?? "");
+
+/** The resume rules: "not-started", "finished" or "resume". */
+export function verdict(positionNs, durationNs) {
+  const d = big(durationNs);
+  const p = big(positionNs);
+  if (d !== null && d > 0n && p * 100n >= d * 95n) return "finished";
+  const threshold = d !== null && d < 200n * SECOND ? d / 20n : 10n * SECOND;
+  return p < threshold ? "not-started" : "resume";
+}
+
+/** A hybrid logical clock (PROTOCOL, "Stamps and merging"). */
+class Hlc {
+  constructor(device) {
+    this.device = device;
+    this.wall = 0n;
+    this.counter = 0n;
+  }
+  stamp() {
+    const now = nowNs();
+    if (now > this.wall) {
+      this.wall = now;
+      this.counter = 0n;
+    } else this.counter += 1n;
+    return { wall_ns: this.wall, counter: num(this.counter), device: this.device };
+  }
+  witness(s) {
+    const w = big(s.wall_ns);
+    const c = big(s.counter);
+    if (w > this.wall || (w === this.wall && c > this.counter)) {
+      this.wall = w;
+      this.counter = c;
+    }
+  }
+}
+
+/**
+ * The account membership kept in IndexedDB under `account:<name>`:
+ * {account, secret: HKDF CryptoKey, roster}.
+ */
+export async function loadIdentity() {
+  let me = await keystore.get("device");
+  if (!me) {
+    const pair = await subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"]);
+    const jwk = await subtle.exportKey("jwk", pair.publicKey);
+    me = { id: `web-${randomHex(6)}`, signer: pair.privateKey, publicKey: jwk.x };
+    await keystore.put("device", me);
+  }
+  return me;
+}
+
+/** A pairing failure the person should read. */
+export class PairFailure extends Error {}
+
+/**
+ * Join `account` as a new device through a host that runs `continuity pair`.
+ * `ui.code(code)` shows the code and resolves true (the codes match) or false.
+ * Resolves with the membership, which is also stored.
+ */
+export async function join({ brokerUrl, account, name, me, ui, timeoutMs = 120000 }) {
+  const base = `continuity/v1/${account}/pairing`;
+  const inbox = [];
+  let wake = () => {};
+  const client = new MqttClient(brokerUrl, {
+    clientId: `${me.id}.pair-${randomHex(3)}`,
+    onMessage: (topic, payload) => {
+      inbox.push({ topic, payload });
+      wake();
+    },
+  });
+  await client.connect();
+  const deadline = Date.now() + timeoutMs;
+  const next = async (accept) => {
+    for (;;) {
+      while (inbox.length) {
+        const m = inbox.shift();
+        if (m.payload.length === 0) continue;
+        let msg;
+        try {
+          msg = pairing.decode(m.payload);
+        } catch (e) {
+          console.warn(`pairing: refused a message on ${m.topic}: ${e.message}`);
+          continue;
+        }
+        const r = accept(m.topic, msg);
+        if (r) return r;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new PairFailure("no device answered in time: run `continuity pair` on a paired device");
+      await new Promise((r) => {
+        wake = r;
+        setTimeout(r, Math.min(left, 1000));
+      });
+    }
+  };
+  try {
+    await client.subscribe([`${base}/+/hello`, `${base}/+/host`]);
+    ui.status?.("Waiting for a device that runs “continuity pair”…");
+    const hello = await next((topic, m) => m.type === "hello" && big(m.expires_unix_ns) > nowNs() && topic.endsWith("/hello") && !idProblem(m.exchange) && m);
+    const ex = hello.exchange;
+    ui.status?.(`Pairing with ${hello.host.name}…`);
+    const x = await pairing.x25519();
+    const nonce = webcrypto.getRandomValues(new Uint8Array(32));
+    const publish = (msg) => client.publish(`${base}/${ex}/joiner`, utf8(pairing.encode(msg)));
+    await publish({
+      type: "commit",
+      exchange: ex,
+      joiner: { device: me.id, name },
+      public_key: me.publicKey,
+      commitment: await pairing.commitment(x.public, nonce),
+    });
+    const fromHost = (want) => (topic, m) => {
+      if (topic !== `${base}/${ex}/host` || m.exchange !== ex) return null;
+      if (m.type === "refused" && m.to === me.id) throw new PairFailure(`${hello.host.name} refused: ${m.reason}`);
+      return want.includes(m.type) && (m.to === me.id) ? m : null;
+    };
+    const reveal = await next(fromHost(["reveal"]));
+    const hostX = fromB64url(reveal.x25519);
+    const hostNonce = fromB64url(reveal.nonce);
+    if (hostX?.length !== 32 || hostNonce?.length !== 32 || fromB64url(reveal.public_key)?.length !== 32) {
+      throw new PairFailure("the host's reveal is malformed");
+    }
+    await publish({ type: "open", exchange: ex, x25519: b64url(x.public), nonce: b64url(nonce) });
+    const input = pairing.transcriptInput([
+      utf8(ex),
+      utf8(hello.host.device),
+      utf8(reveal.public_key),
+      utf8(me.id),
+      utf8(me.publicKey),
+      hostX,
+      x.public,
+      hostNonce,
+      nonce,
+    ]);
+    const hash = new Uint8Array(await subtle.digest("SHA-256", input));
+    const key = await pairing.exchangeKey(hash, await pairing.agree(x.private, hostX));
+    const same = await ui.code(pairing.codeOf(hash), hello.host.name);
+    if (!same) {
+      await publish({ type: "decline", exchange: ex });
+      throw new PairFailure("the codes differ: nothing was paired");
+    }
+    await publish({ type: "confirm", exchange: ex, sealed: await pairing.sealWith(key, "continuity-v1 pair confirm", utf8(ex)) });
+    ui.status?.(`Waiting for ${hello.host.name} to confirm…`);
+    const welcome = await next(fromHost(["welcome"]));
+    let w;
+    try {
+      w = parse(fromUtf8(await pairing.openWith(key, "continuity-v1 pair welcome", welcome.sealed)));
+    } catch {
+      throw new PairFailure("the welcome does not open: the exchange was tampered with");
+    }
+    if (w.account !== account) throw new PairFailure(`the host answered for account '${w.account}', not '${account}'`);
+    const secret = fromB64url(w.secret);
+    if (secret?.length !== 32) throw new PairFailure("the welcome has no valid account secret");
+    const membership = { account, secret: await secretKey(secret), roster: w.roster, name };
+    secret.fill(0);
+    await keystore.put(`account:${account}`, membership);
+    return membership;
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** Merge roster `b` into `a`, entry by entry (the later change wins, a revocation a tie). */
+export function mergeRoster(a, b) {
+  const by = new Map(a.devices.map((d) => [d.device, d]));
+  for (const d of b.devices) {
+    const o = by.get(d.device);
+    const later = !o || big(d.changed_unix_ns) > big(o.changed_unix_ns) || (big(d.changed_unix_ns) === big(o.changed_unix_ns) && d.revoked && !o.revoked);
+    if (later) by.set(d.device, d);
+  }
+  const out = { v: 1, devices: [...by.values()] };
+  const key = [a.key, b.key].filter(Boolean).sort((x, y) => (big(x.changed_unix_ns) < big(y.changed_unix_ns) ? 1 : -1))[0];
+  if (key) out.key = key;
+  return out;
+}
+
+/**
+ * A paired web TV on the broker. `player` is a Player; `events` an EventTarget that gets
+ * "change" (the directory or own session changed), "announce" (a sentence for the live
+ * region), "handoff" (a result), "log" (a refusal or problem).
+ */
+export class Device extends EventTarget {
+  constructor({ brokerUrl, me, membership, player }) {
+    super();
+    this.brokerUrl = brokerUrl;
+    this.me = me;
+    this.account = membership.account;
+    this.membership = membership;
+    this.name = membership.name ?? "Web TV";
+    this.player = player;
+    this.hlc = new Hlc(me.id);
+    this.prefix = `continuity/v1/${this.account}`;
+    // The directory.
+    this.availability = new Map();
+    this.info = new Map();
+    this.sessions = new Map();
+    this.resume = new Map();
+    this.clocks = new Map();
+    this.probes = new Map();
+    this.seenCommands = new Map();
+    this.replies = [];
+    // Own session.
+    this.session = null;
+    this.lease = { device: me.id, epoch: 0 };
+    this.media = null;
+    this.anchor = null;
+    this.audio = null;
+    this.subtitle = null;
+    this.queue = [];
+    this.handoff = { target: null, source: null, pending: new Map() };
+    this.seq = 0;
+    this.connected = false;
+    this.synced = false;
+    this.lastCopies = new Map();
+    this.repairs = new Map();
+  }
+
+  // --- Keys and envelopes -------------------------------------------------------------
+
+  async init() {
+    this.keys = await deriveKeys(this.membership.secret);
+    this.opener = new Opener([this.keys], this.membership.roster);
+    const floor = BigInt(localStorage.getItem(`counter:${this.me.id}`) ?? "0");
+    this.counter = floor;
+    this.counterFloor = floor;
+    const seen = JSON.parse(localStorage.getItem(`seen:${this.me.id}`) ?? "[]");
+    for (const [sender, topic, c] of seen) this.opener.remember(sender, topic, BigInt(c));
+  }
+
+  /** The next envelope counter: max(last + 1, now in µs), with a floor kept a minute ahead. */
+  nextCounter() {
+    const us = nowNs() / 1000n;
+    this.counter = maxBig(this.counter + 1n, us);
+    if (this.counter >= this.counterFloor) {
+      this.counterFloor = this.counter + 60000000n;
+      localStorage.setItem(`counter:${this.me.id}`, String(this.counterFloor));
+    }
+    return this.counter;
+  }
+
+  async sealed(topic, msg) {
+    const env = await seal(this.keys, this.me.signer, topic, this.me.id, this.nextCounter(), utf8(stringify(msg)));
+    return utf8(stringify(env));
+  }
+
+  async send(topic, msg, { retain = false, qos = 1, plain = false } = {}) {
+    if (!this.client?.open) return;
+    const payload = plain ? utf8(stringify(msg)) : await this.sealed(topic, msg);
+    if (retain) this.lastCopies.set(topic, payload);
+    try {
+      await this.client.publish(topic, payload, { retain, qos });
+    } catch (e) {
+      this.log(`not sent on ${topic}: ${e.message}`);
+    }
+  }
+
+  log(text) {
+    console.warn(`continuity: ${text}`);
+    this.dispatchEvent(new CustomEvent("log", { detail: text }));
+  }
+
+  announce(text) {
+    this.dispatchEvent(new CustomEvent("announce", { detail: text }));
+  }
+
+  changed() {
+    this.dispatchEvent(new Event("change"));
+  }
+
+  // --- The connection -----------------------------------------------------------------
+
+  topic(...parts) {
+    return [this.prefix, ...parts].join("/");
+  }
+
+  availabilityMsg(status) {
+    return { v: 1, device: this.me.id, status };
+  }
+
+  /** Connect, and keep reconnecting with backoff until `stop()`. */
+  async start() {
+    await this.init();
+    this.running = true;
+    let backoff = 500;
+    while (this.running) {
+      try {
+        await this.connectOnce();
+        backoff = 500;
+        await new Promise((r) => (this.closed = r));
+      } catch (e) {
+        this.log(`broker: ${e.message}; trying again in ${(backoff / 1000).toFixed(1)} s`);
+      }
+      this.connected = false;
+      this.synced = false;
+      this.changed();
+      if (!this.running) break;
+      await new Promise((r) => setTimeout(r, backoff));
+      backoff = Math.min(backoff * 2, 10000);
+    }
+  }
+
+  async connectOnce() {
+    const will = {
+      topic: this.topic("devices", this.me.id, "availability"),
+      payload: utf8(stringify(this.availabilityMsg("offline"))),
+      qos: 1,
+      retain: true,
+    };
+    this.client = new MqttClient(this.brokerUrl, {
+      clientId: `${this.me.id}-${randomHex(3)}`,
+      will,
+      onMessage: (topic, payload, meta) => this.receive(topic, payload, meta),
+      onClose: () => this.closed?.(),
+    });
+    await this.client.connect();
+    this.connected = true;
+    await this.client.subscribe([
+      this.topic("devices", "+", "+"),
+      this.topic("sessions", "+", "state"),
+      this.topic("media", "+", "resume"),
+      this.topic("roster"),
+    ]);
+    await this.send(will.topic, this.availabilityMsg("online"), { retain: true, plain: true });
+    await this.publishInfo();
+    await this.publishSession();
+    this.syncId = `sync-${randomHex(4)}`;
+    await this.command(this.me.id, { type: "sync" }, this.syncId);
+    clearInterval(this.ticker);
+    this.ticker = setInterval(() => this.tick(), 250);
+    clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
+    this.changed();
+  }
+
+  async stop() {
+    this.running = false;
+    clearInterval(this.ticker);
+    clearInterval(this.heartbeat);
+    if (this.anchor) await this.recordResume(this.player.positionNs);
+    await this.send(this.topic("devices", this.me.id, "availability"), this.availabilityMsg("offline"), { retain: true, plain: true });
+    this.client?.disconnect();
+  }
+
+  async publishInfo() {
+    await this.send(
+      this.topic("devices", this.me.id, "info"),
+      {
+        v: 1,
+        device: { id: this.me.id, name: this.name, class: CLASS },
+        software: SOFTWARE,
+        capabilities: ["play", "resume", "handoff"],
+        stamp: this.hlc.stamp(),
+      },
+      { retain: true },
+    );
+  }
+
+  sessionState() {
+    const s = {
+      v: 1,
+      device: this.me.id,
+      session: this.session ?? `${this.me.id}-idle`,
+      stamp: this.hlc.stamp(),
+    };
+    if (this.media && this.anchor) {
+      s.media = this.media;
+      s.anchor = this.anchor;
+      if (this.audio) s.audio = this.audio;
+      if (this.subtitle) s.subtitle = this.subtitle;
+    }
+    s.queue = this.queue;
+    s.lease = this.lease;
+    return s;
+  }
+
+  async publishSession() {
+    const s = this.sessionState();
+    this.sessions.set(this.me.id, s);
+    this.changed();
+    await this.send(this.topic("sessions", this.me.id, "state"), s, { retain: true });
+  }
+
+  /** Send a command to `to`'s inbox (clock probes and replies at QoS 0). */
+  async command(to, body, id) {
+    this.seq += 1;
+    const msg = {
+      v: 1,
+      id: id ?? `c-${(nowNs() / MS).toString(16)}-${this.seq}`,
+      from: this.me.id,
+      to,
+      sent_unix_ns: nowNs(),
+      body,
+    };
+    const clock = body.type === "clock-probe" || body.type === "clock-reply";
+    await this.send(this.topic("devices", to, "inbox"), msg, { qos: clock ? 0 : 1 });
+  }
+
+  // --- What arrives -------------------------------------------------------------------
+
+  async receive(topic, payload, { arrivedNs }) {
+    let msg;
+    try {
+      msg = await this.opener.decode(topic, payload);
+    } catch (e) {
+      if (e instanceof SealError || e instanceof WireError) {
+        if (this.isOwnRetained(topic)) this.repair(topic);
+        this.log(`refused on ${topic}: ${e.code}: ${e.message}`);
+        return;
+      }
+      throw e;
+    }
+    if (msg.topic.account !== this.account) return;
+    const own = msg.topic.device === this.me.id;
+    if (msg.kind === "cleared") {
+      if (own) this.repair(topic);
+      return;
+    }
+    const body = msg.body;
+    if (body.stamp && big(body.stamp.wall_ns) > nowNs() + MAX_AHEAD_NS) {
+      this.log(`refused on ${topic}: its stamp is ${(Number(big(body.stamp.wall_ns) - nowNs()) / 1e9).toFixed(0)} s ahead of this clock`);
+      return;
+    }
+    if (body.stamp) this.hlc.witness(body.stamp);
+    switch (msg.kind) {
+      case "availability":
+        return this.onAvailability(topic, body, own);
+      case "info":
+        if (own) return this.checkOwn(topic, payload);
+        this.info.set(body.device.id, body);
+        return this.changed();
+      case "state":
+        if (own) return this.checkOwn(topic, payload);
+        return this.onState(body);
+      case "resume":
+        if ((await this.keys.mediaKey(body.media.id)) !== msg.topic.mediaKey) {
+          this.log(`refused on ${topic}: its media does not hash to the topic's key`);
+          return;
+        }
+        return this.onResume(msg.topic.mediaKey, body);
+      case "roster":
+        return this.onRoster(body);
+      case "command":
+        if (body.to === this.me.id) return this.onCommand(body, arrivedNs, topic);
+        return;
+      default:
+        return;
+    }
+  }
+
+  isOwnRetained(topic) {
+    return this.lastCopies.has(topic);
+  }
+
+  /** Something else than this device's copy is on one of its retained topics: put it back. */
+  checkOwn(topic, payload) {
+    const mine = this.lastCopies.get(topic);
+    if (!mine || (mine.length === payload.length && mine.every((b, i) => b === payload[i]))) return;
+    this.repair(topic);
+  }
+
+  repair(topic) {
+    const r = this.repairs.get(topic) ?? { count: 0, at: 0 };
+    if (r.timer) return;
+    const calm = Date.now() - r.at > 60000;
+    r.count = calm ? 0 : r.count + 1;
+    const delay = r.count === 0 ? 100 + Math.random() * 300 : Math.min(30000, 1000 * 2 ** (r.count - 1));
+    r.timer = setTimeout(async () => {
+      r.timer = null;
+      r.at = Date.now();
+      const copy = this.lastCopies.get(topic);
+      if (copy && this.client?.open) {
+        this.log(`repairing ${topic}: the broker held something else than this device's copy`);
+        await this.client.publish(topic, copy, { retain: true, qos: 1 }).catch(() => {});
+      }
+    }, delay);
+    this.repairs.set(topic, r);
+  }
+
+  onAvailability(topic, body, own) {
+    if (own) {
+      if (body.status !== "online") this.repair(topic);
+      return;
+    }
+    const was = this.availability.get(body.device);
+    this.availability.set(body.device, body.status);
+    if (body.status === "online" && was !== "online") this.probe(body.device);
+    if (body.status === "offline" && was === "online") this.witness(body.device);
+    this.changed();
+  }
+
+  /** A playing device went offline: record where its media stopped, if it stays away. */
+  witness(device) {
+    const s = this.sessions.get(device);
+    if (!s?.anchor || s.anchor.state !== "playing" || s.lease.device !== device) return;
+    const at = nowNs() + this.offsetOf(device);
+    const position = positionAt(s.anchor, at, s.media.duration_ns);
+    setTimeout(() => {
+      if (this.availability.get(device) === "offline") this.writeResume(s.media, position, device);
+    }, 2000);
+  }
+
+  onState(s) {
+    const old = this.sessions.get(s.device);
+    if (old && compareStamps(s.stamp, old.stamp) <= 0) return;
+    this.sessions.set(s.device, s);
+    // The lease: my session is held by another device now.
+    if (s.session === this.session && s.lease.device === s.device && s.lease.device !== this.me.id) {
+      this.loseLease(s.lease);
+    }
+    this.changed();
+  }
+
+  onResume(key, point) {
+    const old = this.resume.get(key);
+    if (old && compareStamps(point.stamp, old.stamp) <= 0) return;
+    this.resume.set(key, point);
+    this.changed();
+  }
+
+  async onRoster(roster) {
+    const merged = mergeRoster(this.membership.roster, roster);
+    this.membership.roster = merged;
+    const seen = this.opener.seen;
+    this.opener = new Opener([this.keys], merged);
+    this.opener.seen = seen;
+    await keystore.put(`account:${this.account}`, this.membership);
+    this.changed();
+  }
+
+  async onCommand(cmd, arrivedNs, topic) {
+    const key = `${cmd.from}\u0000${cmd.id}`;
+    if (this.seenCommands.has(key)) return;
+    this.seenCommands.set(key, Date.now());
+    if (this.seenCommands.size > 1000) this.seenCommands.delete(this.seenCommands.keys().next().value);
+    this.saveSeen(topic);
+    const b = cmd.body;
+    switch (b.type) {
+      case "sync":
+        if (cmd.from === this.me.id && cmd.id === this.syncId) {
+          this.synced = true;
+          this.changed();
+        }
+        return;
+      case "play":
+        if (this.anchor) await this.player.play();
+        return;
+      case "pause":
+        if (this.anchor) this.player.pause();
+        return;
+      case "seek":
+        if (this.anchor) await this.player.seek(big(b.position_ns));
+        return;
+      case "clock-probe":
+        return this.onProbe(cmd.from, big(b.t1_unix_ns), arrivedNs);
+      case "clock-reply":
+        return this.onReply(cmd.from, b, arrivedNs);
+      case "handoff-request":
+        return this.onRequest(cmd.from, b.handoff, b.source, arrivedNs);
+      case "handoff-offer":
+        return this.onOffer(cmd.from, b, arrivedNs);
+      case "handoff-accept":
+        return this.onAccept(cmd.from, b, arrivedNs);
+      case "handoff-reject":
+        if (this.handoff.target?.id === b.handoff) return this.failTarget(b.reason, false);
+        return;
+      case "handoff-switch":
+        return this.onSwitch(b);
+      case "handoff-cancel":
+        if (this.handoff.source?.id === b.handoff) this.handoff.source = null;
+        return;
+      case "handoff-result":
+        return this.onResult(b);
+      case "takeover":
+        if (b.session === this.session) return this.loseLease({ device: cmd.from, epoch: b.epoch });
+        return;
+      default:
+        return;
+    }
+  }
+
+  saveSeen(topic) {
+    // Transient counters outlive a reload, so that a replayed command stays refused.
+    clearTimeout(this.saveTimer);
+    this.saveTimer = setTimeout(() => {
+      const list = [...this.opener.seen].filter(([k]) => k.endsWith("/inbox") || k.endsWith("/events")).map(([k, c]) => [...k.split("\u0000"), String(c)]);
+      localStorage.setItem(`seen:${this.me.id}`, JSON.stringify(list.slice(-500)));
+    }, 1000);
+    return topic;
+  }
+
+  // --- Clocks -------------------------------------------------------------------------
+
+  probe(device) {
+    const t1 = nowNs();
+    const waiting = this.probes.get(device) ?? new Set();
+    waiting.add(t1);
+    this.probes.set(device, waiting);
+    setTimeout(() => waiting.delete(t1), 2000);
+    return this.command(device, { type: "clock-probe", t1_unix_ns: t1 });
+  }
+
+  onProbe(from, t1, t2) {
+    const now = Date.now();
+    this.replies = this.replies.filter((t) => now - t < 1000);
+    if (this.replies.length >= 32) return;
+    this.replies.push(now);
+    return this.command(from, { type: "clock-reply", t1_unix_ns: t1, t2_unix_ns: t2, t3_unix_ns: nowNs() });
+  }
+
+  onReply(from, b, t4) {
+    const t1 = big(b.t1_unix_ns);
+    const waiting = this.probes.get(from);
+    if (!waiting?.delete(t1)) return;
+    this.record(from, t1, big(b.t2_unix_ns), big(b.t3_unix_ns), t4);
+  }
+
+  /** A clock sample of `device`: keep the one with the smallest round trip. */
+  record(device, t1, t2, t3, t4) {
+    const rtt = t4 - t1 - (t3 - t2);
+    if (rtt < 0n) return;
+    let offset = (t2 - t1 + (t3 - t4)) / 2n;
+    if ((offset < 0n ? -offset : offset) <= rtt / 2n) offset = 0n;
+    const old = this.clocks.get(device);
+    const now = nowNs();
+    if (!old || rtt <= old.rtt || now - old.at > CLOCK_SAMPLE_TTL_NS) {
+      this.clocks.set(device, { offset, rtt, at: now });
+      this.changed();
+    }
+  }
+
+  /** `device`'s clock minus this one's (0 until measured). */
+  offsetOf(device) {
+    return this.clocks.get(device)?.offset ?? 0n;
+  }
+
+  /** Where a session is now, read with its device's clock. */
+  livePosition(state) {
+    if (!state.anchor) return null;
+    return positionAt(state.anchor, nowNs() + this.offsetOf(state.device), state.media?.duration_ns);
+  }
+
+  // --- Playback of its own --------------------------------------------------------------
+
+  get active() {
+    return this.lease.device === this.me.id && this.anchor !== null;
+  }
+
+  /** The player changed on its own (a key press, end of stream): a new anchor. */
+  async playerChanged(what) {
+    if (!this.media || !this.active || this.handoff.target) return;
+    const pos = this.player.positionNs;
+    const state = what === "ended" ? "ended" : this.player.playing ? "playing" : "paused";
+    // Events of what this device did itself (a preroll, the start at a switch) change
+    // nothing the anchor does not already say.
+    const predicted = positionAt(this.anchor, nowNs(), this.media.duration_ns);
+    const off = pos > predicted ? pos - predicted : predicted - pos;
+    if (state === this.anchor.state && off <= DRIFT_NS) return;
+    this.anchor = { position_ns: num(pos), at_unix_ns: nowNs(), rate: this.anchor?.rate ?? 1, state };
+    await this.publishSession();
+    if (state !== "playing") await this.recordResume(pos, what === "ended");
+  }
+
+  /** Republish the anchor when playback drifted from it (stalls, buffering). */
+  async tick() {
+    const now = nowNs();
+    const t = this.handoff.target;
+    if (t && now >= t.deadline) {
+      if (t.switch) await this.finishTarget(t, { latency_ns: num(t.switch.at - t.received) });
+      else await this.failTarget("timeout", true);
+    }
+    if (this.handoff.source && now >= this.handoff.source.deadline) this.handoff.source = null;
+    for (const [id, p] of this.handoff.pending) {
+      if (now >= p.deadline) {
+        this.handoff.pending.delete(id);
+        this.onResultLocal({ handoff: id, source: p.source, target: p.target, failure: "target-offline" });
+      }
+    }
+    if (!this.active || this.handoff.target || !this.player.playing) return;
+    const predicted = positionAt(this.anchor, now, this.media.duration_ns);
+    const d = this.player.positionNs - predicted;
+    if ((d < 0n ? -d : d) > DRIFT_NS) await this.playerChanged("drift");
+  }
+
+  async beat() {
+    if (this.active && this.player.playing) await this.recordResume(this.player.positionNs, false, (this.beats = (this.beats ?? 0) + 1) % 20 === 0);
+  }
+
+  /** Record where this media is, on the broker (the resume rules decide what). */
+  async recordResume(positionNs, ended = false, toBroker = true) {
+    if (!this.media) return;
+    const v = ended ? "finished" : verdict(positionNs, this.media.duration_ns);
+    if (v === "not-started") return;
+    if (toBroker) await this.writeResume(this.media, v === "finished" ? 0n : positionNs, this.me.id, v === "finished");
+  }
+
+  async writeResume(media, positionNs, device, finished = false) {
+    const key = await this.keys.mediaKey(media.id);
+    const point = { v: 1, media, position_ns: num(positionNs), finished, device, stamp: this.hlc.stamp() };
+    const old = this.resume.get(key);
+    if (old && old.finished === finished && big(old.position_ns) === big(positionNs)) return;
+    this.resume.set(key, point);
+    await this.send(this.topic("media", key, "resume"), point, { retain: true });
+    this.changed();
+  }
+
+  /** Start `media` here at `positionNs` as a new session (the resume prompt's answer). */
+  async playHere(media, positionNs) {
+    const uri = uriFor(media);
+    if (!playableHere(uri)) throw new Error(`this TV cannot open ${uri ?? "a media without a URI"}`);
+    const at = await this.player.load(uri, positionNs);
+    this.session = `${this.me.id}-${randomHex(4)}`;
+    this.lease = { device: this.me.id, epoch: 0 };
+    this.media = media;
+    this.audio = null;
+    this.subtitle = null;
+    this.queue = [];
+    await this.player.play();
+    this.anchor = { position_ns: num(at), at_unix_ns: nowNs(), rate: 1, state: "playing" };
+    await this.publishSession();
+  }
+
+  /** Another device holds my session now: pause, and say so. */
+  async loseLease(lease) {
+    if (big(lease.epoch) <= big(this.lease.epoch) || lease.device === this.me.id) return;
+    const wasActive = this.lease.device === this.me.id;
+    this.lease = lease;
+    this.handoff.source = null;
+    if (!wasActive) return;
+    const name = this.nameOf(lease.device);
+    this.announce(`Continued on ${name}`);
+    if (this.player.playing) this.player.pause();
+    if (this.anchor) this.anchor = { ...this.anchor, position_ns: num(this.player.positionNs), at_unix_ns: nowNs(), state: "paused" };
+    await this.publishSession();
+  }
+
+  nameOf(device) {
+    return this.info.get(device)?.device.name ?? this.membership.roster.devices.find((d) => d.device === device)?.name ?? device;
+  }
+
+  // --- Handoff: initiator ---------------------------------------------------------------
+
+  /** Ask `target` to take over the session of `source`; resolves with the result. */
+  requestHandoff(target, source) {
+    this.seq += 1;
+    const id = `h-${this.me.id.slice(0, 24)}-${(nowNs() / MS).toString(16)}-${this.seq}`;
+    return new Promise((resolve) => {
+      this.handoff.pending.set(id, { target, source, deadline: nowNs() + HANDOFF_TIMEOUT_NS + 2n * SECOND, resolve });
+      if (target === this.me.id) this.onRequest(this.me.id, id, source, nowNs());
+      else if (this.availability.get(target) !== "online") this.onResultLocal({ handoff: id, source, target, failure: "target-offline" });
+      else this.command(target, { type: "handoff-request", handoff: id, source });
+    });
+  }
+
+  onResult(r) {
+    if (this.handoff.pending.has(r.handoff)) this.onResultLocal(r);
+  }
+
+  onResultLocal(r) {
+    const p = this.handoff.pending.get(r.handoff);
+    this.handoff.pending.delete(r.handoff);
+    this.dispatchEvent(new CustomEvent("handoff", { detail: r }));
+    p?.resolve(r);
+  }
+
+  // --- Handoff: target ------------------------------------------------------------------
+
+  async onRequest(requester, id, source, receivedNs) {
+    const fail = (failure) => this.sendResult(requester, { handoff: id, source, target: this.me.id, failure });
+    if (this.handoff.target || this.handoff.source) return fail("target-busy");
+    const state = this.sessions.get(source);
+    if (!state?.media || !state.anchor) return fail("rejected");
+    const uri = uriFor(state.media);
+    if (!playableHere(uri)) return fail("media-unavailable");
+    const t = {
+      id,
+      requester,
+      source,
+      state,
+      session: state.session,
+      epoch: big(state.lease.epoch) + 1n,
+      received: receivedNs,
+      deadline: receivedNs + HANDOFF_TIMEOUT_NS,
+      offset: null,
+      rtt: null,
+      anchor: null,
+      prerolled: null,
+      asked: nowNs(),
+      took: 0n,
+      switch: null,
+    };
+    this.handoff.target = t;
+    await this.command(source, { type: "handoff-offer", handoff: id, session: t.session, epoch: num(t.epoch), t1_unix_ns: receivedNs });
+    this.announce(`Taking over from ${this.nameOf(source)}…`);
+    const lead = positionAt(state.anchor, nowNs() + this.offsetOf(source) + PREROLL_LEAD_NS, state.media.duration_ns);
+    try {
+      const at = await this.player.load(uri, lead);
+      this.prerolled(t, at);
+    } catch (e) {
+      if (this.handoff.target === t) {
+        this.log(`handoff: cannot play ${uri}: ${e.message}`);
+        await this.failTarget("media-unavailable", true);
+      }
+    }
+  }
+
+  async sendResult(to, r) {
+    if (to === this.me.id) this.onResultLocal(r);
+    else {
+      await this.command(to, { type: "handoff-result", ...r });
+      this.dispatchEvent(new CustomEvent("handoff", { detail: r }));
+    }
+  }
+
+  onAccept(from, b, t4) {
+    const t = this.handoff.target;
+    if (!t || t.id !== b.handoff || from !== t.source) return;
+    const t1 = big(b.t1_unix_ns);
+    const t2 = big(b.t2_unix_ns);
+    const t3 = big(b.t3_unix_ns);
+    t.rtt = t4 - t1 - (t3 - t2);
+    t.offset = (t2 - t1 + (t3 - t4)) / 2n;
+    if ((t.offset < 0n ? -t.offset : t.offset) <= t.rtt / 2n) t.offset = 0n;
+    t.anchor = b.anchor;
+    this.record(from, t1, t2, t3, t4);
+    return this.trySwitch(t);
+  }
+
+  prerolled(t, positionNs) {
+    if (this.handoff.target !== t || t.switch) return;
+    t.prerolled = positionNs;
+    t.took = nowNs() - t.asked;
+    return this.trySwitch(t);
+  }
+
+  async trySwitch(t) {
+    if (this.handoff.target !== t || t.switch || t.anchor === null || t.offset === null || t.prerolled === null) return;
+    const now = nowNs();
+    const a = t.anchor;
+    const playing = a.state === "playing";
+    // The instant (this clock) at which the source reaches the prerolled position.
+    const at = playing
+      ? big(a.at_unix_ns) + BigInt(Math.round(Number(t.prerolled - big(a.position_ns)) / a.rate)) - t.offset
+      : now + SWITCH_MARGIN_NS;
+    const pausedOff = !playing && (t.prerolled > big(a.position_ns) ? t.prerolled - big(a.position_ns) : big(a.position_ns) - t.prerolled) > 20n * MS;
+    if (at < now + SWITCH_MARGIN_NS || pausedOff || at > now + MAX_SWITCH_WAIT_NS) {
+      // Slower than predicted (or the clocks disagree): seek again, further ahead.
+      const lead = maxBig(PREROLL_LEAD_NS, (t.took * 3n) / 2n + SWITCH_MARGIN_NS);
+      const position = playing ? positionAt(a, now + t.offset + lead, t.state.media.duration_ns) : big(a.position_ns);
+      t.prerolled = null;
+      t.asked = now;
+      try {
+        this.prerolled(t, await this.player.preroll(position));
+      } catch (e) {
+        await this.failTarget("media-unavailable", true);
+      }
+      return;
+    }
+    t.switch = { at, position: t.prerolled };
+    await this.command(t.source, { type: "handoff-switch", handoff: t.id, at_unix_ns: at + t.offset, position_ns: num(t.prerolled) });
+    const shown = this.player.playAt(at);
+    // The session is this device's from the switch instant on.
+    const s = t.state;
+    this.media = s.media;
+    this.audio = s.audio ?? null;
+    this.subtitle = s.subtitle ?? null;
+    this.queue = s.queue ?? [];
+    this.session = t.session;
+    this.lease = { device: this.me.id, epoch: num(t.epoch) };
+    this.anchor = { position_ns: num(t.prerolled), at_unix_ns: at, rate: a.rate, state: "playing" };
+    await this.publishSession();
+    const first = await shown;
+    if (this.handoff.target !== t) return;
+    const expected = positionAt(a, first.shownNs + t.offset, s.media.duration_ns);
+    // The anchor from the frame shown, should the start have been late.
+    const planned = positionAt(this.anchor, first.shownNs, s.media.duration_ns);
+    const late = planned - first.positionNs;
+    if (late > 5n * MS || late < -5n * MS) {
+      this.anchor = { ...this.anchor, position_ns: num(first.positionNs), at_unix_ns: first.shownNs };
+      await this.publishSession();
+    }
+    await this.finishTarget(t, {
+      latency_ns: num(first.shownNs - t.received),
+      position_error_ns: num(first.positionNs - expected),
+    });
+    this.announce(`Continued from ${this.nameOf(t.source)} at ${clockText(first.positionNs)}`);
+  }
+
+  async finishTarget(t, fields) {
+    this.handoff.target = null;
+    await this.sendResult(t.requester, {
+      handoff: t.id,
+      source: t.source,
+      target: this.me.id,
+      ...fields,
+      clock_offset_ns: t.offset === null ? undefined : num(t.offset),
+      rtt_ns: t.rtt === null ? undefined : num(t.rtt),
+    });
+  }
+
+  async failTarget(reason, cancelSource) {
+    const t = this.handoff.target;
+    if (!t) return;
+    this.handoff.target = null;
+    if (cancelSource) await this.command(t.source, { type: "handoff-cancel", handoff: t.id, reason });
+    if (!this.active) this.player.unload();
+    await this.sendResult(t.requester, {
+      handoff: t.id,
+      source: t.source,
+      target: this.me.id,
+      failure: reason,
+      clock_offset_ns: t.offset === null ? undefined : num(t.offset),
+      rtt_ns: t.rtt === null ? undefined : num(t.rtt),
+    });
+    this.announce(`Could not continue from ${this.nameOf(t.source)}: ${reason.replaceAll("-", " ")}`);
+  }
+
+  // --- Handoff: source ------------------------------------------------------------------
+
+  async onOffer(from, b, t2) {
+    const reject = (reason) => this.command(from, { type: "handoff-reject", handoff: b.handoff, reason });
+    if (!this.active || b.session !== this.session) return reject("rejected");
+    if (big(b.epoch) <= big(this.lease.epoch)) return reject("superseded");
+    const s = this.handoff.source;
+    if (s && s.id !== b.handoff && s.deadline > nowNs()) return reject("superseded");
+    this.handoff.source = { id: b.handoff, target: from, epoch: big(b.epoch), deadline: nowNs() + HANDOFF_TIMEOUT_NS + SECOND };
+    const now = nowNs();
+    const pos = this.player.playing ? this.player.positionNs : big(this.anchor.position_ns);
+    const anchor = { position_ns: num(pos), at_unix_ns: now, rate: this.anchor.rate, state: this.player.playing ? "playing" : "paused" };
+    await this.command(from, { type: "handoff-accept", handoff: b.handoff, t1_unix_ns: big(b.t1_unix_ns), t2_unix_ns: t2, t3_unix_ns: nowNs(), anchor });
+  }
+
+  async onSwitch(b) {
+    const s = this.handoff.source;
+    if (!s || s.id !== b.handoff) return;
+    this.handoff.source = null;
+    const at = big(b.at_unix_ns);
+    this.lease = { device: s.target, epoch: num(s.epoch) };
+    await this.player.pauseAt(at);
+    // Where the picture stopped, which is where the target goes on.
+    const position = this.player.positionNs;
+    this.anchor = { ...this.anchor, position_ns: num(position), at_unix_ns: at, state: "paused" };
+    await this.publishSession();
+    await this.recordResume(position);
+    this.announce(`Continued on ${this.nameOf(s.target)} at ${clockText(position)}`);
+  }
+}
+
+/** 754 s as people read it: "12:34" (or "1:02:03"). */
+export function clockText(ns) {
+  const total = Math.max(0, Math.floor(Number(big(ns) / SECOND)));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = String(total % 60).padStart(2, "0");
+  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+}
+
+/** "12 minutes 34 seconds", for screen readers. */
+export function spokenTime(ns) {
+  const total = Math.max(0, Math.floor(Number(big(ns) / SECOND)));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  const part = (n, w) => (n ? `${n} ${w}${n === 1 ? "" : "s"}` : null);
+  return [part(h, "hour"), part(m, "minute"), part(s, "second")].filter(Boolean).join(" ") || "0 seconds";
+}
+

@@ -1,0 +1,264 @@
+// The web TV in a real headless Chromium (Debian's), against the real tool: the embedded
+// broker serving the app and a media folder, `continuity pair` on the phone's side, a phone
+// player (`continuity play http://…`), and `continuity transfer`. A spy on the broker sees
+// every payload. Screenshots go to target/web-test/.
+//
+// Needs target/debug/continuity (make test builds it), gst-launch-1.0 and chromium.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Browser } from "./cdp.js";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const bin = process.env.CONTINUITY_BIN ?? join(root, "target", "debug", "continuity");
+const shots = join(root, "target", "web-test");
+const axePath = join(root, "web", "node_modules", "axe-core", "axe.min.js");
+const ACCOUNT = "webtest";
+const MS = 1e6;
+
+const work = mkdtempSync(join(tmpdir(), "continuity-web-"));
+const procs = [];
+const verbose = !!process.env.VERBOSE;
+const say = (...a) => verbose && console.log(...a);
+
+/** A process with its output kept by line; `waitLine(re)` resolves with the first match. */
+function start(cmd, args, name) {
+  const p = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } });
+  p.lines = [];
+  p.waiters = [];
+  p.name = name;
+  p.done = new Promise((r) => p.on("exit", (code, signal) => r(code ?? signal)));
+  const take = (stream) => {
+    let rest = "";
+    stream.on("data", (d) => {
+      rest += d;
+      const lines = rest.split("\n");
+      rest = lines.pop();
+      for (const l of lines) {
+        p.lines.push(l);
+        say(`[${name}] ${l}`);
+        for (const w of [...p.waiters]) {
+          const m = l.match(w.re);
+          if (m) {
+            p.waiters.splice(p.waiters.indexOf(w), 1);
+            w.resolve(m);
+          }
+        }
+      }
+    });
+  };
+  take(p.stdout);
+  take(p.stderr);
+  p.waitLine = (re, timeout = 15000) => {
+    const m = p.lines.map((l) => l.match(re)).find(Boolean);
+    if (m) return Promise.resolve(m);
+    return new Promise((resolve, reject) => {
+      const w = { re, resolve };
+      p.waiters.push(w);
+      setTimeout(() => reject(new Error(`${name}: no line like ${re} within ${timeout} ms; output:\n${p.lines.join("\n")}`)), timeout);
+    });
+  };
+  procs.push(p);
+  return p;
+}
+
+const cli = (dir, ...args) => [`--config-dir`, join(work, dir), "--broker", broker, "--account", ACCOUNT, ...args];
+let broker;
+
+function clip(path) {
+  // 40 s of a test pattern with a visible timecode, VP8 and Vorbis in WebM: what both
+  // GStreamer and Chromium play.
+  const r = spawnSync(
+    "gst-launch-1.0",
+    [
+      "-q",
+      ..."videotestsrc num-buffers=1000 pattern=smpte ! video/x-raw,width=320,height=180,framerate=25/1".split(" "),
+      ..."! timeoverlay font-desc=Sans,24 halignment=center valignment=center ! vp8enc deadline=1 cpu-used=8 keyframe-max-dist=25".split(" "),
+      ..."! webmmux name=mux ! filesink".split(" "),
+      `location=${path}`,
+      ..."audiotestsrc num-buffers=1723 ! audio/x-raw,rate=44100,channels=1 ! audioconvert ! vorbisenc ! mux.".split(" "),
+    ],
+    { encoding: "utf8" },
+  );
+  assert.equal(r.status, 0, `gst-launch-1.0 could not make the clip: ${r.stderr}`);
+}
+
+/** The page's view of a device's session and of its own player. */
+const snapshot = (page, device) =>
+  page.eval(`(() => {
+    const d = continuityApp.device, v = document.getElementById("video");
+    const s = d.sessions.get(${JSON.stringify(device)});
+    const now = d.player && (${"Date.now() - performance.now()"} + performance.now()) * 1e6;
+    return { now, currentTime: v.currentTime, paused: v.paused,
+             other: s && s.anchor ? { position_ns: Number(s.anchor.position_ns), at: Number(s.anchor.at_unix_ns), state: s.anchor.state, lease: s.lease.device } : null,
+             own: d.anchor ? { position_ns: Number(d.anchor.position_ns), at: Number(d.anchor.at_unix_ns), state: d.anchor.state } : null,
+             lease: d.lease.device };
+  })()`);
+
+async function axe(page, screen) {
+  if (!existsSync(axePath)) return null;
+  const installed = await page.eval("typeof axe !== 'undefined'");
+  if (!installed) await page.eval(readFileSync(axePath, "utf8") + ";true");
+  const r = await page.eval(`axe.run(document, { resultTypes: ["violations"] }).then((r) => r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(" ")) })))`);
+  assert.deepEqual(r, [], `axe-core on the ${screen} screen`);
+  return r.length;
+}
+
+/** Every control reachable by Tab, and every one a named control in Chromium's accessibility tree. */
+async function keyboardAndNames(page, screen) {
+  const controls = await page.eval(`[...document.querySelectorAll("button, input, a[href]")]
+      .filter((e) => !e.disabled && e.offsetParent !== null && !e.closest("[hidden]")).map((e) => e.id || e.textContent.trim())`);
+  const reached = new Set();
+  await page.eval("document.activeElement?.blur(); document.body.focus(); true");
+  for (let i = 0; i < controls.length + 3; i++) {
+    await page.press("Tab");
+    const f = await page.focused();
+    reached.add(f.id || f.text);
+  }
+  const missed = controls.filter((c) => !reached.has(c));
+  assert.deepEqual(missed, [], `controls the keyboard does not reach on the ${screen} screen`);
+  const nodes = await page.axTree();
+  const unnamed = nodes.filter((n) => !n.ignored && ["button", "textbox", "progressbar"].includes(n.role?.value) && !n.name?.value);
+  assert.deepEqual(unnamed.map((n) => n.role.value), [], `controls without an accessible name on the ${screen} screen`);
+}
+
+/** Press arrows until the control whose text is `text` has the focus. */
+async function arrowTo(page, text) {
+  for (const key of ["ArrowDown", "ArrowRight", "ArrowDown", "ArrowRight", "ArrowUp", "ArrowDown", "ArrowRight", "ArrowRight", "ArrowDown", "ArrowLeft"]) {
+    if ((await page.focused()).text === text) return;
+    await page.press(key);
+  }
+  assert.equal((await page.focused()).text, text, "the arrow keys reach the control");
+}
+
+test("the web TV pairs, takes a session from a phone, hands it back, and offers to resume", { timeout: 240000 }, async (t) => {
+  assert.ok(existsSync(bin), `${bin} is missing: build it first (cargo build)`);
+  mkdirSync(shots, { recursive: true });
+  const media = join(work, "media");
+  mkdirSync(media);
+  clip(join(media, "clip.webm"));
+
+  const b = start(bin, ["broker", "--no-advertise", "--listen", "127.0.0.1:0", "--web", "127.0.0.1:0", "--media", media], "broker");
+  broker = (await b.waitLine(/listening on (mqtt:\/\/\S+)/))[1];
+  const web = (await b.waitLine(/web app \(open it on the TV\): (http:\/\/\S+)/))[1];
+  const uri = `${web}media/clip.webm`;
+  const port = new URL(broker).port;
+  const spy = start("mosquitto_sub", ["-h", "127.0.0.1", "-p", port, "-t", "continuity/#", "-v", "-F", "%t\t%p"], "spy");
+  await new Promise((r) => setTimeout(r, 300));
+
+  const browser = await Browser.launch({ log: say });
+  t.after(() => browser.close());
+  const page = await browser.newPage(`${web}?name=Web%20TV&account=${ACCOUNT}`);
+  await page.waitFor("!document.getElementById('pair').hidden", { what: "the pairing screen" });
+  await axe(page, "pairing");
+  await keyboardAndNames(page, "pairing");
+
+  await t.test("the page pairs with `continuity pair`", async () => {
+    await page.eval("document.getElementById('pair-start').focus(); true");
+    await page.press("Enter");
+    const host = start(bin, cli("phone", "pair", "--yes", "--no-advertise", "--device-name", "Phone", "--timeout", "60"), "pair");
+    const code = (await host.waitLine(/Verification code: (\d{3} \d{3})/))[1];
+    const shown = await page.waitFor("!document.getElementById('pair-code-box').hidden && document.getElementById('pair-code').textContent", { what: "the code" });
+    assert.equal(shown, code, "the page and `continuity pair` show the same code");
+    await page.screenshot(join(shots, "web-tv-pairing.png"));
+    await axe(page, "pairing code");
+    assert.equal((await page.focused()).id, "pair-yes", "the answer has the focus");
+    await page.press("Enter");
+    assert.equal(await host.done, 0, `continuity pair failed:\n${host.lines.join("\n")}`);
+    await page.waitFor("!document.getElementById('home').hidden && continuityApp.device.synced", { what: "home, connected" });
+    const roster = await page.eval("continuityApp.device.membership.roster.devices.map((d) => d.device)");
+    const phoneId = readFileSync(join(work, "phone", "device-id"), "utf8").trim();
+    const webId = await page.eval("continuityApp.device.me.id");
+    assert.deepEqual(roster.sort(), [phoneId, webId].sort(), "the roster holds the phone and the web TV");
+  });
+
+  const phone = start(bin, cli("phone", "play", "--no-advertise", uri, "--device-name", "Phone", "--device-class", "phone"), "phone");
+  await phone.waitLine(/\] playing$/, 20000);
+  const phoneId = readFileSync(join(work, "phone", "device-id"), "utf8").trim();
+  await page.waitFor(`!!document.getElementById("here-${phoneId}")`, { what: "the phone's session with 'Continue here'" });
+  await new Promise((r) => setTimeout(r, 3000));
+  await page.screenshot(join(shots, "web-tv-home.png"));
+  await axe(page, "home");
+  await keyboardAndNames(page, "home");
+
+  await t.test("phone → web TV with `continuity transfer --to \"Web TV\"`", async () => {
+    const tr = start(bin, cli("phone", "transfer", "--to", "Web TV", "--json"), "transfer");
+    assert.equal(await tr.done, 0, `transfer failed:\n${tr.lines.join("\n")}`);
+    const result = JSON.parse(tr.lines.join("\n"));
+    say(result);
+    assert.ok(Math.abs(result.position_error_ms) < 100, `position error ${result.position_error_ms} ms`);
+    await page.waitFor(`(() => { const s = continuityApp.device.sessions.get("${phoneId}"); return s && s.anchor.state === "paused" && !document.getElementById("video").paused; })()`, {
+      what: "the phone paused and the web TV playing",
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    const s = await snapshot(page, phoneId);
+    // Same host, same clock: where the phone stopped plus the time since is where the TV is.
+    const expected = s.other.position_ns + (s.now - s.other.at);
+    const error = s.currentTime * 1e9 - expected;
+    say({ error_ms: error / MS, s });
+    assert.ok(Math.abs(error) < 100 * MS, `the video is ${(error / MS).toFixed(1)} ms off the phone's position`);
+    assert.equal(s.lease, await page.eval("continuityApp.device.me.id"));
+    await page.screenshot(join(shots, "web-tv-playing.png"));
+    await axe(page, "now playing");
+    await keyboardAndNames(page, "now playing");
+  });
+
+  await t.test("web TV → phone with its 'Continue on Phone' control, by keyboard", async () => {
+    await page.eval("document.getElementById('play-pause').focus(); true");
+    await arrowTo(page, "Continue on Phone");
+    await page.press("Enter");
+    await page.waitFor(`(() => { const s = continuityApp.device.sessions.get("${phoneId}"); return s && s.anchor.state === "playing" && s.lease.device === "${phoneId}" && document.getElementById("video").paused; })()`, {
+      what: "the phone playing again and the web TV paused",
+    });
+    const s = await snapshot(page, phoneId);
+    // The phone's new anchor, read at the instant the web TV paused, is where its picture
+    // stopped.
+    const phoneThere = s.other.position_ns + (s.own.at - s.other.at);
+    const error = phoneThere - s.currentTime * 1e9;
+    assert.ok(Math.abs(s.own.position_ns - s.currentTime * 1e9) < 1 * MS, "the web TV's anchor is where its video paused");
+    say({ error_ms: error / MS, s });
+    assert.ok(Math.abs(error) < 100 * MS, `the phone continues ${(error / MS).toFixed(1)} ms off where the web TV paused`);
+    await page.waitFor("document.getElementById('announce').textContent.startsWith('Continued on Phone')", { what: "the announcement" });
+  });
+
+  await t.test("the resume prompt appears for the media the phone stopped", async () => {
+    phone.kill("SIGINT");
+    await phone.done;
+    const text = await page.waitFor("!document.getElementById('resume').hidden && document.getElementById('resume-text').textContent", {
+      what: "the resume prompt",
+    });
+    assert.match(text, /^Resume “.*” at \d+:\d\d from Phone\?$/);
+    await page.screenshot(join(shots, "web-tv-resume.png"));
+    await axe(page, "resume prompt");
+    await keyboardAndNames(page, "resume prompt");
+  });
+
+  await t.test("a spy on the broker sees only sealed payloads from the web TV", async () => {
+    const webId = await page.eval("continuityApp.device.me.id");
+    await new Promise((r) => setTimeout(r, 300));
+    spy.kill();
+    let sealedFromWeb = 0;
+    const plain = [];
+    for (const line of spy.lines) {
+      const [topic, payload = ""] = line.split("\t");
+      if (!payload || topic.endsWith("/availability") || topic.includes("/pairing/")) continue;
+      const v = JSON.parse(payload);
+      if (!v.sealed) plain.push(topic);
+      else if (v.sealed.sender === webId) sealedFromWeb++;
+    }
+    assert.deepEqual(plain, [], "plain payloads on the broker");
+    assert.ok(sealedFromWeb > 10, `sealed payloads from the web TV: ${sealedFromWeb}`);
+    const leaked = spy.lines.filter((l) => l.includes("clip.webm"));
+    assert.deepEqual(leaked, [], "the media's URI in clear");
+  });
+});
+
+test.after(async () => {
+  for (const p of procs) if (p.exitCode === null) p.kill("SIGKILL");
+  rmSync(work, { recursive: true, force: true });
+});
