@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PACKAGES := pkg-config gcc g++ libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-x gstreamer1.0-tools \
 	mosquitto mosquitto-clients iproute2 faketime nodejs \
-	chromium fonts-dejavu-core
+	npm chromium fonts-dejavu-core
 # `make bench` needs these as well (instruction counts).
 BENCH_PACKAGES := valgrind
 CARGO ?= cargo
@@ -30,6 +30,8 @@ test: deps
 	$(CARGO) build --workspace   # the plugin library, for the gst-launch tests
 	$(CARGO) test --workspace
 	node --test web/test/json.test.js web/test/vectors.test.js   # the JavaScript contract module
+	@./scripts/web-deps.sh
+	node --test web/test/browser.test.js   # the web TV in a headless Chromium
 	@if $(CARGO) fmt --version >/dev/null 2>&1; then $(CARGO) fmt --all --check; \
 	  else echo "rustfmt not installed: format check skipped"; fi
 	@if $(CARGO) clippy --version >/dev/null 2>&1; then \

@@ -4,7 +4,7 @@
 set -euo pipefail
 # Packages whose program may come from elsewhere (NodeSource's nodejs, say): one is present
 # when its program is on PATH, whatever package brought it.
-declare -A program=([nodejs]=node)
+declare -A program=([nodejs]=node [npm]=npm)
 missing=()
 for p in "$@"; do
     if [ -n "${program[$p]:-}" ] && command -v "${program[$p]}" >/dev/null 2>&1; then

@@ -5,7 +5,7 @@
 
 import * as keystore from "./keystore.js";
 import { Player } from "./player.js";
-import { clockText, Device, join, loadIdentity, PairFailure, playableHere, spokenTime, uriFor, verdict } from "./device.js";
+import { clockText, Device, join, loadIdentity, mediaTitle, PairFailure, playableHere, spokenTime, uriFor, verdict } from "./device.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -176,7 +176,7 @@ function renderSessions(others, online) {
   list.replaceChildren(
     ...others.map((s) => {
       const name = d.nameOf(s.device);
-      const title = s.media.title ?? s.media.id;
+      const title = mediaTitle(s.media);
       const live = online(s.device) && s.lease.device === s.device;
       const state = !online(s.device) ? "stopped (offline)" : s.anchor.state;
       const card = el(
@@ -249,7 +249,7 @@ function renderProgress() {
   if (!$("now").hidden) {
     const p = app.player.positionNs;
     const dur = d.media?.duration_ns ?? app.player.durationNs;
-    $("now-text").textContent = `${d.media.title ?? d.media.id} · ${clockText(p)}${dur ? ` / ${clockText(BigInt(dur))}` : ""}`;
+    $("now-text").textContent = `${mediaTitle(d.media)} · ${clockText(p)}${dur ? ` / ${clockText(BigInt(dur))}` : ""}`;
     setProgress($("now-progress"), p, dur);
     const label = app.player.playing ? "Pause" : "Play";
     if ($("play-pause").textContent !== label) $("play-pause").textContent = label;
@@ -284,7 +284,7 @@ function renderResume() {
     return;
   }
   const d = app.device;
-  const title = c.p.media.title ?? c.p.media.id;
+  const title = mediaTitle(c.p.media);
   const text = `Resume “${title}” at ${clockText(BigInt(c.p.position_ns))} from ${d.nameOf(c.p.device)}?`;
   if ($("resume-text").textContent === text && !box.hidden) return;
   $("resume-text").textContent = text;
@@ -308,7 +308,7 @@ async function startHere(media, positionNs, done) {
   done();
   try {
     await app.device.playHere(media, positionNs);
-    announce(`Playing ${media.title ?? media.id} from ${clockText(positionNs)}`);
+    announce(`Playing ${mediaTitle(media)} from ${clockText(positionNs)}`);
     $("play-pause").focus();
   } catch (e) {
     announce(`Cannot play it here: ${e.message}`);

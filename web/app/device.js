@@ -64,6 +64,17 @@ export function uriFor(media) {
   return media.alternates?.find((a) => a.class === CLASS)?.uri ?? media.uri ?? null;
 }
 
+/** What to call a media: its title, else its file name, else its id. */
+export function mediaTitle(media) {
+  if (media.title) return media.title;
+  const name = (media.uri ?? media.id).split(/[?#]/)[0].split("/").pop();
+  try {
+    return decodeURIComponent(name) || media.id;
+  } catch {
+    return name || media.id;
+  }
+}
+
 /** Whether a browser can fetch `uri` (a `file:` URI of another device cannot). */
 export const playableHere = (uri) => /^(https?:|blob:)/i.test(uri ?? "");
 

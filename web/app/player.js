@@ -41,7 +41,7 @@ export class Player {
     this.video = video;
     this.uri = null;
     this.generation = 0;
-    this.startLagNs = BigInt(localStorage.getItem("start-lag-ns") ?? "40000000");
+    this.startLagNs = BigInt(localStorage.getItem("start-lag-ns") ?? "80000000");
   }
 
   get positionNs() {
@@ -88,19 +88,23 @@ export class Player {
 
   /**
    * Play from where it is prerolled at `atNs`. Resolves with the first frame shown:
-   * `{shownNs, positionNs}` (wall clock and media time of that frame).
+   * `{shownNs, positionNs}`: the wall clock when it was shown, and the media clock then.
    */
   async playAt(atNs) {
     // play() takes a while to start the media clock: start that much early, so that the
-    // first frame is shown at the instant. The lag is learned from each start.
+    // clock runs from the prerolled position at the instant. The lag is learned from each
+    // start: when, judged by the media clock, playback really began.
+    const from = this.positionNs;
     await until(atNs - this.startLagNs);
     const called = nowNs();
     const first = this.firstFrame();
     await this.play();
     const shown = await first;
-    const lag = shown.shownNs - called;
+    const began = shown.shownNs - (shown.positionNs - from);
+    const lag = began - called;
+    this.lastStart = { atNs, calledNs: called, beganNs: began, shownNs: shown.shownNs, positionNs: shown.positionNs, lagNs: lag };
     if (lag > 0n && lag < 500000000n) {
-      this.startLagNs = (this.startLagNs * 3n + lag) / 4n;
+      this.startLagNs = (this.startLagNs + lag) / 2n;
       localStorage.setItem("start-lag-ns", String(this.startLagNs));
     }
     return shown;
@@ -119,27 +123,20 @@ export class Player {
     }
   }
 
-  /** The first frame shown from now on: wall clock and media time. */
+  /** The first frame shown from now on: the wall clock then, and the media clock. */
   firstFrame() {
     const v = this.video;
     return new Promise((resolve) => {
       let settled = false;
-      const settle = (r) => {
+      const settle = () => {
         if (!settled) {
           settled = true;
-          resolve(r);
+          resolve({ shownNs: nowNs(), positionNs: this.positionNs });
         }
       };
-      if (v.requestVideoFrameCallback) {
-        v.requestVideoFrameCallback((now, meta) => {
-          const shownNs = nowNs() - BigInt(Math.round((performance.now() - meta.presentationTime) * 1e6));
-          settle({ shownNs, positionNs: BigInt(Math.round(meta.mediaTime * NS)) });
-        });
-      }
+      v.requestVideoFrameCallback?.(settle);
       // Audio, or a browser without frame callbacks: when playback reports it started.
-      v.addEventListener("playing", () => setTimeout(() => settle({ shownNs: nowNs(), positionNs: this.positionNs }), 250), {
-        once: true,
-      });
+      v.addEventListener("playing", () => setTimeout(settle, 100), { once: true });
     });
   }
 

@@ -100,6 +100,8 @@ const snapshot = (page, device) =>
              lease: d.lease.device };
   })()`);
 
+if (!existsSync(axePath)) console.log("# axe-core is not installed (scripts/web-deps.sh said why): no axe-core audit in this run");
+
 async function axe(page, screen) {
   if (!existsSync(axePath)) return null;
   const installed = await page.eval("typeof axe !== 'undefined'");
@@ -200,7 +202,7 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     // Same host, same clock: where the phone stopped plus the time since is where the TV is.
     const expected = s.other.position_ns + (s.now - s.other.at);
     const error = s.currentTime * 1e9 - expected;
-    say({ error_ms: error / MS, s });
+    say({ error_ms: error / MS, s, start: await page.eval("(() => { const l = continuityApp.player.lastStart; return l && Object.fromEntries(Object.entries(l).map(([k, v]) => [k, Number(v) / 1e6])); })()") });
     assert.ok(Math.abs(error) < 100 * MS, `the video is ${(error / MS).toFixed(1)} ms off the phone's position`);
     assert.equal(s.lease, await page.eval("continuityApp.device.me.id"));
     await page.screenshot(join(shots, "web-tv-playing.png"));
@@ -224,6 +226,7 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     say({ error_ms: error / MS, s });
     assert.ok(Math.abs(error) < 100 * MS, `the phone continues ${(error / MS).toFixed(1)} ms off where the web TV paused`);
     await page.waitFor("document.getElementById('announce').textContent.startsWith('Continued on Phone')", { what: "the announcement" });
+    await page.waitFor("getComputedStyle(document.getElementById('now')).display === 'none'", { what: "the player put away" });
   });
 
   await t.test("the resume prompt appears for the media the phone stopped", async () => {
