@@ -446,6 +446,19 @@ async fn serve(stream: &mut TcpStream, req: &Request, shared: &Shared) -> std::i
         let Some(root) = &shared.media else {
             return respond_error(stream, 404, "no media folder (--media DIR)").await;
         };
+        if rel.is_empty() {
+            let body = serde_json::json!({ "v": 1, "files": list_media(root) }).to_string();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Cache-Control: no-cache\r\n{COMMON_HEADERS}\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).await?;
+            if !head_only {
+                stream.write_all(body.as_bytes()).await?;
+            }
+            return stream.flush().await;
+        }
         return match media_file(root, rel) {
             Ok(path) => send_file(stream, req, &path, head_only).await,
             Err(Refusal(code, why)) => {
@@ -475,6 +488,44 @@ async fn serve(stream: &mut TcpStream, req: &Request, shared: &Shared) -> std::i
         stream.write_all(body).await?;
     }
     stream.flush().await
+}
+
+/// How deep, and how many files, the listing of `/media/` goes.
+const LIST_DEPTH: usize = 4;
+const LIST_MAX: usize = 10_000;
+
+/// The files of the media folder, as paths relative to it (`films/a.webm`), sorted: what
+/// `/media/<path>` serves. Hidden names and symbolic links are left out.
+fn list_media(root: &Path) -> Vec<String> {
+    fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if out.len() >= LIST_MAX {
+                return;
+            }
+            let Ok(name) = e.file_name().into_string() else {
+                continue;
+            };
+            let Ok(kind) = e.file_type() else {
+                continue;
+            };
+            if name.starts_with('.') || kind.is_symlink() {
+                continue;
+            }
+            let rel = format!("{prefix}{name}");
+            if kind.is_dir() && depth < LIST_DEPTH {
+                walk(&e.path(), &format!("{rel}/"), depth + 1, out);
+            } else if kind.is_file() {
+                out.push(rel);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, "", 1, &mut out);
+    out.sort();
+    out
 }
 
 /// The file for `/media/<rel>` inside `root` (canonical), or why not.
@@ -704,5 +755,6 @@ mod tests {
         assert_eq!(media_file(&root, "link.webm").unwrap_err().0, 403);
         assert_eq!(media_file(&root, "films").unwrap_err().0, 404);
         assert_eq!(media_file(&root, "none.webm").unwrap_err().0, 404);
+        assert_eq!(list_media(&root), ["films/a.webm"]);
     }
 }

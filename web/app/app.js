@@ -335,32 +335,66 @@ async function continueOn(target) {
 // --- Captions, by language --------------------------------------------------------------
 
 let captionsFor = null;
-function renderCaptions() {
+let listing = null;
+
+/** The captions of a media served by this broker: `<name>.<language>.vtt` beside it. */
+async function sidecars(uri) {
+  const base = `${location.origin}/media/`;
+  if (!uri.startsWith(base)) return [];
+  if (!listing || Date.now() - listing.at > 30000) {
+    const r = await fetch(base).catch(() => null);
+    const files = r?.ok ? (await r.json()).files : [];
+    listing = { at: Date.now(), files: Array.isArray(files) ? files : [] };
+  }
+  const rel = decodeURIComponent(uri.slice(base.length).split(/[?#]/)[0]);
+  const stem = rel.replace(/\.[^./]+$/, "");
+  const found = [];
+  for (const f of listing.files) {
+    const m = typeof f === "string" && f.startsWith(`${stem}.`) && f.slice(stem.length + 1).match(/^([A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*)\.vtt$/);
+    if (m) found.push({ language: m[1], src: base + f.split("/").map(encodeURIComponent).join("/") });
+  }
+  return found;
+}
+
+async function renderCaptions() {
   const d = app.device;
   const video = $("video");
   if (captionsFor === d.media.id) return;
   captionsFor = d.media.id;
   for (const t of [...video.querySelectorAll("track")]) t.remove();
-  const uri = uriFor(d.media);
-  const base = uri.replace(/\.[^./?#]+([?#].*)?$/, "");
-  const langs = (d.media.subtitle_tracks ?? []).map((t) => t.language).filter(Boolean);
-  const want = d.subtitle?.language ?? null;
-  for (const lang of langs) {
-    video.append(el("track", { kind: "subtitles", srclang: lang, label: lang, src: `${base}.${lang}.vtt` }));
-  }
-  const on = want && langs.includes(want);
-  setCaptions(on ? want : null);
+  const tracks = await sidecars(uriFor(d.media));
+  for (const t of tracks) video.append(el("track", { kind: "subtitles", srclang: t.language, label: languageName(t.language), src: t.src }));
+  const langs = tracks.map((t) => t.language);
+  // The language the session had captions in, else this TV's own.
+  const wanted = d.subtitle?.language;
+  const preferred = () => wanted ?? navigator.languages.map((l) => langs.find((x) => l.toLowerCase().startsWith(x.toLowerCase()))).find(Boolean) ?? langs[0];
+  setCaptions(wanted && langs.includes(wanted) ? wanted : null);
   $("captions").hidden = langs.length === 0;
   $("captions").onclick = () => {
     const showing = [...video.textTracks].find((t) => t.mode === "showing");
-    setCaptions(showing ? null : (want ?? langs.find((l) => navigator.language.startsWith(l)) ?? langs[0]));
+    setCaptions(showing ? null : preferred());
   };
+}
+
+/** "en" as people read it here: "English". */
+function languageName(code) {
+  try {
+    return new Intl.DisplayNames([navigator.language], { type: "language" }).of(code) ?? code;
+  } catch {
+    return code;
+  }
 }
 
 function setCaptions(lang) {
   for (const t of $("video").textTracks) t.mode = t.language === lang ? "showing" : "disabled";
   $("captions").setAttribute("aria-pressed", String(lang !== null));
-  $("captions").textContent = lang ? `Captions: ${lang}` : "Captions off";
+  $("captions").textContent = lang ? `Captions: ${languageName(lang)}` : "Captions off";
+  // The session carries the choice (by language), so the next device shows the same.
+  const d = app.device;
+  if (d.active && (d.subtitle?.language ?? null) !== lang) {
+    d.subtitle = lang ? { language: lang } : null;
+    d.publishSession();
+  }
 }
 
 $("play-pause").onclick = async () => {

@@ -638,13 +638,15 @@ export class Device extends EventTarget {
         return this.onOffer(cmd.from, b, arrivedNs);
       case "handoff-accept":
         return this.onAccept(cmd.from, b, arrivedNs);
+      // Only the other party of a handoff speaks for it.
       case "handoff-reject":
-        if (this.handoff.target?.id === b.handoff) return this.failTarget(b.reason, false);
+        if (this.handoff.target?.id === b.handoff && this.handoff.target.source === cmd.from) return this.failTarget(b.reason, false);
         return;
       case "handoff-switch":
-        return this.onSwitch(b);
+        if (this.handoff.source?.target === cmd.from) return this.onSwitch(b);
+        return;
       case "handoff-cancel":
-        if (this.handoff.source?.id === b.handoff) this.handoff.source = null;
+        if (this.handoff.source?.id === b.handoff && this.handoff.source.target === cmd.from) this.handoff.source = null;
         return;
       case "handoff-result":
         return this.onResult(b);

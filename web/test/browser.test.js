@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -144,6 +144,9 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
   const media = join(work, "media");
   mkdirSync(media);
   clip(join(media, "clip.webm"));
+  for (const [lang, text] of [["en", "English captions"], ["fr", "Sous-titres en français"]]) {
+    writeFileSync(join(media, `clip.${lang}.vtt`), `WEBVTT\n\n00:00:00.000 --> 00:00:40.000\n${text}\n`);
+  }
 
   const b = start(bin, ["broker", "--no-advertise", "--listen", "127.0.0.1:0", "--web", "127.0.0.1:0", "--media", media], "broker");
   broker = (await b.waitLine(/listening on (mqtt:\/\/\S+)/))[1];
@@ -208,6 +211,41 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     await page.screenshot(join(shots, "web-tv-playing.png"));
     await axe(page, "now playing");
     await keyboardAndNames(page, "now playing");
+  });
+
+  await t.test("captions by language, from the files beside the media", async () => {
+    await page.waitFor("!document.getElementById('captions').hidden", { what: "the captions control" });
+    await page.eval("document.getElementById('play-pause').focus(); true");
+    await arrowTo(page, "Captions off");
+    await page.press("Enter");
+    // Headless Chromium's language is en-US: the English track.
+    await page.waitFor("document.getElementById('captions').textContent === 'Captions: English'", { what: "English captions on" });
+    const cue = await page.waitFor("(() => { const t = [...document.getElementById('video').textTracks].find((t) => t.mode === 'showing'); return t?.activeCues?.length ? t.activeCues[0].text : null; })()", {
+      what: "a caption shown",
+    });
+    assert.equal(cue, "English captions");
+    const webId = await page.eval("continuityApp.device.me.id");
+    await page.waitFor(`continuityApp.device.sessions.get("${webId}").subtitle?.language === "en"`, { what: "the session carries the captions' language" });
+    await page.screenshot(join(shots, "web-tv-captions.png"));
+    await axe(page, "captions");
+  });
+
+  await t.test("readable at 200 % zoom, and still for those who asked for reduced motion", async () => {
+    // A 1280 × 720 screen at 200 %: the page gets 640 × 360 CSS pixels.
+    await page.send("Emulation.setDeviceMetricsOverride", { width: 640, height: 360, deviceScaleFactor: 2, mobile: false });
+    try {
+      const fit = await page.eval("({ scroll: document.documentElement.scrollWidth, width: innerWidth })");
+      assert.ok(fit.scroll <= fit.width, `nothing to scroll sideways at 200 %: ${fit.scroll} px of content in ${fit.width}`);
+      const clipped = await page.eval(`[...document.querySelectorAll("button, h2, h3, p")].filter((e) => e.offsetParent && !e.closest(".visually-hidden") && e.scrollWidth > e.clientWidth + 1).map((e) => e.id || e.textContent.trim())`);
+      assert.deepEqual(clipped, [], "text cut off at 200 %");
+      await page.screenshot(join(shots, "web-tv-zoom-200.png"));
+    } finally {
+      await page.send("Emulation.clearDeviceMetricsOverride");
+    }
+    await page.send("Emulation.setEmulatedMedia", { features: [{ name: "prefers-reduced-motion", value: "reduce" }] });
+    const moving = await page.eval(`[...document.querySelectorAll("*")].filter((e) => { const s = getComputedStyle(e); return s.transitionDuration.split(",").some((d) => parseFloat(d) > 0) || (s.animationName && s.animationName !== "none"); }).map((e) => e.tagName + "." + e.className + " " + getComputedStyle(e).transitionDuration + " " + getComputedStyle(e).animationName)`);
+    assert.deepEqual(moving, [], "transitions or animations with prefers-reduced-motion: reduce");
+    await page.send("Emulation.setEmulatedMedia", { features: [] });
   });
 
   await t.test("web TV → phone with its 'Continue on Phone' control, by keyboard", async () => {
