@@ -34,6 +34,11 @@ const ELEMENTS: &[(&str, &str, &str, &str)] = &[
     ("vorbisenc", "vorbis", "gstreamer1.0-plugins-base", "generated clips"),
     ("oggmux", "ogg", "gstreamer1.0-plugins-base", "generated clips"),
     ("taginject", "debug", "gstreamer1.0-plugins-good", "the plugin tests' clip tags"),
+    ("vp8enc", "vpx", "gstreamer1.0-plugins-good", "WebM clips for the web TV"),
+    ("vp8dec", "vpx", "gstreamer1.0-plugins-good", "VP8 video"),
+    ("webmmux", "matroska", "gstreamer1.0-plugins-good", "WebM clips for the web TV"),
+    ("matroskademux", "matroska", "gstreamer1.0-plugins-good", "WebM media"),
+    ("souphttpsrc", "soup", "gstreamer1.0-plugins-good", "http:// media (the broker's --media)"),
     ("capsfilter", "coreelements", "libgstreamer1.0-0", "caps in pipeline descriptions"),
     ("filesink", "coreelements", "libgstreamer1.0-0", "generated clips"),
     ("filesrc", "coreelements", "libgstreamer1.0-0", "file:// media"),
@@ -77,6 +82,9 @@ const PROGRAMS: &[(&str, &str, List)] = &[
     ("mosquitto_passwd", "mosquitto", List::Packages),
     ("ip", "iproute2", List::Packages),
     ("node", "nodejs", List::Packages),
+    ("npm", "npm", List::Packages),
+    ("chromium", "chromium", List::Packages),
+    ("mosquitto_sub", "mosquitto-clients", List::Packages),
     ("faketime", "faketime", List::Packages),
     ("kill", "procps", List::Packages),
     ("valgrind", "valgrind", List::Bench),
@@ -87,6 +95,7 @@ const PROGRAMS: &[(&str, &str, List)] = &[
     ("date", "coreutils", List::Packages),
     ("dirname", "coreutils", List::Packages),
     ("head", "coreutils", List::Packages),
+    ("tail", "coreutils", List::Packages),
     ("id", "coreutils", List::Packages),
     ("ls", "coreutils", List::Packages),
     ("mkdir", "coreutils", List::Packages),
@@ -99,6 +108,9 @@ const PROGRAMS: &[(&str, &str, List)] = &[
     ("sed", "sed", List::Packages),
     ("awk", "mawk", List::Packages),
 ];
+
+/// Programs another package may bring instead: NodeSource's `nodejs` carries `npm`.
+const ALSO_FROM: &[(&str, &str)] = &[("npm", "nodejs")];
 
 /// Names that are elements but come from no plugin file: our own element (built by cargo) and
 /// GStreamer's own containers.
@@ -127,9 +139,13 @@ fn sources() -> Vec<PathBuf> {
         "plugin/src",
         "plugin/tests",
         "plugin/examples",
+        "web/test",
     ] {
         collect(&root().join(dir), &mut files);
     }
+    // The web TV's demo driver (web/demo.js; web/app runs in the browser, web/node_modules is
+    // not ours).
+    files.push(root().join("web").join("demo.js"));
     let me = root().join("tests").join("system_packages.rs");
     files.retain(|f| *f != me);
     files
@@ -143,7 +159,10 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
         let path = entry.path();
         if path.is_dir() {
             collect(&path, out);
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("rs" | "sh")) {
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("rs" | "sh" | "js")
+        ) {
             out.push(path);
         }
     }
@@ -447,6 +466,69 @@ fn rust_commands(src: &str) -> BTreeSet<String> {
     out
 }
 
+/// The text inside a JavaScript source's string literals ("…", '…' and `…`), one entry a
+/// literal; comments are skipped.
+fn js_string_literals(src: &str) -> Vec<String> {
+    let chars: Vec<char> = src.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '/' if chars.get(i + 1) == Some(&'/') => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '/' if chars.get(i + 1) == Some(&'*') => {
+                i += 2;
+                while i + 1 < chars.len() && !(chars[i] == '*' && chars[i + 1] == '/') {
+                    i += 1;
+                }
+                i += 2;
+            }
+            q @ ('"' | '\'' | '`') => {
+                let mut lit = String::new();
+                i += 1;
+                while i < chars.len() && chars[i] != q {
+                    if chars[i] == '\\' {
+                        i += 1;
+                    }
+                    if let Some(&c) = chars.get(i) {
+                        lit.push(c);
+                    }
+                    i += 1;
+                }
+                out.push(lit);
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// The programs a JavaScript source starts: the first argument of `spawn`, `spawnSync` and
+/// the tests' `start` when it is a literal, and programs named by absolute path.
+fn js_commands(src: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for call in ["spawn(\"", "spawnSync(\"", "start(\""] {
+        for part in src.split(call).skip(1) {
+            if let Some(name) = part.split('"').next() {
+                out.insert(name.rsplit('/').next().unwrap_or(name).to_string());
+            }
+        }
+    }
+    for literal in js_string_literals(src) {
+        if let Some(name) = literal
+            .strip_prefix("/usr/sbin/")
+            .or(literal.strip_prefix("/usr/bin/"))
+        {
+            out.insert(name.to_string());
+        }
+    }
+    out
+}
+
 #[test]
 fn every_element_the_sources_name_is_listed() {
     gst_init();
@@ -462,6 +544,8 @@ fn every_element_the_sources_name_is_listed() {
         let text = std::fs::read_to_string(&file).unwrap();
         let texts = if file.extension().is_some_and(|e| e == "rs") {
             rust_string_literals(&text)
+        } else if file.extension().is_some_and(|e| e == "js") {
+            js_string_literals(&text)
         } else {
             // In scripts, the pipelines are what gst-launch-1.0 runs.
             shell_segments(&text)
@@ -577,6 +661,8 @@ fn every_program_the_sources_run_is_listed() {
         let text = std::fs::read_to_string(&file).unwrap();
         let commands = if file.extension().is_some_and(|e| e == "rs") {
             rust_commands(&text)
+        } else if file.extension().is_some_and(|e| e == "js") {
+            js_commands(&text)
         } else {
             shell_commands(&text)
         };
@@ -588,7 +674,14 @@ fn every_program_the_sources_run_is_listed() {
             }
         }
     }
-    for expected in ["gst-launch-1.0", "mosquitto", "ip", "grep"] {
+    for expected in [
+        "gst-launch-1.0",
+        "mosquitto",
+        "ip",
+        "grep",
+        "chromium",
+        "mosquitto_sub",
+    ] {
         assert!(
             found.contains(expected),
             "the scan missed {expected}: {found:?}"
@@ -875,7 +968,7 @@ fn system_packages_cover_every_program() {
             ));
             continue;
         };
-        if owner != package {
+        if owner != package && !ALSO_FROM.contains(&(program, owner.as_str())) {
             problems.push(format!(
                 "program `{program}`: PROGRAMS says package `{package}`, dpkg says `{owner}` \
                  owns {}",
