@@ -526,3 +526,48 @@ fn a_websocket_port_in_use_names_the_option() {
     );
     assert!(err.contains("--ws-listen"), "{err}");
 }
+
+/// `continuity broker --web`: a browser reaches the broker at `/mqtt` of the web app's own
+/// port (the web server passes the WebSocket through), and meets the TCP devices there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_port_carries_mqtt_over_websockets_at_mqtt() {
+    use continuity::net::broker::EmbeddedBroker;
+    use continuity::net::web::{WebConfig, WebServer};
+    use rumqttc::{MqttOptions, QoS, Transport};
+    let any = "127.0.0.1:0".parse().unwrap();
+    let b = EmbeddedBroker::start_with(any, Some(any)).unwrap();
+    let cfg = WebConfig {
+        media: None,
+        mqtt_ws: b.ws_addr(),
+    };
+    let web = WebServer::start(any, cfg).await.unwrap();
+    let url = format!("ws://{}/mqtt", web.addr());
+    let tcp = b.addr();
+    let (device, mut device_rx) = raw_client("device", |id| {
+        MqttOptions::new(id, tcp.ip().to_string(), tcp.port())
+    });
+    let inbox = "continuity/v1/home/devices/tv-1/inbox";
+    device.subscribe(inbox, QoS::AtLeastOnce).await.unwrap();
+    device
+        .publish(inbox, QoS::AtLeastOnce, false, b"self".to_vec())
+        .await
+        .unwrap();
+    next_on(&mut device_rx, inbox).await;
+    let (browser, mut browser_rx) = raw_client("browser", |id| {
+        let mut o = MqttOptions::new(id, url.clone(), web.addr().port());
+        o.set_transport(Transport::Ws);
+        o
+    });
+    let events = "continuity/v1/home/events";
+    browser.subscribe(events, QoS::AtLeastOnce).await.unwrap();
+    browser
+        .publish(inbox, QoS::AtLeastOnce, false, b"from the web app".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(next_on(&mut device_rx, inbox).await.0, b"from the web app");
+    device
+        .publish(events, QoS::AtMostOnce, false, b"to the web app".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(next_on(&mut browser_rx, events).await.0, b"to the web app");
+}

@@ -105,6 +105,8 @@ async function startDevice(me, membership) {
   document.addEventListener("keydown", () => {
     if (video.muted && app.player.onMutedByPolicy) video.muted = false;
   });
+  // Leaving the page (the TV switches apps): where it was, for every device to resume.
+  addEventListener("pagehide", () => device.active && device.recordResume(app.player.positionNs));
   setInterval(renderProgress, 250);
   render();
   focusFirst();
