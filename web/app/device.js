@@ -561,7 +561,7 @@ export class Device extends EventTarget {
     }
     const was = this.availability.get(body.device);
     this.availability.set(body.device, body.status);
-    if (body.status === "online" && was !== "online") this.probe(body.device);
+    if (body.status === "online" && was !== "online") this.probeSeveral(body.device);
     if (body.status === "offline" && was === "online") this.witness(body.device);
     this.changed();
   }
@@ -670,6 +670,12 @@ export class Device extends EventTarget {
 
   // --- Clocks -------------------------------------------------------------------------
 
+  /** Three probes, spread out (a device that just started answers the first one slowly). */
+  probeSeveral(device) {
+    this.probe(device);
+    for (const ms of [500, 2000]) setTimeout(() => this.availability.get(device) === "online" && this.probe(device), ms);
+  }
+
   probe(device) {
     const t1 = nowNs();
     const waiting = this.probes.get(device) ?? new Set();
@@ -753,6 +759,13 @@ export class Device extends EventTarget {
       if (now >= p.deadline) {
         this.handoff.pending.delete(id);
         this.onResultLocal({ handoff: id, source: p.source, target: p.target, failure: "target-offline" });
+      }
+    }
+    for (const [device, st] of this.sessions) {
+      const c = this.clocks.get(device);
+      const old = !c || now - c.at > CLOCK_SAMPLE_TTL_NS / 2n;
+      if (device !== this.me.id && st.anchor?.state === "playing" && this.availability.get(device) === "online" && old && !this.probes.get(device)?.size) {
+        this.probe(device);
       }
     }
     if (!this.active || this.handoff.target || !this.player.playing) return;
@@ -869,9 +882,10 @@ export class Device extends EventTarget {
       switch: null,
     };
     this.handoff.target = t;
-    await this.command(source, { type: "handoff-offer", handoff: id, session: t.session, epoch: num(t.epoch), t1_unix_ns: receivedNs });
+    await this.command(source, { type: "handoff-offer", handoff: id, session: t.session, epoch: num(t.epoch), t1_unix_ns: nowNs() });
     this.announce(`Taking over from ${this.nameOf(source)}…`);
-    const lead = positionAt(state.anchor, nowNs() + this.offsetOf(source) + PREROLL_LEAD_NS, state.media.duration_ns);
+    const ahead = PREROLL_LEAD_NS + this.player.startLagNs;
+    const lead = positionAt(state.anchor, nowNs() + this.offsetOf(source) + ahead, state.media.duration_ns);
     try {
       const at = await this.player.load(uri, lead);
       this.prerolled(t, at);
@@ -894,14 +908,14 @@ export class Device extends EventTarget {
   onAccept(from, b, t4) {
     const t = this.handoff.target;
     if (!t || t.id !== b.handoff || from !== t.source) return;
-    const t1 = big(b.t1_unix_ns);
-    const t2 = big(b.t2_unix_ns);
-    const t3 = big(b.t3_unix_ns);
-    t.rtt = t4 - t1 - (t3 - t2);
-    t.offset = (t2 - t1 + (t3 - t4)) / 2n;
-    if ((t.offset < 0n ? -t.offset : t.offset) <= t.rtt / 2n) t.offset = 0n;
+    // The offer and accept are one more clock sample; the switch is planned with the best
+    // one known (the smallest round trip): a source busy when the offer arrives answers
+    // late, and its sample alone would put the switch off by half of that.
+    this.record(from, big(b.t1_unix_ns), big(b.t2_unix_ns), big(b.t3_unix_ns), t4);
+    const best = this.clocks.get(from) ?? { offset: 0n, rtt: null };
+    t.offset = best.offset;
+    t.rtt = best.rtt;
     t.anchor = b.anchor;
-    this.record(from, t1, t2, t3, t4);
     return this.trySwitch(t);
   }
 
@@ -917,14 +931,16 @@ export class Device extends EventTarget {
     const now = nowNs();
     const a = t.anchor;
     const playing = a.state === "playing";
+    // The player starts its clock early by its start lag: the instant must leave room for it.
+    const margin = SWITCH_MARGIN_NS + this.player.startLagNs;
     // The instant (this clock) at which the source reaches the prerolled position.
     const at = playing
       ? big(a.at_unix_ns) + BigInt(Math.round(Number(t.prerolled - big(a.position_ns)) / a.rate)) - t.offset
-      : now + SWITCH_MARGIN_NS;
+      : now + margin;
     const pausedOff = !playing && (t.prerolled > big(a.position_ns) ? t.prerolled - big(a.position_ns) : big(a.position_ns) - t.prerolled) > 20n * MS;
-    if (at < now + SWITCH_MARGIN_NS || pausedOff || at > now + MAX_SWITCH_WAIT_NS) {
+    if (at < now + margin || pausedOff || at > now + MAX_SWITCH_WAIT_NS) {
       // Slower than predicted (or the clocks disagree): seek again, further ahead.
-      const lead = maxBig(PREROLL_LEAD_NS, (t.took * 3n) / 2n + SWITCH_MARGIN_NS);
+      const lead = maxBig(PREROLL_LEAD_NS, (t.took * 3n) / 2n + margin);
       const position = playing ? positionAt(a, now + t.offset + lead, t.state.media.duration_ns) : big(a.position_ns);
       t.prerolled = null;
       t.asked = now;

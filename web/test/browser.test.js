@@ -67,6 +67,14 @@ function start(cmd, args, name) {
   return p;
 }
 
+/** A `continuity` whose wall clock is `skew` off (libfaketime), its monotonic clock not. */
+function spawnSkewed(skew, args, name) {
+  process.env.FAKETIME_DONT_FAKE_MONOTONIC = "1";
+  const p = start("faketime", ["-f", skew, bin, ...args], name);
+  delete process.env.FAKETIME_DONT_FAKE_MONOTONIC;
+  return p;
+}
+
 const cli = (dir, ...args) => [`--config-dir`, join(work, dir), "--broker", broker, "--account", ACCOUNT, ...args];
 let broker;
 
@@ -277,6 +285,43 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     await page.screenshot(join(shots, "web-tv-resume.png"));
     await axe(page, "resume prompt");
     await keyboardAndNames(page, "resume prompt");
+  });
+
+  await t.test("a tablet 30 s ahead: read with the measured offset, and pulled with 'Continue here'", async () => {
+    const host = start(bin, cli("phone", "pair", "--yes", "--no-advertise", "--device-name", "Phone", "--timeout", "30"), "pair2");
+    await host.waitLine(/pair --join/);
+    const joiner = start(bin, cli("tablet", "pair", "--join", "--yes", "--device-name", "Tablet", "--timeout", "30"), "join");
+    assert.equal(await joiner.done, 0, `the tablet did not join:\n${joiner.lines.join("\n")}`);
+    assert.equal(await host.done, 0);
+    const tabletId = readFileSync(join(work, "tablet", "device-id"), "utf8").trim();
+    await page.waitFor(`continuityApp.device.membership.roster.devices.some((d) => d.device === "${tabletId}")`, { what: "the tablet in the web TV's roster" });
+    // Its wall clock 30 s ahead; GStreamer's and tokio's monotonic clocks untouched.
+    const tablet = spawnSkewed("+30s", cli("tablet", "play", "--no-advertise", uri, "--device-name", "Tablet", "--device-class", "tablet"), "tablet");
+    await tablet.waitLine(/\] playing$/, 20000);
+    await page.waitFor(`!!document.getElementById("here-${tabletId}")`, { what: "the tablet's session" });
+    // Three probes when it came online, the smallest round trip kept.
+    await new Promise((r) => setTimeout(r, 2500));
+    const offset = await page.waitFor(`(() => { const c = continuityApp.device.clocks.get("${tabletId}"); return c && Number(c.offset); })()`, { what: "the tablet's clock measured" });
+    assert.ok(Math.abs(offset - 30e9) < 5 * MS, `measured offset ${(offset / 1e9).toFixed(4)} s, the truth 30 s`);
+    // The card's time is the tablet's anchor read with the tablet's clock.
+    const shown = await page.eval(`(() => { const d = continuityApp.device, s = d.sessions.get("${tabletId}");
+      return { live: Number(d.livePosition(s)), truth: Number(s.anchor.position_ns) + ((Date.now() - performance.now() + performance.now()) * 1e6 + 30e9 - Number(s.anchor.at_unix_ns)) };
+    })()`);
+    assert.ok(Math.abs(shown.live - shown.truth) < 100 * MS, `the card is ${((shown.live - shown.truth) / MS).toFixed(1)} ms off`);
+    await page.eval(`document.getElementById("here-${tabletId}").focus(); true`);
+    await page.press("Enter");
+    await page.waitFor(`(() => { const s = continuityApp.device.sessions.get("${tabletId}"); return s && s.anchor.state === "paused" && s.lease.device === continuityApp.device.me.id && !document.getElementById("video").paused; })()`, {
+      what: "the tablet paused and the web TV playing its session",
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const s = await snapshot(page, tabletId);
+    const expected = s.other.position_ns + (s.now + 30e9 - s.other.at);
+    const error = s.currentTime * 1e9 - expected;
+    say({ error_ms: error / MS, s });
+    assert.ok(Math.abs(error) < 100 * MS, `the video is ${(error / MS).toFixed(1)} ms off where the tablet stopped`);
+    await page.waitFor("document.getElementById('announce').textContent.startsWith('Continued from Tablet')", { what: "the announcement" });
+    tablet.kill("SIGINT");
+    await tablet.done;
   });
 
   await t.test("a spy on the broker sees only sealed payloads from the web TV", async () => {
