@@ -445,31 +445,18 @@ async fn next_on(
     .unwrap_or_else(|_| panic!("nothing on {topic} within 5 s"))
 }
 
-/// `continuity broker --ws-listen`: a browser's MQTT over WebSockets and a device's MQTT over
-/// TCP meet on the embedded broker, retained state included.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn websocket_and_tcp_clients_share_the_embedded_broker() {
-    use continuity::net::broker::EmbeddedBroker;
+/// A device over TCP at `tcp` and a browser over the WebSocket at `ws_url` (port `ws_port`)
+/// meet on one broker: the device's retained state reaches the browser, and messages go both
+/// ways.
+async fn websocket_meets_tcp(tcp: std::net::SocketAddr, ws_url: String, ws_port: u16) {
     use rumqttc::{MqttOptions, QoS, Transport};
-    let any = "127.0.0.1:0".parse().unwrap();
-    let b = EmbeddedBroker::start_with(any, Some(any)).unwrap();
-    let ws_url = b.ws_url().expect("a WebSocket listener");
-    assert!(
-        ws_url.starts_with("ws://127.0.0.1:") && ws_url.ends_with("/mqtt"),
-        "{ws_url}"
-    );
-    let tcp = b.addr();
     let (device, mut device_rx) = raw_client("device", |id| {
         MqttOptions::new(id, tcp.ip().to_string(), tcp.port())
     });
     let state = "continuity/v1/home/sessions/tv-1/state";
+    let sealed = b"{\"v\":1,\"sealed\":{}}".to_vec();
     device
-        .publish(
-            state,
-            QoS::AtLeastOnce,
-            true,
-            b"{\"v\":1,\"sealed\":{}}".to_vec(),
-        )
+        .publish(state, QoS::AtLeastOnce, true, sealed.clone())
         .await
         .unwrap();
     // The retained copy is in place before the browser comes: a round trip through it.
@@ -482,7 +469,7 @@ async fn websocket_and_tcp_clients_share_the_embedded_broker() {
     next_on(&mut device_rx, inbox).await;
 
     let (browser, mut browser_rx) = raw_client("browser", |id| {
-        let mut o = MqttOptions::new(id, ws_url.clone(), b.ws_addr().unwrap().port());
+        let mut o = MqttOptions::new(id, ws_url, ws_port);
         o.set_transport(Transport::Ws);
         o
     });
@@ -492,7 +479,7 @@ async fn websocket_and_tcp_clients_share_the_embedded_broker() {
         .unwrap();
     assert_eq!(
         next_on(&mut browser_rx, state).await,
-        (b"{\"v\":1,\"sealed\":{}}".to_vec(), true),
+        (sealed, true),
         "the retained state reaches the browser"
     );
     browser
@@ -506,6 +493,22 @@ async fn websocket_and_tcp_clients_share_the_embedded_broker() {
         .await
         .unwrap();
     assert_eq!(next_on(&mut browser_rx, events).await.0, b"from the device");
+}
+
+/// `continuity broker --ws-listen`: a browser's MQTT over WebSockets and a device's MQTT over
+/// TCP meet on the embedded broker, retained state included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_and_tcp_clients_share_the_embedded_broker() {
+    use continuity::net::broker::EmbeddedBroker;
+    let any = "127.0.0.1:0".parse().unwrap();
+    let b = EmbeddedBroker::start_with(any, Some(any)).unwrap();
+    let ws_url = b.ws_url().expect("a WebSocket listener");
+    assert!(
+        ws_url.starts_with("ws://127.0.0.1:") && ws_url.ends_with("/mqtt"),
+        "{ws_url}"
+    );
+    let port = b.ws_addr().unwrap().port();
+    websocket_meets_tcp(b.addr(), ws_url, port).await;
 }
 
 /// A WebSocket port in use is a clear error that names the option.
@@ -533,7 +536,6 @@ fn a_websocket_port_in_use_names_the_option() {
 async fn the_web_port_carries_mqtt_over_websockets_at_mqtt() {
     use continuity::net::broker::EmbeddedBroker;
     use continuity::net::web::{WebConfig, WebServer};
-    use rumqttc::{MqttOptions, QoS, Transport};
     let any = "127.0.0.1:0".parse().unwrap();
     let b = EmbeddedBroker::start_with(any, Some(any)).unwrap();
     let cfg = WebConfig {
@@ -542,32 +544,5 @@ async fn the_web_port_carries_mqtt_over_websockets_at_mqtt() {
     };
     let web = WebServer::start(any, cfg).await.unwrap();
     let url = format!("ws://{}/mqtt", web.addr());
-    let tcp = b.addr();
-    let (device, mut device_rx) = raw_client("device", |id| {
-        MqttOptions::new(id, tcp.ip().to_string(), tcp.port())
-    });
-    let inbox = "continuity/v1/home/devices/tv-1/inbox";
-    device.subscribe(inbox, QoS::AtLeastOnce).await.unwrap();
-    device
-        .publish(inbox, QoS::AtLeastOnce, false, b"self".to_vec())
-        .await
-        .unwrap();
-    next_on(&mut device_rx, inbox).await;
-    let (browser, mut browser_rx) = raw_client("browser", |id| {
-        let mut o = MqttOptions::new(id, url.clone(), web.addr().port());
-        o.set_transport(Transport::Ws);
-        o
-    });
-    let events = "continuity/v1/home/events";
-    browser.subscribe(events, QoS::AtLeastOnce).await.unwrap();
-    browser
-        .publish(inbox, QoS::AtLeastOnce, false, b"from the web app".to_vec())
-        .await
-        .unwrap();
-    assert_eq!(next_on(&mut device_rx, inbox).await.0, b"from the web app");
-    device
-        .publish(events, QoS::AtMostOnce, false, b"to the web app".to_vec())
-        .await
-        .unwrap();
-    assert_eq!(next_on(&mut browser_rx, events).await.0, b"to the web app");
+    websocket_meets_tcp(b.addr(), url, web.addr().port()).await;
 }

@@ -85,6 +85,7 @@ const PROGRAMS: &[(&str, &str, List)] = &[
     ("npm", "npm", List::Packages),
     ("chromium", "chromium", List::Packages),
     ("mosquitto_sub", "mosquitto-clients", List::Packages),
+    ("mosquitto_pub", "mosquitto-clients", List::Packages),
     ("faketime", "faketime", List::Packages),
     ("kill", "procps", List::Packages),
     ("valgrind", "valgrind", List::Bench),

@@ -708,9 +708,13 @@ export class Device extends EventTarget {
     if ((offset < 0n ? -offset : offset) <= rtt / 2n) offset = 0n;
     const old = this.clocks.get(device);
     const now = nowNs();
+    // `samples`: how many answers were taken, kept or not.
+    const samples = (old?.samples ?? 0) + 1;
     if (!old || rtt <= old.rtt || now - old.at > CLOCK_SAMPLE_TTL_NS) {
-      this.clocks.set(device, { offset, rtt, at: now });
+      this.clocks.set(device, { offset, rtt, at: now, samples });
       this.changed();
+    } else {
+      old.samples = samples;
     }
   }
 

@@ -19,6 +19,8 @@ const bin = process.env.CONTINUITY_BIN ?? join(root, "target", "debug", "continu
 const shots = join(root, "target", "web-test");
 const axePath = join(root, "web", "node_modules", "axe-core", "axe.min.js");
 const ACCOUNT = "webtest";
+/** Published last, so that the spy knows it has seen everything. */
+const MARKER = "continuity/spy-marker";
 const MS = 1e6;
 
 const work = mkdtempSync(join(tmpdir(), "continuity-web-"));
@@ -28,7 +30,15 @@ const say = (...a) => verbose && console.log(...a);
 
 /** A process with its output kept by line; `waitLine(re)` resolves with the first match. */
 function start(cmd, args, name) {
-  const p = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } });
+  // Its own process group, so that a wrapper's child (faketime's) gets the signals too.
+  const p = spawn(cmd, args, { detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } });
+  p.signal = (sig) => {
+    try {
+      process.kill(-p.pid, sig);
+    } catch {
+      // Gone already.
+    }
+  };
   p.lines = [];
   p.waiters = [];
   p.name = name;
@@ -58,9 +68,8 @@ function start(cmd, args, name) {
     const m = p.lines.map((l) => l.match(re)).find(Boolean);
     if (m) return Promise.resolve(m);
     return new Promise((resolve, reject) => {
-      const w = { re, resolve };
-      p.waiters.push(w);
-      setTimeout(() => reject(new Error(`${name}: no line like ${re} within ${timeout} ms; output:\n${p.lines.join("\n")}`)), timeout);
+      const timer = setTimeout(() => reject(new Error(`${name}: no line like ${re} within ${timeout} ms; output:\n${p.lines.join("\n")}`)), timeout);
+      p.waiters.push({ re, resolve: (m) => (clearTimeout(timer), resolve(m)) });
     });
   };
   procs.push(p);
@@ -94,6 +103,17 @@ function clip(path) {
     { encoding: "utf8" },
   );
   assert.equal(r.status, 0, `gst-launch-1.0 could not make the clip: ${r.stderr}`);
+}
+
+/** Publish `word` on the marker topic until the spy has it: it is subscribed, and it has
+ *  everything published before. */
+async function spySees(spy, port, word) {
+  const seen = () => spy.lines.some((l) => l === `${MARKER}\t${word}`);
+  for (let i = 0; i < 50 && !seen(); i++) {
+    spawnSync("mosquitto_pub", ["-h", "127.0.0.1", "-p", port, "-t", MARKER, "-m", word]);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(seen(), `the spy never saw the marker "${word}"`);
 }
 
 /** The page's view of a device's session and of its own player. */
@@ -162,7 +182,7 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
   const uri = `${web}media/clip.webm`;
   const port = new URL(broker).port;
   const spy = start("mosquitto_sub", ["-h", "127.0.0.1", "-p", port, "-t", "continuity/#", "-v", "-F", "%t\t%p"], "spy");
-  await new Promise((r) => setTimeout(r, 300));
+  await spySees(spy, port, "ready");
 
   const browser = await Browser.launch({ log: say });
   t.after(() => browser.close());
@@ -194,7 +214,8 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
   await phone.waitLine(/\] playing$/, 20000);
   const phoneId = readFileSync(join(work, "phone", "device-id"), "utf8").trim();
   await page.waitFor(`!!document.getElementById("here-${phoneId}")`, { what: "the phone's session with 'Continue here'" });
-  await new Promise((r) => setTimeout(r, 3000));
+  // A card that has moved on a little, for the picture.
+  await page.waitFor(`continuityApp.device.livePosition(continuityApp.device.sessions.get("${phoneId}")) > 2e9`, { what: "the phone 2 s in" });
   await page.screenshot(join(shots, "web-tv-home.png"));
   await axe(page, "home");
   await keyboardAndNames(page, "home");
@@ -208,7 +229,8 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     await page.waitFor(`(() => { const s = continuityApp.device.sessions.get("${phoneId}"); return s && s.anchor.state === "paused" && !document.getElementById("video").paused; })()`, {
       what: "the phone paused and the web TV playing",
     });
-    await new Promise((r) => setTimeout(r, 500));
+    // Measured after half a second of playing, not only at the switch.
+    await page.waitFor(`(() => { const s = continuityApp.device.sessions.get("${phoneId}"); return document.getElementById("video").currentTime * 1e9 > Number(s.anchor.position_ns) + 500e6; })()`, { what: "half a second played" });
     const s = await snapshot(page, phoneId);
     // Same host, same clock: where the phone stopped plus the time since is where the TV is.
     const expected = s.other.position_ns + (s.now - s.other.at);
@@ -276,7 +298,7 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
   });
 
   await t.test("the resume prompt appears for the media the phone stopped", async () => {
-    phone.kill("SIGINT");
+    phone.signal("SIGINT");
     await phone.done;
     const text = await page.waitFor("!document.getElementById('resume').hidden && document.getElementById('resume-text').textContent", {
       what: "the resume prompt",
@@ -300,8 +322,7 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     await tablet.waitLine(/\] playing$/, 20000);
     await page.waitFor(`!!document.getElementById("here-${tabletId}")`, { what: "the tablet's session" });
     // Three probes when it came online, the smallest round trip kept.
-    await new Promise((r) => setTimeout(r, 2500));
-    const offset = await page.waitFor(`(() => { const c = continuityApp.device.clocks.get("${tabletId}"); return c && Number(c.offset); })()`, { what: "the tablet's clock measured" });
+    const offset = await page.waitFor(`(() => { const c = continuityApp.device.clocks.get("${tabletId}"); return c?.samples >= 3 && Number(c.offset); })()`, { what: "three answers from the tablet's clock" });
     assert.ok(Math.abs(offset - 30e9) < 5 * MS, `measured offset ${(offset / 1e9).toFixed(4)} s, the truth 30 s`);
     // The card's time is the tablet's anchor read with the tablet's clock.
     const shown = await page.eval(`(() => { const d = continuityApp.device, s = d.sessions.get("${tabletId}");
@@ -313,26 +334,27 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     await page.waitFor(`(() => { const s = continuityApp.device.sessions.get("${tabletId}"); return s && s.anchor.state === "paused" && s.lease.device === continuityApp.device.me.id && !document.getElementById("video").paused; })()`, {
       what: "the tablet paused and the web TV playing its session",
     });
-    await new Promise((r) => setTimeout(r, 300));
+    await page.waitFor(`(() => { const s = continuityApp.device.sessions.get("${tabletId}"); return document.getElementById("video").currentTime * 1e9 > Number(s.anchor.position_ns) + 300e6; })()`, { what: "0.3 s played" });
     const s = await snapshot(page, tabletId);
     const expected = s.other.position_ns + (s.now + 30e9 - s.other.at);
     const error = s.currentTime * 1e9 - expected;
     say({ error_ms: error / MS, s });
     assert.ok(Math.abs(error) < 100 * MS, `the video is ${(error / MS).toFixed(1)} ms off where the tablet stopped`);
     await page.waitFor("document.getElementById('announce').textContent.startsWith('Continued from Tablet')", { what: "the announcement" });
-    tablet.kill("SIGINT");
+    tablet.signal("SIGINT");
     await tablet.done;
   });
 
   await t.test("a spy on the broker sees only sealed payloads from the web TV", async () => {
     const webId = await page.eval("continuityApp.device.me.id");
-    await new Promise((r) => setTimeout(r, 300));
-    spy.kill();
+    // The broker delivers in order: once the spy has the marker, it has all before it.
+    await spySees(spy, port, "end");
+    spy.signal("SIGTERM");
     let sealedFromWeb = 0;
     const plain = [];
     for (const line of spy.lines) {
       const [topic, payload = ""] = line.split("\t");
-      if (!payload || topic.endsWith("/availability") || topic.includes("/pairing/")) continue;
+      if (!payload || topic === MARKER || topic.endsWith("/availability") || topic.includes("/pairing/")) continue;
       const v = JSON.parse(payload);
       if (!v.sealed) plain.push(topic);
       else if (v.sealed.sender === webId) sealedFromWeb++;
@@ -345,9 +367,6 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
 });
 
 test.after(async () => {
-  for (const p of procs) if (p.exitCode === null) p.kill("SIGKILL");
+  for (const p of procs) p.signal("SIGKILL");
   rmSync(work, { recursive: true, force: true });
-  // A handle left by a killed child (a pipe of faketime's, say) must not keep the run alive:
-  // the results are reported by then.
-  setTimeout(() => process.exit(), 2000).unref();
 });
