@@ -96,6 +96,10 @@ enum Command {
         /// One JSON document (see docs/CLI.md) instead of a table.
         #[arg(long, conflicts_with = "revoke")]
         json: bool,
+        /// Also look for players on the LAN (mDNS, 2 s): devices the broker does not list,
+        /// such as those of an account on another broker. Implied by `--broker auto`.
+        #[arg(long, conflicts_with = "revoke")]
+        lan: bool,
         /// Revoke this paired device (name or id): its messages are refused, and the account
         /// key is rotated and handed to the other devices, so it reads nothing new.
         #[arg(long, value_name = "DEVICE")]
@@ -314,7 +318,10 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
             timeout,
             ..
         } => cli::pair::revoke_command(broker, account, &who, Duration::from_secs(timeout)).await,
-        Command::Devices { json, .. } => cli::devices::run(broker, name, account, json).await,
+        Command::Devices { json, lan, .. } => {
+            let lan = lan || broker.trim() == "auto";
+            cli::devices::run(broker, name, account, json, lan).await
+        }
         Command::Sessions { json, watch } => {
             cli::sessions::run(broker, name, account, json, watch).await
         }

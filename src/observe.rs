@@ -18,10 +18,6 @@ use crate::security::rekey;
 use crate::security::seal::Guard;
 use crate::wire::{self, Body, Status, Topic, filters};
 
-/// Probes a view sends each device whose clock it measures; the reply with the shortest
-/// round trip is kept.
-pub const CLOCK_PROBES: usize = 3;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ObserveError {
     #[error("cannot reach the broker at {broker}: {reason}")]
@@ -158,10 +154,11 @@ impl Observer {
     }
 
     /// Measure the clocks of the online devices whose sessions play (their positions depend
-    /// on it), [`CLOCK_PROBES`] probes each, one after the other's reply, for at most `max`.
-    /// A device measured before, or that did not answer then, is not probed again. One that
-    /// does not answer keeps no offset: its positions are read with this clock.
-    pub async fn measure_clocks(&mut self, max: Duration) {
+    /// on it), `probes` probes each (all devices at once; each probe after the previous
+    /// reply; the reply with the shortest round trip is kept), for at most `max`. A device
+    /// measured before, or that did not answer then, is not probed again. One that does not
+    /// answer keeps no offset: its positions are read with this clock.
+    pub async fn measure_clocks(&mut self, probes: usize, max: Duration) {
         let devices: Vec<String> = self
             .directory
             .sessions
@@ -177,12 +174,16 @@ impl Observer {
         let mut left: Vec<(String, usize)> = devices.into_iter().map(|d| (d, 0)).collect();
         while !left.is_empty() && Instant::now() < end {
             for (device, sent) in &mut left {
-                if !self.directory.clocks.is_waiting(device) && *sent < CLOCK_PROBES {
+                if !self.directory.clocks.is_waiting(device) && *sent < probes {
                     self.probe(device);
                     *sent += 1;
                 }
             }
-            left.retain(|(d, sent)| *sent < CLOCK_PROBES || self.directory.clocks.is_waiting(d));
+            left.retain(|(d, sent)| *sent < probes || self.directory.clocks.is_waiting(d));
+            if left.is_empty() {
+                // The last reply is in: nothing more to wait for.
+                return;
+            }
             match tokio::time::timeout_at(end, self.events.recv()).await {
                 Ok(Some(ev)) => {
                     self.take(ev);
@@ -205,6 +206,45 @@ impl Observer {
         };
         // QoS 0, as the engine sends them (`Engine::send` says why).
         self.link.publish(&topic, payload, false, false);
+    }
+
+    /// Take in what the broker holds for this view's subscriptions, and return as soon as
+    /// it has all come: a sync command to the view's own inbox (sealed like its probes) comes
+    /// back after the retained messages of every subscription made before it, since a broker
+    /// delivers a connection's messages in order. At most `max`; whether the echo came.
+    pub async fn sync(&mut self, max: Duration) -> bool {
+        let topic = Topic::inbox(&self.account, &self.id).to_string();
+        let now = now_unix_ns();
+        let cmd = wire::Command {
+            v: wire::VERSION,
+            id: format!("sync-{:016x}", fastrand::u64(..)),
+            from: self.id.clone(),
+            to: self.id.clone(),
+            sent_unix_ns: now,
+            body: wire::CommandBody::Sync,
+        };
+        let plain = wire::encode(&cmd);
+        let payload = match &mut self.guard {
+            Some(g) => g.seal(&topic, &plain, now),
+            None => plain,
+        };
+        self.link.publish(&topic, payload.clone(), false, true);
+        let end = Instant::now() + max;
+        loop {
+            match tokio::time::timeout_at(end, self.events.recv()).await {
+                // Its own bytes, back: nothing else to read in them.
+                Ok(Some(LinkEvent::Message {
+                    topic: t,
+                    payload: p,
+                })) if t == topic && p == payload => {
+                    return true;
+                }
+                Ok(Some(ev)) => {
+                    self.take(ev);
+                }
+                Ok(None) | Err(_) => return false,
+            }
+        }
     }
 
     /// Take in what the broker sends until it has been quiet for `quiet` (retained messages

@@ -316,3 +316,88 @@ fn plain_mode_says_what_it_exposes() {
         "{err}"
     );
 }
+
+/// `devices --json` and `sessions --json` answer once the broker has given what it holds (the
+/// echo of a sync), not after a fixed wait: with 20 devices playing, the fastest of three
+/// runs of each takes well under the 300 ms of quiet that `sessions` once waited out (and
+/// `devices` waited 2 s for the LAN). A fixed wait would hold every run back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_and_sessions_answer_without_fixed_waits() {
+    const DEVICES: usize = 20;
+    let broker = BrokerProcess::start();
+    let names: Vec<String> = (0..DEVICES)
+        .map(|i| format!("Device {i:02}"))
+        .chain(["Laptop".to_owned()])
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (root, mut accounts) = common::paired(&refs);
+    let laptop = root.path().join("Laptop");
+    accounts.pop();
+    let mut nodes = Vec::new();
+    for (i, account) in accounts.into_iter().enumerate() {
+        let (node, _events) = common::sealed_node(
+            broker.url.parse().unwrap(),
+            account,
+            &names[i],
+            DeviceClass::Tv,
+        );
+        node.observe(Observation::MediaStarted(Media {
+            id: format!("file:clip-{i}.ogg"),
+            title: Some(format!("Clip {i}")),
+            duration_ns: Some(600 * SECOND_NS),
+            ..Default::default()
+        }));
+        node.observe(Observation::Playback {
+            position_ns: 30 * SECOND_NS,
+            state: PlayState::Playing,
+            rate: 1.0,
+        });
+        nodes.push(node);
+    }
+    for node in &nodes {
+        assert!(node.flush(Duration::from_secs(10)).await);
+    }
+    let run = |command: &'static str| {
+        let url = broker.url.clone();
+        let dir = laptop.clone();
+        tokio::task::spawn_blocking(move || {
+            let start = Instant::now();
+            let out = Command::new(BIN)
+                .args(["--broker", &url, "--account", "home", "--config-dir"])
+                .arg(&dir)
+                .args([command, "--json"])
+                .env_remove("CONTINUITY_BROKER")
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let took = start.elapsed();
+            assert!(
+                out.status.success(),
+                "{command}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+            (took, doc)
+        })
+    };
+    for (command, key) in [("sessions", "sessions"), ("devices", "devices")] {
+        let mut fastest = Duration::MAX;
+        for _ in 0..3 {
+            let (took, doc) = run(command).await.unwrap();
+            fastest = fastest.min(took);
+            let listed = doc[key].as_array().unwrap();
+            let playing = listed
+                .iter()
+                .filter(|d| d["state"] == "playing" || d["status"] == "online")
+                .count();
+            assert_eq!(playing, DEVICES, "{command} lists every device: {doc}");
+        }
+        assert!(
+            fastest < Duration::from_millis(300),
+            "{command} --json took {fastest:?} at best: a fixed wait?"
+        );
+    }
+    for node in nodes {
+        node.shutdown(Duration::from_secs(1)).await;
+    }
+}

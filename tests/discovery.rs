@@ -139,7 +139,7 @@ fn devices_merges_players_seen_on_the_lan() {
         "--device-class",
         "tv",
     ]);
-    let out = ns.run(&["--broker", &url, "devices", "--json"]);
+    let out = ns.run(&["--broker", &url, "devices", "--json", "--lan"]);
     assert!(
         out.status.success(),
         "{}",

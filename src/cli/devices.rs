@@ -10,28 +10,40 @@ use continuity::wire::Status;
 
 use super::{Failure, parse_broker, snapshot};
 
-/// `continuity devices [--json]` for account `name` through `broker`.
+/// `continuity devices [--json] [--lan]` for account `name` through `broker`: as soon as the
+/// broker has given what it holds, and with `lan`, after the LAN's players have had
+/// [`LAN_WAIT`](continuity::net::discovery::LAN_WAIT) to answer.
 pub async fn run(
     broker: &str,
     name: &str,
     account: Option<Account>,
     json: bool,
+    lan: bool,
 ) -> Result<(), Failure> {
     let broker = parse_broker(broker).await?;
     // What the LAN says, while the broker answers.
-    let lan = tokio::task::spawn_blocking(|| {
-        continuity::net::discovery::find_players(continuity::net::discovery::LAN_WAIT)
+    let found = lan.then(|| {
+        let wait = continuity::net::discovery::LAN_WAIT;
+        eprintln!(
+            "Looking for players on the LAN for {} s…",
+            wait.as_secs_f32()
+        );
+        tokio::task::spawn_blocking(move || continuity::net::discovery::find_players(wait))
     });
     let obs = snapshot(&broker, name, account).await?;
-    let lan: Vec<_> = lan
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|d| d.account == name)
-        .collect();
+    let lan: Option<Vec<_>> = match found {
+        Some(task) => Some(
+            task.await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|d| d.account == name)
+                .collect(),
+        ),
+        None => None,
+    };
     let view = DeviceView {
         dir: obs.directory(),
-        lan: &lan,
+        lan: lan.as_deref(),
         roster: obs.roster(),
     };
     view.print(name, json);
@@ -40,10 +52,10 @@ pub async fn run(
 }
 
 /// What `continuity devices` knows of the account: the broker's directory, the players on
-/// the LAN, and (sealed accounts) the roster of paired devices.
+/// the LAN (when it looked: `--lan`), and (sealed accounts) the roster of paired devices.
 struct DeviceView<'a> {
     dir: &'a Directory,
-    lan: &'a [LanDevice],
+    lan: Option<&'a [LanDevice]>,
     roster: Option<&'a continuity::wire::Roster>,
 }
 
@@ -76,7 +88,7 @@ impl DeviceView<'_> {
             .iter()
             .map(|(k, _)| k.clone())
             .chain(self.dir.availability.keys().cloned())
-            .chain(self.lan.iter().map(|d| d.id.clone()))
+            .chain(self.lan.unwrap_or_default().iter().map(|d| d.id.clone()))
             .chain(roster.iter().map(|e| e.device.clone()))
             .collect();
         ids.sort();
@@ -89,7 +101,7 @@ impl DeviceView<'_> {
         if let Some(i) = self.dir.devices.get(&id.to_owned()) {
             return (Some(i.device.name.clone()), Some(i.device.class));
         }
-        if let Some(d) = self.lan.iter().find(|d| d.id == id) {
+        if let Some(d) = self.lan.unwrap_or_default().iter().find(|d| d.id == id) {
             return (Some(d.name.clone()), Some(d.class));
         }
         let name = self
@@ -101,7 +113,8 @@ impl DeviceView<'_> {
 
     fn print(&self, account: &str, as_json: bool) {
         let ids = self.ids();
-        let on_lan = |id: &str| self.lan.iter().any(|d| d.id == id);
+        // `None` when it did not look.
+        let on_lan = |id: &str| self.lan.map(|l| l.iter().any(|d| d.id == id));
         if as_json {
             let devices: Vec<_> = ids
                 .iter()
@@ -145,7 +158,11 @@ impl DeviceView<'_> {
                 class.map(|c| c.as_str()).unwrap_or("?"),
                 name.as_deref().unwrap_or("?"),
                 paired,
-                if on_lan(&id) { "yes" } else { "-" },
+                match on_lan(&id) {
+                    Some(true) => "yes",
+                    Some(false) => "no",
+                    None => "-",
+                },
                 id
             );
         }

@@ -18,6 +18,10 @@ pub const EXIT_UNREACHABLE: u8 = 2;
 /// How long a command waits for the broker before giving up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The longest a view waits for the broker's echo of its sync, after which it answers with
+/// what it has.
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The warning that plain JSON mode gives, wherever it is chosen.
 pub const PLAINTEXT_WARNING: &str = "encryption is off (--insecure-plaintext): what plays, \
      where and at which position goes over the broker as plain JSON, and anyone who can \
@@ -82,8 +86,12 @@ pub async fn snapshot(
     account: Option<continuity::security::account::Account>,
 ) -> Result<Observer, Failure> {
     let mut obs = Observer::connect(broker, name, CONNECT_TIMEOUT, account).await?;
-    obs.settle(Duration::from_millis(300), Duration::from_secs(3))
-        .await;
+    if !obs.sync(SYNC_TIMEOUT).await {
+        tracing::warn!(
+            "the broker did not echo within {} s: what it holds may be incomplete",
+            SYNC_TIMEOUT.as_secs()
+        );
+    }
     Ok(obs)
 }
 

@@ -16,7 +16,12 @@ use continuity::wire::{SessionState, Status};
 use super::{Failure, parse_broker, snapshot, wait_for_stop};
 
 /// How long the clocks of the playing devices may take to answer their probes.
-const CLOCK_WAIT: Duration = Duration::from_secs(1);
+const CLOCK_WAIT: Duration = Duration::from_millis(500);
+
+/// Probes of each playing device's clock: one for a table read to the second (its error is
+/// half a round trip, a millisecond or so), three for the live view, which keeps them.
+const PROBES_ONCE: usize = 1;
+const PROBES_LIVE: usize = 3;
 
 /// A clock this far off (or more) from this computer's is said under the table.
 const SAY_OFFSET_NS: u64 = 1_000_000_000;
@@ -31,7 +36,8 @@ pub async fn run(
 ) -> Result<(), Failure> {
     let broker = parse_broker(broker).await?;
     let mut obs = snapshot(&broker, name, account).await?;
-    obs.measure_clocks(CLOCK_WAIT).await;
+    obs.measure_clocks(if watch { PROBES_LIVE } else { PROBES_ONCE }, CLOCK_WAIT)
+        .await;
     if watch {
         watch_sessions(&mut obs, name).await;
     } else {
@@ -219,6 +225,6 @@ async fn watch_sessions(obs: &mut Observer, account: &str) {
             _ = obs.changed(Duration::from_millis(500)) => {}
         }
         // A device that started playing since: its clock, once.
-        obs.measure_clocks(CLOCK_WAIT).await;
+        obs.measure_clocks(PROBES_LIVE, CLOCK_WAIT).await;
     }
 }
