@@ -163,6 +163,9 @@ impl Inner {
                     self.with_store(move |st| st.put_session(&s).map(|_| ()))
                 }
                 Action::StoreResume(r) => self.with_store(move |st| st.put_resume(&r).map(|_| ())),
+                Action::StoreReadyTime { key, estimate } => {
+                    self.with_store(move |st| st.put_ready_time(&key, &estimate))
+                }
                 Action::Player(p) => {
                     self.emit(NodeEvent::Player(p));
                 }
@@ -226,8 +229,14 @@ impl Inner {
     }
 
     /// A message from the broker, through the receive pipeline.
-    fn take_message(&self, topic: &str, payload: &[u8]) {
-        let intakes = lock(&self.inbound).take(topic, payload, now_unix_ns());
+    /// A message the link read off the connection at `received_unix_ns`.
+    fn take_message(&self, topic: &str, payload: &[u8], received_unix_ns: u64) {
+        let mut intakes = lock(&self.inbound).take(topic, payload, now_unix_ns());
+        for intake in &mut intakes {
+            if let Intake::Message(m) = intake {
+                m.received_unix_ns = Some(received_unix_ns);
+            }
+        }
         let resume_stamp = intakes.iter().find_map(|i| match i {
             Intake::Message(m) => match &m.body {
                 Body::Resume(r) => Some(r.stamp.clone()),
@@ -417,6 +426,9 @@ impl Node {
         if let Some(store) = &store {
             for point in store.resume_points()? {
                 engine.load_resume(point);
+            }
+            for (key, estimate) in store.ready_times()? {
+                engine.restore_ready_time(&key, estimate);
             }
         }
         let account = &cfg.engine.account;
@@ -698,8 +710,8 @@ async fn run(inner: Arc<Inner>, link_events: Option<mpsc::Receiver<LinkEvent>>) 
                         inner.sync.send_replace(SyncState::Unreachable);
                         inner.emit(NodeEvent::Down { reason });
                     }
-                    LinkEvent::Message { topic, payload } => {
-                        inner.take_message(&topic, &payload);
+                    LinkEvent::Message { topic, payload, received_unix_ns } => {
+                        inner.take_message(&topic, &payload, received_unix_ns);
                     }
                 }
             }

@@ -111,7 +111,7 @@ impl Observer {
     }
 
     fn take(&mut self, ev: LinkEvent) -> bool {
-        let LinkEvent::Message { topic, payload } = ev else {
+        let LinkEvent::Message { topic, payload, .. } = ev else {
             return false;
         };
         self.take_message(&topic, &payload)
@@ -236,6 +236,7 @@ impl Observer {
                 Ok(Some(LinkEvent::Message {
                     topic: t,
                     payload: p,
+                    ..
                 })) if t == topic && p == payload => {
                     return true;
                 }

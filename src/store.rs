@@ -13,6 +13,7 @@
 //! Rows hold the wire JSON of each message, so the store and the wire never disagree on a
 //! format; a resume point is only replaced by one with a greater stamp.
 
+use crate::engine::plan::Estimate;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -87,6 +88,12 @@ impl Store {
                  name  TEXT PRIMARY KEY,
                  value INTEGER NOT NULL
              );
+             CREATE TABLE IF NOT EXISTS ready_times (
+                 key     TEXT PRIMARY KEY,
+                 mean_ns REAL NOT NULL,
+                 dev_ns  REAL NOT NULL,
+                 samples INTEGER NOT NULL
+             );
              CREATE TABLE IF NOT EXISTS seen (
                  sender  TEXT NOT NULL,
                  topic   TEXT NOT NULL,
@@ -143,6 +150,40 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// Keep what the engine learned of this device's readiness for handoffs.
+    pub fn put_ready_time(&self, key: &str, e: &Estimate) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO ready_times (key, mean_ns, dev_ns, samples) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(key) DO UPDATE SET mean_ns = excluded.mean_ns,
+                     dev_ns = excluded.dev_ns, samples = excluded.samples",
+                params![key, e.mean_ns, e.dev_ns, e.samples],
+            )
+            .map_err(|err| self.err(err))?;
+        Ok(())
+    }
+
+    /// What [`Store::put_ready_time`] kept.
+    pub fn ready_times(&self) -> Result<Vec<(String, Estimate)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, mean_ns, dev_ns, samples FROM ready_times")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Estimate {
+                        mean_ns: r.get(1)?,
+                        dev_ns: r.get(2)?,
+                        samples: r.get(3)?,
+                    },
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// Remember the greatest counter accepted from `sender` on `topic`.

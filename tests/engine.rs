@@ -481,6 +481,8 @@ fn a_forged_offline_that_the_player_repairs_at_once_is_no_death() {
     let at = T0 + 30 * SECOND_NS;
     tv.handle(at, phone_availability(wire::Status::Offline));
     tv.handle(at + 400 * MS, phone_availability(wire::Status::Online));
+    // Back: its clock is probed again (three probes over 2 s), and no witness is due.
+    tv.handle(at + 400 * MS + 2 * SECOND_NS, Observation::Tick);
     assert_eq!(tv.next_wakeup(), None);
     assert!(publishes(&tv.handle(at + 5 * SECOND_NS, Observation::Tick), "/resume").is_empty());
 }

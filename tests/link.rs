@@ -198,7 +198,9 @@ async fn offline_updates_coalesce_and_the_final_state_arrives() {
     let mut count = 0;
     let got_final = tokio::time::timeout(WAIT, async {
         while let Some(e) = ev.recv().await {
-            if let LinkEvent::Message { topic: t, payload } = e
+            if let LinkEvent::Message {
+                topic: t, payload, ..
+            } = e
                 && t == topic
             {
                 count += 1;

@@ -60,7 +60,7 @@ impl Spy {
                     LinkEvent::Connected => {
                         let _ = ready_tx.send(());
                     }
-                    LinkEvent::Message { topic, payload } => sink
+                    LinkEvent::Message { topic, payload, .. } => sink
                         .lock()
                         .unwrap()
                         .push((topic, String::from_utf8_lossy(&payload).into_owned())),
@@ -138,6 +138,8 @@ impl PlayProcess {
         if let Some(m) = media {
             cmd.arg(m);
         }
+        // Its own process group: killing it kills a wrapper's child too (faketime's).
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().unwrap();
         let out = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
@@ -167,6 +169,8 @@ impl PlayProcess {
 
 impl Drop for PlayProcess {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -421,6 +425,43 @@ fn a_player_whose_clock_is_30_s_ahead_is_shown_and_continued_at_its_true_positio
         "the TV continued at {secs} s, where the phone was at {truth_s:.2} s"
     );
     phone.wait_line("the session moved");
+}
+
+/// Issue 13 (clock offset): a handoff from a phone whose wall clock is 30 s ahead. The TV
+/// takes the exchange's timestamps where the bytes arrive (in the link task, not when its
+/// engine gets to them while it loads), plans with the best of its samples, and reports an
+/// offset within 5 ms of the skew, with its uncertainty, and a landing within a frame.
+#[test]
+fn a_handoff_from_a_phone_30_s_ahead_measures_the_skew_within_5_ms() {
+    let setup = Setup::new();
+    let tv = setup.idle("TV", "tv");
+    let phone = PlayProcess::start_skewed(
+        "+30s",
+        &setup.url,
+        setup.dir.path(),
+        "Phone",
+        "phone",
+        Some(&setup.clip),
+    );
+    phone.wait_line("] playing");
+    std::thread::sleep(Duration::from_secs(1));
+    let (code, doc) = transfer(&setup, "TV");
+    assert_eq!(code, Some(0), "{doc}");
+    let offset_ms = doc["clock_offset_ms"].as_f64().unwrap();
+    assert!(
+        (offset_ms - 30_000.0).abs() < 5.0,
+        "the phone's clock minus the TV's, as the TV measured it: {doc}"
+    );
+    let error_ms = doc["clock_error_ms"].as_f64().unwrap();
+    assert!(
+        (0.0..5.0).contains(&error_ms),
+        "the offset's uncertainty (half the best round trip): {doc}"
+    );
+    assert!(
+        doc["position_error_ms"].as_f64().unwrap().abs() < 40.0,
+        "one frame at most: {doc}"
+    );
+    tv.wait_line("handoff complete");
 }
 
 /// Run `continuity play` on `config_dir` with `args` (the clip last) and return its stderr,

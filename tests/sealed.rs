@@ -108,7 +108,7 @@ async fn paired_devices_hand_off_and_the_broker_learns_nothing() {
     let mut traffic = Vec::new();
     let _ = tokio::time::timeout(WAIT, async {
         while let Some(ev) = seen.recv().await {
-            if let LinkEvent::Message { topic, payload } = ev {
+            if let LinkEvent::Message { topic, payload, .. } = ev {
                 let inbox = topic.ends_with("/devices/phone/inbox");
                 traffic.push((topic, String::from_utf8_lossy(&payload).into_owned()));
                 if inbox {

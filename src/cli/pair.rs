@@ -403,7 +403,7 @@ pub async fn revoke(
                 continue;
             }
         };
-        let Some(LinkEvent::Message { topic, payload }) = ev else {
+        let Some(LinkEvent::Message { topic, payload, .. }) = ev else {
             continue;
         };
         if rekey::is_rekey_topic(&name, &topic) {

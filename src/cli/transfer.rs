@@ -160,6 +160,8 @@ pub fn print(r: &HandoffResult, as_json: bool, names: impl Fn(&str) -> String) {
             "position_error_ms": r.position_error_ns.map(ms),
             "clock_offset_ms": r.clock_offset_ns.map(ms),
             "rtt_ms": r.rtt_ns.map(|n| ms(n as i64)),
+            // The offset is within this of the truth: half the best sample's round trip.
+            "clock_error_ms": r.rtt_ns.map(|n| ms(n as i64) / 2.0),
         });
         println!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
         return;

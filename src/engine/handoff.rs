@@ -42,7 +42,11 @@ pub(super) struct Target {
     /// When the last load or seek was asked for, and how long the last one took: a seek
     /// again leads by more than that.
     asked_ns: u64,
-    preroll_took_ns: u64,
+    /// The media, and whether it had to be loaded (a cold start) or only sought (warm): what
+    /// the first preroll's time teaches [`ReadyTimes`](super::plan::ReadyTimes).
+    media_id: String,
+    cold: bool,
+    learned: bool,
     /// Switch planned: (instant in this device's clock, position).
     switch: Option<(u64, u64)>,
 }
@@ -62,6 +66,15 @@ pub(super) struct Pending {
     target: String,
     source: String,
     deadline_ns: u64,
+}
+
+/// A `handoff-offer` as the source takes it: `t2` is when it arrived.
+struct Offer<'a> {
+    id: &'a str,
+    session: &'a str,
+    epoch: u64,
+    t1: u64,
+    t2: u64,
 }
 
 /// Handoff state of an engine.
@@ -158,9 +171,11 @@ impl Engine {
     }
 
     /// Handoff commands addressed to this device.
+    /// `arrived_ns`: when the command arrived (the `t2` of an offer, the `t4` of an accept).
     pub(super) fn handoff_command(
         &mut self,
         now_ns: u64,
+        arrived_ns: u64,
         from: &str,
         body: &CommandBody,
         out: &mut Vec<Action>,
@@ -174,7 +189,16 @@ impl Engine {
                 session,
                 epoch,
                 t1_unix_ns,
-            } => self.on_offer(now_ns, from, handoff, session, *epoch, *t1_unix_ns, out),
+            } => {
+                let offer = Offer {
+                    id: handoff,
+                    session,
+                    epoch: *epoch,
+                    t1: *t1_unix_ns,
+                    t2: arrived_ns,
+                };
+                self.on_offer(now_ns, from, offer, out)
+            }
             CommandBody::HandoffAccept {
                 handoff,
                 anchor,
@@ -185,11 +209,12 @@ impl Engine {
                 let Some(t) = self.handoffs.target.as_mut().filter(|t| t.id == *handoff) else {
                     return;
                 };
-                let sample = ClockSample::from_timestamps(*t1, *t2, *t3, now_ns);
-                t.offset_ns = Some(sample.offset_ns);
-                t.rtt_ns = Some(sample.rtt_ns);
                 t.source_anchor = Some(*anchor);
+                // This exchange is one sample; the plan uses the best one (the smallest
+                // round trip) of all this device took of the source's clock.
+                let sample = ClockSample::from_timestamps(*t1, *t2, *t3, arrived_ns);
                 self.directory.clocks.record(from, sample);
+                self.refresh_clock();
                 self.try_switch(now_ns, out);
             }
             CommandBody::HandoffReject { handoff, reason }
@@ -253,9 +278,17 @@ impl Engine {
         let Some(uri) = media.uri_for(self.cfg.device.class).map(str::to_owned) else {
             return fail(self, HandoffFailure::MediaUnavailable, out);
         };
-        // Preroll where the source will be a moment from now (clocks assumed close until
-        // the exchange measures them).
-        let position_ns = source_position(&anchor, 0, now_ns + self.cfg.preroll_lead_ns);
+        // Already playing this media: nothing to load, only a preroll where it is needed.
+        let loaded = self.media().is_some_and(|m| m.id == media.id);
+        // Preroll where the source will be when this device is ready (as it learned from its
+        // past handoffs) and the switch is agreed, read with the source's clock as measured
+        // so far (0 if never: the exchange measures it), so that one seek does.
+        let offset = self.directory.clocks.offset_ns(source);
+        let position_ns = source_position(
+            &anchor,
+            offset,
+            now_ns + self.lead_ns(source, &media.id, loaded),
+        );
         self.handoffs.target = Some(Target {
             id: id.to_owned(),
             requester: requester.to_owned(),
@@ -269,7 +302,9 @@ impl Engine {
             source_anchor: None,
             prerolled_ns: None,
             asked_ns: now_ns,
-            preroll_took_ns: 0,
+            media_id: media.id.clone(),
+            cold: !loaded,
+            learned: false,
             switch: None,
         });
         let offer = CommandBody::HandoffOffer {
@@ -279,8 +314,9 @@ impl Engine {
             t1_unix_ns: now_ns,
         };
         self.send(now_ns, source, offer, out);
-        // Already playing this media: nothing to load, only a preroll where it is needed.
-        let loaded = self.media().is_some_and(|m| m.id == media.id);
+        // One more sample of the source's clock while this device loads: the plan takes the
+        // best one there is when the accept comes.
+        self.probe_clock(now_ns, source, out);
         out.push(Action::Player(PlayerAction::Load {
             uri,
             media: Box::new(media),
@@ -294,17 +330,14 @@ impl Engine {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_offer(
-        &mut self,
-        now_ns: u64,
-        target: &str,
-        id: &str,
-        session: &str,
-        epoch: u64,
-        t1: u64,
-        out: &mut Vec<Action>,
-    ) {
+    fn on_offer(&mut self, now_ns: u64, target: &str, offer: Offer<'_>, out: &mut Vec<Action>) {
+        let Offer {
+            id,
+            session,
+            epoch,
+            t1,
+            t2,
+        } = offer;
         let reject = |engine: &mut Engine, reason, out: &mut Vec<Action>| {
             let body = CommandBody::HandoffReject {
                 handoff: id.to_owned(),
@@ -334,7 +367,7 @@ impl Engine {
         let accept = CommandBody::HandoffAccept {
             handoff: id.to_owned(),
             t1_unix_ns: t1,
-            t2_unix_ns: now_ns,
+            t2_unix_ns: t2,
             t3_unix_ns: now_ns,
             anchor: anchor.rebased(now_ns, self.duration()),
         };
@@ -372,7 +405,15 @@ impl Engine {
             && t.switch.is_none()
         {
             t.prerolled_ns = Some(position_ns);
-            t.preroll_took_ns = now_ns.saturating_sub(t.asked_ns);
+            if !t.learned {
+                // The first preroll of a handoff: how long this device takes, learned.
+                t.learned = true;
+                let took = now_ns.saturating_sub(t.asked_ns);
+                let (media, cold) = (t.media_id.clone(), t.cold);
+                for (key, estimate) in self.ready.learn(&media, cold, took) {
+                    out.push(Action::StoreReadyTime { key, estimate });
+                }
+            }
             self.try_switch(now_ns, out);
         }
     }
@@ -386,6 +427,15 @@ impl Engine {
 
     /// Target side: the first frame played at `now`, from `position`.
     pub(super) fn on_started(&mut self, now_ns: u64, position_ns: u64, out: &mut Vec<Action>) {
+        // The position error with the best offset there is now.
+        if self
+            .handoffs
+            .target
+            .as_ref()
+            .is_some_and(|t| t.switch.is_some())
+        {
+            self.refresh_clock();
+        }
         let Some(t) = self.handoffs.target.take() else {
             return;
         };
@@ -432,10 +482,45 @@ impl Engine {
         }
     }
 
+    /// How far ahead of the source a target prerolls: the time to be ready for `media`
+    /// (loaded already or not), the switch margin, and the error of `source`'s measured
+    /// clock (half the best sample's round trip); at least `preroll_lead_ns`.
+    fn lead_ns(&self, source: &str, media: &str, loaded: bool) -> u64 {
+        let ready = self.ready.plan_ns(media, loaded);
+        let error = self
+            .directory
+            .clocks
+            .sample(source)
+            .map_or(0, |s| s.rtt_ns / 2);
+        self.cfg
+            .preroll_lead_ns
+            .max(ready + self.cfg.switch_margin_ns + error)
+    }
+
+    /// Target side, once the source accepted: the source's clock as the best sample of it
+    /// says (a probe's reply may have brought a better one since the accept).
+    fn refresh_clock(&mut self) {
+        let Some(t) = self.handoffs.target.as_mut() else {
+            return;
+        };
+        if let Some(best) = self.directory.clocks.sample(&t.source) {
+            t.offset_ns = Some(self.directory.clocks.offset_ns(&t.source));
+            t.rtt_ns = Some(best.rtt_ns);
+        }
+    }
+
     /// Target side: plan the switch once the source accepted and the preroll is done.
     fn try_switch(&mut self, now_ns: u64, out: &mut Vec<Action>) {
         /// The longest a prerolled target waits for the switch instant.
         const MAX_SWITCH_WAIT_NS: u64 = 1_000_000_000;
+        if self
+            .handoffs
+            .target
+            .as_ref()
+            .is_some_and(|t| t.offset_ns.is_some())
+        {
+            self.refresh_clock();
+        }
         let Some(t) = self.handoffs.target.clone() else {
             return;
         };
@@ -465,12 +550,10 @@ impl Engine {
         // away. Either way, seek again where the source will be, now that the offset is known.
         let too_far = at_ns > now_ns + MAX_SWITCH_WAIT_NS;
         if at_ns < now_ns + margin || paused_off || too_far {
-            // The preroll took longer than predicted (or P is paused elsewhere, or the
-            // clocks disagree): seek again, further ahead.
-            let lead = self
-                .cfg
-                .preroll_lead_ns
-                .max(t.preroll_took_ns * 3 / 2 + margin);
+            // The preroll took longer than planned (or P is paused elsewhere, or the clocks
+            // disagree): seek again, in the media now loaded, as far ahead as a seek takes
+            // (which the late preroll has just taught, when it was one).
+            let lead = self.lead_ns(&t.source, &t.media_id, true);
             let position_ns = if anchor.state == PlayState::Playing {
                 source_position(&anchor, offset, now_ns + lead)
             } else {

@@ -16,6 +16,7 @@ pub mod clocks;
 mod directory;
 pub mod gate;
 mod handoff;
+pub mod plan;
 mod resume;
 
 pub use directory::{Directory, ResolveError};
@@ -58,7 +59,8 @@ pub struct EngineConfig {
     /// Automatic mode: starting media that a device of the account was playing when it went
     /// offline, at most this long ago, continues from where it was then. `None`: off.
     pub automatic_window_ns: Option<u64>,
-    /// A handoff target prerolls where the source will be this much later.
+    /// A handoff target prerolls where the source will be when the target is ready (as it
+    /// learned, see [`plan`]) and the switch agreed; at least this much later.
     pub preroll_lead_ns: u64,
     /// The switch instant is at least this far ahead when it is agreed.
     pub switch_margin_ns: u64,
@@ -82,7 +84,7 @@ impl EngineConfig {
             capabilities: vec!["play".into(), "resume".into(), "handoff".into()],
             announce: true,
             handoff_timeout_ns: 3 * SECOND_NS,
-            preroll_lead_ns: 50_000_000,
+            preroll_lead_ns: 20_000_000,
             automatic_window_ns: None,
             switch_margin_ns: 15_000_000,
             media_keys: wire::MediaKeys::Plain,
@@ -190,6 +192,12 @@ pub enum Action {
     StoreSession(Box<SessionState>),
     /// Write a resume point to the local store.
     StoreResume(Box<ResumePoint>),
+    /// Keep what this device learned of its readiness for handoffs (see [`plan`]) in the
+    /// local store; [`Engine::restore_ready_time`] takes it back at the next start.
+    StoreReadyTime {
+        key: String,
+        estimate: plan::Estimate,
+    },
     /// Ask the player to act (a remote command, a handoff step).
     Player(PlayerAction),
     /// Tell the application.
@@ -209,6 +217,9 @@ pub struct ResumeFrom {
     pub live: Option<(String, u64)>,
 }
 
+/// When the second and third probes of a device that came online leave, after the first.
+const PROBES_AFTER_ONLINE_NS: [u64; 2] = [500_000_000, 2_000_000_000];
+
 /// The engine of one device.
 #[derive(Debug)]
 pub struct Engine {
@@ -223,6 +234,10 @@ pub struct Engine {
     session: String,
     lease: Lease,
     handoffs: handoff::Handoffs,
+    /// How long this device takes to be ready for a handoff.
+    ready: plan::ReadyTimes,
+    /// Clock probes to send later, by device (see [`Engine::probe_clock_soon`]).
+    probes_due: BTreeMap<String, Vec<u64>>,
     /// Recent commands, by sender and id: QoS 1 delivers at least once, so a command can
     /// arrive twice.
     seen_commands: std::collections::VecDeque<(String, String)>,
@@ -253,6 +268,8 @@ impl Engine {
             },
             session: cfg.session.clone(),
             handoffs: handoff::Handoffs::default(),
+            ready: plan::ReadyTimes::default(),
+            probes_due: BTreeMap::new(),
             seen_commands: std::collections::VecDeque::new(),
             cfg,
             media: None,
@@ -281,6 +298,7 @@ impl Engine {
     pub fn forget_device(&mut self, device: &str) {
         if device != self.cfg.device.id {
             self.directory.forget(device);
+            self.probes_due.remove(device);
         }
     }
 
@@ -338,10 +356,22 @@ impl Engine {
             heartbeat,
             self.handoffs.next_deadline(),
             self.next_witness(),
+            self.probes_due.values().flatten().min().copied(),
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Take back an estimate of this device's readiness that an earlier run kept (an
+    /// [`Action::StoreReadyTime`]).
+    pub fn restore_ready_time(&mut self, key: &str, estimate: plan::Estimate) {
+        self.ready.restore(key, estimate);
+    }
+
+    /// The time this device plans for to be ready for a handoff of `media`.
+    pub fn ready_plan_ns(&self, media: &str, loaded: bool) -> u64 {
+        self.ready.plan_ns(media, loaded)
     }
 
     /// The lease of this device's session: who holds it, at which epoch.
@@ -479,6 +509,7 @@ impl Engine {
             }
             Observation::Incoming(msg) => self.incoming(now_unix_ns, msg, &mut out),
             Observation::Tick => {
+                self.probe_tick(now_unix_ns, &mut out);
                 self.handoff_tick(now_unix_ns, &mut out);
                 self.witness_tick(now_unix_ns, &mut out);
                 let heartbeat = match (self.anchor, self.last_publish_ns) {
@@ -523,7 +554,11 @@ impl Engine {
             if let TopicKind::Inbox { device } = &msg.topic.kind
                 && *device == self.cfg.device.id
             {
-                self.command(now_unix_ns, cmd, out);
+                // When it arrived: a clock exchange's `t2` or `t4` (never later than now).
+                let arrived = msg
+                    .received_unix_ns
+                    .map_or(now_unix_ns, |t| t.min(now_unix_ns));
+                self.command(now_unix_ns, arrived, cmd, out);
             }
             return;
         }
@@ -532,6 +567,7 @@ impl Engine {
                 let was = self.directory.availability.get(&a.device).copied();
                 match a.status {
                     Status::Offline if was == Some(Status::Online) => {
+                        self.probes_due.remove(&a.device);
                         self.directory
                             .went_offline
                             .insert(a.device.clone(), now_unix_ns);
@@ -541,7 +577,7 @@ impl Engine {
                         self.directory.went_offline.remove(&a.device);
                         self.witnesses.remove(&a.device);
                         if was != Some(Status::Online) {
-                            self.probe_clock(now_unix_ns, &a.device, out);
+                            self.probe_clock_soon(now_unix_ns, &a.device, out);
                         }
                     }
                     Status::Offline => {}
@@ -580,7 +616,8 @@ impl Engine {
         self.directory.apply(&msg);
     }
 
-    fn command(&mut self, now_unix_ns: u64, cmd: &Command, out: &mut Vec<Action>) {
+    /// A command to this device, which arrived at `arrived_ns` and is handled at `now`.
+    fn command(&mut self, now_unix_ns: u64, arrived_ns: u64, cmd: &Command, out: &mut Vec<Action>) {
         let key = (cmd.from.clone(), cmd.id.clone());
         if self.seen_commands.contains(&key) {
             return;
@@ -599,7 +636,7 @@ impl Engine {
                 if self.directory.clocks.may_reply(now_unix_ns) {
                     let reply = CommandBody::ClockReply {
                         t1_unix_ns,
-                        t2_unix_ns: now_unix_ns,
+                        t2_unix_ns: arrived_ns,
                         t3_unix_ns: now_unix_ns,
                     };
                     self.send(now_unix_ns, &cmd.from, reply, out);
@@ -607,18 +644,53 @@ impl Engine {
                 return;
             }
             CommandBody::ClockReply { .. } => {
-                self.directory.clock_reply(cmd, now_unix_ns);
+                self.directory.clock_reply(cmd, arrived_ns);
                 return;
             }
-            _ => return self.handoff_command(now_unix_ns, &cmd.from, &cmd.body, out),
+            _ => return self.handoff_command(now_unix_ns, arrived_ns, &cmd.from, &cmd.body, out),
         };
         out.push(Action::Player(action));
     }
 
     /// Measure `device`'s clock (a player reads other devices' anchors with their clocks:
-    /// resuming a live session, witnessing a death). Once each time it comes online; the
-    /// accept of a handoff measures it again.
-    fn probe_clock(&mut self, now_unix_ns: u64, device: &str, out: &mut Vec<Action>) {
+    /// resuming a live session, witnessing a death, planning a handoff): three probes each
+    /// time it comes online, spread out (one that has just started answers the first one
+    /// slowly), of which [`clocks::Clocks`] keeps the one with the smallest round trip; a
+    /// handoff's request and its accept measure it again.
+    fn probe_clock_soon(&mut self, now_unix_ns: u64, device: &str, out: &mut Vec<Action>) {
+        self.probe_clock(now_unix_ns, device, out);
+        if self.cfg.announce && device != self.cfg.device.id {
+            self.probes_due.insert(
+                device.to_owned(),
+                PROBES_AFTER_ONLINE_NS.map(|d| now_unix_ns + d).to_vec(),
+            );
+        }
+    }
+
+    /// The probes scheduled by [`Engine::probe_clock_soon`] that are due, to devices still
+    /// online.
+    fn probe_tick(&mut self, now_unix_ns: u64, out: &mut Vec<Action>) {
+        let due: Vec<String> = self
+            .probes_due
+            .iter()
+            .filter(|(_, at)| at.iter().any(|t| *t <= now_unix_ns))
+            .map(|(d, _)| d.clone())
+            .collect();
+        for device in due {
+            let online = self.directory.availability.get(&device) == Some(&Status::Online);
+            if let Some(at) = self.probes_due.get_mut(&device) {
+                at.retain(|t| *t > now_unix_ns);
+                if at.is_empty() || !online {
+                    self.probes_due.remove(&device);
+                }
+            }
+            if online {
+                self.probe_clock(now_unix_ns, &device, out);
+            }
+        }
+    }
+
+    pub(super) fn probe_clock(&mut self, now_unix_ns: u64, device: &str, out: &mut Vec<Action>) {
         if !self.cfg.announce || device == self.cfg.device.id {
             return;
         }

@@ -229,12 +229,14 @@ pub enum LinkEvent {
     /// Connected (again); retained state has been queued for republishing.
     Connected,
     /// The connection is down or could not be made; reported once per outage.
-    Down {
-        reason: String,
-    },
+    Down { reason: String },
     Message {
         topic: String,
         payload: Vec<u8>,
+        /// This device's wall clock when the link read the message off the connection: the
+        /// arrival time of a clock exchange (`t2`, `t4`), however long the receiver takes to
+        /// get to it (a TV busy loading media handles an accept late).
+        received_unix_ns: u64,
     },
 }
 
@@ -584,6 +586,7 @@ async fn run(
                 emit(LinkEvent::Connected);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                let received_unix_ns = crate::hlc::now_unix_ns();
                 {
                     let mut st = shared.lock();
                     let mine = st.retained.get(&*p.topic).map(|m| **m == *p.payload);
@@ -597,6 +600,7 @@ async fn run(
                 emit(LinkEvent::Message {
                     topic: p.topic,
                     payload: p.payload.to_vec(),
+                    received_unix_ns,
                 });
             }
             Ok(Event::Incoming(Packet::PubAck(ack))) => {

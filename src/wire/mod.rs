@@ -124,6 +124,9 @@ impl Body {
 pub struct Incoming {
     pub topic: Topic,
     pub body: Body,
+    /// The receiver's wall clock when the bytes arrived, when its transport says (the link
+    /// does); `None` from the decoder.
+    pub received_unix_ns: Option<u64>,
 }
 
 /// Serialise a message. Messages built by this crate always fit the limits.
@@ -150,6 +153,7 @@ pub fn decode_with(topic: &str, payload: &[u8], keys: &MediaKeys) -> Result<Inco
             return Ok(Incoming {
                 topic,
                 body: Body::Cleared,
+                received_unix_ns: None,
             });
         }
         return Err(WireError::Json("empty payload".into()));
@@ -173,6 +177,7 @@ pub fn decode_with(topic: &str, payload: &[u8], keys: &MediaKeys) -> Result<Inco
         return Ok(Incoming {
             topic,
             body: Body::Sealed(env),
+            received_unix_ns: None,
         });
     }
     let body = match &topic.kind {
@@ -222,7 +227,11 @@ pub fn decode_with(topic: &str, payload: &[u8], keys: &MediaKeys) -> Result<Inco
             Body::Roster(m)
         }
     };
-    Ok(Incoming { topic, body })
+    Ok(Incoming {
+        topic,
+        body,
+        received_unix_ns: None,
+    })
 }
 
 /// Schemas of every message, by file name (`docs/schema/<name>.json`).

@@ -294,7 +294,7 @@ impl Recorder {
                     LinkEvent::Connected => {
                         let _ = ready_tx.send(());
                     }
-                    LinkEvent::Message { topic, payload } => {
+                    LinkEvent::Message { topic, payload, .. } => {
                         let session = match opener.decode(&topic, &payload).map(|m| m.body) {
                             Ok(Body::Session(s)) => Some(*s),
                             _ => None,
