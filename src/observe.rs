@@ -43,6 +43,8 @@ pub struct Observer {
     inbound: Inbound,
     /// Messages that failed to decode or open (logged; never fatal).
     pub rejected: u64,
+    /// It asked for a rotated account key and has no answer yet.
+    asked_key: bool,
 }
 
 impl Observer {
@@ -98,6 +100,7 @@ impl Observer {
             directory,
             inbound,
             rejected: 0,
+            asked_key: false,
         })
     }
 
@@ -135,6 +138,7 @@ impl Observer {
                     }
                 }
                 Intake::Rekeyed { current, all } => {
+                    self.asked_key = false;
                     if let Some(g) = &mut self.guard {
                         g.set_keys(current, all);
                     }
@@ -142,7 +146,12 @@ impl Observer {
                     changed = true;
                 }
                 // Its key request, or taking it off the broker once answered.
-                Intake::Publish(o) => self.link.publish(&o.topic, o.payload, o.retain, true),
+                Intake::Publish(o) => {
+                    if !o.payload.is_empty() {
+                        self.asked_key = true;
+                    }
+                    self.link.publish(&o.topic, o.payload, o.retain, true)
+                }
                 Intake::Rejected { topic, reason } => {
                     self.rejected += 1;
                     tracing::debug!("ignored a message on {topic}: {reason}");
@@ -230,18 +239,27 @@ impl Observer {
         };
         self.link.publish(&topic, payload.clone(), false, true);
         let end = Instant::now() + max;
+        let mut echoed = false;
         loop {
             match tokio::time::timeout_at(end, self.events.recv()).await {
-                // Its own bytes, back: nothing else to read in them.
+                // Its own bytes, back: nothing else to read in them. A view that found the
+                // account key rotated and asked for the new one waits for the answer too
+                // (what it could not open is opened then).
                 Ok(Some(LinkEvent::Message {
                     topic: t,
                     payload: p,
                     ..
                 })) if t == topic && p == payload => {
-                    return true;
+                    echoed = true;
+                    if !self.asked_key {
+                        return true;
+                    }
                 }
                 Ok(Some(ev)) => {
                     self.take(ev);
+                    if echoed && !self.asked_key {
+                        return true;
+                    }
                 }
                 Ok(None) | Err(_) => return false,
             }
