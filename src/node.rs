@@ -228,8 +228,8 @@ impl Inner {
         }
     }
 
-    /// A message from the broker, through the receive pipeline.
-    /// A message the link read off the connection at `received_unix_ns`.
+    /// A message from the broker, which the link read off the connection at
+    /// `received_unix_ns`, through the receive pipeline.
     fn take_message(&self, topic: &str, payload: &[u8], received_unix_ns: u64) {
         let mut intakes = lock(&self.inbound).take(topic, payload, now_unix_ns());
         for intake in &mut intakes {

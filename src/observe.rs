@@ -208,13 +208,19 @@ impl Observer {
         let probe_id = format!("clock-{}", self.probes);
         let cmd = self.directory.clock_probe(&self.id, device, probe_id, now);
         let topic = Topic::inbox(&self.account, device).to_string();
-        let plain = wire::encode(&cmd);
+        // QoS 0, as the engine sends them (`Engine::send` says why).
+        self.send(&topic, &cmd, now, false);
+    }
+
+    /// Publish `cmd` on `topic`, sealed and signed in a sealed account; the bytes sent.
+    fn send(&mut self, topic: &str, cmd: &wire::Command, now: u64, reliable: bool) -> Vec<u8> {
+        let plain = wire::encode(cmd);
         let payload = match &mut self.guard {
-            Some(g) => g.seal(&topic, &plain, now),
+            Some(g) => g.seal(topic, &plain, now),
             None => plain,
         };
-        // QoS 0, as the engine sends them (`Engine::send` says why).
-        self.link.publish(&topic, payload, false, false);
+        self.link.publish(topic, payload.clone(), false, reliable);
+        payload
     }
 
     /// Take in what the broker holds for this view's subscriptions, and return as soon as
@@ -232,38 +238,26 @@ impl Observer {
             sent_unix_ns: now,
             body: wire::CommandBody::Sync,
         };
-        let plain = wire::encode(&cmd);
-        let payload = match &mut self.guard {
-            Some(g) => g.seal(&topic, &plain, now),
-            None => plain,
-        };
-        self.link.publish(&topic, payload.clone(), false, true);
+        let payload = self.send(&topic, &cmd, now, true);
         let end = Instant::now() + max;
         let mut echoed = false;
-        loop {
+        // A view that found the account key rotated and asked for the new one waits for the
+        // answer too (what it could not open is opened then).
+        while !echoed || self.asked_key {
             match tokio::time::timeout_at(end, self.events.recv()).await {
-                // Its own bytes, back: nothing else to read in them. A view that found the
-                // account key rotated and asked for the new one waits for the answer too
-                // (what it could not open is opened then).
+                // Its own bytes, back: nothing else to read in them.
                 Ok(Some(LinkEvent::Message {
                     topic: t,
                     payload: p,
                     ..
-                })) if t == topic && p == payload => {
-                    echoed = true;
-                    if !self.asked_key {
-                        return true;
-                    }
-                }
+                })) if t == topic && p == payload => echoed = true,
                 Ok(Some(ev)) => {
                     self.take(ev);
-                    if echoed && !self.asked_key {
-                        return true;
-                    }
                 }
                 Ok(None) | Err(_) => return false,
             }
         }
+        true
     }
 
     /// Take in what the broker sends until it has been quiet for `quiet` (retained messages

@@ -87,6 +87,21 @@ fn sessions_json(url: &str) -> Value {
     serde_json::from_slice(&out.stdout).expect("sessions --json prints one JSON document")
 }
 
+/// `node` plays a 10-minute media, from 30 s in.
+fn plays_ten_minutes(node: &continuity::node::Node, id: &str, title: &str) {
+    node.observe(Observation::MediaStarted(Media {
+        id: id.into(),
+        title: Some(title.into()),
+        duration_ns: Some(600 * SECOND_NS),
+        ..Default::default()
+    }));
+    node.observe(Observation::Playback {
+        position_ns: 30 * SECOND_NS,
+        state: PlayState::Playing,
+        rate: 1.0,
+    });
+}
+
 /// The phone's entry: (position_ns, at_unix_ns, state).
 fn phone(doc: &Value) -> (u64, u64, String) {
     let s = doc["sessions"]
@@ -119,17 +134,7 @@ async fn a_published_session_shows_in_sessions_json_and_moves_only_while_playing
         "Phone",
         DeviceClass::Phone,
     );
-    node.observe(Observation::MediaStarted(Media {
-        id: "file:clip.ogg".into(),
-        title: Some("Big Buck Bunny".into()),
-        duration_ns: Some(600 * SECOND_NS),
-        ..Default::default()
-    }));
-    node.observe(Observation::Playback {
-        position_ns: 30 * SECOND_NS,
-        state: PlayState::Playing,
-        rate: 1.0,
-    });
+    plays_ten_minutes(&node, "file:clip.ogg", "Big Buck Bunny");
     assert!(node.flush(Duration::from_secs(5)).await);
 
     let url = broker.url.clone();
@@ -341,17 +346,7 @@ async fn devices_and_sessions_answer_without_fixed_waits() {
             &names[i],
             DeviceClass::Tv,
         );
-        node.observe(Observation::MediaStarted(Media {
-            id: format!("file:clip-{i}.ogg"),
-            title: Some(format!("Clip {i}")),
-            duration_ns: Some(600 * SECOND_NS),
-            ..Default::default()
-        }));
-        node.observe(Observation::Playback {
-            position_ns: 30 * SECOND_NS,
-            state: PlayState::Playing,
-            rate: 1.0,
-        });
+        plays_ten_minutes(&node, &format!("file:clip-{i}.ogg"), &format!("Clip {i}"));
         nodes.push(node);
     }
     for node in &nodes {

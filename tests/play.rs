@@ -235,6 +235,20 @@ impl Setup {
         p
     }
 
+    /// A player of the clip whose wall clock is `skew` off, once it plays.
+    fn playing_skewed(&self, skew: &str, name: &str, class: &str) -> PlayProcess {
+        let p = PlayProcess::start_skewed(
+            skew,
+            &self.url,
+            self.dir.path(),
+            name,
+            class,
+            Some(&self.clip),
+        );
+        p.wait_line("] playing");
+        p
+    }
+
     /// A player of the clip, once it plays.
     fn playing(&self, name: &str, class: &str) -> PlayProcess {
         let p = PlayProcess::start(&self.url, self.dir.path(), name, class, Some(&self.clip));
@@ -373,15 +387,7 @@ fn resumed_secs(line: &str) -> f64 {
 #[test]
 fn a_player_whose_clock_is_30_s_ahead_is_shown_and_continued_at_its_true_position() {
     let setup = Setup::new();
-    let phone = PlayProcess::start_skewed(
-        "+30s",
-        &setup.url,
-        setup.dir.path(),
-        "Phone",
-        "phone",
-        Some(&setup.clip),
-    );
-    phone.wait_line("] playing");
+    let phone = setup.playing_skewed("+30s", "Phone", "phone");
     // Playback began (at 0) about when the line came, by the test's (true) clock.
     let began = continuity::hlc::now_unix_ns();
     std::thread::sleep(Duration::from_secs(3));
@@ -435,15 +441,7 @@ fn a_player_whose_clock_is_30_s_ahead_is_shown_and_continued_at_its_true_positio
 fn a_handoff_from_a_phone_30_s_ahead_measures_the_skew_within_5_ms() {
     let setup = Setup::new();
     let tv = setup.idle("TV", "tv");
-    let phone = PlayProcess::start_skewed(
-        "+30s",
-        &setup.url,
-        setup.dir.path(),
-        "Phone",
-        "phone",
-        Some(&setup.clip),
-    );
-    phone.wait_line("] playing");
+    let _phone = setup.playing_skewed("+30s", "Phone", "phone");
     // The TV probes the phone's clock three times in the 2 s after it came online.
     std::thread::sleep(Duration::from_secs(3));
     let (code, doc) = transfer(&setup, "TV");

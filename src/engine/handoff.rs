@@ -39,8 +39,8 @@ pub(super) struct Target {
     /// The source's anchor, in the source's clock.
     source_anchor: Option<Anchor>,
     prerolled_ns: Option<u64>,
-    /// When the last load or seek was asked for, and how long the last one took: a seek
-    /// again leads by more than that.
+    /// When the load (or the seek) was asked for: the first preroll's time from here is
+    /// what [`ReadyTimes`](super::plan::ReadyTimes) learns.
     asked_ns: u64,
     /// The media, and whether it had to be loaded (a cold start) or only sought (warm): what
     /// the first preroll's time teaches [`ReadyTimes`](super::plan::ReadyTimes).
@@ -209,12 +209,13 @@ impl Engine {
                 let Some(t) = self.handoffs.target.as_mut().filter(|t| t.id == *handoff) else {
                     return;
                 };
-                t.source_anchor = Some(*anchor);
                 // This exchange is one sample; the plan uses the best one (the smallest
                 // round trip) of all this device took of the source's clock.
                 let sample = ClockSample::from_timestamps(*t1, *t2, *t3, arrived_ns);
+                t.source_anchor = Some(*anchor);
+                t.offset_ns = Some(sample.offset_ns);
+                t.rtt_ns = Some(sample.rtt_ns);
                 self.directory.clocks.record(from, sample);
-                self.refresh_clock();
                 self.try_switch(now_ns, out);
             }
             CommandBody::HandoffReject { handoff, reason }
@@ -428,14 +429,7 @@ impl Engine {
     /// Target side: the first frame played at `now`, from `position`.
     pub(super) fn on_started(&mut self, now_ns: u64, position_ns: u64, out: &mut Vec<Action>) {
         // The position error with the best offset there is now.
-        if self
-            .handoffs
-            .target
-            .as_ref()
-            .is_some_and(|t| t.switch.is_some())
-        {
-            self.refresh_clock();
-        }
+        self.refresh_clock();
         let Some(t) = self.handoffs.target.take() else {
             return;
         };
@@ -497,10 +491,16 @@ impl Engine {
             .max(ready + self.cfg.switch_margin_ns + error)
     }
 
-    /// Target side, once the source accepted: the source's clock as the best sample of it
-    /// says (a probe's reply may have brought a better one since the accept).
+    /// Target side, once the source accepted (its anchor is in): the source's clock as the
+    /// best sample of it says, the accept's own among them (a probe's reply may have brought
+    /// a better one since).
     fn refresh_clock(&mut self) {
-        let Some(t) = self.handoffs.target.as_mut() else {
+        let Some(t) = self
+            .handoffs
+            .target
+            .as_mut()
+            .filter(|t| t.source_anchor.is_some())
+        else {
             return;
         };
         if let Some(best) = self.directory.clocks.sample(&t.source) {
@@ -513,14 +513,7 @@ impl Engine {
     fn try_switch(&mut self, now_ns: u64, out: &mut Vec<Action>) {
         /// The longest a prerolled target waits for the switch instant.
         const MAX_SWITCH_WAIT_NS: u64 = 1_000_000_000;
-        if self
-            .handoffs
-            .target
-            .as_ref()
-            .is_some_and(|t| t.offset_ns.is_some())
-        {
-            self.refresh_clock();
-        }
+        self.refresh_clock();
         let Some(t) = self.handoffs.target.clone() else {
             return;
         };

@@ -670,23 +670,19 @@ impl Engine {
     /// The probes scheduled by [`Engine::probe_clock_soon`] that are due, to devices still
     /// online.
     fn probe_tick(&mut self, now_unix_ns: u64, out: &mut Vec<Action>) {
-        let due: Vec<String> = self
-            .probes_due
-            .iter()
-            .filter(|(_, at)| at.iter().any(|t| *t <= now_unix_ns))
-            .map(|(d, _)| d.clone())
-            .collect();
+        let availability = &self.directory.availability;
+        let mut due = Vec::new();
+        self.probes_due.retain(|device, at| {
+            let online = availability.get(device) == Some(&Status::Online);
+            let before = at.len();
+            at.retain(|t| *t > now_unix_ns);
+            if online && at.len() < before {
+                due.push(device.clone());
+            }
+            online && !at.is_empty()
+        });
         for device in due {
-            let online = self.directory.availability.get(&device) == Some(&Status::Online);
-            if let Some(at) = self.probes_due.get_mut(&device) {
-                at.retain(|t| *t > now_unix_ns);
-                if at.is_empty() || !online {
-                    self.probes_due.remove(&device);
-                }
-            }
-            if online {
-                self.probe_clock(now_unix_ns, &device, out);
-            }
+            self.probe_clock(now_unix_ns, &device, out);
         }
     }
 

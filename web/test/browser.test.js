@@ -105,15 +105,13 @@ function clip(path) {
   assert.equal(r.status, 0, `gst-launch-1.0 could not make the clip: ${r.stderr}`);
 }
 
-/** Publish `word` on the marker topic until the spy has it: it is subscribed, and it has
- *  everything published before. */
+/** Publish `word` on the marker topic, retained, and wait for the spy to have it: then it is
+ *  subscribed (a retained message comes with the subscription), and it has everything
+ *  published before (a broker delivers in order). */
 async function spySees(spy, port, word) {
-  const seen = () => spy.lines.some((l) => l === `${MARKER}\t${word}`);
-  for (let i = 0; i < 50 && !seen(); i++) {
-    spawnSync("mosquitto_pub", ["-h", "127.0.0.1", "-p", port, "-t", MARKER, "-m", word]);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.ok(seen(), `the spy never saw the marker "${word}"`);
+  const r = spawnSync("mosquitto_pub", ["-h", "127.0.0.1", "-p", port, "-r", "-t", MARKER, "-m", word]);
+  assert.equal(r.status, 0, `mosquitto_pub: ${r.stderr}`);
+  await spy.waitLine(new RegExp(`^${MARKER}\t${word}$`));
 }
 
 /** The page's view of a device's session and of its own player. */
