@@ -114,21 +114,27 @@ impl Observer {
     }
 
     fn take(&mut self, ev: LinkEvent) -> bool {
-        let LinkEvent::Message { topic, payload, .. } = ev else {
+        let LinkEvent::Message {
+            topic,
+            payload,
+            received_unix_ns,
+        } = ev
+        else {
             return false;
         };
-        self.take_message(&topic, &payload)
+        self.take_message(&topic, &payload, received_unix_ns)
     }
 
     /// Take in a payload; whether the directory changed. A read-only view speaks only to ask
     /// for a rotated key (it hears no key requests): it answers no roster.
-    fn take_message(&mut self, topic: &str, payload: &[u8]) -> bool {
+    /// A clock reply's `t4` is `received_unix_ns`, when the link read it.
+    fn take_message(&mut self, topic: &str, payload: &[u8], received_unix_ns: u64) -> bool {
         let mut changed = false;
         for intake in self.inbound.take(topic, payload, now_unix_ns()) {
             match intake {
                 Intake::Message(msg) => match &msg.body {
                     Body::Command(c) if c.to == self.id => {
-                        changed |= self.directory.clock_reply(c, now_unix_ns()).is_some();
+                        changed |= self.directory.clock_reply(c, received_unix_ns).is_some();
                     }
                     _ => changed |= self.directory.apply(&msg),
                 },

@@ -27,5 +27,8 @@ pub const ALG: &str = r"^A256GCM$";
 
 /// Media times: at most 2^53 - 1 ns.
 pub const MAX_MEDIA_NS: u64 = (1 << 53) - 1;
+
+/// The most loads and seeks a handoff result may count (a target gives up long before).
+pub const MAX_PREROLLS: u32 = 1000;
 /// Wall-clock instants: at most the year 2500.
 pub const MAX_UNIX_NS: u64 = 16_725_225_600 * 1_000_000_000;

@@ -108,6 +108,25 @@ fn clock(ns: u64) -> String {
     )
 }
 
+/// A frame's time to the millisecond, as a timecode overlay shows it: `0:00:04.480`.
+fn frame_clock(ns: u64) -> String {
+    let s = ns / 1_000_000_000;
+    format!(
+        "{}:{:02}:{:02}.{:03}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        ns / 1_000_000 % 1000
+    )
+}
+
+/// `<what> 0:00:04.480` for a frame's time, or nothing when there was no frame.
+fn at_frame(what: &str, frame_ns: Option<u64>) -> String {
+    frame_ns
+        .map(|ns| format!("{what} {}", frame_clock(ns)))
+        .unwrap_or_default()
+}
+
 /// Wall-clock milliseconds, for log lines another process can line up.
 fn stamp() -> String {
     let ns = continuity::hlc::now_unix_ns();
@@ -154,6 +173,14 @@ impl Player {
             if connected { "" } else { "  (offline)" }
         );
         let _ = std::io::stdout().flush();
+    }
+
+    /// The stream time of the frame the video sink shows now.
+    fn frame_ns(&self) -> Option<u64> {
+        let sample = self.playbin.property::<Option<gst::Sample>>("sample")?;
+        let pts = sample.buffer()?.pts()?;
+        let segment = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
+        segment.to_stream_time(pts).map(gst::ClockTime::nseconds)
     }
 
     /// Write the frame the video sink shows now as `<dir>/<name>-<what>.png`.
@@ -349,6 +376,8 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
 
     let mut handoff_audio: Option<String> = None;
     let mut handoff_loading = false;
+    // The frame a handoff prerolled: the first the target shows at the switch.
+    let mut handoff_frame: Option<u64> = None;
     let mut last_status = Instant::now();
     let mut was_playing = false;
     let mut failed = None;
@@ -398,12 +427,18 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                         let latency = s.get::<u64>("latency").unwrap_or(0);
                         let err = s.get::<i64>("position-error").unwrap_or(0);
                         let offset = s.get::<i64>("clock-offset").unwrap_or(0);
+                        let prerolls = match s.get::<u32>("prerolls") {
+                            Ok(1) => " (one preroll)".to_owned(),
+                            Ok(n) => format!(" ({n} prerolls)"),
+                            Err(_) => String::new(),
+                        };
                         player.say(&format!(
-                            "handoff complete: playing {:.1} ms after the request, position \
-                             error {:+.1} ms, clock offset {:+.1} ms",
+                            "handoff complete: playing {:.1} ms after the request{prerolls}, \
+                             position error {:+.1} ms, clock offset {:+.1} ms{}",
                             latency as f64 / 1e6,
                             err as f64 / 1e6,
-                            offset as f64 / 1e6
+                            offset as f64 / 1e6,
+                            at_frame(", first frame", handoff_frame.take())
                         ));
                         player.snapshot("first-after-handoff");
                     }
@@ -436,6 +471,8 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                 }
             }
             MessageView::AsyncDone(_) if handoff_loading => {
+                // Read before the switch: once playing, the sink shows the next frames.
+                handoff_frame = player.frame_ns();
                 if let Some(lang) = handoff_audio.take() {
                     player.select_audio(&lang);
                 }
@@ -443,7 +480,10 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
             MessageView::StateChanged(sc) if sc.src().map(|s| s == &playbin).unwrap_or(false) => {
                 let now_playing = sc.current() == gst::State::Playing;
                 if was_playing && sc.current() == gst::State::Paused {
-                    player.say("paused");
+                    player.say(&format!(
+                        "paused{}",
+                        at_frame(" at frame", player.frame_ns())
+                    ));
                     player.snapshot("last-before-pause");
                 }
                 if now_playing && !was_playing {

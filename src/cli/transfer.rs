@@ -162,6 +162,8 @@ pub fn print(r: &HandoffResult, as_json: bool, names: impl Fn(&str) -> String) {
             "rtt_ms": r.rtt_ns.map(|n| ms(n as i64)),
             // The offset is within this of the truth: half the best sample's round trip.
             "clock_error_ms": r.rtt_ns.map(|n| ms(n as i64) / 2.0),
+            // Loads and seeks the target made: 1 when its plan of the media's load time held.
+            "prerolls": r.prerolls,
         });
         println!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
         return;

@@ -47,6 +47,8 @@ pub(super) struct Target {
     media_id: String,
     cold: bool,
     learned: bool,
+    /// Loads and seeks asked of the player so far: 1 when the plan held.
+    prerolls: u32,
     /// Switch planned: (instant in this device's clock, position).
     switch: Option<(u64, u64)>,
 }
@@ -306,6 +308,7 @@ impl Engine {
             media_id: media.id.clone(),
             cold: !loaded,
             learned: false,
+            prerolls: 1,
             switch: None,
         });
         let offer = CommandBody::HandoffOffer {
@@ -451,6 +454,7 @@ impl Engine {
             position_error_ns: Some(position_ns as i64 - expected as i64),
             clock_offset_ns: t.offset_ns,
             rtt_ns: t.rtt_ns,
+            prerolls: Some(t.prerolls),
         };
         self.finish_target(now_ns, &t, result, out);
     }
@@ -555,6 +559,7 @@ impl Engine {
             if let Some(t) = self.handoffs.target.as_mut() {
                 t.prerolled_ns = None;
                 t.asked_ns = now_ns;
+                t.prerolls += 1;
             }
             out.push(Action::Player(PlayerAction::Preroll { position_ns }));
             return;
@@ -614,6 +619,7 @@ impl Engine {
         let result = HandoffResult {
             clock_offset_ns: t.offset_ns,
             rtt_ns: t.rtt_ns,
+            prerolls: Some(t.prerolls),
             ..result
         };
         self.finish_target(now_ns, &t, result, out);
@@ -638,6 +644,7 @@ impl Engine {
                     position_error_ns: None,
                     clock_offset_ns: t.offset_ns,
                     rtt_ns: t.rtt_ns,
+                    prerolls: Some(t.prerolls),
                 };
                 self.finish_target(now_ns, &t, result, out);
             } else {
@@ -724,5 +731,6 @@ fn failure(id: &str, source: &str, target: &str, reason: HandoffFailure) -> Hand
         position_error_ns: None,
         clock_offset_ns: None,
         rtt_ns: None,
+        prerolls: None,
     }
 }

@@ -277,6 +277,11 @@ pub struct HandoffResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = crate::patterns::MAX_MEDIA_NS))]
     pub rtt_ns: Option<u64>,
+    /// Loads and seeks the target made before it played: 1 when its plan held, more when
+    /// the media took longer to be ready than it planned for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = crate::patterns::MAX_PREROLLS))]
+    pub prerolls: Option<u32>,
 }
 
 /// `devices/<device>/inbox` (QoS 1, not retained).

@@ -307,6 +307,14 @@ impl Validate for Command {
                 if let Some(l) = r.rtt_ns {
                     check_media_ns("body.rtt_ns", l)?;
                 }
+                if let Some(n) = r.prerolls
+                    && !(1..=crate::patterns::MAX_PREROLLS).contains(&n)
+                {
+                    return Err(WireError::field_err(
+                        "body.prerolls",
+                        format!("{n} is outside 1..={}", crate::patterns::MAX_PREROLLS),
+                    ));
+                }
                 signed("body.position_error_ns", r.position_error_ns)?;
                 signed("body.clock_offset_ns", r.clock_offset_ns)?;
             }

@@ -883,6 +883,7 @@ export class Device extends EventTarget {
       prerolled: null,
       asked: nowNs(),
       took: 0n,
+      prerolls: 1,
       switch: null,
     };
     this.handoff.target = t;
@@ -948,6 +949,7 @@ export class Device extends EventTarget {
       const position = playing ? positionAt(a, now + t.offset + lead, t.state.media.duration_ns) : big(a.position_ns);
       t.prerolled = null;
       t.asked = now;
+      t.prerolls += 1;
       try {
         this.prerolled(t, await this.player.preroll(position));
       } catch (e) {
@@ -994,6 +996,7 @@ export class Device extends EventTarget {
       ...fields,
       clock_offset_ns: t.offset === null ? undefined : num(t.offset),
       rtt_ns: t.rtt === null ? undefined : num(t.rtt),
+      prerolls: t.prerolls,
     });
   }
 
@@ -1010,6 +1013,7 @@ export class Device extends EventTarget {
       failure: reason,
       clock_offset_ns: t.offset === null ? undefined : num(t.offset),
       rtt_ns: t.rtt === null ? undefined : num(t.rtt),
+      prerolls: t.prerolls,
     });
     this.announce(`Could not continue from ${this.nameOf(t.source)}: ${reason.replaceAll("-", " ")}`);
   }

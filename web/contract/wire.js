@@ -13,6 +13,8 @@ const MAX_LIST = 64;
 const MAX_QUEUE = 256;
 const MAX_ROSTER = 256;
 const MAX_MEDIA_NS = (1n << 53n) - 1n;
+/** The most loads and seeks a handoff result may count. */
+const MAX_PREROLLS = 1000;
 const MAX_UNIX_NS = 16725225600n * 1000000000n;
 const MAX_U64 = (1n << 64n) - 1n;
 const MAX_RATE = 64;
@@ -237,6 +239,7 @@ const BODIES = {
     position_error_ns: opt(i64),
     clock_offset_ns: opt(i64),
     rtt_ns: opt(u64),
+    prerolls: opt(u32),
   },
   takeover: { session: req(str), epoch: req(u64) },
   "clock-probe": { t1_unix_ns: req(u64) },
@@ -388,6 +391,9 @@ const CHECKS = {
       signed("body.position_error_ns", b.position_error_ns);
       signed("body.clock_offset_ns", b.clock_offset_ns);
       mediaNs("body.rtt_ns", b.rtt_ns);
+      if (b.prerolls !== undefined && (b.prerolls < 1 || b.prerolls > MAX_PREROLLS)) {
+        throw fieldErr("body.prerolls", `${b.prerolls} is outside 1..=${MAX_PREROLLS}`);
+      }
     }
     if (b.type === "clock-reply" && b.t3_unix_ns < b.t2_unix_ns) {
       throw fieldErr("body.t3_unix_ns", "is before t2_unix_ns: the reply left before the probe arrived");

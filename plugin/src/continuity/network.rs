@@ -509,6 +509,9 @@ impl Pump {
                         if let Some(o) = r.clock_offset_ns {
                             s = s.field("clock-offset", o);
                         }
+                        if let Some(n) = r.prerolls {
+                            s = s.field("prerolls", n);
+                        }
                         s.build()
                     }
                 };
