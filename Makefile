@@ -54,6 +54,6 @@ schemas:
 # The benchmarks (release build), printed as a table with the targets beside the figures.
 bench:
 	@./scripts/deps.sh $(PACKAGES) $(BENCH_PACKAGES)
-	$(CARGO) build --release -p gst-plugin-continuity --lib --bin continuity
+	$(CARGO) build --release -p gst-plugin-continuity --lib -p continuity --bin continuity
 	$(CARGO) run --release -p gst-plugin-continuity --example bench
 	$(CARGO) run --release -p gst-plugin-continuity --example handoff_bench
