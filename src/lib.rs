@@ -27,5 +27,6 @@ pub mod node;
 pub mod observe;
 pub mod patterns;
 pub mod security;
+pub mod stats;
 pub mod store;
 pub mod wire;

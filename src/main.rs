@@ -153,6 +153,16 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Handoff analytics from this device's store: success rate, latency, position error,
+    /// failures, drop-off, and the moves between devices. Nothing leaves the account.
+    Stats {
+        /// How far back: 7d, 24h, 30m, 90s.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// One JSON document (see docs/CLI.md) instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -260,7 +270,7 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
         )));
     }
     let account = match cli.command {
-        Command::Broker { .. } | Command::Play { .. } => None,
+        Command::Broker { .. } | Command::Play { .. } | Command::Stats { .. } => None,
         _ => open_account(&cli)?,
     };
     let (broker, name) = (cli.broker.as_str(), cli.account.as_str());
@@ -324,6 +334,13 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
         }
         Command::Sessions { json, watch } => {
             cli::sessions::run(broker, name, account, json, watch).await
+        }
+        Command::Stats { since, json } => {
+            let dir = match &cli.config_dir {
+                Some(d) => d.clone(),
+                None => continuity::config::default_config_dir().map_err(Failure::new)?,
+            };
+            cli::stats::run(&dir, &since, json)
         }
     }
 }

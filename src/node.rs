@@ -16,8 +16,8 @@ use crate::net::link::{BrokerUrl, Link, LinkConfig, LinkError, LinkEvent, client
 use crate::security::account::Account;
 use crate::security::rekey;
 use crate::security::seal::Guard;
-use crate::store::{Store, StoreError, Writer};
-use crate::wire::{self, Body, Command, CommandBody, Status, Topic, TopicKind};
+use crate::store::{EventRetention, Store, StoreError, Writer};
+use crate::wire::{self, Body, Command, CommandBody, Event, Status, Topic, TopicKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -166,6 +166,11 @@ impl Inner {
                 Action::StoreReadyTime { key, estimate } => {
                     self.with_store(move |st| st.put_ready_time(&key, &estimate))
                 }
+                Action::Record(e) => {
+                    let topic = Topic::events(&self.account).to_string();
+                    self.publish(&topic, wire::encode(&e), false);
+                    self.keep_event(*e);
+                }
                 Action::Player(p) => {
                     self.emit(NodeEvent::Player(p));
                 }
@@ -175,6 +180,14 @@ impl Inner {
             }
         }
         self.rearm.notify_one();
+    }
+
+    /// Keep an event in the local store (once: it dedupes by id), within its retention.
+    fn keep_event(&self, e: Event) {
+        self.with_store(move |st| {
+            st.put_event(&e, EventRetention::default(), now_unix_ns())
+                .map(|_| ())
+        });
     }
 
     /// Ask the broker for an echo: subscriptions were sent before it, so their retained
@@ -292,6 +305,10 @@ impl Inner {
                 self.carry_out(actions);
             }
             Intake::Message(msg) => {
+                if let Body::Event(e) = &msg.body {
+                    // Checked and opened like everything else: a paired device's event.
+                    self.keep_event(e.clone());
+                }
                 let actions = self
                     .engine()
                     .handle(now_unix_ns(), Observation::Incoming(msg));
@@ -457,6 +474,12 @@ impl Node {
                     wire::filters::resume(account),
                     Topic::inbox(account, device).to_string(),
                 ];
+                // A device keeps the account's events (the analytics of `continuity stats`).
+                if cfg.engine.announce {
+                    link_cfg
+                        .subscriptions
+                        .push(Topic::events(account).to_string());
+                }
                 if cfg.account.is_some() {
                     link_cfg.subscriptions.extend([
                         wire::filters::roster(account),
@@ -652,6 +675,12 @@ impl Node {
             task.abort();
             let _ = task.await;
         }
+        // A clean goodbye is an event too (a device that vanishes cannot tell it).
+        let actions = self
+            .inner
+            .engine()
+            .note(now_unix_ns(), wire::EventName::DeviceOffline);
+        self.inner.carry_out(actions);
         self.sync_store(timeout).await;
         let inner = self.inner.clone();
         drop(self);

@@ -19,7 +19,24 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::wire::{self, ResumePoint, SessionState};
+use crate::wire::{self, Event, ResumePoint, SessionState};
+
+/// How long events are kept, and how many at most (the oldest go first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRetention {
+    pub days: u32,
+    pub rows: u32,
+}
+
+impl Default for EventRetention {
+    /// 90 days, at most 100,000 events (about 30 MB).
+    fn default() -> Self {
+        EventRetention {
+            days: 90,
+            rows: 100_000,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -99,7 +116,14 @@ impl Store {
                  topic   TEXT NOT NULL,
                  counter INTEGER NOT NULL,
                  PRIMARY KEY (sender, topic)
-             );",
+             );
+             CREATE TABLE IF NOT EXISTS events (
+                 key        TEXT PRIMARY KEY,
+                 device     TEXT NOT NULL,
+                 at_unix_ns INTEGER NOT NULL,
+                 json       TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS events_at ON events (at_unix_ns);",
         )
         .map_err(err)?;
         Ok(Store {
@@ -150,6 +174,65 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// Keep an event (this device's or one it received), once: a second copy of the same
+    /// event (QoS 1 may deliver twice, and a device hears its own) changes nothing. Then
+    /// drop what `keep` no longer covers, measured from `now_unix_ns`. Whether it was new.
+    pub fn put_event(
+        &self,
+        e: &Event,
+        keep: EventRetention,
+        now_unix_ns: u64,
+    ) -> Result<bool, StoreError> {
+        let json = String::from_utf8(wire::encode(e)).expect("JSON is UTF-8");
+        let added = self
+            .conn
+            .execute(
+                "INSERT OR IGNORE INTO events (key, device, at_unix_ns, json)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    format!("{}/{}", e.device, e.key()),
+                    e.device,
+                    e.at_unix_ns as i64,
+                    json
+                ],
+            )
+            .map_err(|err| self.err(err))?
+            > 0;
+        if added {
+            let cutoff = now_unix_ns.saturating_sub(u64::from(keep.days) * 86_400 * 1_000_000_000);
+            self.conn
+                .execute(
+                    "DELETE FROM events WHERE at_unix_ns < ?1",
+                    params![cutoff as i64],
+                )
+                .map_err(|err| self.err(err))?;
+            self.conn
+                .execute(
+                    "DELETE FROM events WHERE key IN
+                     (SELECT key FROM events ORDER BY at_unix_ns DESC LIMIT -1 OFFSET ?1)",
+                    params![keep.rows],
+                )
+                .map_err(|err| self.err(err))?;
+        }
+        Ok(added)
+    }
+
+    /// The events kept from `since_unix_ns` on, oldest first.
+    pub fn events_since(&self, since_unix_ns: u64) -> Result<Vec<Event>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT json FROM events WHERE at_unix_ns >= ?1 ORDER BY at_unix_ns, key")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![since_unix_ns as i64], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for json in rows {
+            out.push(self.decode(&json.map_err(|e| self.err(e))?)?);
+        }
+        Ok(out)
     }
 
     /// Keep what the engine learned of this device's readiness for handoffs.
@@ -400,6 +483,70 @@ mod tests {
     use super::*;
     use crate::hlc::Stamp;
     use crate::model::Media;
+
+    fn event(device: &str, id: Option<&str>, at_s: u64) -> Event {
+        Event {
+            v: 1,
+            id: id.map(str::to_owned),
+            device: device.into(),
+            name: wire::EventName::Paused,
+            at_unix_ns: at_s * 1_000_000_000,
+            media_id: None,
+            position_ns: None,
+            session: None,
+            handoff: None,
+        }
+    }
+
+    #[test]
+    fn events_are_kept_once_and_within_their_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open_in(dir.path()).unwrap();
+        let day = 86_400;
+        let now = 1_800_000_000 * 1_000_000_000;
+        let keep = EventRetention { days: 2, rows: 3 };
+        let now_s = now / 1_000_000_000;
+        assert!(
+            st.put_event(&event("tv", Some("a-1"), now_s - 3 * day), keep, now)
+                .unwrap()
+        );
+        // Three days old against two days kept: gone at the next insert.
+        assert!(
+            st.put_event(&event("tv", Some("a-2"), now_s - 10), keep, now)
+                .unwrap()
+        );
+        assert_eq!(st.events_since(0).unwrap().len(), 1);
+        // The same id again, from the same device: nothing new. From another: its own.
+        assert!(
+            !st.put_event(&event("tv", Some("a-2"), now_s - 10), keep, now)
+                .unwrap()
+        );
+        assert!(
+            st.put_event(&event("phone", Some("a-2"), now_s - 9), keep, now)
+                .unwrap()
+        );
+        // An older device's event (no id) is told apart by its device, name and instant.
+        assert!(
+            st.put_event(&event("car", None, now_s - 8), keep, now)
+                .unwrap()
+        );
+        assert!(
+            !st.put_event(&event("car", None, now_s - 8), keep, now)
+                .unwrap()
+        );
+        // At most three rows: the oldest goes.
+        assert!(
+            st.put_event(&event("car", None, now_s - 7), keep, now)
+                .unwrap()
+        );
+        let kept = st.events_since(0).unwrap();
+        let at: Vec<u64> = kept
+            .iter()
+            .map(|e| now_s - e.at_unix_ns / 1_000_000_000)
+            .collect();
+        assert_eq!(at, vec![9, 8, 7]);
+        assert_eq!(st.events_since(now - 8_500_000_000).unwrap().len(), 2);
+    }
 
     /// Reliability row 12: a store that cannot be written is one warning, not one a write.
     #[test]

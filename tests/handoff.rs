@@ -27,6 +27,8 @@ struct Net {
     retained: BTreeMap<String, Vec<u8>>,
     /// What each device's store was asked to keep of its readiness.
     kept: BTreeMap<String, BTreeMap<String, Estimate>>,
+    /// The events the devices recorded, in order.
+    events: Vec<wire::Event>,
 }
 
 impl Net {
@@ -41,6 +43,7 @@ impl Net {
             queue: VecDeque::new(),
             retained: BTreeMap::new(),
             kept: BTreeMap::new(),
+            events: Vec::new(),
         }
     }
 
@@ -96,6 +99,7 @@ impl Net {
                         .or_default()
                         .insert(key, estimate);
                 }
+                Action::Record(e) => self.events.push(*e),
                 Action::StoreSession(_) | Action::StoreResume(_) => {}
             }
         }
@@ -949,4 +953,205 @@ fn a_target_learns_its_load_time_and_prerolls_once() {
         (400..520).contains(&last),
         "the latency converges on the load time and the margin: {latencies:?} ms"
     );
+}
+
+/// A handoff the cli asks for, carried out by the target's player: it is ready 30 ms after
+/// it was asked (a load, or a seek in the media it has), and its first frame comes at the
+/// instant it was told.
+fn hand_off(net: &mut Net, target: &str, source: &str) {
+    net.request("cli", target, source);
+    let position_ns = net
+        .take_players(target)
+        .into_iter()
+        .find_map(|p| match p {
+            PlayerAction::Load { position_ns, .. } | PlayerAction::Preroll { position_ns } => {
+                Some(position_ns)
+            }
+            _ => None,
+        })
+        .expect("the target was asked to be ready");
+    net.advance(30);
+    net.observe(target, Observation::Prerolled { position_ns });
+    let at = net
+        .take_players(target)
+        .into_iter()
+        .find_map(|p| match p {
+            PlayerAction::PlayAt { at_unix_ns } => Some(at_unix_ns),
+            _ => None,
+        })
+        .expect("the target was told when to play");
+    net.now = at;
+    net.observe(target, Observation::Started { position_ns });
+    // The source's player pauses at the instant and says so.
+    net.take_players(source);
+    let position_ns = net.engines[source].anchor().expect("it played").position_ns;
+    net.observe(
+        source,
+        Observation::Playback {
+            position_ns,
+            state: PlayState::Paused,
+            rate: 1.0,
+        },
+    );
+}
+
+fn plays(net: &mut Net, device: &str, at_s: u64) {
+    net.observe(
+        device,
+        Observation::Playback {
+            position_ns: at_s * SECOND_NS,
+            state: PlayState::Playing,
+            rate: 1.0,
+        },
+    );
+}
+
+/// Move the fake clock to `h:m` of the scripted day.
+fn at(net: &mut Net, day: u64, h: u64, m: u64) {
+    net.now = day + (h * 3600 + m * 60) * SECOND_NS;
+    net.advance(0);
+}
+
+#[test]
+fn a_scripted_day_of_handoffs_gives_the_expected_stats() {
+    // Yesterday, UTC: `stats --since 2d` covers it.
+    let now = continuity::hlc::now_unix_ns();
+    let day = (now / (86_400 * SECOND_NS) - 1) * 86_400 * SECOND_NS;
+    let mut net = Net::new();
+    net.now = day;
+    net.add("phone", DeviceClass::Phone, 0, true);
+    net.add("tv", DeviceClass::Tv, 0, true);
+    net.add("tablet", DeviceClass::Tablet, 0, true);
+    net.add("cli", DeviceClass::Other, 0, false);
+
+    // 08:00 the phone plays the film and hands it to the TV, which stops 20 s later.
+    at(&mut net, day, 8, 0);
+    net.observe("phone", Observation::MediaStarted(film()));
+    plays(&mut net, "phone", 100);
+    net.advance(1_000);
+    hand_off(&mut net, "tv", "phone");
+    net.advance(20_000);
+    net.observe(
+        "tv",
+        Observation::Stopped {
+            position_ns: 121 * SECOND_NS,
+        },
+    );
+    // 12:00 the phone plays it again and hands it to the tablet.
+    at(&mut net, day, 12, 0);
+    net.observe("phone", Observation::MediaStarted(film()));
+    plays(&mut net, "phone", 121);
+    net.advance(1_000);
+    hand_off(&mut net, "tablet", "phone");
+    // 13:00 a handoff to a car that is not on: target offline (only the cli can tell).
+    at(&mut net, day, 13, 0);
+    net.add("car", DeviceClass::Car, 0, true);
+    net.offline.push("car".into());
+    net.engines.get_mut("cli").unwrap().handle(
+        net.now,
+        Observation::Incoming(
+            wire::decode(
+                "continuity/v1/home/devices/car/availability",
+                br#"{"v": 1, "device": "car", "status": "offline"}"#,
+            )
+            .unwrap(),
+        ),
+    );
+    net.request("cli", "car", "tablet");
+    // 14:00 the tablet to the TV, which cannot load it.
+    at(&mut net, day, 14, 0);
+    net.request("cli", "tv", "tablet");
+    net.take_players("tv");
+    net.observe(
+        "tv",
+        Observation::LoadFailed {
+            reason: "not found".into(),
+        },
+    );
+    // 16:00 the tablet pauses; at 16:10 the TV starts the film by itself.
+    at(&mut net, day, 16, 0);
+    let position_ns = net.engines["tablet"].anchor().unwrap().position_ns;
+    net.observe(
+        "tablet",
+        Observation::Playback {
+            position_ns,
+            state: PlayState::Paused,
+            rate: 1.0,
+        },
+    );
+    at(&mut net, day, 16, 10);
+    net.observe("tv", Observation::MediaStarted(film()));
+    plays(&mut net, "tv", 130);
+    net.advance(60_000);
+    net.observe(
+        "tv",
+        Observation::Stopped {
+            position_ns: 190 * SECOND_NS,
+        },
+    );
+    // 20:00 the tablet plays again and hands it to the TV (which plays on).
+    at(&mut net, day, 20, 0);
+    plays(&mut net, "tablet", 200);
+    net.advance(1_000);
+    hand_off(&mut net, "tv", "tablet");
+    net.advance(120_000);
+
+    // Every device's events, as the TV's store keeps them (its own and those it heard;
+    // here all of them, twice: a second copy changes nothing).
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = continuity::store::Store::open_in(dir.path()).unwrap();
+        let keep = continuity::store::EventRetention::default();
+        for e in net.events.iter().chain(net.events.iter()) {
+            store.put_event(e, keep, now).unwrap();
+        }
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_continuity"))
+        .arg("--config-dir")
+        .arg(dir.path())
+        .args(["stats", "--since", "2d", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &doc["stats"];
+    assert_eq!(s["handoffs"], 5, "{s:#}");
+    assert_eq!(s["succeeded"], 3, "{s:#}");
+    assert_eq!(s["failed"], 2);
+    assert_eq!(s["success_rate"], 0.6);
+    assert_eq!(s["failures"]["target-offline"], 1, "{s:#}");
+    assert_eq!(s["failures"]["media-unavailable"], 1);
+    assert_eq!(s["transitions_by_class"]["phone"]["tv"], 1, "{s:#}");
+    assert_eq!(s["transitions_by_class"]["phone"]["tablet"], 1);
+    assert_eq!(s["transitions_by_class"]["tablet"]["tv"], 1);
+    assert_eq!(s["transitions_by_device"]["tablet"]["tv"], 1);
+    assert_eq!(s["drop_off"]["stopped_soon_after_handoff"], 1, "{s:#}");
+    let hours: Vec<u64> = s["by_hour_utc"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let mut expected = vec![0; 24];
+    for h in [8, 12, 13, 14, 20] {
+        expected[h] = 1;
+    }
+    assert_eq!(hours, expected);
+    // The latency is the 30 ms load plus the switch margin, the same each time.
+    let p50 = s["latency_ms"]["p50"].as_f64().unwrap();
+    assert!((30.0..400.0).contains(&p50), "{s:#}");
+    assert_eq!(s["latency_ms"]["count"], 3);
+    // Continued elsewhere, not by a handoff: the TV stopped at 08:00:21 and the phone
+    // started the film at 12:00; the tablet paused at 16:00 and the TV started it at 16:10;
+    // the TV stopped at 16:11 and the tablet played on at 20:00.
+    let t = &s["time_to_continue_s"];
+    assert_eq!(t["count"], 3, "{s:#}");
+    assert_eq!(t["min"], 600.0);
+    let longest = t["max"].as_f64().unwrap();
+    assert!((14_370.0..14_390.0).contains(&longest), "{t}");
+    assert_eq!(s["by_mode"]["push"], 5);
 }

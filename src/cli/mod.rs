@@ -11,6 +11,7 @@ pub mod devices;
 pub mod pair;
 pub mod play;
 pub mod sessions;
+pub mod stats;
 pub mod transfer;
 
 /// Exit code for "the broker cannot be reached" (and for usage errors, as clap does).

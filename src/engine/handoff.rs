@@ -17,7 +17,10 @@
 //! anchor and the switch instant into T's clock, and reported in the result.
 
 use crate::model::{Anchor, PlayState};
-use crate::wire::{Command, CommandBody, HandoffFailure, HandoffResult, Lease, Topic};
+use crate::wire::{
+    Command, CommandBody, EventName, HandoffFacts, HandoffFailure, HandoffMode, HandoffResult,
+    HandoffTrigger, Lease, Topic,
+};
 
 use super::clocks::ClockSample;
 use super::{Action, Engine, Notice, PlayerAction};
@@ -147,12 +150,9 @@ impl Engine {
         let online = target == self.cfg.device.id
             || self.directory.availability.get(target) == Some(&crate::wire::Status::Online);
         if !online {
-            out.push(Action::Notify(Notice::HandoffResult(failure(
-                &id,
-                source,
-                target,
-                HandoffFailure::TargetOffline,
-            ))));
+            let r = failure(&id, source, target, HandoffFailure::TargetOffline);
+            self.record_result(now_ns, &r, HandoffMode::Push, &mut out);
+            out.push(Action::Notify(Notice::HandoffResult(r)));
             return (id, out);
         }
         self.handoffs.pending.insert(
@@ -169,6 +169,8 @@ impl Engine {
             source: source.to_owned(),
         };
         self.send(now_ns, target, body, &mut out);
+        let facts = self.handoff_facts(&id, source, target, HandoffMode::Push);
+        self.record_event(now_ns, EventName::HandoffRequested, Some(facts), &mut out);
         (id, out)
     }
 
@@ -267,6 +269,7 @@ impl Engine {
     ) {
         let fail = |engine: &mut Engine, reason, out: &mut Vec<Action>| {
             let r = failure(id, source, &engine.cfg.device.id, reason);
+            engine.record_result(now_ns, &r, HandoffMode::Push, out);
             engine.send(now_ns, requester, CommandBody::HandoffResult(r), out);
         };
         if self.handoffs.target.is_some() || self.handoffs.source.is_some() {
@@ -318,6 +321,8 @@ impl Engine {
             t1_unix_ns: now_ns,
         };
         self.send(now_ns, source, offer, out);
+        let facts = self.handoff_facts(id, source, &self.cfg.device.id, HandoffMode::Push);
+        self.record_event(now_ns, EventName::HandoffOffered, Some(facts), out);
         // One more sample of the source's clock while this device loads: the plan takes the
         // best one there is when the accept comes.
         self.probe_clock(now_ns, source, out);
@@ -376,6 +381,8 @@ impl Engine {
             anchor: anchor.rebased(now_ns, self.duration()),
         };
         self.send(now_ns, target, accept, out);
+        let facts = self.handoff_facts(id, &self.cfg.device.id, target, HandoffMode::Push);
+        self.record_event(now_ns, EventName::HandoffAccepted, Some(facts), out);
     }
 
     /// Source side: the target plays from `position` at `at` (this device's clock).
@@ -466,6 +473,7 @@ impl Engine {
         result: HandoffResult,
         out: &mut Vec<Action>,
     ) {
+        self.record_result(now_ns, &result, HandoffMode::Push, out);
         if t.requester == self.cfg.device.id {
             out.push(Action::Notify(Notice::HandoffResult(result)));
         } else {
@@ -668,12 +676,10 @@ impl Engine {
             .collect();
         for id in expired {
             let p = self.handoffs.pending.remove(&id).expect("listed");
-            out.push(Action::Notify(Notice::HandoffResult(failure(
-                &id,
-                &p.source,
-                &p.target,
-                HandoffFailure::TargetOffline,
-            ))));
+            // The target never answered: only this device can tell.
+            let r = failure(&id, &p.source, &p.target, HandoffFailure::TargetOffline);
+            self.record_result(now_ns, &r, HandoffMode::Push, out);
+            out.push(Action::Notify(Notice::HandoffResult(r)));
         }
     }
 
@@ -717,7 +723,68 @@ impl Engine {
         };
         self.send(now_ns, from, body, &mut out);
         self.publish_session(now_ns, &mut out);
+        let id = self.next_id(now_ns);
+        let facts = self.handoff_facts(&id, from, &self.cfg.device.id, HandoffMode::Pull);
+        self.record_event(now_ns, EventName::HandoffCompleted, Some(facts), &mut out);
         out
+    }
+
+    /// A handoff as an event tells it, the devices' classes as this device knows them.
+    fn handoff_facts(
+        &self,
+        id: &str,
+        source: &str,
+        target: &str,
+        mode: HandoffMode,
+    ) -> HandoffFacts {
+        let class = |d: &str| {
+            if d == self.cfg.device.id {
+                Some(self.cfg.device.class)
+            } else {
+                self.directory
+                    .devices
+                    .get(&d.to_owned())
+                    .map(|i| i.device.class)
+            }
+        };
+        HandoffFacts {
+            id: id.to_owned(),
+            source: source.to_owned(),
+            target: target.to_owned(),
+            source_class: class(source),
+            target_class: class(target),
+            mode,
+            trigger: HandoffTrigger::Manual,
+            latency_ns: None,
+            position_error_ns: None,
+            clock_offset_ns: None,
+            clock_error_ns: None,
+            failure: None,
+        }
+    }
+
+    /// The event of a handoff's end: completed with its figures, or failed with why.
+    fn record_result(
+        &mut self,
+        now_ns: u64,
+        r: &HandoffResult,
+        mode: HandoffMode,
+        out: &mut Vec<Action>,
+    ) {
+        let facts = HandoffFacts {
+            latency_ns: r.latency_ns,
+            position_error_ns: r.position_error_ns,
+            clock_offset_ns: r.clock_offset_ns,
+            clock_error_ns: r.rtt_ns.map(|n| n / 2),
+            failure: r.failure,
+            ..self.handoff_facts(&r.handoff, &r.source, &r.target, mode)
+        };
+        let name = if r.failure.is_some() {
+            EventName::HandoffFailed
+        } else {
+            EventName::HandoffCompleted
+        };
+        self.record_event(now_ns, name, Some(facts), out);
     }
 }
 

@@ -198,6 +198,8 @@ pub enum Action {
         key: String,
         estimate: plan::Estimate,
     },
+    /// Publish this device's event on `events` and keep it in the local store.
+    Record(Box<Event>),
     /// Ask the player to act (a remote command, a handoff step).
     Player(PlayerAction),
     /// Tell the application.
@@ -252,6 +254,8 @@ pub struct Engine {
     /// due for each after [`resume::WITNESS_GRACE_NS`] unless it comes back first.
     witnesses: BTreeMap<String, u64>,
     directory: Directory,
+    /// Events this device recorded since it started (their ids' sequence).
+    events_recorded: u64,
 }
 
 impl Engine {
@@ -282,6 +286,7 @@ impl Engine {
             broker_resume: BTreeMap::new(),
             witnesses: BTreeMap::new(),
             directory,
+            events_recorded: 0,
         }
     }
 
@@ -332,6 +337,7 @@ impl Engine {
         };
         out.push(publish(&Topic::device_info(account, id), &info));
         self.publish_session(now_unix_ns, &mut out);
+        self.record_event(now_unix_ns, EventName::DeviceOnline, None, &mut out);
         out
     }
 
@@ -736,8 +742,24 @@ impl Engine {
     }
 
     fn publish_event(&mut self, now_unix_ns: u64, name: EventName, out: &mut Vec<Action>) {
+        self.record_event(now_unix_ns, name, None, out);
+    }
+
+    /// An event of this device: published on `events` and kept in its store
+    /// ([`Action::Record`]). A helper that does not announce itself (the command line's
+    /// `transfer`) records what only it knows: that it asked, and a target that never
+    /// answered.
+    pub(crate) fn record_event(
+        &mut self,
+        now_unix_ns: u64,
+        name: EventName,
+        handoff: Option<wire::HandoffFacts>,
+        out: &mut Vec<Action>,
+    ) {
+        self.events_recorded += 1;
         let event = Event {
             v: wire::VERSION,
+            id: Some(format!("{now_unix_ns:x}-{}", self.events_recorded)),
             device: self.cfg.device.id.clone(),
             name,
             at_unix_ns: now_unix_ns,
@@ -745,13 +767,17 @@ impl Engine {
             position_ns: self
                 .anchor
                 .map(|a| a.position_at(now_unix_ns, self.duration())),
+            session: Some(self.session.clone()).filter(|s| !s.is_empty()),
+            handoff: handoff.map(Box::new),
         };
-        out.push(Action::Publish {
-            topic: Topic::events(&self.cfg.account).to_string(),
-            payload: wire::encode(&event),
-            retain: false,
-            reliable: true,
-        });
+        out.push(Action::Record(Box::new(event)));
+    }
+
+    /// Record an event the application saw (a resume offered, taken or declined).
+    pub fn note(&mut self, now_unix_ns: u64, name: EventName) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.record_event(now_unix_ns, name, None, &mut out);
+        out
     }
 }
 

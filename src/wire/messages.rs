@@ -305,7 +305,9 @@ pub struct Command {
 }
 
 /// What happened, for `events`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum EventName {
     Started,
@@ -314,13 +316,107 @@ pub enum EventName {
     Seeked,
     Ended,
     Stopped,
+    /// The initiator asked a target to take over.
+    HandoffRequested,
+    /// The target offered to take over (it loads the media).
+    HandoffOffered,
+    /// The source accepted the offer.
+    HandoffAccepted,
+    /// The target plays: `handoff` has its figures.
+    HandoffCompleted,
+    /// The target gave up, or the initiator heard nothing: `handoff.failure` says why.
+    HandoffFailed,
+    /// A resume point was offered to the user (`resume=ask`).
+    ResumeOffered,
+    /// Playback resumed from a point or a live session of another device.
+    ResumeTaken,
+    /// A resume offer was turned down (the user played from the start).
+    ResumeDeclined,
+    /// The device came online (it says so itself when it connects).
+    DeviceOnline,
+    /// The device went offline cleanly (a device that vanishes cannot say it).
+    DeviceOffline,
 }
 
-/// `events` (not retained): analytics.
+wire_names!(EventName {
+    Started => "started",
+    Paused => "paused",
+    Resumed => "resumed",
+    Seeked => "seeked",
+    Ended => "ended",
+    Stopped => "stopped",
+    HandoffRequested => "handoff-requested",
+    HandoffOffered => "handoff-offered",
+    HandoffAccepted => "handoff-accepted",
+    HandoffCompleted => "handoff-completed",
+    HandoffFailed => "handoff-failed",
+    ResumeOffered => "resume-offered",
+    ResumeTaken => "resume-taken",
+    ResumeDeclined => "resume-declined",
+    DeviceOnline => "device-online",
+    DeviceOffline => "device-offline",
+});
+
+/// How a handoff was asked for: the source's session pushed to a target, or pulled by a
+/// device that started the same media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum HandoffMode {
+    Push,
+    Pull,
+}
+
+/// Who asked for a handoff: a person, or a device in automatic mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum HandoffTrigger {
+    Manual,
+    Automatic,
+}
+
+/// A handoff as an event tells it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HandoffFacts {
+    #[schemars(pattern(crate::patterns::ID))]
+    pub id: String,
+    #[schemars(pattern(crate::patterns::ID))]
+    pub source: String,
+    #[schemars(pattern(crate::patterns::ID))]
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_class: Option<crate::model::DeviceClass>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_class: Option<crate::model::DeviceClass>,
+    pub mode: HandoffMode,
+    pub trigger: HandoffTrigger,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = crate::patterns::MAX_MEDIA_NS))]
+    pub latency_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -(crate::patterns::MAX_MEDIA_NS as i64), max = crate::patterns::MAX_MEDIA_NS as i64))]
+    pub position_error_ns: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -(crate::patterns::MAX_MEDIA_NS as i64), max = crate::patterns::MAX_MEDIA_NS as i64))]
+    pub clock_offset_ns: Option<i64>,
+    /// The offset is within this of the truth (half the best sample's round trip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = crate::patterns::MAX_MEDIA_NS))]
+    pub clock_error_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<HandoffFailure>,
+}
+
+/// `events` (not retained): analytics. Each device keeps its own and those it receives in
+/// its local store, by `id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
     #[schemars(range(min = 1, max = 1))]
     pub v: u32,
+    /// Unique per event (the device id, its clock and a sequence number); absent from
+    /// older devices' events, which are then told apart by device, name and instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(crate::patterns::ID))]
+    pub id: Option<String>,
     #[schemars(pattern(crate::patterns::ID))]
     pub device: String,
     pub name: EventName,
@@ -332,6 +428,22 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = crate::patterns::MAX_MEDIA_NS))]
     pub position_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(crate::patterns::ID))]
+    pub session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<Box<HandoffFacts>>,
+}
+
+impl Event {
+    /// Its key in a store: the `id`, or for an older device's event its device, name and
+    /// instant.
+    pub fn key(&self) -> String {
+        match &self.id {
+            Some(id) => id.clone(),
+            None => format!("{}/{}/{}", self.device, self.name.as_str(), self.at_unix_ns),
+        }
+    }
 }
 
 /// The sealed part of an envelope (`docs/PROTOCOL.md`, "Sealed envelope"): the message,

@@ -99,6 +99,17 @@ fn check_opt_text(field: &str, s: &Option<String>, max: usize) -> Result<(), Wir
     s.as_deref().map_or(Ok(()), |s| check_text(field, s, max))
 }
 
+/// A signed media-time difference: within ±(2^53 - 1).
+fn signed(field: &str, v: Option<i64>) -> Result<(), WireError> {
+    match v {
+        Some(v) if v.unsigned_abs() > MAX_MEDIA_NS => Err(WireError::field_err(
+            field,
+            format!("{v} is beyond ±{MAX_MEDIA_NS}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn check_media_ns(field: &str, v: u64) -> Result<(), WireError> {
     if v > MAX_MEDIA_NS {
         return Err(WireError::field_err(
@@ -247,13 +258,6 @@ impl Validate for Command {
         check_id_field("from", &self.from)?;
         check_id_field("to", &self.to)?;
         check_unix_ns("sent_unix_ns", self.sent_unix_ns)?;
-        let signed = |field: &str, v: Option<i64>| match v {
-            Some(v) if v.unsigned_abs() > MAX_MEDIA_NS => Err(WireError::field_err(
-                field,
-                format!("{v} is beyond ±{MAX_MEDIA_NS}"),
-            )),
-            _ => Ok(()),
-        };
         match &self.body {
             CommandBody::Seek { position_ns } => check_media_ns("body.position_ns", *position_ns)?,
             CommandBody::Play | CommandBody::Pause | CommandBody::Sync => {}
@@ -351,6 +355,25 @@ impl Validate for Event {
         }
         if let Some(p) = self.position_ns {
             check_media_ns("position_ns", p)?;
+        }
+        if let Some(id) = &self.id {
+            check_id_field("id", id)?;
+        }
+        if let Some(s) = &self.session {
+            check_id_field("session", s)?;
+        }
+        if let Some(h) = &self.handoff {
+            check_id_field("handoff.id", &h.id)?;
+            check_id_field("handoff.source", &h.source)?;
+            check_id_field("handoff.target", &h.target)?;
+            if let Some(l) = h.latency_ns {
+                check_media_ns("handoff.latency_ns", l)?;
+            }
+            if let Some(l) = h.clock_error_ns {
+                check_media_ns("handoff.clock_error_ns", l)?;
+            }
+            signed("handoff.position_error_ns", h.position_error_ns)?;
+            signed("handoff.clock_offset_ns", h.clock_offset_ns)?;
         }
         Ok(())
     }

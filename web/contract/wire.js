@@ -157,6 +157,25 @@ const anchor = object({
   rate: req(f64),
   state: req(oneOf(["playing", "paused", "ended"])),
 });
+const EVENT_NAMES = [
+  "started", "paused", "resumed", "seeked", "ended", "stopped",
+  "handoff-requested", "handoff-offered", "handoff-accepted", "handoff-completed", "handoff-failed",
+  "resume-offered", "resume-taken", "resume-declined", "device-online", "device-offline",
+];
+const handoffFacts = object({
+  id: req(str),
+  source: req(str),
+  target: req(str),
+  source_class: opt(oneOf(CLASSES)),
+  target_class: opt(oneOf(CLASSES)),
+  mode: req(oneOf(["push", "pull"])),
+  trigger: req(oneOf(["manual", "automatic"])),
+  latency_ns: opt(u64),
+  position_error_ns: opt(i64),
+  clock_offset_ns: opt(i64),
+  clock_error_ns: opt(u64),
+  failure: opt(oneOf(FAILURES)),
+});
 const queueItem = object({ id: req(str), uri: opt(str), title: opt(str), duration_ns: opt(u64) });
 
 const MESSAGES = {
@@ -190,11 +209,14 @@ const MESSAGES = {
   }),
   events: object({
     v: req(u32),
+    id: opt(str),
     device: req(str),
-    name: req(oneOf(["started", "paused", "resumed", "seeked", "ended", "stopped"])),
+    name: req(oneOf(EVENT_NAMES)),
     at_unix_ns: req(u64),
     media_id: opt(str),
     position_ns: opt(u64),
+    session: opt(str),
+    handoff: opt(handoffFacts),
   }),
   roster: object({
     v: req(u32),
@@ -404,6 +426,16 @@ const CHECKS = {
     unixNs("at_unix_ns", m.at_unix_ns);
     text("media_id", m.media_id, MAX_URI);
     mediaNs("position_ns", m.position_ns);
+    if (m.id !== undefined) id("id", m.id);
+    if (m.session !== undefined) id("session", m.session);
+    const h = m.handoff;
+    if (h) {
+      for (const k of ["id", "source", "target"]) id(`handoff.${k}`, h[k]);
+      mediaNs("handoff.latency_ns", h.latency_ns);
+      mediaNs("handoff.clock_error_ns", h.clock_error_ns);
+      signed("handoff.position_error_ns", h.position_error_ns);
+      signed("handoff.clock_offset_ns", h.clock_offset_ns);
+    }
   },
   roster: (m) => {
     count("devices", m.devices, MAX_ROSTER);
