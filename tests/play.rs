@@ -352,6 +352,9 @@ fn a_cold_handoff_of_the_demo_clip_loads_and_prerolls_once_then_learns_its_load_
     let clip = make_demo_clip(setup.dir.path());
     let phone = PlayProcess::start(&setup.url, setup.dir.path(), "Phone", "phone", Some(&clip));
     phone.wait_line("] playing");
+    // A phone that has just started has published its session paused at 0 and then playing:
+    // a handoff in between plans from the first and seeks again. People hand off a moment in.
+    std::thread::sleep(Duration::from_secs(1));
     // Twice a TV that was just switched on, nothing loaded: the first with the safe default
     // plan, the second with the load time it learned from the first (kept in its store).
     for round in 0..2 {
@@ -377,6 +380,36 @@ fn a_cold_handoff_of_the_demo_clip_loads_and_prerolls_once_then_learns_its_load_
         tv.wait_line("paused");
         drop(tv);
     }
+    // The phone heard every handoff's events, sealed on the broker, and kept them: its
+    // `continuity stats` counts the four, phone to TV and back, by device class.
+    let stats = || {
+        let out = Command::new(BIN)
+            .arg("--config-dir")
+            .arg(setup.dir.path().join("Phone"))
+            .args(["stats", "--since", "1h", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let mut doc = stats();
+    for _ in 0..50 {
+        if doc["stats"]["succeeded"] == 4 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        doc = stats();
+    }
+    let s = &doc["stats"];
+    assert_eq!(s["handoffs"], 4, "{s:#}");
+    assert_eq!(s["succeeded"], 4, "{s:#}");
+    assert_eq!(s["transitions_by_class"]["phone"]["tv"], 2, "{s:#}");
+    assert_eq!(s["transitions_by_class"]["tv"]["phone"], 2, "{s:#}");
+    assert!(s["latency_ms"]["p95"].as_f64().unwrap() < 3000.0, "{s:#}");
 }
 
 #[test]

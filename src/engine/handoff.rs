@@ -558,6 +558,13 @@ impl Engine {
             // The preroll took longer than planned (or P is paused elsewhere, or the clocks
             // disagree): seek again, in the media now loaded, as far ahead as a seek takes
             // (which the late preroll has just taught, when it was one).
+            tracing::debug!(
+                "handoff {}: seek again (prerolled at {prerolled} for {at_ns}, now {now_ns}, \
+                 source {:?} at {:?}, offset {offset}, paused off {paused_off}, too far {too_far})",
+                t.id,
+                anchor.state,
+                anchor.position_ns
+            );
             let lead = self.lead_ns(&t.source, &t.media_id, true);
             let position_ns = if anchor.state == PlayState::Playing {
                 source_position(&anchor, offset, now_ns + lead)
