@@ -555,6 +555,13 @@ impl Node {
         id
     }
 
+    /// Record an event the application saw (a resume offered, taken or declined): published
+    /// and kept like the engine's own.
+    pub fn note(&self, name: wire::EventName) {
+        let actions = self.inner.engine().note(now_unix_ns(), name);
+        self.inner.carry_out(actions);
+    }
+
     /// Pull handoff: this device plays `session` now, at its live position; `from` pauses.
     pub fn take_over(&self, from: &str, session: &str, epoch: u64) {
         let actions = self

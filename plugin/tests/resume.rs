@@ -145,6 +145,23 @@ fn resume_ask_offers_and_seeks_only_when_told() {
     // A second emission has nothing to offer.
     let again: bool = p.element.emit_by_name("resume", &[]);
     assert!(!again);
+    // Both are events of the device, kept in its store (`continuity stats` counts them).
+    p.stop();
+    drop(p);
+    let store = continuity::store::Store::open_in(dir.path()).unwrap();
+    let names: Vec<_> = store
+        .events_since(0)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .filter(|n| n.as_str().starts_with("resume-"))
+        .collect();
+    use continuity::wire::EventName;
+    assert_eq!(
+        names,
+        vec![EventName::ResumeOffered, EventName::ResumeTaken],
+        "{names:?}"
+    );
 }
 
 #[test]

@@ -164,7 +164,12 @@ impl ObjectImpl for Continuity {
                     .return_type::<bool>()
                     .class_handler(|args| {
                         let element = element(args);
-                        Some(network::resume_offered(&element, &element.imp().shared).to_value())
+                        let imp = element.imp();
+                        let taken = network::resume_offered(&element, &imp.shared);
+                        if taken {
+                            imp.note(continuity::wire::EventName::ResumeTaken);
+                        }
+                        Some(taken.to_value())
                     })
                     .build(),
             ]
@@ -318,7 +323,10 @@ impl BaseTransformImpl for Continuity {
         };
         self.shared.position.store(POSITION_NONE, Ordering::Relaxed);
         self.shared.gate(Gate::reset);
-        self.shared.take_offer();
+        if self.shared.take_offer().is_some() {
+            // Offered and never taken: the media stopped, or another one started.
+            self.note(continuity::wire::EventName::ResumeDeclined);
+        }
         self.paused_at.store(POSITION_NONE, Ordering::Relaxed);
         Ok(())
     }
@@ -439,6 +447,13 @@ impl BaseTransformImpl for Continuity {
 }
 
 impl Continuity {
+    /// Record an event of this device (a resume offered, taken or declined).
+    fn note(&self, name: continuity::wire::EventName) {
+        if let Some((_, network)) = lock(&self.network).as_ref() {
+            network.note(name);
+        }
+    }
+
     /// Start the device: the engine, the link and the store (NULL to READY). A device made
     /// from the same settings lives on (see `change_state`).
     fn open_network(&self) -> Result<(), gst::ErrorMessage> {

@@ -14,6 +14,7 @@ use continuity::engine::gate::{Decision, Gate, SeekFor};
 use continuity::engine::{Notice, Observation, PlayerAction, ResolveError, ResumeFrom};
 use continuity::hlc::now_unix_ns;
 use continuity::node::{Node, NodeConfig, NodeError, NodeEvent};
+use continuity::wire::EventName;
 use gst::glib;
 use gst::prelude::*;
 use tokio::runtime::Runtime;
@@ -124,8 +125,15 @@ pub fn carry_out(element: &super::Continuity, node: &Arc<Node>, shared: &Arc<Sha
                 .field("device", &from.device)
                 .field("when", from.when_unix_ns)
                 .build();
-            *shared.offer.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(Offer { media_id, from });
+            let before = shared
+                .offer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .replace(Offer { media_id, from });
+            if before.is_some() {
+                node.note(EventName::ResumeDeclined);
+            }
+            node.note(EventName::ResumeOffered);
             post(element, message);
         }
         Decision::Seek { position_ns, why } => {
@@ -148,6 +156,7 @@ pub fn carry_out(element: &super::Continuity, node: &Arc<Node>, shared: &Arc<Sha
                     if let Some((session, epoch)) = &from.live {
                         node.take_over(&from.device, session, *epoch);
                     }
+                    node.note(EventName::ResumeTaken);
                     post(&element, resumed(media_id, position_ns, &from.device));
                 }
                 let weak = element.downgrade();
@@ -218,6 +227,11 @@ pub struct Network {
 }
 
 impl Network {
+    /// Record an event the element saw (see [`Node::note`]).
+    pub fn note(&self, name: EventName) {
+        self.node.note(name);
+    }
+
     /// Start the node and the pump.
     pub fn start(
         cfg: NetworkConfig,
