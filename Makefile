@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PACKAGES := pkg-config gcc g++ libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-x gstreamer1.0-tools \
 	mosquitto mosquitto-clients iproute2 faketime nodejs \
-	npm chromium fonts-dejavu-core
+	npm chromium fonts-dejavu-core python3-prometheus-client
 # `make bench` needs these as well (instruction counts).
 BENCH_PACKAGES := valgrind
 CARGO ?= cargo

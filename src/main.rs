@@ -160,8 +160,12 @@ enum Command {
         #[arg(long, default_value = "7d")]
         since: String,
         /// One JSON document (see docs/CLI.md) instead of a summary.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "serve")]
         json: bool,
+        /// Serve the figures as OpenMetrics text at http://ADDR/metrics (for Prometheus),
+        /// computed afresh at each scrape, until Ctrl-C. E.g. 127.0.0.1:9464.
+        #[arg(long, value_name = "ADDR")]
+        serve: Option<SocketAddr>,
     },
 }
 
@@ -335,12 +339,15 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
         Command::Sessions { json, watch } => {
             cli::sessions::run(broker, name, account, json, watch).await
         }
-        Command::Stats { since, json } => {
+        Command::Stats { since, json, serve } => {
             let dir = match &cli.config_dir {
                 Some(d) => d.clone(),
                 None => continuity::config::default_config_dir().map_err(Failure::new)?,
             };
-            cli::stats::run(&dir, &since, json)
+            match serve {
+                Some(addr) => cli::stats::serve(&dir, &since, addr).await,
+                None => cli::stats::run(&dir, &since, json),
+            }
         }
     }
 }

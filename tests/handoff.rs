@@ -1154,4 +1154,112 @@ fn a_scripted_day_of_handoffs_gives_the_expected_stats() {
     let longest = t["max"].as_f64().unwrap();
     assert!((14_370.0..14_390.0).contains(&longest), "{t}");
     assert_eq!(s["by_mode"]["push"], 5);
+
+    // The same figures for Prometheus: OpenMetrics text, as its reference parser reads it.
+    let text = scrape_metrics(dir.path());
+    let parsed = parse_openmetrics(&text);
+    let value = |name: &str, labels: &str| -> f64 {
+        parsed
+            .iter()
+            .find(|(n, l, _)| n == name && l == labels)
+            .unwrap_or_else(|| panic!("no {name}{{{labels}}} in {parsed:?}\n{text}"))
+            .2
+    };
+    assert_eq!(value("continuity_handoffs", "result=succeeded"), 3.0);
+    assert_eq!(value("continuity_handoffs", "result=failed"), 2.0);
+    assert_eq!(value("continuity_handoff_success_ratio", ""), 0.6);
+    assert_eq!(
+        value("continuity_handoff_failures", "reason=target-offline"),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "continuity_handoff_transitions",
+            "from_class=phone,to_class=tv"
+        ),
+        1.0
+    );
+    assert_eq!(value("continuity_handoffs_by_hour", "hour=13"), 1.0);
+    let p50 = value("continuity_handoff_latency_seconds", "percentile=50");
+    assert!((p50 * 1000.0 - s["latency_ms"]["p50"].as_f64().unwrap()).abs() < 1e-6);
+}
+
+/// `continuity stats --serve` on a free port: one scrape of `/metrics`, checked as HTTP.
+fn scrape_metrics(config_dir: &std::path::Path) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_continuity"))
+        .arg("--config-dir")
+        .arg(config_dir)
+        .args(["stats", "--since", "2d", "--serve", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    body.to_owned()
+}
+
+/// Parse OpenMetrics text with prometheus_client's parser (python3-prometheus-client, which
+/// `make test` installs): its samples as (name, `k=v,...`, value). A text it refuses fails.
+fn parse_openmetrics(text: &str) -> Vec<(String, String, f64)> {
+    use std::io::Write;
+    let script = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+        for f in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   for s in f.samples:\n\
+        \x20       labels = ','.join(k + '=' + v for k, v in sorted(s.labels.items()))\n\
+        \x20       print(s.name + ' ' + labels + ' ' + repr(s.value))\n";
+    // Debian's python3, which has the package (not another one first on PATH).
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (make test installs python3-prometheus-client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser refused the text: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut parts = l.split(' ');
+            let name = parts.next().unwrap().to_owned();
+            let labels = parts.next().unwrap().to_owned();
+            let value = parts.next().unwrap().parse().unwrap();
+            (name, labels, value)
+        })
+        .collect()
 }

@@ -120,3 +120,267 @@ pub fn run(config_dir: &Path, since: &str, as_json: bool) -> Result<(), Failure>
     }
     Ok(())
 }
+
+/// One gauge family of the OpenMetrics text.
+fn family(out: &mut String, name: &str, help: &str, unit: Option<&str>) {
+    out.push_str(&format!("# TYPE {name} gauge\n"));
+    if let Some(u) = unit {
+        out.push_str(&format!("# UNIT {name} {u}\n"));
+    }
+    out.push_str(&format!("# HELP {name} {help}\n"));
+}
+
+/// A label value, escaped as OpenMetrics wants (`\\`, `\"`, `\n`).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
+    let labels: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+        .collect();
+    if labels.is_empty() {
+        out.push_str(&format!("{name} {value}\n"));
+    } else {
+        out.push_str(&format!("{name}{{{}}} {value}\n", labels.join(",")));
+    }
+}
+
+/// The analytics as OpenMetrics text (gauges over the `--since` window), ending in `# EOF`.
+pub fn openmetrics(s: &Stats) -> String {
+    let mut out = String::new();
+    let n = |v: usize| v as f64;
+    family(
+        &mut out,
+        "continuity_handoffs",
+        "Handoffs in the window, by result.",
+        None,
+    );
+    sample(
+        &mut out,
+        "continuity_handoffs",
+        &[("result", "succeeded")],
+        n(s.succeeded),
+    );
+    sample(
+        &mut out,
+        "continuity_handoffs",
+        &[("result", "failed")],
+        n(s.failed),
+    );
+    family(
+        &mut out,
+        "continuity_handoff_success_ratio",
+        "Succeeded handoffs of all (absent without handoffs).",
+        Some("ratio"),
+    );
+    if let Some(r) = s.success_rate {
+        sample(&mut out, "continuity_handoff_success_ratio", &[], r);
+    }
+    family(
+        &mut out,
+        "continuity_handoff_failures",
+        "Failed handoffs by reason.",
+        None,
+    );
+    for (reason, count) in &s.failures {
+        sample(
+            &mut out,
+            "continuity_handoff_failures",
+            &[("reason", reason)],
+            n(*count),
+        );
+    }
+    for (name, help, spread) in [
+        (
+            "continuity_handoff_latency_seconds",
+            "Request to the target playing, by percentile.",
+            &s.latency_ms,
+        ),
+        (
+            "continuity_handoff_position_error_seconds",
+            "The target's first position against the source's, absolute, by percentile.",
+            &s.position_error_ms,
+        ),
+    ] {
+        family(&mut out, name, help, Some("seconds"));
+        for (p, v) in [("50", spread.p50), ("95", spread.p95), ("100", spread.max)] {
+            if let Some(v) = v {
+                sample(&mut out, name, &[("percentile", p)], v / 1000.0);
+            }
+        }
+    }
+    family(
+        &mut out,
+        "continuity_handoff_transitions",
+        "Successful handoffs from one device class to another.",
+        None,
+    );
+    for (from, tos) in &s.transitions_by_class {
+        for (to, count) in tos {
+            sample(
+                &mut out,
+                "continuity_handoff_transitions",
+                &[("from_class", from), ("to_class", to)],
+                n(*count),
+            );
+        }
+    }
+    family(
+        &mut out,
+        "continuity_handoffs_stopped_soon",
+        "Successful handoffs whose target stopped within 60 s.",
+        None,
+    );
+    sample(
+        &mut out,
+        "continuity_handoffs_stopped_soon",
+        &[],
+        n(s.drop_off.stopped_soon_after_handoff),
+    );
+    family(
+        &mut out,
+        "continuity_resume_offers",
+        "Resume offers, by outcome.",
+        None,
+    );
+    sample(
+        &mut out,
+        "continuity_resume_offers",
+        &[("outcome", "offered")],
+        n(s.drop_off.resume_offers),
+    );
+    sample(
+        &mut out,
+        "continuity_resume_offers",
+        &[("outcome", "declined")],
+        n(s.drop_off.resume_declined),
+    );
+    sample(
+        &mut out,
+        "continuity_resume_offers",
+        &[("outcome", "taken")],
+        n(s.drop_off.resume_taken),
+    );
+    family(
+        &mut out,
+        "continuity_handoffs_by_hour",
+        "Handoffs by the hour of the day (UTC) they happened.",
+        None,
+    );
+    for (hour, count) in s.by_hour_utc.iter().enumerate() {
+        sample(
+            &mut out,
+            "continuity_handoffs_by_hour",
+            &[("hour", &format!("{hour:02}"))],
+            n(*count),
+        );
+    }
+    family(&mut out, "continuity_events", "Events in the window.", None);
+    sample(&mut out, "continuity_events", &[], n(s.events));
+    out.push_str("# EOF\n");
+    out
+}
+
+/// The longest request head taken.
+const MAX_REQUEST: usize = 8192;
+
+/// `continuity stats --serve ADDR`: `GET /metrics` answers the analytics of the last
+/// `since` as OpenMetrics text, computed from the store at each scrape. Until Ctrl-C.
+pub async fn serve(
+    config_dir: &Path,
+    since: &str,
+    addr: std::net::SocketAddr,
+) -> Result<(), Failure> {
+    let back = parse_since(since).map_err(Failure::unreachable)?;
+    let dir = config_dir.to_owned();
+    let store = dir.join("state.sqlite3");
+    if !store.exists() {
+        return Err(Failure::new(format!(
+            "no events here: {} has no store (use --config-dir of a player)",
+            config_dir.display()
+        )));
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Failure::unreachable(format!("cannot listen on {addr}: {e}")))?;
+    let local = listener.local_addr().map_err(Failure::new)?;
+    println!("serving OpenMetrics on http://{local}/metrics (the last {since})");
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else { continue };
+                let dir = dir.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = answer(stream, &dir, back).await {
+                        tracing::info!("metrics request from {peer}: {e}");
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn answer(mut stream: tokio::net::TcpStream, dir: &Path, back: u64) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 || head.len() + n > MAX_REQUEST {
+                return Err(std::io::Error::other("no complete request head"));
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Ok(())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .map_err(|_| std::io::Error::other("no request within 5 s"))??;
+    let line = String::from_utf8_lossy(&head);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, kind, body) = if method != "GET" {
+        (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_owned(),
+        )
+    } else if path != "/metrics" && !path.starts_with("/metrics?") {
+        (
+            "404 Not Found",
+            "text/plain",
+            "the metrics are at /metrics\n".to_owned(),
+        )
+    } else {
+        let dir = dir.to_owned();
+        let computed = tokio::task::spawn_blocking(move || -> Result<String, String> {
+            let store = Store::open_in(&dir).map_err(|e| e.to_string())?;
+            let now = now_unix_ns();
+            let from = now.saturating_sub(back);
+            let events = store.events_since(from).map_err(|e| e.to_string())?;
+            Ok(openmetrics(&stats::compute(&events, from, now)))
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        match computed {
+            Ok(text) => (
+                "200 OK",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                text,
+            ),
+            Err(e) => ("500 Internal Server Error", "text/plain", format!("{e}\n")),
+        }
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
