@@ -767,7 +767,11 @@ fn a_restarted_source_holds_its_own_session_again() {
         "nothing pauses it"
     );
     assert!(
-        net.notices.get("phone").is_none_or(|n| n.is_empty()),
+        net.notices
+            .get("phone")
+            .into_iter()
+            .flatten()
+            .all(|n| !matches!(n, Notice::LeaseLost { .. })),
         "no 'the session moved': {:?}",
         net.notices.get("phone")
     );
@@ -1262,4 +1266,54 @@ fn parse_openmetrics(text: &str) -> Vec<(String, String, f64)> {
             (name, labels, value)
         })
         .collect()
+}
+
+#[test]
+fn a_device_of_another_class_that_comes_online_while_media_plays_is_suggested_once() {
+    let mut net = setup();
+    let suggested = |net: &Net| -> Vec<String> {
+        net.notices
+            .get("phone")
+            .into_iter()
+            .flatten()
+            .filter_map(|n| match n {
+                Notice::HandoffSuggested { device, .. } => Some(device.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    // The TV came on just as the phone started (within 10 s): suggested, once.
+    assert_eq!(suggested(&net), vec!["tv".to_owned()]);
+    net.advance(60_000);
+    // A second TV is switched on, and another phone: the TV is suggested, the phone not.
+    net.add("tv2", DeviceClass::Tv, 0, true);
+    net.add("phone2", DeviceClass::Phone, 0, true);
+    net.advance(1_000);
+    assert_eq!(suggested(&net), vec!["tv".to_owned(), "tv2".to_owned()]);
+    // A device that only helps (the command line) is no device to continue on.
+    net.add("cli2", DeviceClass::Other, 0, false);
+    assert_eq!(suggested(&net).len(), 2);
+    // Nothing while the phone is paused.
+    net.observe(
+        "phone",
+        Observation::Playback {
+            position_ns: 101 * SECOND_NS,
+            state: PlayState::Paused,
+            rate: 1.0,
+        },
+    );
+    net.add("tablet", DeviceClass::Tablet, 0, true);
+    net.advance(1_000);
+    assert_eq!(suggested(&net).len(), 2);
+    // A TV on for a minute before the phone plays again is not news.
+    net.advance(60_000);
+    net.observe(
+        "phone",
+        Observation::Playback {
+            position_ns: 101 * SECOND_NS,
+            state: PlayState::Playing,
+            rate: 1.0,
+        },
+    );
+    assert_eq!(suggested(&net).len(), 2);
 }

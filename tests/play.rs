@@ -132,7 +132,7 @@ impl PlayProcess {
             .args(["play", "--no-advertise", "--device-name", name])
             .args(["--device-class", class])
             .env("CONTINUITY_MDNS_INTERFACE", "lo")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if let Some(m) = media {
@@ -149,6 +149,30 @@ impl PlayProcess {
             }
         });
         PlayProcess { child, lines }
+    }
+
+    /// Type a line on the player's terminal.
+    fn type_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("piped");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The lines that come within `within`, none of which may contain `what`.
+    fn no_line_within(&self, what: &str, within: Duration) -> Vec<String> {
+        let end = std::time::Instant::now() + within;
+        let mut seen = Vec::new();
+        while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    assert!(!line.contains(what), "'{what}' came: {line}");
+                    seen.push(line);
+                }
+                Err(_) => break,
+            }
+        }
+        seen
     }
 
     /// Wait for an output line containing `what`.
@@ -711,4 +735,25 @@ fn refusals_show_in_play_verbose_once_per_kind_and_topic() {
         refused[0] != refused[1] && refused[1] != refused[2],
         "{refused:#?}"
     );
+}
+
+#[test]
+fn a_tv_that_comes_online_is_suggested_and_a_key_press_continues_there() {
+    let setup = Setup::new();
+    let mut phone = setup.playing("Phone", "phone");
+    let tv = setup.idle("TV", "tv");
+    // Within 2 s of the TV coming online, in words.
+    let started = std::time::Instant::now();
+    let line = phone.wait_line("is on: continue there?");
+    assert!(started.elapsed() < Duration::from_secs(2), "{line}");
+    assert!(
+        line.contains("TV is on: continue there? (t, then Enter)"),
+        "{line}"
+    );
+    // Nothing happens without the key.
+    tv.no_line_within("handoff incoming", Duration::from_secs(1));
+    phone.type_line("t");
+    phone.wait_line("continuing there");
+    tv.wait_line("handoff complete");
+    phone.wait_line("paused");
 }

@@ -5,7 +5,7 @@
 //! `libgstcontinuity.so` built beside this executable (a cargo build puts both in
 //! `target/<profile>/`).
 
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -374,6 +374,22 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
         }
     }
 
+    // The device last suggested ("the TV is on"), which `t` hands off to.
+    let mut suggested: Option<String> = None;
+    {
+        // `t` and Enter on the terminal (or a line `t` on stdin) takes the suggestion.
+        let bus = bus.clone();
+        std::thread::spawn(move || {
+            let stdin = std::io::stdin();
+            for line in stdin.lock().lines().map_while(Result::ok) {
+                if line.trim().eq_ignore_ascii_case("t") {
+                    let _ = bus.post(gst::message::Application::new(gst::Structure::new_empty(
+                        "continuity-key",
+                    )));
+                }
+            }
+        });
+    }
     let mut handoff_audio: Option<String> = None;
     let mut handoff_loading = false;
     // The frame a handoff prerolled: the first the target shows at the switch.
@@ -397,6 +413,19 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                 if a.structure().is_some_and(|s| s.name() == "continuity-quit") =>
             {
                 break;
+            }
+            MessageView::Application(a)
+                if a.structure().is_some_and(|s| s.name() == "continuity-key") =>
+            {
+                match suggested.take() {
+                    Some(device) => {
+                        player.say("continuing there");
+                        let _ = player
+                            .element
+                            .emit_by_name::<Option<String>>("handoff-to", &[&device]);
+                    }
+                    None => player.say("nothing to continue on: no device was suggested"),
+                }
             }
             MessageView::Element(e) => {
                 let Some(s) = e.structure() else { continue };
@@ -455,6 +484,11 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                             "this device was removed from the account: other devices no \
                              longer hear it (pair it again to rejoin)",
                         );
+                    }
+                    "continuity-handoff-suggested" => {
+                        let name = s.get::<String>("name").unwrap_or_default();
+                        suggested = s.get::<String>("device").ok();
+                        player.say(&format!("{name} is on: continue there? (t, then Enter)"));
                     }
                     "continuity-session-moved" => {
                         let to = s.get::<String>("device").unwrap_or_default();

@@ -176,6 +176,13 @@ pub enum Notice {
     HandoffResult(HandoffResult),
     /// Another device holds this device's session now.
     LeaseLost { to: String },
+    /// A device of another class came online while this one plays: the application may
+    /// offer to continue there ("the TV is on: continue there?"). Nothing happens by itself.
+    HandoffSuggested {
+        device: String,
+        name: String,
+        class: crate::model::DeviceClass,
+    },
 }
 
 /// What the adapter must carry out.
@@ -219,6 +226,10 @@ pub struct ResumeFrom {
     pub live: Option<(String, u64)>,
 }
 
+/// A device that came online is suggested when this one plays within this time of it (a
+/// TV switched on as the phone starts counts; one on for an hour does not).
+pub const SUGGEST_WITHIN_NS: u64 = 10_000_000_000;
+
 /// When the second and third probes of a device that came online leave, after the first.
 const PROBES_AFTER_ONLINE_NS: [u64; 2] = [500_000_000, 2_000_000_000];
 
@@ -256,6 +267,9 @@ pub struct Engine {
     directory: Directory,
     /// Events this device recorded since it started (their ids' sequence).
     events_recorded: u64,
+    /// Devices that came online, by when: suggested once their info is in and this device
+    /// plays, within [`SUGGEST_WITHIN_NS`].
+    suggest: BTreeMap<String, u64>,
 }
 
 impl Engine {
@@ -287,6 +301,7 @@ impl Engine {
             witnesses: BTreeMap::new(),
             directory,
             events_recorded: 0,
+            suggest: Default::default(),
         }
     }
 
@@ -536,6 +551,7 @@ impl Engine {
                 self.on_started(now_unix_ns, position_ns, &mut out)
             }
         }
+        self.suggest_handoffs(now_unix_ns, &mut out);
         out
     }
 
@@ -584,6 +600,11 @@ impl Engine {
                         self.witnesses.remove(&a.device);
                         if was != Some(Status::Online) {
                             self.probe_clock_soon(now_unix_ns, &a.device, out);
+                            if self.cfg.announce && a.device != self.cfg.device.id {
+                                // Its info may come after, and this device may be starting
+                                // to play: suggested once both are so.
+                                self.suggest.insert(a.device.clone(), now_unix_ns);
+                            }
                         }
                     }
                     Status::Offline => {}
@@ -620,6 +641,43 @@ impl Engine {
             _ => {}
         }
         self.directory.apply(&msg);
+    }
+
+    /// Whether this device plays its own session now (it is the one a handoff would move).
+    fn plays_here(&self) -> bool {
+        self.cfg.announce
+            && self.lease.device == self.cfg.device.id
+            && self.anchor.is_some_and(|a| a.state == PlayState::Playing)
+    }
+
+    /// Devices that came online while this one plays (or just before it started), once
+    /// their info is known: a device of another class is suggested, once each time it comes
+    /// online.
+    fn suggest_handoffs(&mut self, now_unix_ns: u64, out: &mut Vec<Action>) {
+        if self.suggest.is_empty() {
+            return;
+        }
+        self.suggest
+            .retain(|_, at| now_unix_ns.saturating_sub(*at) <= SUGGEST_WITHIN_NS);
+        if !self.plays_here() {
+            return;
+        }
+        let ready: Vec<crate::wire::DeviceInfo> = self
+            .suggest
+            .keys()
+            .filter_map(|d| self.directory.devices.get(d).cloned())
+            .collect();
+        for info in ready {
+            self.suggest.remove(&info.device.id);
+            let online = self.directory.availability.get(&info.device.id) == Some(&Status::Online);
+            if online && info.device.class != self.cfg.device.class {
+                out.push(Action::Notify(Notice::HandoffSuggested {
+                    device: info.device.id.clone(),
+                    name: info.device.name.clone(),
+                    class: info.device.class,
+                }));
+            }
+        }
     }
 
     /// A command to this device, which arrived at `arrived_ns` and is handled at `now`.

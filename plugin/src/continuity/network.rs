@@ -529,6 +529,24 @@ impl Pump {
                 };
                 post(element, s);
             }
+            Notice::HandoffSuggested {
+                device,
+                name,
+                class,
+            } => {
+                // In words, for the application to show and a screen reader to say.
+                let sentence = format!("{name} is on: continue there?");
+                gst::info!(CAT, obj = element, "{sentence} ({device}, {class})");
+                post(
+                    element,
+                    gst::Structure::builder("continuity-handoff-suggested")
+                        .field("device", &device)
+                        .field("name", &name)
+                        .field("class", class.as_str())
+                        .field("message", &sentence)
+                        .build(),
+                );
+            }
             Notice::LeaseLost { to } => {
                 gst::info!(CAT, obj = element, "the session moved to {to}");
                 post(
