@@ -162,6 +162,10 @@ enum Command {
         /// One JSON document (see docs/CLI.md) instead of a summary.
         #[arg(long, conflicts_with = "serve")]
         json: bool,
+        /// Also draw the charts into this directory: transitions.png, latency.png,
+        /// handoffs-per-day.png.
+        #[arg(long, value_name = "DIR", conflicts_with = "serve")]
+        png: Option<PathBuf>,
         /// Serve the figures as OpenMetrics text at http://ADDR/metrics (for Prometheus),
         /// computed afresh at each scrape, until Ctrl-C. E.g. 127.0.0.1:9464.
         #[arg(long, value_name = "ADDR")]
@@ -339,14 +343,19 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
         Command::Sessions { json, watch } => {
             cli::sessions::run(broker, name, account, json, watch).await
         }
-        Command::Stats { since, json, serve } => {
+        Command::Stats {
+            since,
+            json,
+            png,
+            serve,
+        } => {
             let dir = match &cli.config_dir {
                 Some(d) => d.clone(),
                 None => continuity::config::default_config_dir().map_err(Failure::new)?,
             };
             match serve {
                 Some(addr) => cli::stats::serve(&dir, &since, addr).await,
-                None => cli::stats::run(&dir, &since, json),
+                None => cli::stats::run(&dir, &since, json, png.as_deref()),
             }
         }
     }

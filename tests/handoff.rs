@@ -1159,6 +1159,37 @@ fn a_scripted_day_of_handoffs_gives_the_expected_stats() {
     assert!((14_370.0..14_390.0).contains(&longest), "{t}");
     assert_eq!(s["by_mode"]["push"], 5);
 
+    // The charts: three PNG images (docs/stats-*.png are these, for the scripted day).
+    let charts = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_continuity"))
+        .arg("--config-dir")
+        .arg(dir.path())
+        .args(["stats", "--since", "2d", "--png"])
+        .arg(charts.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["transitions.png", "latency.png", "handoffs-per-day.png"] {
+        let bytes = std::fs::read(charts.path().join(name)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{name} is no PNG");
+        assert!(
+            bytes.len() > 5_000,
+            "{name}: {} bytes, an empty chart?",
+            bytes.len()
+        );
+        if let Some(keep) = std::env::var_os("CONTINUITY_KEEP_CHARTS") {
+            std::fs::write(
+                std::path::Path::new(&keep).join(format!("stats-{name}")),
+                &bytes,
+            )
+            .unwrap();
+        }
+    }
+
     // The same figures for Prometheus: OpenMetrics text, as its reference parser reads it.
     let text = scrape_metrics(dir.path());
     let parsed = parse_openmetrics(&text);

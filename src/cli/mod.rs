@@ -7,6 +7,7 @@ use continuity::net::link::BrokerUrl;
 use continuity::observe::{ObserveError, Observer};
 
 pub mod broker;
+pub mod charts;
 pub mod devices;
 pub mod pair;
 pub mod play;

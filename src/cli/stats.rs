@@ -95,8 +95,13 @@ pub fn document(s: &Stats) -> serde_json::Value {
     json!({ "v": 1, "stats": s })
 }
 
-/// `continuity stats [--since D] [--json]`.
-pub fn run(config_dir: &Path, since: &str, as_json: bool) -> Result<(), Failure> {
+/// `continuity stats [--since D] [--json] [--png DIR]`.
+pub fn run(
+    config_dir: &Path,
+    since: &str,
+    as_json: bool,
+    png: Option<&Path>,
+) -> Result<(), Failure> {
     let back = parse_since(since).map_err(Failure::unreachable)?;
     if !config_dir.join("state.sqlite3").exists() {
         return Err(Failure::new(format!(
@@ -117,6 +122,16 @@ pub fn run(config_dir: &Path, since: &str, as_json: bool) -> Result<(), Failure>
         );
     } else {
         print_text(&s, since);
+    }
+    if let Some(dir) = png {
+        for file in super::charts::write(&s, dir).map_err(Failure::new)? {
+            // On stderr with --json, so that stdout stays one document.
+            if as_json {
+                eprintln!("wrote {}", file.display());
+            } else {
+                println!("wrote {}", file.display());
+            }
+        }
     }
     Ok(())
 }
