@@ -203,7 +203,15 @@ fn pause_play_and_seek_publish_once_each() {
     let s = sessions(&seek);
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].anchor.unwrap().position_ns, 300 * SECOND_NS);
-    assert_eq!(publishes(&seek, "/events").len(), 1);
+    // One event, `seeked`, for the node to publish on `events` and keep.
+    let events: Vec<_> = seek
+        .iter()
+        .filter_map(|a| match a {
+            Action::Record(e) => Some(e.name),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events, vec![continuity::wire::EventName::Seeked]);
 }
 
 #[test]
