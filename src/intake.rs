@@ -24,7 +24,7 @@ pub const MAX_PARKED: usize = 512;
 #[derive(Debug, Clone)]
 pub enum Intake {
     /// A message to believe: the engine's or the directory's to take in.
-    Message(wire::Incoming),
+    Message(Box<wire::Incoming>),
     /// A command or event was taken in: keep its counter durably, so that a restart does not
     /// let it be replayed.
     Seen {
@@ -240,7 +240,7 @@ impl Inbound {
                         .into(),
                 ),
                 Ok(m) => match in_time(&m, now) {
-                    Ok(()) => Intake::Message(m),
+                    Ok(()) => Intake::Message(Box::new(m)),
                     Err(why) => reject(why),
                 },
                 Err(e) => reject(e.to_string()),
@@ -265,7 +265,7 @@ impl Inbound {
                         counter: env.sealed.counter,
                     });
                 }
-                out.push(Intake::Message(msg));
+                out.push(Intake::Message(Box::new(msg)));
             }
             Err(SealError::UnknownKey(id)) => {
                 // Signed by a device this one trusts: the account key was rotated.

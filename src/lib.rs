@@ -26,6 +26,7 @@ pub mod net;
 pub mod node;
 pub mod observe;
 pub mod patterns;
+pub mod profile;
 pub mod security;
 pub mod stats;
 pub mod store;

@@ -243,11 +243,12 @@ impl Inner {
 
     /// A message from the broker, which the link read off the connection at
     /// `received_unix_ns`, through the receive pipeline.
-    fn take_message(&self, topic: &str, payload: &[u8], received_unix_ns: u64) {
+    fn take_message(&self, topic: &str, payload: &[u8], received_unix_ns: u64, retained: bool) {
         let mut intakes = lock(&self.inbound).take(topic, payload, now_unix_ns());
         for intake in &mut intakes {
             if let Intake::Message(m) = intake {
                 m.received_unix_ns = Some(received_unix_ns);
+                m.retained = retained;
             }
         }
         let resume_stamp = intakes.iter().find_map(|i| match i {
@@ -311,7 +312,7 @@ impl Inner {
                 }
                 let actions = self
                     .engine()
-                    .handle(now_unix_ns(), Observation::Incoming(msg));
+                    .handle(now_unix_ns(), Observation::Incoming(*msg));
                 self.carry_out(actions);
             }
             Intake::Seen {
@@ -746,8 +747,8 @@ async fn run(inner: Arc<Inner>, link_events: Option<mpsc::Receiver<LinkEvent>>) 
                         inner.sync.send_replace(SyncState::Unreachable);
                         inner.emit(NodeEvent::Down { reason });
                     }
-                    LinkEvent::Message { topic, payload, received_unix_ns } => {
-                        inner.take_message(&topic, &payload, received_unix_ns);
+                    LinkEvent::Message { topic, payload, received_unix_ns, retained } => {
+                        inner.take_message(&topic, &payload, received_unix_ns, retained);
                     }
                 }
             }

@@ -118,6 +118,7 @@ impl Observer {
             topic,
             payload,
             received_unix_ns,
+            ..
         } = ev
         else {
             return false;

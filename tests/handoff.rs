@@ -62,7 +62,9 @@ impl Net {
         let now = self.local(id);
         let retained: Vec<_> = self.retained.clone().into_iter().collect();
         for (topic, payload) in retained {
-            let msg = wire::decode(&topic, &payload).unwrap();
+            // What a new subscription finds: the broker's retained picture.
+            let mut msg = wire::decode(&topic, &payload).unwrap();
+            msg.retained = true;
             let actions = self
                 .engines
                 .get_mut(id)
@@ -1347,4 +1349,47 @@ fn a_device_of_another_class_that_comes_online_while_media_plays_is_suggested_on
         },
     );
     assert_eq!(suggested(&net).len(), 2);
+}
+
+#[test]
+fn devices_online_before_this_one_connected_and_a_handoffs_source_are_not_suggested() {
+    let suggested = |net: &Net, id: &str| -> Vec<String> {
+        net.notices
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter_map(|n| match n {
+                Notice::HandoffSuggested { device, .. } => Some(device.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut net = Net::new();
+    net.add("tv", DeviceClass::Tv, 0, true);
+    net.add("cli", DeviceClass::Other, 0, false);
+    net.advance(5_000);
+    // The phone connects and plays: the TV was on already (the broker's retained picture),
+    // which is no news.
+    net.add("phone", DeviceClass::Phone, 0, true);
+    phone_plays_from_100_s(&mut net);
+    net.advance(1_000);
+    assert_eq!(suggested(&net, "phone"), Vec::<String>::new());
+    // The TV saw the phone come online; the phone hands off to it at once: the TV plays,
+    // and the phone it came from is not offered back.
+    net.request("cli", "tv", "phone");
+    tv_loads(&mut net, 20);
+    net.advance(1_000);
+    net.observe(
+        "tv",
+        Observation::Started {
+            position_ns: 102 * SECOND_NS,
+        },
+    );
+    net.advance(1_000);
+    let results = net.results("tv");
+    assert!(
+        results.len() == 1 && results[0].failure.is_none(),
+        "{results:?}"
+    );
+    assert_eq!(suggested(&net, "tv"), Vec::<String>::new());
 }

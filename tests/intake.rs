@@ -38,7 +38,7 @@ fn messages(intakes: &[Intake]) -> Vec<&wire::Incoming> {
     intakes
         .iter()
         .filter_map(|i| match i {
-            Intake::Message(m) => Some(m),
+            Intake::Message(m) => Some(&**m),
             _ => None,
         })
         .collect()

@@ -99,7 +99,19 @@ struct PlayProcess {
 
 impl PlayProcess {
     fn start(broker: &str, dir: &Path, name: &str, class: &str, media: Option<&Path>) -> Self {
-        PlayProcess::spawn(Command::new(BIN), broker, dir, name, class, media)
+        PlayProcess::spawn(Command::new(BIN), broker, dir, name, class, media, &[])
+    }
+
+    /// A player with more `play` options (`--audio-language fr`, ...).
+    fn start_with(
+        options: &[&str],
+        broker: &str,
+        dir: &Path,
+        name: &str,
+        class: &str,
+        media: Option<&Path>,
+    ) -> Self {
+        PlayProcess::spawn(Command::new(BIN), broker, dir, name, class, media, options)
     }
 
     /// A player whose wall clock is `skew` off (`+30s`, `-30s`: libfaketime's syntax); its
@@ -115,7 +127,7 @@ impl PlayProcess {
         let mut cmd = Command::new("faketime");
         cmd.args(["-f", skew, BIN])
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-        PlayProcess::spawn(cmd, broker, dir, name, class, media)
+        PlayProcess::spawn(cmd, broker, dir, name, class, media, &[])
     }
 
     fn spawn(
@@ -125,12 +137,14 @@ impl PlayProcess {
         name: &str,
         class: &str,
         media: Option<&Path>,
+        options: &[&str],
     ) -> Self {
         cmd.args(["--broker", broker, "--account", "play"])
             .arg("--config-dir")
             .arg(dir.join(name))
             .args(["play", "--no-advertise", "--device-name", name])
             .args(["--device-class", class])
+            .args(options)
             .env("CONTINUITY_MDNS_INTERFACE", "lo")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -211,9 +225,9 @@ fn transfer(setup: &Setup, to: &str) -> (Option<i32>, Value) {
     (out.status.code(), doc)
 }
 
-/// The devices of these tests, paired before any starts: two players and a remote control
+/// The devices of these tests, paired before any starts: three players and a remote control
 /// (the device that runs `transfer`, `sessions` and `devices`).
-const DEVICES: [&str; 3] = ["Phone", "TV", "Remote"];
+const DEVICES: [&str; 4] = ["Phone", "TV", "Remote", "Speaker"];
 
 /// A broker, a clip, and the config dirs of the paired devices.
 struct Setup {
@@ -756,4 +770,141 @@ fn a_tv_that_comes_online_is_suggested_and_a_key_press_continues_there() {
     phone.wait_line("continuing there");
     tv.wait_line("handoff complete");
     phone.wait_line("paused");
+}
+
+/// A Matroska clip with video, audio in English and in French, and English subtitles.
+fn make_two_language_clip(dir: &Path) -> PathBuf {
+    let srt = dir.join("en.srt");
+    std::fs::write(&srt, "1\n00:00:00,000 --> 00:01:00,000\nHello\n\n").unwrap();
+    let path = dir.join("two-languages.mkv");
+    let pipeline = format!(
+        "matroskamux name=mux ! filesink location={} \
+         videotestsrc num-buffers=1500 ! video/x-raw,width=160,height=120,framerate=25/1 \
+         ! vp8enc deadline=1 cpu-used=8 ! mux. \
+         audiotestsrc num-buffers=2600 freq=440 ! taginject tags=language-code=en \
+         ! vorbisenc ! mux. \
+         audiotestsrc num-buffers=2600 freq=880 ! taginject tags=language-code=fr \
+         ! vorbisenc ! mux. \
+         filesrc location={} ! subparse ! taginject tags=language-code=en ! mux.",
+        path.display(),
+        srt.display()
+    );
+    let ok = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .status()
+        .expect("gst-launch-1.0 runs")
+        .success();
+    assert!(ok, "the clip was made");
+    path
+}
+
+/// The session of the device named `name`, as `continuity sessions --json` shows it.
+fn session_of(setup: &Setup, name: &str) -> Option<Value> {
+    let out = setup
+        .cli()
+        .args(["sessions", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    doc["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["device_name"] == name)
+        .cloned()
+}
+
+/// Wait until `name`'s session says `what` (a few publications may be in flight).
+fn wait_session(setup: &Setup, name: &str, what: impl Fn(&Value) -> bool) -> Value {
+    let mut s = session_of(setup, name);
+    for _ in 0..50 {
+        if let Some(s) = s.as_ref().filter(|s| what(s)) {
+            return s.clone();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        s = session_of(setup, name);
+    }
+    panic!("{name}'s session never got there: {s:#?}");
+}
+
+#[test]
+fn a_handoff_plays_the_audio_language_and_subtitles_the_phone_chose() {
+    let setup = Setup::new();
+    let clip = make_two_language_clip(setup.dir.path());
+    // The phone picks the second audio language and English subtitles; the TV would rather
+    // have none, and its playbin would take the first audio track.
+    let phone = PlayProcess::start_with(
+        &["--audio-language", "fr", "--subtitle-language", "en"],
+        &setup.url,
+        setup.dir.path(),
+        "Phone",
+        "phone",
+        Some(&clip),
+    );
+    phone.wait_line("] playing");
+    let language = |s: &Value, track: &str| s[track]["language"].as_str().map(str::to_owned);
+    let s = wait_session(&setup, "Phone", |s| language(s, "audio").is_some());
+    assert_eq!(language(&s, "audio").as_deref(), Some("fr"), "{s:#}");
+    assert_eq!(language(&s, "subtitle").as_deref(), Some("en"), "{s:#}");
+    let tracks = &s["media"]["audio_tracks"];
+    assert_eq!(tracks[0]["language"], "en", "{s:#}");
+    assert_eq!(tracks[1]["language"], "fr", "{s:#}");
+
+    let tv = PlayProcess::start_with(
+        &["--subtitle-language", "none"],
+        &setup.url,
+        setup.dir.path(),
+        "TV",
+        "tv",
+        None,
+    );
+    tv.wait_line("connected");
+    std::thread::sleep(Duration::from_secs(1));
+    let (code, doc) = transfer(&setup, "TV");
+    assert_eq!(code, Some(0), "{doc}");
+    let said = tv.wait_line("as on the other device");
+    assert!(said.contains("Audio in fr, subtitles in en"), "{said}");
+    tv.wait_line("handoff complete");
+    // What the TV's playbin plays, as the TV itself publishes it.
+    let s = wait_session(&setup, "TV", |s| {
+        s["state"] == "playing" && language(s, "audio").as_deref() == Some("fr")
+    });
+    assert_eq!(language(&s, "subtitle").as_deref(), Some("en"), "{s:#}");
+}
+
+#[test]
+fn a_speaker_takes_a_video_over_as_sound_only() {
+    let setup = Setup::new();
+    let clip = make_demo_clip(setup.dir.path());
+    let phone = PlayProcess::start(&setup.url, setup.dir.path(), "Phone", "phone", Some(&clip));
+    phone.wait_line("] playing");
+    let decoders = phone.wait_line("decoders:");
+    assert!(
+        decoders.contains("vp8dec") && decoders.contains("vorbisdec"),
+        "{decoders}"
+    );
+    let speaker = setup.idle("Speaker", "speaker");
+    std::thread::sleep(Duration::from_secs(1));
+    let (code, doc) = transfer(&setup, "Speaker");
+    assert_eq!(code, Some(0), "{doc}");
+    assert!(
+        doc["position_error_ms"].as_f64().unwrap().abs() < 100.0,
+        "{doc}"
+    );
+    // The speaker's pipeline decodes the sound and nothing else.
+    let decoders = speaker.wait_line("decoders:");
+    assert!(decoders.ends_with("decoders: vorbisdec"), "{decoders}");
+    speaker.wait_line("handoff complete");
+    let s = wait_session(&setup, "Speaker", |s| s["state"] == "playing");
+    assert_eq!(
+        s["media"]["id"],
+        session_of(&setup, "Phone").unwrap()["media"]["id"]
+    );
 }

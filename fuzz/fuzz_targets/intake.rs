@@ -28,7 +28,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         let mut inbound = Inbound::new(ACCOUNT, &p.tv.device, keys);
         for intake in inbound.take(topic, payload, NOW) {
             if let Intake::Message(msg) = intake {
-                engine.handle(NOW, Observation::Incoming(msg));
+                engine.handle(NOW, Observation::Incoming(*msg));
             }
         }
         let _ = inbound.tick(NOW + 2_000_000_000);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 
 use continuity::model::DeviceClass;
+use continuity::profile::Profile;
 
 /// What `continuity play` is asked on its command line.
 #[derive(Debug, clap::Args)]
@@ -44,6 +45,17 @@ pub struct PlayOptions {
     /// offline (in the last 30 minutes) continues from where it was then.
     #[arg(long)]
     pub automatic: bool,
+    /// The audio language to select when media starts here and has it (e.g. fr); a
+    /// handoff selects the source's language instead [default: the profile's].
+    #[arg(long, value_name = "LANG")]
+    pub audio_language: Option<String>,
+    /// The subtitles to show when media starts here: a language, or none; a handoff shows
+    /// the source's [default: the profile's, else the media's first when it has any].
+    #[arg(long, value_name = "LANG")]
+    pub subtitle_language: Option<String>,
+    /// Play audio only: video is not decoded (the default of speaker and car).
+    #[arg(long)]
+    pub audio_only: bool,
 }
 
 /// Everything `continuity play` runs with: its options and the global ones.
@@ -209,27 +221,50 @@ impl Player {
             Err(e) => self.say(&format!("cannot write {}: {e}", file.display())),
         }
     }
+}
 
-    /// After a handoff's preroll: pick the audio track in the language the source had.
-    fn select_audio(&self, language: &str) {
-        let n: i32 = self.playbin.property("n-audio");
-        for i in 0..n {
-            let tags = self
-                .playbin
-                .emit_by_name::<Option<gst::TagList>>("get-audio-tags", &[&i]);
-            let lang = tags.as_ref().and_then(|t| {
-                t.get::<gst::tags::LanguageCode>()
-                    .map(|v| v.get().to_owned())
-            });
-            if lang.as_deref() == Some(language) {
-                self.playbin.set_property("current-audio", i);
-                self.say(&format!(
-                    "audio track {i} ({language}), as on the other device"
-                ));
-                return;
-            }
-        }
+/// Set or clear playbin flags by nick ("video", "text").
+fn set_flags(playbin: &gst::Element, nicks: &[&str], on: bool) {
+    let flags = playbin.property_value("flags");
+    let Some(class) = gst::glib::FlagsClass::with_type(flags.type_()) else {
+        return;
+    };
+    let Some(mut builder) = class.builder_with_value(flags) else {
+        return;
+    };
+    for nick in nicks {
+        builder = if on {
+            builder.set_by_nick(nick)
+        } else {
+            builder.unset_by_nick(nick)
+        };
     }
+    if let Some(v) = builder.build() {
+        playbin.set_property_from_value("flags", &v);
+    }
+}
+
+/// The decoders in the pipeline, by factory name ("vorbisdec, vp8dec").
+fn decoders(playbin: &gst::Element) -> Vec<String> {
+    let Some(bin) = playbin.downcast_ref::<gst::Bin>() else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = bin
+        .iterate_recurse()
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.factory())
+        .filter(|f| {
+            f.metadata(gst::ELEMENT_METADATA_KLASS).is_some_and(|k| {
+                let k: Vec<&str> = k.split('/').collect();
+                k.contains(&"Decoder") && !k.contains(&"Bin")
+            })
+        })
+        .map(|f| f.name().to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// With `-v`/`-vv` (and no GST_DEBUG of the user's own), print the element's debug category
@@ -271,6 +306,24 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
     show_element_log(args.verbose);
     find_element()?;
     let uri = args.options.media.as_deref().map(to_uri).transpose()?;
+    let dir = match &args.config_dir {
+        Some(d) => d.clone(),
+        None => continuity::config::default_config_dir().map_err(|e| e.to_string())?,
+    };
+    let mut profile = Profile::load(args.options.device_class, &dir).map_err(|e| e.to_string())?;
+    if args.options.audio_only {
+        profile.video = false;
+    }
+    let audio_language = args
+        .options
+        .audio_language
+        .clone()
+        .or(profile.audio_language);
+    let subtitle_language = args
+        .options
+        .subtitle_language
+        .clone()
+        .or(profile.subtitle_language);
 
     let element = gst::ElementFactory::make("continuity")
         .property("broker", &args.broker)
@@ -290,6 +343,12 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
     }
     if let Some(id) = &args.options.device_id {
         element.set_property("device-id", id);
+    }
+    if let Some(l) = &audio_language {
+        element.set_property("audio-language", l);
+    }
+    if let Some(l) = &subtitle_language {
+        element.set_property("subtitle-language", l);
     }
     let playbin = gst::ElementFactory::make("playbin")
         .build()
@@ -311,7 +370,38 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
     }
     playbin.set_property("video-sink", &vsink);
     playbin.set_property("audio-sink", &asink);
-    playbin.set_property("video-filter", &element);
+    if profile.video {
+        playbin.set_property("video-filter", &element);
+    } else {
+        // Audio only: no video (nor subtitles on it) is decoded, and the element follows
+        // the sound.
+        set_flags(&playbin, &["video", "text"], false);
+        playbin.set_property("audio-filter", &element);
+        // The flags alone leave decodebin decoding video that nothing shows: it exposes the
+        // encoded video (and subtitle) streams instead of plugging their decoders.
+        playbin.connect("element-setup", false, |args| {
+            let element = args[1].get::<gst::Element>().ok()?;
+            if element
+                .factory()
+                .is_some_and(|f| f.name() == "uridecodebin")
+            {
+                element.connect("autoplug-select", false, |args| {
+                    let factory = args[3].get::<gst::ElementFactory>().ok()?;
+                    let klass = factory.metadata(gst::ELEMENT_METADATA_KLASS).unwrap_or("");
+                    let picture = klass.contains("Decoder")
+                        && (klass.contains("Video")
+                            || klass.contains("Image")
+                            || klass.contains("Subtitle"));
+                    // GstAutoplugSelectResult: 0 try, 1 expose.
+                    let class = gst::glib::EnumClass::with_type(gst::glib::Type::from_name(
+                        "GstAutoplugSelectResult",
+                    )?)?;
+                    class.to_value(if picture { 1 } else { 0 })
+                });
+            }
+            None
+        });
+    }
 
     let player = Player {
         name: args
@@ -390,8 +480,8 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
             }
         });
     }
-    let mut handoff_audio: Option<String> = None;
     let mut handoff_loading = false;
+    let mut told_decoders: Option<String> = None;
     // The frame a handoff prerolled: the first the target shows at the switch.
     let mut handoff_frame: Option<u64> = None;
     let mut last_status = Instant::now();
@@ -434,7 +524,6 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                         let uri = s.get::<String>("uri").unwrap_or_default();
                         let pos = s.get::<u64>("position").unwrap_or(0);
                         let title = s.get::<String>("title").unwrap_or_else(|_| uri.clone());
-                        handoff_audio = s.get::<String>("audio-language").ok();
                         handoff_loading = true;
                         player.say(&format!("handoff incoming: {title} at {}", clock(pos)));
                         if s.get::<bool>("loaded").unwrap_or(false) {
@@ -485,6 +574,11 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                              longer hear it (pair it again to rejoin)",
                         );
                     }
+                    "continuity-tracks-selected" => {
+                        if let Ok(m) = s.get::<String>("message") {
+                            player.say(&m);
+                        }
+                    }
                     "continuity-handoff-suggested" => {
                         let name = s.get::<String>("name").unwrap_or_default();
                         suggested = s.get::<String>("device").ok();
@@ -507,9 +601,6 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
             MessageView::AsyncDone(_) if handoff_loading => {
                 // Read before the switch: once playing, the sink shows the next frames.
                 handoff_frame = player.frame_ns();
-                if let Some(lang) = handoff_audio.take() {
-                    player.select_audio(&lang);
-                }
             }
             MessageView::StateChanged(sc) if sc.src().map(|s| s == &playbin).unwrap_or(false) => {
                 let now_playing = sc.current() == gst::State::Playing;
@@ -523,6 +614,20 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                 if now_playing && !was_playing {
                     handoff_loading = false;
                     player.say("playing");
+                    // Once per media: what decodes it (a speaker's has no video decoder).
+                    let uri = playbin.property::<Option<String>>("current-uri");
+                    if uri != told_decoders {
+                        let list = decoders(&playbin);
+                        player.say(&format!(
+                            "decoders: {}",
+                            if list.is_empty() {
+                                "none".into()
+                            } else {
+                                list.join(", ")
+                            }
+                        ));
+                        told_decoders = uri;
+                    }
                 }
                 was_playing = now_playing;
             }

@@ -72,6 +72,8 @@ fn session_json(dir: &Directory, s: &SessionState, now: u64) -> serde_json::Valu
         "position_s": position.map(|p| p as f64 / 1e9),
         "duration_ns": s.media.as_ref().and_then(|m| m.duration_ns),
         "rate": s.anchor.map(|a| a.rate),
+        "audio": s.audio,
+        "subtitle": s.subtitle,
         "lease": s.lease,
         "updated_unix_ns": s.stamp.wall_ns,
         "clock_offset_ms": dir.clocks.sample(&s.device).map(|c| c.offset_ns as f64 / 1e6),

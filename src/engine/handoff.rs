@@ -594,8 +594,11 @@ impl Engine {
         let source_state = self.directory.sessions.get(&t.source).cloned();
         if let Some(state) = source_state {
             self.media = state.media.clone();
-            self.audio = state.audio.clone();
-            self.subtitle = state.subtitle.clone();
+            if !self.tracks_reported {
+                // An adapter that tells no tracks plays the source's, as it was asked to.
+                self.audio = state.audio.clone();
+                self.subtitle = state.subtitle.clone();
+            }
             self.queue = state.queue.clone();
         }
         self.session = t.session.clone();
@@ -603,6 +606,8 @@ impl Engine {
             device: self.cfg.device.id.clone(),
             epoch: t.epoch,
         };
+        // The device it came from is no suggestion to continue on.
+        self.suggest.remove(&t.source);
         self.anchor = Some(Anchor {
             position_ns: prerolled,
             at_unix_ns: at_ns,

@@ -242,6 +242,8 @@ pub struct Engine {
     anchor: Option<Anchor>,
     audio: Option<Track>,
     subtitle: Option<Track>,
+    /// The adapter told the tracks of the current media ([`Observation::Tracks`]).
+    tracks_reported: bool,
     queue: Vec<QueueItem>,
     /// The session this device plays (it changes when a handoff brings another one here).
     session: String,
@@ -294,6 +296,7 @@ impl Engine {
             anchor: None,
             audio: None,
             subtitle: None,
+            tracks_reported: false,
             queue: Vec::new(),
             last_publish_ns: None,
             last_resume_publish_ns: None,
@@ -415,6 +418,10 @@ impl Engine {
                     };
                 }
                 self.media = Some(media);
+                // Tracks are the new media's, once the adapter tells them.
+                self.audio = None;
+                self.subtitle = None;
+                self.tracks_reported = false;
                 self.anchor = Some(Anchor {
                     position_ns: 0,
                     at_unix_ns: now_unix_ns,
@@ -485,6 +492,7 @@ impl Engine {
                 }
             }
             Observation::Tracks { audio, subtitle } => {
+                self.tracks_reported = true;
                 if audio != self.audio || subtitle != self.subtitle {
                     self.audio = audio;
                     self.subtitle = subtitle;
@@ -600,7 +608,10 @@ impl Engine {
                         self.witnesses.remove(&a.device);
                         if was != Some(Status::Online) {
                             self.probe_clock_soon(now_unix_ns, &a.device, out);
-                            if self.cfg.announce && a.device != self.cfg.device.id {
+                            // Online when this device subscribed (the broker's retained
+                            // picture) is not news; coming online after is.
+                            if self.cfg.announce && a.device != self.cfg.device.id && !msg.retained
+                            {
                                 // Its info may come after, and this device may be starting
                                 // to play: suggested once both are so.
                                 self.suggest.insert(a.device.clone(), now_unix_ns);

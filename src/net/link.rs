@@ -237,6 +237,9 @@ pub enum LinkEvent {
         /// arrival time of a clock exchange (`t2`, `t4`), however long the receiver takes to
         /// get to it (a TV busy loading media handles an accept late).
         received_unix_ns: u64,
+        /// MQTT's retain flag as the broker delivered it: set for what a new subscription
+        /// finds retained, clear for what is published while subscribed.
+        retained: bool,
     },
 }
 
@@ -601,6 +604,7 @@ async fn run(
                     topic: p.topic,
                     payload: p.payload.to_vec(),
                     received_unix_ns,
+                    retained: p.retain,
                 });
             }
             Ok(Event::Incoming(Packet::PubAck(ack))) => {

@@ -127,6 +127,9 @@ pub struct Incoming {
     /// The receiver's wall clock when the bytes arrived, when its transport says (the link
     /// does); `None` from the decoder.
     pub received_unix_ns: Option<u64>,
+    /// The broker sent it as retained, for a subscription just made: its picture of how
+    /// things were, not news (MQTT's retain flag on delivery; `false` from the decoder).
+    pub retained: bool,
 }
 
 /// Serialise a message. Messages built by this crate always fit the limits.
@@ -154,6 +157,7 @@ pub fn decode_with(topic: &str, payload: &[u8], keys: &MediaKeys) -> Result<Inco
                 topic,
                 body: Body::Cleared,
                 received_unix_ns: None,
+                retained: false,
             });
         }
         return Err(WireError::Json("empty payload".into()));
@@ -178,6 +182,7 @@ pub fn decode_with(topic: &str, payload: &[u8], keys: &MediaKeys) -> Result<Inco
             topic,
             body: Body::Sealed(env),
             received_unix_ns: None,
+            retained: false,
         });
     }
     let body = match &topic.kind {
@@ -231,6 +236,7 @@ pub fn decode_with(topic: &str, payload: &[u8], keys: &MediaKeys) -> Result<Inco
         topic,
         body,
         received_unix_ns: None,
+        retained: false,
     })
 }
 

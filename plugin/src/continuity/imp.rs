@@ -31,6 +31,8 @@
  * - `continuity-resume-available` (`resume=ask`): `media-id`, `position` (ns), `device`,
  *   `when` (ns since the Unix epoch). Emit the `resume` action signal to seek there.
  * - `continuity-resumed`: `media-id`, `position` (ns), `device` it came from.
+ * - `continuity-tracks-selected` (in a playbin, after a handoff): `audio-language`,
+ *   `subtitle-language` (absent when subtitles are off), `message` (a sentence).
  * - `continuity-revoked`: this device was removed from its account (a warning comes with it);
  *   other devices no longer hear it, and playback goes on.
  *
@@ -54,6 +56,7 @@ use super::CAT;
 use super::network::{self, Network, POSITION_NONE, Shared};
 use super::settings::Settings;
 use super::stream::{Kind, SAMPLE_EVERY_NS, Stream, ToPump, Upstream};
+use super::tracks::{self, Subtitles, Wanted};
 
 /// Stopping waits at most this long for the final state to be stored and published.
 const STOP_WAIT: Duration = Duration::from_millis(800);
@@ -70,6 +73,8 @@ pub struct Continuity {
     network: Mutex<Option<(Settings, Network)>>,
     /// Where playback paused last (PLAYING to PAUSED), the best final position.
     paused_at: AtomicU64,
+    /// In a playbin: the playbin and the handlers that follow its track selection.
+    tracks_watch: Mutex<Option<(glib::WeakRef<gst::Element>, Vec<glib::SignalHandlerId>)>>,
 }
 
 impl Drop for Continuity {
@@ -85,6 +90,49 @@ impl Drop for Continuity {
             network.stop();
         }
     }
+}
+
+fn disconnect((playbin, handlers): (glib::WeakRef<gst::Element>, Vec<glib::SignalHandlerId>)) {
+    if let Some(playbin) = playbin.upgrade() {
+        for h in handlers {
+            playbin.disconnect(h);
+        }
+    }
+}
+
+/// `continuity-tracks-selected`: the languages a handoff selected, in words as well.
+fn tracks_message(selection: &tracks::Selection, done: &tracks::Selected) -> gst::Structure {
+    let lang = |t: &Option<continuity::model::Track>| {
+        t.as_ref().map(|t| {
+            t.language
+                .clone()
+                .unwrap_or_else(|| "an untagged language".into())
+        })
+    };
+    let mut words = Vec::new();
+    let mut s = gst::Structure::builder("continuity-tracks-selected");
+    if let Some(l) = lang(&selection.audio) {
+        words.push(format!("audio in {l}"));
+        s = s.field("audio-language", &l);
+    }
+    match lang(&selection.subtitle) {
+        Some(l) => {
+            words.push(format!("subtitles in {l}"));
+            s = s.field("subtitle-language", &l);
+        }
+        None => words.push("no subtitles".into()),
+    }
+    let text = words.join(", ");
+    let mut sentence = text[..1].to_uppercase() + &text[1..] + ", as on the other device";
+    for (what, missing) in [
+        ("audio", &done.missing_audio),
+        ("subtitles", &done.missing_subtitle),
+    ] {
+        if let Some(m) = missing {
+            sentence.push_str(&format!(" (this media has no {what} in {m})"));
+        }
+    }
+    s.field("message", sentence).build()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -344,6 +392,7 @@ impl BaseTransformImpl for Continuity {
         st.tx = None;
         drop(st);
         self.shared.gate(Gate::reset);
+        self.unwatch_tracks();
         Ok(())
     }
 
@@ -461,7 +510,7 @@ impl Continuity {
         {
             let mut current = lock(&self.network);
             match current.take() {
-                Some((made_from, network)) if made_from == settings => {
+                Some((made_from, network)) if made_from.same_device(&settings) => {
                     *current = Some((made_from, network));
                     return Ok(());
                 }
@@ -545,6 +594,7 @@ impl Continuity {
             return;
         };
         gst::info!(CAT, imp = self, "media {id} ({:?})", st.media.title);
+        self.follow_tracks();
         let d = self
             .shared
             .gate(|g| g.on_media_started(&id, position, mode.into()));
@@ -564,6 +614,118 @@ impl Continuity {
                     self.shared.gate(Gate::on_seek_failed);
                 }
             }
+        }
+    }
+
+    /// In a playbin, for the media that starts: follow its track selection from now on, and
+    /// select the languages a handoff brought, else this device's preferred ones.
+    fn follow_tracks(&self) {
+        let Some(playbin) = tracks::playbin_of(self.obj().upcast_ref()) else {
+            return;
+        };
+        self.watch_tracks(&playbin);
+        let (wanted, handoff) = match self.shared.take_wanted() {
+            Some(w) => (w, true),
+            None => {
+                let s = lock(&self.settings);
+                let w = Wanted {
+                    audio: s.audio_language.clone(),
+                    subtitle: Subtitles::from_setting(s.subtitle_language.as_deref()),
+                };
+                (w, false)
+            }
+        };
+        self.select_tracks(wanted, handoff);
+    }
+
+    /// Select `wanted` in the element's playbin (off the streaming thread: the playbin takes
+    /// its locks), then report what plays. A handoff's selection is told in words.
+    pub(super) fn select_tracks(&self, wanted: Wanted, handoff: bool) {
+        let element = self.obj().downgrade();
+        network::RUNTIME.spawn_blocking(move || {
+            let Some(element) = element.upgrade() else {
+                return;
+            };
+            let Some(playbin) = tracks::playbin_of(element.upcast_ref()) else {
+                return;
+            };
+            // Not while it prerolls: a switch then waits on the preroll it holds up.
+            let _ = playbin.state(gst::ClockTime::from_seconds(10));
+            let done = tracks::select(&playbin, &wanted);
+            let selection = element.imp().report_tracks(&playbin);
+            if handoff {
+                network::post(&element, tracks_message(&selection, &done));
+            }
+        });
+    }
+
+    /// Tell the engine which tracks the playbin has and plays.
+    fn report_tracks(&self, playbin: &gst::Element) -> tracks::Selection {
+        let selection = tracks::read(playbin);
+        let st = lock(&self.stream);
+        if st.announced {
+            let now = now_unix_ns();
+            st.observe(
+                now,
+                Observation::MediaUpdated(continuity::model::Media {
+                    audio_tracks: selection.audio_tracks.clone(),
+                    subtitle_tracks: selection.subtitle_tracks.clone(),
+                    ..Default::default()
+                }),
+            );
+            st.observe(
+                now,
+                Observation::Tracks {
+                    audio: selection.audio.clone(),
+                    subtitle: selection.subtitle.clone(),
+                },
+            );
+        }
+        selection
+    }
+
+    /// Follow the playbin's selection (a person picking another language or subtitles).
+    fn watch_tracks(&self, playbin: &gst::Element) {
+        let mut watch = lock(&self.tracks_watch);
+        if watch
+            .as_ref()
+            .is_some_and(|(p, _)| p.upgrade().as_ref() == Some(playbin))
+        {
+            return;
+        }
+        if let Some(old) = watch.take() {
+            disconnect(old);
+        }
+        let handlers = tracks::CHANGES
+            .iter()
+            .map(|signal| {
+                let element = self.obj().downgrade();
+                let changed = move || {
+                    let element = element.clone();
+                    network::RUNTIME.spawn_blocking(move || {
+                        let Some(element) = element.upgrade() else {
+                            return;
+                        };
+                        if let Some(playbin) = tracks::playbin_of(element.upcast_ref()) {
+                            element.imp().report_tracks(&playbin);
+                        }
+                    });
+                };
+                match signal.strip_prefix("notify::") {
+                    Some(property) => playbin.connect_notify(Some(property), move |_, _| changed()),
+                    None => playbin.connect(signal, false, move |_| {
+                        changed();
+                        None
+                    }),
+                }
+            })
+            .collect();
+        *watch = Some((playbin.downgrade(), handlers));
+    }
+
+    fn unwatch_tracks(&self) {
+        if let Some(w) = lock(&self.tracks_watch).take() {
+            disconnect(w);
         }
     }
 

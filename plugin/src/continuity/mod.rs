@@ -12,6 +12,7 @@ mod log;
 mod network;
 mod settings;
 mod stream;
+mod tracks;
 
 /// The element's debug category (`GST_DEBUG=continuity:5`).
 static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|| {

@@ -17,11 +17,13 @@ use continuity::node::{Node, NodeConfig, NodeError, NodeEvent};
 use continuity::wire::EventName;
 use gst::glib;
 use gst::prelude::*;
+use gst::subclass::prelude::ObjectSubclassIsExt;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
 use super::CAT;
 use super::stream::ToPump;
+use super::tracks::{Subtitles, Wanted};
 
 /// The runtime for every element's network work. GStreamer calls that block (seeks, state
 /// changes) go to its blocking pool, so that a preroll never delays the link.
@@ -65,6 +67,8 @@ pub struct Shared {
     open: AtomicBool,
     /// `resume=ask`: what the `resume` signal would seek to.
     pub offer: Mutex<Option<Offer>>,
+    /// The languages a handoff brought, for the media it loads to select.
+    pub wanted: Mutex<Option<Wanted>>,
 }
 
 impl Default for Shared {
@@ -75,6 +79,7 @@ impl Default for Shared {
             gate: Mutex::new(Gate::new()),
             open: AtomicBool::new(true),
             offer: Mutex::new(None),
+            wanted: Mutex::new(None),
         }
     }
 }
@@ -82,6 +87,10 @@ impl Default for Shared {
 impl Shared {
     pub fn position(&self) -> Option<u64> {
         Some(self.position.load(Ordering::Relaxed)).filter(|p| *p != POSITION_NONE)
+    }
+
+    pub fn take_wanted(&self) -> Option<Wanted> {
+        self.wanted.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     pub fn take_offer(&self) -> Option<Offer> {
@@ -454,13 +463,28 @@ impl Pump {
                 subtitle,
                 loaded,
             } => {
-                if !loaded {
-                    // The application loads it; its first buffer prerolls there.
-                    self.shared.gate(|g| g.expect_handoff(position_ns));
-                }
                 let lang = |t: &Option<continuity::model::Track>| {
                     t.as_ref().and_then(|t| t.language.clone())
                 };
+                // The source's languages: subtitles off there are off here (a source that
+                // reports no audio track either reports no tracks at all: nothing to follow).
+                let wanted = Wanted {
+                    audio: lang(&audio),
+                    subtitle: match (&subtitle, lang(&subtitle)) {
+                        (None, _) if audio.is_none() => Subtitles::Keep,
+                        (None, _) => Subtitles::Off,
+                        (Some(_), Some(l)) => Subtitles::In(l),
+                        (Some(_), None) => Subtitles::Keep,
+                    },
+                };
+                if loaded {
+                    element.imp().select_tracks(wanted, true);
+                } else {
+                    // The application loads it; its first buffer prerolls there, and selects
+                    // these languages.
+                    *self.shared.wanted.lock().unwrap_or_else(|e| e.into_inner()) = Some(wanted);
+                    self.shared.gate(|g| g.expect_handoff(position_ns));
+                }
                 let mut s = gst::Structure::builder("continuity-handoff-incoming")
                     .field("uri", &uri)
                     .field("position", position_ns)

@@ -34,6 +34,10 @@ pub struct Settings {
     pub device_name: Option<String>,
     pub device_class: DeviceClass,
     pub media_id: Option<String>,
+    /// Preferred audio language, when the media has it (a handoff takes the source's).
+    pub audio_language: Option<String>,
+    /// Preferred subtitle language, or `none`; unset leaves the player's choice.
+    pub subtitle_language: Option<String>,
     pub resume: ResumeMode,
     pub resume_timeout_ms: u32,
     pub heartbeat_s: u32,
@@ -53,6 +57,8 @@ impl Default for Settings {
             device_name: None,
             device_class: DEFAULT_DEVICE_CLASS,
             media_id: None,
+            audio_language: None,
+            subtitle_language: None,
             resume: DEFAULT_RESUME,
             resume_timeout_ms: DEFAULT_RESUME_TIMEOUT_MS,
             heartbeat_s: DEFAULT_HEARTBEAT_S,
@@ -206,6 +212,23 @@ impl Settings {
                 )
                 .mutable_playing()
                 .build(),
+            glib::ParamSpecString::builder("audio-language")
+                .nick("Audio language")
+                .blurb(
+                    "In a playbin: the audio language to select when media starts and has it \
+                 (ISO 639 or BCP 47, e.g. fr); a handoff selects the source's language instead",
+                )
+                .mutable_playing()
+                .build(),
+            glib::ParamSpecString::builder("subtitle-language")
+                .nick("Subtitle language")
+                .blurb(
+                    "In a playbin: the subtitle language to show when media starts and has it, \
+                 or none for no subtitles (default: the playbin's choice); a handoff shows the \
+                 source's subtitles, or none when they were off there",
+                )
+                .mutable_playing()
+                .build(),
             glib::ParamSpecEnum::builder_with_default("resume", DEFAULT_RESUME)
                 .nick("Resume")
                 .blurb(
@@ -294,6 +317,8 @@ impl Settings {
             "device-name" => self.device_name = text(value),
             "device-class" => self.device_class = value.get().expect("type checked upstream"),
             "media-id" => self.media_id = text(value),
+            "audio-language" => self.audio_language = text(value),
+            "subtitle-language" => self.subtitle_language = text(value),
             "resume" => self.resume = value.get().expect("type checked upstream"),
             "resume-timeout" => {
                 self.resume_timeout_ms = value.get().expect("type checked upstream")
@@ -310,6 +335,18 @@ impl Settings {
         }
     }
 
+    /// Whether `other` makes the same device: what is read per media (the media id, the
+    /// languages) aside, since changing it must not take the device off the network.
+    pub fn same_device(&self, other: &Settings) -> bool {
+        let device = |s: &Settings| Settings {
+            media_id: None,
+            audio_language: None,
+            subtitle_language: None,
+            ..s.clone()
+        };
+        device(self) == device(other)
+    }
+
     /// The value of a settings property (not `connected` or `position`).
     pub fn get(&self, name: &str) -> glib::Value {
         match name {
@@ -319,6 +356,8 @@ impl Settings {
             "device-name" => self.device_name.to_value(),
             "device-class" => self.device_class.to_value(),
             "media-id" => self.media_id.to_value(),
+            "audio-language" => self.audio_language.to_value(),
+            "subtitle-language" => self.subtitle_language.to_value(),
             "resume" => self.resume.to_value(),
             "resume-timeout" => self.resume_timeout_ms.to_value(),
             "heartbeat" => self.heartbeat_s.to_value(),
