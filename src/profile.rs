@@ -61,6 +61,10 @@ impl Profile {
     pub fn load(class: DeviceClass, dir: &Path) -> Result<Profile, ProfileError> {
         let path = dir.join(FILE);
         let mut profile = Profile::for_class(class);
+        if !dir.is_dir() {
+            // No profile yet (a config dir that cannot be made is the player's error).
+            return Ok(profile);
+        }
         match std::fs::read_to_string(&path) {
             Ok(text) => profile.apply(&text, &path)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -701,7 +701,7 @@ fn a_slow_preroll_is_asked_again_further_ahead_as_a_preroll_not_a_remote_seek() 
     let again = players
         .iter()
         .find_map(|p| match p {
-            PlayerAction::Preroll { position_ns } => Some(*position_ns),
+            PlayerAction::Preroll { position_ns, .. } => Some(*position_ns),
             _ => None,
         })
         .expect("the TV is asked to preroll again");
@@ -818,7 +818,7 @@ fn a_handoff_to_a_tv_whose_clock_is_thirty_seconds_off_lands_within_a_millisecon
         // preroll again, once, where the phone will be.
         let mut tv_players = net.take_players("tv");
         if let Some(position_ns) = tv_players.iter().find_map(|p| match p {
-            PlayerAction::Preroll { position_ns } => Some(*position_ns),
+            PlayerAction::Preroll { position_ns, .. } => Some(*position_ns),
             _ => None,
         }) {
             net.advance(20);
@@ -885,7 +885,7 @@ fn cold_handoff(
     let mut asked = 1;
     let mut players = net.take_players("tv");
     while let Some(position_ns) = players.iter().find_map(|p| match p {
-        PlayerAction::Preroll { position_ns } => Some(*position_ns),
+        PlayerAction::Preroll { position_ns, .. } => Some(*position_ns),
         _ => None,
     }) {
         asked += 1;
@@ -966,16 +966,15 @@ fn a_target_learns_its_load_time_and_prerolls_once() {
 /// instant it was told.
 fn hand_off(net: &mut Net, target: &str, source: &str) {
     net.request("cli", target, source);
-    let position_ns = net
-        .take_players(target)
-        .into_iter()
-        .find_map(|p| match p {
-            PlayerAction::Load { position_ns, .. } | PlayerAction::Preroll { position_ns } => {
-                Some(position_ns)
-            }
-            _ => None,
-        })
-        .expect("the target was asked to be ready");
+    let position_ns =
+        net.take_players(target)
+            .into_iter()
+            .find_map(|p| match p {
+                PlayerAction::Load { position_ns, .. }
+                | PlayerAction::Preroll { position_ns, .. } => Some(position_ns),
+                _ => None,
+            })
+            .expect("the target was asked to be ready");
     net.advance(30);
     net.observe(target, Observation::Prerolled { position_ns });
     let at = net

@@ -189,6 +189,26 @@ impl PlayProcess {
         seen
     }
 
+    /// Wait for output lines containing each of `whats`, in any order; the lines, in that
+    /// order.
+    fn wait_lines(&self, whats: &[&str]) -> Vec<String> {
+        let mut found: Vec<Option<String>> = vec![None; whats.len()];
+        let mut seen = Vec::new();
+        while found.iter().any(Option::is_none) {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(15))
+                .unwrap_or_else(|_| panic!("no line with each of {whats:?}; saw {seen:#?}"));
+            for (what, slot) in whats.iter().zip(found.iter_mut()) {
+                if slot.is_none() && line.contains(what) {
+                    *slot = Some(line.clone());
+                }
+            }
+            seen.push(line);
+        }
+        found.into_iter().map(Option::unwrap).collect()
+    }
+
     /// Wait for an output line containing `what`.
     fn wait_line(&self, what: &str) -> String {
         let mut seen = Vec::new();
@@ -869,9 +889,8 @@ fn a_handoff_plays_the_audio_language_and_subtitles_the_phone_chose() {
     std::thread::sleep(Duration::from_secs(1));
     let (code, doc) = transfer(&setup, "TV");
     assert_eq!(code, Some(0), "{doc}");
-    let said = tv.wait_line("as on the other device");
-    assert!(said.contains("Audio in fr, subtitles in en"), "{said}");
-    tv.wait_line("handoff complete");
+    let said = tv.wait_lines(&["as on the other device", "handoff complete"]);
+    assert!(said[0].contains("Audio in fr, subtitles in en"), "{said:?}");
     // What the TV's playbin plays, as the TV itself publishes it.
     let s = wait_session(&setup, "TV", |s| {
         s["state"] == "playing" && language(s, "audio").as_deref() == Some("fr")
@@ -899,12 +918,35 @@ fn a_speaker_takes_a_video_over_as_sound_only() {
         "{doc}"
     );
     // The speaker's pipeline decodes the sound and nothing else.
-    let decoders = speaker.wait_line("decoders:");
-    assert!(decoders.ends_with("decoders: vorbisdec"), "{decoders}");
-    speaker.wait_line("handoff complete");
+    let lines = speaker.wait_lines(&["decoders:", "handoff complete"]);
+    assert!(lines[0].ends_with("decoders: vorbisdec"), "{lines:?}");
     let s = wait_session(&setup, "Speaker", |s| s["state"] == "playing");
     assert_eq!(
         s["media"]["id"],
         session_of(&setup, "Phone").unwrap()["media"]["id"]
     );
+}
+
+#[test]
+fn the_playback_rate_carries_over_in_a_handoff() {
+    let setup = Setup::new();
+    let mut phone = setup.playing("Phone", "phone");
+    phone.wait_line("decoders:");
+    phone.type_line("rate 1.5");
+    phone.wait_line("rate x1.5");
+    let s = wait_session(&setup, "Phone", |s| s["rate"] == 1.5);
+    assert_eq!(s["state"], "playing", "{s:#}");
+    let tv = setup.idle("TV", "tv");
+    std::thread::sleep(Duration::from_secs(1));
+    let (code, doc) = transfer(&setup, "TV");
+    assert_eq!(code, Some(0), "{doc}");
+    tv.wait_line("handoff complete");
+    // The TV publishes what its pipeline plays (the rate of its segment, and a new anchor
+    // when the stream drifts from the one it published): x1.5, and still so later.
+    let first = wait_session(&setup, "TV", |s| s["state"] == "playing");
+    assert_eq!(first["rate"], 1.5, "{first:#}");
+    std::thread::sleep(Duration::from_secs(2));
+    let then = session_of(&setup, "TV").unwrap();
+    assert_eq!(then["rate"], 1.5, "{then:#}");
+    assert_eq!(then["state"], "playing", "{then:#}");
 }

@@ -145,6 +145,33 @@ fn stamp() -> String {
     format!("{}.{:03}", ns / 1_000_000_000, ns / 1_000_000 % 1000)
 }
 
+/// What a line typed to the player asks.
+#[derive(Debug, PartialEq)]
+enum Command {
+    /// `t`: continue on the device just suggested.
+    Continue,
+    /// `rate X`: play at X times the normal speed.
+    Rate(f64),
+    Nothing,
+}
+
+impl Command {
+    fn parse(line: &str) -> Result<Command, String> {
+        let mut words = line.split_whitespace();
+        let help = "commands: t (continue on the suggested device), rate X (play at X times \
+                    the speed, 0.25 to 4)";
+        match (words.next(), words.next(), words.next()) {
+            (None, _, _) => Ok(Command::Nothing),
+            (Some(t), None, _) if t.eq_ignore_ascii_case("t") => Ok(Command::Continue),
+            (Some("rate"), Some(x), None) => match x.parse::<f64>() {
+                Ok(r) if (0.25..=4.0).contains(&r) => Ok(Command::Rate(r)),
+                _ => Err(format!("rate {x}: a number from 0.25 to 4 ({help})")),
+            },
+            _ => Err(format!("'{line}'? {help}")),
+        }
+    }
+}
+
 struct Player {
     playbin: gst::Element,
     element: gst::Element,
@@ -185,6 +212,29 @@ impl Player {
             if connected { "" } else { "  (offline)" }
         );
         let _ = std::io::stdout().flush();
+    }
+
+    /// Play on from here at `rate` times the speed.
+    fn set_rate(&self, rate: f64) {
+        let Some(at) = self.playbin.query_position::<gst::ClockTime>() else {
+            return self.say("nothing plays: no rate to set");
+        };
+        let ok = self
+            .playbin
+            .seek(
+                rate,
+                gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+                gst::SeekType::Set,
+                at,
+                gst::SeekType::None,
+                gst::ClockTime::NONE,
+            )
+            .is_ok();
+        if ok {
+            self.say(&format!("rate x{rate}"));
+        } else {
+            self.say(&format!("this media cannot play at x{rate}"));
+        }
     }
 
     /// The stream time of the frame the video sink shows now.
@@ -467,16 +517,15 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
     // The device last suggested ("the TV is on"), which `t` hands off to.
     let mut suggested: Option<String> = None;
     {
-        // `t` and Enter on the terminal (or a line `t` on stdin) takes the suggestion.
+        // Commands, a line each on the terminal or stdin (see `Command`).
         let bus = bus.clone();
         std::thread::spawn(move || {
             let stdin = std::io::stdin();
             for line in stdin.lock().lines().map_while(Result::ok) {
-                if line.trim().eq_ignore_ascii_case("t") {
-                    let _ = bus.post(gst::message::Application::new(gst::Structure::new_empty(
-                        "continuity-key",
-                    )));
-                }
+                let s = gst::Structure::builder("continuity-command")
+                    .field("line", line.trim())
+                    .build();
+                let _ = bus.post(gst::message::Application::new(s));
             }
         });
     }
@@ -505,16 +554,26 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                 break;
             }
             MessageView::Application(a)
-                if a.structure().is_some_and(|s| s.name() == "continuity-key") =>
+                if a.structure()
+                    .is_some_and(|s| s.name() == "continuity-command") =>
             {
-                match suggested.take() {
-                    Some(device) => {
-                        player.say("continuing there");
-                        let _ = player
-                            .element
-                            .emit_by_name::<Option<String>>("handoff-to", &[&device]);
-                    }
-                    None => player.say("nothing to continue on: no device was suggested"),
+                let line = a
+                    .structure()
+                    .and_then(|s| s.get::<String>("line").ok())
+                    .unwrap_or_default();
+                match Command::parse(&line) {
+                    Ok(Command::Continue) => match suggested.take() {
+                        Some(device) => {
+                            player.say("continuing there");
+                            let _ = player
+                                .element
+                                .emit_by_name::<Option<String>>("handoff-to", &[&device]);
+                        }
+                        None => player.say("nothing to continue on: no device was suggested"),
+                    },
+                    Ok(Command::Rate(rate)) => player.set_rate(rate),
+                    Ok(Command::Nothing) => {}
+                    Err(e) => player.say(&e),
                 }
             }
             MessageView::Element(e) => {
@@ -660,4 +719,21 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
     let _ = playbin.set_state(gst::State::Null);
     // A fatal error is the command's failure too (its exit code is not 0).
     failed.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Command;
+
+    #[test]
+    fn typed_lines_are_commands_or_say_what_the_commands_are() {
+        assert_eq!(Command::parse("t"), Ok(Command::Continue));
+        assert_eq!(Command::parse("T"), Ok(Command::Continue));
+        assert_eq!(Command::parse(""), Ok(Command::Nothing));
+        assert_eq!(Command::parse("rate 1.5"), Ok(Command::Rate(1.5)));
+        for bad in ["rate", "rate fast", "rate 9", "rate -1", "rate 1 2", "x"] {
+            let e = Command::parse(bad).unwrap_err();
+            assert!(e.contains("commands: t ("), "{bad}: {e}");
+        }
+    }
 }

@@ -333,9 +333,13 @@ impl Engine {
             audio: state.audio.clone(),
             subtitle: state.subtitle.clone(),
             loaded,
+            rate: anchor.rate,
         }));
         if loaded {
-            out.push(Action::Player(PlayerAction::Preroll { position_ns }));
+            out.push(Action::Player(PlayerAction::Preroll {
+                position_ns,
+                rate: anchor.rate,
+            }));
         }
     }
 
@@ -576,7 +580,10 @@ impl Engine {
                 t.asked_ns = now_ns;
                 t.prerolls += 1;
             }
-            out.push(Action::Player(PlayerAction::Preroll { position_ns }));
+            out.push(Action::Player(PlayerAction::Preroll {
+                position_ns,
+                rate: anchor.rate,
+            }));
             return;
         }
         let at_source = (at_ns as i128 + offset as i128).max(0) as u64;

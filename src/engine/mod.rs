@@ -150,12 +150,16 @@ pub enum PlayerAction {
         audio: Option<Track>,
         subtitle: Option<Track>,
         loaded: bool,
+        /// The source's playback rate, which the target plays at from the switch.
+        rate: f64,
     },
     /// Handoff target: the media is loaded; seek there (staying paused) and answer with
     /// [`Observation::Prerolled`] or [`Observation::LoadFailed`]. Unlike
     /// [`PlayerAction::Seek`] (a remote command), it is part of a handoff.
     Preroll {
         position_ns: u64,
+        /// As in [`PlayerAction::Load`].
+        rate: f64,
     },
     /// Start playing at this wall-clock instant; answer with [`Observation::Started`].
     PlayAt {

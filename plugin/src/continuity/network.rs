@@ -69,6 +69,8 @@ pub struct Shared {
     pub offer: Mutex<Option<Offer>>,
     /// The languages a handoff brought, for the media it loads to select.
     pub wanted: Mutex<Option<Wanted>>,
+    /// The playback rate a handoff prerolls at (the source's), as f64 bits.
+    handoff_rate: AtomicU64,
 }
 
 impl Default for Shared {
@@ -80,6 +82,7 @@ impl Default for Shared {
             open: AtomicBool::new(true),
             offer: Mutex::new(None),
             wanted: Mutex::new(None),
+            handoff_rate: AtomicU64::new(1.0f64.to_bits()),
         }
     }
 }
@@ -87,6 +90,19 @@ impl Default for Shared {
 impl Shared {
     pub fn position(&self) -> Option<u64> {
         Some(self.position.load(Ordering::Relaxed)).filter(|p| *p != POSITION_NONE)
+    }
+
+    fn set_handoff_rate(&self, rate: f64) {
+        let rate = if rate.is_finite() && rate != 0.0 {
+            rate
+        } else {
+            1.0
+        };
+        self.handoff_rate.store(rate.to_bits(), Ordering::Relaxed);
+    }
+
+    fn handoff_rate(&self) -> f64 {
+        f64::from_bits(self.handoff_rate.load(Ordering::Relaxed))
     }
 
     pub fn take_wanted(&self) -> Option<Wanted> {
@@ -150,7 +166,13 @@ pub fn carry_out(element: &super::Continuity, node: &Arc<Node>, shared: &Arc<Sha
             let (node, shared) = (node.clone(), shared.clone());
             let _guard = RUNTIME.enter();
             tokio::task::spawn_blocking(move || {
-                if seek(&top_level(&element), position_ns).is_err() {
+                // A handoff's preroll plays on at the source's rate.
+                let rate = if why == SeekFor::Handoff {
+                    shared.handoff_rate()
+                } else {
+                    1.0
+                };
+                if seek_at(&top_level(&element), position_ns, rate).is_err() {
                     gst::warning!(CAT, obj = element, "the {why:?} seek failed: playing on");
                     if why == SeekFor::Handoff {
                         node.observe(Observation::LoadFailed {
@@ -451,7 +473,8 @@ impl Pump {
             PlayerAction::Play => blocking(move || top.set_state(gst::State::Playing).is_ok()),
             PlayerAction::Pause => blocking(move || top.set_state(gst::State::Paused).is_ok()),
             PlayerAction::Seek { position_ns } => blocking(move || seek(&top, position_ns).is_ok()),
-            PlayerAction::Preroll { position_ns } => {
+            PlayerAction::Preroll { position_ns, rate } => {
+                self.shared.set_handoff_rate(rate);
                 let d = self.shared.gate(|g| g.on_preroll(position_ns));
                 self.carry_out(d);
             }
@@ -462,7 +485,9 @@ impl Pump {
                 audio,
                 subtitle,
                 loaded,
+                rate,
             } => {
+                self.shared.set_handoff_rate(rate);
                 let lang = |t: &Option<continuity::model::Track>| {
                     t.as_ref().and_then(|t| t.language.clone())
                 };
@@ -664,6 +689,34 @@ pub fn seek(top: &gst::Element, position_ns: u64) -> Result<(), glib::BoolError>
         gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
         gst::ClockTime::from_nseconds(position_ns),
     )
+}
+
+/// [`seek`] at a playback rate (a negative one plays backwards from the position).
+pub fn seek_at(top: &gst::Element, position_ns: u64, rate: f64) -> Result<(), glib::BoolError> {
+    if rate == 1.0 {
+        return seek(top, position_ns);
+    }
+    let flags = gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE;
+    let at = gst::ClockTime::from_nseconds(position_ns);
+    if rate > 0.0 {
+        top.seek(
+            rate,
+            flags,
+            gst::SeekType::Set,
+            at,
+            gst::SeekType::None,
+            gst::ClockTime::NONE,
+        )
+    } else {
+        top.seek(
+            rate,
+            flags,
+            gst::SeekType::Set,
+            gst::ClockTime::ZERO,
+            gst::SeekType::Set,
+            at,
+        )
+    }
 }
 
 /// Wait (at most `wait`, from any thread) until the local store has written what the node
