@@ -556,6 +556,13 @@ impl Node {
         id
     }
 
+    /// Undo the last automatic handoff ([`crate::engine::Engine::hand_back`]): its id.
+    pub fn hand_back(&self) -> Option<String> {
+        let (id, actions) = self.inner.engine().hand_back(now_unix_ns())?;
+        self.inner.carry_out(actions);
+        Some(id)
+    }
+
     /// Record an event the application saw (a resume offered, taken or declined): published
     /// and kept like the engine's own.
     pub fn note(&self, name: wire::EventName) {

@@ -950,3 +950,63 @@ fn the_playback_rate_carries_over_in_a_handoff() {
     assert_eq!(then["rate"], 1.5, "{then:#}");
     assert_eq!(then["state"], "playing", "{then:#}");
 }
+
+#[test]
+fn in_automatic_mode_a_tv_that_comes_online_takes_over_by_itself_and_b_brings_it_back() {
+    let setup = Setup::new();
+    let phone = PlayProcess::start_with(
+        &["--auto-handoff-to", "tv"],
+        &setup.url,
+        setup.dir.path(),
+        "Phone",
+        "phone",
+        Some(&setup.clip),
+    );
+    phone.wait_line("decoders:");
+    let mut tv = setup.idle("TV", "tv");
+    // No key pressed: both devices say what happened, and how to undo it.
+    let started = std::time::Instant::now();
+    let line = phone.wait_line("(automatic handoff)");
+    assert!(started.elapsed() < Duration::from_secs(2), "{line}");
+    assert!(
+        line.ends_with("Continuing on TV (automatic handoff): b, then Enter, to go back"),
+        "{line}"
+    );
+    let lines = tv.wait_lines(&["handoff complete", "(automatic handoff)"]);
+    assert!(
+        lines[1]
+            .ends_with("Continued here from Phone (automatic handoff): b, then Enter, to go back"),
+        "{lines:?}"
+    );
+    phone.wait_line("paused");
+    let s = wait_session(&setup, "TV", |s| s["state"] == "playing");
+    assert_eq!(s["lease"]["device"], s["device"], "{s:#}");
+    // One key on the TV, and the phone plays again.
+    tv.type_line("b");
+    tv.wait_line("going back");
+    phone.wait_line("handoff complete");
+    tv.wait_line("paused");
+    let s = wait_session(&setup, "Phone", |s| s["state"] == "playing");
+    assert_eq!(s["lease"]["device"], s["device"], "{s:#}");
+    // The phone's events tell the first one as automatic, the way back as a person's.
+    let stats = || {
+        let out = Command::new(BIN)
+            .arg("--config-dir")
+            .arg(setup.dir.path().join("Phone"))
+            .args(["stats", "--since", "1h", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let mut doc = stats();
+    for _ in 0..50 {
+        if doc["stats"]["succeeded"] == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        doc = stats();
+    }
+    assert_eq!(doc["stats"]["succeeded"], 2, "{doc:#}");
+    assert_eq!(doc["stats"]["by_trigger"]["automatic"], 1, "{doc:#}");
+    assert_eq!(doc["stats"]["by_trigger"]["manual"], 1, "{doc:#}");
+}

@@ -56,6 +56,11 @@ pub struct PlayOptions {
     /// Play audio only: video is not decoded (the default of speaker and car).
     #[arg(long)]
     pub audio_only: bool,
+    /// Continue on these devices by themselves: when one comes online while this one
+    /// plays, the session goes there with no key pressed (`b` brings it back).
+    /// Comma-separated names, ids or classes (`tv`).
+    #[arg(long, value_name = "DEVICES")]
+    pub auto_handoff_to: Option<String>,
 }
 
 /// Everything `continuity play` runs with: its options and the global ones.
@@ -152,17 +157,20 @@ enum Command {
     Continue,
     /// `rate X`: play at X times the normal speed.
     Rate(f64),
+    /// `b`: undo the automatic handoff just made.
+    Back,
     Nothing,
 }
 
 impl Command {
     fn parse(line: &str) -> Result<Command, String> {
         let mut words = line.split_whitespace();
-        let help = "commands: t (continue on the suggested device), rate X (play at X times \
-                    the speed, 0.25 to 4)";
+        let help = "commands: t (continue on the suggested device), b (back, after an \
+                    automatic handoff), rate X (play at X times the speed, 0.25 to 4)";
         match (words.next(), words.next(), words.next()) {
             (None, _, _) => Ok(Command::Nothing),
             (Some(t), None, _) if t.eq_ignore_ascii_case("t") => Ok(Command::Continue),
+            (Some(b), None, _) if b.eq_ignore_ascii_case("b") => Ok(Command::Back),
             (Some("rate"), Some(x), None) => match x.parse::<f64>() {
                 Ok(r) if (0.25..=4.0).contains(&r) => Ok(Command::Rate(r)),
                 _ => Err(format!("rate {x}: a number from 0.25 to 4 ({help})")),
@@ -397,6 +405,9 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
     if let Some(l) = &audio_language {
         element.set_property("audio-language", l);
     }
+    if let Some(list) = &args.options.auto_handoff_to {
+        element.set_property("auto-handoff", list);
+    }
     if let Some(l) = &subtitle_language {
         element.set_property("subtitle-language", l);
     }
@@ -572,6 +583,15 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                         None => player.say("nothing to continue on: no device was suggested"),
                     },
                     Ok(Command::Rate(rate)) => player.set_rate(rate),
+                    Ok(Command::Back) => {
+                        let id = player
+                            .element
+                            .emit_by_name::<Option<String>>("hand-back", &[]);
+                        match id {
+                            Some(_) => player.say("going back"),
+                            None => player.say("nothing to go back from: no automatic handoff"),
+                        }
+                    }
                     Ok(Command::Nothing) => {}
                     Err(e) => player.say(&e),
                 }
@@ -636,6 +656,11 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                     "continuity-tracks-selected" => {
                         if let Ok(m) = s.get::<String>("message") {
                             player.say(&m);
+                        }
+                    }
+                    "continuity-handoff-automatic" => {
+                        if let Ok(m) = s.get::<String>("message") {
+                            player.say(&format!("{m}: b, then Enter, to go back"));
                         }
                     }
                     "continuity-handoff-suggested" => {
@@ -731,6 +756,7 @@ mod tests {
         assert_eq!(Command::parse("T"), Ok(Command::Continue));
         assert_eq!(Command::parse(""), Ok(Command::Nothing));
         assert_eq!(Command::parse("rate 1.5"), Ok(Command::Rate(1.5)));
+        assert_eq!(Command::parse("b"), Ok(Command::Back));
         for bad in ["rate", "rate fast", "rate 9", "rate -1", "rate 1 2", "x"] {
             let e = Command::parse(bad).unwrap_err();
             assert!(e.contains("commands: t ("), "{bad}: {e}");

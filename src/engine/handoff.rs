@@ -89,9 +89,30 @@ pub(super) struct Handoffs {
     pub(super) source: Option<Source>,
     pub(super) pending: std::collections::BTreeMap<String, Pending>,
     seq: u64,
+    /// Handoffs that automatic mode asked for (the latest few), for their events.
+    automatic: std::collections::VecDeque<String>,
+    /// The last automatic handoff this device took part in: (source, target), which
+    /// [`Engine::hand_back`] reverses.
+    last_automatic: Option<(String, String)>,
 }
 
+/// How many automatic handoffs' ids are remembered.
+const AUTOMATIC_IDS: usize = 16;
+
 impl Handoffs {
+    /// Nothing in flight: neither source nor target of a handoff.
+    pub(super) fn is_idle(&self) -> bool {
+        self.target.is_none() && self.source.is_none()
+    }
+
+    fn mark_automatic(&mut self, id: &str, source: &str, target: &str) {
+        if self.automatic.len() >= AUTOMATIC_IDS {
+            self.automatic.pop_front();
+        }
+        self.automatic.push_back(id.to_owned());
+        self.last_automatic = Some((source.to_owned(), target.to_owned()));
+    }
+
     /// The earliest deadline, for the engine's wake-up.
     pub(super) fn next_deadline(&self) -> Option<u64> {
         let t = self.target.as_ref().map(|t| t.deadline_ns);
@@ -145,7 +166,27 @@ impl Engine {
         target: &str,
         source: &str,
     ) -> (String, Vec<Action>) {
+        self.request_handoff_as(now_ns, target, source, HandoffTrigger::Manual)
+    }
+
+    /// Go back after an automatic handoff: the session returns to where it was, asked by
+    /// either side (a person's "back" key). `None` when there was none.
+    pub fn hand_back(&mut self, now_ns: u64) -> Option<(String, Vec<Action>)> {
+        let (source, target) = self.handoffs.last_automatic.take()?;
+        Some(self.request_handoff(now_ns, &source, &target))
+    }
+
+    pub(super) fn request_handoff_as(
+        &mut self,
+        now_ns: u64,
+        target: &str,
+        source: &str,
+        trigger: HandoffTrigger,
+    ) -> (String, Vec<Action>) {
         let id = self.next_id(now_ns);
+        if trigger == HandoffTrigger::Automatic {
+            self.handoffs.mark_automatic(&id, source, target);
+        }
         let mut out = Vec::new();
         let online = target == self.cfg.device.id
             || self.directory.availability.get(target) == Some(&crate::wire::Status::Online);
@@ -167,6 +208,7 @@ impl Engine {
         let body = CommandBody::HandoffRequest {
             handoff: id.clone(),
             source: source.to_owned(),
+            automatic: trigger == HandoffTrigger::Automatic,
         };
         self.send(now_ns, target, body, &mut out);
         let facts = self.handoff_facts(&id, source, target, HandoffMode::Push);
@@ -185,7 +227,15 @@ impl Engine {
         out: &mut Vec<Action>,
     ) {
         match body {
-            CommandBody::HandoffRequest { handoff, source } => {
+            CommandBody::HandoffRequest {
+                handoff,
+                source,
+                automatic,
+            } => {
+                if *automatic {
+                    self.handoffs
+                        .mark_automatic(handoff, source, &self.cfg.device.id.clone());
+                }
                 self.on_request(now_ns, from, handoff, source, out)
             }
             CommandBody::HandoffOffer {
@@ -468,6 +518,18 @@ impl Engine {
             prerolls: Some(t.prerolls),
         };
         self.finish_target(now_ns, &t, result, out);
+        if self.handoffs.automatic.contains(&t.id) {
+            let name = self
+                .directory
+                .devices
+                .get(&t.source)
+                .map_or_else(|| t.source.clone(), |i| i.device.name.clone());
+            out.push(Action::Notify(Notice::AutomaticHandoff {
+                device: t.source.clone(),
+                name,
+                outgoing: false,
+            }));
+        }
     }
 
     fn finish_target(
@@ -773,7 +835,11 @@ impl Engine {
             source_class: class(source),
             target_class: class(target),
             mode,
-            trigger: HandoffTrigger::Manual,
+            trigger: if self.handoffs.automatic.contains(&id.to_owned()) {
+                HandoffTrigger::Automatic
+            } else {
+                HandoffTrigger::Manual
+            },
             latency_ns: None,
             position_error_ns: None,
             clock_offset_ns: None,

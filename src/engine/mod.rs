@@ -29,7 +29,7 @@ use crate::model::{
 };
 use crate::wire::{
     self, Availability, Body, Command, CommandBody, DeviceInfo, Event, EventName, HandoffResult,
-    Incoming, Lease, ResumePoint, SessionState, Status, Topic, TopicKind,
+    HandoffTrigger, Incoming, Lease, ResumePoint, SessionState, Status, Topic, TopicKind,
 };
 
 /// How the engine behaves; the element's properties map onto these.
@@ -59,6 +59,10 @@ pub struct EngineConfig {
     /// Automatic mode: starting media that a device of the account was playing when it went
     /// offline, at most this long ago, continues from where it was then. `None`: off.
     pub automatic_window_ns: Option<u64>,
+    /// Automatic handoff: devices (ids, names or class names such as `tv`) this one hands
+    /// its session to by itself when one of them comes online while it plays, instead of
+    /// suggesting it. Empty: suggestions only.
+    pub auto_handoff: Vec<String>,
     /// A handoff target prerolls where the source will be when the target is ready (as it
     /// learned, see [`plan`]) and the switch agreed; at least this much later.
     pub preroll_lead_ns: u64,
@@ -86,6 +90,7 @@ impl EngineConfig {
             handoff_timeout_ns: 3 * SECOND_NS,
             preroll_lead_ns: 20_000_000,
             automatic_window_ns: None,
+            auto_handoff: Vec::new(),
             switch_margin_ns: 15_000_000,
             media_keys: wire::MediaKeys::Plain,
         }
@@ -186,6 +191,14 @@ pub enum Notice {
         device: String,
         name: String,
         class: crate::model::DeviceClass,
+    },
+    /// A handoff in automatic mode: the session goes to `device` (`outgoing`, told by the
+    /// device that starts it) or came from it (told by the target once it plays). The
+    /// application says so, and offers to go back ([`Engine::hand_back`]).
+    AutomaticHandoff {
+        device: String,
+        name: String,
+        outgoing: bool,
     },
 }
 
@@ -685,11 +698,27 @@ impl Engine {
         for info in ready {
             self.suggest.remove(&info.device.id);
             let online = self.directory.availability.get(&info.device.id) == Some(&Status::Online);
-            if online && info.device.class != self.cfg.device.class {
+            let d = &info.device;
+            let automatic = self.cfg.auto_handoff.iter().any(|w| {
+                w == &d.id
+                    || w.eq_ignore_ascii_case(&d.name)
+                    || w.eq_ignore_ascii_case(d.class.as_str())
+            });
+            if online && automatic && self.handoffs.is_idle() {
+                let me = self.cfg.device.id.clone();
+                let (_, actions) =
+                    self.request_handoff_as(now_unix_ns, &d.id, &me, HandoffTrigger::Automatic);
+                out.extend(actions);
+                out.push(Action::Notify(Notice::AutomaticHandoff {
+                    device: d.id.clone(),
+                    name: d.name.clone(),
+                    outgoing: true,
+                }));
+            } else if online && d.class != self.cfg.device.class {
                 out.push(Action::Notify(Notice::HandoffSuggested {
-                    device: info.device.id.clone(),
-                    name: info.device.name.clone(),
-                    class: info.device.class,
+                    device: d.id.clone(),
+                    name: d.name.clone(),
+                    class: d.class,
                 }));
             }
         }

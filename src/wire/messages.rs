@@ -139,6 +139,9 @@ pub enum CommandBody {
         handoff: String,
         #[schemars(pattern(crate::patterns::ID))]
         source: String,
+        /// Asked by a device in automatic mode, not by a person (absent: by a person).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        automatic: bool,
     },
     /// T to the source P: I want your session; `t1` is T's clock at sending.
     HandoffOffer {

@@ -261,7 +261,9 @@ impl Validate for Command {
         match &self.body {
             CommandBody::Seek { position_ns } => check_media_ns("body.position_ns", *position_ns)?,
             CommandBody::Play | CommandBody::Pause | CommandBody::Sync => {}
-            CommandBody::HandoffRequest { handoff, source } => {
+            CommandBody::HandoffRequest {
+                handoff, source, ..
+            } => {
                 check_id_field("body.handoff", handoff)?;
                 check_id_field("body.source", source)?;
             }

@@ -240,7 +240,7 @@ const BODIES = {
   pause: {},
   sync: {},
   seek: { position_ns: req(u64) },
-  "handoff-request": { handoff: req(str), source: req(str) },
+  "handoff-request": { handoff: req(str), source: req(str), automatic: opt(bool) },
   "handoff-offer": { handoff: req(str), session: req(str), epoch: req(u64), t1_unix_ns: req(u64) },
   "handoff-accept": {
     handoff: req(str),

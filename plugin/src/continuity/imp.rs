@@ -33,6 +33,9 @@
  * - `continuity-resumed`: `media-id`, `position` (ns), `device` it came from.
  * - `continuity-tracks-selected` (in a playbin, after a handoff): `audio-language`,
  *   `subtitle-language` (absent when subtitles are off), `message` (a sentence).
+ * - `continuity-handoff-automatic` (`auto-handoff`): `device`, `name`, `direction` (`to`:
+ *   the session goes there; `from`: it came here), `message` (a sentence). Emit
+ *   `hand-back` to return it.
  * - `continuity-revoked`: this device was removed from its account (a warning comes with it);
  *   other devices no longer hear it, and playback goes on.
  *
@@ -207,6 +210,12 @@ impl ObjectImpl for Continuity {
                 // its first name, kept for the applications that use it.
                 load_failed("load-failed"),
                 load_failed("handoff-failed"),
+                // After an automatic handoff, on either device: the session goes back.
+                glib::subclass::Signal::builder("hand-back")
+                    .action()
+                    .return_type::<Option<String>>()
+                    .class_handler(|args| Some(element(args).imp().hand_back().to_value()))
+                    .build(),
                 glib::subclass::Signal::builder("resume")
                     .action()
                     .return_type::<bool>()
@@ -758,6 +767,12 @@ impl Continuity {
                 None
             }
         }
+    }
+
+    /// The `hand-back` action signal: undo the last automatic handoff. The handoff's id, or
+    /// `None` when there was none.
+    fn hand_back(&self) -> Option<String> {
+        lock(&self.network).as_ref()?.1.hand_back()
     }
 
     /// The `load-failed` action signal (also `handoff-failed`): the application could not

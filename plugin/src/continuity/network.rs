@@ -328,6 +328,11 @@ impl Network {
         Ok(self.node.request_handoff(&target, &me))
     }
 
+    /// Undo the last automatic handoff.
+    pub fn hand_back(&self) -> Option<String> {
+        self.node.hand_back()
+    }
+
     /// The application could not load the handoff's media.
     pub fn load_failed(&self, reason: &str) {
         self.shared.gate(Gate::cancel_handoff);
@@ -592,6 +597,27 @@ impl Pump {
                         .field("device", &device)
                         .field("name", &name)
                         .field("class", class.as_str())
+                        .field("message", &sentence)
+                        .build(),
+                );
+            }
+            Notice::AutomaticHandoff {
+                device,
+                name,
+                outgoing,
+            } => {
+                let sentence = if outgoing {
+                    format!("Continuing on {name} (automatic handoff)")
+                } else {
+                    format!("Continued here from {name} (automatic handoff)")
+                };
+                gst::info!(CAT, obj = element, "{sentence} ({device})");
+                post(
+                    element,
+                    gst::Structure::builder("continuity-handoff-automatic")
+                        .field("device", &device)
+                        .field("name", &name)
+                        .field("direction", if outgoing { "to" } else { "from" })
                         .field("message", &sentence)
                         .build(),
                 );

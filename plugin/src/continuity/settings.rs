@@ -45,6 +45,8 @@ pub struct Settings {
     pub config_dir: Option<String>,
     pub advertise: bool,
     pub automatic: bool,
+    /// Devices to continue on by themselves (comma-separated names, ids or classes).
+    pub auto_handoff: Option<String>,
     pub encryption: Encryption,
 }
 
@@ -66,6 +68,7 @@ impl Default for Settings {
             config_dir: None,
             advertise: false,
             automatic: false,
+            auto_handoff: None,
             encryption: Encryption::Sealed,
         }
     }
@@ -290,6 +293,16 @@ impl Settings {
                 "Starting media that a device of the account was playing when it went offline \
                  (in the last 30 minutes) continues from where it was then",
             ),
+            glib::ParamSpecString::builder("auto-handoff")
+                .nick("Automatic handoff")
+                .blurb(
+                    "Devices to continue on by themselves: when one of them comes online while \
+                 this device plays, the session goes there with no key pressed (posting \
+                 continuity-handoff-automatic; hand-back returns it). Comma-separated device \
+                 names, ids or classes (tv); default: none, only suggestions",
+                )
+                .mutable_ready()
+                .build(),
             glib::ParamSpecBoolean::builder("connected")
                 .nick("Connected")
                 .blurb("Whether the element is connected to the broker")
@@ -330,6 +343,7 @@ impl Settings {
             "config-dir" => self.config_dir = text(value),
             "advertise" => self.advertise = value.get().expect("type checked upstream"),
             "automatic" => self.automatic = value.get().expect("type checked upstream"),
+            "auto-handoff" => self.auto_handoff = text(value),
             "encryption" => self.encryption = value.get().expect("type checked upstream"),
             other => unreachable!("unknown property {other}"),
         }
@@ -365,6 +379,7 @@ impl Settings {
             "config-dir" => self.config_dir.to_value(),
             "advertise" => self.advertise.to_value(),
             "automatic" => self.automatic.to_value(),
+            "auto-handoff" => self.auto_handoff.to_value(),
             "encryption" => self.encryption.to_value(),
             other => unreachable!("unknown property {other}"),
         }
@@ -454,6 +469,14 @@ impl Settings {
         if self.automatic {
             engine.automatic_window_ns = Some(AUTOMATIC_WINDOW_NS);
         }
+        engine.auto_handoff = self
+            .auto_handoff
+            .iter()
+            .flat_map(|list| list.split(','))
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect();
         let config = NetworkConfig {
             node: NodeConfig {
                 engine,
