@@ -95,6 +95,10 @@ async function startDevice(me, membership) {
   show("home");
   device.addEventListener("change", () => render());
   device.addEventListener("announce", (e) => announce(e.detail));
+  device.addEventListener("suggest", (e) => {
+    app.suggestion = e.detail;
+    renderSuggestion(true);
+  });
   device.addEventListener("handoff", (e) => {
     const r = e.detail;
     if (r.failure) announce(`The handoff failed: ${r.failure.replaceAll("-", " ")}`);
@@ -168,6 +172,7 @@ function render() {
     renderNow(targets);
   }
   renderResume();
+  renderSuggestion(false);
   renderProgress();
 }
 
@@ -304,6 +309,41 @@ function renderResume() {
     announce(text);
     if (!document.activeElement || document.activeElement === document.body || document.activeElement.closest("#home")) $("resume-yes").focus();
   }
+}
+
+/**
+ * "Phone is on: continue there?": a device of another class came online while this TV
+ * plays. Said in words, the answer focused (one key continues there); gone when the device
+ * goes offline or this TV stops playing the session.
+ */
+function renderSuggestion(fresh) {
+  const d = app.device;
+  const s = app.suggestion;
+  const box = $("suggest");
+  if (!s || !d.active || d.availability.get(s.device) !== "online") {
+    app.suggestion = null;
+    if (!box.hidden) {
+      box.hidden = true;
+      focusFirst();
+    }
+    return;
+  }
+  if (!fresh) return;
+  const text = `${s.name} is on: continue there?`;
+  $("suggest-text").textContent = text;
+  $("suggest-yes").textContent = `Continue on ${s.name}`;
+  const done = () => {
+    app.suggestion = null;
+    render();
+  };
+  $("suggest-yes").onclick = () => {
+    done();
+    continueOn(s.device);
+  };
+  $("suggest-no").onclick = done;
+  box.hidden = false;
+  announce(text);
+  if (!document.activeElement || document.activeElement === document.body || document.activeElement.closest("#home")) $("suggest-yes").focus();
 }
 
 async function startHere(media, positionNs, done) {

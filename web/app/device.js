@@ -15,6 +15,8 @@ import { MqttClient, nowNs } from "./mqtt.js";
 
 export const SOFTWARE = "continuity-web 0.1.0";
 const CLASS = "tv";
+/** A device that came online is suggested when this TV plays within this time of it. */
+const SUGGEST_WITHIN_NS = 10_000_000_000n;
 const MS = 1000000n;
 const SECOND = 1000000000n;
 /** Handoff timing, as the element's defaults. */
@@ -291,6 +293,8 @@ export class Device extends EventTarget {
     this.synced = false;
     this.lastCopies = new Map();
     this.repairs = new Map();
+    // Devices that came online, by when (ns): suggested once, while this TV plays.
+    this.suggest = new Map();
   }
 
   // --- Keys and envelopes -------------------------------------------------------------
@@ -454,6 +458,7 @@ export class Device extends EventTarget {
   async publishSession() {
     const s = this.sessionState();
     this.sessions.set(this.me.id, s);
+    this.suggestHandoffs();
     this.changed();
     await this.send(this.topic("sessions", this.me.id, "state"), s, { retain: true });
   }
@@ -475,7 +480,7 @@ export class Device extends EventTarget {
 
   // --- What arrives -------------------------------------------------------------------
 
-  async receive(topic, payload, { arrivedNs }) {
+  async receive(topic, payload, { arrivedNs, retain = false }) {
     let msg;
     try {
       msg = await this.opener.decode(topic, payload);
@@ -501,10 +506,11 @@ export class Device extends EventTarget {
     if (body.stamp) this.hlc.witness(body.stamp);
     switch (msg.kind) {
       case "availability":
-        return this.onAvailability(topic, body, own);
+        return this.onAvailability(topic, body, own, retain);
       case "info":
         if (own) return this.checkOwn(topic, payload);
         this.info.set(body.device.id, body);
+        this.suggestHandoffs();
         return this.changed();
       case "state":
         if (own) return this.checkOwn(topic, payload);
@@ -554,7 +560,7 @@ export class Device extends EventTarget {
     this.repairs.set(topic, r);
   }
 
-  onAvailability(topic, body, own) {
+  onAvailability(topic, body, own, retain) {
     if (own) {
       if (body.status !== "online") this.repair(topic);
       return;
@@ -562,8 +568,32 @@ export class Device extends EventTarget {
     const was = this.availability.get(body.device);
     this.availability.set(body.device, body.status);
     if (body.status === "online" && was !== "online") this.probeSeveral(body.device);
+    // Online when this TV subscribed (the broker's retained picture) is not news.
+    if (body.status === "online" && was !== "online" && !retain) {
+      this.suggest.set(body.device, nowNs());
+      this.suggestHandoffs();
+    }
     if (body.status === "offline" && was === "online") this.witness(body.device);
     this.changed();
+  }
+
+  /**
+   * Devices of another class that came online while this TV plays (or up to 10 s before it
+   * started), once their info is in: a "suggest" event each, once, for the page to offer
+   * ("Phone is on: continue there?"). Nothing happens by itself.
+   */
+  suggestHandoffs() {
+    const now = nowNs();
+    for (const [device, at] of this.suggest) if (now - at > SUGGEST_WITHIN_NS) this.suggest.delete(device);
+    if (!this.active || this.anchor?.state !== "playing") return;
+    for (const device of [...this.suggest.keys()]) {
+      const info = this.info.get(device);
+      if (!info) continue;
+      this.suggest.delete(device);
+      if (this.availability.get(device) !== "online" || info.device.class === CLASS) continue;
+      if (!info.capabilities?.includes("handoff")) continue;
+      this.dispatchEvent(new CustomEvent("suggest", { detail: { device, name: info.device.name, class: info.device.class } }));
+    }
   }
 
   /** A playing device went offline: record where its media stopped, if it stays away. */
@@ -967,6 +997,8 @@ export class Device extends EventTarget {
     this.subtitle = s.subtitle ?? null;
     this.queue = s.queue ?? [];
     this.session = t.session;
+    // The device it came from is no suggestion to continue on.
+    this.suggest.delete(t.source);
     this.lease = { device: this.me.id, epoch: num(t.epoch) };
     this.anchor = { position_ns: num(t.prerolled), at_unix_ns: at, rate: a.rate, state: "playing" };
     await this.publishSession();

@@ -343,6 +343,27 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     await tablet.done;
   });
 
+  await t.test("the phone switched on while the web TV plays is suggested, and one key continues there", async () => {
+    const phone = start(bin, cli("phone", "play", "--no-advertise", "--device-name", "Phone", "--device-class", "phone"), "phone-again");
+    await phone.waitLine(/\] connected$/, 20000);
+    const on = Date.now();
+    const text = await page.waitFor("!document.getElementById('suggest').hidden && document.getElementById('suggest-text').textContent", { what: "the suggestion" });
+    assert.ok(Date.now() - on < 2000, `the suggestion came ${Date.now() - on} ms after the phone`);
+    assert.equal(text, "Phone is on: continue there?");
+    await page.waitFor("document.getElementById('announce').textContent === 'Phone is on: continue there?'", { what: "the suggestion said" });
+    assert.equal((await page.focused()).id, "suggest-yes", "one key continues there");
+    assert.equal(await page.eval("document.getElementById('video').paused"), false, "nothing happens by itself");
+    await page.screenshot(join(shots, "web-tv-suggestion.png"));
+    await axe(page, "suggestion");
+    await keyboardAndNames(page, "suggestion");
+    await page.eval("document.getElementById('suggest-yes').focus(); true");
+    await page.press("Enter");
+    await phone.waitLine(/handoff complete/, 20000);
+    await page.waitFor("document.getElementById('video').paused && document.getElementById('suggest').hidden", { what: "the web TV paused, the suggestion gone" });
+    phone.signal("SIGINT");
+    await phone.done;
+  });
+
   await t.test("a spy on the broker sees only sealed payloads from the web TV", async () => {
     const webId = await page.eval("continuityApp.device.me.id");
     // The broker delivers in order: once the spy has the marker, it has all before it.
