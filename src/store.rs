@@ -581,6 +581,8 @@ mod tests {
             },
             position_ns: pos,
             finished: false,
+            audio: None,
+            subtitle: None,
             device: "d".into(),
             stamp: Stamp {
                 wall_ns: wall,

@@ -33,6 +33,8 @@ fn message(g: &Gen) -> (String, Vec<u8>) {
             },
             position_ns: g.position,
             finished: false,
+            audio: None,
+            subtitle: None,
             device: device.clone(),
             stamp: Stamp {
                 wall_ns: g.wall,

@@ -322,6 +322,8 @@ fn newer_resume_points_win_whatever_their_source() {
         media: clip(600),
         position_ns: pos * SECOND_NS,
         finished: false,
+        audio: None,
+        subtitle: None,
         device: dev.into(),
         stamp: Stamp {
             wall_ns: wall,

@@ -12,6 +12,8 @@ fn point(position_ns: u64) -> ResumeFrom {
         device: "phone".into(),
         when_unix_ns: 1_800_000_000 * S,
         live: None,
+        audio: None,
+        subtitle: None,
     }
 }
 

@@ -1010,3 +1010,41 @@ fn in_automatic_mode_a_tv_that_comes_online_takes_over_by_itself_and_b_brings_it
     assert_eq!(doc["stats"]["by_trigger"]["automatic"], 1, "{doc:#}");
     assert_eq!(doc["stats"]["by_trigger"]["manual"], 1, "{doc:#}");
 }
+
+#[test]
+fn a_resume_on_another_device_plays_the_languages_it_stopped_in() {
+    let setup = Setup::new();
+    let clip = make_two_language_clip(setup.dir.path());
+    let phone = PlayProcess::start_with(
+        &["--audio-language", "fr", "--subtitle-language", "en"],
+        &setup.url,
+        setup.dir.path(),
+        "Phone",
+        "phone",
+        Some(&clip),
+    );
+    phone.wait_line("decoders:");
+    // Past the point under which nothing is kept to resume from, then stopped.
+    std::thread::sleep(Duration::from_secs(11));
+    let pid = phone.child.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    phone.wait_line("stopping");
+    // The TV would rather have no subtitles and takes the first audio track by itself.
+    let tv = PlayProcess::start_with(
+        &["--subtitle-language", "none"],
+        &setup.url,
+        setup.dir.path(),
+        "TV",
+        "tv",
+        Some(&clip),
+    );
+    let lines = tv.wait_lines(&["resumed at 0:00:1", "as on the other device"]);
+    assert!(
+        lines[1].contains("Audio in fr, subtitles in en"),
+        "{lines:?}"
+    );
+    let s = wait_session(&setup, "TV", |s| {
+        s["state"] == "playing" && s["audio"]["language"] == "fr"
+    });
+    assert_eq!(s["subtitle"]["language"], "en", "{s:#}");
+}

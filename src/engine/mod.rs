@@ -241,6 +241,9 @@ pub struct ResumeFrom {
     /// Pull handoff: the session (id and lease epoch) is live on `device`; starting here
     /// takes it over.
     pub live: Option<(String, u64)>,
+    /// The tracks that played there, by language (for the player to select the same).
+    pub audio: Option<Track>,
+    pub subtitle: Option<Track>,
 }
 
 /// A device that came online is suggested when this one plays within this time of it (a

@@ -117,6 +117,8 @@ impl Engine {
                     device: l.device.clone(),
                     when_unix_ns: l.stamp.wall_ns,
                     live: Some((l.session.clone(), l.lease.epoch)),
+                    audio: l.audio.clone(),
+                    subtitle: l.subtitle.clone(),
                 },
                 l.media.as_ref().and_then(|m| m.duration_ns),
             ),
@@ -126,6 +128,8 @@ impl Engine {
                     device: s.device.clone(),
                     when_unix_ns: at,
                     live: None,
+                    audio: s.audio.clone(),
+                    subtitle: s.subtitle.clone(),
                 },
                 s.media.as_ref().and_then(|m| m.duration_ns),
             ),
@@ -147,6 +151,8 @@ impl Engine {
             device: p.device.clone(),
             when_unix_ns: p.stamp.wall_ns,
             live: None,
+            audio: p.audio.clone(),
+            subtitle: p.subtitle.clone(),
         })
     }
 
@@ -185,6 +191,8 @@ impl Engine {
             device: self.cfg.device.id.clone(),
             stamp: self.clock.stamp(now_unix_ns),
             media,
+            audio: self.audio.clone(),
+            subtitle: self.subtitle.clone(),
         };
         let key = self.directory.media_keys.key(&point.media.id);
         if let Some(old) = self.directory.resume.get(&key)
@@ -273,6 +281,8 @@ impl Engine {
             v: wire::VERSION,
             position_ns: if finished { 0 } else { position_ns },
             finished,
+            audio: s.audio.clone(),
+            subtitle: s.subtitle.clone(),
             device: device.to_owned(),
             stamp: self.clock.stamp(now_unix_ns),
             media,

@@ -112,6 +112,12 @@ pub struct ResumePoint {
     #[schemars(pattern(crate::patterns::ID))]
     pub device: String,
     pub stamp: Stamp,
+    /// The audio track that played there, so that a resume selects its language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<Track>,
+    /// The subtitles shown there; absent when they were off (or not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtitle: Option<Track>,
 }
 
 impl Stamped for ResumePoint {

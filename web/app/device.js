@@ -603,7 +603,7 @@ export class Device extends EventTarget {
     const at = nowNs() + this.offsetOf(device);
     const position = positionAt(s.anchor, at, s.media.duration_ns);
     setTimeout(() => {
-      if (this.availability.get(device) === "offline") this.writeResume(s.media, position, device);
+      if (this.availability.get(device) === "offline") this.writeResume(s.media, position, device, false, s);
     }, 2000);
   }
 
@@ -820,9 +820,12 @@ export class Device extends EventTarget {
     if (toBroker) await this.writeResume(this.media, v === "finished" ? 0n : positionNs, this.me.id, v === "finished");
   }
 
-  async writeResume(media, positionNs, device, finished = false) {
+  /** A resume point, with the tracks that played (this TV's, or `tracks` of another's). */
+  async writeResume(media, positionNs, device, finished = false, tracks = this) {
     const key = await this.keys.mediaKey(media.id);
     const point = { v: 1, media, position_ns: num(positionNs), finished, device, stamp: this.hlc.stamp() };
+    if (tracks.audio) point.audio = tracks.audio;
+    if (tracks.subtitle) point.subtitle = tracks.subtitle;
     const old = this.resume.get(key);
     if (old && old.finished === finished && big(old.position_ns) === big(positionNs)) return;
     this.resume.set(key, point);

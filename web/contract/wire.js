@@ -206,6 +206,8 @@ const MESSAGES = {
     finished: opt(bool),
     device: req(str),
     stamp: req(stamp),
+    audio: opt(track),
+    subtitle: opt(track),
   }),
   events: object({
     v: req(u32),

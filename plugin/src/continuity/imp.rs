@@ -78,6 +78,11 @@ pub struct Continuity {
     paused_at: AtomicU64,
     /// In a playbin: the playbin and the handlers that follow its track selection.
     tracks_watch: Mutex<Option<(glib::WeakRef<gst::Element>, Vec<glib::SignalHandlerId>)>>,
+    /// The latest selection asked for (this device's preference when media starts, then a
+    /// resume's languages): an earlier one that gets to run later gives way.
+    tracks_asked: AtomicU64,
+    /// Held while a selection runs (on blocking threads only: never the streaming thread).
+    selecting: Mutex<()>,
 }
 
 impl Drop for Continuity {
@@ -651,6 +656,7 @@ impl Continuity {
     /// its locks), then report what plays. A handoff's selection is told in words.
     pub(super) fn select_tracks(&self, wanted: Wanted, handoff: bool) {
         let element = self.obj().downgrade();
+        let asked = self.tracks_asked.fetch_add(1, Ordering::SeqCst) + 1;
         network::RUNTIME.spawn_blocking(move || {
             let Some(element) = element.upgrade() else {
                 return;
@@ -660,7 +666,13 @@ impl Continuity {
             };
             // Not while it prerolls: a switch then waits on the preroll it holds up.
             let _ = playbin.state(gst::ClockTime::from_seconds(10));
+            let imp = element.imp();
+            let selecting = lock(&imp.selecting);
+            if imp.tracks_asked.load(Ordering::SeqCst) != asked {
+                return;
+            }
             let done = tracks::select(&playbin, &wanted);
+            drop(selecting);
             let selection = element.imp().report_tracks(&playbin);
             if handoff {
                 network::post(&element, tracks_message(&selection, &done));

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use super::CAT;
 use super::stream::ToPump;
-use super::tracks::{Subtitles, Wanted};
+use super::tracks::Wanted;
 
 /// The runtime for every element's network work. GStreamer calls that block (seeks, state
 /// changes) go to its blocking pool, so that a preroll never delays the link.
@@ -186,6 +186,11 @@ pub fn carry_out(element: &super::Continuity, node: &Arc<Node>, shared: &Arc<Sha
                 if let SeekFor::Resume { media_id, from } = &why {
                     if let Some((session, epoch)) = &from.live {
                         node.take_over(&from.device, session, *epoch);
+                    }
+                    // The languages it played in there.
+                    let wanted = Wanted::as_there(&from.audio, &from.subtitle);
+                    if wanted != Wanted::default() {
+                        element.imp().select_tracks(wanted, true);
                     }
                     node.note(EventName::ResumeTaken);
                     post(&element, resumed(media_id, position_ns, &from.device));
@@ -496,17 +501,7 @@ impl Pump {
                 let lang = |t: &Option<continuity::model::Track>| {
                     t.as_ref().and_then(|t| t.language.clone())
                 };
-                // The source's languages: subtitles off there are off here (a source that
-                // reports no audio track either reports no tracks at all: nothing to follow).
-                let wanted = Wanted {
-                    audio: lang(&audio),
-                    subtitle: match (&subtitle, lang(&subtitle)) {
-                        (None, _) if audio.is_none() => Subtitles::Keep,
-                        (None, _) => Subtitles::Off,
-                        (Some(_), Some(l)) => Subtitles::In(l),
-                        (Some(_), None) => Subtitles::Keep,
-                    },
-                };
+                let wanted = Wanted::as_there(&audio, &subtitle);
                 if loaded {
                     element.imp().select_tracks(wanted, true);
                 } else {
@@ -676,6 +671,10 @@ pub fn resume_offered(element: &super::Continuity, shared: &Shared) -> bool {
     match seek(&top_level(element), position_ns) {
         Ok(()) => {
             post(element, resumed(&offer.media_id, position_ns, device));
+            let wanted = Wanted::as_there(&offer.from.audio, &offer.from.subtitle);
+            if wanted != Wanted::default() {
+                element.imp().select_tracks(wanted, true);
+            }
             true
         }
         Err(e) => {

@@ -53,6 +53,24 @@ pub struct Wanted {
     pub subtitle: Subtitles,
 }
 
+impl Wanted {
+    /// What another device played (a handoff's source, a resume's): its languages, and
+    /// subtitles off when they were off there. A device that tells no audio track tells no
+    /// tracks at all: nothing to follow then.
+    pub fn as_there(audio: &Option<Track>, subtitle: &Option<Track>) -> Wanted {
+        let lang = |t: &Option<Track>| t.as_ref().and_then(|t| t.language.clone());
+        Wanted {
+            audio: lang(audio),
+            subtitle: match (subtitle, lang(subtitle)) {
+                (None, _) if audio.is_none() => Subtitles::Keep,
+                (None, _) => Subtitles::Off,
+                (Some(_), Some(l)) => Subtitles::In(l),
+                (Some(_), None) => Subtitles::Keep,
+            },
+        }
+    }
+}
+
 /// What to do with subtitles.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Subtitles {
