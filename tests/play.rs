@@ -1048,3 +1048,15 @@ fn a_resume_on_another_device_plays_the_languages_it_stopped_in() {
     });
     assert_eq!(s["subtitle"]["language"], "en", "{s:#}");
 }
+
+#[test]
+fn a_devices_volume_is_kept_for_its_next_start() {
+    let setup = Setup::new();
+    let mut phone = setup.playing("Phone", "phone");
+    phone.wait_line("decoders:");
+    phone.type_line("volume 30");
+    phone.wait_line("volume 30 %");
+    drop(phone);
+    let phone = PlayProcess::start(&setup.url, setup.dir.path(), "Phone", "phone", None);
+    phone.wait_line("volume 30 % (this device's own)");
+}

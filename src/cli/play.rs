@@ -150,6 +150,9 @@ fn stamp() -> String {
     format!("{}.{:03}", ns / 1_000_000_000, ns / 1_000_000 % 1000)
 }
 
+/// Where a player keeps its volume, in its config dir.
+const VOLUME_FILE: &str = "volume";
+
 /// What a line typed to the player asks.
 #[derive(Debug, PartialEq)]
 enum Command {
@@ -159,6 +162,8 @@ enum Command {
     Rate(f64),
     /// `b`: undo the automatic handoff just made.
     Back,
+    /// `volume N`: this device's volume, in percent (kept for it, never handed over).
+    Volume(u8),
     Nothing,
 }
 
@@ -166,11 +171,16 @@ impl Command {
     fn parse(line: &str) -> Result<Command, String> {
         let mut words = line.split_whitespace();
         let help = "commands: t (continue on the suggested device), b (back, after an \
-                    automatic handoff), rate X (play at X times the speed, 0.25 to 4)";
+                    automatic handoff), rate X (play at X times the speed, 0.25 to 4), \
+                    volume N (0 to 100 %)";
         match (words.next(), words.next(), words.next()) {
             (None, _, _) => Ok(Command::Nothing),
             (Some(t), None, _) if t.eq_ignore_ascii_case("t") => Ok(Command::Continue),
             (Some(b), None, _) if b.eq_ignore_ascii_case("b") => Ok(Command::Back),
+            (Some("volume"), Some(x), None) => match x.trim_end_matches('%').parse::<u8>() {
+                Ok(v) if v <= 100 => Ok(Command::Volume(v)),
+                _ => Err(format!("volume {x}: a number from 0 to 100 ({help})")),
+            },
             (Some("rate"), Some(x), None) => match x.parse::<f64>() {
                 Ok(r) if (0.25..=4.0).contains(&r) => Ok(Command::Rate(r)),
                 _ => Err(format!("rate {x}: a number from 0.25 to 4 ({help})")),
@@ -220,6 +230,18 @@ impl Player {
             if connected { "" } else { "  (offline)" }
         );
         let _ = std::io::stdout().flush();
+    }
+
+    /// This device's volume: set, and kept in its config dir for its next start (a
+    /// handoff never carries it over).
+    fn set_volume(&self, percent: u8, dir: &Path) {
+        self.playbin
+            .set_property("volume", f64::from(percent) / 100.0);
+        let kept = std::fs::write(dir.join(VOLUME_FILE), format!("{percent}\n"));
+        match kept {
+            Ok(()) => self.say(&format!("volume {percent} %")),
+            Err(e) => self.say(&format!("volume {percent} % (not kept: {e})")),
+        }
     }
 
     /// Play on from here at `rate` times the speed.
@@ -464,6 +486,24 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
         });
     }
 
+    // The volume this device had last time.
+    let mut kept_volume = None;
+    match std::fs::read_to_string(dir.join(VOLUME_FILE)) {
+        _ if !dir.is_dir() => {}
+        Ok(text) => match text.trim().parse::<u8>() {
+            Ok(v) if v <= 100 => {
+                playbin.set_property("volume", f64::from(v) / 100.0);
+                kept_volume = Some(v);
+            }
+            _ => eprintln!(
+                "warning: {}: '{}' is not a volume from 0 to 100; playing at full volume",
+                dir.join(VOLUME_FILE).display(),
+                text.trim()
+            ),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => eprintln!("warning: {}: {e}", dir.join(VOLUME_FILE).display()),
+    }
     let player = Player {
         name: args
             .options
@@ -475,6 +515,10 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
         snapshot_dir: args.options.snapshot_dir.clone(),
         tty: std::io::stdout().is_terminal(),
     };
+
+    if let Some(v) = kept_volume {
+        player.say(&format!("volume {v} % (this device's own)"));
+    }
 
     // Ctrl-C and SIGTERM stop cleanly: the element records where playback stopped.
     let (quit_tx, quit_rx) = mpsc::channel::<()>();
@@ -583,6 +627,7 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                         None => player.say("nothing to continue on: no device was suggested"),
                     },
                     Ok(Command::Rate(rate)) => player.set_rate(rate),
+                    Ok(Command::Volume(v)) => player.set_volume(v, &dir),
                     Ok(Command::Back) => {
                         let id = player
                             .element
@@ -757,6 +802,9 @@ mod tests {
         assert_eq!(Command::parse(""), Ok(Command::Nothing));
         assert_eq!(Command::parse("rate 1.5"), Ok(Command::Rate(1.5)));
         assert_eq!(Command::parse("b"), Ok(Command::Back));
+        assert_eq!(Command::parse("volume 40"), Ok(Command::Volume(40)));
+        assert_eq!(Command::parse("volume 40%"), Ok(Command::Volume(40)));
+        assert!(Command::parse("volume 140").is_err());
         for bad in ["rate", "rate fast", "rate 9", "rate -1", "rate 1 2", "x"] {
             let e = Command::parse(bad).unwrap_err();
             assert!(e.contains("commands: t ("), "{bad}: {e}");
