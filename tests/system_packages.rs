@@ -38,6 +38,8 @@ const ELEMENTS: &[(&str, &str, &str, &str)] = &[
     ("vp8dec", "vpx", "gstreamer1.0-plugins-good", "VP8 video"),
     ("webmmux", "matroska", "gstreamer1.0-plugins-good", "WebM clips for the web TV"),
     ("matroskademux", "matroska", "gstreamer1.0-plugins-good", "WebM media"),
+    ("matroskamux", "matroska", "gstreamer1.0-plugins-good", "the two-language Matroska clip"),
+    ("subparse", "subparse", "gstreamer1.0-plugins-base", "that clip's subtitles, from SRT"),
     ("souphttpsrc", "soup", "gstreamer1.0-plugins-good", "http:// media (the broker's --media)"),
     ("capsfilter", "coreelements", "libgstreamer1.0-0", "caps in pipeline descriptions"),
     ("filesink", "coreelements", "libgstreamer1.0-0", "generated clips"),
