@@ -29,6 +29,10 @@ struct Net {
     kept: BTreeMap<String, BTreeMap<String, Estimate>>,
     /// The events the devices recorded, in order.
     events: Vec<wire::Event>,
+    /// Handoff switch commands to this device are held back (delivered late, after what
+    /// was published next), until released.
+    hold_switch_to: Option<String>,
+    held: Vec<(String, String, Vec<u8>)>,
 }
 
 impl Net {
@@ -44,6 +48,8 @@ impl Net {
             retained: BTreeMap::new(),
             kept: BTreeMap::new(),
             events: Vec::new(),
+            hold_switch_to: None,
+            held: Vec::new(),
         }
     }
 
@@ -107,6 +113,14 @@ impl Net {
         }
         while let Some((sender, topic, payload)) = self.queue.pop_front() {
             let msg = wire::decode(&topic, &payload).expect("engines publish valid messages");
+            if let (TopicKind::Inbox { device }, wire::Body::Command(c)) =
+                (&msg.topic.kind, &msg.body)
+                && self.hold_switch_to.as_ref() == Some(device)
+                && matches!(c.body, wire::CommandBody::HandoffSwitch { .. })
+            {
+                self.held.push((sender, topic, payload));
+                continue;
+            }
             if msg.topic.retained() {
                 self.retained.insert(topic.clone(), payload.clone());
             }
@@ -157,6 +171,14 @@ impl Net {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Deliver the held switch commands now.
+    fn release(&mut self) {
+        self.hold_switch_to = None;
+        let held = std::mem::take(&mut self.held);
+        self.queue.extend(held);
+        self.run("", Vec::new());
     }
 
     fn request(&mut self, initiator: &str, target: &str, source: &str) -> String {
@@ -1391,4 +1413,42 @@ fn devices_online_before_this_one_connected_and_a_handoffs_source_are_not_sugges
         "{results:?}"
     );
     assert_eq!(suggested(&net, "tv"), Vec::<String>::new());
+}
+
+#[test]
+fn a_source_that_sees_the_targets_session_before_the_switch_pauses_at_the_switch_not_at_once() {
+    let pause_now = |net: &mut Net| {
+        net.take_players("phone")
+            .into_iter()
+            .filter(|p| matches!(p, PlayerAction::Pause))
+            .count()
+    };
+    let pause_at = |net: &mut Net| {
+        net.take_players("phone").into_iter().find_map(|p| match p {
+            PlayerAction::PauseAt { at_unix_ns } => Some(at_unix_ns),
+            _ => None,
+        })
+    };
+    // The switch command reaches the phone after the TV's new session state.
+    let mut net = setup();
+    net.hold_switch_to = Some("phone".into());
+    net.request("cli", "tv", "phone");
+    tv_loads(&mut net, 20);
+    assert_eq!(net.held.len(), 1, "the switch is held back");
+    assert_eq!(pause_now(&mut net), 0, "no pause before the switch instant");
+    net.release();
+    assert!(
+        pause_at(&mut net).is_some(),
+        "the phone pauses at the switch instant"
+    );
+
+    // The switch never comes: at the handoff's deadline the phone gives the session up all
+    // the same, since the TV holds it.
+    let mut net = setup();
+    net.hold_switch_to = Some("phone".into());
+    net.request("cli", "tv", "phone");
+    tv_loads(&mut net, 20);
+    assert_eq!(pause_now(&mut net), 0);
+    net.advance(5_000);
+    assert_eq!(pause_now(&mut net), 1, "paused once the deadline passed");
 }

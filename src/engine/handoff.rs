@@ -746,7 +746,21 @@ impl Engine {
             .as_ref()
             .is_some_and(|s| now_ns >= s.deadline_ns)
         {
-            self.handoffs.source = None;
+            let s = self.handoffs.source.take().expect("checked");
+            // No switch came, yet the target holds the session now: it moved all the same.
+            let moved = self
+                .directory
+                .sessions
+                .get(&s.target)
+                .filter(|st| {
+                    st.session == self.session
+                        && st.lease.device == s.target
+                        && st.lease.epoch >= s.epoch
+                })
+                .map(|st| st.lease.clone());
+            if let Some(lease) = moved {
+                self.lose_lease(now_ns, lease, out);
+            }
         }
         let expired: Vec<String> = self
             .handoffs
@@ -767,6 +781,18 @@ impl Engine {
     /// Another device holds this session now: stop being active.
     pub(super) fn lose_lease(&mut self, now_ns: u64, lease: Lease, out: &mut Vec<Action>) {
         if lease.epoch <= self.lease.epoch || lease.device == self.cfg.device.id {
+            return;
+        }
+        // The target of the handoff this device accepted publishes the session as soon as
+        // the switch is agreed, for an instant still ahead; its switch command says when to
+        // pause, and may come after the state (another topic). Pausing now would leave a
+        // gap as long as the wait for that instant. Until the handoff's deadline.
+        if self
+            .handoffs
+            .source
+            .as_ref()
+            .is_some_and(|s| s.target == lease.device && s.epoch == lease.epoch)
+        {
             return;
         }
         let was_active = self.lease.device == self.cfg.device.id;
