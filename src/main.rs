@@ -89,6 +89,9 @@ enum Command {
         /// Do not advertise the broker on the LAN (mDNS `_mqtt._tcp.local.`).
         #[arg(long)]
         no_advertise: bool,
+        /// Clients admitted at once (each also needs an open file).
+        #[arg(long, default_value_t = continuity::net::broker::DEFAULT_MAX_CONNECTIONS)]
+        max_connections: usize,
     },
     /// List the devices of the account: online or offline, class, name. With --revoke,
     /// remove a paired device (a lost phone) and rotate the account key.
@@ -171,6 +174,10 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         serve: Option<SocketAddr>,
     },
+    /// Many simulated devices on the broker (sealed, each with its own connection): the
+    /// delivery latency, traffic, broker CPU and memory, handoffs, and a reconnect burst.
+    /// For those who host a broker for many households; loopback or a broker of your own.
+    Loadtest(cli::loadtest::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -278,7 +285,10 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
         )));
     }
     let account = match cli.command {
-        Command::Broker { .. } | Command::Play { .. } | Command::Stats { .. } => None,
+        Command::Broker { .. }
+        | Command::Play { .. }
+        | Command::Stats { .. }
+        | Command::Loadtest(_) => None,
         _ => open_account(&cli)?,
     };
     let (broker, name) = (cli.broker.as_str(), cli.account.as_str());
@@ -289,6 +299,7 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
             web,
             media,
             no_advertise,
+            max_connections,
         } => {
             let args = cli::broker::BrokerArgs {
                 listen,
@@ -296,6 +307,7 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
                 web,
                 media,
                 advertise: !no_advertise,
+                max_connections,
             };
             cli::broker::run(args).await
         }
@@ -357,6 +369,20 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
                 Some(addr) => cli::stats::serve(&dir, &since, addr).await,
                 None => cli::stats::run(&dir, &since, json, png.as_deref()),
             }
+        }
+        Command::Loadtest(args) => {
+            let url = cli::parse_broker(broker).await?;
+            let json = args.json;
+            let report = cli::loadtest::run(args, url, !cli.insecure_plaintext).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(Failure::new)?
+                );
+            } else {
+                cli::loadtest::print(&report);
+            }
+            Ok(())
         }
     }
 }

@@ -17,6 +17,7 @@ pub struct BrokerArgs {
     /// A folder served at `/media/` (`--media`).
     pub media: Option<PathBuf>,
     pub advertise: bool,
+    pub max_connections: usize,
 }
 
 /// `continuity broker`: the embedded broker until Ctrl-C, advertised on the LAN unless told
@@ -26,7 +27,11 @@ pub async fn run(args: BrokerArgs) -> Result<(), Failure> {
     // The web app reaches the broker at `/mqtt` of its own port: a WebSocket listener on
     // loopback, unless one was asked for.
     let ws = ws_listen.or(args.web.map(|_| SocketAddr::from((Ipv4Addr::LOCALHOST, 0))));
-    let b = tokio::task::spawn_blocking(move || EmbeddedBroker::start_with(listen, ws))
+    let max = args.max_connections;
+    if let Err(e) = super::raise_open_files(max) {
+        eprintln!("warning: fewer clients than --max-connections can connect: {e}");
+    }
+    let b = tokio::task::spawn_blocking(move || EmbeddedBroker::start_limited(listen, ws, max))
         .await
         .map_err(Failure::new)?
         .map_err(Failure::new)?;

@@ -9,6 +9,7 @@ use continuity::observe::{ObserveError, Observer};
 pub mod broker;
 pub mod charts;
 pub mod devices;
+pub mod loadtest;
 pub mod pair;
 pub mod play;
 pub mod sessions;
@@ -130,4 +131,35 @@ impl From<transfer::TransferError> for Failure {
             }
         }
     }
+}
+
+/// Raise the open-files limit to what `connections` need, up to the hard limit; the limit
+/// now, or what is missing and how to raise it.
+pub fn raise_open_files(connections: usize) -> Result<u64, String> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit write and read the struct given, nothing else.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err("cannot read the open-files limit".into());
+        }
+        let want = (connections as u64 + 256).min(lim.rlim_max);
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err("cannot raise the open-files limit".into());
+            }
+        }
+    }
+    let need = connections as u64 + 64;
+    if lim.rlim_cur < need {
+        return Err(format!(
+            "{connections} connections need about {need} open files, and the hard limit is \
+             {} (raise it: ulimit -Hn {need}, as root, or in /etc/security/limits.conf)",
+            lim.rlim_max
+        ));
+    }
+    Ok(lim.rlim_cur)
 }

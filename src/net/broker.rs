@@ -74,11 +74,28 @@ impl EmbeddedBroker {
         EmbeddedBroker::start_with(listen, None)
     }
 
+    /// [`EmbeddedBroker::start_with`], admitting at most `max_connections` clients.
+    pub fn start_limited(
+        listen: SocketAddr,
+        ws: Option<SocketAddr>,
+        max_connections: usize,
+    ) -> Result<EmbeddedBroker, BrokerError> {
+        EmbeddedBroker::open(listen, ws, max_connections)
+    }
+
     /// [`EmbeddedBroker::start`], and MQTT over WebSockets on `ws` too (for browsers: a
     /// smart-TV web app). Clients on either listener hear each other.
     pub fn start_with(
         listen: SocketAddr,
         ws: Option<SocketAddr>,
+    ) -> Result<EmbeddedBroker, BrokerError> {
+        EmbeddedBroker::open(listen, ws, DEFAULT_MAX_CONNECTIONS)
+    }
+
+    fn open(
+        listen: SocketAddr,
+        ws: Option<SocketAddr>,
+        max_connections: usize,
     ) -> Result<EmbeddedBroker, BrokerError> {
         // Both held until both are bound, so that two free ports are two ports.
         let tcp = reserve(listen, "--listen")?;
@@ -88,7 +105,7 @@ impl EmbeddedBroker {
         let addr = local(&tcp, listen)?;
         let ws = web.as_ref().map(|(l, w)| local(l, *w)).transpose()?;
         drop((tcp, web));
-        let mut broker = Broker::new(config(addr, ws));
+        let mut broker = Broker::new(config(addr, ws, max_connections));
         std::thread::Builder::new()
             .name("continuity-broker".into())
             .spawn(move || {
@@ -138,7 +155,11 @@ fn local(l: &TcpListener, listen: SocketAddr) -> Result<SocketAddr, BrokerError>
     })
 }
 
-fn config(addr: SocketAddr, ws: Option<SocketAddr>) -> Config {
+/// Clients the embedded broker admits unless told otherwise (`continuity broker
+/// --max-connections`): a home has a few dozen; the load test needs thousands.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+fn config(addr: SocketAddr, ws: Option<SocketAddr>, max_connections: usize) -> Config {
     let server = |name: &str, listen| ServerSettings {
         name: name.into(),
         listen,
@@ -157,7 +178,7 @@ fn config(addr: SocketAddr, ws: Option<SocketAddr>) -> Config {
     Config {
         id: 0,
         router: RouterConfig {
-            max_connections: 1_000,
+            max_connections,
             max_outgoing_packet_count: 200,
             max_segment_size: 4 * 1024 * 1024,
             max_segment_count: 4,
