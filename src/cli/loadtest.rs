@@ -76,6 +76,8 @@ const MAX_DURATION_S: u64 = 3_600;
 const CONNECT_WAIT: Duration = Duration::from_secs(30);
 /// Each account's playing device pauses, resumes or seeks about this often, in seconds.
 const DISCONTINUITY_S: f64 = 600.0;
+/// A handoff is over within this (its timeout and the answer).
+const HANDOFF_SPAN: Duration = Duration::from_secs(6);
 /// Simulated players answer a load after this long.
 const PREROLL: Duration = Duration::from_millis(20);
 
@@ -295,7 +297,8 @@ fn start_probe(
         .iter()
         .map(|(a, _)| format!("continuity/v1/{a}/#"))
         .collect();
-    cfg.subscriptions.push("$SYS/broker/publish/messages/+".into());
+    cfg.subscriptions
+        .push("$SYS/broker/publish/messages/+".into());
     cfg.subscriptions.push("$SYS/broker/bytes/+".into());
     let (link, mut events) = Link::spawn(cfg).map_err(|e| format!("the probe: {e}"))?;
     let mut openers: BTreeMap<String, Option<Opener>> = sampled.into_iter().collect();
@@ -436,17 +439,17 @@ fn play_along(
                     PlayerAction::Play | PlayerAction::Pause | PlayerAction::Seek { .. } => {}
                     PlayerAction::Unload => {}
                 },
-                NodeEvent::Notice(Notice::HandoffResult(r)) => {
-                    // Counted where it was asked for (the requester is the source here).
-                    if r.source == node.with_engine(|e| e.config().device.id.clone()) {
-                        match (r.failure, r.latency_ns) {
-                            (None, Some(l)) => {
-                                shared.handoffs_ok.fetch_add(1, Ordering::Relaxed);
-                                shared.handoff_ns.lock().unwrap().push(l);
-                            }
-                            (Some(f), _) => shared.error(format!("handoff failed: {f}")),
-                            _ => {}
+                // Counted where it was asked for (the requester is the source here).
+                NodeEvent::Notice(Notice::HandoffResult(r))
+                    if r.source == node.with_engine(|e| e.config().device.id.clone()) =>
+                {
+                    match (r.failure, r.latency_ns) {
+                        (None, Some(l)) => {
+                            shared.handoffs_ok.fetch_add(1, Ordering::Relaxed);
+                            shared.handoff_ns.lock().unwrap().push(l);
                         }
+                        (Some(f), _) => shared.error(format!("handoff failed: {f}")),
+                        _ => {}
                     }
                 }
                 NodeEvent::Rejected { topic, reason, .. } => {
@@ -504,9 +507,7 @@ pub async fn run(args: LoadArgs, broker: BrokerUrl, sealed: bool) -> Result<Repo
         )));
     }
     if args.duration == 0 || args.duration > MAX_DURATION_S {
-        return Err(Failure::new(format!(
-            "--duration: 1 to {MAX_DURATION_S} s"
-        )));
+        return Err(Failure::new(format!("--duration: 1 to {MAX_DURATION_S} s")));
     }
     if !(0.0..=1.0).contains(&args.burst) {
         return Err(Failure::new("--burst: a share from 0 to 1"));
@@ -535,7 +536,10 @@ pub async fn run(args: LoadArgs, broker: BrokerUrl, sealed: bool) -> Result<Repo
     if sealed {
         let t = Instant::now();
         make_keys(keydir.path(), &mut sims, args.devices).map_err(Failure::new)?;
-        progress(&format!("paired every account in {:.1} s", t.elapsed().as_secs_f64()));
+        progress(&format!(
+            "paired every account in {:.1} s",
+            t.elapsed().as_secs_f64()
+        ));
     }
 
     // The probe, on the first accounts.
@@ -546,7 +550,8 @@ pub async fn run(args: LoadArgs, broker: BrokerUrl, sealed: bool) -> Result<Repo
             (sim.account.clone(), sim.keys.as_ref().map(Account::opener))
         })
         .collect();
-    let (_probe, probe_task) = start_probe(&broker, sampled, shared.clone()).map_err(Failure::new)?;
+    let (_probe, probe_task) =
+        start_probe(&broker, sampled, shared.clone()).map_err(Failure::new)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let pid = args.broker_pid.or_else(|| listener_pid(broker.port));
@@ -611,16 +616,27 @@ pub async fn run(args: LoadArgs, broker: BrokerUrl, sealed: bool) -> Result<Repo
     let mut next_handoff = steady + exp_gap(handoffs_per_s);
     let mut next_discontinuity = steady + exp_gap(args.accounts as f64 / DISCONTINUITY_S);
     let mut burst_report = None;
+    let mut busy = vec![Instant::now(); args.accounts];
     let mut last_progress = Instant::now();
     while steady.elapsed() < span {
         let now = Instant::now();
         if args.burst > 0.0 && burst_report.is_none() && now >= steady + span / 2 {
-            burst_report = Some(burst(&mut sims, &broker, &shared, args.burst, args.devices, sample).await);
+            burst_report = Some(
+                burst(
+                    &mut sims,
+                    &broker,
+                    &shared,
+                    args.burst,
+                    args.devices,
+                    sample,
+                )
+                .await,
+            );
             continue;
         }
         if now >= next_handoff {
             next_handoff = now + exp_gap(handoffs_per_s);
-            hand_off(&sims, args.devices, &shared);
+            hand_off(&sims, args.devices, &shared, &mut busy);
         }
         if now >= next_discontinuity {
             next_discontinuity = now + exp_gap(args.accounts as f64 / DISCONTINUITY_S);
@@ -637,7 +653,12 @@ pub async fn run(args: LoadArgs, broker: BrokerUrl, sealed: bool) -> Result<Repo
             ));
         }
         let soonest = next_handoff.min(next_discontinuity).min(steady + span);
-        tokio::time::sleep(soonest.saturating_duration_since(Instant::now()).min(Duration::from_millis(100))).await;
+        tokio::time::sleep(
+            soonest
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100)),
+        )
+        .await;
     }
     // Let the last handoffs finish.
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -717,30 +738,38 @@ fn exp_gap(per_s: f64) -> Duration {
     Duration::from_secs_f64((-u.ln() / per_s).min(3_600.0))
 }
 
-/// The device that plays its account's session, and another one of the account.
-fn player_and_other(sims: &[Sim], per_account: usize) -> Option<(&Sim, &Sim)> {
-    let account = fastrand::usize(..sims.len() / per_account);
+/// The device that plays `account`'s session, and another one of the account.
+fn player_and_other(sims: &[Sim], per_account: usize, account: usize) -> Option<(&Sim, &Sim)> {
     let group = &sims[account * per_account..(account + 1) * per_account];
     let playing = group.iter().find(|s| {
         s.node.as_ref().is_some_and(|n| {
             n.with_engine(|e| {
                 let me = e.config().device.id.clone();
-                e.directory()
-                    .sessions
-                    .get(&me)
-                    .is_some_and(|st| st.lease.device == me && st.anchor.is_some_and(|a| a.state == PlayState::Playing))
+                e.directory().sessions.get(&me).is_some_and(|st| {
+                    st.lease.device == me
+                        && st.anchor.is_some_and(|a| a.state == PlayState::Playing)
+                })
             })
         })
     })?;
-    let others: Vec<&Sim> = group.iter().filter(|s| s.id != playing.id && s.node.is_some()).collect();
-    Some((playing, others[fastrand::usize(..others.len().max(1))]))
-        .filter(|_| !others.is_empty())
+    let others: Vec<&Sim> = group
+        .iter()
+        .filter(|s| s.id != playing.id && s.node.is_some())
+        .collect();
+    Some((playing, others[fastrand::usize(..others.len().max(1))])).filter(|_| !others.is_empty())
 }
 
-fn hand_off(sims: &[Sim], per_account: usize, shared: &Shared) {
-    let Some((from, to)) = player_and_other(sims, per_account) else {
+/// A handoff in a random account, unless one is still in flight there (a household hands
+/// off one session at a time; a second request would only be refused as busy).
+fn hand_off(sims: &[Sim], per_account: usize, shared: &Shared, busy: &mut [Instant]) {
+    let account = fastrand::usize(..sims.len() / per_account);
+    if busy[account] > Instant::now() {
+        return;
+    }
+    let Some((from, to)) = player_and_other(sims, per_account, account) else {
         return;
     };
+    busy[account] = Instant::now() + HANDOFF_SPAN;
     if let Some(node) = &from.node {
         shared.handoffs.fetch_add(1, Ordering::Relaxed);
         node.request_handoff(&to.id, &from.id);
@@ -749,7 +778,8 @@ fn hand_off(sims: &[Sim], per_account: usize, shared: &Shared) {
 
 /// A pause, a resume or a seek on a playing device: a new anchor.
 fn discontinuity(sims: &[Sim], per_account: usize) {
-    let Some((player, _)) = player_and_other(sims, per_account) else {
+    let account = fastrand::usize(..sims.len() / per_account);
+    let Some((player, _)) = player_and_other(sims, per_account, account) else {
         return;
     };
     if let Some(node) = &player.node {
@@ -831,7 +861,7 @@ async fn burst(
     let m1 = shared.sampled_messages.load(Ordering::Relaxed);
     Burst {
         devices: n,
-        converged_s: all_back.then(|| converged.as_secs_f64()),
+        converged_s: all_back.then_some(converged.as_secs_f64()),
         reconnect: spread(reconnect),
         messages_per_device: (in_sample > 0).then(|| (m1 - m0) as f64 / in_sample as f64),
         messages: m1 - m0,
@@ -851,7 +881,12 @@ pub fn print(r: &Report) {
         r.duration_s,
         r.broker
     );
-    let s = |x: &Spread| format!("{:.1} / {:.1} / {:.1} ms ({})", x.p50_ms, x.p99_ms, x.max_ms, x.count);
+    let s = |x: &Spread| {
+        format!(
+            "{:.1} / {:.1} / {:.1} ms ({})",
+            x.p50_ms, x.p99_ms, x.max_ms, x.count
+        )
+    };
     println!("  connect p50 / p99 / max      {}", s(&r.connect));
     println!("  delivery p50 / p99 / max     {}", s(&r.delivery));
     println!(
@@ -888,9 +923,11 @@ pub fn print(r: &Report) {
         println!(
             "  burst: {} reconnect at once  converged in {}, reconnect {}, {} messages per device",
             b.devices,
-            b.converged_s.map_or("never".into(), |c| format!("{c:.1} s")),
+            b.converged_s
+                .map_or("never".into(), |c| format!("{c:.1} s")),
             s(&b.reconnect),
-            b.messages_per_device.map_or("-".into(), |m| format!("{m:.1}"))
+            b.messages_per_device
+                .map_or("-".into(), |m| format!("{m:.1}"))
         );
     }
     if r.errors.is_empty() {
