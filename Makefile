@@ -13,7 +13,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 5
 
-.PHONY: deps build demo test lint schemas bench fuzz
+.PHONY: deps build demo test lint schemas bench fuzz loadtest
 
 deps:
 	@./scripts/deps.sh $(PACKAGES)
@@ -57,3 +57,10 @@ bench:
 	$(CARGO) build --release -p gst-plugin-continuity --lib -p continuity --bin continuity
 	$(CARGO) run --release -p gst-plugin-continuity --example bench
 	$(CARGO) run --release -p gst-plugin-continuity --example handoff_bench
+
+# Many simulated devices on one broker node (docs/SCALE.md): mosquitto, then the embedded
+# broker; LOADTEST_SIZES and LOADTEST_SECONDS change what runs.
+loadtest:
+	@./scripts/deps.sh $(PACKAGES)
+	$(CARGO) build --release -p continuity --bin continuity
+	@./scripts/loadtest.sh

@@ -245,6 +245,10 @@ impl Inner {
     /// `received_unix_ns`, through the receive pipeline.
     fn take_message(&self, topic: &str, payload: &[u8], received_unix_ns: u64, retained: bool) {
         let mut intakes = lock(&self.inbound).take(topic, payload, now_unix_ns());
+        // The retain flag tells the broker's retained picture (what a new subscription
+        // finds) from news. Some brokers (rumqttd) also set it on what they forward live:
+        // after this device's sync, nothing is a new subscription's any more.
+        let retained = retained && *self.sync.borrow() != SyncState::Synced;
         for intake in &mut intakes {
             if let Intake::Message(m) = intake {
                 m.received_unix_ns = Some(received_unix_ns);

@@ -773,7 +773,16 @@ fn refusals_show_in_play_verbose_once_per_kind_and_topic() {
 
 #[test]
 fn a_tv_that_comes_online_is_suggested_and_a_key_press_continues_there() {
-    let setup = Setup::new();
+    suggested_and_continued(Setup::new());
+}
+
+/// The embedded broker marks as retained what it forwards live too: news all the same.
+#[test]
+fn a_tv_that_comes_online_is_suggested_through_the_embedded_broker_too() {
+    suggested_and_continued(Setup::on(common::AnyBroker::Embedded(common::embedded())));
+}
+
+fn suggested_and_continued(setup: Setup) {
     let mut phone = setup.playing("Phone", "phone");
     let tv = setup.idle("TV", "tv");
     // Within 2 s of the TV coming online, in words.

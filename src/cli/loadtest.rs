@@ -915,7 +915,7 @@ pub fn print(r: &Report) {
         s(&r.handoff_latency)
     );
     println!(
-        "  per device and hour          {} messages, {} bytes delivered",
+        "  per device and hour          {} messages, {} bytes published",
         f(r.messages_per_device_hour, ""),
         f(r.bytes_per_device_hour, "")
     );
