@@ -105,6 +105,9 @@ const PROGRAMS: &[(&str, &str, List)] = &[
     ("ls", "coreutils", List::Packages),
     ("mkdir", "coreutils", List::Packages),
     ("mkfifo", "coreutils", List::Packages),
+    ("mktemp", "coreutils", List::Packages),
+    ("seq", "coreutils", List::Packages),
+    ("tr", "coreutils", List::Packages),
     ("rm", "coreutils", List::Packages),
     ("sleep", "coreutils", List::Packages),
     ("sort", "coreutils", List::Packages),
@@ -354,6 +357,7 @@ fn shell_commands(script: &str) -> BTreeSet<String> {
         "fi", "for", "done", "case", "esac", "in", "}", "[", "[[", "]]", "echo", "printf", "read",
         "cd", "set", "export", "local", "declare", "trap", "wait", "kill", "exit", "return",
         "command", "true", "false", ":", "test", "exec", "unset", "shift", "break", "continue",
+        "ulimit",
     ];
     let mut commands = BTreeSet::new();
     for words in shell_segments(script) {
