@@ -208,6 +208,69 @@ impl Inner {
         self.publish(&topic, wire::encode(&cmd), false);
     }
 
+    /// Everything retained under this device's subscriptions has arrived: ask the account's
+    /// online devices for what this broker lacks (its node of a cluster may not hold what
+    /// was published through another node). The ask says what arrived, so on a broker that
+    /// holds everything nobody answers: a join costs one message, not one per device.
+    fn ask(&self) {
+        let ask = {
+            let engine = self.engine();
+            if !engine.config().announce {
+                return;
+            }
+            let dir = engine.directory();
+            wire::StateAsk {
+                v: wire::VERSION,
+                device: self.device.clone(),
+                seen: dir
+                    .availability
+                    .iter()
+                    .filter(|(d, s)| **s == Status::Online && **d != self.device)
+                    .take(wire::MAX_ROSTER)
+                    .map(|(d, _)| wire::Seen {
+                        device: d.clone(),
+                        session: dir.sessions.get(d).map(|s| s.stamp.clone()),
+                    })
+                    .collect(),
+            }
+        };
+        self.publish(
+            &Topic::ask(&self.account).to_string(),
+            wire::encode(&ask),
+            false,
+        );
+    }
+
+    /// Another device asks for what its broker lacks: when it does not hold this device as
+    /// online with its current session, this device publishes its retained state again
+    /// (the link jitters it, and leaves out the shared copies another device sends first).
+    fn answer(&self, ask: &wire::StateAsk) {
+        let Some(link) = &self.link else { return };
+        if ask.device == self.device {
+            return;
+        }
+        let current = {
+            let engine = self.engine();
+            if !engine.config().announce {
+                return;
+            }
+            engine
+                .directory()
+                .sessions
+                .get(&self.device)
+                .map(|s| s.stamp.clone())
+        };
+        let held = ask.seen.iter().find(|s| s.device == self.device);
+        if held.is_some_and(|h| h.session == current) {
+            return;
+        }
+        tracing::info!(
+            "{} lacks this device's state on its broker: publishing it again",
+            ask.device
+        );
+        link.answer();
+    }
+
     /// Publish a plain message at QoS 1, sealed and signed when the account is sealed.
     fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) {
         self.publish_qos(topic, payload, retain, true)
@@ -308,6 +371,12 @@ impl Inner {
                 self.rearm.notify_one();
                 let actions = self.engine().synced();
                 self.carry_out(actions);
+                self.ask();
+            }
+            Intake::Message(msg) if matches!(msg.body, Body::Ask(_)) => {
+                if let Body::Ask(ask) = &msg.body {
+                    self.answer(ask);
+                }
             }
             Intake::Message(msg) => {
                 if let Body::Event(e) = &msg.body {
@@ -479,11 +548,13 @@ impl Node {
                     wire::filters::resume(account),
                     Topic::inbox(account, device).to_string(),
                 ];
-                // A device keeps the account's events (the analytics of `continuity stats`).
+                // A device keeps the account's events (the analytics of `continuity stats`),
+                // and answers the asks of devices whose broker lacks its state.
                 if cfg.engine.announce {
-                    link_cfg
-                        .subscriptions
-                        .push(Topic::events(account).to_string());
+                    link_cfg.subscriptions.extend([
+                        Topic::events(account).to_string(),
+                        wire::filters::ask(account),
+                    ]);
                 }
                 if cfg.account.is_some() {
                     link_cfg.subscriptions.extend([

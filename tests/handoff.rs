@@ -627,7 +627,7 @@ fn a_device_starting_the_same_media_resumes_from_the_live_session() {
     let phone_session = net.engines["phone"].config().session.clone();
     assert_eq!(from.live, Some((phone_session, 0)));
     // Extrapolated to now: 100 s + 3 s of play. The TV's clock is 37 ms ahead of the
-    // phone's; it probed the phone's clock when it saw it online, so it reads the phone's
+    // phone's; it probed the phone's clock when it saw it online and playing, so it reads the phone's
     // anchor with the phone's clock and is not 37 ms off.
     assert!(
         net.engines["tv"]

@@ -111,3 +111,40 @@ fn sizes_out_of_bounds_are_refused_before_any_connection() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// Issue 15, acceptance 3: when all the devices of an account restart at once, what they
+/// publish grows with their number, not with its square. A device that comes back publishes
+/// its own state and one ask; it measures the clocks of the players only, and is measured
+/// by the others only if it plays. Per device, an account of 9 costs about what one of 3
+/// does (an O(D²) restart made it three times as much).
+#[test]
+fn a_restart_of_an_accounts_devices_costs_messages_in_proportion_to_their_number() {
+    let mosq = Mosquitto::start_with("sys_interval 1");
+    let per_device = |devices: &str| {
+        let doc = loadtest(
+            &mosq,
+            &[
+                "--accounts",
+                "2",
+                "--devices",
+                devices,
+                "--duration",
+                "6",
+                "--handoffs-per-hour",
+                "0",
+                "--burst",
+                "1",
+            ],
+        );
+        assert_eq!(errors(&doc), Vec::<String>::new(), "{doc:#}");
+        assert!(doc["burst"]["converged_s"].is_f64(), "{doc:#}");
+        doc["burst"]["messages_per_device"].as_f64().unwrap()
+    };
+    let small = per_device("3");
+    let large = per_device("9");
+    assert!(
+        large < small * 1.5,
+        "messages published per restarting device: {small:.1} in accounts of 3, \
+         {large:.1} in accounts of 9"
+    );
+}

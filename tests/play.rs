@@ -587,7 +587,8 @@ fn a_handoff_from_a_phone_30_s_ahead_measures_the_skew_within_5_ms() {
     let setup = Setup::new();
     let tv = setup.idle("TV", "tv");
     let _phone = setup.playing_skewed("+30s", "Phone", "phone");
-    // The TV probes the phone's clock three times in the 2 s after it came online.
+    // The TV probes the phone's clock three times in the 2 s after it saw it online and
+    // playing.
     std::thread::sleep(Duration::from_secs(3));
     let (code, doc) = transfer(&setup, "TV");
     assert_eq!(code, Some(0), "{doc}");

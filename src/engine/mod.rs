@@ -21,7 +21,7 @@ mod resume;
 
 pub use directory::{Directory, ResolveError};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::hlc::{HybridClock, Stamp};
 use crate::model::{
@@ -250,7 +250,7 @@ pub struct ResumeFrom {
 /// TV switched on as the phone starts counts; one on for an hour does not).
 pub const SUGGEST_WITHIN_NS: u64 = 10_000_000_000;
 
-/// When the second and third probes of a device that came online leave, after the first.
+/// When the second and third probes of a playing device leave, after the first.
 const PROBES_AFTER_ONLINE_NS: [u64; 2] = [500_000_000, 2_000_000_000];
 
 /// The engine of one device.
@@ -273,6 +273,9 @@ pub struct Engine {
     ready: plan::ReadyTimes,
     /// Clock probes to send later, by device (see [`Engine::probe_clock_soon`]).
     probes_due: BTreeMap<String, Vec<u64>>,
+    /// Devices whose clock was measured since they came online: a device's clock is
+    /// measured once it plays (see [`Engine::measure_if_playing`]).
+    clocks_measured: BTreeSet<String>,
     /// Recent commands, by sender and id: QoS 1 delivers at least once, so a command can
     /// arrive twice.
     seen_commands: std::collections::VecDeque<(String, String)>,
@@ -310,6 +313,7 @@ impl Engine {
             handoffs: handoff::Handoffs::default(),
             ready: plan::ReadyTimes::default(),
             probes_due: BTreeMap::new(),
+            clocks_measured: BTreeSet::new(),
             seen_commands: std::collections::VecDeque::new(),
             cfg,
             media: None,
@@ -342,6 +346,7 @@ impl Engine {
         if device != self.cfg.device.id {
             self.directory.forget(device);
             self.probes_due.remove(device);
+            self.clocks_measured.remove(device);
         }
     }
 
@@ -618,6 +623,7 @@ impl Engine {
                 match a.status {
                     Status::Offline if was == Some(Status::Online) => {
                         self.probes_due.remove(&a.device);
+                        self.clocks_measured.remove(&a.device);
                         self.directory
                             .went_offline
                             .insert(a.device.clone(), now_unix_ns);
@@ -627,7 +633,7 @@ impl Engine {
                         self.directory.went_offline.remove(&a.device);
                         self.witnesses.remove(&a.device);
                         if was != Some(Status::Online) {
-                            self.probe_clock_soon(now_unix_ns, &a.device, out);
+                            self.clocks_measured.remove(&a.device);
                             // Online when this device subscribed (the broker's retained
                             // picture) is not news; coming online after is.
                             if self.cfg.announce && a.device != self.cfg.device.id && !msg.retained
@@ -672,6 +678,31 @@ impl Engine {
             _ => {}
         }
         self.directory.apply(&msg);
+        let device = match &msg.body {
+            Body::Availability(a) => Some(a.device.clone()),
+            Body::Session(s) => Some(s.device.clone()),
+            _ => None,
+        };
+        if let Some(device) = device {
+            self.measure_if_playing(now_unix_ns, &device, out);
+        }
+    }
+
+    /// Measure `device`'s clock once it is online and plays: its anchor is read with that
+    /// clock. Only players are measured, so a device that comes online costs probes to and
+    /// from the players, not to and from every device of the account (a restart of the
+    /// account's devices costs messages in proportion to their number, not to its square).
+    fn measure_if_playing(&mut self, now_unix_ns: u64, device: &String, out: &mut Vec<Action>) {
+        let plays = self
+            .directory
+            .sessions
+            .get(device)
+            .and_then(|s| s.anchor)
+            .is_some_and(|a| a.state == PlayState::Playing);
+        let online = self.directory.availability.get(device) == Some(&Status::Online);
+        if plays && online && self.clocks_measured.insert(device.clone()) {
+            self.probe_clock_soon(now_unix_ns, device, out);
+        }
     }
 
     /// Whether this device plays its own session now (it is the one a handoff would move).
@@ -764,8 +795,8 @@ impl Engine {
     }
 
     /// Measure `device`'s clock (a player reads other devices' anchors with their clocks:
-    /// resuming a live session, witnessing a death, planning a handoff): three probes each
-    /// time it comes online, spread out (one that has just started answers the first one
+    /// resuming a live session, witnessing a death, planning a handoff): three probes once
+    /// it is online and plays, spread out (one that has just started answers the first one
     /// slowly), of which [`clocks::Clocks`] keeps the one with the smallest round trip; a
     /// handoff's request and its accept measure it again.
     fn probe_clock_soon(&mut self, now_unix_ns: u64, device: &str, out: &mut Vec<Action>) {

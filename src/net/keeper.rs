@@ -41,6 +41,17 @@ struct Kept {
     /// Repairs made while contested; sets the backoff.
     strikes: u32,
     last_repair_ns: u64,
+    /// The scheduled publish answers an ask ([`Keeper::answer`]), not a loss.
+    answer: bool,
+}
+
+/// A topic to publish again now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub topic: String,
+    /// It answers an ask (the broker of another device lacks it), rather than repairing
+    /// what this device's broker lost.
+    pub answer: bool,
 }
 
 /// What an arrival on a kept topic means.
@@ -68,6 +79,7 @@ impl Keeper {
         let k = self.kept.entry(topic.to_owned()).or_default();
         k.confirmed = false;
         k.repair_at = None;
+        k.answer = false;
     }
 
     /// Something arrived on `topic`; `mine` is whether it is this device's latest copy.
@@ -78,40 +90,43 @@ impl Keeper {
         if mine {
             k.confirmed = true;
             k.repair_at = None;
+            k.answer = false;
             return Arrival::Confirmed;
         }
         if !k.confirmed {
             return Arrival::InFlight;
         }
-        if let Some(at_ns) = k.repair_at {
-            return Arrival::Repair { at_ns };
+        k.answer = false;
+        Arrival::Repair {
+            at_ns: k.schedule(now_ns),
         }
-        if now_ns.saturating_sub(k.last_repair_ns) > CALM_NS {
-            k.strikes = 0;
-        }
-        let at_ns = match k.strikes {
-            0 => now_ns + FIRST_DELAY_NS + fastrand::u64(..JITTER_NS),
-            n => {
-                let backoff = BACKOFF_NS
-                    .saturating_mul(1 << (n - 1).min(16))
-                    .min(MAX_BACKOFF_NS);
-                (k.last_repair_ns + backoff).max(now_ns + FIRST_DELAY_NS)
-            }
-        };
-        k.repair_at = Some(at_ns);
-        Arrival::Repair { at_ns }
     }
 
-    /// The topics whose repair is due at `now_ns`: publish them again (then call
+    /// Another device's broker lacks this device's retained state: publish `topic` again
+    /// soon, unless its copy arrives from another device first (a shared topic that
+    /// device keeps too). Backs off like repairs, so that asks cannot make this device
+    /// publish at the network's speed.
+    pub fn answer(&mut self, topic: &str, now_ns: u64) {
+        let k = self.kept.entry(topic.to_owned()).or_default();
+        if k.repair_at.is_none() {
+            k.answer = true;
+            k.schedule(now_ns);
+        }
+    }
+
+    /// The topics whose repair or answer is due at `now_ns`: publish them again (then call
     /// [`Keeper::sent`]).
-    pub fn due(&mut self, now_ns: u64) -> Vec<String> {
+    pub fn due(&mut self, now_ns: u64) -> Vec<Due> {
         let mut out = Vec::new();
         for (topic, k) in &mut self.kept {
             if k.repair_at.is_some_and(|at| at <= now_ns) {
                 k.repair_at = None;
                 k.strikes = k.strikes.saturating_add(1);
                 k.last_repair_ns = now_ns;
-                out.push(topic.clone());
+                out.push(Due {
+                    topic: topic.clone(),
+                    answer: std::mem::take(&mut k.answer),
+                });
             }
         }
         out
@@ -128,6 +143,28 @@ impl Keeper {
         let k = self.kept.entry(topic.to_owned()).or_default();
         k.confirmed = true;
         k.repair_at = None;
+        k.answer = false;
+    }
+}
+
+impl Kept {
+    /// When to publish again: soon with a random delay, or later while the topic stays
+    /// contested (see the module's notes on backoff).
+    fn schedule(&mut self, now_ns: u64) -> u64 {
+        if now_ns.saturating_sub(self.last_repair_ns) > CALM_NS {
+            self.strikes = 0;
+        }
+        let at_ns = match self.strikes {
+            0 => now_ns + FIRST_DELAY_NS + fastrand::u64(..JITTER_NS),
+            n => {
+                let backoff = BACKOFF_NS
+                    .saturating_mul(1 << (n - 1).min(16))
+                    .min(MAX_BACKOFF_NS);
+                (self.last_repair_ns + backoff).max(now_ns + FIRST_DELAY_NS)
+            }
+        };
+        self.repair_at = Some(at_ns);
+        at_ns
     }
 }
 
@@ -152,7 +189,13 @@ mod tests {
         };
         assert!((2 * S + 100_000_000..=2 * S + 400_000_000).contains(&at_ns));
         assert!(k.due(at_ns - 1).is_empty());
-        assert_eq!(k.due(at_ns), vec!["t".to_owned()]);
+        assert_eq!(
+            k.due(at_ns),
+            vec![Due {
+                topic: "t".to_owned(),
+                answer: false
+            }]
+        );
         assert_eq!(k.arrived("u", false, 2 * S), Arrival::NotKept);
     }
 
@@ -199,5 +242,32 @@ mod tests {
             k.arrived("u", false, 3 * S),
             Arrival::Repair { .. }
         ));
+    }
+
+    #[test]
+    fn an_ask_is_answered_soon_unless_another_device_sends_the_same_copy_first() {
+        let mut k = Keeper::default();
+        for t in ["own", "shared"] {
+            k.sent(t);
+            k.arrived(t, true, 0);
+        }
+        k.answer("own", 10 * S);
+        k.answer("shared", 10 * S);
+        // Another device that keeps the shared copy answered first: its bytes are ours.
+        assert_eq!(k.arrived("shared", true, 10 * S + 1), Arrival::Confirmed);
+        let due = k.due(10 * S + 400_000_000);
+        assert_eq!(
+            due,
+            vec![Due {
+                topic: "own".to_owned(),
+                answer: true
+            }]
+        );
+        // A second ask at once waits out the backoff: asks cannot drive this device.
+        k.sent("own");
+        k.arrived("own", true, 10 * S + 500_000_000);
+        k.answer("own", 10 * S + 500_000_000);
+        assert!(k.due(11 * S).is_empty());
+        assert_eq!(k.next_due().map(|at| at >= 11 * S), Some(true));
     }
 }

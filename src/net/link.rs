@@ -433,6 +433,20 @@ impl Link {
         st.keeper.adopt(topic);
     }
 
+    /// Another device's broker lacks this device's retained state (see
+    /// [`crate::wire::StateAsk`]): publish all of it again after a short random delay. A
+    /// shared topic (a resume point, the roster) whose same copy arrives from another
+    /// device first is left out, so that the devices that keep it answer once between them.
+    pub fn answer(&self) {
+        let mut st = self.shared.lock();
+        let now = self.shared.now_ns();
+        let st = &mut *st;
+        for topic in st.retained.keys() {
+            st.keeper.answer(topic, now);
+        }
+        self.shared.repairs.notify_one();
+    }
+
     /// Whether the link is connected now.
     pub fn connected(&self) -> bool {
         self.shared.lock().connected
@@ -508,10 +522,17 @@ async fn repair(shared: Arc<Outbox>, client: AsyncClient) {
         }
         let mut st = shared.lock();
         let now = shared.now_ns();
-        for topic in st.keeper.due(now) {
-            if st.retained.contains_key(&topic) {
-                info!("the broker's copy of {topic} was replaced or cleared: publishing it again");
-                st.dirty.insert(topic);
+        for due in st.keeper.due(now) {
+            if st.retained.contains_key(&due.topic) {
+                if due.answer {
+                    debug!("another device lacks {}: publishing it again", due.topic);
+                } else {
+                    info!(
+                        "the broker's copy of {} was replaced or cleared: publishing it again",
+                        due.topic
+                    );
+                }
+                st.dirty.insert(due.topic);
             }
         }
         flush_locked(&mut st, &client);

@@ -418,6 +418,7 @@ fn speaks_for(msg: &wire::Incoming) -> Option<&str> {
     match (&msg.topic.kind, &msg.body) {
         (_, Body::Command(c)) => Some(&c.from),
         (_, Body::Event(e)) => Some(&e.device),
+        (_, Body::Ask(a)) => Some(&a.device),
         (TopicKind::DeviceInfo { device }, _) | (TopicKind::SessionState { device }, _) => {
             Some(device)
         }

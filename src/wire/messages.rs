@@ -511,6 +511,34 @@ pub struct RosterEntry {
     pub revoked: bool,
 }
 
+/// `ask` (not retained, QoS 1): a device that has connected and received what the broker
+/// holds asks the account's online devices for what it lacks. A broker may hold less than
+/// the account published (a cluster whose nodes keep retained messages apart, a broker that
+/// lost them): every device that is not in `seen` as it is publishes its retained state
+/// again, so the asker hears it live. On a broker that holds everything, nobody answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StateAsk {
+    #[schemars(range(min = 1, max = 1))]
+    pub v: u32,
+    /// The asking device.
+    #[schemars(pattern(crate::patterns::ID))]
+    pub device: String,
+    /// The devices the asker holds as online, with the stamp of the session state it holds
+    /// for each (the asker itself left out).
+    #[schemars(length(max = 256))]
+    pub seen: Vec<Seen>,
+}
+
+/// One device as an asker holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Seen {
+    #[schemars(pattern(crate::patterns::ID))]
+    pub device: String,
+    /// The stamp of the device's session state the asker holds; absent when it holds none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<Stamp>,
+}
+
 /// The account's paired devices: `roster`, retained, always sealed and signed by a device
 /// the receiver already trusts. Receivers merge entry by entry (the later change wins).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -103,6 +103,7 @@ pub enum Body {
     Event(Event),
     Sealed(SealedEnvelope),
     Roster(Roster),
+    Ask(StateAsk),
     /// An empty payload on a retained topic: the retained message was cleared.
     Cleared,
 }
@@ -231,6 +232,11 @@ pub fn decode_with(topic: &str, payload: &[u8], keys: &MediaKeys) -> Result<Inco
             m.validate()?;
             Body::Roster(m)
         }
+        TopicKind::Ask => {
+            let m: StateAsk = from_value(value)?;
+            m.validate()?;
+            Body::Ask(m)
+        }
     };
     Ok(Incoming {
         topic,
@@ -254,6 +260,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         ("event", one::<Event>()),
         ("sealed-envelope", one::<SealedEnvelope>()),
         ("roster", one::<Roster>()),
+        ("ask", one::<StateAsk>()),
     ]
 }
 

@@ -21,6 +21,8 @@ pub enum TopicKind {
     Events,
     /// `roster`, retained: the account's paired devices and their signing keys (sealed).
     Roster,
+    /// `ask`, not retained, QoS 1: a device that connected asks for what its broker lacks.
+    Ask,
 }
 
 /// A parsed topic: account and kind.
@@ -91,6 +93,10 @@ impl Topic {
         Topic::new(account, TopicKind::Roster)
     }
 
+    pub fn ask(account: &str) -> Topic {
+        Topic::new(account, TopicKind::Ask)
+    }
+
     /// The resume topic of a media key already computed (see [`MediaKeys`]).
     pub fn resume_key(account: &str, media_key: String) -> Topic {
         Topic::new(account, TopicKind::Resume { media_key })
@@ -98,7 +104,10 @@ impl Topic {
 
     /// Whether messages on this topic are retained by the broker.
     pub fn retained(&self) -> bool {
-        !matches!(self.kind, TopicKind::Inbox { .. } | TopicKind::Events)
+        !matches!(
+            self.kind,
+            TopicKind::Inbox { .. } | TopicKind::Events | TopicKind::Ask
+        )
     }
 
     /// Parse and check a topic name.
@@ -139,6 +148,7 @@ impl Topic {
             }
             ["events"] => TopicKind::Events,
             ["roster"] => TopicKind::Roster,
+            ["ask"] => TopicKind::Ask,
             _ => return Err(bad("not a continuity v1 topic")),
         };
         Ok(Topic {
@@ -159,6 +169,7 @@ impl fmt::Display for Topic {
             TopicKind::Inbox { device } => write!(f, "devices/{device}/inbox"),
             TopicKind::Events => f.write_str("events"),
             TopicKind::Roster => f.write_str("roster"),
+            TopicKind::Ask => f.write_str("ask"),
         }
     }
 }
@@ -182,6 +193,9 @@ pub mod filters {
     }
     pub fn roster(account: &str) -> String {
         format!("{PREFIX}/{account}/roster")
+    }
+    pub fn ask(account: &str) -> String {
+        format!("{PREFIX}/{account}/ask")
     }
 }
 

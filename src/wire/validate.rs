@@ -428,6 +428,20 @@ impl Validate for SealedEnvelope {
     }
 }
 
+impl Validate for StateAsk {
+    fn validate(&self) -> Result<(), WireError> {
+        check_id_field("device", &self.device)?;
+        check_list("seen", &self.seen, MAX_ROSTER)?;
+        for (i, s) in self.seen.iter().enumerate() {
+            check_id_field(&format!("seen[{i}].device"), &s.device)?;
+            if let Some(stamp) = &s.session {
+                validate_stamp(&format!("seen[{i}].session"), stamp)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Validate for Roster {
     fn validate(&self) -> Result<(), WireError> {
         check_list("devices", &self.devices, MAX_ROSTER)?;

@@ -66,8 +66,9 @@ export function parseTopic(topic) {
     t = { kind: "resume", mediaKey: rest[1] };
   } else if (rest.length === 1 && rest[0] === "events") t = { kind: "events" };
   else if (rest.length === 1 && rest[0] === "roster") t = { kind: "roster" };
+  else if (rest.length === 1 && rest[0] === "ask") t = { kind: "ask" };
   else throw bad("not a continuity v1 topic");
-  return { account: parts[0], ...t, retained: t.kind !== "inbox" && t.kind !== "events" };
+  return { account: parts[0], ...t, retained: !["inbox", "events", "ask"].includes(t.kind) };
 }
 
 // --- Typed reading: each reader checks one value and names its field. -----------------
@@ -234,6 +235,11 @@ const MESSAGES = {
       ),
     ),
     key: opt(object({ id: req(str), changed_unix_ns: req(u64) })),
+  }),
+  ask: object({
+    v: req(u32),
+    device: req(str),
+    seen: req(list(object({ device: req(str), session: opt(stamp) }))),
   }),
 };
 
@@ -445,6 +451,14 @@ const CHECKS = {
     m.devices.forEach((d, i) => {
       id(`devices[${i}].device`, d.device);
       text(`devices[${i}].name`, d.name, MAX_TEXT);
+    });
+  },
+  ask: (m) => {
+    id("device", m.device);
+    count("seen", m.seen, MAX_ROSTER);
+    m.seen.forEach((s, i) => {
+      id(`seen[${i}].device`, s.device);
+      if (s.session !== undefined) checkStamp(`seen[${i}].session`, s.session);
     });
   },
 };
