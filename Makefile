@@ -6,6 +6,8 @@ PACKAGES := pkg-config gcc g++ libgstreamer1.0-dev libgstreamer-plugins-base1.0-
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-x gstreamer1.0-tools \
 	mosquitto mosquitto-clients iproute2 faketime nodejs \
 	npm chromium fonts-dejavu-core python3-prometheus-client
+# `make test` needs these as well (the account across a broker's nodes: `make test-cluster`).
+CLUSTER_PACKAGES := rabbitmq-server
 # `make bench` needs these as well (instruction counts).
 BENCH_PACKAGES := valgrind
 CARGO ?= cargo
@@ -13,10 +15,13 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 5
 
-.PHONY: deps build demo test lint schemas bench fuzz loadtest
+.PHONY: deps cluster-deps build demo test test-cluster lint schemas bench fuzz loadtest
 
 deps:
 	@./scripts/deps.sh $(PACKAGES)
+
+cluster-deps:
+	@./scripts/deps.sh $(CLUSTER_PACKAGES)
 
 # --lib: the plugin library (libgstcontinuity.so) is what `continuity play` loads.
 build: deps
@@ -25,8 +30,9 @@ build: deps
 demo: build
 	@./scripts/demo.sh
 
-# Tests, then formatting and lints where the toolchain has rustfmt and clippy.
-test: deps
+# Tests (the cluster tests among them), then formatting and lints where the toolchain has
+# rustfmt and clippy.
+test: deps cluster-deps
 	$(CARGO) build --workspace   # the plugin library, for the gst-launch tests
 	$(CARGO) test --workspace
 	node --test web/test/json.test.js web/test/vectors.test.js   # the JavaScript contract module
@@ -38,6 +44,11 @@ test: deps
 	  $(CARGO) clippy --workspace --all-targets -- -D warnings; \
 	  else echo "clippy not installed: lint skipped"; fi
 	@CARGO=$(CARGO) ./scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS)
+
+# Only the tests of an account across the nodes of a clustered broker (tests/cluster.rs): a
+# 2-node RabbitMQ cluster and two bridged mosquittos, started on loopback by the tests.
+test-cluster: deps cluster-deps
+	$(CARGO) test --test cluster
 
 # Coverage-guided fuzzing (libFuzzer, stable toolchain): each target FUZZ_SECONDS.
 fuzz: deps

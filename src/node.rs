@@ -117,6 +117,9 @@ struct Inner {
     rearm: Notify,
     /// Counts the messages taken in from the broker (see [`Node::wait_until`]).
     taken: watch::Sender<u64>,
+    /// When this device last asked for the account's state (its sync completed), for
+    /// [`Node::resume_lookup`] to wait for the answers.
+    asked: Mutex<Option<std::time::Instant>>,
 }
 
 /// A lock that a panic elsewhere does not poison: what it guards stays usable.
@@ -203,6 +206,7 @@ impl Inner {
             body: CommandBody::Sync,
         };
         *lock(&self.sync_id) = id;
+        *lock(&self.asked) = None;
         self.sync.send_replace(SyncState::Pending);
         let topic = Topic::inbox(&self.account, &self.device).to_string();
         self.publish(&topic, wire::encode(&cmd), false);
@@ -279,18 +283,19 @@ impl Inner {
     /// [`Inner::publish`], at QoS 0 unless `reliable`.
     fn publish_qos(&self, topic: &str, payload: Vec<u8>, retain: bool, reliable: bool) {
         let Some(link) = &self.link else { return };
-        let payload = {
-            let mut guard = lock(&self.guard);
-            match guard.as_mut() {
-                Some(g) => {
-                    let sealed = g.seal(topic, &payload, now_unix_ns());
-                    if let Some(floor) = g.take_reservation() {
-                        self.with_store(move |st| st.raise_counter(COUNTER, floor));
-                    }
-                    sealed
+        // Sealed and queued under one lock: the receivers refuse a counter lower than one
+        // they saw on the topic, so two threads publishing to one topic at once must queue
+        // their messages in the order of their counters.
+        let mut guard = lock(&self.guard);
+        let payload = match guard.as_mut() {
+            Some(g) => {
+                let sealed = g.seal(topic, &payload, now_unix_ns());
+                if let Some(floor) = g.take_reservation() {
+                    self.with_store(move |st| st.raise_counter(COUNTER, floor));
                 }
-                None => payload,
+                sealed
             }
+            None => payload,
         };
         link.publish(topic, payload, retain, reliable);
     }
@@ -366,6 +371,11 @@ impl Inner {
     fn carry_intake(&self, intake: Intake) {
         match intake {
             Intake::Message(msg) if self.is_own_sync(&msg.body) => {
+                // Before the sync is seen to be over, so that a lookup waiting for it also
+                // waits for the answers to the ask that follows.
+                if self.engine().config().announce {
+                    *lock(&self.asked) = Some(std::time::Instant::now());
+                }
                 self.sync.send_replace(SyncState::Synced);
                 lock(&self.inbound).synced(now_unix_ns());
                 self.rearm.notify_one();
@@ -478,6 +488,12 @@ pub async fn handoff_result(
 /// How long a resume lookup waits for the clock of the device whose live session it
 /// continues (see [`Node::resume_lookup`]).
 pub const CLOCK_WAIT: Duration = Duration::from_millis(300);
+
+/// How long after its ask a device waits for the answers before it looks up where to
+/// resume: the latest an answer is sent ([`crate::net::keeper::ANSWER_WITHIN_NS`]) and
+/// the trips of the ask and the answer.
+pub const ANSWER_WINDOW: Duration =
+    Duration::from_nanos(crate::net::keeper::ANSWER_WITHIN_NS + 200_000_000);
 
 /// A running device.
 /// Dropping it vanishes without a goodbye (the broker fires the last will); use
@@ -596,6 +612,7 @@ impl Node {
             dropped: Default::default(),
             rearm: Notify::new(),
             taken: watch::channel(0).0,
+            asked: Mutex::new(None),
         });
         inner.carry_out(announce);
         let task = tokio::spawn(run(inner.clone(), link_events));
@@ -666,8 +683,18 @@ impl Node {
     /// A live session is read with its device's clock: when the probe of that clock (sent
     /// as the device was seen online) has not been answered yet, the lookup waits for the
     /// answer, at most [`CLOCK_WAIT`].
+    ///
+    /// Right after the sync, it also waits for the answers to this device's ask (at most
+    /// [`ANSWER_WINDOW`] after it, within `timeout`): where the broker's node lacks the
+    /// account's retained state, the devices that hold it send it then.
     pub async fn resume_lookup(&self, media_id: &str, timeout: Duration) -> Option<ResumeFrom> {
+        let deadline = tokio::time::Instant::now() + timeout;
         self.synced(timeout).await;
+        let asked = *lock(&self.inner.asked);
+        if let Some(at) = asked {
+            let answered = tokio::time::Instant::from_std(at + ANSWER_WINDOW);
+            tokio::time::sleep_until(answered.min(deadline)).await;
+        }
         // Whether there is a live session to continue at all depends on its position (the
         // resume rules), so the clock is waited for before anything is decided.
         let unmeasured = self.with_engine(|e| {

@@ -15,10 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-/// Which of the Makefile's lists installs a package: `make demo`/`make test`, or `make bench`.
+/// Which of the Makefile's lists installs a package: `make demo`/`make test`, `make test`
+/// only (the cluster tests), or `make bench`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum List {
     Packages,
+    Cluster,
     Bench,
 }
 
@@ -92,6 +94,9 @@ const PROGRAMS: &[(&str, &str, List)] = &[
     ("kill", "procps", List::Packages),
     // With python3-prometheus-client: the reference OpenMetrics parser of the stats test.
     ("python3", "python3-minimal", List::Packages),
+    // The cluster tests: RabbitMQ nodes, and the Erlang port mapper they register with.
+    ("rabbitmq-server", "rabbitmq-server", List::Cluster),
+    ("epmd", "erlang-base", List::Cluster),
     ("valgrind", "valgrind", List::Bench),
     // What every Debian root has (Essential or Priority: required, and apt).
     ("apt-get", "apt", List::Packages),
@@ -468,15 +473,26 @@ fn rust_commands(src: &str) -> BTreeSet<String> {
                 out.insert(word.to_string());
             }
         }
-        // Programs started by absolute path (`/usr/sbin/mosquitto`).
-        if let Some(name) = literal
-            .strip_prefix("/usr/sbin/")
-            .or(literal.strip_prefix("/usr/bin/"))
-        {
-            out.insert(name.to_string());
+        if let Some(name) = program_path(&literal) {
+            out.insert(name);
         }
     }
     out
+}
+
+/// The program a literal names by absolute path: `/usr/sbin/mosquitto`, or one in a
+/// package's own `bin` (`/usr/lib/rabbitmq/bin/rabbitmq-server`).
+fn program_path(literal: &str) -> Option<String> {
+    if let Some(name) = literal
+        .strip_prefix("/usr/sbin/")
+        .or(literal.strip_prefix("/usr/bin/"))
+    {
+        return Some(name.to_string());
+    }
+    let rest = literal.strip_prefix("/usr/lib/")?;
+    let (dir, name) = rest.rsplit_once('/')?;
+    (dir.ends_with("/bin") && !name.is_empty() && !literal.contains(char::is_whitespace))
+        .then(|| name.to_string())
 }
 
 /// The text inside a JavaScript source's string literals ("…", '…' and `…`), one entry a
@@ -532,11 +548,8 @@ fn js_commands(src: &str) -> BTreeSet<String> {
         }
     }
     for literal in js_string_literals(src) {
-        if let Some(name) = literal
-            .strip_prefix("/usr/sbin/")
-            .or(literal.strip_prefix("/usr/bin/"))
-        {
-            out.insert(name.to_string());
+        if let Some(name) = program_path(&literal) {
+            out.insert(name);
         }
     }
     out
@@ -850,12 +863,15 @@ fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// What `make test` and `make demo` install (the bench's own list as well, for `List::Bench`),
-/// with their dependencies and what every Debian root has.
+/// What `make test` and `make demo` install (and the cluster tests' and the bench's own lists,
+/// for `List::Cluster` and `List::Bench`), with their dependencies and what every Debian root
+/// has.
 struct Covered {
     packages: Vec<String>,
+    cluster: Vec<String>,
     bench: Vec<String>,
     make: BTreeSet<String>,
+    make_test: BTreeSet<String>,
     make_bench: BTreeSet<String>,
 }
 
@@ -863,9 +879,17 @@ impl Covered {
     fn read() -> Covered {
         let installed = Installed::read();
         let packages = makefile_list("PACKAGES");
+        let cluster = makefile_list("CLUSTER_PACKAGES");
         let bench = makefile_list("BENCH_PACKAGES");
         let base: Vec<String> = installed.base.iter().cloned().collect();
         let make = installed.closure(packages.iter().cloned().chain(base.iter().cloned()));
+        let make_test = installed.closure(
+            packages
+                .iter()
+                .chain(&cluster)
+                .cloned()
+                .chain(base.iter().cloned()),
+        );
         let make_bench = installed.closure(
             packages
                 .iter()
@@ -875,8 +899,10 @@ impl Covered {
         );
         Covered {
             packages,
+            cluster,
             bench,
             make,
+            make_test,
             make_bench,
         }
     }
@@ -885,6 +911,11 @@ impl Covered {
     fn gap(&self, package: &str, list: List) -> Option<String> {
         let (covered, name, words) = match list {
             List::Packages => (&self.make, "PACKAGES", self.packages.clone()),
+            List::Cluster => (
+                &self.make_test,
+                "PACKAGES and CLUSTER_PACKAGES",
+                [self.packages.clone(), self.cluster.clone()].concat(),
+            ),
             List::Bench => (
                 &self.make_bench,
                 "PACKAGES and BENCH_PACKAGES",

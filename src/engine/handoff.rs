@@ -518,6 +518,17 @@ impl Engine {
             prerolls: Some(t.prerolls),
         };
         self.finish_target(now_ns, &t, result, out);
+        // What this device plays, from its first frame (the switch planned it; this saw it):
+        // newer than the source's resume point at the switch, so that a device starting
+        // this media next continues here rather than from where the source stopped.
+        let rate = self.anchor.map_or(1.0, |a| a.rate);
+        self.anchor = Some(Anchor {
+            position_ns,
+            at_unix_ns: now_ns,
+            rate,
+            state: PlayState::Playing,
+        });
+        self.publish_session(now_ns, out);
         if self.handoffs.automatic.contains(&t.id) {
             let name = self
                 .directory
