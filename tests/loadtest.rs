@@ -52,6 +52,8 @@ fn every_device_connects_its_messages_are_timed_and_a_reconnect_burst_converges(
             "4",
             "--duration",
             "8",
+            "--settle",
+            "3",
             "--handoffs-per-hour",
             "900",
             "--burst",
@@ -98,6 +100,7 @@ fn sizes_out_of_bounds_are_refused_before_any_connection() {
         (&["--devices", "1"][..], "at least 2 per account"),
         (&["--accounts", "20000", "--devices", "4"][..], "1 to 50000"),
         (&["--duration", "0"][..], "--duration"),
+        (&["--settle", "100000"][..], "--settle"),
         (&["--burst", "2"][..], "--burst"),
     ] {
         let out = Command::new(BIN)
@@ -130,6 +133,8 @@ fn a_restart_of_an_accounts_devices_costs_messages_in_proportion_to_their_number
                 devices,
                 "--duration",
                 "6",
+                "--settle",
+                "3",
                 "--handoffs-per-hour",
                 "0",
                 "--burst",
@@ -138,6 +143,9 @@ fn a_restart_of_an_accounts_devices_costs_messages_in_proportion_to_their_number
         );
         assert_eq!(errors(&doc), Vec::<String>::new(), "{doc:#}");
         assert!(doc["burst"]["converged_s"].is_f64(), "{doc:#}");
+        // One ask each, whatever the account's size.
+        let asks = doc["burst"]["messages_per_device_by_kind"]["ask"].as_f64();
+        assert_eq!(asks, Some(1.0), "{doc:#}");
         doc["burst"]["messages_per_device"].as_f64().unwrap()
     };
     let small = per_device("3");

@@ -64,6 +64,10 @@ pub struct LoadArgs {
     /// listens on this machine).
     #[arg(long)]
     pub broker_pid: Option<u32>,
+    /// Seconds between the films starting and the steady span; by default until the
+    /// players' first heartbeat has put their resume points on the broker (33 s).
+    #[arg(long)]
+    pub settle: Option<u64>,
     /// One JSON document on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -133,8 +137,12 @@ pub struct Burst {
     /// Messages published in the sampled accounts for the burst, per reconnecting device
     /// there: flat in the account size when joining costs O(D).
     pub messages_per_device: Option<f64>,
+    /// The same by what they are (see [`kind`]).
+    pub messages_per_device_by_kind: BTreeMap<String, f64>,
     #[serde(skip)]
     messages: u64,
+    #[serde(skip)]
+    by_kind: BTreeMap<String, u64>,
     #[serde(skip)]
     span_s: f64,
 }
@@ -161,6 +169,8 @@ pub struct Report {
     /// (each is delivered to every other device of the account too).
     pub messages_per_device_hour: Option<f64>,
     pub bytes_per_device_hour: Option<f64>,
+    /// The messages per device and hour by what they are (see [`kind`]).
+    pub messages_per_device_hour_by_kind: BTreeMap<String, f64>,
     pub burst: Option<Burst>,
     pub errors: BTreeMap<String, usize>,
 }
@@ -174,6 +184,8 @@ struct Shared {
     handoffs_ok: AtomicU64,
     sampled_messages: AtomicU64,
     sampled_bytes: AtomicU64,
+    /// The sampled messages by [`kind`].
+    sampled_by_kind: Mutex<BTreeMap<String, u64>>,
     errors: Mutex<BTreeMap<String, usize>>,
     sys: Mutex<BTreeMap<String, f64>>,
 }
@@ -182,6 +194,59 @@ impl Shared {
     fn error(&self, what: impl Into<String>) {
         *self.errors.lock().unwrap().entry(what.into()).or_insert(0) += 1;
     }
+
+    fn by_kind(&self) -> BTreeMap<String, u64> {
+        self.sampled_by_kind.lock().unwrap().clone()
+    }
+}
+
+/// What a message of an account is, for the breakdown of the traffic: its topic's kind, and
+/// for a command what it asks (`command: clock probe`).
+fn kind(topic: &str, body: Option<&Body>) -> String {
+    let parts: Vec<&str> = topic.split('/').skip(3).collect();
+    match (parts.as_slice(), body) {
+        (["devices", _, "inbox"], Some(Body::Command(c))) => {
+            let name = format!("{:?}", c.body);
+            let name = name.split([' ', '(', '{']).next().unwrap_or_default();
+            format!("command: {}", words(name))
+        }
+        (["devices", _, "inbox"], _) => "command".into(),
+        (["devices", _, last], _) => (*last).into(),
+        (["sessions", ..], _) => "session".into(),
+        (["media", ..], _) => "resume point".into(),
+        (["events"], _) => "event".into(),
+        ([first, ..], _) => (*first).into(),
+        ([], _) => "other".into(),
+    }
+}
+
+/// `ClockProbe` → `clock probe`.
+fn words(camel: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push(' ');
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+/// `after - before`, by kind.
+fn kind_diff(
+    after: &BTreeMap<String, u64>,
+    before: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, n)| {
+            (
+                k.clone(),
+                n.saturating_sub(before.get(k).copied().unwrap_or(0)),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }
 
 /// Bounded: at most this many delivery samples are kept (the rest are counted).
@@ -324,6 +389,12 @@ fn start_probe(
                 .sampled_bytes
                 .fetch_add(payload.len() as u64, Ordering::Relaxed);
             if retained || payload.is_empty() {
+                *shared
+                    .sampled_by_kind
+                    .lock()
+                    .unwrap()
+                    .entry(kind(&topic, None))
+                    .or_insert(0) += 1;
                 continue;
             }
             let account = topic.split('/').nth(2).unwrap_or_default().to_owned();
@@ -331,6 +402,12 @@ fn start_probe(
                 Some(Some(opener)) => opener.decode(&topic, &payload).map_err(|e| e.to_string()),
                 _ => continuity::wire::decode(&topic, &payload).map_err(|e| e.to_string()),
             };
+            *shared
+                .sampled_by_kind
+                .lock()
+                .unwrap()
+                .entry(kind(&topic, decoded.as_ref().ok().map(|m| &m.body)))
+                .or_insert(0) += 1;
             match decoded {
                 Ok(msg) => {
                     if let Some(at) = sent_at(&msg.body) {
@@ -509,6 +586,9 @@ pub async fn run(args: LoadArgs, broker: BrokerUrl, sealed: bool) -> Result<Repo
     if args.duration == 0 || args.duration > MAX_DURATION_S {
         return Err(Failure::new(format!("--duration: 1 to {MAX_DURATION_S} s")));
     }
+    if args.settle.is_some_and(|s| s > MAX_DURATION_S) {
+        return Err(Failure::new(format!("--settle: 0 to {MAX_DURATION_S} s")));
+    }
     if !(0.0..=1.0).contains(&args.burst) {
         return Err(Failure::new("--burst: a share from 0 to 1"));
     }
@@ -599,7 +679,25 @@ pub async fn run(args: LoadArgs, broker: BrokerUrl, sealed: bool) -> Result<Repo
             });
         }
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // What starting to play sets off is over before the steady span, which counts what goes
+    // on: the others measure the player's clock (three probes over two seconds), and the
+    // player's first heartbeat puts its resume point on the broker (the next one is ten
+    // minutes later). In a household films start at random times; here all start at once,
+    // and a short span would count that one-off cost as if it came every minute.
+    let defaults = EngineConfig::new(
+        "settle",
+        Device {
+            id: "settle".into(),
+            name: "settle".into(),
+            class: DeviceClass::Tv,
+        },
+    );
+    let settle = args.settle.map_or(
+        Duration::from_nanos(defaults.heartbeat_ns) + Duration::from_secs(3),
+        Duration::from_secs,
+    );
+    progress(&format!("settling for {} s", settle.as_secs()));
+    tokio::time::sleep(settle).await;
 
     // The steady span: handoffs at the rate asked for, a pause or a seek now and then, and
     // the burst halfway.
@@ -609,6 +707,7 @@ pub async fn run(args: LoadArgs, broker: BrokerUrl, sealed: bool) -> Result<Repo
         shared.sampled_messages.load(Ordering::Relaxed),
         shared.sampled_bytes.load(Ordering::Relaxed),
     );
+    let k0 = shared.by_kind();
     shared.delivery_ns.lock().unwrap().clear();
     let steady = Instant::now();
     let span = Duration::from_secs(args.duration);
@@ -669,6 +768,7 @@ pub async fn run(args: LoadArgs, broker: BrokerUrl, sealed: bool) -> Result<Repo
         shared.sampled_messages.load(Ordering::Relaxed),
         shared.sampled_bytes.load(Ordering::Relaxed),
     );
+    let k1 = shared.by_kind();
 
     let rate = |name: &str| -> Option<f64> {
         Some((after_sys.get(name)? - before_sys.get(name)?) / elapsed).filter(|r| *r >= 0.0)
@@ -681,6 +781,15 @@ pub async fn run(args: LoadArgs, broker: BrokerUrl, sealed: bool) -> Result<Repo
     let steady_s = (elapsed - burst_s).max(1.0);
     let steady_messages = (m1 - m0).saturating_sub(burst_messages) as f64;
     let steady_bytes = (b1 - b0) as f64 * steady_messages / ((m1 - m0).max(1) as f64);
+    let burst_kinds = burst_report
+        .as_ref()
+        .map(|b| b.by_kind.clone())
+        .unwrap_or_default();
+    let per_device_hour = 3600.0 / sampled_devices / steady_s;
+    let steady_kinds = kind_diff(&kind_diff(&k1, &k0), &burst_kinds)
+        .into_iter()
+        .map(|(k, n)| (k, n as f64 * per_device_hour))
+        .collect();
     let report = Report {
         v: 1,
         broker: broker.to_string(),
@@ -710,6 +819,7 @@ pub async fn run(args: LoadArgs, broker: BrokerUrl, sealed: bool) -> Result<Repo
         handoff_latency: spread(std::mem::take(&mut *shared.handoff_ns.lock().unwrap())),
         messages_per_device_hour: Some(steady_messages / sampled_devices / steady_s * 3600.0),
         bytes_per_device_hour: Some(steady_bytes / sampled_devices / steady_s * 3600.0),
+        messages_per_device_hour_by_kind: steady_kinds,
         burst: burst_report,
         errors: shared.errors.lock().unwrap().clone(),
     };
@@ -814,6 +924,7 @@ async fn burst(
     let chosen: Vec<usize> = (0..sims.len()).step_by(step).take(n).collect();
     let in_sample = chosen.iter().filter(|i| **i / per_account < sample).count();
     let m0 = shared.sampled_messages.load(Ordering::Relaxed);
+    let k0 = shared.by_kind();
     let start = Instant::now();
     for &i in &chosen {
         sims[i].node = None;
@@ -859,11 +970,21 @@ async fn burst(
     // What the joins set off settles within a few seconds (roster answers are jittered).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let m1 = shared.sampled_messages.load(Ordering::Relaxed);
+    let by_kind = kind_diff(&shared.by_kind(), &k0);
     Burst {
         devices: n,
         converged_s: all_back.then_some(converged.as_secs_f64()),
         reconnect: spread(reconnect),
         messages_per_device: (in_sample > 0).then(|| (m1 - m0) as f64 / in_sample as f64),
+        messages_per_device_by_kind: if in_sample > 0 {
+            by_kind
+                .iter()
+                .map(|(k, n)| (k.clone(), *n as f64 / in_sample as f64))
+                .collect()
+        } else {
+            BTreeMap::new()
+        },
+        by_kind,
         messages: m1 - m0,
         span_s: start.elapsed().as_secs_f64(),
     }
@@ -919,6 +1040,10 @@ pub fn print(r: &Report) {
         f(r.messages_per_device_hour, ""),
         f(r.bytes_per_device_hour, "")
     );
+    println!(
+        "    of which                   {}",
+        by_kind(&r.messages_per_device_hour_by_kind, 0)
+    );
     if let Some(b) = &r.burst {
         println!(
             "  burst: {} reconnect at once  converged in {}, reconnect {}, {} messages per device",
@@ -929,6 +1054,10 @@ pub fn print(r: &Report) {
             b.messages_per_device
                 .map_or("-".into(), |m| format!("{m:.1}"))
         );
+        println!(
+            "    of which                   {}",
+            by_kind(&b.messages_per_device_by_kind, 1)
+        );
     }
     if r.errors.is_empty() {
         println!("  errors                       none");
@@ -937,4 +1066,18 @@ pub fn print(r: &Report) {
             println!("  error ×{n}: {e}");
         }
     }
+}
+
+/// `session 12, event 8, …`, the largest first, with `decimals`.
+fn by_kind(kinds: &BTreeMap<String, f64>, decimals: usize) -> String {
+    let mut sorted: Vec<(&String, &f64)> = kinds.iter().collect();
+    sorted.sort_by(|a, b| b.1.total_cmp(a.1).then(a.0.cmp(b.0)));
+    if sorted.is_empty() {
+        return "-".into();
+    }
+    sorted
+        .iter()
+        .map(|(k, n)| format!("{k} {n:.decimals$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
