@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::engine::{Action, Engine, EngineConfig, Notice, Observation, PlayerAction, ResumeFrom};
 use crate::hlc::{Stamp, now_unix_ns};
 use crate::intake::{Inbound, Intake, Refusals};
+use crate::net::keeper::ANSWER_WINDOW;
 use crate::net::link::{BrokerUrl, Link, LinkConfig, LinkError, LinkEvent, client_id};
 use crate::security::account::Account;
 use crate::security::rekey;
@@ -117,9 +118,13 @@ struct Inner {
     rearm: Notify,
     /// Counts the messages taken in from the broker (see [`Node::wait_until`]).
     taken: watch::Sender<u64>,
-    /// When this device last asked for the account's state (its sync completed), for
-    /// [`Node::resume_lookup`] to wait for the answers.
-    asked: Mutex<Option<std::time::Instant>>,
+    /// Retained availabilities the broker sent since the last sync began: whether its
+    /// retained picture holds the account's devices (every device that ever connected has
+    /// one).
+    retained_seen: std::sync::atomic::AtomicU64,
+    /// When this device asked for the account's state with nothing retained on its broker
+    /// (see [`Node::resume_lookup`], which waits for the answers then).
+    asked_empty: Mutex<Option<std::time::Instant>>,
 }
 
 /// A lock that a panic elsewhere does not poison: what it guards stays usable.
@@ -206,7 +211,9 @@ impl Inner {
             body: CommandBody::Sync,
         };
         *lock(&self.sync_id) = id;
-        *lock(&self.asked) = None;
+        *lock(&self.asked_empty) = None;
+        self.retained_seen
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         self.sync.send_replace(SyncState::Pending);
         let topic = Topic::inbox(&self.account, &self.device).to_string();
         self.publish(&topic, wire::encode(&cmd), false);
@@ -317,6 +324,10 @@ impl Inner {
         // finds) from news. Some brokers (rumqttd) also set it on what they forward live:
         // after this device's sync, nothing is a new subscription's any more.
         let retained = retained && *self.sync.borrow() != SyncState::Synced;
+        if retained && topic.ends_with("/availability") {
+            self.retained_seen
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         for intake in &mut intakes {
             if let Intake::Message(m) = intake {
                 m.received_unix_ns = Some(received_unix_ns);
@@ -373,8 +384,13 @@ impl Inner {
             Intake::Message(msg) if self.is_own_sync(&msg.body) => {
                 // Before the sync is seen to be over, so that a lookup waiting for it also
                 // waits for the answers to the ask that follows.
-                if self.engine().config().announce {
-                    *lock(&self.asked) = Some(std::time::Instant::now());
+                let retained = self
+                    .retained_seen
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!("synced: the broker held {retained} devices' availability");
+                let empty = retained == 0;
+                if empty && self.engine().config().announce {
+                    *lock(&self.asked_empty) = Some(std::time::Instant::now());
                 }
                 self.sync.send_replace(SyncState::Synced);
                 lock(&self.inbound).synced(now_unix_ns());
@@ -488,12 +504,6 @@ pub async fn handoff_result(
 /// How long a resume lookup waits for the clock of the device whose live session it
 /// continues (see [`Node::resume_lookup`]).
 pub const CLOCK_WAIT: Duration = Duration::from_millis(300);
-
-/// How long after its ask a device waits for the answers before it looks up where to
-/// resume: the latest an answer is sent ([`crate::net::keeper::ANSWER_WITHIN_NS`]) and
-/// the trips of the ask and the answer.
-pub const ANSWER_WINDOW: Duration =
-    Duration::from_nanos(crate::net::keeper::ANSWER_WITHIN_NS + 200_000_000);
 
 /// A running device.
 /// Dropping it vanishes without a goodbye (the broker fires the last will); use
@@ -612,7 +622,8 @@ impl Node {
             dropped: Default::default(),
             rearm: Notify::new(),
             taken: watch::channel(0).0,
-            asked: Mutex::new(None),
+            retained_seen: std::sync::atomic::AtomicU64::new(0),
+            asked_empty: Mutex::new(None),
         });
         inner.carry_out(announce);
         let task = tokio::spawn(run(inner.clone(), link_events));
@@ -684,13 +695,16 @@ impl Node {
     /// as the device was seen online) has not been answered yet, the lookup waits for the
     /// answer, at most [`CLOCK_WAIT`].
     ///
-    /// Right after the sync, it also waits for the answers to this device's ask (at most
-    /// [`ANSWER_WINDOW`] after it, within `timeout`): where the broker's node lacks the
-    /// account's retained state, the devices that hold it send it then.
+    /// When the broker held no device's availability for the account (a RabbitMQ node gives
+    /// nothing retained to a wildcard subscription; or the account is new), it also waits for the
+    /// answers to this device's ask, at most [`ANSWER_WINDOW`] after it and within `timeout`:
+    /// the online devices send their state then. A broker that holds the account's state
+    /// costs no wait; one that holds part of it (a bridge that lost the retain flag one
+    /// way) is completed by the answers as they come, after the lookup.
     pub async fn resume_lookup(&self, media_id: &str, timeout: Duration) -> Option<ResumeFrom> {
         let deadline = tokio::time::Instant::now() + timeout;
         self.synced(timeout).await;
-        let asked = *lock(&self.inner.asked);
+        let asked = *lock(&self.inner.asked_empty);
         if let Some(at) = asked {
             let answered = tokio::time::Instant::from_std(at + ANSWER_WINDOW);
             tokio::time::sleep_until(answered.min(deadline)).await;

@@ -316,6 +316,9 @@ async fn play_the_handoff(
                     }
                     NodeEvent::Player(PlayerAction::PlayAt { at_unix_ns }) => {
                         let position_ns = prerolled.expect("PlayAt comes after the preroll");
+                        // The first frame plays at the switch instant, not before.
+                        let wait = at_unix_ns.saturating_sub(now_unix_ns());
+                        tokio::time::sleep(Duration::from_nanos(wait)).await;
                         tv.observe_at(at_unix_ns, Observation::Started { position_ns });
                         // As a player does once it plays.
                         tv.observe_at(at_unix_ns, Observation::Playback {
@@ -460,10 +463,12 @@ async fn hand_off_across(phone_node: BrokerUrl, tv_node: BrokerUrl) {
     let dump = tablet.with_engine(|e| {
         let d = e.directory();
         format!(
-            "tv session {:?}\navail {:?}\npoint {:?}",
+            "tv session {:?}\navail {:?}\npoint {:?}\nclock of the TV {:?}, offset {} ns",
             d.sessions.get(&tv_id),
             d.availability.get(&tv_id),
-            d.resume_point(ID)
+            d.resume_point(ID),
+            d.clocks.sample(&tv_id),
+            d.clocks.offset_ns(&tv_id)
         )
     });
     assert_eq!(
@@ -474,7 +479,7 @@ async fn hand_off_across(phone_node: BrokerUrl, tv_node: BrokerUrl) {
     let until_now = now_unix_ns() - asked_at;
     assert!(
         from.position_ns >= started_at && from.position_ns <= started_at + until_now + SECOND_NS,
-        "the tablet resumes where the TV is: {} ns, the TV started at {started_at} ns",
+        "the tablet resumes where the TV is: {} ns, the TV started at {started_at} ns\n{dump}",
         from.position_ns
     );
     for node in [tablet, tv, phone] {

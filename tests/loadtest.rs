@@ -89,6 +89,10 @@ fn every_device_connects_its_messages_are_timed_and_a_reconnect_burst_converges(
     assert_eq!(burst["devices"], 3, "{doc:#}");
     assert!(burst["converged_s"].is_f64(), "all came back: {doc:#}");
     assert!(burst["messages_per_device"].is_f64(), "{doc:#}");
+    assert!(
+        burst["delivery"]["count"].as_u64().unwrap() > 0,
+        "the burst's messages are timed apart: {doc:#}"
+    );
     assert_eq!(errors(&doc), Vec::<String>::new(), "{doc:#}");
 }
 

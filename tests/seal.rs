@@ -479,24 +479,38 @@ fn wrongly_signed_unknown_and_revoked_senders_are_refused() {
 #[test]
 fn replayed_and_older_counters_are_refused() {
     // Commands: each counter once.
-    let (keys, topic, first) = command(5);
+    let t = 1_800_000_000_000_000;
+    let (keys, topic, first) = command(t);
     let mut o = opener(keys.clone());
     o.open(&topic, &first).unwrap();
     assert!(matches!(
         o.open(&topic, &first),
-        Err(SealError::Replay {
-            got: 5,
-            seen: 5,
-            ..
-        })
+        Err(SealError::Replay { got, seen, .. }) if got == t && seen == t
     ));
-    let (_, _, older) = command(4);
+    // One that a broker delivers a little late (a clock probe at QoS 0 behind a command
+    // sent after it at QoS 1: MQTT orders only within a QoS) is taken, once.
+    let (_, _, late) = command(t - 1_000_000);
+    assert!(o.open(&topic, &late).is_ok(), "a second late: taken");
+    assert!(matches!(
+        o.open(&topic, &late),
+        Err(SealError::Replay { .. })
+    ));
+    // Beyond the window: refused.
+    let (_, _, older) = command(t - seal::LATE_WINDOW);
     assert!(matches!(
         o.open(&topic, &older),
-        Err(SealError::Replay { got: 4, .. })
+        Err(SealError::Replay { got, .. }) if got == t - seal::LATE_WINDOW
     ));
-    let (_, _, newer) = command(6);
+    let (_, _, newer) = command(t + 1);
     assert!(o.open(&topic, &newer).is_ok());
+    // The window moves with the greatest counter: what falls out of it is refused after.
+    let (_, _, much_newer) = command(t + seal::LATE_WINDOW + 10);
+    assert!(o.open(&topic, &much_newer).is_ok());
+    let (_, _, fell_out) = command(t + 2);
+    assert!(matches!(
+        o.open(&topic, &fell_out),
+        Err(SealError::Replay { .. })
+    ));
 
     // Retained state: the broker delivers its copy again after a reconnect (accepted), an
     // older one is refused.
@@ -508,13 +522,16 @@ fn replayed_and_older_counters_are_refused() {
         o.open(&state_topic, &stale),
         Err(SealError::Replay { got: 19, .. })
     ));
-    // Remembered across a restart (the node keeps commands' counters in its store).
+    // Remembered across a restart (the node keeps commands' greatest counters in its
+    // store): nothing at or below it, late or not.
     let mut restarted = opener(keys);
-    restarted.remember("phone-1", &topic, 6);
-    assert!(matches!(
-        restarted.open(&topic, &newer),
-        Err(SealError::Replay { .. })
-    ));
+    restarted.remember("phone-1", &topic, t + 1);
+    for replayed in [&newer, &late] {
+        assert!(matches!(
+            restarted.open(&topic, replayed),
+            Err(SealError::Replay { .. })
+        ));
+    }
 }
 
 #[test]

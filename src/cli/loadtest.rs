@@ -134,6 +134,8 @@ pub struct Burst {
     /// From the drop until every one of them is back and has the retained state.
     pub converged_s: Option<f64>,
     pub reconnect: Spread,
+    /// Publish to delivery of the sampled messages while the burst lasts.
+    pub delivery: Spread,
     /// Messages published in the sampled accounts for the burst, per reconnecting device
     /// there: flat in the account size when joining costs O(D).
     pub messages_per_device: Option<f64>,
@@ -158,7 +160,8 @@ pub struct Report {
     pub sealed: bool,
     pub duration_s: f64,
     pub connect: Spread,
-    /// Publish to delivery, from the stamp inside each sampled message to its arrival.
+    /// Publish to delivery, from the stamp inside each sampled message to its arrival, over
+    /// the steady span (the burst's are in [`Burst::delivery`]).
     pub delivery: Spread,
     pub traffic: Traffic,
     pub broker_use: BrokerUse,
@@ -362,10 +365,8 @@ fn start_probe(
         .iter()
         .map(|(a, _)| format!("continuity/v1/{a}/#"))
         .collect();
-    cfg.subscriptions
-        .push("$SYS/broker/publish/messages/+".into());
-    cfg.subscriptions.push("$SYS/broker/bytes/+".into());
     let (link, mut events) = Link::spawn(cfg).map_err(|e| format!("the probe: {e}"))?;
+    let sys = start_sys(broker, shared.clone())?;
     let mut openers: BTreeMap<String, Option<Opener>> = sampled.into_iter().collect();
     let task = tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
@@ -378,12 +379,6 @@ fn start_probe(
             else {
                 continue;
             };
-            if let Some(name) = topic.strip_prefix("$SYS/broker/") {
-                if let Ok(v) = String::from_utf8_lossy(&payload).trim().parse::<f64>() {
-                    shared.sys.lock().unwrap().insert(name.to_owned(), v);
-                }
-                continue;
-            }
             shared.sampled_messages.fetch_add(1, Ordering::Relaxed);
             shared
                 .sampled_bytes
@@ -424,7 +419,49 @@ fn start_probe(
             }
         }
     });
+    let task = tokio::spawn(async move {
+        let _ = tokio::join!(task, sys);
+    });
     Ok((link, task))
+}
+
+/// The broker's `$SYS` counters (mosquitto's), on a connection of their own: a broker that
+/// has none may drop a client that subscribes to them (the embedded broker does), and then
+/// this one gives up rather than reconnect in a loop.
+fn start_sys(
+    broker: &BrokerUrl,
+    shared: Arc<Shared>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let mut cfg = LinkConfig::new(broker.clone(), client_id("loadtest-sys"));
+    cfg.subscriptions = vec![
+        "$SYS/broker/publish/messages/+".into(),
+        "$SYS/broker/bytes/+".into(),
+    ];
+    let (link, mut events) = Link::spawn(cfg).map_err(|e| format!("the $SYS probe: {e}"))?;
+    Ok(tokio::spawn(async move {
+        let _link = link;
+        let mut heard = false;
+        while let Some(ev) = events.recv().await {
+            match ev {
+                LinkEvent::Message { topic, payload, .. } => {
+                    if let Some(name) = topic.strip_prefix("$SYS/broker/")
+                        && let Ok(v) = String::from_utf8_lossy(&payload).trim().parse::<f64>()
+                    {
+                        heard = true;
+                        shared.sys.lock().unwrap().insert(name.to_owned(), v);
+                    }
+                }
+                LinkEvent::Down { .. } if !heard => {
+                    eprintln!(
+                        "loadtest: the broker has no $SYS counters (it dropped their \
+                         subscriber): no broker traffic figures"
+                    );
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }))
 }
 
 /// Keys for every device: one config dir each (as a player has), paired per account.
@@ -925,6 +962,8 @@ async fn burst(
     let in_sample = chosen.iter().filter(|i| **i / per_account < sample).count();
     let m0 = shared.sampled_messages.load(Ordering::Relaxed);
     let k0 = shared.by_kind();
+    // The steady span's delivery samples so far, put back after the burst's are taken out.
+    let steady_delivery = std::mem::take(&mut *shared.delivery_ns.lock().unwrap());
     let start = Instant::now();
     for &i in &chosen {
         sims[i].node = None;
@@ -971,10 +1010,12 @@ async fn burst(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let m1 = shared.sampled_messages.load(Ordering::Relaxed);
     let by_kind = kind_diff(&shared.by_kind(), &k0);
+    let delivery = std::mem::replace(&mut *shared.delivery_ns.lock().unwrap(), steady_delivery);
     Burst {
         devices: n,
         converged_s: all_back.then_some(converged.as_secs_f64()),
         reconnect: spread(reconnect),
+        delivery: spread(delivery),
         messages_per_device: (in_sample > 0).then(|| (m1 - m0) as f64 / in_sample as f64),
         messages_per_device_by_kind: if in_sample > 0 {
             by_kind
@@ -1058,6 +1099,7 @@ pub fn print(r: &Report) {
             "    of which                   {}",
             by_kind(&b.messages_per_device_by_kind, 1)
         );
+        println!("    delivery p50 / p99 / max   {}", s(&b.delivery));
     }
     if r.errors.is_empty() {
         println!("  errors                       none");

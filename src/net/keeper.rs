@@ -26,8 +26,10 @@ use std::collections::BTreeMap;
 /// The first repair of a topic waits this long at least, plus up to [`JITTER_NS`].
 const FIRST_DELAY_NS: u64 = 100_000_000;
 const JITTER_NS: u64 = 300_000_000;
-/// The latest a device sends its answer to an ask, after the ask arrived.
-pub const ANSWER_WITHIN_NS: u64 = FIRST_DELAY_NS + JITTER_NS;
+/// How long after an ask its answers may still come: the latest a device sends its answer
+/// after the ask arrived, and the trips of the ask and the answer.
+pub const ANSWER_WINDOW: std::time::Duration =
+    std::time::Duration::from_nanos(FIRST_DELAY_NS + JITTER_NS + 200_000_000);
 /// Later repairs of a topic that stays contested wait this, doubled each time, up to the cap.
 const BACKOFF_NS: u64 = 1_000_000_000;
 const MAX_BACKOFF_NS: u64 = 30_000_000_000;

@@ -275,15 +275,72 @@ impl Signers {
 ///
 /// Replays are judged per sender and topic: a retained topic (state) accepts the counter it
 /// last accepted again (the broker delivers its retained copy after every reconnect, and
-/// state merges by stamp anyway); a transient topic (commands, events) wants a greater one.
+/// state merges by stamp anyway); a transient topic (commands, events) wants one it has not
+/// accepted, at most [`LATE_WINDOW`] below the greatest (see [`Accepted`]).
 #[derive(Debug)]
 pub struct Opener {
     keys: Vec<AccountKeys>,
     pub signers: Signers,
     /// The roster the signers come from (merged as trusted rosters arrive).
     pub roster: wire::Roster,
-    seen: HashMap<(String, String), u64>,
+    seen: HashMap<(String, String), Accepted>,
     media_keys: wire::MediaKeys,
+}
+
+/// How far below the greatest counter accepted on a transient topic a message may come and
+/// still be taken in, in counter units (the sender's microseconds): 5 s. MQTT orders one
+/// client's messages on a topic only within one QoS, and a device sends its clock probes at
+/// QoS 0 and its other commands at QoS 1 to the same inbox: a broker may deliver a probe
+/// behind a command sent after it (RabbitMQ does, across its nodes).
+pub const LATE_WINDOW: u64 = 5_000_000;
+/// The most counters remembered on one transient topic inside the window.
+const LATE_KEPT: usize = 64;
+
+/// The counters accepted from one sender on one topic.
+#[derive(Debug, Default, Clone)]
+struct Accepted {
+    /// Nothing at or below it is taken in on a transient topic, and nothing below it on a
+    /// retained one: what the store remembers from before a restart, the last counter of a
+    /// retained topic, and what fell out of the window.
+    floor: u64,
+    /// The counters accepted on a transient topic above the floor, ascending.
+    recent: Vec<u64>,
+}
+
+impl Accepted {
+    fn greatest(&self) -> u64 {
+        self.recent.last().copied().unwrap_or(self.floor)
+    }
+
+    fn fresh(&self, counter: u64, retained: bool) -> bool {
+        if retained {
+            return counter >= self.floor;
+        }
+        counter > self.floor
+            && counter.saturating_add(LATE_WINDOW) > self.greatest()
+            && self.recent.binary_search(&counter).is_err()
+    }
+
+    fn accept(&mut self, counter: u64, retained: bool) {
+        if retained {
+            self.floor = self.floor.max(counter);
+            return;
+        }
+        if let Err(at) = self.recent.binary_search(&counter) {
+            self.recent.insert(at, counter);
+        }
+        let greatest = self.greatest();
+        let keep_from = self
+            .recent
+            .iter()
+            .position(|c| c.saturating_add(LATE_WINDOW) > greatest)
+            .unwrap_or(self.recent.len())
+            .max(self.recent.len().saturating_sub(LATE_KEPT));
+        if keep_from > 0 {
+            self.floor = self.floor.max(self.recent[keep_from - 1]);
+            self.recent.drain(..keep_from);
+        }
+    }
 }
 
 impl Opener {
@@ -320,7 +377,8 @@ impl Opener {
             .seen
             .entry((sender.to_owned(), topic.to_owned()))
             .or_default();
-        *e = (*e).max(counter);
+        e.floor = e.floor.max(counter);
+        e.recent.retain(|c| *c > counter);
     }
 
     /// Decode a payload received on `topic`: open it if sealed, refuse it if plain (but for
@@ -385,19 +443,15 @@ impl Opener {
             .map_err(|_| SealError::Open)?;
         let msg = wire::decode_with(topic, plain, &self.media_keys).map_err(SealError::Inner)?;
         let seen_key = (s.sender.clone(), topic.to_owned());
-        if let Some(&seen) = self.seen.get(&seen_key) {
-            let fresh = if msg.topic.retained() {
-                s.counter >= seen
-            } else {
-                s.counter > seen
-            };
-            if !fresh {
-                return Err(SealError::Replay {
-                    sender: s.sender.clone(),
-                    got: s.counter,
-                    seen,
-                });
-            }
+        let retained = msg.topic.retained();
+        if let Some(seen) = self.seen.get(&seen_key)
+            && !seen.fresh(s.counter, retained)
+        {
+            return Err(SealError::Replay {
+                sender: s.sender.clone(),
+                got: s.counter,
+                seen: seen.greatest(),
+            });
         }
         if let Some(claimed) = speaks_for(&msg)
             && !speaks_as(&s.sender, claimed)
@@ -407,7 +461,10 @@ impl Opener {
                 claimed: claimed.to_owned(),
             });
         }
-        self.seen.insert(seen_key, s.counter);
+        self.seen
+            .entry(seen_key)
+            .or_default()
+            .accept(s.counter, retained);
         Ok(msg)
     }
 }

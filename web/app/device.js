@@ -692,7 +692,7 @@ export class Device extends EventTarget {
     // Transient counters outlive a reload, so that a replayed command stays refused.
     clearTimeout(this.saveTimer);
     this.saveTimer = setTimeout(() => {
-      const list = [...this.opener.seen].filter(([k]) => k.endsWith("/inbox") || k.endsWith("/events")).map(([k, c]) => [...k.split("\u0000"), String(c)]);
+      const list = [...this.opener.seen].filter(([k]) => k.endsWith("/inbox") || k.endsWith("/events")).map(([k, a]) => [...k.split("\u0000"), String(a.greatest())]);
       localStorage.setItem(`seen:${this.me.id}`, JSON.stringify(list.slice(-500)));
     }, 1000);
     return topic;

@@ -101,6 +101,55 @@ function speaksFor(msg) {
 const speaksAs = (sender, claimed) => claimed === sender || claimed.startsWith(`${sender}.`);
 
 /**
+ * How far below the greatest counter accepted on a transient topic a message may come and
+ * still be taken in (the sender's microseconds: 5 s). MQTT orders a client's messages on a
+ * topic only within one QoS; devices send clock probes at QoS 0 and other commands at QoS 1.
+ */
+export const LATE_WINDOW = 5000000n;
+const LATE_KEPT = 64;
+
+/**
+ * The counters accepted from one sender on one topic: `floor` (nothing at or below it on a
+ * transient topic, nothing below it on a retained one) and `recent`, the counters accepted
+ * above it on a transient topic, ascending.
+ */
+class Accepted {
+  constructor() {
+    this.floor = 0n;
+    this.recent = [];
+  }
+
+  greatest() {
+    return this.recent.length ? this.recent[this.recent.length - 1] : this.floor;
+  }
+
+  fresh(counter, retained) {
+    if (retained) return counter >= this.floor;
+    return counter > this.floor && counter + LATE_WINDOW > this.greatest() && !this.recent.includes(counter);
+  }
+
+  accept(counter, retained) {
+    if (retained) {
+      if (counter > this.floor) this.floor = counter;
+      return;
+    }
+    if (!this.recent.includes(counter)) {
+      this.recent.push(counter);
+      this.recent.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    }
+    const greatest = this.greatest();
+    let keepFrom = this.recent.findIndex((c) => c + LATE_WINDOW > greatest);
+    if (keepFrom < 0) keepFrom = this.recent.length;
+    keepFrom = Math.max(keepFrom, this.recent.length - LATE_KEPT);
+    if (keepFrom > 0) {
+      const dropped = this.recent[keepFrom - 1];
+      if (dropped > this.floor) this.floor = dropped;
+      this.recent.splice(0, keepFrom);
+    }
+  }
+}
+
+/**
  * What a device of a sealed account takes in: it holds `keys` (a list of deriveKeys results)
  * and trusts the roster's devices. `decode(topic, bytes)` returns the decoded plain message
  * or throws a SealError.
@@ -116,7 +165,10 @@ export class Opener {
   remember(sender, topic, counter) {
     const k = `${sender}\u0000${topic}`;
     const c = toBig(counter);
-    if (!this.seen.has(k) || this.seen.get(k) < c) this.seen.set(k, c);
+    if (!this.seen.has(k)) this.seen.set(k, new Accepted());
+    const a = this.seen.get(k);
+    if (c > a.floor) a.floor = c;
+    a.recent = a.recent.filter((r) => r > c);
   }
 
   async decode(topic, payload) {
@@ -175,16 +227,17 @@ export class Opener {
     }
     const k = `${s.sender}\u0000${topic}`;
     const counter = toBig(s.counter);
-    if (this.seen.has(k)) {
-      const seen = this.seen.get(k);
-      const fresh = msg.topic.retained ? counter >= seen : counter > seen;
-      if (!fresh) throw new SealError("replay", `replayed or old: counter ${counter} from '${s.sender}', already saw ${seen}`);
+    const retained = msg.topic.retained;
+    const seen = this.seen.get(k);
+    if (seen && !seen.fresh(counter, retained)) {
+      throw new SealError("replay", `replayed or old: counter ${counter} from '${s.sender}', already saw ${seen.greatest()}`);
     }
     const claimed = speaksFor(msg);
     if (claimed !== null && !speaksAs(s.sender, claimed)) {
       throw new SealError("impersonation", `sent as '${claimed}' but sealed and signed by '${s.sender}'`);
     }
-    this.seen.set(k, counter);
+    if (!this.seen.has(k)) this.seen.set(k, new Accepted());
+    this.seen.get(k).accept(counter, retained);
     return msg;
   }
 }

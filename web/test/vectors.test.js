@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { b64url, fromB64url, fromHex, hex, utf8 } from "../contract/bytes.js";
 import { parse, stringify } from "../contract/json.js";
 import { decode, WireError } from "../contract/wire.js";
-import { associatedData, deriveKeys, Opener, seal } from "../contract/seal.js";
+import { associatedData, deriveKeys, LATE_WINDOW, Opener, seal } from "../contract/seal.js";
 import * as pairing from "../contract/pairing.js";
 import { subtle } from "../contract/crypto.js";
 
@@ -175,4 +175,37 @@ test("the pairing exchange is recomputed from its inputs, byte for byte", async 
   assert.equal(hex(fromB64url(w.secret)), v.account_secret_hex);
   assert.equal(w.account, v.account);
   assert.throws(() => pairing.decode(utf8('{"type":"decline","exchange":"x1"}')), /"v"/);
+});
+
+test("a command that comes late, within the window, is taken once; older ones are not", async () => {
+  const v = vectors("envelope.json");
+  const keys = await deriveKeys(fromHex(v.secret_hex));
+  const signer = await pairing.ed25519Signer(fromHex(v.sender_ed25519_seed_hex));
+  const topic = "continuity/v1/home/devices/tv-1/inbox";
+  const command = (counter) =>
+    seal(keys, signer, topic, "phone-1", counter, utf8(stringify({
+      v: 1, id: `cmd-${counter}`, from: "phone-1", to: "tv-1", sent_unix_ns: 1800000000000000000,
+      body: { type: "seek", position_ns: 42000000000 },
+    })), fromHex(v.nonce_hex)).then((env) => utf8(stringify(env)));
+  const opener = new Opener([keys], v.receiver_roster);
+  const verdict = async (payload) => {
+    try {
+      await opener.decode(topic, payload);
+      return "taken";
+    } catch (e) {
+      return e.code;
+    }
+  };
+  const now = await command(1800000000000000n);
+  const late = await command(1800000000000000n - 1000000n);
+  const old = await command(1800000000000000n - LATE_WINDOW);
+  assert.equal(await verdict(now), "taken");
+  assert.equal(await verdict(late), "taken", "a second behind: a QoS 0 probe behind a QoS 1 command");
+  assert.equal(await verdict(late), "replay", "but only once");
+  assert.equal(await verdict(now), "replay");
+  assert.equal(await verdict(old), "replay", "beyond the window");
+  // After a restart only the greatest counter is remembered: nothing at or below it.
+  const restarted = new Opener([keys], v.receiver_roster);
+  restarted.remember("phone-1", topic, 1800000000000000n);
+  await assert.rejects(restarted.decode(topic, late), (e) => e.code === "replay");
 });
