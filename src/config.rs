@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::wire::check_id;
+use crate::wire::check_device_id;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -107,7 +107,7 @@ pub fn device_id(dir: &Path) -> Result<String, ConfigError> {
     match std::fs::read_to_string(&path) {
         Ok(s) => {
             let id = s.trim().to_owned();
-            check_id(&id).map_err(|reason| ConfigError::BadDeviceId {
+            check_device_id(&id).map_err(|reason| ConfigError::BadDeviceId {
                 path: path.clone(),
                 value: id.clone(),
                 reason,
@@ -430,7 +430,7 @@ mod tests {
         let a = device_id(dir.path()).unwrap();
         let b = device_id(dir.path()).unwrap();
         assert_eq!(a, b);
-        assert!(check_id(&a).is_ok());
+        assert!(check_device_id(&a).is_ok());
         std::fs::write(dir.path().join("device-id"), "bad/id\n").unwrap();
         let e = device_id(dir.path()).unwrap_err().to_string();
         assert!(e.contains("bad/id") && e.contains("device-id"), "{e}");

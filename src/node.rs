@@ -223,26 +223,16 @@ impl Inner {
     /// online devices for what this broker lacks (its node of a cluster may not hold what
     /// was published through another node). The ask says what arrived, so on a broker that
     /// holds everything nobody answers: a join costs one message, not one per device.
+    /// A helper that does not announce itself (`continuity transfer`) asks too, so that it
+    /// finds the devices on such a broker, but never answers.
     fn ask(&self) {
         let ask = {
             let engine = self.engine();
-            if !engine.config().announce {
-                return;
-            }
             let dir = engine.directory();
             wire::StateAsk {
                 v: wire::VERSION,
                 device: self.device.clone(),
-                seen: dir
-                    .availability
-                    .iter()
-                    .filter(|(d, s)| **s == Status::Online && **d != self.device)
-                    .take(wire::MAX_ROSTER)
-                    .map(|(d, _)| wire::Seen {
-                        device: d.clone(),
-                        session: dir.sessions.get(d).map(|s| s.stamp.clone()),
-                    })
-                    .collect(),
+                seen: dir.seen(&self.device),
             }
         };
         self.publish(
@@ -389,7 +379,7 @@ impl Inner {
                     .load(std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!("synced: the broker held {retained} devices' availability");
                 let empty = retained == 0;
-                if empty && self.engine().config().announce {
+                if empty {
                     *lock(&self.asked_empty) = Some(std::time::Instant::now());
                 }
                 self.sync.send_replace(SyncState::Synced);
@@ -695,12 +685,13 @@ impl Node {
     /// as the device was seen online) has not been answered yet, the lookup waits for the
     /// answer, at most [`CLOCK_WAIT`].
     ///
-    /// When the broker held no device's availability for the account (a RabbitMQ node gives
-    /// nothing retained to a wildcard subscription; or the account is new), it also waits for the
-    /// answers to this device's ask, at most [`ANSWER_WINDOW`] after it and within `timeout`:
-    /// the online devices send their state then. A broker that holds the account's state
-    /// costs no wait; one that holds part of it (a bridge that lost the retain flag one
-    /// way) is completed by the answers as they come, after the lookup.
+    /// When the broker held no device's availability for the account, not even this
+    /// device's own (the link publishes it before subscribing: a RabbitMQ node gives nothing
+    /// retained to a wildcard subscription), it also waits for the answers to this device's
+    /// ask, at most [`ANSWER_WINDOW`] after it and within `timeout`: the online devices send
+    /// their state then. A broker that keeps retained messages costs no wait, even empty (the
+    /// first device of an account); one that holds part of the state (a bridge that lost
+    /// the retain flag one way) is completed by the answers as they come, after the lookup.
     pub async fn resume_lookup(&self, media_id: &str, timeout: Duration) -> Option<ResumeFrom> {
         let deadline = tokio::time::Instant::now() + timeout;
         self.synced(timeout).await;

@@ -1,7 +1,7 @@
 //! A view of an account on the broker: which devices exist and what they play, read with
 //! each device's clock. The CLI's `devices` and `sessions` commands, and the tests, are
-//! built on it. It changes nothing: it speaks only to measure clocks and to ask for a
-//! rotated key.
+//! built on it. It changes nothing: it speaks only to measure clocks, to ask the devices
+//! for what its broker lacks, and to ask for a rotated key.
 
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use crate::engine::Directory;
 use crate::hlc::now_unix_ns;
 use crate::intake::{Inbound, Intake};
 use crate::model::PlayState;
+use crate::net::keeper::ANSWER_WINDOW;
 use crate::net::link::{BrokerUrl, ConnectError, Link, LinkConfig, LinkEvent, client_id};
 use crate::security::account::Account;
 use crate::security::rekey;
@@ -29,7 +30,7 @@ pub enum ObserveError {
 /// A subscription to an account's devices, sessions and resume points.
 pub struct Observer {
     link: Link,
-    /// This view's id: a helper of the device (`<device>.view-…`), with its own inbox for
+    /// This view's id: a helper of the device (`<device>~view-…`), with its own inbox for
     /// the answers to its clock probes.
     id: String,
     account: String,
@@ -59,7 +60,7 @@ impl Observer {
         keys: Option<Account>,
     ) -> Result<Observer, ObserveError> {
         let id = match &keys {
-            Some(k) => format!("{}.view-{:08x}", k.device, fastrand::u32(..)),
+            Some(k) => wire::helper_id(&k.device, &format!("view-{:08x}", fastrand::u32(..))),
             None => format!("view-{:08x}", fastrand::u32(..)),
         };
         let mut cfg = LinkConfig::new(broker.clone(), client_id("observer"));
@@ -216,15 +217,14 @@ impl Observer {
         let cmd = self.directory.clock_probe(&self.id, device, probe_id, now);
         let topic = Topic::inbox(&self.account, device).to_string();
         // QoS 0, as the engine sends them (`Engine::send` says why).
-        self.send(&topic, &cmd, now, false);
+        self.send(&topic, &wire::encode(&cmd), now, false);
     }
 
-    /// Publish `cmd` on `topic`, sealed and signed in a sealed account; the bytes sent.
-    fn send(&mut self, topic: &str, cmd: &wire::Command, now: u64, reliable: bool) -> Vec<u8> {
-        let plain = wire::encode(cmd);
+    /// Publish `plain` on `topic`, sealed and signed in a sealed account; the bytes sent.
+    fn send(&mut self, topic: &str, plain: &[u8], now: u64, reliable: bool) -> Vec<u8> {
         let payload = match &mut self.guard {
-            Some(g) => g.seal(topic, &plain, now),
-            None => plain,
+            Some(g) => g.seal(topic, plain, now),
+            None => plain.to_vec(),
         };
         self.link.publish(topic, payload.clone(), false, reliable);
         payload
@@ -245,7 +245,7 @@ impl Observer {
             sent_unix_ns: now,
             body: wire::CommandBody::Sync,
         };
-        let payload = self.send(&topic, &cmd, now, true);
+        let payload = self.send(&topic, &wire::encode(&cmd), now, true);
         let end = Instant::now() + max;
         let mut echoed = false;
         // A view that found the account key rotated and asked for the new one waits for the
@@ -265,6 +265,28 @@ impl Observer {
             }
         }
         true
+    }
+
+    /// Ask the account's online devices for what this view's broker lacks (a node of a
+    /// cluster holds only what was published through it; a bridge may drop the retain
+    /// flag): each device that this view does not hold as it is publishes its state again.
+    /// Call it after [`Observer::sync`]. When the broker held no device's availability at
+    /// all (a RabbitMQ node hands nothing retained to a wildcard subscription), it waits
+    /// for the answers, at most [`ANSWER_WINDOW`] and `max`; otherwise it returns at once,
+    /// and answers that come later are taken in with what comes next. A view without the
+    /// account's keys cannot ask a sealed account's devices: they refuse what it sends.
+    pub async fn ask(&mut self, max: Duration) {
+        let ask = wire::StateAsk {
+            v: wire::VERSION,
+            device: self.id.clone(),
+            seen: self.directory.seen(&self.id),
+        };
+        let empty = self.directory.availability.is_empty();
+        let topic = Topic::ask(&self.account).to_string();
+        self.send(&topic, &wire::encode(&ask), now_unix_ns(), true);
+        if empty {
+            self.settle(ANSWER_WINDOW, ANSWER_WINDOW.min(max)).await;
+        }
     }
 
     /// Take in what the broker sends until it has been quiet for `quiet` (retained messages

@@ -4,8 +4,10 @@
 //! counts lengths in characters, the decoder in UTF-8 bytes: for text that is not ASCII the
 //! decoder is the stricter.
 
-/// An id: 1 to 64 of `A-Z a-z 0-9 . _ -`, not starting with `.`.
-pub const ID: &str = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$";
+/// An id: 1 to 64 of `A-Z a-z 0-9 . _ - ~`, not starting with `.` or `~`.
+pub const ID: &str = r"^[A-Za-z0-9_-][A-Za-z0-9._~-]{0,63}$";
+/// A device's own id (a signer, a roster entry): an id without `~`, which marks a helper.
+pub const DEVICE_ID: &str = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$";
 /// Free text and URIs: no control characters but tab and newline.
 pub const TEXT: &str = r"^[^\u0000-\u0008\u000b-\u001f\u007f-\u009f]*$";
 /// A key id: 16 lower-case hex digits.

@@ -12,8 +12,8 @@
 //!   one sends comes back to it once.
 //!
 //! The devices carry the account's state across: a device that has synced asks the account's
-//! online devices for what its broker lacks, and they publish it again. Nothing here is
-//! specific to a broker.
+//! online devices for what its broker lacks, and they publish it again; so does a read-only
+//! view of the command line's. Nothing here is specific to a broker.
 
 mod common;
 
@@ -28,6 +28,7 @@ use continuity::hlc::now_unix_ns;
 use continuity::model::{DeviceClass, Media, PlayState, SECOND_NS};
 use continuity::net::link::{BrokerUrl, Link, LinkConfig, LinkEvent, client_id};
 use continuity::node::{Node, NodeEvent};
+use continuity::observe::Observer;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -482,6 +483,39 @@ async fn hand_off_across(phone_node: BrokerUrl, tv_node: BrokerUrl) {
         "the tablet resumes where the TV is: {} ns, the TV started at {started_at} ns\n{dump}",
         from.position_ns
     );
+
+    // What `continuity sessions` does, run on the tablet against the TV's node: a read-only
+    // helper view (its own inbox, `<tablet>~view-…`) asks for what that node lacks, sees
+    // what plays where, and measures the TV's clock through its inbox.
+    let mut view = Observer::connect(&tv_node, "home", WAIT, Some(accounts[2].clone()))
+        .await
+        .expect("the view connects");
+    assert!(view.sync(WAIT).await, "the view's sync echo comes back");
+    view.ask(WAIT).await;
+    let sees = view
+        .wait_for(WAIT, |d| {
+            let plays = |id: &str, state: PlayState| {
+                d.availability.get(id) == Some(&continuity::wire::Status::Online)
+                    && d.sessions.get(&id.to_owned()).is_some_and(|s| {
+                        s.media.as_ref().and_then(|m| m.title.as_deref()) == Some(TITLE)
+                            && s.anchor.is_some_and(|a| a.state == state)
+                    })
+            };
+            plays(&tv_id, PlayState::Playing) && plays(&phone_id, PlayState::Paused)
+        })
+        .await;
+    assert!(
+        sees,
+        "the view sees the film playing on the TV, paused on the phone: {:?}",
+        view.directory().sessions
+    );
+    view.measure_clocks(1, WAIT).await;
+    assert!(
+        view.directory().clocks.sample(&tv_id).is_some(),
+        "the TV answered the view's clock probe, in the view's own inbox"
+    );
+    view.close().await;
+
     for node in [tablet, tv, phone] {
         node.shutdown(Duration::from_secs(2)).await;
     }

@@ -691,7 +691,7 @@ fn transfers_back_and_forth_on_the_embedded_broker_all_succeed_and_leave_no_help
         .map(|d| d["id"].as_str().unwrap_or_default().to_owned())
         .collect();
     assert!(
-        ids.iter().all(|id| !id.contains(".cli-")),
+        ids.iter().all(|id| !id.contains("~cli-")),
         "helpers left behind: {ids:?}"
     );
 }

@@ -605,3 +605,52 @@ fn sealed_envelopes_pass_the_wire_decoder() {
     let msg = wire::decode(&topic, &wire::encode(&env)).unwrap();
     assert!(matches!(msg.body, Body::Sealed(_)));
 }
+
+#[test]
+fn a_device_speaks_through_its_helpers_and_no_one_else_does() {
+    let keys = AccountKeys::derive(&secret());
+    let inbox = Topic::inbox("home", "phone-1").to_string();
+    let sent_as = |from: &str, counter: u64| {
+        let env = seal::seal(
+            &keys,
+            &signer(2),
+            &inbox,
+            "tv-1",
+            counter,
+            &command_json(from, "phone-1", &format!("c{counter}")),
+        )
+        .unwrap();
+        opener(keys.clone()).open(&inbox, &env)
+    };
+    // The command line run on the TV: `tv-1~<name>`, with an inbox of its own.
+    let helper = wire::helper_id("tv-1", "view-1");
+    assert_eq!(helper, "tv-1~view-1");
+    assert!(sent_as(&helper, 1).is_ok(), "tv-1's helper speaks for it");
+    // Not a dot: RabbitMQ makes it a topic level, and it no longer marks a helper.
+    assert!(matches!(
+        sent_as("tv-1.view-1", 2),
+        Err(SealError::Impersonation { .. })
+    ));
+    // Another device's helper, or one whose id merely begins the same way.
+    for other in ["phone-1~view-1", "tv-10~view-1", "tv-1-view-1"] {
+        assert!(
+            matches!(sent_as(other, 3), Err(SealError::Impersonation { .. })),
+            "tv-1 speaking as {other}"
+        );
+    }
+}
+
+#[test]
+fn no_device_is_paired_under_a_helpers_id() {
+    // A roster entry (or a signer) named like a helper would let a device speak for it.
+    let mut r = roster(&[("phone-1", 1), ("tv-1", 2)]);
+    r.devices[1].device = "phone-1~tv".into();
+    let topic = Topic::roster("home").to_string();
+    let err = wire::decode(&topic, &serde_json::to_vec(&r).unwrap())
+        .expect_err("a roster with a helper's id")
+        .to_string();
+    assert!(err.contains("devices[1].device"), "{err}");
+    assert!(wire::check_device_id("phone-1~tv").is_err());
+    assert!(wire::check_id("phone-1~tv").is_ok());
+    assert!(wire::check_id("~tv").is_err());
+}

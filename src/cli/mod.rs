@@ -82,7 +82,8 @@ pub async fn parse_broker(url: &str) -> Result<BrokerUrl, Failure> {
     }
 }
 
-/// A read-only view of the account, once the retained state has arrived.
+/// A read-only view of the account, once the retained state (and, from a broker that held
+/// none, the devices' answers to its ask) has arrived.
 pub async fn snapshot(
     broker: &BrokerUrl,
     name: &str,
@@ -95,6 +96,8 @@ pub async fn snapshot(
             SYNC_TIMEOUT.as_secs()
         );
     }
+    // What the broker lacks (a node of a cluster, a bridge), the devices send again.
+    obs.ask(SYNC_TIMEOUT).await;
     Ok(obs)
 }
 

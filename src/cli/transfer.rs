@@ -90,7 +90,10 @@ pub async fn run(
         Device {
             // A helper of this device (it signs with the device's key), with its own inbox.
             id: match &keys {
-                Some(k) => format!("{}.cli-{:08x}", k.device, fastrand::u32(..)),
+                Some(k) => continuity::wire::helper_id(
+                    &k.device,
+                    &format!("cli-{:08x}", fastrand::u32(..)),
+                ),
                 None => format!("cli-{:08x}", fastrand::u32(..)),
             },
             name: "continuity transfer".into(),

@@ -45,6 +45,20 @@ impl Stamped for DeviceInfo {
 }
 
 impl Directory {
+    /// What an ask says this directory holds: the devices online but `except` (the asker),
+    /// with the stamp of the session state held for each, at most [`wire::MAX_ROSTER`].
+    pub fn seen(&self, except: &str) -> Vec<wire::Seen> {
+        self.availability
+            .iter()
+            .filter(|(d, s)| **s == Status::Online && d.as_str() != except)
+            .take(wire::MAX_ROSTER)
+            .map(|(d, _)| wire::Seen {
+                device: d.clone(),
+                session: self.sessions.get(d).map(|s| s.stamp.clone()),
+            })
+            .collect()
+    }
+
     /// Forget what is known of `device` (it was revoked): its availability, info and
     /// session. Returns whether anything was known.
     pub fn forget(&mut self, device: &str) -> bool {

@@ -541,8 +541,15 @@ async fn repair(shared: Arc<Outbox>, client: AsyncClient) {
 
 /// Hand what is waiting to the client, as far as its request queue takes it.
 fn flush_locked(st: &mut State, client: &AsyncClient) {
+    if flush_retained_locked(st, client) {
+        flush_transient_locked(st, client);
+    }
+}
+
+/// The retained topics not yet sent; whether they all went.
+fn flush_retained_locked(st: &mut State, client: &AsyncClient) -> bool {
     if !st.connected {
-        return;
+        return false;
     }
     while let Some(topic) = st.dirty.first().cloned() {
         let payload = st.retained.get(&topic).cloned().unwrap_or_default();
@@ -550,11 +557,19 @@ fn flush_locked(st: &mut State, client: &AsyncClient) {
             .try_publish(&topic, QoS::AtLeastOnce, true, payload)
             .is_err()
         {
-            return;
+            return false;
         }
         st.dirty.remove(&topic);
         st.keeper.sent(&topic);
         st.unsent += 1;
+    }
+    true
+}
+
+/// The queued transient messages (commands, events), after the retained ones.
+fn flush_transient_locked(st: &mut State, client: &AsyncClient) {
+    if !st.connected {
+        return;
     }
     while let Some((topic, payload, qos)) = st.transient.pop_front() {
         if client
@@ -594,19 +609,27 @@ async fn run(
                 info!(broker = %cfg.broker, "connected");
                 backoff = cfg.backoff_min;
                 reported_down = false;
-                for filter in &cfg.subscriptions {
-                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
-                        warn!("cannot subscribe to {filter}: {e}");
-                    }
-                }
+                // This device's retained state goes out before the subscriptions: a broker
+                // that hands retained messages to a wildcard subscription then gives it back
+                // flagged retained, so the device can tell such a broker, even an empty one,
+                // from one that hands nothing retained (a RabbitMQ node), and waits for the
+                // answers to its ask only on the latter.
                 {
                     let mut st = shared.lock();
                     st.connected = true;
                     st.unsent = 0;
                     st.awaiting_ack.clear();
                     st.dirty = st.retained.keys().cloned().collect();
-                    flush_locked(&mut st, &client);
+                    flush_retained_locked(&mut st, &client);
                 }
+                for filter in &cfg.subscriptions {
+                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+                        warn!("cannot subscribe to {filter}: {e}");
+                    }
+                }
+                // What was queued while disconnected (a sync to its own inbox among it)
+                // after the subscriptions, so that it comes back.
+                flush_locked(&mut shared.lock(), &client);
                 emit(LinkEvent::Connected);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {

@@ -74,7 +74,7 @@ impl From<PrimitiveError> for PairError {
 /// A device taking part.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Party {
-    #[schemars(pattern(crate::patterns::ID))]
+    #[schemars(pattern(crate::patterns::DEVICE_ID))]
     pub device: String,
     #[schemars(length(max = 1024), pattern(crate::patterns::TEXT))]
     pub name: String,
@@ -104,7 +104,7 @@ pub enum PairMsg {
     Reveal {
         #[schemars(pattern(crate::patterns::EXCHANGE))]
         exchange: String,
-        #[schemars(pattern(crate::patterns::ID))]
+        #[schemars(pattern(crate::patterns::DEVICE_ID))]
         to: String,
         #[schemars(pattern(crate::patterns::B64_32))]
         x25519: String,
@@ -130,7 +130,7 @@ pub enum PairMsg {
     Welcome {
         #[schemars(pattern(crate::patterns::EXCHANGE))]
         exchange: String,
-        #[schemars(pattern(crate::patterns::ID))]
+        #[schemars(pattern(crate::patterns::DEVICE_ID))]
         to: String,
         #[schemars(pattern(crate::patterns::PAIR_SEALED))]
         sealed: String,
@@ -139,7 +139,7 @@ pub enum PairMsg {
     Refused {
         #[schemars(pattern(crate::patterns::EXCHANGE))]
         exchange: String,
-        #[schemars(pattern(crate::patterns::ID))]
+        #[schemars(pattern(crate::patterns::DEVICE_ID))]
         to: String,
         #[schemars(length(max = 1024), pattern(crate::patterns::TEXT))]
         reason: String,
@@ -450,7 +450,7 @@ impl Host {
                     }]);
                 }
                 b64_32("public_key", public_key)?;
-                wire::check_id(&joiner.device).map_err(PairError::Malformed)?;
+                wire::check_device_id(&joiner.device).map_err(PairError::Malformed)?;
                 // The joiner picks its id; one that is another device's is turned away
                 // (a copied config dir, say), or the welcome would hand that device's
                 // place in the roster to the joiner.

@@ -483,13 +483,13 @@ fn speaks_for(msg: &wire::Incoming) -> Option<&str> {
     }
 }
 
-/// A device speaks as itself, and as its helpers `<device>.<name>` (the command line tool
+/// A device speaks as itself, and as its helpers `<device>~<name>` (the command line tool
 /// run on that device signs with its key).
 pub fn speaks_as(sender: &str, claimed: &str) -> bool {
     claimed == sender
         || claimed
             .strip_prefix(sender)
-            .is_some_and(|rest| rest.starts_with('.'))
+            .is_some_and(|rest| rest.starts_with(wire::HELPER_SEP))
 }
 
 /// The per-sender counter: greater than every counter this device used before, across

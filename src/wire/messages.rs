@@ -466,7 +466,7 @@ pub struct Sealed {
     #[schemars(pattern(crate::patterns::KEY_ID))]
     pub key_id: String,
     /// Sending device.
-    #[schemars(pattern(crate::patterns::ID))]
+    #[schemars(pattern(crate::patterns::DEVICE_ID))]
     pub sender: String,
     /// Per-sender counter that only grows.
     pub counter: u64,
@@ -496,7 +496,7 @@ pub const MAX_ROSTER: usize = 256;
 /// One device of an account's roster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RosterEntry {
-    #[schemars(pattern(crate::patterns::ID))]
+    #[schemars(pattern(crate::patterns::DEVICE_ID))]
     pub device: String,
     #[schemars(length(max = 1024), pattern(crate::patterns::TEXT))]
     pub name: String,

@@ -237,8 +237,19 @@ pub fn media_key(media_id: &str) -> String {
         .collect()
 }
 
+/// What joins a device's id and a helper's name in a helper's id (`<device>~<name>`). A
+/// helper (the command line tool run on a device) signs with the device's key and speaks
+/// for it, with an inbox of its own. Not `.`: RabbitMQ turns a `.` in an MQTT topic into a
+/// level separator on the way through, so an id with a dot splits into two topic levels.
+pub const HELPER_SEP: char = '~';
+
+/// The id of `device`'s helper `name`.
+pub fn helper_id(device: &str, name: &str) -> String {
+    format!("{device}{HELPER_SEP}{name}")
+}
+
 /// Syntax of account, device, session and command ids: 1 to 64 characters from
-/// `A-Z a-z 0-9 . _ -`, not starting with `.`.
+/// `A-Z a-z 0-9 . _ - ~`, not starting with `.` or `~`.
 pub fn check_id(id: &str) -> Result<(), String> {
     if id.is_empty() {
         return Err("is empty".into());
@@ -246,16 +257,28 @@ pub fn check_id(id: &str) -> Result<(), String> {
     if id.len() > MAX_ID {
         return Err(format!("is longer than {MAX_ID} characters"));
     }
-    if id.starts_with('.') {
-        return Err("starts with '.'".into());
+    if let Some(c) = id.chars().next().filter(|&c| c == '.' || c == HELPER_SEP) {
+        return Err(format!("starts with '{c}'"));
     }
     if let Some(c) = id
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || c == HELPER_SEP))
     {
         return Err(format!(
-            "has '{}' (allowed: A-Z a-z 0-9 . _ -)",
+            "has '{}' (allowed: A-Z a-z 0-9 . _ - ~)",
             c.escape_default()
+        ));
+    }
+    Ok(())
+}
+
+/// A device's own id (the one its key is paired under): an id without `~`, which marks a
+/// helper, so that no device can be taken for another's helper.
+pub fn check_device_id(id: &str) -> Result<(), String> {
+    check_id(id)?;
+    if id.contains(HELPER_SEP) {
+        return Err(format!(
+            "has '{HELPER_SEP}', which only a helper's id has (<device>{HELPER_SEP}<name>)"
         ));
     }
     Ok(())

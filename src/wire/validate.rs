@@ -82,6 +82,11 @@ pub(super) fn check_id_field(field: &str, id: &str) -> Result<(), WireError> {
     check_id(id).map_err(|r| WireError::field_err(field, r))
 }
 
+/// A device's own id, where a helper's may not stand: a signer, a roster entry.
+fn check_device_field(field: &str, id: &str) -> Result<(), WireError> {
+    check_device_id(id).map_err(|r| WireError::field_err(field, r))
+}
+
 fn check_text(field: &str, s: &str, max: usize) -> Result<(), WireError> {
     if s.len() > max {
         return Err(WireError::field_err(
@@ -400,7 +405,7 @@ impl Validate for SealedEnvelope {
                 "is not 16 lower-case hex digits",
             ));
         }
-        check_id_field("sealed.sender", &s.sender)?;
+        check_device_field("sealed.sender", &s.sender)?;
         let b64url = |field: &str, v: &str, len: Option<usize>| {
             if !v
                 .chars()
@@ -451,7 +456,7 @@ impl Validate for Roster {
             return Err(WireError::field_err("key.id", "is not 16 hex digits"));
         }
         for (i, d) in self.devices.iter().enumerate() {
-            check_id_field(&format!("devices[{i}].device"), &d.device)?;
+            check_device_field(&format!("devices[{i}].device"), &d.device)?;
             check_text(&format!("devices[{i}].name"), &d.name, MAX_TEXT)?;
             let key_ok = d.public_key.len() == 43
                 && d.public_key

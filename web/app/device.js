@@ -8,7 +8,7 @@ import { b64url, fromB64url, fromUtf8, hex, utf8 } from "./contract/bytes.js";
 import { parse, stringify, toBig } from "./contract/json.js";
 import * as pairing from "./contract/pairing.js";
 import { deriveKeys, Opener, seal, SealError, secretKey } from "./contract/seal.js";
-import { idProblem, WireError } from "./contract/wire.js";
+import { HELPER_SEP, idProblem, WireError } from "./contract/wire.js";
 import { subtle, webcrypto } from "./contract/crypto.js";
 import * as keystore from "./keystore.js";
 import { MqttClient, nowNs } from "./mqtt.js";
@@ -401,6 +401,7 @@ export class Device extends EventTarget {
       this.topic("sessions", "+", "state"),
       this.topic("media", "+", "resume"),
       this.topic("roster"),
+      this.topic("ask"),
     ]);
     await this.send(will.topic, this.availabilityMsg("online"), { retain: true, plain: true });
     await this.publishInfo();
@@ -520,9 +521,11 @@ export class Device extends EventTarget {
           this.log(`refused on ${topic}: its media does not hash to the topic's key`);
           return;
         }
-        return this.onResume(msg.topic.mediaKey, body);
+        return this.onResume(msg.topic.mediaKey, body, topic, payload);
       case "roster":
         return this.onRoster(body);
+      case "ask":
+        return this.onAsk(body);
       case "command":
         if (body.to === this.me.id) return this.onCommand(body, arrivedNs, topic);
         return;
@@ -618,11 +621,54 @@ export class Device extends EventTarget {
     this.changed();
   }
 
-  onResume(key, point) {
+  onResume(key, point, topic, payload) {
     const old = this.resume.get(key);
     if (old && compareStamps(point.stamp, old.stamp) <= 0) return;
     this.resume.set(key, point);
+    // A newer point than the one this TV wrote: its copy is no longer the topic's to repair
+    // or to publish again.
+    const mine = this.lastCopies.get(topic);
+    if (mine && !(mine.length === payload.length && mine.every((b, i) => b === payload[i]))) this.lastCopies.delete(topic);
     this.changed();
+  }
+
+  // --- What the broker lacks (a node of a cluster, a bridge) --------------------------
+
+  /**
+   * Once synced, say which devices this TV holds as online, with the session stamp it holds
+   * for each: the devices it lacks (its broker's node never got their retained state)
+   * publish theirs again.
+   */
+  async ask() {
+    const seen = [...this.availability]
+      .filter(([d, status]) => status === "online" && d !== this.me.id)
+      .slice(0, 256)
+      .map(([device]) => {
+        const s = this.sessions.get(device);
+        return s ? { device, session: s.stamp } : { device };
+      });
+    await this.send(this.topic("ask"), { v: 1, device: this.me.id, seen });
+  }
+
+  /**
+   * Another device asks: unless it holds this TV online with its latest session, publish
+   * this TV's retained topics again (availability, info, session, the resume points it
+   * wrote that are still the newest), after 0.1–0.4 s; one answer at a time.
+   */
+  onAsk(ask) {
+    if (ask.device === this.me.id || ask.device.startsWith(`${this.me.id}${HELPER_SEP}`)) return;
+    const held = ask.seen.find((s) => s.device === this.me.id);
+    const current = this.sessions.get(this.me.id)?.stamp;
+    if (held?.session && current && compareStamps(held.session, current) === 0) return;
+    if (this.answering) return;
+    this.answering = setTimeout(async () => {
+      this.answering = null;
+      if (!this.client?.open) return;
+      this.log(`${ask.device} lacks this TV's state on its broker: publishing it again`);
+      for (const [topic, payload] of this.lastCopies) {
+        await this.client.publish(topic, payload, { retain: true, qos: 1 }).catch(() => {});
+      }
+    }, 100 + Math.random() * 300);
   }
 
   async onRoster(roster) {
@@ -647,6 +693,7 @@ export class Device extends EventTarget {
         if (cmd.from === this.me.id && cmd.id === this.syncId) {
           this.synced = true;
           this.changed();
+          await this.ask();
         }
         return;
       case "play":

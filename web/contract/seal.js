@@ -4,7 +4,7 @@
 
 import { b64url, concat, fromB64url, hex, u64be, utf8 } from "./bytes.js";
 import { toBig } from "./json.js";
-import { decode as decodeWire, WireError } from "./wire.js";
+import { decode as decodeWire, HELPER_SEP, WireError } from "./wire.js";
 import { subtle, webcrypto } from "./crypto.js";
 
 
@@ -90,15 +90,16 @@ export async function seal(keys, signer, topic, sender, counter, plaintext, nonc
   };
 }
 
-/** Who a message says it is, where it says so (command `from`, event `device`, info/state topic). */
+/** Who a message says it is, where it says so (command `from`, event and ask `device`, info/state topic). */
 function speaksFor(msg) {
   if (msg.kind === "command") return msg.body.from;
   if (msg.kind === "event") return msg.body.device;
+  if (msg.kind === "ask") return msg.body.device;
   if (msg.topic.kind === "info" || msg.topic.kind === "state") return msg.topic.device;
   return null;
 }
 
-const speaksAs = (sender, claimed) => claimed === sender || claimed.startsWith(`${sender}.`);
+const speaksAs = (sender, claimed) => claimed === sender || claimed.startsWith(`${sender}${HELPER_SEP}`);
 
 /**
  * How far below the greatest counter accepted on a transient topic a message may come and

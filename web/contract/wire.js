@@ -29,13 +29,27 @@ export class WireError extends Error {
 
 const fieldErr = (field, why) => new WireError("field", why, field);
 
+/**
+ * What joins a device's id and a helper's name in a helper's id (`<device>~<name>`): a
+ * helper signs with the device's key and speaks for it. Not `.`: RabbitMQ turns a `.` in a
+ * topic into a level separator.
+ */
+export const HELPER_SEP = "~";
+
 /** An id's syntax; returns why it is not one, or null. */
 export function idProblem(id) {
   if (id.length === 0) return "is empty";
   if (id.length > MAX_ID) return `is longer than ${MAX_ID} characters`;
-  if (id.startsWith(".")) return "starts with '.'";
-  const bad = [...id].find((c) => !/[A-Za-z0-9._-]/.test(c));
-  return bad === undefined ? null : `has '${bad}' (allowed: A-Z a-z 0-9 . _ -)`;
+  if (id.startsWith(".") || id.startsWith(HELPER_SEP)) return `starts with '${id[0]}'`;
+  const bad = [...id].find((c) => !/[A-Za-z0-9._~-]/.test(c));
+  return bad === undefined ? null : `has '${bad}' (allowed: A-Z a-z 0-9 . _ - ~)`;
+}
+
+/** A device's own id (a signer, a roster entry): an id without `~`, which marks a helper. */
+export function deviceIdProblem(id) {
+  const p = idProblem(id);
+  if (p) return p;
+  return id.includes(HELPER_SEP) ? `has '${HELPER_SEP}', which only a helper's id has (<device>${HELPER_SEP}<name>)` : null;
 }
 
 /** Parse a topic: {account, kind, device?, mediaKey?, retained}. */
@@ -315,6 +329,10 @@ const id = (f, v) => {
   const p = idProblem(v);
   if (p) throw fieldErr(f, p);
 };
+const deviceId = (f, v) => {
+  const p = deviceIdProblem(v);
+  if (p) throw fieldErr(f, p);
+};
 const utf8Len = (s) => new TextEncoder().encode(s).length;
 const text = (f, v, max) => {
   if (v === undefined) return;
@@ -449,7 +467,7 @@ const CHECKS = {
     count("devices", m.devices, MAX_ROSTER);
     if (m.key && !/^[0-9a-fA-F]{16}$/.test(m.key.id)) throw fieldErr("key.id", "is not 16 hex digits");
     m.devices.forEach((d, i) => {
-      id(`devices[${i}].device`, d.device);
+      deviceId(`devices[${i}].device`, d.device);
       text(`devices[${i}].name`, d.name, MAX_TEXT);
     });
   },
@@ -467,7 +485,7 @@ function checkSealed(env) {
   const s = env.sealed;
   if (s.alg !== "A256GCM") throw fieldErr("sealed.alg", `'${s.alg}' is not supported (expected A256GCM)`);
   if (!/^[0-9a-f]{16}$/.test(s.key_id)) throw fieldErr("sealed.key_id", "is not 16 lower-case hex digits");
-  id("sealed.sender", s.sender);
+  deviceId("sealed.sender", s.sender);
   const b64 = (f, v, len) => {
     if (!/^[A-Za-z0-9_-]*$/.test(v)) throw fieldErr(f, "is not base64url");
     if (len !== undefined && v.length !== len) throw fieldErr(f, "has the wrong length");

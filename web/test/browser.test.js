@@ -13,6 +13,10 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Browser } from "./cdp.js";
+import { fromHex, utf8 } from "../contract/bytes.js";
+import { subtle } from "../contract/crypto.js";
+import { stringify } from "../contract/json.js";
+import { deriveKeys, seal } from "../contract/seal.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const bin = process.env.CONTINUITY_BIN ?? join(root, "target", "debug", "continuity");
@@ -362,6 +366,34 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     await page.waitFor("document.getElementById('video').paused && document.getElementById('suggest').hidden", { what: "the web TV paused, the suggestion gone" });
     phone.signal("SIGINT");
     await phone.done;
+  });
+
+  await t.test("the web TV asks for what its broker lacks, and answers a device whose broker lacks it", async () => {
+    const webId = await page.eval("continuityApp.device.me.id");
+    const askTopic = `continuity/v1/${ACCOUNT}/ask`;
+    const senderOf = (line) => JSON.parse(line.slice(line.indexOf("\t") + 1)).sealed?.sender;
+    const asks = spy.lines.filter((l) => l.startsWith(`${askTopic}\t`));
+    assert.ok(asks.some((l) => senderOf(l) === webId), `the web TV asked once synced; asks seen from ${asks.map(senderOf)}`);
+    // The phone asks as a device whose broker held nothing would (sealed and signed with its
+    // keys, from its config dir): the web TV publishes its retained state again.
+    const phoneDir = join(work, "phone");
+    const pem = readFileSync(join(phoneDir, "device.key"), "utf8");
+    const der = Buffer.from(pem.replace(/-----[^-]+-----/g, "").replace(/\s/g, ""), "base64");
+    const signer = await subtle.importKey("pkcs8", der, { name: "Ed25519" }, false, ["sign"]);
+    const keys = await deriveKeys(fromHex(readFileSync(join(phoneDir, "accounts", `${ACCOUNT}.key`), "utf8").trim()));
+    const ask = { v: 1, device: phoneId, seen: [] };
+    const env = await seal(keys, signer, askTopic, phoneId, BigInt(Date.now()) * 1000n, utf8(stringify(ask)));
+    const own = (kind) => (l) => l.startsWith(`continuity/v1/${ACCOUNT}/${kind === "state" ? "sessions" : "devices"}/${webId}/${kind}\t`);
+    const count = () => ["availability", "info", "state"].map((k) => spy.lines.filter(own(k)).length);
+    const before = count();
+    const r = spawnSync("mosquitto_pub", ["-h", "127.0.0.1", "-p", port, "-q", "1", "-t", askTopic, "-m", stringify(env)]);
+    assert.equal(r.status, 0, `mosquitto_pub: ${r.stderr}`);
+    const until = Date.now() + 3000;
+    while (count().some((n, i) => n <= before[i]) && Date.now() < until) await new Promise((res) => setTimeout(res, 50));
+    assert.ok(
+      count().every((n, i) => n > before[i]),
+      `the web TV's availability, info and session published again: ${before} before, ${count()} after`,
+    );
   });
 
   await t.test("a spy on the broker sees only sealed payloads from the web TV", async () => {

@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 
 import { b64url, fromB64url, fromHex, hex, utf8 } from "../contract/bytes.js";
 import { parse, stringify } from "../contract/json.js";
-import { decode, WireError } from "../contract/wire.js";
+import { decode, deviceIdProblem, idProblem, WireError } from "../contract/wire.js";
 import { associatedData, deriveKeys, LATE_WINDOW, Opener, seal } from "../contract/seal.js";
 import * as pairing from "../contract/pairing.js";
 import { subtle } from "../contract/crypto.js";
@@ -208,4 +208,34 @@ test("a command that comes late, within the window, is taken once; older ones ar
   const restarted = new Opener([keys], v.receiver_roster);
   restarted.remember("phone-1", topic, 1800000000000000n);
   await assert.rejects(restarted.decode(topic, late), (e) => e.code === "replay");
+});
+
+test("a device speaks through its helpers (<device>~<name>) and as no one else", async () => {
+  const v = vectors("envelope.json");
+  const keys = await deriveKeys(fromHex(v.secret_hex));
+  const signer = await pairing.ed25519Signer(fromHex(v.sender_ed25519_seed_hex));
+  const topic = "continuity/v1/home/devices/tv-1/inbox";
+  let counter = 1800000000000000n;
+  const verdict = async (from) => {
+    counter += 1n;
+    const env = await seal(keys, signer, topic, "phone-1", counter, utf8(stringify({
+      v: 1, id: `cmd-${counter}`, from, to: "tv-1", sent_unix_ns: 1800000000000000000,
+      body: { type: "seek", position_ns: 42000000000 },
+    })), fromHex(v.nonce_hex));
+    try {
+      await new Opener([keys], v.receiver_roster).decode(topic, utf8(stringify(env)));
+      return "taken";
+    } catch (e) {
+      return e.code;
+    }
+  };
+  assert.equal(await verdict("phone-1~view-1a2b"), "taken");
+  // A dot no longer marks a helper: RabbitMQ makes it a topic level.
+  assert.equal(await verdict("phone-1.view-1a2b"), "impersonation");
+  assert.equal(await verdict("phone-10~view"), "impersonation");
+  assert.equal(await verdict("tv-1~view"), "impersonation");
+  // Nobody is paired under a helper's id.
+  assert.equal(deviceIdProblem("phone-1~tv") !== null, true);
+  assert.equal(idProblem("phone-1~tv"), null);
+  assert.notEqual(idProblem("~tv"), null);
 });
