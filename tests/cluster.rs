@@ -96,7 +96,9 @@ impl Rabbit {
     }
 
     fn start_node(&mut self, tag: &str, join: Option<&str>) {
-        let name = format!("{tag}@localhost");
+        // Long names on the loopback address: nothing to resolve (a minimal machine may have
+        // no /etc/hosts, and then not even `localhost` resolves).
+        let name = format!("{tag}@127.0.0.1");
         let base = self.dir.path().join(tag);
         std::fs::create_dir_all(&base).unwrap();
         let (amqp, dist, mqtt) = (
@@ -128,6 +130,7 @@ impl Rabbit {
             // Not the system's settings (/etc/rabbitmq): only what is set here.
             .env("RABBITMQ_CONF_ENV_FILE", "/dev/null")
             .env("RABBITMQ_NODENAME", &name)
+            .env("RABBITMQ_USE_LONGNAME", "true")
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
             .env("RABBITMQ_NODE_PORT", amqp.to_string())
             .env("RABBITMQ_DIST_PORT", dist.to_string())
