@@ -8,7 +8,7 @@ import { b64url, fromB64url, fromUtf8, hex, utf8 } from "./contract/bytes.js";
 import { parse, stringify, toBig } from "./contract/json.js";
 import * as pairing from "./contract/pairing.js";
 import { deriveKeys, Opener, seal, SealError, secretKey } from "./contract/seal.js";
-import { HELPER_SEP, idProblem, WireError } from "./contract/wire.js";
+import { HELPER_SEP, idProblem, parseTopic, WireError } from "./contract/wire.js";
 import { subtle, webcrypto } from "./contract/crypto.js";
 import * as keystore from "./keystore.js";
 import { MqttClient, nowNs } from "./mqtt.js";
@@ -36,6 +36,7 @@ const big = (v) => (v === undefined || v === null ? null : toBig(v));
 const num = (v) => (typeof v === "bigint" && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
 const randomHex = (n) => hex(webcrypto.getRandomValues(new Uint8Array(n)));
 const maxBig = (a, b) => (a > b ? a : b);
+const sameBytes = (a, b) => !!a && !!b && a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Stamps compare by wall, then counter, then device (byte-wise). */
 export function compareStamps(a, b) {
@@ -291,7 +292,13 @@ export class Device extends EventTarget {
     this.seq = 0;
     this.connected = false;
     this.synced = false;
+    // The copies this TV keeps on the broker, by topic, exactly as sent or received: its own
+    // retained topics, and for each media the newest resume point it holds (its own or
+    // another device's: a point outlives its author). It repairs them and answers asks with them.
     this.lastCopies = new Map();
+    // When each copy was last heard back from the broker (ms): a repair or an answer that
+    // another device has made already is not made again.
+    this.heard = new Map();
     this.repairs = new Map();
     // Devices that came online, by when (ns): suggested once, while this TV plays.
     this.suggest = new Map();
@@ -482,6 +489,7 @@ export class Device extends EventTarget {
   // --- What arrives -------------------------------------------------------------------
 
   async receive(topic, payload, { arrivedNs, retain = false }) {
+    if (sameBytes(this.lastCopies.get(topic), payload)) this.heard.set(topic, Date.now());
     let msg;
     try {
       msg = await this.opener.decode(topic, payload);
@@ -496,7 +504,7 @@ export class Device extends EventTarget {
     if (msg.topic.account !== this.account) return;
     const own = msg.topic.device === this.me.id;
     if (msg.kind === "cleared") {
-      if (own) this.repair(topic);
+      if (this.isOwnRetained(topic)) this.repair(topic);
       return;
     }
     const body = msg.body;
@@ -541,7 +549,7 @@ export class Device extends EventTarget {
   /** Something else than this device's copy is on one of its retained topics: put it back. */
   checkOwn(topic, payload) {
     const mine = this.lastCopies.get(topic);
-    if (!mine || (mine.length === payload.length && mine.every((b, i) => b === payload[i]))) return;
+    if (!mine || sameBytes(mine, payload)) return;
     this.repair(topic);
   }
 
@@ -551,9 +559,12 @@ export class Device extends EventTarget {
     const calm = Date.now() - r.at > 60000;
     r.count = calm ? 0 : r.count + 1;
     const delay = r.count === 0 ? 100 + Math.random() * 300 : Math.min(30000, 1000 * 2 ** (r.count - 1));
+    const since = Date.now();
     r.timer = setTimeout(async () => {
       r.timer = null;
       r.at = Date.now();
+      // Another device put the same copy back first.
+      if ((this.heard.get(topic) ?? 0) > since) return;
       const copy = this.lastCopies.get(topic);
       if (copy && this.client?.open) {
         this.log(`repairing ${topic}: the broker held something else than this device's copy`);
@@ -623,12 +634,17 @@ export class Device extends EventTarget {
 
   onResume(key, point, topic, payload) {
     const old = this.resume.get(key);
-    if (old && compareStamps(point.stamp, old.stamp) <= 0) return;
+    if (old && compareStamps(point.stamp, old.stamp) < 0) {
+      // An older point than the newest this TV holds (replayed, or a device that knew no
+      // better): put the newest back.
+      if (this.lastCopies.has(topic)) this.repair(topic);
+      return;
+    }
+    if (old && compareStamps(point.stamp, old.stamp) === 0) return;
     this.resume.set(key, point);
-    // A newer point than the one this TV wrote: its copy is no longer the topic's to repair
-    // or to publish again.
-    const mine = this.lastCopies.get(topic);
-    if (mine && !(mine.length === payload.length && mine.every((b, i) => b === payload[i]))) this.lastCopies.delete(topic);
+    // The newest point, whoever wrote it, is the copy this TV keeps for the topic.
+    this.lastCopies.set(topic, payload);
+    this.heard.set(topic, Date.now());
     this.changed();
   }
 
@@ -652,8 +668,9 @@ export class Device extends EventTarget {
 
   /**
    * Another device asks: unless it holds this TV online with its latest session, publish
-   * this TV's retained topics again (availability, info, session, the resume points it
-   * wrote that are still the newest), after 0.1–0.4 s; one answer at a time.
+   * the copies this TV keeps again (its availability, info and session, the newest resume
+   * points), after 0.1–0.4 s; one answer at a time, and a resume point that another device
+   * sends first is not sent again.
    */
   onAsk(ask) {
     if (ask.device === this.me.id || ask.device.startsWith(`${this.me.id}${HELPER_SEP}`)) return;
@@ -661,11 +678,14 @@ export class Device extends EventTarget {
     const current = this.sessions.get(this.me.id)?.stamp;
     if (held?.session && current && compareStamps(held.session, current) === 0) return;
     if (this.answering) return;
+    const asked = Date.now();
     this.answering = setTimeout(async () => {
       this.answering = null;
       if (!this.client?.open) return;
       this.log(`${ask.device} lacks this TV's state on its broker: publishing it again`);
       for (const [topic, payload] of this.lastCopies) {
+        const shared = parseTopic(topic).kind === "resume";
+        if (shared && (this.heard.get(topic) ?? 0) >= asked) continue;
         await this.client.publish(topic, payload, { retain: true, qos: 1 }).catch(() => {});
       }
     }, 100 + Math.random() * 300);

@@ -399,6 +399,32 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     );
   });
 
+  await t.test("alone with the broker, the web TV puts back the newest resume point when it is cleared or replayed", async () => {
+    // Every player has stopped: what comes back, only the web TV sent.
+    const resumeLines = spy.lines.filter((l) => /^continuity\/v1\/[^/]+\/media\/[0-9a-f]{32}\/resume\t./.test(l));
+    assert.ok(resumeLines.length > 0, "resume points were published");
+    const topic = resumeLines.at(-1).split("\t")[0];
+    const points = resumeLines.filter((l) => l.startsWith(`${topic}\t`)).map((l) => l.slice(topic.length + 1));
+    const newest = points.at(-1);
+    const older = points.findLast((p) => p !== newest);
+    say(`resume topic ${topic}: ${points.length} points, an older one: ${older !== undefined}`);
+    const back = async (what) => {
+      const from = spy.lines.length;
+      const until = Date.now() + 3000;
+      const restored = () => spy.lines.slice(from).some((l) => l === `${topic}\t${newest}`);
+      while (!restored() && Date.now() < until) await new Promise((res) => setTimeout(res, 50));
+      assert.ok(restored(), `the newest point is back on the broker after ${what}; the page said:\n${page.console.slice(-5).join("\n")}`);
+    };
+    const cleared = back("a clear");
+    assert.equal(spawnSync("mosquitto_pub", ["-h", "127.0.0.1", "-p", port, "-r", "-n", "-t", topic]).status, 0);
+    await cleared;
+    if (older !== undefined) {
+      const replayed = back("a replay of an older point");
+      assert.equal(spawnSync("mosquitto_pub", ["-h", "127.0.0.1", "-p", port, "-r", "-t", topic, "-m", older]).status, 0);
+      await replayed;
+    }
+  });
+
   await t.test("a spy on the broker sees only sealed payloads from the web TV", async () => {
     const webId = await page.eval("continuityApp.device.me.id");
     // The broker delivers in order: once the spy has the marker, it has all before it.
