@@ -70,7 +70,7 @@ bench:
 	$(CARGO) run --release -p gst-plugin-continuity --example handoff_bench
 
 # Many simulated devices on one broker node (docs/SCALE.md): mosquitto, then the embedded
-# broker; LOADTEST_SIZES and LOADTEST_SECONDS change what runs.
+# broker; LOADTEST_SIZES, LOADTEST_SECONDS and LOADTEST_SAMPLE change what runs.
 loadtest:
 	@./scripts/deps.sh $(PACKAGES)
 	$(CARGO) build --release -p continuity --bin continuity

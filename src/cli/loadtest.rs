@@ -16,7 +16,7 @@
 //! it from the stamp inside to its arrival (one clock: loopback only), and reads mosquitto's
 //! `$SYS` counters. Everything is bounded: the device count, the run's length, every wait.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -134,7 +134,8 @@ pub struct Burst {
     /// From the drop until every one of them is back and has the retained state.
     pub converged_s: Option<f64>,
     pub reconnect: Spread,
-    /// Publish to delivery of the sampled messages while the burst lasts.
+    /// Publish to delivery of the sampled messages while the burst lasts (a copy published
+    /// again keeps its stamp: only the first delivery of each stamp is timed).
     pub delivery: Spread,
     /// Messages published in the sampled accounts for the burst, per reconnecting device
     /// there: flat in the account size when joining costs O(D).
@@ -368,6 +369,9 @@ fn start_probe(
     let (link, mut events) = Link::spawn(cfg).map_err(|e| format!("the probe: {e}"))?;
     let sys = start_sys(broker, shared.clone())?;
     let mut openers: BTreeMap<String, Option<Opener>> = sampled.into_iter().collect();
+    // The newest stamp timed on each topic: a copy published again (after a reconnect, in an
+    // answer to an ask, in a repair) keeps its stamp, and its age is not a delivery time.
+    let mut timed: HashMap<String, u64> = HashMap::new();
     let task = tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
             let LinkEvent::Message {
@@ -405,7 +409,17 @@ fn start_probe(
                 .or_insert(0) += 1;
             match decoded {
                 Ok(msg) => {
-                    if let Some(at) = sent_at(&msg.body) {
+                    // Commands and events are sent once; retained state is timed once.
+                    let transient = matches!(msg.body, Body::Command(_) | Body::Event(_));
+                    let mut fresh = |at: u64| match timed.get(&topic) {
+                        _ if transient => true,
+                        Some(&t) if t >= at => false,
+                        _ => {
+                            timed.insert(topic.clone(), at);
+                            true
+                        }
+                    };
+                    if let Some(at) = sent_at(&msg.body).filter(|&at| fresh(at)) {
                         let mut d = shared.delivery_ns.lock().unwrap();
                         if d.len() < MAX_SAMPLES {
                             d.push(received_unix_ns.saturating_sub(at));
