@@ -552,10 +552,18 @@ impl Node {
                 // A node that does not announce itself (the command line's helpers) leaves
                 // nothing behind: no `offline` for a device nobody saw online.
                 if cfg.engine.announce {
+                    let topic = Topic::availability(account, device).to_string();
                     link_cfg.will = Some((
-                        Topic::availability(account, device).to_string(),
+                        topic.clone(),
                         wire::encode(&engine.availability(Status::Offline)),
                     ));
+                    // Online from the first packet on, before the subscriptions: a broker that
+                    // keeps retained messages hands it back flagged retained, which tells it
+                    // from one that hands a wildcard subscription nothing retained (see
+                    // `Node::resume_lookup`), even when the link connects before the rest of
+                    // the announcement is queued.
+                    link_cfg.retained =
+                        vec![(topic, wire::encode(&engine.availability(Status::Online)))];
                 }
                 link_cfg.subscriptions = vec![
                     wire::filters::availability(account),

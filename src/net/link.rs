@@ -188,6 +188,10 @@ pub struct LinkConfig {
     pub will: Option<(String, Vec<u8>)>,
     /// Topic filters to subscribe to (again after every reconnect).
     pub subscriptions: Vec<String>,
+    /// Retained state held from the start, as if published before the link was made: the
+    /// first connection sends it before the subscriptions however soon it comes (the
+    /// device's availability, which a broker that keeps retained messages then hands back).
+    pub retained: Vec<(String, Vec<u8>)>,
     pub keep_alive: Duration,
     /// How long one connection attempt may take.
     pub connect_timeout: Duration,
@@ -208,6 +212,7 @@ impl LinkConfig {
             client_id: client_id.into(),
             will: None,
             subscriptions: Vec::new(),
+            retained: Vec::new(),
             keep_alive: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             backoff_min: Duration::from_millis(100),
@@ -359,8 +364,10 @@ impl Link {
         net.set_tcp_nodelay(true);
         eventloop.set_network_options(net);
 
+        let mut state = State::default();
+        state.retained.extend(cfg.retained.iter().cloned());
         let shared = Arc::new(Outbox {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             progress: Notify::new(),
             repairs: Notify::new(),
             max_transient: cfg.max_transient.max(1),
@@ -396,6 +403,10 @@ impl Link {
     pub fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool, reliable: bool) {
         let mut st = self.shared.lock();
         if retain {
+            // The copy the broker has, or is about to get: nothing new to send.
+            if st.retained.get(topic).is_some_and(|held| *held == payload) {
+                return;
+            }
             st.retained.insert(topic.to_owned(), payload);
             st.dirty.insert(topic.to_owned());
         } else {
