@@ -87,6 +87,7 @@ impl Mosquitto {
             &conf,
             format!(
                 "listener {} 127.0.0.1\n{}\n{}persistence false\n\
+                 set_tcp_nodelay true\n\
                  log_dest stderr\nlog_type error\nlog_type warning\n",
                 self.port,
                 self.extra,
