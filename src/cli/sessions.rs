@@ -102,7 +102,7 @@ fn print_sessions(dir: &Directory, account: &str, broker: &BrokerUrl, as_json: b
     print!("{}", sessions_table(dir, account, now, false));
 }
 
-fn clock(ns: u64) -> String {
+pub(super) fn clock(ns: u64) -> String {
     let s = ns / 1_000_000_000;
     if s >= 3600 {
         format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)

@@ -71,6 +71,27 @@ fn pick(dir: &Directory, to: &str, from: Option<&str>) -> Result<(String, String
     Ok((target, source))
 }
 
+/// Why `source` has nothing to move, in words, when its media ended or it has none.
+fn nothing_plays(dir: &Directory, source: &str) -> Option<String> {
+    let s = dir.sessions.get(&source.to_owned())?;
+    let name = dir
+        .devices
+        .get(&source.to_owned())
+        .map_or(source, |i| i.device.name.as_str());
+    let Some(media) = &s.media else {
+        return Some(format!("nothing plays on {name}: it is idle"));
+    };
+    let a = s.anchor.filter(|a| a.state == PlayState::Ended)?;
+    let title = media
+        .title
+        .clone()
+        .unwrap_or_else(|| media.id.rsplit('/').next().unwrap_or(&media.id).to_owned());
+    Some(format!(
+        "nothing plays on {name}: “{title}” ended at {}",
+        super::sessions::clock(a.position_ns)
+    ))
+}
+
 /// Whether `pick` would do, with the target online.
 fn ready(dir: &Directory, to: &str, from: Option<&str>) -> bool {
     pick(dir, to, from)
@@ -134,6 +155,10 @@ pub async fn run(
             .await;
     }
     let (target, source) = node.with_engine(|e| pick(e.directory(), to, from))?;
+    if let Some(why) = node.with_engine(|e| nothing_plays(e.directory(), &source)) {
+        node.shutdown(Duration::from_millis(300)).await;
+        return Err(TransferError::Usage(why));
+    }
     let id = node.request_handoff(&target, &source);
     let result = handoff_result(&mut events, &id, Duration::from_secs(10)).await;
     let names = node.with_engine(|e| {

@@ -63,13 +63,24 @@ pub(super) struct Source {
     target: String,
     epoch: u64,
     deadline_ns: u64,
+    /// The switch is agreed: this device pauses at this instant (its clock), at this
+    /// position. Until the deadline it watches the target: a target that goes offline
+    /// before it plays for sure leaves the session here, and this device plays on.
+    switched: Option<(u64, u64)>,
 }
+
+/// After the switch instant, how long a source watches its target (which says it plays at
+/// its first frame, a few milliseconds after the instant) before the handoff is done.
+const SWITCH_WATCH_NS: u64 = 2_000_000_000;
 
 /// A handoff this device asked for and waits on.
 #[derive(Debug, Clone)]
 pub(super) struct Pending {
     target: String,
     source: String,
+    /// The source's session when the handoff was asked for: a target that holds it when
+    /// no result came has taken it over all the same (its result was lost on the way).
+    session: Option<String>,
     deadline_ns: u64,
 }
 
@@ -100,9 +111,10 @@ pub(super) struct Handoffs {
 const AUTOMATIC_IDS: usize = 16;
 
 impl Handoffs {
-    /// Nothing in flight: neither source nor target of a handoff.
+    /// Nothing in flight: neither source nor target of a handoff (a source that switched
+    /// and only watches its target is idle).
     pub(super) fn is_idle(&self) -> bool {
-        self.target.is_none() && self.source.is_none()
+        self.target.is_none() && self.source.as_ref().is_none_or(|s| s.switched.is_some())
     }
 
     fn mark_automatic(&mut self, id: &str, source: &str, target: &str) {
@@ -190,17 +202,38 @@ impl Engine {
         let mut out = Vec::new();
         let online = target == self.cfg.device.id
             || self.directory.availability.get(target) == Some(&crate::wire::Status::Online);
-        if !online {
-            let r = failure(&id, source, target, HandoffFailure::TargetOffline);
+        // A source whose media ended (or that has none) has nothing to move: said at once.
+        let nothing = self
+            .directory
+            .sessions
+            .get(&source.to_owned())
+            .is_some_and(|s| {
+                s.media.is_none() || s.anchor.is_none_or(|a| a.state == PlayState::Ended)
+            });
+        let reason = if nothing {
+            Some(HandoffFailure::NothingPlaying)
+        } else if !online {
+            Some(HandoffFailure::TargetOffline)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            let r = failure(&id, source, target, reason);
             self.record_result(now_ns, &r, HandoffMode::Push, &mut out);
             out.push(Action::Notify(Notice::HandoffResult(r)));
             return (id, out);
         }
+        let session = self
+            .directory
+            .sessions
+            .get(&source.to_owned())
+            .map(|s| s.session.clone());
         self.handoffs.pending.insert(
             id.clone(),
             Pending {
                 target: target.to_owned(),
                 source: source.to_owned(),
+                session,
                 // The target's own timeout, plus time for its answer.
                 deadline_ns: now_ns + self.cfg.handoff_timeout_ns + 2_000_000_000,
             },
@@ -291,9 +324,18 @@ impl Engine {
                     .handoffs
                     .source
                     .as_ref()
-                    .is_some_and(|s| s.id == *handoff) =>
+                    .is_some_and(|s| s.id == *handoff && s.switched.is_none()) =>
             {
                 self.handoffs.source = None;
+            }
+            // The initiator gave up (its deadline passed: this device was frozen, or its
+            // messages held up): a handoff nobody waits for any more is not carried out late.
+            CommandBody::HandoffCancel { handoff, reason }
+                if self.handoffs.target.as_ref().is_some_and(|t| {
+                    t.id == *handoff && t.requester == from && t.switch.is_none()
+                }) =>
+            {
+                self.fail_target(now_ns, *reason, true, out);
             }
             CommandBody::HandoffResult(r) if self.handoffs.pending.remove(&r.handoff).is_some() => {
                 out.push(Action::Notify(Notice::HandoffResult(r.clone())));
@@ -322,20 +364,26 @@ impl Engine {
             engine.record_result(now_ns, &r, HandoffMode::Push, out);
             engine.send(now_ns, requester, CommandBody::HandoffResult(r), out);
         };
-        if self.handoffs.target.is_some() || self.handoffs.source.is_some() {
+        if !self.handoffs.is_idle() {
             return fail(self, HandoffFailure::TargetBusy, out);
         }
         let Some(state) = self.directory.sessions.get(&source.to_owned()).cloned() else {
             return fail(self, HandoffFailure::Rejected, out);
         };
         let (Some(media), Some(anchor)) = (state.media.clone(), state.anchor) else {
-            return fail(self, HandoffFailure::Rejected, out);
+            return fail(self, HandoffFailure::NothingPlaying, out);
         };
+        if anchor.state == PlayState::Ended {
+            return fail(self, HandoffFailure::NothingPlaying, out);
+        }
         let Some(uri) = media.uri_for(self.cfg.device.class).map(str::to_owned) else {
             return fail(self, HandoffFailure::MediaUnavailable, out);
         };
-        // Already playing this media: nothing to load, only a preroll where it is needed.
-        let loaded = self.media().is_some_and(|m| m.id == media.id);
+        // Already playing this media: nothing to load, only a preroll where it is needed. A
+        // media that played to its end is no longer loaded (a player unloads it or stops at
+        // its end): it is loaded again, as on an idle device.
+        let loaded = self.media().is_some_and(|m| m.id == media.id)
+            && self.anchor.is_some_and(|a| a.state != PlayState::Ended);
         // Preroll where the source will be when this device is ready (as it learned from its
         // past handoffs) and the switch is agreed, read with the source's clock as measured
         // so far (0 if never: the exchange measures it), so that one seek does.
@@ -417,6 +465,7 @@ impl Engine {
         }
         if let Some(s) = &self.handoffs.source
             && s.id != id
+            && s.switched.is_none()
             && s.deadline_ns > now_ns
         {
             return reject(self, HandoffFailure::Superseded, out);
@@ -426,6 +475,7 @@ impl Engine {
             target: target.to_owned(),
             epoch,
             deadline_ns: now_ns + self.cfg.handoff_timeout_ns + 1_000_000_000,
+            switched: None,
         });
         let accept = CommandBody::HandoffAccept {
             handoff: id.to_owned(),
@@ -441,9 +491,21 @@ impl Engine {
 
     /// Source side: the target plays from `position` at `at` (this device's clock).
     fn on_switch(&mut self, now_ns: u64, id: &str, at_ns: u64, out: &mut Vec<Action>) {
-        let Some(s) = self.handoffs.source.take().filter(|s| s.id == id) else {
+        let Some(s) = self
+            .handoffs
+            .source
+            .as_mut()
+            .filter(|s| s.id == id && s.switched.is_none())
+        else {
             return;
         };
+        let position = self.anchor.map_or(0, |a| {
+            a.position_at(at_ns, self.media.as_ref().and_then(|m| m.duration_ns))
+        });
+        s.switched = Some((at_ns, position));
+        s.deadline_ns = at_ns.max(now_ns) + SWITCH_WATCH_NS;
+        let s = s.clone();
+        self.lease_moved_ns = Some(now_ns.max(at_ns));
         out.push(Action::Player(PlayerAction::PauseAt { at_unix_ns: at_ns }));
         let duration = self.duration();
         if let Some(a) = self.anchor {
@@ -454,14 +516,15 @@ impl Engine {
                 ..a
             });
         }
+        // Where the session was at the switch, the last this device says of it.
+        if let Some(a) = self.anchor {
+            self.record_resume(now_ns, a.position_ns, false, true, out);
+        }
         self.lease = Lease {
             device: s.target.clone(),
             epoch: s.epoch,
         };
         self.publish_session(now_ns, out);
-        if let Some(a) = self.anchor {
-            self.record_resume(now_ns, a.position_ns, false, true, out);
-        }
     }
 
     /// Target side: the media is loaded and prerolled at `position`.
@@ -759,12 +822,14 @@ impl Engine {
         {
             let s = self.handoffs.source.take().expect("checked");
             // No switch came, yet the target holds the session now: it moved all the same.
+            // (A source that switched has watched its target long enough: it is done.)
             let moved = self
                 .directory
                 .sessions
                 .get(&s.target)
                 .filter(|st| {
-                    st.session == self.session
+                    s.switched.is_none()
+                        && st.session == self.session
                         && st.lease.device == s.target
                         && st.lease.epoch >= s.epoch
                 })
@@ -782,11 +847,76 @@ impl Engine {
             .collect();
         for id in expired {
             let p = self.handoffs.pending.remove(&id).expect("listed");
-            // The target never answered: only this device can tell.
-            let r = failure(&id, &p.source, &p.target, HandoffFailure::TargetOffline);
+            // No result came. The target may hold the session all the same (its result was
+            // lost: a broker that restarted); else it never answered, and the handoff is
+            // called off there too, so that a target that was only held up (frozen, its
+            // messages queued) does not carry it out late.
+            let taken = p.session.as_ref().is_some_and(|session| {
+                self.directory
+                    .sessions
+                    .get(&p.target)
+                    .is_some_and(|st| st.session == *session && st.lease.device == p.target)
+            });
+            let r = if taken {
+                HandoffResult {
+                    failure: None,
+                    ..failure(&id, &p.source, &p.target, HandoffFailure::TargetOffline)
+                }
+            } else {
+                let cancel = CommandBody::HandoffCancel {
+                    handoff: id.clone(),
+                    reason: HandoffFailure::TargetOffline,
+                };
+                self.send(now_ns, &p.target, cancel, out);
+                failure(&id, &p.source, &p.target, HandoffFailure::TargetOffline)
+            };
             self.record_result(now_ns, &r, HandoffMode::Push, out);
             out.push(Action::Notify(Notice::HandoffResult(r)));
         }
+    }
+
+    /// `device` went offline. A target this device switched to that is not yet known to play
+    /// (it died in the handoff): the session stays here, and this device plays on from where
+    /// it paused (make-before-break: a source never stops for a target that does not play).
+    pub(super) fn target_went_offline(&mut self, now_ns: u64, device: &str, out: &mut Vec<Action>) {
+        let Some(s) = self
+            .handoffs
+            .source
+            .take_if(|s| s.target == device && s.switched.is_some())
+        else {
+            return;
+        };
+        let (at_ns, position_ns) = s.switched.expect("checked");
+        if self.lease.device != device || self.lease.epoch != s.epoch {
+            // The session moved on since (another handoff): not this device's to take.
+            return;
+        }
+        tracing::info!(
+            "handoff {}: the target {device} went offline at the switch: playing on here",
+            s.id
+        );
+        self.lease = Lease {
+            device: self.cfg.device.id.clone(),
+            epoch: s.epoch + 1,
+        };
+        self.lease_moved_ns = None;
+        let rate = self.anchor.map_or(1.0, |a| a.rate);
+        // The pause at the switch instant may be still to come: play after it.
+        let start_ns = now_ns.max(at_ns + 1_000_000);
+        out.push(Action::Player(if start_ns > now_ns {
+            PlayerAction::PlayAt {
+                at_unix_ns: start_ns,
+            }
+        } else {
+            PlayerAction::Play
+        }));
+        self.anchor = Some(Anchor {
+            position_ns,
+            at_unix_ns: start_ns,
+            rate,
+            state: PlayState::Playing,
+        });
+        self.publish_session(now_ns, out);
     }
 
     /// Another device holds this session now: stop being active.
@@ -809,6 +939,7 @@ impl Engine {
         let was_active = self.lease.device == self.cfg.device.id;
         self.lease = lease.clone();
         self.handoffs.source = None;
+        self.lease_moved_ns = Some(now_ns);
         if !was_active {
             return;
         }

@@ -295,7 +295,15 @@ pub struct Engine {
     /// Devices that came online, by when: suggested once their info is in and this device
     /// plays, within [`SUGGEST_WITHIN_NS`].
     suggest: BTreeMap<String, u64>,
+    /// When this device's session last moved to another device (a handoff's switch instant,
+    /// a takeover): its player may still say it plays for a moment, which is no press of
+    /// play (see [`LEASE_SETTLE_NS`]).
+    lease_moved_ns: Option<u64>,
 }
+
+/// After its session moved away, for this long a device's player saying it plays is taken
+/// as the pause catching up, not as a person pressing play (which takes the session back).
+const LEASE_SETTLE_NS: u64 = 500_000_000;
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
@@ -329,6 +337,7 @@ impl Engine {
             directory,
             events_recorded: 0,
             suggest: Default::default(),
+            lease_moved_ns: None,
         }
     }
 
@@ -499,6 +508,14 @@ impl Engine {
                 if let Some(e) = event {
                     self.publish_event(now_unix_ns, e, &mut out);
                 }
+                if event == Some(EventName::Resumed) && self.pulls_back(now_unix_ns) {
+                    // Play pressed on a device whose session moved on: it plays here again,
+                    // and the device that held it pauses (one device plays a session).
+                    let (holder, epoch) = (self.lease.device.clone(), self.lease.epoch);
+                    let session = self.session.clone();
+                    out.extend(self.take_over(now_unix_ns, &holder, &session, epoch));
+                    return out;
+                }
                 self.publish_session(now_unix_ns, &mut out);
                 if state == PlayState::Paused {
                     self.record_resume(now_unix_ns, position_ns, false, true, &mut out);
@@ -622,6 +639,7 @@ impl Engine {
                 let was = self.directory.availability.get(&a.device).copied();
                 match a.status {
                     Status::Offline if was == Some(Status::Online) => {
+                        self.target_went_offline(now_unix_ns, &a.device, out);
                         self.probes_due.remove(&a.device);
                         self.clocks_measured.remove(&a.device);
                         self.directory
@@ -710,6 +728,19 @@ impl Engine {
         self.cfg.announce
             && self.lease.device == self.cfg.device.id
             && self.anchor.is_some_and(|a| a.state == PlayState::Playing)
+    }
+
+    /// Whether this device, whose session another device holds, takes it back because its
+    /// own player plays (a person pressed play): not while a handoff is under way, nor while
+    /// its player is still catching up with the pause at the switch.
+    fn pulls_back(&self, now_unix_ns: u64) -> bool {
+        self.cfg.announce
+            && self.lease.device != self.cfg.device.id
+            && self.handoffs.is_idle()
+            && self.handoffs.source.is_none()
+            && self
+                .lease_moved_ns
+                .is_none_or(|at| now_unix_ns >= at + LEASE_SETTLE_NS)
     }
 
     /// Devices that came online while this one plays (or just before it started), once

@@ -75,6 +75,7 @@ impl Engine {
     /// extrapolated position), if the resume rules accept the position.
     /// The newest live session of `media_id` that another online device holds and plays or
     /// has paused: the one a start of that media continues.
+    /// One that plays comes before one that is paused, whatever their stamps.
     pub fn live_session(&self, media_id: &str) -> Option<&SessionState> {
         self.directory
             .sessions
@@ -86,7 +87,7 @@ impl Engine {
                     && s.anchor.is_some_and(|a| a.state != PlayState::Ended)
                     && self.directory.availability.get(&s.device) == Some(&Status::Online)
             })
-            .max_by(|a, b| a.stamp.cmp(&b.stamp))
+            .max_by(|a, b| (playing(a), &a.stamp).cmp(&(playing(b), &b.stamp)))
     }
 
     pub fn resume_position(&self, media_id: &str, now_unix_ns: u64) -> Option<ResumeFrom> {
@@ -110,8 +111,11 @@ impl Engine {
                 })
                 .max_by_key(|(_, at)| *at)
         });
+        // A session that plays now is where that media is, whatever the stamps of the points
+        // (a point is older news, or a device's whose clock or store is behind); a paused
+        // one is as new as its stamp.
         let (from, duration) = match (point, live, vanished) {
-            (_, Some(l), _) if point.is_none_or(|p| p.stamp <= l.stamp) => (
+            (_, Some(l), _) if playing(l) || point.is_none_or(|p| p.stamp <= l.stamp) => (
                 ResumeFrom {
                     position_ns: self.directory.position_at(l, now_unix_ns)?,
                     device: l.device.clone(),
@@ -167,6 +171,12 @@ impl Engine {
         let Some(media) = self.media.clone() else {
             return;
         };
+        // Only the device that holds the session says where it is: one whose session moved
+        // on (a handoff's source, stopped or paused later) knows an old position, and its
+        // point, stamped now, would hide the newer one of the device that plays.
+        if self.lease.device != self.cfg.device.id {
+            return;
+        }
         let finished = finished
             || self
                 .cfg
@@ -255,7 +265,28 @@ impl Engine {
     }
 
     /// The session of `device`, if it plays it (its anchor says playing, its lease is its).
+    /// A device that died while a handoff moved its session, or whose media another device
+    /// plays now, needs no witness: its point would hide the live session.
     fn playing_session(&self, device: &str) -> Option<&SessionState> {
+        let s = self.own_playing_session(device)?;
+        let moved_on = self.directory.sessions.values().any(|o| {
+            o.device != s.device && o.session == s.session && o.lease.epoch > s.lease.epoch
+        });
+        let media = s.media.as_ref().map(|m| &m.id);
+        let here = self.plays_here() && self.media.as_ref().map(|m| &m.id) == media;
+        let live = here
+            || self.directory.sessions.values().any(|o| {
+                o.device != s.device
+                    && o.device != self.cfg.device.id
+                    && o.lease.device == o.device
+                    && o.media.as_ref().map(|m| &m.id) == media
+                    && playing(o)
+                    && self.directory.availability.get(&o.device) == Some(&Status::Online)
+            });
+        (!moved_on && !live).then_some(s)
+    }
+
+    fn own_playing_session(&self, device: &str) -> Option<&SessionState> {
         self.directory.sessions.get(&device.to_owned()).filter(|s| {
             s.media.is_some()
                 && s.lease.device == s.device
@@ -288,4 +319,9 @@ impl Engine {
             media,
         })
     }
+}
+
+/// Whether a session's anchor says it plays.
+fn playing(s: &SessionState) -> bool {
+    s.anchor.is_some_and(|a| a.state == PlayState::Playing)
 }

@@ -248,6 +248,10 @@ pub enum HandoffFailure {
     Rejected,
     /// Another handoff of the same session won.
     Superseded,
+    /// The source plays nothing that can move: its media ended, or it has none.
+    NothingPlaying,
+    /// The target cannot play this kind of media (a browser that lacks the codec).
+    UnsupportedMedia,
 }
 
 wire_names!(HandoffFailure {
@@ -257,6 +261,8 @@ wire_names!(HandoffFailure {
     Timeout => "timeout",
     Rejected => "rejected",
     Superseded => "superseded",
+    NothingPlaying => "nothing-playing",
+    UnsupportedMedia => "unsupported-media",
 });
 
 /// The outcome of a handoff, as the target reports it.

@@ -151,7 +151,7 @@ const req = (r) => [r, true];
 const opt = (r) => [r, false];
 
 const CLASSES = ["phone", "tablet", "desktop", "tv", "speaker", "car", "other"];
-const FAILURES = ["target-offline", "target-busy", "media-unavailable", "timeout", "rejected", "superseded"];
+const FAILURES = ["target-offline", "target-busy", "media-unavailable", "timeout", "rejected", "superseded", "nothing-playing", "unsupported-media"];
 const stamp = object({ wall_ns: req(u64), counter: req(u64), device: req(str) });
 const track = object({ language: opt(str), codec: opt(str) });
 const media = object({
