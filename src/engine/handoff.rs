@@ -100,6 +100,10 @@ pub(super) struct Handoffs {
     pub(super) source: Option<Source>,
     pub(super) pending: std::collections::BTreeMap<String, Pending>,
     seq: u64,
+    /// Random per start, in every id this engine makes: a device that restarts within a
+    /// millisecond (or whose clock went back) makes no id that a receiver has seen, and
+    /// would drop as a duplicate.
+    pub(super) instance: String,
     /// Handoffs that automatic mode asked for (the latest few), for their events.
     automatic: std::collections::VecDeque<String>,
     /// The last automatic handoff this device took part in: (source, target), which
@@ -111,6 +115,13 @@ pub(super) struct Handoffs {
 const AUTOMATIC_IDS: usize = 16;
 
 impl Handoffs {
+    pub(super) fn new(instance: String) -> Handoffs {
+        Handoffs {
+            instance,
+            ..Handoffs::default()
+        }
+    }
+
     /// Nothing in flight: neither source nor target of a handoff (a source that switched
     /// and only watches its target is idle).
     pub(super) fn is_idle(&self) -> bool {
@@ -144,7 +155,12 @@ impl Engine {
     fn next_id(&mut self, now_ns: u64) -> String {
         self.handoffs.seq += 1;
         let dev: String = self.cfg.device.id.chars().take(24).collect();
-        format!("h-{dev}-{:x}-{}", now_ns / 1_000_000, self.handoffs.seq)
+        let instance = &self.handoffs.instance;
+        format!(
+            "h-{dev}-{:x}-{instance}{}",
+            now_ns / 1_000_000,
+            self.handoffs.seq
+        )
     }
 
     /// Send a command to `to`'s inbox: QoS 1, except clock probes and replies. A lost one
@@ -156,7 +172,12 @@ impl Engine {
         self.handoffs.seq += 1;
         let cmd = Command {
             v: crate::wire::VERSION,
-            id: format!("c-{:x}-{}", now_ns / 1_000_000, self.handoffs.seq),
+            id: format!(
+                "c-{:x}-{}{}",
+                now_ns / 1_000_000,
+                self.handoffs.instance,
+                self.handoffs.seq
+            ),
             from: self.cfg.device.id.clone(),
             to: to.to_owned(),
             sent_unix_ns: now_ns,
@@ -489,6 +510,24 @@ impl Engine {
         self.record_event(now_ns, EventName::HandoffAccepted, Some(facts), out);
     }
 
+    /// Source side: what this device played changed before the switch (other media): the
+    /// handoff in flight is refused, and the target drops it.
+    pub(super) fn drop_outgoing_handoff(
+        &mut self,
+        now_ns: u64,
+        reason: HandoffFailure,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(s) = self.handoffs.source.take_if(|s| s.switched.is_none()) else {
+            return;
+        };
+        let body = CommandBody::HandoffReject {
+            handoff: s.id,
+            reason,
+        };
+        self.send(now_ns, &s.target, body, out);
+    }
+
     /// Source side: the target plays from `position` at `at` (this device's clock).
     fn on_switch(&mut self, now_ns: u64, id: &str, at_ns: u64, out: &mut Vec<Action>) {
         let Some(s) = self
@@ -505,7 +544,7 @@ impl Engine {
         s.switched = Some((at_ns, position));
         s.deadline_ns = at_ns.max(now_ns) + SWITCH_WATCH_NS;
         let s = s.clone();
-        self.lease_moved_ns = Some(now_ns.max(at_ns));
+        self.paused_since_moved = false;
         out.push(Action::Player(PlayerAction::PauseAt { at_unix_ns: at_ns }));
         let duration = self.duration();
         if let Some(a) = self.anchor {
@@ -677,6 +716,37 @@ impl Engine {
         if t.switch.is_some() {
             return;
         }
+        let media_now = self
+            .directory
+            .sessions
+            .get(&t.source)
+            .and_then(|s| s.media.as_ref().map(|m| m.id.clone()));
+        if media_now.is_some_and(|m| m != t.media_id) {
+            // The source plays other media now than the one loaded here.
+            return self.fail_target(now_ns, HandoffFailure::Rejected, true, out);
+        }
+        let me = &self.cfg.device.id;
+        let taken = self.directory.sessions.values().any(|s| {
+            s.session == t.session
+                && s.device != *me
+                && s.lease.device == s.device
+                && s.lease.epoch >= t.epoch
+        });
+        // Or started that media since the request came (the source may have gone quiet):
+        // the person continues there, and this handoff would make two players.
+        let started_elsewhere = self.directory.sessions.values().any(|s| {
+            s.device != *me
+                && s.device != t.source
+                && s.lease.device == s.device
+                && s.media.as_ref().is_some_and(|m| m.id == t.media_id)
+                && s.anchor.is_some_and(|a| a.state == PlayState::Playing)
+                && self.directory.availability.get(&s.device) == Some(&crate::wire::Status::Online)
+                && s.stamp.wall_ns >= self.directory.clocks.remote_time(&s.device, t.received_ns)
+        });
+        if taken || started_elsewhere {
+            // Another device took the session meanwhile (a pull): this handoff lost.
+            return self.fail_target(now_ns, HandoffFailure::Superseded, true, out);
+        }
         let margin = self.cfg.switch_margin_ns;
         // The instant (this device's clock) at which the source reaches the prerolled
         // position; while paused, as soon as possible.
@@ -778,6 +848,14 @@ impl Engine {
             self.send(now_ns, &t.source, cancel, out);
         }
         out.push(Action::Player(PlayerAction::Unload));
+        if t.cold {
+            // What the player had gave way to the load, which is dropped now: it has nothing
+            // (a later handoff of this media loads it again).
+            self.media = None;
+            self.anchor = None;
+            self.tracks_reported = false;
+            self.publish_session(now_ns, out);
+        }
         let result = failure(&t.id, &t.source, &self.cfg.device.id, reason);
         let result = HandoffResult {
             clock_offset_ns: t.offset_ns,
@@ -899,7 +977,6 @@ impl Engine {
             device: self.cfg.device.id.clone(),
             epoch: s.epoch + 1,
         };
-        self.lease_moved_ns = None;
         let rate = self.anchor.map_or(1.0, |a| a.rate);
         // The pause at the switch instant may be still to come: play after it.
         let start_ns = now_ns.max(at_ns + 1_000_000);
@@ -936,13 +1013,31 @@ impl Engine {
         {
             return;
         }
+        if self
+            .handoffs
+            .target
+            .as_ref()
+            .is_some_and(|t| t.session == self.session && t.switch.is_some())
+        {
+            // Taken from here between the switch and the first frame: it never plays here.
+            self.fail_target(now_ns, HandoffFailure::Superseded, false, out);
+        }
         let was_active = self.lease.device == self.cfg.device.id;
         self.lease = lease.clone();
-        self.handoffs.source = None;
-        self.lease_moved_ns = Some(now_ns);
+        // A handoff of this session in flight moves what is no longer here.
+        self.drop_outgoing_handoff(now_ns, HandoffFailure::Superseded, out);
+        if let Some(s) = self.handoffs.source.take()
+            && s.switched.is_some_and(|(at, _)| at > now_ns)
+        {
+            // Switched to a target that lost the session before the instant (a pull): the
+            // pause that was due then is due now.
+            out.push(Action::Player(PlayerAction::Pause));
+        }
         if !was_active {
             return;
         }
+        // A player that plays now is told to pause, and says so; one already paused has.
+        self.paused_since_moved = self.anchor.is_none_or(|a| a.state != PlayState::Playing);
         // The notice first: an application learns why before it sees the pause.
         out.push(Action::Notify(Notice::LeaseLost { to: lease.device }));
         if let Some(a) = self.anchor

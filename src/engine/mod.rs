@@ -28,8 +28,9 @@ use crate::model::{
     Anchor, Device, Media, PlayState, QueueItem, ResumeRules, ResumeVerdict, SECOND_NS, Track,
 };
 use crate::wire::{
-    self, Availability, Body, Command, CommandBody, DeviceInfo, Event, EventName, HandoffResult,
-    HandoffTrigger, Incoming, Lease, ResumePoint, SessionState, Status, Topic, TopicKind,
+    self, Availability, Body, Command, CommandBody, DeviceInfo, Event, EventName, HandoffFailure,
+    HandoffResult, HandoffTrigger, Incoming, Lease, ResumePoint, SessionState, Status, Topic,
+    TopicKind,
 };
 
 /// How the engine behaves; the element's properties map onto these.
@@ -295,15 +296,15 @@ pub struct Engine {
     /// Devices that came online, by when: suggested once their info is in and this device
     /// plays, within [`SUGGEST_WITHIN_NS`].
     suggest: BTreeMap<String, u64>,
-    /// When this device's session last moved to another device (a handoff's switch instant,
-    /// a takeover): its player may still say it plays for a moment, which is no press of
-    /// play (see [`LEASE_SETTLE_NS`]).
-    lease_moved_ns: Option<u64>,
+    /// Since this device's session last moved to another device, its player said it paused:
+    /// a play after that is a person pressing play (which takes the session back), not the
+    /// player catching up with the pause.
+    paused_since_moved: bool,
+    /// Resume topics whose newest point of this device's is only in its store (a heartbeat
+    /// between broker refreshes): the next point that must reach the broker is published
+    /// even when it is the same.
+    unpublished_resume: BTreeSet<String>,
 }
-
-/// After its session moved away, for this long a device's player saying it plays is taken
-/// as the pause catching up, not as a person pressing play (which takes the session back).
-const LEASE_SETTLE_NS: u64 = 500_000_000;
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
@@ -318,7 +319,7 @@ impl Engine {
                 epoch: 0,
             },
             session: cfg.session.clone(),
-            handoffs: handoff::Handoffs::default(),
+            handoffs: handoff::Handoffs::new(format!("{:06x}-", fastrand::u32(..0x100_0000))),
             ready: plan::ReadyTimes::default(),
             probes_due: BTreeMap::new(),
             clocks_measured: BTreeSet::new(),
@@ -337,7 +338,8 @@ impl Engine {
             directory,
             events_recorded: 0,
             suggest: Default::default(),
-            lease_moved_ns: None,
+            paused_since_moved: false,
+            unpublished_resume: BTreeSet::new(),
         }
     }
 
@@ -442,9 +444,16 @@ impl Engine {
         let mut out = Vec::new();
         match obs {
             Observation::MediaStarted(media) => {
-                if self.lease.device != self.cfg.device.id && self.handoffs.target.is_none() {
-                    // Its session moved to another device, and this one starts media of its
-                    // own: that is a new session, held here, which a transfer can move.
+                // Other media while this device's session was being handed off: that handoff
+                // would move what no longer plays here.
+                self.drop_outgoing_handoff(now_unix_ns, HandoffFailure::Rejected, &mut out);
+                let other = self.media.as_ref().is_some_and(|m| m.id != media.id);
+                if (self.lease.device != self.cfg.device.id || other)
+                    && self.handoffs.target.is_none()
+                {
+                    // Its session moved to another device, or this one starts other media:
+                    // that is a new session, held here, which a transfer can move (a press of
+                    // play on a device that had the old one takes the old one back).
                     self.session = format!("{}-{:08x}", self.cfg.device.id, fastrand::u32(..));
                     self.lease = Lease {
                         device: self.cfg.device.id.clone(),
@@ -473,11 +482,17 @@ impl Engine {
                     self.publish_session(now_unix_ns, &mut out);
                 }
             }
+            // The dropped load's preroll.
+            Observation::Playback { .. } | Observation::Position { .. } if self.media.is_none() => {
+            }
             Observation::Playback {
                 position_ns,
                 state,
                 rate,
             } => {
+                if state != PlayState::Playing && self.lease.device != self.cfg.device.id {
+                    self.paused_since_moved = true;
+                }
                 let new = Anchor {
                     position_ns,
                     at_unix_ns: now_unix_ns,
@@ -496,6 +511,10 @@ impl Engine {
                 if !changed {
                     return out;
                 }
+                // Paused, sought or a new rate while the session is being handed off: the
+                // target prepared the old position, so that handoff is off (the source's
+                // anchor is what a handoff carries; a new one takes the new one).
+                self.drop_outgoing_handoff(now_unix_ns, HandoffFailure::Rejected, &mut out);
                 let event = match (old.map(|o| o.state), state) {
                     (Some(PlayState::Playing), PlayState::Paused) => Some(EventName::Paused),
                     (Some(s), PlayState::Playing) if s != PlayState::Playing => {
@@ -508,12 +527,10 @@ impl Engine {
                 if let Some(e) = event {
                     self.publish_event(now_unix_ns, e, &mut out);
                 }
-                if event == Some(EventName::Resumed) && self.pulls_back(now_unix_ns) {
+                if state == PlayState::Playing && self.pulls_back() {
                     // Play pressed on a device whose session moved on: it plays here again,
-                    // and the device that held it pauses (one device plays a session).
-                    let (holder, epoch) = (self.lease.device.clone(), self.lease.epoch);
-                    let session = self.session.clone();
-                    out.extend(self.take_over(now_unix_ns, &holder, &session, epoch));
+                    // and the device that holds it pauses (one device plays a session).
+                    self.pull_back(now_unix_ns, new, &mut out);
                     return out;
                 }
                 self.publish_session(now_unix_ns, &mut out);
@@ -730,17 +747,48 @@ impl Engine {
             && self.anchor.is_some_and(|a| a.state == PlayState::Playing)
     }
 
+    /// Play was pressed here while another device holds this device's session: continue the
+    /// media where it is now (the live session of it that another device holds, at its
+    /// position, taken over), else take this device's own session back from its holder.
+    fn pull_back(&mut self, now_unix_ns: u64, played: Anchor, out: &mut Vec<Action>) {
+        self.handoffs.source = None;
+        let media = self
+            .media
+            .as_ref()
+            .map(|m| m.id.clone())
+            .unwrap_or_default();
+        let live = self
+            .resume_position(&media, now_unix_ns)
+            .and_then(|f| f.live.clone().map(|(session, epoch)| (f, session, epoch)));
+        let (holder, session, epoch) = match live {
+            Some((from, session, epoch)) => {
+                if from.position_ns.abs_diff(played.position_ns) > self.cfg.drift_threshold_ns {
+                    let position_ns = from.position_ns + gate::PULL_LEAD_NS;
+                    out.push(Action::Player(PlayerAction::Seek { position_ns }));
+                    self.anchor = Some(Anchor {
+                        position_ns,
+                        ..played
+                    });
+                }
+                (from.device, session, epoch)
+            }
+            None => (
+                self.lease.device.clone(),
+                self.session.clone(),
+                self.lease.epoch,
+            ),
+        };
+        out.extend(self.take_over(now_unix_ns, &holder, &session, epoch));
+    }
+
     /// Whether this device, whose session another device holds, takes it back because its
-    /// own player plays (a person pressed play): not while a handoff is under way, nor while
-    /// its player is still catching up with the pause at the switch.
-    fn pulls_back(&self, now_unix_ns: u64) -> bool {
+    /// own player plays (a person pressed play): not while it is a handoff's target, nor
+    /// before its player paused (a report from before the pause is no press).
+    fn pulls_back(&self) -> bool {
         self.cfg.announce
             && self.lease.device != self.cfg.device.id
-            && self.handoffs.is_idle()
-            && self.handoffs.source.is_none()
-            && self
-                .lease_moved_ns
-                .is_none_or(|at| now_unix_ns >= at + LEASE_SETTLE_NS)
+            && self.handoffs.target.is_none()
+            && self.paused_since_moved
     }
 
     /// Devices that came online while this one plays (or just before it started), once

@@ -113,9 +113,13 @@ impl Engine {
         });
         // A session that plays now is where that media is, whatever the stamps of the points
         // (a point is older news, or a device's whose clock or store is behind); a paused
-        // one is as new as its stamp.
+        // one is as new as its stamp, or the newest if the point is its device's own (a
+        // pause records both: the session is the one to continue, and take over).
+        let current = |l: &SessionState| {
+            playing(l) || point.is_none_or(|p| p.stamp <= l.stamp || p.device == l.device)
+        };
         let (from, duration) = match (point, live, vanished) {
-            (_, Some(l), _) if playing(l) || point.is_none_or(|p| p.stamp <= l.stamp) => (
+            (_, Some(l), _) if current(l) => (
                 ResumeFrom {
                     position_ns: self.directory.position_at(l, now_unix_ns)?,
                     device: l.device.clone(),
@@ -140,6 +144,11 @@ impl Engine {
             (Some(p), _, _) => (Self::point_resume(p)?, p.media.duration_ns),
             (None, _, _) => return None,
         };
+        // A live session continues wherever it is (one device plays a session: started at
+        // 0:03 on the phone, the film moves there from the TV); the rules judge points only.
+        if from.live.is_some() {
+            return Some(from);
+        }
         match self.cfg.rules.verdict(from.position_ns, duration, false) {
             ResumeVerdict::Resume(_) => Some(from),
             _ => None,
@@ -205,9 +214,12 @@ impl Engine {
             subtitle: self.subtitle.clone(),
         };
         let key = self.directory.media_keys.key(&point.media.id);
+        // The same point again is news only for a broker that was not told it (a heartbeat
+        // keeps it locally; the end of the media, a pause, tells everyone).
         if let Some(old) = self.directory.resume.get(&key)
             && old.finished == point.finished
             && old.position_ns == point.position_ns
+            && (!to_broker || !self.unpublished_resume.contains(&key))
         {
             return;
         }
@@ -217,6 +229,9 @@ impl Engine {
                 &point,
             ));
             self.last_resume_publish_ns = Some(now_unix_ns);
+            self.unpublished_resume.remove(&key);
+        } else {
+            self.unpublished_resume.insert(key.clone());
         }
         self.directory.resume.offer(key, point.clone());
         out.push(Action::StoreResume(Box::new(point)));
@@ -225,7 +240,15 @@ impl Engine {
     /// `device` was seen going offline at `now_unix_ns` (its last will, or its goodbye): if it
     /// played, a witness resume point is due (see [`Engine::witness_tick`]).
     pub(super) fn witness_later(&mut self, now_unix_ns: u64, device: &str) {
-        if device != self.cfg.device.id && self.playing_session(device).is_some() {
+        // A helper that announces nothing (the command line) measures no clocks and keeps
+        // nothing: it is no witness.
+        // One that never measured the player's clock cannot read its anchor (a device that
+        // was frozen, or came online as it died): it leaves the witnessing to others.
+        if self.cfg.announce
+            && device != self.cfg.device.id
+            && self.directory.clocks.sample(device).is_some()
+            && self.playing_session(device).is_some()
+        {
             self.witnesses.insert(device.to_owned(), now_unix_ns);
         }
     }
@@ -298,6 +321,15 @@ impl Engine {
     fn witnessed_point(&mut self, device: &str, at: u64, now_unix_ns: u64) -> Option<ResumePoint> {
         let s = self.playing_session(device)?;
         let media = s.media.clone()?;
+        // Another device witnessed it first, after its last state (stamps are causal): that
+        // point stands (this one may have seen the will late: frozen, or cut off).
+        if self
+            .directory
+            .resume_point(&media.id)
+            .is_some_and(|p| p.device == device && p.stamp.device != device && p.stamp > s.stamp)
+        {
+            return None;
+        }
         let position_ns = self.directory.position_at(s, at)?;
         let finished = match self
             .cfg

@@ -5,7 +5,7 @@
 
 import * as keystore from "./keystore.js";
 import { Player } from "./player.js";
-import { clockText, Device, join, loadIdentity, mediaTitle, PairFailure, playableHere, spokenTime, uriFor, verdict } from "./device.js";
+import { clockText, Device, join, loadIdentity, mediaTitle, PairFailure, playableHere, spokenTime, uriFor } from "./device.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -149,6 +149,12 @@ function setProgress(bar, posNs, durNs) {
   bar.firstChild.style.width = dur ? `${Math.min(100, (pos / dur) * 100)}%` : "0";
 }
 
+/** Whether this TV can play `media`: a URI it can fetch, of a kind its browser plays (as far as it knows yet). */
+function canPlayHere(media) {
+  const uri = uriFor(media);
+  return playableHere(uri) && app.player.supportKnown(uri)?.ok !== false;
+}
+
 /** Re-render the lists only when what they show changed, so that focus stays put. */
 let lastKey = "";
 function render() {
@@ -159,7 +165,7 @@ function render() {
   const online = (dev) => d.availability.get(dev) === "online";
   const targets = [...d.info.values()].filter((i) => i.device.id !== d.me.id && online(i.device.id) && i.capabilities.includes("handoff"));
   const key = JSON.stringify([
-    others.map((s) => [s.device, s.session, s.media.id, s.anchor.state, s.lease.device, online(s.device), d.nameOf(s.device)]),
+    others.map((s) => [s.device, s.session, s.media.id, s.anchor.state, s.lease.device, online(s.device), d.nameOf(s.device), canPlayHere(s.media)]),
     targets.map((i) => [i.device.id, i.device.name]),
     [...d.info.values()].map((i) => [i.device.id, i.device.name, i.device.class, online(i.device.id)]),
     d.active,
@@ -194,7 +200,7 @@ function renderSessions(others, online) {
         progressBar(`${title} on ${name}`, d.livePosition(s), s.media.duration_ns),
         el("p", { class: "time", "data-time": s.device }),
       );
-      if (live && playableHere(uriFor(s.media))) {
+      if (live && canPlayHere(s.media)) {
         card.append(
           el("button", {
             type: "button",
@@ -263,19 +269,23 @@ function renderProgress() {
   }
 }
 
-/** The newest resume point of a media another device stopped, that nothing plays now. */
+/**
+ * The newest media another device stopped, with where it resumes by the rules of
+ * `Device.resumeFrom`: `{key, p, from}`. Not a media that plays anywhere (its live session
+ * is where it is: its card offers it), nor one that finished since, nor one that this TV
+ * plays or is taking over, nor one this TV cannot play.
+ */
 function resumeCandidate() {
   const d = app.device;
   const playing = new Set(
-    [...d.sessions.values()].filter((s) => s.anchor?.state === "playing" && d.availability.get(s.device) === "online").map((s) => s.media.id),
+    [...d.sessions.values()].filter((s) => s.media && s.anchor?.state === "playing" && d.availability.get(s.device) === "online").map((s) => s.media.id),
   );
-  if (d.media && d.active) playing.add(d.media.id);
   let best = null;
   for (const [key, p] of d.resume) {
-    if (p.finished || p.device === d.me.id || app.dismissed.has(`${key}:${p.stamp.wall_ns}`)) continue;
-    if (playing.has(p.media.id) || verdict(p.position_ns, p.media.duration_ns) !== "resume") continue;
-    if (!playableHere(uriFor(p.media))) continue;
-    if (!best || BigInt(p.stamp.wall_ns) > BigInt(best.p.stamp.wall_ns)) best = { key, p };
+    if (playing.has(p.media.id) || d.playsHere(p.media.id) || !canPlayHere(p.media)) continue;
+    const from = d.resumeFrom(p.media.id, p);
+    if (!from || from.playing || from.device === d.me.id || app.dismissed.has(`${key}:${from.stamp.wall_ns}`)) continue;
+    if (!best || BigInt(from.stamp.wall_ns) > BigInt(best.from.stamp.wall_ns)) best = { key, p, from };
   }
   return best;
 }
@@ -292,17 +302,18 @@ function renderResume() {
   }
   const d = app.device;
   const title = mediaTitle(c.p.media);
-  const text = `Resume “${title}” at ${clockText(BigInt(c.p.position_ns))} from ${d.nameOf(c.p.device)}?`;
+  const text = `Resume “${title}” at ${clockText(c.from.position)} from ${d.nameOf(c.from.device)}?`;
   if ($("resume-text").textContent === text && !box.hidden) return;
   $("resume-text").textContent = text;
-  $("resume-detail").textContent = `It stopped there ${spokenTime(BigInt(c.p.position_ns))} in.`;
+  $("resume-detail").textContent = `It stopped there ${spokenTime(c.from.position)} in.`;
   const wasHidden = box.hidden;
   box.hidden = false;
   const dismiss = () => {
-    app.dismissed.add(`${c.key}:${c.p.stamp.wall_ns}`);
+    app.dismissed.add(`${c.key}:${c.from.stamp.wall_ns}`);
     render();
   };
-  $("resume-yes").onclick = () => startHere(c.p.media, BigInt(c.p.position_ns), dismiss);
+  // A session that another device holds, paused, moves here (a handoff); a point starts anew.
+  $("resume-yes").onclick = () => (c.from.live ? (dismiss(), continueHere(c.from.device)) : startHere(c.p.media, c.from.position, dismiss));
   $("resume-over").onclick = () => startHere(c.p.media, 0n, dismiss);
   $("resume-no").onclick = dismiss;
   if (wasHidden) {

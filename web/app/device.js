@@ -610,21 +610,57 @@ export class Device extends EventTarget {
     }
   }
 
-  /** A playing device went offline: record where its media stopped, if it stays away. */
+  /**
+   * A playing device went offline: record where its media stopped, if it stays away (and
+   * still needs a witness then: see `needsWitness`), by the resume rules.
+   */
   witness(device) {
-    const s = this.sessions.get(device);
-    if (!s?.anchor || s.anchor.state !== "playing" || s.lease.device !== device) return;
+    const s = this.needsWitness(device);
+    if (!s) return;
     const at = nowNs() + this.offsetOf(device);
     const position = positionAt(s.anchor, at, s.media.duration_ns);
     setTimeout(() => {
-      if (this.availability.get(device) === "offline") this.writeResume(s.media, position, device, false, s);
+      if (this.availability.get(device) !== "offline" || this.needsWitness(device) !== s) return;
+      const v = verdict(position, s.media.duration_ns);
+      if (v === "not-started") return;
+      this.writeResume(s.media, v === "finished" ? 0n : position, device, v === "finished", s);
     }, 2000);
+  }
+
+  /**
+   * The session of `device` if a witness point is due for it: the device held it and played
+   * it; no other device holds that session with a higher epoch (it died while a handoff moved
+   * it); and neither this TV nor another online device plays that media now (its point would
+   * hide the live session).
+   */
+  needsWitness(device) {
+    const s = this.sessions.get(device);
+    if (!s?.media || s.anchor?.state !== "playing" || s.lease.device !== device) return null;
+    const moved = [...this.sessions.values()].some((o) => o.device !== s.device && o.session === s.session && big(o.lease.epoch) > big(s.lease.epoch));
+    const media = s.media.id;
+    const here = this.active && this.anchor?.state === "playing" && this.media?.id === media;
+    const elsewhere = [...this.sessions.values()].some(
+      (o) =>
+        o.device !== s.device &&
+        o.device !== this.me.id &&
+        o.lease.device === o.device &&
+        o.media?.id === media &&
+        o.anchor?.state === "playing" &&
+        this.availability.get(o.device) === "online",
+    );
+    return moved || here || elsewhere ? null : s;
   }
 
   onState(s) {
     const old = this.sessions.get(s.device);
     if (old && compareStamps(s.stamp, old.stamp) <= 0) return;
     this.sessions.set(s.device, s);
+    // Whether this browser can play what it plays, learnt before anyone asks this TV for it;
+    // a media it cannot play is offered nowhere on its screen.
+    const uri = s.media && uriFor(s.media);
+    if (playableHere(uri) && this.player.supportKnown(uri) === undefined) {
+      this.player.support(uri).then((v) => v.ok || this.changed());
+    }
     // The lease: my session is held by another device now.
     if (s.session === this.session && s.lease.device === s.device && s.lease.device !== this.me.id) {
       this.loseLease(s.lease);
@@ -646,6 +682,53 @@ export class Device extends EventTarget {
     this.lastCopies.set(topic, payload);
     this.heard.set(topic, Date.now());
     this.changed();
+  }
+
+  // --- Where a media resumes --------------------------------------------------------
+
+  /**
+   * The live session of `mediaId` that another online device holds and plays or has paused:
+   * one that plays before one that is paused, whatever their stamps; else the newest.
+   */
+  liveSession(mediaId) {
+    let best = null;
+    for (const s of this.sessions.values()) {
+      if (s.device === this.me.id || s.lease.device !== s.device || s.media?.id !== mediaId) continue;
+      if (!s.anchor || s.anchor.state === "ended" || this.availability.get(s.device) !== "online") continue;
+      const playing = s.anchor.state === "playing";
+      if (!best || playing > best.playing || (playing === best.playing && compareStamps(s.stamp, best.s.stamp) > 0)) best = { s, playing };
+    }
+    return best?.s ?? null;
+  }
+
+  /**
+   * Where `mediaId` resumes, given its newest resume point `point` (or null): `{position,
+   * device, stamp, live, playing}` (`live`: the session to continue, if a device holds it),
+   * or null when nothing is worth resuming. A live session that plays is where the media
+   * is, whatever the point's stamp; a paused one wins when its stamp is not older than the
+   * point's. A session that ended (on any device, this TV too) after the point was made
+   * leaves nothing to resume: the media finished there.
+   */
+  resumeFrom(mediaId, point) {
+    const live = this.liveSession(mediaId);
+    let from = null;
+    if (live && (live.anchor.state === "playing" || !point || compareStamps(point.stamp, live.stamp) <= 0)) {
+      from = { position: this.livePosition(live), device: live.device, stamp: live.stamp, live, playing: live.anchor.state === "playing", duration: live.media.duration_ns };
+    } else if (point && !point.finished) {
+      from = { position: big(point.position_ns), device: point.device, stamp: point.stamp, live: null, playing: false, duration: point.media.duration_ns };
+    }
+    if (!from) return null;
+    if (!from.playing) {
+      const ended = [...this.sessions.values()].some((s) => s.media?.id === mediaId && s.anchor?.state === "ended" && compareStamps(s.stamp, from.stamp) > 0);
+      if (ended) return null;
+    }
+    return verdict(from.position, from.duration) === "resume" ? from : null;
+  }
+
+  /** Whether this TV plays `mediaId` now, or is taking it over. */
+  playsHere(mediaId) {
+    if (this.handoff.target?.state.media.id === mediaId) return true;
+    return this.media?.id === mediaId && (this.active || this.player.playing);
   }
 
   // --- What the broker lacks (a node of a cluster, a bridge) --------------------------
@@ -742,9 +825,17 @@ export class Device extends EventTarget {
       case "handoff-switch":
         if (this.handoff.source?.target === cmd.from) return this.onSwitch(b);
         return;
-      case "handoff-cancel":
-        if (this.handoff.source?.id === b.handoff && this.handoff.source.target === cmd.from) this.handoff.source = null;
+      case "handoff-cancel": {
+        if (this.handoff.source?.id === b.handoff && this.handoff.source.target === cmd.from) {
+          this.handoff.source = null;
+          return;
+        }
+        // The initiator gave up (its deadline passed: this TV was frozen, or its messages
+        // held up): a handoff nobody waits for any more is not carried out late.
+        const t = this.handoff.target;
+        if (t?.id === b.handoff && t.requester === cmd.from && !t.switch) return this.failTarget(b.reason, true);
         return;
+      }
       case "handoff-result":
         return this.onResult(b);
       case "takeover":
@@ -857,8 +948,16 @@ export class Device extends EventTarget {
     }
     if (this.handoff.source && now >= this.handoff.source.deadline) this.handoff.source = null;
     for (const [id, p] of this.handoff.pending) {
-      if (now >= p.deadline) {
-        this.handoff.pending.delete(id);
+      if (now < p.deadline) continue;
+      // No result came. The target may hold the session all the same (its result was lost:
+      // a broker that restarted); else it never answered, and the handoff is called off
+      // there too, so that a target that was only held up does not carry it out late.
+      const held = this.sessions.get(p.target);
+      const taken = p.session !== null && held?.session === p.session && held.lease.device === p.target;
+      if (taken) {
+        this.onResultLocal({ handoff: id, source: p.source, target: p.target });
+      } else {
+        this.command(p.target, { type: "handoff-cancel", handoff: id, reason: "target-offline" });
         this.onResultLocal({ handoff: id, source: p.source, target: p.target, failure: "target-offline" });
       }
     }
@@ -879,9 +978,14 @@ export class Device extends EventTarget {
     if (this.active && this.player.playing) await this.recordResume(this.player.positionNs, false, (this.beats = (this.beats ?? 0) + 1) % 20 === 0);
   }
 
-  /** Record where this media is, on the broker (the resume rules decide what). */
+  /**
+   * Record where this media is, on the broker (the resume rules decide what). Only the
+   * holder of the session says where it is: a TV whose session moved on (a handoff's source,
+   * stopped or paused later) knows an old position, and its point, stamped now, would hide
+   * the newer one of the device that plays.
+   */
   async recordResume(positionNs, ended = false, toBroker = true) {
-    if (!this.media) return;
+    if (!this.media || this.lease.device !== this.me.id) return;
     const v = ended ? "finished" : verdict(positionNs, this.media.duration_ns);
     if (v === "not-started") return;
     if (toBroker) await this.writeResume(this.media, v === "finished" ? 0n : positionNs, this.me.id, v === "finished");
@@ -904,6 +1008,8 @@ export class Device extends EventTarget {
   async playHere(media, positionNs) {
     const uri = uriFor(media);
     if (!playableHere(uri)) throw new Error(`this TV cannot open ${uri ?? "a media without a URI"}`);
+    const support = await this.player.support(uri);
+    if (!support.ok) throw new Error(`this browser cannot play ${support.type}`);
     const at = await this.player.load(uri, positionNs);
     this.session = `${this.me.id}-${randomHex(4)}`;
     this.lease = { device: this.me.id, epoch: 0 };
@@ -940,9 +1046,15 @@ export class Device extends EventTarget {
   requestHandoff(target, source) {
     this.seq += 1;
     const id = `h-${this.me.id.slice(0, 24)}-${(nowNs() / MS).toString(16)}-${this.seq}`;
+    const state = this.sessions.get(source);
+    // A source whose media ended (or that has none) has nothing to move: said at once.
+    const nothing = state && (!state.media || !state.anchor || state.anchor.state === "ended");
     return new Promise((resolve) => {
-      this.handoff.pending.set(id, { target, source, deadline: nowNs() + HANDOFF_TIMEOUT_NS + 2n * SECOND, resolve });
-      if (target === this.me.id) this.onRequest(this.me.id, id, source, nowNs());
+      // The source's session as asked for: a target that holds it when no result came has
+      // taken it over all the same.
+      this.handoff.pending.set(id, { target, source, session: state?.session ?? null, deadline: nowNs() + HANDOFF_TIMEOUT_NS + 2n * SECOND, resolve });
+      if (nothing) this.onResultLocal({ handoff: id, source, target, failure: "nothing-playing" });
+      else if (target === this.me.id) this.onRequest(this.me.id, id, source, nowNs());
       else if (this.availability.get(target) !== "online") this.onResultLocal({ handoff: id, source, target, failure: "target-offline" });
       else this.command(target, { type: "handoff-request", handoff: id, source });
     });
@@ -965,7 +1077,8 @@ export class Device extends EventTarget {
     const fail = (failure) => this.sendResult(requester, { handoff: id, source, target: this.me.id, failure });
     if (this.handoff.target || this.handoff.source) return fail("target-busy");
     const state = this.sessions.get(source);
-    if (!state?.media || !state.anchor) return fail("rejected");
+    if (!state) return fail("rejected");
+    if (!state.media || !state.anchor || state.anchor.state === "ended") return fail("nothing-playing");
     const uri = uriFor(state.media);
     if (!playableHere(uri)) return fail("media-unavailable");
     const t = {
@@ -987,12 +1100,29 @@ export class Device extends EventTarget {
       switch: null,
     };
     this.handoff.target = t;
+    // A media this browser cannot show is refused before the offer, so before the source
+    // pauses: what its extension or its first bytes say, asked of the browser.
+    const support = await this.player.support(uri);
+    if (this.handoff.target !== t) return;
+    if (!support.ok) {
+      this.handoff.target = null;
+      this.log(`handoff: this browser cannot play ${support.type} (${uri})`);
+      await fail("unsupported-media");
+      this.announce(`Could not continue from ${this.nameOf(source)}: this TV cannot play this kind of media`);
+      return;
+    }
     await this.command(source, { type: "handoff-offer", handoff: id, session: t.session, epoch: num(t.epoch), t1_unix_ns: nowNs() });
     this.announce(`Taking over from ${this.nameOf(source)}…`);
     const ahead = PREROLL_LEAD_NS + this.player.startLagNs;
     const lead = positionAt(state.anchor, nowNs() + this.offsetOf(source) + ahead, state.media.duration_ns);
     try {
       const at = await this.player.load(uri, lead);
+      if (this.handoff.target !== t) return;
+      // A picture it cannot decode: audio only, a black screen. Still before the switch.
+      if (support.video && !this.player.showsVideo) {
+        this.log(`handoff: ${uri} has a picture this browser does not decode (videoWidth 0)`);
+        return await this.failTarget("unsupported-media", true);
+      }
       this.prerolled(t, at);
     } catch (e) {
       if (this.handoff.target === t) {
@@ -1140,13 +1270,16 @@ export class Device extends EventTarget {
     if (!s || s.id !== b.handoff) return;
     this.handoff.source = null;
     const at = big(b.at_unix_ns);
+    // Where the session is at the switch, the last this TV says of it: recorded while it still
+    // holds the session (only the holder records), before the lease is handed over.
+    const recorded = this.anchor ? this.recordResume(positionAt(this.anchor, at, this.media?.duration_ns)) : null;
     this.lease = { device: s.target, epoch: num(s.epoch) };
     await this.player.pauseAt(at);
     // Where the picture stopped, which is where the target goes on.
     const position = this.player.positionNs;
     this.anchor = { ...this.anchor, position_ns: num(position), at_unix_ns: at, state: "paused" };
     await this.publishSession();
-    await this.recordResume(position);
+    await recorded;
     this.announce(`Continued on ${this.nameOf(s.target)} at ${clockText(position)}`);
   }
 }

@@ -29,6 +29,98 @@ function mediaError(el) {
   return `the media ${what}${e.message ? `: ${e.message}` : ""}`;
 }
 
+/** Media types by file extension, for a media whose bytes say nothing more. */
+const TYPES = {
+  webm: "video/webm",
+  mkv: "video/x-matroska",
+  mka: "audio/x-matroska",
+  mp4: "video/mp4",
+  m4v: "video/mp4",
+  m4a: "audio/mp4",
+  mov: "video/quicktime",
+  avi: "video/x-msvideo",
+  "3gp": "video/3gpp",
+  ts: "video/mp2t",
+  mp3: "audio/mpeg",
+  aac: "audio/aac",
+  flac: "audio/flac",
+  wav: "audio/wav",
+  ogv: "video/ogg",
+  ogg: "audio/ogg",
+  oga: "audio/ogg",
+  opus: "audio/ogg",
+  spx: "audio/ogg",
+};
+/** Extensions of files that have a picture (their audio-only kin have their own extension). */
+const VIDEO_EXTS = new Set(["ogv", "mkv", "mp4", "m4v", "mov", "avi", "3gp"]);
+/** Ogg's streams by the start of their first packet: [bytes, codec name, is video]. */
+const OGG_CODECS = [
+  ["\x80theora", "theora", true],
+  ["\x80daala", "daala", true],
+  ["OVP80", "vp8", true],
+  ["BBCD\x00", "dirac", true],
+  ["\x01vorbis", "vorbis", false],
+  ["OpusHead", "opus", false],
+  ["\x7fFLAC", "flac", false],
+  ["Speex   ", "speex", false],
+];
+/** How much of a media is read to learn its streams (an Ogg file starts with all of them). */
+const SNIFF_BYTES = 65536;
+
+/** The extension of a URI's path, lower case ("" if none). */
+function extension(uri) {
+  const name = uri.split(/[?#]/)[0].split("/").pop() ?? "";
+  const dot = name.lastIndexOf(".");
+  return dot > 0 ? name.slice(dot + 1).toLowerCase() : "";
+}
+
+/**
+ * The streams of an Ogg file from its first bytes (every stream begins on a page of its own
+ * before any data: RFC 3533): `[{codec, video}]`, or null if these are not Ogg pages.
+ */
+export function oggStreams(bytes) {
+  const streams = [];
+  let at = 0;
+  const text = (from, n) => String.fromCharCode(...bytes.subarray(from, from + n));
+  while (at + 27 <= bytes.length && text(at, 4) === "OggS") {
+    const bos = (bytes[at + 5] & 0x02) !== 0;
+    const segments = bytes[at + 26];
+    const body = at + 27 + segments;
+    let size = 0;
+    for (let i = 0; i < segments; i++) size += bytes[at + 27 + i];
+    if (!bos) break;
+    if (body + 8 > bytes.length) break;
+    const known = OGG_CODECS.find(([magic]) => text(body, magic.length) === magic);
+    streams.push(known ? { codec: known[1], video: known[2] } : { codec: null, video: false });
+    at = body + size;
+  }
+  return at === 0 ? null : streams;
+}
+
+/**
+ * The first bytes of `uri` (a range request; a server that sends the whole file is read no
+ * further) and its Content-Type: `{data, type}`.
+ */
+async function firstBytes(uri) {
+  const r = await fetch(uri, { headers: { Range: `bytes=0-${SNIFF_BYTES - 1}` }, signal: AbortSignal.timeout(1500) });
+  if (!r.ok) throw new Error(`HTTP ${r.status}`);
+  const data = new Uint8Array(SNIFF_BYTES);
+  let size = 0;
+  const reader = r.body.getReader();
+  try {
+    while (size < SNIFF_BYTES) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const take = Math.min(value.length, SNIFF_BYTES - size);
+      data.set(value.subarray(0, take), size);
+      size += take;
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+  return { data: data.subarray(0, size), type: r.headers.get("content-type") };
+}
+
 /** Sleep until the wall-clock instant `atNs` (BigInt), to within a millisecond. */
 async function until(atNs) {
   const ms = Number(atNs - nowNs()) / 1e6;
@@ -42,6 +134,8 @@ export class Player {
     this.uri = null;
     this.generation = 0;
     this.startLagNs = BigInt(localStorage.getItem("start-lag-ns") ?? "80000000");
+    /** What `support` learnt, per URI: `{promise, value}`. */
+    this.supports = new Map();
   }
 
   get positionNs() {
@@ -55,6 +149,60 @@ export class Player {
 
   get playing() {
     return !this.video.paused && !this.video.ended;
+  }
+
+  /** Whether the loaded media shows a picture (0 × 0: audio only, or a video it cannot decode). */
+  get showsVideo() {
+    return this.video.videoWidth > 0 && this.video.videoHeight > 0;
+  }
+
+  /**
+   * Whether this browser can play `uri`, as far as it can tell before loading it:
+   * `{ok, type, video}`: the media type asked of `canPlayType` (with the codecs when the
+   * bytes name them: an Ogg file's streams), `ok` false when the browser says "" to it, and
+   * `video` true when the media has a picture (false: none, null: unknown). A media it
+   * cannot read (another origin without CORS, a network error) is taken as playable: the
+   * load says more. Cached per URI.
+   */
+  support(uri) {
+    let known = this.supports.get(uri);
+    if (!known) {
+      known = { value: undefined };
+      known.promise = this.probe(uri)
+        .catch(() => {
+          // Asked again next time: the server may answer then.
+          if (this.supports.get(uri) === known) this.supports.delete(uri);
+          return { ok: true, type: null, video: VIDEO_EXTS.has(extension(uri)) || null };
+        })
+        .then((v) => (known.value = v));
+      this.supports.set(uri, known);
+      if (this.supports.size > 64) this.supports.delete(this.supports.keys().next().value);
+    }
+    return known.promise;
+  }
+
+  /** What `support` already knows of `uri` (undefined while it is looking, or never asked). */
+  supportKnown(uri) {
+    return this.supports.get(uri)?.value;
+  }
+
+  async probe(uri) {
+    const ext = extension(uri);
+    const byType = (type, video) => ({ ok: !type || this.video.canPlayType(type) !== "", type: type ?? null, video });
+    const ogg = TYPES[ext]?.endsWith("/ogg");
+    // A known type that is not Ogg: its extension says enough (and costs no request).
+    if (TYPES[ext] && !ogg) return byType(TYPES[ext], VIDEO_EXTS.has(ext) || (TYPES[ext].startsWith("audio/") ? false : null));
+    const bytes = await firstBytes(uri);
+    const streams = oggStreams(bytes.data);
+    if (streams) {
+      const codecs = streams.filter((s) => s.codec).map((s) => s.codec);
+      const video = streams.some((s) => s.video);
+      const type = `${video ? "video" : "audio"}/ogg${codecs.length ? `; codecs="${codecs.join(", ")}"` : ""}`;
+      return byType(type, video);
+    }
+    const header = bytes.type?.split(";")[0].trim().toLowerCase();
+    if (header && /^(audio|video)\//.test(header)) return byType(header, header.startsWith("audio/") ? false : null);
+    return byType(TYPES[ext] ?? null, VIDEO_EXTS.has(ext) || null);
   }
 
   /** Load `uri` (unless it is loaded) and preroll at `positionNs`; resolves with the position. */

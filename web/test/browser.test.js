@@ -109,6 +109,39 @@ function clip(path) {
   assert.equal(r.status, 0, `gst-launch-1.0 could not make the clip: ${r.stderr}`);
 }
 
+/** 30 s of a test pattern in Ogg, Theora and Vorbis: what GStreamer plays and Chromium does not show. */
+function theoraClip(path) {
+  const r = spawnSync(
+    "gst-launch-1.0",
+    [
+      "-q",
+      ..."videotestsrc num-buffers=750 pattern=smpte ! video/x-raw,width=320,height=180,framerate=25/1".split(" "),
+      ..."! timeoverlay font-desc=Sans,24 halignment=center valignment=center ! theoraenc ! oggmux name=mux ! filesink".split(" "),
+      `location=${path}`,
+      ..."audiotestsrc num-buffers=1292 ! audio/x-raw,rate=44100,channels=1 ! audioconvert ! vorbisenc ! mux.".split(" "),
+    ],
+    { encoding: "utf8" },
+  );
+  assert.equal(r.status, 0, `gst-launch-1.0 could not make the Ogg Theora clip: ${r.stderr}`);
+}
+
+/** `msg` sealed and signed as the device whose config dir is `dir` would on `topic`. */
+async function sealAs(dir, device, topic, msg, counter) {
+  const pem = readFileSync(join(dir, "device.key"), "utf8");
+  const der = Buffer.from(pem.replace(/-----[^-]+-----/g, "").replace(/\s/g, ""), "base64");
+  const signer = await subtle.importKey("pkcs8", der, { name: "Ed25519" }, false, ["sign"]);
+  const keys = await deriveKeys(fromHex(readFileSync(join(dir, "accounts", `${ACCOUNT}.key`), "utf8").trim()));
+  return seal(keys, signer, topic, device, counter, utf8(stringify(msg)));
+}
+
+/** The JSON document that `continuity transfer --json` printed (stderr may follow it). */
+function transferJson(lines) {
+  const from = lines.indexOf("{");
+  const to = lines.indexOf("}", from);
+  assert.ok(from >= 0 && to > from, `no JSON from transfer:\n${lines.join("\n")}`);
+  return JSON.parse(lines.slice(from, to + 1).join("\n"));
+}
+
 /** Publish `word` on the marker topic, retained, and wait for the spy to have it: then it is
  *  subscribed (a retained message comes with the subscription), and it has everything
  *  published before (a broker delivers in order). */
@@ -174,6 +207,7 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
   const media = join(work, "media");
   mkdirSync(media);
   clip(join(media, "clip.webm"));
+  theoraClip(join(media, "film.ogg"));
   for (const [lang, text] of [["en", "English captions"], ["fr", "Sous-titres en français"]]) {
     writeFileSync(join(media, `clip.${lang}.vtt`), `WEBVTT\n\n00:00:00.000 --> 00:00:40.000\n${text}\n`);
   }
@@ -311,6 +345,91 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     await keyboardAndNames(page, "resume prompt");
   });
 
+  await t.test("the web TV, whose session moved on, records no point, and offers none for a media that ended since", async () => {
+    const d = "continuityApp.device";
+    const prompt = "document.getElementById('resume').hidden ? null : document.getElementById('resume-text').textContent";
+    const text = await page.waitFor(prompt, { what: "the resume prompt" });
+    const mediaId = await page.eval(`${d}.sessions.get("${phoneId}").media.id`);
+    const pointOf = `[...${d}.resume.values()].find((p) => p.media.id === ${JSON.stringify(mediaId)})`;
+    assert.equal(await page.eval(`${pointOf}.device`), phoneId, "the newest point is the phone's");
+    assert.equal(await page.eval(`${d}.lease.device`), phoneId, "the phone holds the session the web TV handed over");
+    // What the web TV does when it stops (its page closes): it still has the position where
+    // it paused at the switch, older than the phone's point. Only the holder records.
+    await page.eval(`${d}.recordResume(continuityApp.player.positionNs).then(() => true)`);
+    assert.equal(await page.eval(`${pointOf}.device`), phoneId, "the web TV recorded no point over the phone's");
+    assert.equal(await page.eval(prompt), text, "the prompt still offers the phone's point");
+    // The phone's session ends after that point (sealed as the phone, at the next counter the
+    // web TV takes on that topic, not retained): the media finished there, nothing to resume.
+    const topic = `continuity/v1/${ACCOUNT}/sessions/${phoneId}/state`;
+    const last = JSON.parse(await page.eval(`(() => { const s = ${d}.sessions.get("${phoneId}");
+      return JSON.stringify({ session: s.session, media: s.media, epoch: s.lease.epoch,
+        counter: String(${d}.opener.seen.get("${phoneId}\\u0000${topic}")?.greatest() ?? 0n) }, (k, v) => (typeof v === "bigint" ? Number(v) : v)); })()`));
+    const now = BigInt(Date.now()) * 1000000n;
+    const ended = {
+      v: 1,
+      device: phoneId,
+      session: last.session,
+      stamp: { wall_ns: now, counter: 0, device: phoneId },
+      media: last.media,
+      anchor: { position_ns: last.media.duration_ns ?? 40e9, at_unix_ns: now, rate: 1, state: "ended" },
+      queue: [],
+      lease: { device: phoneId, epoch: last.epoch },
+    };
+    const env = await sealAs(join(work, "phone"), phoneId, topic, ended, BigInt(last.counter) + 1n);
+    const r = spawnSync("mosquitto_pub", ["-h", "127.0.0.1", "-p", port, "-q", "1", "-t", topic, "-m", stringify(env)]);
+    assert.equal(r.status, 0, `mosquitto_pub: ${r.stderr}`);
+    await page.waitFor(`${d}.sessions.get("${phoneId}").anchor.state === "ended"`, { what: `the phone's ended session; the page said:\n${page.console.slice(-5).join("\n")}` });
+    await page.waitFor("document.getElementById('resume').hidden", { what: "the prompt gone: the media finished on the phone" });
+  });
+
+  await t.test("row 12: an Ogg Theora film is refused with unsupported-media, and the phone plays on", async () => {
+    // The transfer is asked from a remote, a device of its own: the phone's own helpers seal
+    // as the phone with counters from now, below those of its player, which restarts here
+    // within a minute of its last start and so counts from the floor it reserved a minute
+    // ahead; the web TV (as any device) would refuse them on its inbox as replays.
+    const host = start(bin, cli("phone", "pair", "--yes", "--no-advertise", "--device-name", "Phone", "--timeout", "30"), "pair-remote");
+    await host.waitLine(/pair --join/);
+    const joiner = start(bin, cli("remote", "pair", "--join", "--yes", "--device-name", "Remote", "--timeout", "30"), "join-remote");
+    assert.equal(await joiner.done, 0, `the remote did not join:\n${joiner.lines.join("\n")}`);
+    assert.equal(await host.done, 0);
+    const remoteId = readFileSync(join(work, "remote", "device-id"), "utf8").trim();
+    await page.waitFor(`continuityApp.device.membership.roster.devices.some((d) => d.device === "${remoteId}")`, { what: "the remote in the web TV's roster" });
+    const film = `${web}media/film.ogg`;
+    const phone = start(bin, cli("phone", "play", "--no-advertise", film, "--device-name", "Phone", "--device-class", "phone"), "phone-ogg");
+    try {
+      await phone.waitLine(/\] playing$/, 20000);
+      const decoders = (await phone.waitLine(/\] decoders: (.*)$/))[1];
+      assert.match(decoders, /theoradec/, "the phone shows the film's Theora video");
+      const phoneState = `continuityApp.device.sessions.get("${phoneId}")`;
+      await page.waitFor(`(() => { const s = ${phoneState}; return s?.anchor?.state === "playing" && s.lease.device === "${phoneId}" && s.media.uri === "${film}"; })()`, {
+        what: "the phone playing the film, as the web TV sees it",
+      });
+      const said = phone.lines.length;
+      const tr = start(bin, cli("remote", "transfer", "--to", "Web TV", "--json"), "transfer-ogg");
+      const code = await tr.done;
+      const result = transferJson(tr.lines);
+      say(result);
+      assert.equal(result.failure, "unsupported-media", `the result: ${JSON.stringify(result)}; the page said:\n${page.console.slice(-5).join("\n")}`);
+      assert.notEqual(code, 0, "a failed transfer ends with an error");
+      const src = await page.eval("document.getElementById('video').currentSrc");
+      assert.notEqual(src, film, "the web TV did not load the film");
+      await page.waitFor("document.getElementById('announce').textContent.includes('cannot play this kind of media')", { what: "the web TV saying why" });
+      // The phone plays on: a second more of the film, with no pause on the way.
+      const from = await page.eval(`Number(continuityApp.device.livePosition(${phoneState}))`);
+      await page.waitFor(`(() => { const s = ${phoneState}; return s.anchor.state === "playing" && Number(continuityApp.device.livePosition(s)) > ${from + 1e9}; })()`, {
+        what: "the phone a second further",
+      });
+      const s = await page.eval(`(() => { const s = ${phoneState}; return { state: s.anchor.state, lease: s.lease.device, uri: s.media.uri }; })()`);
+      assert.deepEqual(s, { state: "playing", lease: phoneId, uri: film }, "the phone's session");
+      const paused = phone.lines.slice(said).filter((l) => /\] (paused|handoff|the session moved)/.test(l));
+      assert.deepEqual(paused, [], "the phone never paused nor handed off");
+      assert.equal(await page.eval(`!!document.getElementById("here-${phoneId}")`), false, "no 'Continue here' for a film this TV cannot show");
+    } finally {
+      phone.signal("SIGINT");
+      await phone.done;
+    }
+  });
+
   await t.test("a tablet 30 s ahead: read with the measured offset, and pulled with 'Continue here'", async () => {
     const host = start(bin, cli("phone", "pair", "--yes", "--no-advertise", "--device-name", "Phone", "--timeout", "30"), "pair2");
     await host.waitLine(/pair --join/);
@@ -376,16 +495,11 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     assert.ok(asks.some((l) => senderOf(l) === webId), `the web TV asked once synced; asks seen from ${asks.map(senderOf)}`);
     // The phone asks as a device whose broker held nothing would (sealed and signed with its
     // keys, from its config dir): the web TV publishes its retained state again.
-    const phoneDir = join(work, "phone");
-    const pem = readFileSync(join(phoneDir, "device.key"), "utf8");
-    const der = Buffer.from(pem.replace(/-----[^-]+-----/g, "").replace(/\s/g, ""), "base64");
-    const signer = await subtle.importKey("pkcs8", der, { name: "Ed25519" }, false, ["sign"]);
-    const keys = await deriveKeys(fromHex(readFileSync(join(phoneDir, "accounts", `${ACCOUNT}.key`), "utf8").trim()));
     const ask = { v: 1, device: phoneId, seen: [] };
     // A counter above the phone's own: after each restart a device's counters start at the
     // floor it reserved (up to a minute ahead of its clock), and receivers refuse older ones.
     const counter = BigInt(Date.now() + 120000) * 1000n;
-    const env = await seal(keys, signer, askTopic, phoneId, counter, utf8(stringify(ask)));
+    const env = await sealAs(join(work, "phone"), phoneId, askTopic, ask, counter);
     const own = (kind) => (l) => l.startsWith(`continuity/v1/${ACCOUNT}/${kind === "state" ? "sessions" : "devices"}/${webId}/${kind}\t`);
     const count = () => ["availability", "info", "state"].map((k) => spy.lines.filter(own(k)).length);
     const before = count();
@@ -441,7 +555,7 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     }
     assert.deepEqual(plain, [], "plain payloads on the broker");
     assert.ok(sealedFromWeb > 10, `sealed payloads from the web TV: ${sealedFromWeb}`);
-    const leaked = spy.lines.filter((l) => l.includes("clip.webm"));
+    const leaked = spy.lines.filter((l) => l.includes("clip.webm") || l.includes("film.ogg"));
     assert.deepEqual(leaked, [], "the media's URI in clear");
   });
 });

@@ -1,0 +1,853 @@
+//! Model-based tests of the protocol: random sequences of what people and the world do to an
+//! account of four devices (start media, pause, play, seek, hand off, end of media, kill and
+//! restart with the store, freeze and thaw, a broker that loses its retained messages, clock
+//! skew), on the fake network with simulated players, checked after every step against what
+//! must hold whatever happened:
+//!
+//! - at most one player plays a media, and a player that plays holds its session;
+//! - a device starting a media now would continue from where it truly is: the live position
+//!   (within 100 ms) of a player that has it, else where it was left (within 1 s), and not at
+//!   all once it ended anywhere;
+//! - every handoff ends within its deadline, ok only when the target plays; an online idle
+//!   target takes a handoff that nothing disturbed; a source whose handoff failed plays on,
+//!   and a failed handoff's target does not play the session later.
+//!
+//! proptest shrinks a failure to a minimal sequence; its seeds are kept in
+//! `tests/model.proptest-regressions` and run first.
+
+mod fakenet;
+
+use std::collections::BTreeMap;
+
+use continuity::engine::gate::PULL_LEAD_NS;
+use continuity::engine::{Observation, PlayerAction};
+use continuity::model::{DeviceClass, Media, PlayState, ResumeRules, ResumeVerdict, SECOND_NS};
+use fakenet::*;
+use proptest::prelude::*;
+
+/// The devices that play (the controller `cli` and the `view` only look).
+const PLAYERS: [&str; 4] = ["phone", "tv", "tablet", "laptop"];
+/// A simulated player's load, seek and preroll times.
+const LOAD_NS: u64 = 60 * MS;
+const SEEK_NS: u64 = 20 * MS;
+
+fn media(n: u8) -> Media {
+    let (name, seconds) = [("film", 200), ("song", 120)][n as usize % 2];
+    Media {
+        id: format!("file:{name}.ogg"),
+        uri: Some(format!("file:///media/{name}.ogg")),
+        title: Some(name.into()),
+        duration_ns: Some(seconds * SECOND_NS),
+        ..Default::default()
+    }
+}
+
+/// What a person or the world does next.
+#[derive(Debug, Clone)]
+enum Act {
+    /// Start media `m` on a device (it resumes, or pulls a live session, as the element does).
+    Start(usize, u8),
+    Pause(usize),
+    Play(usize),
+    /// Seek to this second.
+    Seek(usize, u16),
+    /// `continuity transfer --to`: the session that plays moves to this device.
+    Transfer(usize),
+    /// Time passes (ms).
+    Wait(u32),
+    /// kill -9, and start again later with its store.
+    Kill(usize),
+    Restart(usize),
+    /// kill -STOP, kill -CONT.
+    Freeze(usize),
+    Thaw(usize),
+    /// The broker restarts without persistence: every retained message is lost, and every
+    /// device reconnects.
+    BrokerRestart,
+}
+
+fn act() -> impl Strategy<Value = Act> {
+    let d = 0..PLAYERS.len();
+    prop_oneof![
+        4 => (d.clone(), 0..2u8).prop_map(|(d, m)| Act::Start(d, m)),
+        2 => d.clone().prop_map(Act::Pause),
+        2 => d.clone().prop_map(Act::Play),
+        1 => (d.clone(), 0..200u16).prop_map(|(d, s)| Act::Seek(d, s)),
+        4 => d.clone().prop_map(Act::Transfer),
+        6 => prop_oneof![10..500u32, 500..8_000u32, 8_000..40_000u32].prop_map(Act::Wait),
+        1 => d.clone().prop_map(Act::Kill),
+        1 => d.clone().prop_map(Act::Restart),
+        1 => d.clone().prop_map(Act::Freeze),
+        1 => d.clone().prop_map(Act::Thaw),
+        1 => Just(Act::BrokerRestart),
+    ]
+}
+
+/// A simulated player: what the element and its pipeline do with the engine's actions.
+#[derive(Debug, Clone, Default)]
+struct Player {
+    media: Option<Media>,
+    /// Position at true time `at`.
+    pos: u64,
+    at: u64,
+    playing: bool,
+    ended: bool,
+    /// What the pipeline will do, at true instants: (when, order, what).
+    due: Vec<(u64, u8, Due)>,
+    /// The last position report (the element checks the stream against the anchor).
+    reported: u64,
+    /// The media was loaded for a handoff that is not over yet.
+    loaded_for_handoff: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Due {
+    /// The pause of a handoff's source (before a start at the same instant).
+    Pause,
+    /// A handoff's load: the media's first buffer.
+    Loaded(Box<Media>),
+    /// A load or seek done: prerolled here.
+    Prerolled(u64),
+    /// A handoff's target plays (or a source that took its session back).
+    Play,
+}
+
+impl Player {
+    fn position(&self, now: u64) -> u64 {
+        let p = if self.playing {
+            self.pos + (now - self.at)
+        } else {
+            self.pos
+        };
+        p.min(self.duration())
+    }
+
+    fn duration(&self) -> u64 {
+        self.media
+            .as_ref()
+            .and_then(|m| m.duration_ns)
+            .unwrap_or(u64::MAX)
+    }
+
+    fn set(&mut self, now: u64, pos: u64, playing: bool) {
+        self.pos = pos;
+        self.at = now;
+        self.playing = playing;
+    }
+}
+
+/// A handoff the controller asked for, and what was true then.
+#[derive(Debug, Clone)]
+struct Asked {
+    id: String,
+    target: String,
+    source: String,
+    /// What the source played.
+    media: String,
+    at: u64,
+    /// Something happened to the source or the target (or the broker) before the result.
+    disturbed: bool,
+    result: Option<(u64, Option<continuity::wire::HandoffFailure>)>,
+}
+
+/// Where a media truly is: the device that last played, paused, sought or ended it.
+#[derive(Debug, Clone)]
+struct Truth {
+    device: String,
+}
+
+struct World {
+    net: Net,
+    players: BTreeMap<String, Player>,
+    truth: BTreeMap<String, Truth>,
+    asked: Vec<Asked>,
+    /// When each device was killed (true time), and its player's position then.
+    killed_at: BTreeMap<String, u64>,
+    /// When each frozen device froze (true time).
+    frozen_at: BTreeMap<String, u64>,
+    /// A thawed player's session reads as having played on while it stood still, until its
+    /// next position report (every second of stream time, as the element samples).
+    settles_at: u64,
+    log: Vec<String>,
+}
+
+impl World {
+    fn new(skews: [i64; 4]) -> World {
+        let mut net = Net::new();
+        for (d, skew) in PLAYERS.iter().zip(skews) {
+            let class = match *d {
+                "phone" => DeviceClass::Phone,
+                "tv" => DeviceClass::Tv,
+                "tablet" => DeviceClass::Tablet,
+                _ => DeviceClass::Desktop,
+            };
+            net.add(d, class, skew, true);
+        }
+        net.add("view", DeviceClass::Other, 3, true);
+        net.add("cli", DeviceClass::Other, -2, false);
+        World {
+            net,
+            players: PLAYERS
+                .iter()
+                .map(|d| (d.to_string(), Player::default()))
+                .collect(),
+            truth: BTreeMap::new(),
+            asked: Vec::new(),
+            killed_at: BTreeMap::new(),
+            frozen_at: BTreeMap::new(),
+            settles_at: 0,
+            log: Vec::new(),
+        }
+    }
+
+    fn alive(&self, d: &str) -> bool {
+        !self.killed_at.contains_key(d) && !self.frozen_at.contains_key(d)
+    }
+
+    fn observe(&mut self, d: &str, obs: Observation) {
+        self.net.observe(d, obs);
+        self.pump();
+    }
+
+    fn playback(&mut self, d: &str, state: PlayState) {
+        let now = self.net.now;
+        let p = &self.players[d];
+        let position_ns = p.position(now);
+        self.observe(
+            d,
+            Observation::Playback {
+                position_ns,
+                state,
+                rate: 1.0,
+            },
+        );
+    }
+
+    /// Carry out what the engines asked of their players, until nothing more is asked.
+    fn pump(&mut self) {
+        loop {
+            let mut any = false;
+            for d in PLAYERS {
+                let actions = self.net.take_players(d);
+                for a in actions {
+                    any = true;
+                    self.player_action(d, a);
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+    }
+
+    fn true_time(&self, d: &str, local: u64) -> u64 {
+        (local as i64 - self.net.skew[d]) as u64
+    }
+
+    fn player_action(&mut self, d: &str, a: PlayerAction) {
+        if !self.alive(d) {
+            return;
+        }
+        let now = self.net.now;
+        self.log.push(format!("{:>8} {d}: {a:?}", (now - T0) / MS));
+        let p = self.players.get_mut(d).unwrap();
+        match a {
+            PlayerAction::Play if p.media.is_some() && !p.ended => {
+                let pos = p.position(now);
+                p.set(now, pos, true);
+                self.playback(d, PlayState::Playing);
+                self.touch(d);
+            }
+            PlayerAction::Pause if p.media.is_some() && !p.ended => {
+                // A pause cancels a start still to come (a handoff's target that lost it).
+                p.due.retain(|(_, _, due)| *due != Due::Play);
+                let pos = p.position(now);
+                p.set(now, pos, false);
+                self.playback(d, PlayState::Paused);
+                self.touch(d);
+            }
+            PlayerAction::Seek { position_ns } if p.media.is_some() && !p.ended => {
+                let playing = p.playing;
+                p.set(now, position_ns.min(p.duration()), playing);
+                let state = if playing {
+                    PlayState::Playing
+                } else {
+                    PlayState::Paused
+                };
+                self.playback(d, state);
+                self.touch(d);
+            }
+            PlayerAction::Play | PlayerAction::Pause | PlayerAction::Seek { .. } => {}
+            PlayerAction::Load {
+                media,
+                position_ns,
+                loaded,
+                ..
+            } => {
+                p.loaded_for_handoff = !loaded;
+                if !loaded {
+                    // What it played goes; the media's first buffer comes after the load.
+                    *p = Player {
+                        loaded_for_handoff: true,
+                        ..Player::default()
+                    };
+                    p.due.push((now + LOAD_NS, 1, Due::Loaded(media)));
+                    p.due.push((now + LOAD_NS, 1, Due::Prerolled(position_ns)));
+                }
+            }
+            PlayerAction::Preroll { position_ns, .. } => {
+                let pos = p.position(now);
+                let playing = p.playing;
+                p.set(now, pos, playing);
+                p.due.push((now + SEEK_NS, 1, Due::Prerolled(position_ns)));
+            }
+            PlayerAction::PlayAt { at_unix_ns } => {
+                let at = self.true_time(d, at_unix_ns).max(now);
+                let p = self.players.get_mut(d).unwrap();
+                p.due.push((at, 2, Due::Play));
+            }
+            PlayerAction::PauseAt { at_unix_ns } => {
+                let at = self.true_time(d, at_unix_ns).max(now);
+                let p = self.players.get_mut(d).unwrap();
+                p.due.push((at, 0, Due::Pause));
+            }
+            PlayerAction::Unload => {
+                p.due.retain(|(_, _, due)| {
+                    !matches!(due, Due::Loaded(_) | Due::Prerolled(_) | Due::Play)
+                });
+                if p.loaded_for_handoff {
+                    // What it loaded for the handoff goes (`continuity play` goes to READY).
+                    *p = Player::default();
+                }
+            }
+        }
+    }
+
+    /// `d`'s player is where its media is now, if `d` holds its session (a device whose
+    /// session moved on only has an old copy).
+    fn touch(&mut self, d: &str) {
+        if self.net.engines[d].lease().device != d {
+            return;
+        }
+        if let Some(m) = &self.players[d].media {
+            self.truth.insert(
+                m.id.clone(),
+                Truth {
+                    device: d.to_owned(),
+                },
+            );
+        }
+    }
+
+    /// The next instant something happens on its own: a player's due step, an end of
+    /// media, a position report, an engine's timer.
+    fn next_event(&self) -> Option<u64> {
+        let now = self.net.now;
+        let mut next: Option<u64> = None;
+        let mut at = |t: u64| next = Some(next.map_or(t, |n: u64| n.min(t)));
+        for (d, p) in &self.players {
+            if !self.alive(d) {
+                continue;
+            }
+            for (t, _, _) in &p.due {
+                at(*t);
+            }
+            if p.playing && !p.ended {
+                let pos = p.position(now);
+                at(now + (p.duration() - pos));
+                at(p.reported.max(now - now % SECOND_NS) + SECOND_NS);
+            }
+        }
+        for (d, e) in &self.net.engines {
+            if self.killed_at.contains_key(d.as_str()) || self.frozen_at.contains_key(d.as_str()) {
+                continue;
+            }
+            if let Some(w) = e.next_wakeup() {
+                at(self.true_time(d, w).max(now));
+            }
+        }
+        next
+    }
+
+    fn wait(&mut self, ms: u64) {
+        let end = self.net.now + ms * MS;
+        let mut steps = 0;
+        while let Some(t) = self.next_event().filter(|t| *t <= end) {
+            steps += 1;
+            assert!(
+                steps < 100_000,
+                "time does not move: {}",
+                self.log.join("\n")
+            );
+            self.net.now = t;
+            self.step();
+        }
+        self.net.now = end;
+        self.step();
+    }
+
+    /// Everything due now.
+    fn step(&mut self) {
+        let now = self.net.now;
+        for d in PLAYERS {
+            if !self.alive(d) {
+                continue;
+            }
+            // Due steps, in order (a source's pause before a target's start at one instant).
+            loop {
+                let p = self.players.get_mut(d).unwrap();
+                p.due.sort_by_key(|(t, o, _)| (*t, *o));
+                let Some(i) = p.due.iter().position(|(t, _, _)| *t <= now) else {
+                    break;
+                };
+                let (_, _, due) = p.due.remove(i);
+                self.due(d, due);
+            }
+            let p = &self.players[d];
+            if p.playing && !p.ended && p.position(now) >= p.duration() {
+                let end = p.duration();
+                let p = self.players.get_mut(d).unwrap();
+                p.set(now, end, false);
+                p.ended = true;
+                self.observe(d, Observation::Eos { position_ns: end });
+                self.touch(d);
+            } else if p.playing && now >= p.reported + SECOND_NS {
+                let position_ns = p.position(now);
+                self.players.get_mut(d).unwrap().reported = now;
+                self.observe(d, Observation::Position { position_ns });
+            }
+        }
+        for d in self.net.engines.keys().cloned().collect::<Vec<_>>() {
+            self.net.observe(&d, Observation::Tick);
+        }
+        self.pump();
+        self.collect_results();
+    }
+
+    fn due(&mut self, d: &str, due: Due) {
+        let now = self.net.now;
+        let p = self.players.get_mut(d).unwrap();
+        match due {
+            Due::Loaded(media) => {
+                p.media = Some(*media.clone());
+                p.set(now, 0, false);
+                self.observe(d, Observation::MediaStarted(*media));
+            }
+            Due::Pause => {
+                let pos = p.position(now);
+                p.set(now, pos, false);
+                self.playback(d, PlayState::Paused);
+            }
+            Due::Prerolled(position_ns) => {
+                p.set(now, position_ns, false);
+                p.ended = false;
+                self.observe(
+                    d,
+                    Observation::Playback {
+                        position_ns,
+                        state: PlayState::Paused,
+                        rate: 1.0,
+                    },
+                );
+                self.observe(d, Observation::Prerolled { position_ns });
+            }
+            Due::Play => {
+                if p.media.is_none() {
+                    return;
+                }
+                let pos = p.position(now);
+                p.set(now, pos, true);
+                p.reported = now;
+                p.loaded_for_handoff = false;
+                self.observe(d, Observation::Started { position_ns: pos });
+                self.playback(d, PlayState::Playing);
+                self.touch(d);
+            }
+        }
+    }
+
+    fn collect_results(&mut self) {
+        let results = self.net.results("cli");
+        for a in self.asked.iter_mut().filter(|a| a.result.is_none()) {
+            if let Some(r) = results.iter().find(|r| r.handoff == a.id) {
+                a.result = Some((self.net.now, r.failure));
+            }
+        }
+    }
+
+    /// A press of play or a start of `media` may pull its session from a handoff's source.
+    fn disturb_media(&mut self, media: &str) {
+        for a in self.asked.iter_mut().filter(|a| a.result.is_none()) {
+            if a.media == media {
+                a.disturbed = true;
+            }
+        }
+    }
+
+    fn disturb(&mut self, d: &str) {
+        for a in self.asked.iter_mut().filter(|a| a.result.is_none()) {
+            if a.target == d || a.source == d {
+                a.disturbed = true;
+            }
+        }
+    }
+
+    fn apply(&mut self, act: &Act) {
+        let now = self.net.now;
+        self.log.push(format!("{:>8} {act:?}", (now - T0) / MS));
+        match *act {
+            Act::Start(d, m) => {
+                let d = PLAYERS[d];
+                if !self.alive(d) || !self.players[d].due.is_empty() {
+                    return;
+                }
+                self.disturb(d);
+                let m = media(m);
+                self.disturb_media(&m.id);
+                let p = self.players.get_mut(d).unwrap();
+                p.due.clear();
+                p.media = Some(m.clone());
+                p.ended = false;
+                p.set(now, 0, false);
+                self.observe(d, Observation::MediaStarted(m.clone()));
+                let local = self.net.local(d);
+                let from = self.net.engines[d].resume_position(&m.id, local);
+                let pos = from.as_ref().map_or(0, |f| {
+                    f.position_ns + if f.live.is_some() { PULL_LEAD_NS } else { 0 }
+                });
+                self.players.get_mut(d).unwrap().set(now, pos, true);
+                self.players.get_mut(d).unwrap().reported = now;
+                self.playback(d, PlayState::Playing);
+                if let Some((session, epoch)) = from.as_ref().and_then(|f| f.live.clone()) {
+                    let from = from.unwrap().device;
+                    // A pull from a handoff's source or target: that handoff loses.
+                    self.disturb(&from);
+                    let actions = self
+                        .net
+                        .engines
+                        .get_mut(d)
+                        .unwrap()
+                        .take_over(local, &from, &session, epoch);
+                    self.net.run(d, actions);
+                    self.pump();
+                }
+                self.touch(d);
+            }
+            Act::Pause(d) | Act::Play(d) | Act::Seek(d, _) => {
+                let d = PLAYERS[d];
+                let p = &self.players[d];
+                // A player in a handoff's load or switch has no play key to press (the
+                // application shows the incoming handoff).
+                if !self.alive(d) || p.media.is_none() || p.ended || !p.due.is_empty() {
+                    return;
+                }
+                let m = p.media.as_ref().unwrap().id.clone();
+                self.disturb(d);
+                self.disturb_media(&m);
+                let action = match *act {
+                    Act::Pause(_) => PlayerAction::Pause,
+                    Act::Play(_) => PlayerAction::Play,
+                    Act::Seek(_, s) => PlayerAction::Seek {
+                        position_ns: u64::from(s) * SECOND_NS,
+                    },
+                    _ => unreachable!(),
+                };
+                self.player_action(d, action);
+                self.pump();
+            }
+            Act::Transfer(t) => {
+                let target = PLAYERS[t];
+                // The session that plays, as `transfer --to` picks it.
+                let source = PLAYERS
+                    .iter()
+                    .find(|d| **d != target && self.alive(d) && self.players[**d].playing);
+                let Some(source) = source else { return };
+                let media = self.players[*source].media.clone().unwrap().id;
+                // Two handoffs at once of one device: one is busy or superseded.
+                let busy = self.asked.iter().any(|a| {
+                    a.result.is_none()
+                        && [&a.target, &a.source]
+                            .iter()
+                            .any(|d| d.as_str() == target || d.as_str() == *source)
+                });
+                if busy {
+                    self.disturb(target);
+                    self.disturb(source);
+                }
+                let id = self.net.request("cli", target, source);
+                self.asked.push(Asked {
+                    id,
+                    target: target.into(),
+                    source: source.to_string(),
+                    media,
+                    at: now,
+                    disturbed: busy || !self.alive(target),
+                    result: None,
+                });
+                self.pump();
+                self.collect_results();
+            }
+            Act::Wait(ms) => self.wait(u64::from(ms)),
+            Act::Kill(d) => {
+                let d = PLAYERS[d];
+                if self.killed_at.contains_key(d) {
+                    return;
+                }
+                self.disturb(d);
+                self.frozen_at.remove(d);
+                self.net.frozen.remove(d);
+                self.killed_at.insert(d.into(), now);
+                let p = self.players.get_mut(d).unwrap();
+                let pos = p.position(now);
+                p.set(now, pos, false);
+                p.due.clear();
+                self.net.kill(d);
+                self.pump();
+            }
+            Act::Restart(d) => {
+                let d = PLAYERS[d];
+                if self.killed_at.remove(d).is_none() {
+                    return;
+                }
+                let class = self.net.engines[d].config().device.class;
+                let skew = self.net.skew[d] / MS as i64;
+                self.players.insert(d.into(), Player::default());
+                self.net.add(d, class, skew, true);
+                self.pump();
+            }
+            Act::Freeze(d) => {
+                let d = PLAYERS[d];
+                if !self.alive(d) {
+                    return;
+                }
+                self.disturb(d);
+                self.frozen_at.insert(d.into(), now);
+                let p = self.players.get_mut(d).unwrap();
+                let pos = p.position(now);
+                let playing = p.playing;
+                p.set(now, pos, playing);
+                self.net.freeze(d);
+            }
+            Act::Thaw(d) => {
+                let d = PLAYERS[d];
+                let Some(since) = self.frozen_at.remove(d) else {
+                    return;
+                };
+                // Its pipeline stood still too: what it was to do comes that much later.
+                let p = self.players.get_mut(d).unwrap();
+                p.at = now;
+                for due in &mut p.due {
+                    due.0 += now - since;
+                }
+                self.net.thaw(d);
+                self.settles_at = now + 1_100 * MS;
+                self.pump();
+            }
+            Act::BrokerRestart => {
+                for a in self.asked.iter_mut().filter(|a| a.result.is_none()) {
+                    a.disturbed = true;
+                }
+                self.net.retained.clear();
+                let ids: Vec<String> = self.net.engines.keys().cloned().collect();
+                for d in ids {
+                    if self.killed_at.contains_key(&d) || self.frozen_at.contains_key(&d) {
+                        continue;
+                    }
+                    let local = self.net.local(&d);
+                    let e = self.net.engines.get_mut(&d).unwrap();
+                    e.connected();
+                    let mut actions = e.announce(local);
+                    actions.extend(e.synced());
+                    self.net.run(&d, actions);
+                }
+                self.pump();
+            }
+        }
+        // What became due with it (a thawed source's pause at an instant now past).
+        self.step();
+    }
+
+    /// What must hold after every step.
+    fn check(&self) -> Result<(), String> {
+        let now = self.net.now;
+        // One player plays a media.
+        let mut playing: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for d in PLAYERS {
+            let p = &self.players[d];
+            if self.alive(d) && p.playing {
+                let m = p.media.as_ref().unwrap().id.clone();
+                playing.entry(m).or_default().push(d);
+                let lease = self.net.engines[d].lease();
+                // A handoff's source plays on until the switch instant.
+                let pausing = p.due.iter().any(|(_, _, due)| *due == Due::Pause);
+                if lease.device != d && !pausing {
+                    return Err(format!("{d} plays but its session is {lease:?}'s"));
+                }
+            }
+        }
+        if let Some((m, ds)) = playing.iter().find(|(_, ds)| ds.len() > 1) {
+            return Err(format!("{ds:?} all play {m}"));
+        }
+        // Handoffs end in time, and as they truly went.
+        for a in &self.asked {
+            match a.result {
+                None if now > a.at + 5_100 * MS => {
+                    return Err(format!("handoff {} has no result after 5 s", a.id));
+                }
+                None => {}
+                Some((_, None)) => {}
+                Some((when, Some(reason))) if !a.disturbed => {
+                    return Err(format!(
+                        "handoff {} to {} failed ({reason}) at {} though nothing disturbed it",
+                        a.id,
+                        a.target,
+                        (when - T0) / MS
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        self.check_positions()
+    }
+
+    /// A device starting each media now continues from where it truly is.
+    fn check_positions(&self) -> Result<(), String> {
+        let now = self.net.now;
+        if !self.frozen_at.is_empty() || now < self.settles_at {
+            // A frozen player's session reads as playing on: only it could say otherwise.
+            return Ok(());
+        }
+        let rules = ResumeRules::default();
+        for (m, truth) in &self.truth {
+            // Where a media is: on the player that plays it, else where it was left.
+            let d = PLAYERS
+                .iter()
+                .find(|d| {
+                    let p = &self.players[**d];
+                    self.alive(d) && p.playing && p.media.as_ref().map(|x| &x.id) == Some(m)
+                })
+                .copied()
+                .unwrap_or(truth.device.as_str());
+            let p = &self.players[d];
+            if p.media.as_ref().map(|x| &x.id) != Some(m) {
+                continue;
+            }
+            if let Some(killed) = self.killed_at.get(d)
+                && now < killed + 3 * SECOND_NS
+            {
+                // The witness writes where it died after its grace.
+                continue;
+            }
+            let position = p.position(now);
+            let local = self.net.local("view");
+            let from = self.net.engines["view"].resume_position(m, local);
+            // A live session continues where it is; a point is judged by the resume rules.
+            let live = self.alive(d) && !p.ended;
+            let duration = p.media.as_ref().unwrap().duration_ns;
+            let expected = match rules.verdict(position, duration, p.ended) {
+                _ if live => Some(position),
+                ResumeVerdict::Resume(_) => Some(position),
+                ResumeVerdict::Finished => None,
+                ResumeVerdict::NotStarted => continue,
+            };
+            let tolerance = if p.playing && self.alive(d) {
+                100 * MS
+            } else {
+                SECOND_NS
+            };
+            let ok = match (&from, expected) {
+                (None, None) => true,
+                (Some(f), Some(e)) => f.position_ns.abs_diff(e) <= tolerance,
+                _ => false,
+            };
+            if !ok {
+                return Err(format!(
+                    "{m}: a device starting it now would start from {from:?}; it is at {:?} on {d} ({})",
+                    expected.map(|e| e as f64 / 1e9),
+                    if p.playing {
+                        "playing"
+                    } else if p.ended {
+                        "ended"
+                    } else {
+                        "paused"
+                    }
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn run(skews: [i64; 4], acts: &[Act]) -> Result<(), TestCaseError> {
+    run_world(skews, acts).map(|_| ())
+}
+
+fn run_world(skews: [i64; 4], acts: &[Act]) -> Result<World, TestCaseError> {
+    let mut w = World::new(skews);
+    for a in acts {
+        w.apply(a);
+        if let Err(e) = w.check() {
+            let log = w.log.join("\n");
+            return Err(TestCaseError::fail(format!("{e}\n{log}")));
+        }
+    }
+    // Then everything settles.
+    for a in [
+        Act::Thaw(0),
+        Act::Thaw(1),
+        Act::Thaw(2),
+        Act::Thaw(3),
+        Act::Wait(6_000),
+    ] {
+        w.apply(&a);
+        if let Err(e) = w.check() {
+            let log = w.log.join("\n");
+            return Err(TestCaseError::fail(format!("{e}\n{log}")));
+        }
+    }
+    Ok(w)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("MODEL_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(10_000),
+        max_shrink_iters: 20_000,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn every_device_agrees_on_who_plays_and_where(
+        skews in proptest::array::uniform4(-2_000i64..2_000),
+        acts in proptest::collection::vec(act(), 1..25),
+    ) {
+        run(skews, &acts)?;
+    }
+}
+
+#[test]
+fn a_quiet_evening_holds_every_invariant() {
+    use Act::*;
+    let w = run_world(
+        [0, 37, -20, 5],
+        &[
+            Start(0, 0),
+            Wait(20_000),
+            Transfer(1),
+            Wait(2_000),
+            Pause(1),
+            Wait(1_000),
+            Play(1),
+            Wait(200_000),
+            Start(0, 0),
+            Wait(15_000),
+        ],
+    )
+    .unwrap();
+    println!("{}", w.log.join("\n"));
+    // The phone started the film, handed it to the TV, which played it to its end; started
+    // again, the phone plays it from the start.
+    assert!(w.players["tv"].ended);
+    assert!(w.players["phone"].playing);
+    let at = w.players["phone"].position(w.net.now);
+    assert!((20 * SECOND_NS..22 * SECOND_NS).contains(&at), "{at}");
+}
