@@ -637,7 +637,10 @@ impl World {
                 let p = self.players.get_mut(d).unwrap();
                 p.at = now;
                 for due in &mut p.due {
-                    due.0 += now - since;
+                    // Work in progress (a load) stood still; a timer at an instant fires now.
+                    if matches!(due.2, Due::Loaded(_) | Due::Prerolled(_)) {
+                        due.0 += now - since;
+                    }
                 }
                 self.net.thaw(d);
                 self.settles_at = now + 1_100 * MS;

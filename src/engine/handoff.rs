@@ -54,6 +54,9 @@ pub(super) struct Target {
     prerolls: u32,
     /// Switch planned: (instant in this device's clock, position).
     switch: Option<(u64, u64)>,
+    /// The source's session when the request came: what this device plays from the switch
+    /// (the source's state may be gone by then: it restarted, or started other media).
+    state: Box<crate::wire::SessionState>,
 }
 
 /// A handoff in which this device is the source.
@@ -113,6 +116,13 @@ pub(super) struct Handoffs {
 
 /// How many automatic handoffs' ids are remembered.
 const AUTOMATIC_IDS: usize = 16;
+
+impl Target {
+    /// The switch is agreed: the session is this device's from its instant.
+    pub(super) fn switched(&self) -> bool {
+        self.switch.is_some()
+    }
+}
 
 impl Handoffs {
     pub(super) fn new(instance: String) -> Handoffs {
@@ -362,6 +372,16 @@ impl Engine {
                 out.push(Action::Notify(Notice::HandoffResult(r.clone())));
             }
             CommandBody::Takeover { session, epoch } if *session == self.session => {
+                // A takeover is no handoff's switch to wait for (the target of one this device
+                // accepted restarted, and started the media itself): it pauses now.
+                if self
+                    .handoffs
+                    .source
+                    .as_ref()
+                    .is_some_and(|s| s.target == from && s.switched.is_none())
+                {
+                    self.handoffs.source = None;
+                }
                 let lease = Lease {
                     device: from.to_owned(),
                     epoch: *epoch,
@@ -432,6 +452,7 @@ impl Engine {
             learned: false,
             prerolls: 1,
             switch: None,
+            state: Box::new(state.clone()),
         });
         let offer = CommandBody::HandoffOffer {
             handoff: id.to_owned(),
@@ -555,10 +576,9 @@ impl Engine {
                 ..a
             });
         }
-        // Where the session was at the switch, the last this device says of it.
-        if let Some(a) = self.anchor {
-            self.record_resume(now_ns, a.position_ns, false, true, out);
-        }
+        // No resume point of the switch: the target says where the session is from its
+        // first frame, and a point stamped when this device handles the switch (late, if it
+        // was frozen) would hide what the target made of it since.
         self.lease = Lease {
             device: s.target.clone(),
             epoch: s.epoch,
@@ -742,6 +762,7 @@ impl Engine {
                 && s.anchor.is_some_and(|a| a.state == PlayState::Playing)
                 && self.directory.availability.get(&s.device) == Some(&crate::wire::Status::Online)
                 && s.stamp.wall_ns >= self.directory.clocks.remote_time(&s.device, t.received_ns)
+                && !self.superseded(s)
         });
         if taken || started_elsewhere {
             // Another device took the session meanwhile (a pull): this handoff lost.
@@ -804,16 +825,14 @@ impl Engine {
         self.send(now_ns, &t.source, switch, out);
         out.push(Action::Player(PlayerAction::PlayAt { at_unix_ns: at_ns }));
         // The session is ours from the switch instant on.
-        let source_state = self.directory.sessions.get(&t.source).cloned();
-        if let Some(state) = source_state {
-            self.media = state.media.clone();
-            if !self.tracks_reported {
-                // An adapter that tells no tracks plays the source's, as it was asked to.
-                self.audio = state.audio.clone();
-                self.subtitle = state.subtitle.clone();
-            }
-            self.queue = state.queue.clone();
+        let state = &t.state;
+        self.media = state.media.clone();
+        if !self.tracks_reported {
+            // An adapter that tells no tracks plays the source's, as it was asked to.
+            self.audio = state.audio.clone();
+            self.subtitle = state.subtitle.clone();
         }
+        self.queue = state.queue.clone();
         self.session = t.session.clone();
         self.lease = Lease {
             device: self.cfg.device.id.clone(),
@@ -957,6 +976,20 @@ impl Engine {
     /// (it died in the handoff): the session stays here, and this device plays on from where
     /// it paused (make-before-break: a source never stops for a target that does not play).
     pub(super) fn target_went_offline(&mut self, now_ns: u64, device: &str, out: &mut Vec<Action>) {
+        if self
+            .handoffs
+            .source
+            .as_ref()
+            .is_some_and(|s| s.target == device && s.switched.is_some())
+            && self
+                .handoffs
+                .target
+                .as_ref()
+                .is_some_and(|t| t.source == device && !t.switched())
+        {
+            // It was handing the session back here: that is off, and it is taken back below.
+            self.fail_target(now_ns, HandoffFailure::Rejected, false, out);
+        }
         let Some(s) = self
             .handoffs
             .source

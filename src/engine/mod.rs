@@ -287,9 +287,9 @@ pub struct Engine {
     /// Resume topics (media keys) the broker has sent since the link last connected, with
     /// the stamp of what it holds: what [`Engine::synced`] need not repair.
     broker_resume: BTreeMap<String, Stamp>,
-    /// Devices seen going offline while they played, by when: a witness resume point is
-    /// due for each after [`resume::WITNESS_GRACE_NS`] unless it comes back first.
-    witnesses: BTreeMap<String, u64>,
+    /// Devices seen going offline while they played: when, and when a witness resume point
+    /// is due (after [`resume::WITNESS_GRACE_NS`]) unless it comes back first.
+    witnesses: BTreeMap<String, (u64, u64)>,
     directory: Directory,
     /// Events this device recorded since it started (their ids' sequence).
     events_recorded: u64,
@@ -471,7 +471,9 @@ impl Engine {
                     rate: 1.0,
                     state: PlayState::Paused,
                 });
-                self.publish_event(now_unix_ns, EventName::Started, &mut out);
+                if self.handoffs.target.is_none() {
+                    self.publish_event(now_unix_ns, EventName::Started, &mut out);
+                }
                 self.publish_session(now_unix_ns, &mut out);
             }
             Observation::MediaUpdated(update) => {
@@ -941,7 +943,9 @@ impl Engine {
     }
 
     fn publish_session(&mut self, now_unix_ns: u64, out: &mut Vec<Action>) {
-        if !self.cfg.announce {
+        // A handoff's target says nothing of what it loads until the switch: the media it
+        // prerolls is not a session of its own (others would take it for one, paused).
+        if !self.cfg.announce || self.handoffs.target.as_ref().is_some_and(|t| !t.switched()) {
             return;
         }
         let state = self.session_state(now_unix_ns);

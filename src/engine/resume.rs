@@ -7,6 +7,9 @@ use super::{Action, Engine, ResumeFrom, publish};
 /// How long a device that went offline while it played must stay away before a witness
 /// records where it stopped.
 pub const WITNESS_GRACE_NS: u64 = 2_000_000_000;
+
+/// A witness that never measured the player's clock waits this much longer.
+const UNMEASURED_WITNESS_NS: u64 = 1_000_000_000;
 use crate::hlc::LwwMap;
 use crate::model::{PlayState, ResumeVerdict};
 use crate::wire::{self, ResumePoint, SessionState, Status, Topic};
@@ -86,8 +89,20 @@ impl Engine {
                     && s.media.as_ref().is_some_and(|m| m.id == media_id)
                     && s.anchor.is_some_and(|a| a.state != PlayState::Ended)
                     && self.directory.availability.get(&s.device) == Some(&Status::Online)
+                    && !self.superseded(s)
             })
             .max_by(|a, b| (playing(a), &a.stamp).cmp(&(playing(b), &b.stamp)))
+    }
+
+    /// Whether another device holds `s`'s session at a higher epoch: `s` is an old copy (its
+    /// device was frozen or cut off when the session moved, and has not said so yet).
+    pub(super) fn superseded(&self, s: &SessionState) -> bool {
+        self.directory.sessions.values().any(|o| {
+            o.device != s.device
+                && o.session == s.session
+                && o.lease.device == o.device
+                && o.lease.epoch > s.lease.epoch
+        })
     }
 
     pub fn resume_position(&self, media_id: &str, now_unix_ns: u64) -> Option<ResumeFrom> {
@@ -183,7 +198,10 @@ impl Engine {
         // Only the device that holds the session says where it is: one whose session moved
         // on (a handoff's source, stopped or paused later) knows an old position, and its
         // point, stamped now, would hide the newer one of the device that plays.
-        if self.lease.device != self.cfg.device.id {
+        // Nor does a handoff's target before its switch: what it prerolls is not yet played.
+        if self.lease.device != self.cfg.device.id
+            || self.handoffs.target.as_ref().is_some_and(|t| !t.switched())
+        {
             return;
         }
         let finished = finished
@@ -241,23 +259,25 @@ impl Engine {
     /// played, a witness resume point is due (see [`Engine::witness_tick`]).
     pub(super) fn witness_later(&mut self, now_unix_ns: u64, device: &str) {
         // A helper that announces nothing (the command line) measures no clocks and keeps
-        // nothing: it is no witness.
-        // One that never measured the player's clock cannot read its anchor (a device that
-        // was frozen, or came online as it died): it leaves the witnessing to others.
+        // nothing: it is no witness. One that never measured the player's clock reads its
+        // anchor with its own (a device that was frozen, or came online as it died): it
+        // waits longer, so that a witness that measured it goes first, and stands.
         if self.cfg.announce
             && device != self.cfg.device.id
-            && self.directory.clocks.sample(device).is_some()
             && self.playing_session(device).is_some()
         {
-            self.witnesses.insert(device.to_owned(), now_unix_ns);
+            let wait = if self.directory.clocks.sample(device).is_some() {
+                WITNESS_GRACE_NS
+            } else {
+                WITNESS_GRACE_NS + UNMEASURED_WITNESS_NS
+            };
+            self.witnesses
+                .insert(device.to_owned(), (now_unix_ns, now_unix_ns + wait));
         }
     }
 
     pub(super) fn next_witness(&self) -> Option<u64> {
-        self.witnesses
-            .values()
-            .map(|at| at + WITNESS_GRACE_NS)
-            .min()
+        self.witnesses.values().map(|(_, due)| *due).min()
     }
 
     /// Record, as a witness, a resume point for the media of each device that went offline
@@ -270,8 +290,8 @@ impl Engine {
         let due: Vec<(String, u64)> = self
             .witnesses
             .iter()
-            .filter(|(_, at)| **at + WITNESS_GRACE_NS <= now_unix_ns)
-            .map(|(d, at)| (d.clone(), *at))
+            .filter(|(_, (_, due))| *due <= now_unix_ns)
+            .map(|(d, (at, _))| (d.clone(), *at))
             .collect();
         for (device, at) in due {
             self.witnesses.remove(&device);
@@ -305,6 +325,7 @@ impl Engine {
                     && o.media.as_ref().map(|m| &m.id) == media
                     && playing(o)
                     && self.directory.availability.get(&o.device) == Some(&Status::Online)
+                    && !self.superseded(o)
             });
         (!moved_on && !live).then_some(s)
     }
@@ -321,12 +342,20 @@ impl Engine {
     fn witnessed_point(&mut self, device: &str, at: u64, now_unix_ns: u64) -> Option<ResumePoint> {
         let s = self.playing_session(device)?;
         let media = s.media.clone()?;
-        // Another device witnessed it first, after its last state (stamps are causal): that
-        // point stands (this one may have seen the will late: frozen, or cut off).
-        if self
-            .directory
-            .resume_point(&media.id)
-            .is_some_and(|p| p.device == device && p.stamp.device != device && p.stamp > s.stamp)
+        // Another device made a point of this media, or played it, after the player's last
+        // state (stamps are causal): a witness that came first, or a device that started it
+        // since. That stands (this one may have seen the will late: frozen, or cut off).
+        let newer_session = self.directory.sessions.values().any(|o| {
+            o.device != device
+                && o.lease.device == o.device
+                && o.media.as_ref().is_some_and(|m| m.id == media.id)
+                && o.stamp > s.stamp
+        });
+        if newer_session
+            || self
+                .directory
+                .resume_point(&media.id)
+                .is_some_and(|p| p.stamp.device != device && p.stamp > s.stamp)
         {
             return None;
         }
