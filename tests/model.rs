@@ -147,6 +147,10 @@ struct Asked {
     at: u64,
     /// Something happened to the source or the target (or the broker) before the result.
     disturbed: bool,
+    /// Something happened to the source itself (a press, a kill, a freeze, a pull).
+    source_touched: bool,
+    /// The source played when it was asked.
+    source_played: bool,
     result: Option<(u64, Option<continuity::wire::HandoffFailure>)>,
 }
 
@@ -165,6 +169,16 @@ struct World {
     killed_at: BTreeMap<String, u64>,
     /// When each frozen device froze (true time).
     frozen_at: BTreeMap<String, u64>,
+    /// When a person last did something to each device (or a transfer went to it).
+    acted: BTreeMap<String, u64>,
+    /// When a device last died: its sessions may come back to others by themselves.
+    last_death: u64,
+    /// Media whose place nobody can know until a player touches them again: a device died
+    /// frozen, its last word a session it says plays (a handoff's target between the switch
+    /// and its first frame, say); witnesses read its anchor as if it played on.
+    unknowable: std::collections::BTreeSet<String>,
+    /// Something that must hold did not, seen between checks (as a result came in).
+    violation: Option<String>,
     /// A thawed player's session reads as having played on while it stood still, until its
     /// next position report (every second of stream time, as the element samples).
     settles_at: u64,
@@ -195,6 +209,10 @@ impl World {
             asked: Vec::new(),
             killed_at: BTreeMap::new(),
             frozen_at: BTreeMap::new(),
+            acted: BTreeMap::new(),
+            last_death: 0,
+            unknowable: Default::default(),
+            violation: None,
             settles_at: 0,
             log: Vec::new(),
         }
@@ -330,6 +348,7 @@ impl World {
             return;
         }
         if let Some(m) = &self.players[d].media {
+            self.unknowable.remove(&m.id);
             self.truth.insert(
                 m.id.clone(),
                 Truth {
@@ -468,10 +487,30 @@ impl World {
 
     fn collect_results(&mut self) {
         let results = self.net.results("cli");
-        for a in self.asked.iter_mut().filter(|a| a.result.is_none()) {
-            if let Some(r) = results.iter().find(|r| r.handoff == a.id) {
-                a.result = Some((self.net.now, r.failure));
+        for i in 0..self.asked.len() {
+            let a = &self.asked[i];
+            if a.result.is_some() {
+                continue;
             }
+            let Some(r) = results.iter().find(|r| r.handoff == a.id) else {
+                continue;
+            };
+            // A source whose handoff failed plays on, unless something happened to it.
+            let p = &self.players[&a.source];
+            if let Some(reason) = r.failure
+                && !a.source_touched
+                && a.source_played
+                && self.alive(&a.source)
+                && !p.ended
+                && !(p.playing && p.media.as_ref().is_some_and(|m| m.id == a.media))
+                && self.violation.is_none()
+            {
+                self.violation = Some(format!(
+                    "handoff {} failed ({reason}) and its source {} stopped playing",
+                    a.id, a.source
+                ));
+            }
+            self.asked[i].result = Some((self.net.now, r.failure));
         }
     }
 
@@ -480,14 +519,20 @@ impl World {
         for a in self.asked.iter_mut().filter(|a| a.result.is_none()) {
             if a.media == media {
                 a.disturbed = true;
+                a.source_touched = true;
             }
         }
     }
 
     fn disturb(&mut self, d: &str) {
+        let now = self.net.now;
+        self.acted.insert(d.to_owned(), now);
         for a in self.asked.iter_mut().filter(|a| a.result.is_none()) {
             if a.target == d || a.source == d {
                 a.disturbed = true;
+            }
+            if a.source == d {
+                a.source_touched = true;
             }
         }
     }
@@ -574,6 +619,7 @@ impl World {
                     self.disturb(target);
                     self.disturb(source);
                 }
+                self.acted.insert(target.to_owned(), now);
                 let id = self.net.request("cli", target, source);
                 self.asked.push(Asked {
                     id,
@@ -582,6 +628,8 @@ impl World {
                     media,
                     at: now,
                     disturbed: busy || !self.alive(target),
+                    source_touched: busy,
+                    source_played: true,
                     result: None,
                 });
                 self.pump();
@@ -594,9 +642,12 @@ impl World {
                     return;
                 }
                 self.disturb(d);
-                self.frozen_at.remove(d);
+                if self.frozen_at.remove(d).is_some() {
+                    self.unknowable.extend((0..2).map(|m| media(m).id));
+                }
                 self.net.frozen.remove(d);
                 self.killed_at.insert(d.into(), now);
+                self.last_death = now;
                 let p = self.players.get_mut(d).unwrap();
                 let pos = p.position(now);
                 p.set(now, pos, false);
@@ -671,7 +722,8 @@ impl World {
     }
 
     /// What must hold after every step.
-    fn check(&self) -> Result<(), String> {
+    fn check(&mut self) -> Result<(), String> {
+        self.check_outcomes()?;
         let now = self.net.now;
         // One player plays a media.
         let mut playing: BTreeMap<String, Vec<&str>> = BTreeMap::new();
@@ -713,6 +765,50 @@ impl World {
         self.check_positions()
     }
 
+    /// A source whose handoff failed plays on (unless something happened to it), and the
+    /// target of a failed handoff does not play it later by itself.
+    fn check_outcomes(&mut self) -> Result<(), String> {
+        let now = self.net.now;
+        if let Some(v) = self.violation.take() {
+            return Err(v);
+        }
+        for i in 0..self.asked.len() {
+            let a = &self.asked[i];
+            let Some((when, Some(reason))) = a.result else {
+                continue;
+            };
+
+            let p = &self.players[&a.target];
+            let since = self.acted.get(&a.target).copied().unwrap_or(0);
+            // Another handoff of it to that device, which may have worked.
+            let other = self.asked.iter().any(|b| {
+                b.id != a.id
+                    && b.target == a.target
+                    && b.media == a.media
+                    && b.result.is_none_or(|(_, f)| f.is_none())
+            });
+            if other {
+                continue;
+            }
+            if self.alive(&a.target)
+                && p.playing
+                && p.media.as_ref().is_some_and(|m| m.id == a.media)
+                && since < when
+                && self.last_death < when
+            {
+                return Err(format!(
+                    "handoff {} to {} failed ({reason}) at {}, and {} plays it at {} all the same",
+                    a.id,
+                    a.target,
+                    (when - T0) / MS,
+                    a.target,
+                    (now - T0) / MS
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A device starting each media now continues from where it truly is.
     fn check_positions(&self) -> Result<(), String> {
         let now = self.net.now;
@@ -721,7 +817,7 @@ impl World {
             return Ok(());
         }
         let rules = ResumeRules::default();
-        for (m, truth) in &self.truth {
+        for (m, truth) in self.truth.iter().filter(|(m, _)| !self.unknowable.contains(*m)) {
             // Where a media is: on the player that plays it, else where it was left.
             let d = PLAYERS
                 .iter()

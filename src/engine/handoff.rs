@@ -369,7 +369,21 @@ impl Engine {
                 self.fail_target(now_ns, *reason, true, out);
             }
             CommandBody::HandoffResult(r) if self.handoffs.pending.remove(&r.handoff).is_some() => {
+                if r.failure.is_none() {
+                    self.handoffs.source.take_if(|s| s.id == r.handoff);
+                }
                 out.push(Action::Notify(Notice::HandoffResult(r.clone())));
+            }
+            // The target of a handoff this device switched plays: nothing more to watch.
+            CommandBody::HandoffResult(r)
+                if r.failure.is_none()
+                    && self
+                        .handoffs
+                        .source
+                        .as_ref()
+                        .is_some_and(|s| s.id == r.handoff && s.switched.is_some()) =>
+            {
+                self.handoffs.source = None;
             }
             CommandBody::Takeover { session, epoch } if *session == self.session => {
                 // A takeover is no handoff's switch to wait for (the target of one this device
@@ -673,6 +687,17 @@ impl Engine {
         out: &mut Vec<Action>,
     ) {
         self.record_result(now_ns, &result, HandoffMode::Push, out);
+        if result.failure.is_none() && t.source != t.requester && t.source != self.cfg.device.id {
+            // The source watches for it: a target that never says it plays leaves the
+            // session with the source.
+            let source = t.source.clone();
+            self.send(
+                now_ns,
+                &source,
+                CommandBody::HandoffResult(result.clone()),
+                out,
+            );
+        }
         if t.requester == self.cfg.device.id {
             out.push(Action::Notify(Notice::HandoffResult(result)));
         } else {
@@ -918,8 +943,13 @@ impl Engine {
             .is_some_and(|s| now_ns >= s.deadline_ns)
         {
             let s = self.handoffs.source.take().expect("checked");
+            if s.switched.is_some() {
+                // Switched, and the target never said it plays (frozen, or its player stuck):
+                // the session stays here.
+                self.take_back(now_ns, s, out);
+                return self.expire_pending(now_ns, out);
+            }
             // No switch came, yet the target holds the session now: it moved all the same.
-            // (A source that switched has watched its target long enough: it is done.)
             let moved = self
                 .directory
                 .sessions
@@ -935,6 +965,11 @@ impl Engine {
                 self.lose_lease(now_ns, lease, out);
             }
         }
+        self.expire_pending(now_ns, out);
+    }
+
+    /// An initiator's handoffs past their deadline.
+    fn expire_pending(&mut self, now_ns: u64, out: &mut Vec<Action>) {
         let expired: Vec<String> = self
             .handoffs
             .pending
@@ -997,15 +1032,21 @@ impl Engine {
         else {
             return;
         };
-        let (at_ns, position_ns) = s.switched.expect("checked");
-        if self.lease.device != device || self.lease.epoch != s.epoch {
-            // The session moved on since (another handoff): not this device's to take.
-            return;
-        }
         tracing::info!(
             "handoff {}: the target {device} went offline at the switch: playing on here",
             s.id
         );
+        self.take_back(now_ns, s, out);
+    }
+
+    /// A switched handoff whose target did not play: the session stays with this device,
+    /// which plays on from where it paused.
+    fn take_back(&mut self, now_ns: u64, s: Source, out: &mut Vec<Action>) {
+        let (at_ns, position_ns) = s.switched.expect("a switched handoff");
+        if self.lease.device != s.target || self.lease.epoch != s.epoch {
+            // The session moved on since (another handoff): not this device's to take.
+            return;
+        }
         self.lease = Lease {
             device: self.cfg.device.id.clone(),
             epoch: s.epoch + 1,
