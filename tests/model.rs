@@ -271,14 +271,18 @@ impl World {
         let p = self.players.get_mut(d).unwrap();
         match a {
             PlayerAction::Play if p.media.is_some() && !p.ended => {
+                // A play calls off a start or a pause still to come.
+                p.due
+                    .retain(|(_, _, due)| !matches!(due, Due::Play | Due::Pause));
                 let pos = p.position(now);
                 p.set(now, pos, true);
                 self.playback(d, PlayState::Playing);
                 self.touch(d);
             }
             PlayerAction::Pause if p.media.is_some() && !p.ended => {
-                // A pause cancels a start still to come (a handoff's target that lost it).
-                p.due.retain(|(_, _, due)| *due != Due::Play);
+                // A pause calls off a start or a pause still to come (a target that lost it).
+                p.due
+                    .retain(|(_, _, due)| !matches!(due, Due::Play | Due::Pause));
                 let pos = p.position(now);
                 p.set(now, pos, false);
                 self.playback(d, PlayState::Paused);
@@ -817,7 +821,11 @@ impl World {
             return Ok(());
         }
         let rules = ResumeRules::default();
-        for (m, truth) in self.truth.iter().filter(|(m, _)| !self.unknowable.contains(*m)) {
+        for (m, truth) in self
+            .truth
+            .iter()
+            .filter(|(m, _)| !self.unknowable.contains(*m))
+        {
             // Where a media is: on the player that plays it, else where it was left.
             let d = PLAYERS
                 .iter()

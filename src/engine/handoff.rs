@@ -1052,18 +1052,16 @@ impl Engine {
             epoch: s.epoch + 1,
         };
         let rate = self.anchor.map_or(1.0, |a| a.rate);
-        // The pause at the switch instant may be still to come: play after it.
-        let start_ns = now_ns.max(at_ns + 1_000_000);
-        out.push(Action::Player(if start_ns > now_ns {
-            PlayerAction::PlayAt {
-                at_unix_ns: start_ns,
-            }
+        // Before the switch instant the player still plays: the play calls its pause off.
+        out.push(Action::Player(PlayerAction::Play));
+        let position_ns = if at_ns > now_ns {
+            position_ns.saturating_sub(((at_ns - now_ns) as f64 * rate) as u64)
         } else {
-            PlayerAction::Play
-        }));
+            position_ns
+        };
         self.anchor = Some(Anchor {
             position_ns,
-            at_unix_ns: start_ns,
+            at_unix_ns: now_ns,
             rate,
             state: PlayState::Playing,
         });

@@ -140,7 +140,9 @@ pub enum Observation {
 /// Something for the player itself to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlayerAction {
+    /// Play now; a [`PlayerAction::PlayAt`] or [`PlayerAction::PauseAt`] not yet due is off.
     Play,
+    /// Pause now; a [`PlayerAction::PlayAt`] or [`PlayerAction::PauseAt`] not yet due is off.
     Pause,
     Seek {
         position_ns: u64,

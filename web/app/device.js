@@ -24,6 +24,14 @@ const PREROLL_LEAD_NS = 50n * MS;
 const SWITCH_MARGIN_NS = 15n * MS;
 const HANDOFF_TIMEOUT_NS = 3n * SECOND;
 const MAX_SWITCH_WAIT_NS = SECOND;
+/** After the switch instant, how long a source watches its target before the handoff is done. */
+const SWITCH_WATCH_NS = 2n * SECOND;
+/** A live session moves on while this TV seeks to it: aim this far ahead of its position. */
+const PULL_LEAD_NS = 40n * MS;
+/** How long a playing device that went offline must stay away before a witness point. */
+const WITNESS_GRACE_MS = 2000;
+/** A witness that never measured the player's clock waits this much longer. */
+const UNMEASURED_WITNESS_MS = 1000;
 /** A stamp further ahead than this is refused (PROTOCOL, "Stamps and merging"). */
 const MAX_AHEAD_NS = 300n * SECOND;
 /** Clock samples older than this give way to any new one. */
@@ -290,6 +298,14 @@ export class Device extends EventTarget {
     this.queue = [];
     this.handoff = { target: null, source: null, pending: new Map() };
     this.seq = 0;
+    // Random per start, in every command and handoff id this TV makes: a page that reloads
+    // within a millisecond (or whose clock went back) makes no id a receiver has seen, and
+    // would drop as a duplicate.
+    this.instance = `${randomHex(3)}-`;
+    // Since this TV's session last moved to another device, its player paused: a play after
+    // that is a person pressing play (which takes the session back), not the player catching
+    // up with the pause.
+    this.pausedSinceMoved = false;
     this.connected = false;
     this.synced = false;
     // The copies this TV keeps on the broker, by topic, exactly as sent or received: its own
@@ -463,7 +479,15 @@ export class Device extends EventTarget {
     return s;
   }
 
+  /** A handoff's target before the switch: what it loads and prerolls is not yet a session. */
+  get preparing() {
+    return !!this.handoff.target && !this.handoff.target.switch;
+  }
+
   async publishSession() {
+    // A handoff's target says nothing of what it loads until the switch: the media it
+    // prerolls is not a session of its own (others would take it for one, paused).
+    if (this.preparing) return this.changed();
     const s = this.sessionState();
     this.sessions.set(this.me.id, s);
     this.suggestHandoffs();
@@ -476,7 +500,7 @@ export class Device extends EventTarget {
     this.seq += 1;
     const msg = {
       v: 1,
-      id: id ?? `c-${(nowNs() / MS).toString(16)}-${this.seq}`,
+      id: id ?? `c-${(nowNs() / MS).toString(16)}-${this.instance}${this.seq}`,
       from: this.me.id,
       to,
       sent_unix_ns: nowNs(),
@@ -587,7 +611,10 @@ export class Device extends EventTarget {
       this.suggest.set(body.device, nowNs());
       this.suggestHandoffs();
     }
-    if (body.status === "offline" && was === "online") this.witness(body.device);
+    if (body.status === "offline" && was === "online") {
+      this.targetWentOffline(body.device);
+      this.witness(body.device);
+    }
     this.changed();
   }
 
@@ -619,12 +646,39 @@ export class Device extends EventTarget {
     if (!s) return;
     const at = nowNs() + this.offsetOf(device);
     const position = positionAt(s.anchor, at, s.media.duration_ns);
+    // One that never measured the player's clock reads its anchor with its own (this TV was
+    // frozen, or came online as it died): it waits longer, so that a witness that measured
+    // it goes first, and stands.
+    const wait = this.clocks.has(device) ? WITNESS_GRACE_MS : WITNESS_GRACE_MS + UNMEASURED_WITNESS_MS;
     setTimeout(() => {
       if (this.availability.get(device) !== "offline" || this.needsWitness(device) !== s) return;
+      if (this.newerThan(s)) return;
       const v = verdict(position, s.media.duration_ns);
       if (v === "not-started") return;
       this.writeResume(s.media, v === "finished" ? 0n : position, device, v === "finished", s);
-    }, 2000);
+    }, wait);
+  }
+
+  /**
+   * Whether another device made a point of `s`'s media, or played it, after `s` (the dead
+   * player's last state; stamps are causal): a witness that came first, or a device that
+   * started it since. That stands (this TV may have seen the will late: frozen, or cut off).
+   */
+  newerThan(s) {
+    const media = s.media.id;
+    const session = [...this.sessions.values()].some(
+      (o) => o.device !== s.device && o.lease.device === o.device && o.media?.id === media && compareStamps(o.stamp, s.stamp) > 0,
+    );
+    const point = [...this.resume.values()].some((p) => p.media.id === media && p.stamp.device !== s.device && compareStamps(p.stamp, s.stamp) > 0);
+    return session || point;
+  }
+
+  /**
+   * Whether another device holds `s`'s session at a higher epoch: `s` is an old copy (its
+   * device was frozen or cut off when the session moved, and has not said so yet).
+   */
+  superseded(s) {
+    return [...this.sessions.values()].some((o) => o.device !== s.device && o.session === s.session && o.lease.device === o.device && big(o.lease.epoch) > big(s.lease.epoch));
   }
 
   /**
@@ -646,7 +700,8 @@ export class Device extends EventTarget {
         o.lease.device === o.device &&
         o.media?.id === media &&
         o.anchor?.state === "playing" &&
-        this.availability.get(o.device) === "online",
+        this.availability.get(o.device) === "online" &&
+        !this.superseded(o),
     );
     return moved || here || elsewhere ? null : s;
   }
@@ -694,7 +749,7 @@ export class Device extends EventTarget {
     let best = null;
     for (const s of this.sessions.values()) {
       if (s.device === this.me.id || s.lease.device !== s.device || s.media?.id !== mediaId) continue;
-      if (!s.anchor || s.anchor.state === "ended" || this.availability.get(s.device) !== "online") continue;
+      if (!s.anchor || s.anchor.state === "ended" || this.availability.get(s.device) !== "online" || this.superseded(s)) continue;
       const playing = s.anchor.state === "playing";
       if (!best || playing > best.playing || (playing === best.playing && compareStamps(s.stamp, best.s.stamp) > 0)) best = { s, playing };
     }
@@ -985,7 +1040,8 @@ export class Device extends EventTarget {
    * the newer one of the device that plays.
    */
   async recordResume(positionNs, ended = false, toBroker = true) {
-    if (!this.media || this.lease.device !== this.me.id) return;
+    // Nor does a handoff's target before its switch: what it prerolls is not yet played.
+    if (!this.media || this.lease.device !== this.me.id || this.preparing) return;
     const v = ended ? "finished" : verdict(positionNs, this.media.duration_ns);
     if (v === "not-started") return;
     if (toBroker) await this.writeResume(this.media, v === "finished" ? 0n : positionNs, this.me.id, v === "finished");
@@ -1045,7 +1101,7 @@ export class Device extends EventTarget {
   /** Ask `target` to take over the session of `source`; resolves with the result. */
   requestHandoff(target, source) {
     this.seq += 1;
-    const id = `h-${this.me.id.slice(0, 24)}-${(nowNs() / MS).toString(16)}-${this.seq}`;
+    const id = `h-${this.me.id.slice(0, 24)}-${(nowNs() / MS).toString(16)}-${this.instance}${this.seq}`;
     const state = this.sessions.get(source);
     // A source whose media ended (or that has none) has nothing to move: said at once.
     const nothing = state && (!state.media || !state.anchor || state.anchor.state === "ended");

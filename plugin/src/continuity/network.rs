@@ -71,6 +71,10 @@ pub struct Shared {
     pub wanted: Mutex<Option<Wanted>>,
     /// The playback rate a handoff prerolls at (the source's), as f64 bits.
     handoff_rate: AtomicU64,
+    /// Bumped by a play, a pause or an unload: a `PlayAt` or `PauseAt` scheduled before it
+    /// does nothing when its instant comes (the engine changed its mind: a handoff's source
+    /// keeps its session, a target lost it before its first frame).
+    timers: AtomicU64,
 }
 
 impl Default for Shared {
@@ -83,6 +87,7 @@ impl Default for Shared {
             offer: Mutex::new(None),
             wanted: Mutex::new(None),
             handoff_rate: AtomicU64::new(1.0f64.to_bits()),
+            timers: AtomicU64::new(0),
         }
     }
 }
@@ -480,8 +485,14 @@ impl Pump {
         gst::info!(CAT, obj = element, "player: {action:?}");
         let top = top_level(element);
         match action {
-            PlayerAction::Play => blocking(move || top.set_state(gst::State::Playing).is_ok()),
-            PlayerAction::Pause => blocking(move || top.set_state(gst::State::Paused).is_ok()),
+            PlayerAction::Play => {
+                self.shared.timers.fetch_add(1, Ordering::SeqCst);
+                blocking(move || top.set_state(gst::State::Playing).is_ok())
+            }
+            PlayerAction::Pause => {
+                self.shared.timers.fetch_add(1, Ordering::SeqCst);
+                blocking(move || top.set_state(gst::State::Paused).is_ok())
+            }
             PlayerAction::Seek { position_ns } => blocking(move || seek(&top, position_ns).is_ok()),
             PlayerAction::Preroll { position_ns, rate } => {
                 self.shared.set_handoff_rate(rate);
@@ -528,17 +539,20 @@ impl Pump {
             }
             PlayerAction::PlayAt { at_unix_ns } => {
                 let shared = self.shared.clone();
-                at_instant(at_unix_ns, move || {
+                at_instant(&self.shared, at_unix_ns, move || {
                     shared.gate(Gate::cancel_handoff);
                     top.set_state(gst::State::Playing).is_ok()
                 });
             }
             PlayerAction::PauseAt { at_unix_ns } => {
-                at_instant(at_unix_ns, move || {
+                at_instant(&self.shared, at_unix_ns, move || {
                     top.set_state(gst::State::Paused).is_ok()
                 });
             }
-            PlayerAction::Unload => self.shared.gate(Gate::cancel_handoff),
+            PlayerAction::Unload => {
+                self.shared.timers.fetch_add(1, Ordering::SeqCst);
+                self.shared.gate(Gate::cancel_handoff)
+            }
         }
     }
 
@@ -785,7 +799,10 @@ const TIMER_SLACK_NS: u64 = 5_000_000;
 /// Run the pipeline operation `f` at a wall-clock instant, to within a thread's wake-up
 /// (tens of µs): the runtime's timer wakes a little early, and a blocking thread sleeps the
 /// rest.
-fn at_instant(at_unix_ns: u64, f: impl FnOnce() -> bool + Send + 'static) {
+fn at_instant(shared: &Arc<Shared>, at_unix_ns: u64, f: impl FnOnce() -> bool + Send + 'static) {
+    let shared = shared.clone();
+    let generation = shared.timers.load(Ordering::SeqCst);
+    let still_wanted = move || shared.timers.load(Ordering::SeqCst) == generation;
     tokio::spawn(async move {
         let now = now_unix_ns();
         if at_unix_ns > now + TIMER_SLACK_NS {
@@ -796,7 +813,8 @@ fn at_instant(at_unix_ns: u64, f: impl FnOnce() -> bool + Send + 'static) {
             if at_unix_ns > now {
                 std::thread::sleep(Duration::from_nanos(at_unix_ns - now));
             }
-            f()
+            // A play, a pause or an unload since it was asked for calls it off.
+            still_wanted() && f()
         });
     });
 }
