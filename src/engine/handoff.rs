@@ -112,6 +112,10 @@ pub(super) struct Handoffs {
     /// The last automatic handoff this device took part in: (source, target), which
     /// [`Engine::hand_back`] reverses.
     last_automatic: Option<(String, String)>,
+    /// The last handoff this device accepted as its source: (id, target, epoch). Its
+    /// target may take the session over even after this device dropped it (a refusal that
+    /// crossed the switch): then this device watches it as it would after a switch.
+    accepted: Option<(String, String, u64)>,
 }
 
 /// How many automatic handoffs' ids are remembered.
@@ -336,12 +340,15 @@ impl Engine {
                 self.directory.clocks.record(from, sample);
                 self.try_switch(now_ns, out);
             }
+            // A refusal that crossed the switch on its way comes too late: the switch is agreed
+            // and the source pauses when the session's new holder says so (the source's late
+            // seek or pause gives way to the handoff it asked for).
             CommandBody::HandoffReject { handoff, reason }
                 if self
                     .handoffs
                     .target
                     .as_ref()
-                    .is_some_and(|t| t.id == *handoff) =>
+                    .is_some_and(|t| t.id == *handoff && !t.switched()) =>
             {
                 self.fail_target(now_ns, *reason, false, out);
             }
@@ -430,6 +437,10 @@ impl Engine {
         };
         if anchor.state == PlayState::Ended {
             return fail(self, HandoffFailure::NothingPlaying, out);
+        }
+        if state.session == self.session && self.lease.device == self.cfg.device.id {
+            // This device holds that session already (it pulled it back meanwhile).
+            return fail(self, HandoffFailure::Superseded, out);
         }
         let Some(uri) = media.uri_for(self.cfg.device.class).map(str::to_owned) else {
             return fail(self, HandoffFailure::MediaUnavailable, out);
@@ -533,6 +544,7 @@ impl Engine {
             deadline_ns: now_ns + self.cfg.handoff_timeout_ns + 1_000_000_000,
             switched: None,
         });
+        self.handoffs.accepted = Some((id.to_owned(), target.to_owned(), epoch));
         let accept = CommandBody::HandoffAccept {
             handoff: id.to_owned(),
             t1_unix_ns: t1,
@@ -561,6 +573,24 @@ impl Engine {
             reason,
         };
         self.send(now_ns, &s.target, body, out);
+    }
+
+    /// Target side: `media` started here, and it is not what the handoff in flight loads
+    /// (a person started something else meanwhile): that handoff is off.
+    pub(super) fn drop_incoming_handoff(
+        &mut self,
+        now_ns: u64,
+        media: &str,
+        out: &mut Vec<Action>,
+    ) {
+        if self
+            .handoffs
+            .target
+            .as_ref()
+            .is_some_and(|t| t.media_id != media)
+        {
+            self.fail_target(now_ns, HandoffFailure::Superseded, true, out);
+        }
     }
 
     /// Source side: the target plays from `position` at `at` (this device's clock).
@@ -1070,7 +1100,11 @@ impl Engine {
 
     /// Another device holds this session now: stop being active.
     pub(super) fn lose_lease(&mut self, now_ns: u64, lease: Lease, out: &mut Vec<Action>) {
-        if lease.epoch <= self.lease.epoch || lease.device == self.cfg.device.id {
+        // Leases are ordered by epoch, then by device id: two devices that take the same
+        // session at one epoch (two pulls at once) agree which one holds it.
+        if (lease.epoch, &lease.device) <= (self.lease.epoch, &self.lease.device)
+            || lease.device == self.cfg.device.id
+        {
             return;
         }
         // The target of the handoff this device accepted publishes the session as soon as
@@ -1095,6 +1129,11 @@ impl Engine {
             self.fail_target(now_ns, HandoffFailure::Superseded, false, out);
         }
         let was_active = self.lease.device == self.cfg.device.id;
+        let watch = self
+            .handoffs
+            .accepted
+            .take_if(|(_, target, epoch)| *target == lease.device && *epoch == lease.epoch)
+            .filter(|_| was_active && self.handoffs.source.is_none());
         self.lease = lease.clone();
         // A handoff of this session in flight moves what is no longer here.
         self.drop_outgoing_handoff(now_ns, HandoffFailure::Superseded, out);
@@ -1119,6 +1158,18 @@ impl Engine {
             self.anchor = Some(Anchor {
                 state: PlayState::Paused,
                 ..a.rebased(now_ns, self.duration())
+            });
+        }
+        if let Some((id, target, epoch)) = watch {
+            // The target of a handoff this device had dropped switched all the same: watched
+            // as after a switch, so that the session comes back if it never plays.
+            let position = self.anchor.map_or(0, |a| a.position_ns);
+            self.handoffs.source = Some(Source {
+                id,
+                target,
+                epoch,
+                deadline_ns: now_ns + SWITCH_WATCH_NS,
+                switched: Some((now_ns, position)),
             });
         }
         self.publish_session(now_ns, out);

@@ -256,6 +256,13 @@ pub const SUGGEST_WITHIN_NS: u64 = 10_000_000_000;
 /// When the second and third probes of a playing device leave, after the first.
 const PROBES_AFTER_ONLINE_NS: [u64; 2] = [500_000_000, 2_000_000_000];
 
+/// A clock sample whose round trip is longer than this is rough (its offset may be off by
+/// half of it): the device is probed again after [`PROBE_RETRY_NS`], at most
+/// [`MAX_PROBE_RETRIES`] times since it came online.
+const ROUGH_RTT_NS: u64 = 50_000_000;
+const PROBE_RETRY_NS: u64 = 3_000_000_000;
+const MAX_PROBE_RETRIES: u32 = 5;
+
 /// The engine of one device.
 #[derive(Debug)]
 pub struct Engine {
@@ -279,6 +286,8 @@ pub struct Engine {
     /// Devices whose clock was measured since they came online: a device's clock is
     /// measured once it plays (see [`Engine::measure_if_playing`]).
     clocks_measured: BTreeSet<String>,
+    /// Probes sent again since a device came online because its samples were rough.
+    probe_retries: BTreeMap<String, u32>,
     /// Recent commands, by sender and id: QoS 1 delivers at least once, so a command can
     /// arrive twice.
     seen_commands: std::collections::VecDeque<(String, String)>,
@@ -325,6 +334,7 @@ impl Engine {
             ready: plan::ReadyTimes::default(),
             probes_due: BTreeMap::new(),
             clocks_measured: BTreeSet::new(),
+            probe_retries: BTreeMap::new(),
             seen_commands: std::collections::VecDeque::new(),
             cfg,
             media: None,
@@ -441,6 +451,12 @@ impl Engine {
         &self.lease
     }
 
+    /// The id of this device's session (it changes with new media, and when a handoff or
+    /// a pull brings another device's session here).
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
     /// Feed one observation made at `now_unix_ns`.
     pub fn handle(&mut self, now_unix_ns: u64, obs: Observation) -> Vec<Action> {
         let mut out = Vec::new();
@@ -449,6 +465,8 @@ impl Engine {
                 // Other media while this device's session was being handed off: that handoff
                 // would move what no longer plays here.
                 self.drop_outgoing_handoff(now_unix_ns, HandoffFailure::Rejected, &mut out);
+                // Other media than a handoff to this device loads: the person chose it here.
+                self.drop_incoming_handoff(now_unix_ns, &media.id, &mut out);
                 let other = self.media.as_ref().is_some_and(|m| m.id != media.id);
                 if (self.lease.device != self.cfg.device.id || other)
                     && self.handoffs.target.is_none()
@@ -673,6 +691,7 @@ impl Engine {
                         self.witnesses.remove(&a.device);
                         if was != Some(Status::Online) {
                             self.clocks_measured.remove(&a.device);
+                            self.probe_retries.remove(&a.device);
                             // Online when this device subscribed (the broker's retained
                             // picture) is not news; coming online after is.
                             if self.cfg.announce && a.device != self.cfg.device.id && !msg.retained
@@ -870,6 +889,7 @@ impl Engine {
             }
             CommandBody::ClockReply { .. } => {
                 self.directory.clock_reply(cmd, arrived_ns);
+                self.probe_again_if_rough(now_unix_ns, &cmd.from);
                 return;
             }
             _ => return self.handoff_command(now_unix_ns, arrived_ns, &cmd.from, &cmd.body, out),
@@ -889,6 +909,27 @@ impl Engine {
                 device.to_owned(),
                 PROBES_AFTER_ONLINE_NS.map(|d| now_unix_ns + d).to_vec(),
             );
+        }
+    }
+
+    /// The best sample of `device`'s clock came back slowly (it was busy, frozen, or a
+    /// message was held up), so its offset may be off by half that round trip: probe it
+    /// again a little later, a few times at most, while none is due.
+    fn probe_again_if_rough(&mut self, now_unix_ns: u64, device: &str) {
+        let rough = self
+            .directory
+            .clocks
+            .sample(device)
+            .is_some_and(|s| s.rtt_ns > ROUGH_RTT_NS);
+        let retries = self.probe_retries.entry(device.to_owned()).or_insert(0);
+        if rough
+            && self.cfg.announce
+            && *retries < MAX_PROBE_RETRIES
+            && self.probes_due.get(device).is_none_or(|d| d.is_empty())
+        {
+            *retries += 1;
+            self.probes_due
+                .insert(device.to_owned(), vec![now_unix_ns + PROBE_RETRY_NS]);
         }
     }
 

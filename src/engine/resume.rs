@@ -101,7 +101,7 @@ impl Engine {
             o.device != s.device
                 && o.session == s.session
                 && o.lease.device == o.device
-                && o.lease.epoch > s.lease.epoch
+                && (o.lease.epoch, &o.lease.device) > (s.lease.epoch, &s.lease.device)
         })
     }
 
@@ -313,7 +313,9 @@ impl Engine {
     fn playing_session(&self, device: &str) -> Option<&SessionState> {
         let s = self.own_playing_session(device)?;
         let moved_on = self.directory.sessions.values().any(|o| {
-            o.device != s.device && o.session == s.session && o.lease.epoch > s.lease.epoch
+            o.device != s.device
+                && o.session == s.session
+                && (o.lease.epoch, &o.lease.device) > (s.lease.epoch, &s.lease.device)
         });
         let media = s.media.as_ref().map(|m| &m.id);
         let here = self.plays_here() && self.media.as_ref().map(|m| &m.id) == media;

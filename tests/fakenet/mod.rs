@@ -44,6 +44,12 @@ pub struct Net {
     pub lose: Option<fn(&str, &Incoming) -> bool>,
     /// What each device's store keeps of resume points, for its next start.
     pub stored: BTreeMap<String, Vec<ResumePoint>>,
+    /// How long a message takes from one device to another through the broker (ns), by
+    /// (sender, receiver); none: at once. One figure per pair keeps MQTT's order.
+    pub latency: BTreeMap<(String, String), u64>,
+    /// Messages on their way: (true time of arrival, order sent, receiver, message).
+    pub in_flight: Vec<(u64, u64, String, Incoming)>,
+    sent: u64,
 }
 
 impl Net {
@@ -65,6 +71,9 @@ impl Net {
             frozen: BTreeMap::new(),
             lose: None,
             stored: BTreeMap::new(),
+            latency: BTreeMap::new(),
+            in_flight: Vec::new(),
+            sent: 0,
         }
     }
 
@@ -167,24 +176,62 @@ impl Net {
                     .collect(),
             };
             for d in targets {
-                if self.offline.contains(&d)
-                    || self.killed.contains(&d)
-                    || !self.engines.contains_key(&d)
-                {
+                if let Some(l) = self.latency.get(&(sender.clone(), d.clone())) {
+                    self.sent += 1;
+                    self.in_flight
+                        .push((self.now + l, self.sent, d.clone(), msg.clone()));
                     continue;
                 }
-                if let Some(waiting) = self.frozen.get_mut(&d) {
-                    waiting.push(msg.clone());
-                    continue;
-                }
-                let now = self.local(&d);
-                let actions = self
-                    .engines
-                    .get_mut(&d)
-                    .unwrap()
-                    .handle(now, Observation::Incoming(msg.clone()));
-                self.run(&d, actions);
+                self.deliver(&d, msg.clone());
             }
+        }
+    }
+
+    /// `msg` reaches `d` now (unless `d` is gone; a frozen one finds it when it thaws).
+    fn deliver(&mut self, d: &str, mut msg: Incoming) {
+        if self.offline.iter().any(|o| o == d)
+            || self.killed.iter().any(|k| k == d)
+            || !self.engines.contains_key(d)
+        {
+            return;
+        }
+        if let Some(waiting) = self.frozen.get_mut(d) {
+            waiting.push(msg);
+            return;
+        }
+        let now = self.local(d);
+        if !self.latency.is_empty() {
+            msg.received_unix_ns = Some(now);
+        }
+        let actions = self
+            .engines
+            .get_mut(d)
+            .unwrap()
+            .handle(now, Observation::Incoming(msg));
+        self.run(d, actions);
+    }
+
+    /// When the next message on its way arrives.
+    pub fn next_arrival(&self) -> Option<u64> {
+        self.in_flight.iter().map(|(t, ..)| *t).min()
+    }
+
+    /// Deliver the messages due by now, in the order they were sent.
+    pub fn deliver_due(&mut self) {
+        loop {
+            let now = self.now;
+            let Some(i) = self
+                .in_flight
+                .iter()
+                .enumerate()
+                .filter(|(_, (t, ..))| *t <= now)
+                .min_by_key(|(_, (t, seq, ..))| (*t, *seq))
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            let (_, _, d, msg) = self.in_flight.remove(i);
+            self.deliver(&d, msg);
         }
     }
 
@@ -226,9 +273,28 @@ impl Net {
             status: wire::Status::Offline,
         };
         let topic = wire::Topic::availability("home", id).to_string();
-        self.queue
-            .push_back(("broker".into(), topic, wire::encode(&offline)));
-        self.run("broker", Vec::new());
+        if self.latency.is_empty() {
+            self.queue
+                .push_back(("broker".into(), topic, wire::encode(&offline)));
+            self.run("broker", Vec::new());
+            return;
+        }
+        // After what the device published before it died (the broker had those already),
+        // as late as its messages to each device.
+        let payload = wire::encode(&offline);
+        self.retained.insert(topic.clone(), payload.clone());
+        let msg = wire::decode(&topic, &payload).expect("a will");
+        let to: Vec<String> = self.engines.keys().filter(|d| *d != id).cloned().collect();
+        for d in to {
+            let l = self
+                .latency
+                .get(&(id.to_owned(), d.clone()))
+                .copied()
+                .unwrap_or(0);
+            self.sent += 1;
+            self.in_flight
+                .push((self.now + l, self.sent, d, msg.clone()));
+        }
     }
 
     /// kill -STOP: nothing the device receives is handled, and no time passes for it.

@@ -650,7 +650,13 @@ export class Device extends EventTarget {
     // frozen, or came online as it died): it waits longer, so that a witness that measured
     // it goes first, and stands.
     const wait = this.clocks.has(device) ? WITNESS_GRACE_MS : WITNESS_GRACE_MS + UNMEASURED_WITNESS_MS;
+    // The latest time it went offline is the one witnessed.
+    const due = {};
+    this.witnessing ??= new Map();
+    this.witnessing.set(device, due);
     setTimeout(() => {
+      if (this.witnessing.get(device) !== due) return;
+      this.witnessing.delete(device);
       if (this.availability.get(device) !== "offline" || this.needsWitness(device) !== s) return;
       if (this.newerThan(s)) return;
       const v = verdict(position, s.media.duration_ns);
@@ -761,13 +767,14 @@ export class Device extends EventTarget {
    * device, stamp, live, playing}` (`live`: the session to continue, if a device holds it),
    * or null when nothing is worth resuming. A live session that plays is where the media
    * is, whatever the point's stamp; a paused one wins when its stamp is not older than the
-   * point's. A session that ended (on any device, this TV too) after the point was made
-   * leaves nothing to resume: the media finished there.
+   * point's, or when the point is its own device's (a pause records both: the session is the
+   * one to continue). A session that ended (on any device, this TV too) after the point was
+   * made leaves nothing to resume: the media finished there.
    */
   resumeFrom(mediaId, point) {
-    const live = this.liveSession(mediaId);
+    const live = this.currentLive(mediaId, point);
     let from = null;
-    if (live && (live.anchor.state === "playing" || !point || compareStamps(point.stamp, live.stamp) <= 0)) {
+    if (live) {
       from = { position: this.livePosition(live), device: live.device, stamp: live.stamp, live, playing: live.anchor.state === "playing", duration: live.media.duration_ns };
     } else if (point && !point.finished) {
       from = { position: big(point.position_ns), device: point.device, stamp: point.stamp, live: null, playing: false, duration: point.media.duration_ns };
@@ -778,6 +785,18 @@ export class Device extends EventTarget {
       if (ended) return null;
     }
     return verdict(from.position, from.duration) === "resume" ? from : null;
+  }
+
+  /** The live session of `mediaId` that a start of it continues (see `resumeFrom`), or null. */
+  currentLive(mediaId, point = this.pointOf(mediaId)) {
+    const live = this.liveSession(mediaId);
+    const current = live && (live.anchor.state === "playing" || !point || compareStamps(point.stamp, live.stamp) <= 0 || point.device === live.device);
+    return current ? live : null;
+  }
+
+  /** The newest resume point this TV holds for `mediaId`, or null. */
+  pointOf(mediaId) {
+    return [...this.resume.values()].find((p) => p.media.id === mediaId) ?? null;
   }
 
   /** Whether this TV plays `mediaId` now, or is taking it over. */
@@ -873,15 +892,20 @@ export class Device extends EventTarget {
         return this.onOffer(cmd.from, b, arrivedNs);
       case "handoff-accept":
         return this.onAccept(cmd.from, b, arrivedNs);
-      // Only the other party of a handoff speaks for it.
-      case "handoff-reject":
-        if (this.handoff.target?.id === b.handoff && this.handoff.target.source === cmd.from) return this.failTarget(b.reason, false);
+      // Only the other party of a handoff speaks for it. A refusal that crossed the switch on
+      // its way comes too late: the switch is agreed, and the source gives the session up
+      // when it sees this TV hold it (its late seek or pause gives way to the handoff).
+      case "handoff-reject": {
+        const t = this.handoff.target;
+        if (t?.id === b.handoff && t.source === cmd.from && !t.switch) return this.failTarget(b.reason, false);
         return;
+      }
       case "handoff-switch":
         if (this.handoff.source?.target === cmd.from) return this.onSwitch(b);
         return;
       case "handoff-cancel": {
-        if (this.handoff.source?.id === b.handoff && this.handoff.source.target === cmd.from) {
+        const s = this.handoff.source;
+        if (s?.id === b.handoff && s.target === cmd.from && !s.switched) {
           this.handoff.source = null;
           return;
         }
@@ -892,10 +916,15 @@ export class Device extends EventTarget {
         return;
       }
       case "handoff-result":
-        return this.onResult(b);
-      case "takeover":
-        if (b.session === this.session) return this.loseLease({ device: cmd.from, epoch: b.epoch });
-        return;
+        return this.onResult(cmd.from, b);
+      case "takeover": {
+        if (b.session !== this.session) return;
+        // A takeover is no handoff's switch to wait for (the target of one this TV accepted
+        // restarted, and started the media itself): it pauses now.
+        const s = this.handoff.source;
+        if (s && s.target === cmd.from && !s.switched) this.handoff.source = null;
+        return this.loseLease({ device: cmd.from, epoch: b.epoch });
+      }
       default:
         return;
     }
@@ -980,15 +1009,26 @@ export class Device extends EventTarget {
 
   /** The player changed on its own (a key press, end of stream): a new anchor. */
   async playerChanged(what) {
-    if (!this.media || !this.active || this.handoff.target) return;
-    const pos = this.player.positionNs;
+    if (!this.media || !this.anchor || this.handoff.target) return;
     const state = what === "ended" ? "ended" : this.player.playing ? "playing" : "paused";
+    if (this.lease.device !== this.me.id) {
+      // Its session moved to another device: a pause is the player catching up with that;
+      // a play after it is a person pressing play, which takes the session back.
+      if (state !== "playing") this.pausedSinceMoved = true;
+      else if (this.pausedSinceMoved) await this.pullBack();
+      return;
+    }
+    const pos = this.player.positionNs;
+    const rate = this.player.rate ?? this.anchor.rate;
     // Events of what this device did itself (a preroll, the start at a switch) change
     // nothing the anchor does not already say.
     const predicted = positionAt(this.anchor, nowNs(), this.media.duration_ns);
     const off = pos > predicted ? pos - predicted : predicted - pos;
-    if (state === this.anchor.state && off <= DRIFT_NS) return;
-    this.anchor = { position_ns: num(pos), at_unix_ns: nowNs(), rate: this.anchor?.rate ?? 1, state };
+    if (state === this.anchor.state && rate === this.anchor.rate && off <= DRIFT_NS) return;
+    // Paused, sought or a new rate while the session is being handed off: the target
+    // prepared the old position, so that handoff is off (the accept carried the anchor).
+    if (what !== "drift" && what !== "ended") await this.dropOutgoingHandoff("rejected");
+    this.anchor = { position_ns: num(pos), at_unix_ns: nowNs(), rate, state };
     await this.publishSession();
     if (state !== "playing") await this.recordResume(pos, what === "ended");
   }
@@ -1001,7 +1041,19 @@ export class Device extends EventTarget {
       if (t.switch) await this.finishTarget(t, { latency_ns: num(t.switch.at - t.received) });
       else await this.failTarget("timeout", true);
     }
-    if (this.handoff.source && now >= this.handoff.source.deadline) this.handoff.source = null;
+    const s = this.handoff.source;
+    if (s && now >= s.deadline) {
+      this.handoff.source = null;
+      if (s.switched) {
+        // Switched, and the target never said it plays (frozen, or its player stuck): the
+        // session stays here.
+        await this.takeBack(s);
+      } else {
+        // No switch came, yet the target holds the session now: it moved all the same.
+        const held = this.sessions.get(s.target);
+        if (held?.session === this.session && held.lease.device === s.target && big(held.lease.epoch) >= s.epoch) await this.loseLease(held.lease);
+      }
+    }
     for (const [id, p] of this.handoff.pending) {
       if (now < p.deadline) continue;
       // No result came. The target may hold the session all the same (its result was lost:
@@ -1066,7 +1118,14 @@ export class Device extends EventTarget {
     if (!playableHere(uri)) throw new Error(`this TV cannot open ${uri ?? "a media without a URI"}`);
     const support = await this.player.support(uri);
     if (!support.ok) throw new Error(`this browser cannot play ${support.type}`);
+    // Other media while this TV's session was being handed off: that handoff would move
+    // what no longer plays here.
+    await this.dropOutgoingHandoff("rejected");
+    // A pause still due from a handoff's switch is not for this media.
+    this.player.cancelPauseAt();
     const at = await this.player.load(uri, positionNs);
+    this.player.setRate(1);
+    // New media is a new session, held here.
     this.session = `${this.me.id}-${randomHex(4)}`;
     this.lease = { device: this.me.id, epoch: 0 };
     this.media = media;
@@ -1081,15 +1140,113 @@ export class Device extends EventTarget {
   /** Another device holds my session now: pause, and say so. */
   async loseLease(lease) {
     if (big(lease.epoch) <= big(this.lease.epoch) || lease.device === this.me.id) return;
+    // The target of the handoff this TV accepted publishes the session as soon as the switch
+    // is agreed, for an instant still ahead; its switch command says when to pause, and may
+    // come after the state (another topic). Pausing now would leave a gap as long as the
+    // wait for that instant. Until the handoff's deadline.
+    const s = this.handoff.source;
+    if (s && s.target === lease.device && s.epoch === big(lease.epoch)) return;
+    const t = this.handoff.target;
     const wasActive = this.lease.device === this.me.id;
     this.lease = lease;
+    // Taken from here between the switch and the first frame: it never plays here.
+    if (t?.switch && t.session === this.session) await this.failTarget("superseded", false);
+    // A handoff of this session in flight moves what is no longer here.
+    await this.dropOutgoingHandoff("superseded");
+    const watched = this.handoff.source;
     this.handoff.source = null;
+    // Switched to a target that lost the session before the instant (a pull): the pause
+    // that was due then is due now.
+    if (watched?.switched && watched.switched.at > nowNs()) this.player.pauseNow();
     if (!wasActive) return;
+    // A player that plays now is told to pause, and says so; one already paused has.
+    this.pausedSinceMoved = !this.player.playing;
     const name = this.nameOf(lease.device);
     this.announce(`Continued on ${name}`);
     if (this.player.playing) this.player.pause();
     if (this.anchor) this.anchor = { ...this.anchor, position_ns: num(this.player.positionNs), at_unix_ns: nowNs(), state: "paused" };
     await this.publishSession();
+  }
+
+  /**
+   * Source side: what this TV plays changed before the switch (other media, a pause, a
+   * seek, its session taken): the handoff in flight is refused, and its target drops it.
+   */
+  async dropOutgoingHandoff(reason) {
+    const s = this.handoff.source;
+    if (!s || s.switched) return;
+    this.handoff.source = null;
+    await this.command(s.target, { type: "handoff-reject", handoff: s.id, reason });
+  }
+
+  /**
+   * Play was pressed here while another device holds this TV's session: continue the media
+   * where it is now (the live session of it that another device holds, at its position,
+   * taken over), else take this TV's own session back from its holder.
+   */
+  async pullBack() {
+    // Once: the seek below is no second press.
+    this.pausedSinceMoved = false;
+    this.handoff.source = null;
+    const live = this.currentLive(this.media.id);
+    let [holder, session, epoch] = [this.lease.device, this.session, big(this.lease.epoch)];
+    if (live) {
+      const there = this.livePosition(live);
+      const here = this.player.positionNs;
+      if ((there > here ? there - here : here - there) > DRIFT_NS) await this.player.seek(there + PULL_LEAD_NS);
+      [holder, session, epoch] = [live.device, live.session, big(live.lease.epoch)];
+    }
+    await this.takeOver(holder, session, epoch);
+  }
+
+  /** Pull handoff: this TV plays `session` (held by `from` at `epoch`) and holds it now; `from` pauses. */
+  async takeOver(from, session, epoch) {
+    this.session = session;
+    this.lease = { device: this.me.id, epoch: num(epoch + 1n) };
+    this.anchor = {
+      position_ns: num(this.player.positionNs),
+      at_unix_ns: nowNs(),
+      rate: this.player.rate ?? this.anchor?.rate ?? 1,
+      state: this.player.playing ? "playing" : "paused",
+    };
+    await this.command(from, { type: "takeover", session, epoch: num(epoch + 1n) });
+    await this.publishSession();
+    this.announce(`Continued here from ${this.nameOf(from)}`);
+  }
+
+  /**
+   * `device` went offline. A target this TV switched to that is not yet known to play (it
+   * died in the handoff): the session stays here, and this TV plays on from where it paused
+   * (make-before-break: a source never stops for a target that does not play).
+   */
+  targetWentOffline(device) {
+    const s = this.handoff.source;
+    if (!s?.switched || s.target !== device) return;
+    const t = this.handoff.target;
+    // It was handing the session back here: that is off, and it is taken back below.
+    if (t && t.source === device && !t.switch) this.failTarget("rejected", false);
+    this.handoff.source = null;
+    this.log(`handoff ${s.id}: the target ${device} went offline at the switch: playing on here`);
+    return this.takeBack(s);
+  }
+
+  /** A switched handoff whose target did not play: the session stays here, and plays on. */
+  async takeBack(s) {
+    // The session moved on since (another handoff): not this TV's to take.
+    if (this.lease.device !== s.target || big(this.lease.epoch) !== s.epoch) return;
+    this.lease = { device: this.me.id, epoch: num(s.epoch + 1n) };
+    const rate = this.anchor?.rate ?? 1;
+    // The pause at the switch instant may be still to come: then it never comes. The anchor
+    // first: the player's "play" is no news then.
+    this.player.cancelPauseAt();
+    // From where it paused (a handoff back here that it dropped may have moved the player).
+    const paused = s.switched.position;
+    const off = paused === undefined ? 0n : this.player.positionNs - paused;
+    if (!this.player.playing && (off > DRIFT_NS || off < -DRIFT_NS)) await this.player.seek(paused);
+    this.anchor = { position_ns: num(this.player.positionNs), at_unix_ns: nowNs(), rate, state: "playing" };
+    if (!this.player.playing) await this.player.play();
+    await this.publishSession();
+    this.announce(`${this.nameOf(s.target)} did not continue: playing on here`);
   }
 
   nameOf(device) {
@@ -1116,7 +1273,10 @@ export class Device extends EventTarget {
     });
   }
 
-  onResult(r) {
+  onResult(from, r) {
+    // The target of a handoff this TV switched (or asked for) plays: nothing more to watch.
+    const s = this.handoff.source;
+    if (!r.failure && s?.id === r.handoff && s.target === from && (s.switched || this.handoff.pending.has(r.handoff))) this.handoff.source = null;
     if (this.handoff.pending.has(r.handoff)) this.onResultLocal(r);
   }
 
@@ -1131,12 +1291,16 @@ export class Device extends EventTarget {
 
   async onRequest(requester, id, source, receivedNs) {
     const fail = (failure) => this.sendResult(requester, { handoff: id, source, target: this.me.id, failure });
-    if (this.handoff.target || this.handoff.source) return fail("target-busy");
+    // A source that switched and only watches its target is not busy.
+    if (this.handoff.target || (this.handoff.source && !this.handoff.source.switched)) return fail("target-busy");
     const state = this.sessions.get(source);
     if (!state) return fail("rejected");
     if (!state.media || !state.anchor || state.anchor.state === "ended") return fail("nothing-playing");
     const uri = uriFor(state.media);
     if (!playableHere(uri)) return fail("media-unavailable");
+    // Already playing this media: nothing to load, only a preroll. Else the load replaces
+    // what the player had (a media that played to its end is loaded again).
+    const loaded = this.media?.id === state.media.id && this.anchor !== null && this.anchor.state !== "ended" && this.player.uri === uri;
     const t = {
       id,
       requester,
@@ -1154,6 +1318,7 @@ export class Device extends EventTarget {
       took: 0n,
       prerolls: 1,
       switch: null,
+      cold: !loaded,
     };
     this.handoff.target = t;
     // A media this browser cannot show is refused before the offer, so before the source
@@ -1220,6 +1385,25 @@ export class Device extends EventTarget {
   async trySwitch(t) {
     if (this.handoff.target !== t || t.switch || t.anchor === null || t.offset === null || t.prerolled === null) return;
     const now = nowNs();
+    const mediaId = t.state.media.id;
+    // The source plays other media now than the one loaded here.
+    const current = this.sessions.get(t.source);
+    if (current?.media && current.media.id !== mediaId) return this.failTarget("rejected", true);
+    const others = [...this.sessions.values()].filter((s) => s.device !== this.me.id && s.lease.device === s.device);
+    // Another device took the session meanwhile (a pull): this handoff lost.
+    const taken = others.some((s) => s.session === t.session && big(s.lease.epoch) >= t.epoch);
+    // Or started that media since the request came (the source may have gone quiet): the
+    // person continues there, and this handoff would make two players.
+    const startedElsewhere = others.some(
+      (s) =>
+        s.device !== t.source &&
+        s.media?.id === mediaId &&
+        s.anchor?.state === "playing" &&
+        this.availability.get(s.device) === "online" &&
+        big(s.stamp.wall_ns) >= t.received + this.offsetOf(s.device) &&
+        !this.superseded(s),
+    );
+    if (taken || startedElsewhere) return this.failTarget("superseded", true);
     const a = t.anchor;
     const playing = a.state === "playing";
     // The player starts its clock early by its start lag: the instant must leave room for it.
@@ -1245,6 +1429,8 @@ export class Device extends EventTarget {
     }
     t.switch = { at, position: t.prerolled };
     await this.command(t.source, { type: "handoff-switch", handoff: t.id, at_unix_ns: at + t.offset, position_ns: num(t.prerolled) });
+    // It plays at the rate of the source's anchor (a film watched at x1.5 goes on so).
+    this.player.setRate(a.rate);
     const shown = this.player.playAt(at);
     // The session is this device's from the switch instant on.
     const s = t.state;
@@ -1277,7 +1463,7 @@ export class Device extends EventTarget {
 
   async finishTarget(t, fields) {
     this.handoff.target = null;
-    await this.sendResult(t.requester, {
+    const r = {
       handoff: t.id,
       source: t.source,
       target: this.me.id,
@@ -1285,7 +1471,11 @@ export class Device extends EventTarget {
       clock_offset_ns: t.offset === null ? undefined : num(t.offset),
       rtt_ns: t.rtt === null ? undefined : num(t.rtt),
       prerolls: t.prerolls,
-    });
+    };
+    // The source watches for it (until 2 s past the switch instant): a target that never
+    // says it plays leaves the session with the source.
+    if (t.source !== t.requester && t.source !== this.me.id) await this.command(t.source, { type: "handoff-result", ...r });
+    await this.sendResult(t.requester, r);
   }
 
   async failTarget(reason, cancelSource) {
@@ -1293,7 +1483,19 @@ export class Device extends EventTarget {
     if (!t) return;
     this.handoff.target = null;
     if (cancelSource) await this.command(t.source, { type: "handoff-cancel", handoff: t.id, reason });
-    if (!this.active) this.player.unload();
+    if (t.cold) {
+      // What the player had gave way to the load, which is dropped now: it has nothing (a
+      // later handoff of this media loads it again).
+      this.player.unload();
+      this.media = null;
+      this.anchor = null;
+      this.audio = null;
+      this.subtitle = null;
+      await this.publishSession();
+    } else if (this.active) {
+      // The preroll paused or moved what plays here: its anchor says so.
+      await this.playerChanged("drift");
+    }
     await this.sendResult(t.requester, {
       handoff: t.id,
       source: t.source,
@@ -1313,7 +1515,7 @@ export class Device extends EventTarget {
     if (!this.active || b.session !== this.session) return reject("rejected");
     if (big(b.epoch) <= big(this.lease.epoch)) return reject("superseded");
     const s = this.handoff.source;
-    if (s && s.id !== b.handoff && s.deadline > nowNs()) return reject("superseded");
+    if (s && s.id !== b.handoff && !s.switched && s.deadline > nowNs()) return reject("superseded");
     this.handoff.source = { id: b.handoff, target: from, epoch: big(b.epoch), deadline: nowNs() + HANDOFF_TIMEOUT_NS + SECOND };
     const now = nowNs();
     const pos = this.player.playing ? this.player.positionNs : big(this.anchor.position_ns);
@@ -1321,22 +1523,29 @@ export class Device extends EventTarget {
     await this.command(from, { type: "handoff-accept", handoff: b.handoff, t1_unix_ns: big(b.t1_unix_ns), t2_unix_ns: t2, t3_unix_ns: nowNs(), anchor });
   }
 
+  /** Source side: the target plays from `at_unix_ns` (this TV's clock); this TV pauses then. */
   async onSwitch(b) {
     const s = this.handoff.source;
-    if (!s || s.id !== b.handoff) return;
-    this.handoff.source = null;
+    if (!s || s.id !== b.handoff || s.switched) return;
     const at = big(b.at_unix_ns);
-    // Where the session is at the switch, the last this TV says of it: recorded while it still
-    // holds the session (only the holder records), before the lease is handed over.
-    const recorded = this.anchor ? this.recordResume(positionAt(this.anchor, at, this.media?.duration_ns)) : null;
+    // Until 2 s past the instant this TV watches its target: one that goes offline, or
+    // never says it plays, leaves the session here (see `takeBack`).
+    s.switched = { at };
+    s.deadline = maxBig(at, nowNs()) + SWITCH_WATCH_NS;
+    this.pausedSinceMoved = false;
+    // No resume point of the switch: the target says where the session is from its first
+    // frame, and a point stamped when this TV handles the switch (late, if it was frozen)
+    // would hide what the target made of it since.
     this.lease = { device: s.target, epoch: num(s.epoch) };
-    await this.player.pauseAt(at);
+    // False: taken back before the instant (the target went offline), and it plays on.
+    if (!(await this.player.pauseAt(at))) return;
     // Where the picture stopped, which is where the target goes on.
     const position = this.player.positionNs;
-    this.anchor = { ...this.anchor, position_ns: num(position), at_unix_ns: at, state: "paused" };
+    s.switched.position = position;
+    const now = nowNs();
+    this.anchor = { ...this.anchor, position_ns: num(position), at_unix_ns: at < now ? at : now, state: "paused" };
     await this.publishSession();
-    await recorded;
-    this.announce(`Continued on ${this.nameOf(s.target)} at ${clockText(position)}`);
+    if (this.lease.device !== this.me.id) this.announce(`Continued on ${this.nameOf(this.lease.device)} at ${clockText(position)}`);
   }
 }
 

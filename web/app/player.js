@@ -121,11 +121,11 @@ async function firstBytes(uri) {
   return { data: data.subarray(0, size), type: r.headers.get("content-type") };
 }
 
-/** Sleep until the wall-clock instant `atNs` (BigInt), to within a millisecond. */
-async function until(atNs) {
+/** Sleep until the wall-clock instant `atNs` (BigInt), to within a millisecond (or until `off()`). */
+async function until(atNs, off = () => false) {
   const ms = Number(atNs - nowNs()) / 1e6;
   if (ms > 3) await new Promise((r) => setTimeout(r, ms - 3));
-  while (nowNs() < atNs) await Promise.resolve();
+  while (nowNs() < atNs && !off()) await Promise.resolve();
 }
 
 export class Player {
@@ -136,6 +136,8 @@ export class Player {
     this.startLagNs = BigInt(localStorage.getItem("start-lag-ns") ?? "80000000");
     /** What `support` learnt, per URI: `{promise, value}`. */
     this.supports = new Map();
+    /** A pause at an instant still to come (`pauseAt`). */
+    this.due = null;
   }
 
   get positionNs() {
@@ -149,6 +151,16 @@ export class Player {
 
   get playing() {
     return !this.video.paused && !this.video.ended;
+  }
+
+  /** The playback rate. */
+  get rate() {
+    return this.video.playbackRate;
+  }
+
+  /** Play at `rate` from now on, when the browser can (a positive rate up to 16). */
+  setRate(rate) {
+    if (Number.isFinite(rate) && rate > 0 && rate <= 16 && this.video.playbackRate !== rate) this.video.playbackRate = rate;
   }
 
   /** Whether the loaded media shows a picture (0 × 0: audio only, or a video it cannot decode). */
@@ -248,7 +260,7 @@ export class Player {
     const first = this.firstFrame();
     await this.play();
     const shown = await first;
-    const began = shown.shownNs - (shown.positionNs - from);
+    const began = shown.shownNs - BigInt(Math.round(Number(shown.positionNs - from) / (this.video.playbackRate || 1)));
     const lag = began - called;
     this.lastStart = { atNs, calledNs: called, beganNs: began, shownNs: shown.shownNs, positionNs: shown.positionNs, lagNs: lag };
     if (lag > 0n && lag < 500000000n) {
@@ -288,9 +300,41 @@ export class Player {
     });
   }
 
-  async pauseAt(atNs) {
-    await until(atNs);
-    this.video.pause();
+  /**
+   * Pause at the wall-clock instant `atNs`. Resolves true once paused, false if called off
+   * before (`cancelPauseAt`, a load); `pauseNow` brings it forward.
+   */
+  pauseAt(atNs) {
+    this.cancelPauseAt();
+    return new Promise((resolve) => {
+      const due = {
+        fire: () => {
+          if (this.due !== due) return;
+          this.due = null;
+          this.video.pause();
+          resolve(true);
+        },
+        cancel: () => {
+          if (this.due !== due) return;
+          this.due = null;
+          resolve(false);
+        },
+      };
+      this.due = due;
+      until(atNs, () => this.due !== due).then(due.fire);
+    });
+  }
+
+  /** Call off a pause still to come; returns whether there was one. */
+  cancelPauseAt() {
+    const due = this.due;
+    due?.cancel();
+    return !!due;
+  }
+
+  /** A pause still to come happens now. */
+  pauseNow() {
+    this.due?.fire();
   }
 
   pause() {
@@ -305,6 +349,7 @@ export class Player {
 
   unload() {
     this.generation++;
+    this.cancelPauseAt();
     this.uri = null;
     this.video.pause();
     this.video.removeAttribute("src");

@@ -256,9 +256,12 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
   await axe(page, "home");
   await keyboardAndNames(page, "home");
 
+  // When the transfer ended (after the switch), and how much the phone had said by then.
+  let transferred = null;
   await t.test("phone → web TV with `continuity transfer --to \"Web TV\"`", async () => {
     const tr = start(bin, cli("phone", "transfer", "--to", "Web TV", "--json"), "transfer");
     assert.equal(await tr.done, 0, `transfer failed:\n${tr.lines.join("\n")}`);
+    transferred = { at: Date.now(), lines: phone.lines.length };
     const result = JSON.parse(tr.lines.join("\n"));
     say(result);
     assert.ok(Math.abs(result.position_error_ms) < 100, `position error ${result.position_error_ms} ms`);
@@ -277,6 +280,22 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     await page.screenshot(join(shots, "web-tv-playing.png"));
     await axe(page, "now playing");
     await keyboardAndNames(page, "now playing");
+  });
+
+  await t.test("the phone stays paused: the web TV told it, the source, that it plays", async () => {
+    assert.ok(transferred, "the transfer ran");
+    // A source watches its target until 2 s past the switch instant and takes the session
+    // back unless the target's result reaches it. Elapsed time is the point here: 3 s after
+    // the transfer ended (which is after the switch), nothing may have moved.
+    const left = transferred.at + 3000 - Date.now();
+    if (left > 0) await new Promise((r) => setTimeout(r, left));
+    const webId = await page.eval("continuityApp.device.me.id");
+    const again = phone.lines.slice(transferred.lines).filter((l) => /\] (playing|the session moved to .*)$/.test(l));
+    assert.deepEqual(again, [], "the phone did not play again nor take the session back");
+    const s = await page.eval(`(() => { const s = continuityApp.device.sessions.get("${phoneId}"); return { state: s.anchor.state, lease: s.lease.device }; })()`);
+    assert.deepEqual(s, { state: "paused", lease: webId }, "the phone's session, paused, names the web TV");
+    const here = await page.eval("({ lease: continuityApp.device.lease.device, paused: document.getElementById('video').paused })");
+    assert.deepEqual(here, { lease: webId, paused: false }, "the web TV holds the session and plays");
   });
 
   await t.test("captions by language, from the files beside the media", async () => {
