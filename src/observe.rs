@@ -134,11 +134,15 @@ impl Observer {
         let mut changed = false;
         for intake in self.inbound.take(topic, payload, now_unix_ns()) {
             match intake {
-                Intake::Message(msg) => match &msg.body {
+                Intake::Message(mut msg) => match &msg.body {
                     Body::Command(c) if c.to == self.id => {
                         changed |= self.directory.clock_reply(c, received_unix_ns).is_some();
                     }
-                    _ => changed |= self.directory.apply(&msg),
+                    _ => {
+                        // When it came: a will that comes live dates a player's death.
+                        msg.received_unix_ns.get_or_insert(received_unix_ns);
+                        changed |= self.directory.apply(&msg)
+                    }
                 },
                 Intake::RosterChanged { revoked } => {
                     for device in &revoked {

@@ -359,3 +359,39 @@ fn a_transfer_of_a_session_that_ended_says_nothing_plays() {
     assert_eq!(results[0].failure, Some(HandoffFailure::NothingPlaying));
     assert!(net.take_players("tv").is_empty(), "the TV loads nothing");
 }
+
+/// Row 9: a view (`continuity sessions`, which keeps a directory, not an engine) that sees a
+/// player's will arrive shows where it was then, not where its last anchor began.
+#[test]
+fn a_view_shows_a_dead_player_where_it_was_when_its_will_came() {
+    use continuity::engine::Directory;
+    use continuity::wire::{self, Availability, Status, Topic};
+    let mut net = evening();
+    phone_plays_from_100_s(&mut net);
+    let local = net.local("phone");
+    let state = net.engines.get_mut("phone").unwrap().session_state(local);
+    let mut view = Directory::default();
+    let online = Availability {
+        v: 1,
+        device: "phone".into(),
+        status: Status::Online,
+    };
+    let topic = Topic::availability("home", "phone").to_string();
+    view.apply(&wire::decode(&topic, &wire::encode(&online)).unwrap());
+    let session = Topic::session_state("home", "phone").to_string();
+    view.apply(&wire::decode(&session, &wire::encode(&state)).unwrap());
+    // It dies 10.6 s later; the view sees its will then, and looks 1.5 s after.
+    let died = net.now + 10_600 * MS;
+    let offline = Availability {
+        status: Status::Offline,
+        ..online
+    };
+    let mut will = wire::decode(&topic, &wire::encode(&offline)).unwrap();
+    will.received_unix_ns = Some(died);
+    view.apply(&will);
+    let (position, stopped) = view.position_of(&state, died + 1_500 * MS);
+    assert!(stopped);
+    let expected = state.anchor.unwrap().position_at(died, None);
+    assert_eq!(position, Some(expected), "{:?}", state.anchor);
+    assert!(expected > state.anchor.unwrap().position_ns + 10 * SECOND_NS);
+}

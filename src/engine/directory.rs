@@ -73,7 +73,18 @@ impl Directory {
     pub fn apply(&mut self, msg: &Incoming) -> bool {
         match (&msg.topic.kind, &msg.body) {
             (_, Body::Availability(a)) => {
-                self.availability.insert(a.device.clone(), a.status) != Some(a.status)
+                let was = self.availability.insert(a.device.clone(), a.status);
+                // Seen going (its will, live): where it played is read at that instant.
+                if was == Some(Status::Online)
+                    && a.status == Status::Offline
+                    && let Some(at) = msg.received_unix_ns
+                {
+                    self.went_offline.entry(a.device.clone()).or_insert(at);
+                }
+                if a.status == Status::Online {
+                    self.went_offline.remove(&a.device);
+                }
+                was != Some(a.status)
             }
             (_, Body::DeviceInfo(i)) => self.devices.offer(i.device.id.clone(), i.clone()),
             (_, Body::Session(s)) => self.sessions.offer(s.device.clone(), (**s).clone()),
