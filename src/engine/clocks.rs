@@ -41,6 +41,9 @@ impl ClockSample {
 /// set (NTP steps, a user fixing the time), and a sample does not stay true for ever.
 pub const SAMPLE_LIFETIME_NS: u64 = 10 * 60 * 1_000_000_000;
 
+/// A sample whose round trip took longer than this is not kept.
+pub const MAX_RTT_NS: u64 = 1_000_000_000;
+
 /// Most probes a device answers in one second; more are dropped (each answer is a message,
 /// and nobody needs more than a few).
 pub const MAX_REPLIES_PER_SECOND: u32 = 32;
@@ -84,6 +87,11 @@ impl Clocks {
     /// Take a sample of `device`'s clock: kept when it is the first, more precise than the
     /// one kept, or the one kept is old.
     pub fn record(&mut self, device: &str, sample: ClockSample) {
+        if sample.rtt_ns > MAX_RTT_NS {
+            // Held up for that long (a device frozen, a link cut off), the offset is
+            // anywhere within half a second or more: worth nothing.
+            return;
+        }
         let keep = self.samples.get(device).is_none_or(|old| {
             sample.rtt_ns <= old.rtt_ns
                 || sample.at_unix_ns.saturating_sub(old.at_unix_ns) > SAMPLE_LIFETIME_NS

@@ -261,6 +261,7 @@ const PROBES_AFTER_ONLINE_NS: [u64; 2] = [500_000_000, 2_000_000_000];
 /// [`MAX_PROBE_RETRIES`] times since it came online.
 const ROUGH_RTT_NS: u64 = 50_000_000;
 const PROBE_RETRY_NS: u64 = 3_000_000_000;
+const PROBE_RETRY_SOON_NS: u64 = 100_000_000;
 const MAX_PROBE_RETRIES: u32 = 5;
 
 /// The engine of one device.
@@ -916,11 +917,15 @@ impl Engine {
     /// message was held up), so its offset may be off by half that round trip: probe it
     /// again a little later, a few times at most, while none is due.
     fn probe_again_if_rough(&mut self, now_unix_ns: u64, device: &str) {
-        let rough = self
-            .directory
-            .clocks
-            .sample(device)
-            .is_some_and(|s| s.rtt_ns > ROUGH_RTT_NS);
+        let sample = self.directory.clocks.sample(device);
+        let rough = sample.is_none_or(|s| s.rtt_ns > ROUGH_RTT_NS);
+        // No sample kept (the reply was too late to be worth anything): the device answers
+        // again, so it is awake: soon.
+        let after = if sample.is_none() {
+            PROBE_RETRY_SOON_NS
+        } else {
+            PROBE_RETRY_NS
+        };
         let retries = self.probe_retries.entry(device.to_owned()).or_insert(0);
         if rough
             && self.cfg.announce
@@ -929,7 +934,7 @@ impl Engine {
         {
             *retries += 1;
             self.probes_due
-                .insert(device.to_owned(), vec![now_unix_ns + PROBE_RETRY_NS]);
+                .insert(device.to_owned(), vec![now_unix_ns + after]);
         }
     }
 

@@ -1444,8 +1444,9 @@ export class Device extends EventTarget {
     this.lease = { device: this.me.id, epoch: num(t.epoch) };
     this.anchor = { position_ns: num(t.prerolled), at_unix_ns: at, rate: a.rate, state: "playing" };
     await this.publishSession();
-    const first = await shown;
-    if (this.handoff.target !== t) return;
+    // Nothing (a failed play) when the load was dropped meanwhile: its session was taken.
+    const first = await shown.catch(() => null);
+    if (!first || this.handoff.target !== t) return;
     const expected = positionAt(a, first.shownNs + t.offset, s.media.duration_ns);
     // The anchor from the frame shown, should the start have been late.
     const planned = positionAt(this.anchor, first.shownNs, s.media.duration_ns);
