@@ -2,36 +2,18 @@
 //! a transfer through a real mosquitto.
 
 mod common;
+mod procs;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use common::Mosquitto;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_continuity");
-
-fn make_clip(dir: &Path) -> PathBuf {
-    let path = dir.join("clip.ogg");
-    let ok = Command::new("gst-launch-1.0")
-        .args(["-q", "videotestsrc", "num-buffers=500", "!"])
-        .args([
-            "video/x-raw,width=160,height=120,framerate=25/1",
-            "!",
-            "timeoverlay",
-            "!",
-        ])
-        .args(["theoraenc", "!", "oggmux", "!", "filesink"])
-        .arg(format!("location={}", path.display()))
-        .status()
-        .expect("gst-launch-1.0 runs")
-        .success();
-    assert!(ok, "the clip was made");
-    path
-}
+use procs::*;
 
 /// Everything published on the broker, on every topic (`#`), as anyone there could see it.
 struct Spy {
@@ -88,230 +70,6 @@ impl Drop for Spy {
         if let Some(link) = self.link.take() {
             self.rt.block_on(link.shutdown(Duration::from_millis(100)));
         }
-    }
-}
-
-/// A `continuity play` process whose output lines arrive on a channel; killed on drop.
-struct PlayProcess {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl PlayProcess {
-    fn start(broker: &str, dir: &Path, name: &str, class: &str, media: Option<&Path>) -> Self {
-        PlayProcess::spawn(Command::new(BIN), broker, dir, name, class, media, &[])
-    }
-
-    /// A player with more `play` options (`--audio-language fr`, ...).
-    fn start_with(
-        options: &[&str],
-        broker: &str,
-        dir: &Path,
-        name: &str,
-        class: &str,
-        media: Option<&Path>,
-    ) -> Self {
-        PlayProcess::spawn(Command::new(BIN), broker, dir, name, class, media, options)
-    }
-
-    /// A player whose wall clock is `skew` off (`+30s`, `-30s`: libfaketime's syntax); its
-    /// monotonic clock, which GStreamer and tokio run on, is left alone.
-    fn start_skewed(
-        skew: &str,
-        broker: &str,
-        dir: &Path,
-        name: &str,
-        class: &str,
-        media: Option<&Path>,
-    ) -> Self {
-        let mut cmd = Command::new("faketime");
-        cmd.args(["-f", skew, BIN])
-            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-        PlayProcess::spawn(cmd, broker, dir, name, class, media, &[])
-    }
-
-    fn spawn(
-        mut cmd: Command,
-        broker: &str,
-        dir: &Path,
-        name: &str,
-        class: &str,
-        media: Option<&Path>,
-        options: &[&str],
-    ) -> Self {
-        cmd.args(["--broker", broker, "--account", "play"])
-            .arg("--config-dir")
-            .arg(dir.join(name))
-            .args(["play", "--no-advertise", "--device-name", name])
-            .args(["--device-class", class])
-            .args(options)
-            .env("CONTINUITY_MDNS_INTERFACE", "lo")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some(m) = media {
-            cmd.arg(m);
-        }
-        // Its own process group: killing it kills a wrapper's child too (faketime's).
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd.spawn().unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        PlayProcess { child, lines }
-    }
-
-    /// Type a line on the player's terminal.
-    fn type_line(&mut self, line: &str) {
-        use std::io::Write;
-        let stdin = self.child.stdin.as_mut().expect("piped");
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// The lines that come within `within`, none of which may contain `what`.
-    fn no_line_within(&self, what: &str, within: Duration) -> Vec<String> {
-        let end = std::time::Instant::now() + within;
-        let mut seen = Vec::new();
-        while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    assert!(!line.contains(what), "'{what}' came: {line}");
-                    seen.push(line);
-                }
-                Err(_) => break,
-            }
-        }
-        seen
-    }
-
-    /// Wait for output lines containing each of `whats`, in any order; the lines, in that
-    /// order.
-    fn wait_lines(&self, whats: &[&str]) -> Vec<String> {
-        let mut found: Vec<Option<String>> = vec![None; whats.len()];
-        let mut seen = Vec::new();
-        while found.iter().any(Option::is_none) {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(15))
-                .unwrap_or_else(|_| panic!("no line with each of {whats:?}; saw {seen:#?}"));
-            for (what, slot) in whats.iter().zip(found.iter_mut()) {
-                if slot.is_none() && line.contains(what) {
-                    *slot = Some(line.clone());
-                }
-            }
-            seen.push(line);
-        }
-        found.into_iter().map(Option::unwrap).collect()
-    }
-
-    /// Wait for an output line containing `what`.
-    fn wait_line(&self, what: &str) -> String {
-        let mut seen = Vec::new();
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(15))
-                .unwrap_or_else(|_| panic!("no line with '{what}'; saw {seen:#?}"));
-            if line.contains(what) {
-                return line;
-            }
-            seen.push(line);
-        }
-    }
-}
-
-impl Drop for PlayProcess {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn transfer(setup: &Setup, to: &str) -> (Option<i32>, Value) {
-    let out = setup
-        .cli()
-        .args(["transfer", "--to", to, "--json"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.code(), doc)
-}
-
-/// The devices of these tests, paired before any starts: three players and a remote control
-/// (the device that runs `transfer`, `sessions` and `devices`).
-const DEVICES: [&str; 4] = ["Phone", "TV", "Remote", "Speaker"];
-
-/// A broker, a clip, and the config dirs of the paired devices.
-struct Setup {
-    _broker: common::AnyBroker,
-    url: String,
-    dir: tempfile::TempDir,
-    clip: PathBuf,
-}
-
-impl Setup {
-    fn new() -> Setup {
-        Setup::on(common::AnyBroker::Mosquitto(Mosquitto::start()))
-    }
-
-    fn on(broker: common::AnyBroker) -> Setup {
-        let url = broker.url().to_string();
-        let dir = tempfile::tempdir().unwrap();
-        let clip = make_clip(dir.path());
-        let dirs: Vec<PathBuf> = DEVICES.iter().map(|d| dir.path().join(d)).collect();
-        let named: Vec<(&Path, &str)> = dirs.iter().map(|d| d.as_path()).zip(DEVICES).collect();
-        continuity::security::pair::pair_dirs("play", &named).expect("the devices pair");
-        Setup {
-            _broker: broker,
-            url,
-            dir,
-            clip,
-        }
-    }
-
-    /// The command line tool, as the remote control.
-    fn cli(&self) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--broker", &self.url, "--account", "play", "--config-dir"])
-            .arg(self.dir.path().join("Remote"))
-            .env("CONTINUITY_MDNS_INTERFACE", "lo");
-        cmd
-    }
-
-    /// An idle player (waits for a handoff), once it is online.
-    fn idle(&self, name: &str, class: &str) -> PlayProcess {
-        let p = PlayProcess::start(&self.url, self.dir.path(), name, class, None);
-        p.wait_line("connected");
-        p
-    }
-
-    /// A player of the clip whose wall clock is `skew` off, once it plays.
-    fn playing_skewed(&self, skew: &str, name: &str, class: &str) -> PlayProcess {
-        let p = PlayProcess::start_skewed(
-            skew,
-            &self.url,
-            self.dir.path(),
-            name,
-            class,
-            Some(&self.clip),
-        );
-        p.wait_line("] playing");
-        p
-    }
-
-    /// A player of the clip, once it plays.
-    fn playing(&self, name: &str, class: &str) -> PlayProcess {
-        let p = PlayProcess::start(&self.url, self.dir.path(), name, class, Some(&self.clip));
-        p.wait_line("] playing");
-        p
     }
 }
 
@@ -834,39 +592,6 @@ fn make_two_language_clip(dir: &Path) -> PathBuf {
 }
 
 /// The session of the device named `name`, as `continuity sessions --json` shows it.
-fn session_of(setup: &Setup, name: &str) -> Option<Value> {
-    let out = setup
-        .cli()
-        .args(["sessions", "--json"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    doc["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["device_name"] == name)
-        .cloned()
-}
-
-/// Wait until `name`'s session says `what` (a few publications may be in flight).
-fn wait_session(setup: &Setup, name: &str, what: impl Fn(&Value) -> bool) -> Value {
-    let mut s = session_of(setup, name);
-    for _ in 0..50 {
-        if let Some(s) = s.as_ref().filter(|s| what(s)) {
-            return s.clone();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        s = session_of(setup, name);
-    }
-    panic!("{name}'s session never got there: {s:#?}");
-}
 
 #[test]
 fn a_handoff_plays_the_audio_language_and_subtitles_the_phone_chose() {

@@ -81,9 +81,10 @@ const SWITCH_WATCH_NS: u64 = 2_000_000_000;
 pub(super) struct Pending {
     target: String,
     source: String,
-    /// The source's session when the handoff was asked for: a target that holds it when
-    /// no result came has taken it over all the same (its result was lost on the way).
-    session: Option<String>,
+    /// The source's session and lease epoch when the handoff was asked for: a target that
+    /// holds it at a higher epoch when no result came has taken it over all the same (its
+    /// result was lost on the way).
+    session: Option<(String, u64)>,
     deadline_ns: u64,
 }
 
@@ -262,7 +263,7 @@ impl Engine {
             .directory
             .sessions
             .get(&source.to_owned())
-            .map(|s| s.session.clone());
+            .map(|s| (s.session.clone(), s.lease.epoch));
         self.handoffs.pending.insert(
             id.clone(),
             Pending {
@@ -403,6 +404,9 @@ impl Engine {
                 {
                     self.handoffs.source = None;
                 }
+                // Nor the switch of a handoff this device accepted and dropped: nothing to
+                // watch (a pull means its device plays).
+                self.handoffs.accepted = None;
                 let lease = Lease {
                     device: from.to_owned(),
                     epoch: *epoch,
@@ -1013,11 +1017,10 @@ impl Engine {
             // lost: a broker that restarted); else it never answered, and the handoff is
             // called off there too, so that a target that was only held up (frozen, its
             // messages queued) does not carry it out late.
-            let taken = p.session.as_ref().is_some_and(|session| {
-                self.directory
-                    .sessions
-                    .get(&p.target)
-                    .is_some_and(|st| st.session == *session && st.lease.device == p.target)
+            let taken = p.session.as_ref().is_some_and(|(session, epoch)| {
+                self.directory.sessions.get(&p.target).is_some_and(|st| {
+                    st.session == *session && st.lease.device == p.target && st.lease.epoch > *epoch
+                })
             });
             let r = if taken {
                 HandoffResult {

@@ -506,6 +506,46 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     await phone.done;
   });
 
+  await t.test("a web TV source that hears nothing from its target for 2 s past the switch keeps the session", async () => {
+    const d = "continuityApp.device";
+    const webId = await page.eval(`${d}.me.id`);
+    const player = start(bin, cli("phone", "play", "--no-advertise", uri, "--device-name", "Phone", "--device-class", "phone"), "phone-watched");
+    /** A line of `player` like `re` said after its `from`th line, within `ms`. */
+    const saidSince = async (from, re, what, ms = 10000) => {
+      const until = Date.now() + ms;
+      let line;
+      while (!(line = player.lines.slice(from).find((l) => re.test(l))) && Date.now() < until) await new Promise((res) => setTimeout(res, 50));
+      assert.ok(line, `the phone said nothing like ${re} (${what}); it said:\n${player.lines.slice(from).join("\n")}`);
+      return line;
+    };
+    try {
+      await player.waitLine(/\] playing$/, 20000);
+      const phoneState = `${d}.sessions.get("${phoneId}")`;
+      await page.waitFor(`(() => { const s = ${phoneState}; return s?.anchor?.state === "playing" && s.lease.device === "${phoneId}" && ${d}.availability.get("${phoneId}") === "online"; })()`, {
+        what: "the phone playing, as the web TV sees it",
+      });
+      const pulled = await page.eval(`${d}.requestHandoff(${d}.me.id, "${phoneId}").then((r) => r.failure ?? "ok")`);
+      assert.equal(pulled, "ok", "the web TV took the phone's session over");
+      // The phone's result of the handoff back is lost on its way (as when a broker restarts):
+      // the web TV, its source, hears nothing from its target.
+      await page.eval(`(${d}.onResult = () => {}, true)`);
+      const from = player.lines.length;
+      page.eval(`${d}.requestHandoff("${phoneId}", ${d}.me.id).then(() => true)`).catch(() => {});
+      await saidSince(from, /\] handoff complete/, "the handoff back");
+      const epoch = await page.eval(`Number(${phoneState}.lease.epoch)`);
+      // 2 s past the switch instant, the web TV plays on, at the next epoch.
+      await page.waitFor(`${d}.lease.device === "${webId}" && Number(${d}.lease.epoch) > ${epoch} && !document.getElementById("video").paused`, {
+        what: `the web TV playing on with the session; the page said:\n${page.console.slice(-5).join("\n")}`,
+      });
+      await saidSince(from, new RegExp(`\\] the session moved to ${webId}$`), "the web TV kept the session");
+      await page.waitFor(`(() => { const s = ${phoneState}; return s.anchor.state === "paused" && s.lease.device === "${webId}"; })()`, { what: "the phone paused, its session naming the web TV" });
+    } finally {
+      await page.eval(`(delete ${d}.onResult, true)`);
+      player.signal("SIGINT");
+      await player.done;
+    }
+  });
+
   await t.test("the web TV asks for what its broker lacks, and answers a device whose broker lacks it", async () => {
     const webId = await page.eval("continuityApp.device.me.id");
     const askTopic = `continuity/v1/${ACCOUNT}/ask`;

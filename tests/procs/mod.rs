@@ -1,0 +1,311 @@
+//! Real processes as people run them: `continuity play` players whose output lines a test
+//! waits on, the command line as a paired remote, a broker and a clip made by the test.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::common::AnyBroker;
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_continuity");
+
+/// A 20 s Ogg Theora clip with a visible timecode.
+pub fn make_clip(dir: &Path) -> PathBuf {
+    make_clip_of(dir, "clip.ogg", 500)
+}
+
+/// An Ogg Theora clip of `frames` frames at 25 per second, with a visible timecode.
+pub fn make_clip_of(dir: &Path, name: &str, frames: u32) -> PathBuf {
+    let path = dir.join(name);
+    let ok = Command::new("gst-launch-1.0")
+        .args(["-q", "videotestsrc", &format!("num-buffers={frames}"), "!"])
+        .args([
+            "video/x-raw,width=160,height=120,framerate=25/1",
+            "!",
+            "timeoverlay",
+            "!",
+        ])
+        .args(["theoraenc", "!", "oggmux", "!", "filesink"])
+        .arg(format!("location={}", path.display()))
+        .status()
+        .expect("gst-launch-1.0 runs")
+        .success();
+    assert!(ok, "the clip was made");
+    path
+}
+
+/// A `continuity play` process whose output lines arrive on a channel; killed on drop.
+pub struct PlayProcess {
+    pub child: Child,
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl PlayProcess {
+    pub fn start(broker: &str, dir: &Path, name: &str, class: &str, media: Option<&Path>) -> Self {
+        PlayProcess::spawn(Command::new(BIN), broker, dir, name, class, media, &[])
+    }
+
+    /// A player with more `play` options (`--audio-language fr`, ...).
+    pub fn start_with(
+        options: &[&str],
+        broker: &str,
+        dir: &Path,
+        name: &str,
+        class: &str,
+        media: Option<&Path>,
+    ) -> Self {
+        PlayProcess::spawn(Command::new(BIN), broker, dir, name, class, media, options)
+    }
+
+    /// A player whose wall clock is `skew` off (`+30s`, `-30s`: libfaketime's syntax); its
+    /// monotonic clock, which GStreamer and tokio run on, is left alone.
+    pub fn start_skewed(
+        skew: &str,
+        broker: &str,
+        dir: &Path,
+        name: &str,
+        class: &str,
+        media: Option<&Path>,
+    ) -> Self {
+        let mut cmd = Command::new("faketime");
+        cmd.args(["-f", skew, BIN])
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        PlayProcess::spawn(cmd, broker, dir, name, class, media, &[])
+    }
+
+    pub fn spawn(
+        mut cmd: Command,
+        broker: &str,
+        dir: &Path,
+        name: &str,
+        class: &str,
+        media: Option<&Path>,
+        options: &[&str],
+    ) -> Self {
+        cmd.args(["--broker", broker, "--account", "play"])
+            .arg("--config-dir")
+            .arg(dir.join(name))
+            .args(["play", "--no-advertise", "--device-name", name])
+            .args(["--device-class", class])
+            .args(options)
+            .env("CONTINUITY_MDNS_INTERFACE", "lo")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(m) = media {
+            cmd.arg(m);
+        }
+        // Its own process group: killing it kills a wrapper's child too (faketime's).
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        PlayProcess { child, lines }
+    }
+
+    /// Ctrl-C: SIGINT to the player, which stops as a person stops it; waits for it to exit.
+    pub fn interrupt(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < end {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the player did not stop on Ctrl-C");
+    }
+
+    /// Type a line on the player's terminal.
+    pub fn type_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("piped");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The lines that come within `within`, none of which may contain `what`.
+    pub fn no_line_within(&self, what: &str, within: Duration) -> Vec<String> {
+        let end = std::time::Instant::now() + within;
+        let mut seen = Vec::new();
+        while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    assert!(!line.contains(what), "'{what}' came: {line}");
+                    seen.push(line);
+                }
+                Err(_) => break,
+            }
+        }
+        seen
+    }
+
+    /// Wait for output lines containing each of `whats`, in any order; the lines, in that
+    /// order.
+    pub fn wait_lines(&self, whats: &[&str]) -> Vec<String> {
+        let mut found: Vec<Option<String>> = vec![None; whats.len()];
+        let mut seen = Vec::new();
+        while found.iter().any(Option::is_none) {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(15))
+                .unwrap_or_else(|_| panic!("no line with each of {whats:?}; saw {seen:#?}"));
+            for (what, slot) in whats.iter().zip(found.iter_mut()) {
+                if slot.is_none() && line.contains(what) {
+                    *slot = Some(line.clone());
+                }
+            }
+            seen.push(line);
+        }
+        found.into_iter().map(Option::unwrap).collect()
+    }
+
+    /// Wait for an output line containing `what`.
+    pub fn wait_line(&self, what: &str) -> String {
+        let mut seen = Vec::new();
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(15))
+                .unwrap_or_else(|_| panic!("no line with '{what}'; saw {seen:#?}"));
+            if line.contains(what) {
+                return line;
+            }
+            seen.push(line);
+        }
+    }
+}
+
+impl Drop for PlayProcess {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn transfer(setup: &Setup, to: &str) -> (Option<i32>, Value) {
+    let out = setup
+        .cli()
+        .args(["transfer", "--to", to, "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code(), doc)
+}
+
+/// The devices of these tests, paired before any starts: three players and a remote control
+/// (the device that runs `transfer`, `sessions` and `devices`).
+pub const DEVICES: [&str; 4] = ["Phone", "TV", "Remote", "Speaker"];
+
+/// A broker, a clip, and the config dirs of the paired devices.
+pub struct Setup {
+    pub _broker: AnyBroker,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub clip: PathBuf,
+}
+
+impl Setup {
+    pub fn new() -> Setup {
+        Setup::on(AnyBroker::Mosquitto(super::common::Mosquitto::start()))
+    }
+
+    pub fn on(broker: AnyBroker) -> Setup {
+        let url = broker.url().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let clip = make_clip(dir.path());
+        let dirs: Vec<PathBuf> = DEVICES.iter().map(|d| dir.path().join(d)).collect();
+        let named: Vec<(&Path, &str)> = dirs.iter().map(|d| d.as_path()).zip(DEVICES).collect();
+        continuity::security::pair::pair_dirs("play", &named).expect("the devices pair");
+        Setup {
+            _broker: broker,
+            url,
+            dir,
+            clip,
+        }
+    }
+
+    /// The command line tool, as the remote control.
+    pub fn cli(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--broker", &self.url, "--account", "play", "--config-dir"])
+            .arg(self.dir.path().join("Remote"))
+            .env("CONTINUITY_MDNS_INTERFACE", "lo");
+        cmd
+    }
+
+    /// An idle player (waits for a handoff), once it is online.
+    pub fn idle(&self, name: &str, class: &str) -> PlayProcess {
+        let p = PlayProcess::start(&self.url, self.dir.path(), name, class, None);
+        p.wait_line("connected");
+        p
+    }
+
+    /// A player of the clip whose wall clock is `skew` off, once it plays.
+    pub fn playing_skewed(&self, skew: &str, name: &str, class: &str) -> PlayProcess {
+        let p = PlayProcess::start_skewed(
+            skew,
+            &self.url,
+            self.dir.path(),
+            name,
+            class,
+            Some(&self.clip),
+        );
+        p.wait_line("] playing");
+        p
+    }
+
+    /// A player of the clip, once it plays.
+    pub fn playing(&self, name: &str, class: &str) -> PlayProcess {
+        let p = PlayProcess::start(&self.url, self.dir.path(), name, class, Some(&self.clip));
+        p.wait_line("] playing");
+        p
+    }
+}
+
+pub fn session_of(setup: &Setup, name: &str) -> Option<Value> {
+    let out = setup
+        .cli()
+        .args(["sessions", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    doc["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["device_name"] == name)
+        .cloned()
+}
+
+/// Wait until `name`'s session says `what` (a few publications may be in flight).
+pub fn wait_session(setup: &Setup, name: &str, what: impl Fn(&Value) -> bool) -> Value {
+    let mut s = session_of(setup, name);
+    for _ in 0..50 {
+        if let Some(s) = s.as_ref().filter(|s| what(s)) {
+            return s.clone();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        s = session_of(setup, name);
+    }
+    panic!("{name}'s session never got there: {s:#?}");
+}
