@@ -763,6 +763,18 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
             MessageView::Eos(_) => {
                 player.say("end of the media; waiting for a handoff");
                 let _ = playbin.set_state(gst::State::Ready);
+                // playsink lets go of its filter at READY (the element, or the bin that holds
+                // it, has no parent any more): what the element (the device) posts must still
+                // reach this loop until playbin adopts it again, as when idle.
+                let mut top: gst::Element = player.element.clone().upcast();
+                while let Some(parent) =
+                    top.parent().and_then(|p| p.downcast::<gst::Element>().ok())
+                {
+                    top = parent;
+                }
+                if top != *playbin.upcast_ref::<gst::Element>() {
+                    top.set_bus(Some(&bus));
+                }
                 was_playing = false;
             }
             MessageView::Warning(w) => player.say(&format!("warning: {}", w.error())),

@@ -459,51 +459,58 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     await page.waitFor(`continuityApp.device.membership.roster.devices.some((d) => d.device === "${tabletId}")`, { what: "the tablet in the web TV's roster" });
     // Its wall clock 30 s ahead; GStreamer's and tokio's monotonic clocks untouched.
     const tablet = spawnSkewed("+30s", cli("tablet", "play", "--no-advertise", uri, "--device-name", "Tablet", "--device-class", "tablet"), "tablet");
-    await tablet.waitLine(/\] playing$/, 20000);
-    await page.waitFor(`!!document.getElementById("here-${tabletId}")`, { what: "the tablet's session" });
-    // Three probes when it came online, the smallest round trip kept.
-    const offset = await page.waitFor(`(() => { const c = continuityApp.device.clocks.get("${tabletId}"); return c?.samples >= 3 && Number(c.offset); })()`, { what: "three answers from the tablet's clock" });
-    assert.ok(Math.abs(offset - 30e9) < 5 * MS, `measured offset ${(offset / 1e9).toFixed(4)} s, the truth 30 s`);
-    // The card's time is the tablet's anchor read with the tablet's clock.
-    const shown = await page.eval(`(() => { const d = continuityApp.device, s = d.sessions.get("${tabletId}");
-      return { live: Number(d.livePosition(s)), truth: Number(s.anchor.position_ns) + ((Date.now() - performance.now() + performance.now()) * 1e6 + 30e9 - Number(s.anchor.at_unix_ns)) };
-    })()`);
-    assert.ok(Math.abs(shown.live - shown.truth) < 100 * MS, `the card is ${((shown.live - shown.truth) / MS).toFixed(1)} ms off`);
-    await page.eval(`document.getElementById("here-${tabletId}").focus(); true`);
-    await page.press("Enter");
-    await page.waitFor(`(() => { const s = continuityApp.device.sessions.get("${tabletId}"); return s && s.anchor.state === "paused" && s.lease.device === continuityApp.device.me.id && !document.getElementById("video").paused; })()`, {
-      what: "the tablet paused and the web TV playing its session",
-    });
-    await page.waitFor(`(() => { const s = continuityApp.device.sessions.get("${tabletId}"); return document.getElementById("video").currentTime * 1e9 > Number(s.anchor.position_ns) + 300e6; })()`, { what: "0.3 s played" });
-    const s = await snapshot(page, tabletId);
-    const expected = s.other.position_ns + (s.now + 30e9 - s.other.at);
-    const error = s.currentTime * 1e9 - expected;
-    say({ error_ms: error / MS, s });
-    assert.ok(Math.abs(error) < 100 * MS, `the video is ${(error / MS).toFixed(1)} ms off where the tablet stopped`);
-    await page.waitFor("document.getElementById('announce').textContent.startsWith('Continued from Tablet')", { what: "the announcement" });
-    tablet.signal("SIGINT");
-    await tablet.done;
+    try {
+      await tablet.waitLine(/\] playing$/, 20000);
+      await page.waitFor(`!!document.getElementById("here-${tabletId}")`, { what: "the tablet's session" });
+      // Three probes when it came online, the smallest round trip kept.
+      const offset = await page.waitFor(`(() => { const c = continuityApp.device.clocks.get("${tabletId}"); return c?.samples >= 3 && Number(c.offset); })()`, { what: "three answers from the tablet's clock" });
+      assert.ok(Math.abs(offset - 30e9) < 5 * MS, `measured offset ${(offset / 1e9).toFixed(4)} s, the truth 30 s`);
+      // The card's time is the tablet's anchor read with the tablet's clock.
+      const shown = await page.eval(`(() => { const d = continuityApp.device, s = d.sessions.get("${tabletId}");
+        return { live: Number(d.livePosition(s)), truth: Number(s.anchor.position_ns) + ((Date.now() - performance.now() + performance.now()) * 1e6 + 30e9 - Number(s.anchor.at_unix_ns)) };
+      })()`);
+      assert.ok(Math.abs(shown.live - shown.truth) < 100 * MS, `the card is ${((shown.live - shown.truth) / MS).toFixed(1)} ms off`);
+      await page.eval(`document.getElementById("here-${tabletId}").focus(); true`);
+      await page.press("Enter");
+      await page.waitFor(`(() => { const s = continuityApp.device.sessions.get("${tabletId}"); return s && s.anchor.state === "paused" && s.lease.device === continuityApp.device.me.id && !document.getElementById("video").paused; })()`, {
+        what: "the tablet paused and the web TV playing its session",
+      });
+      await page.waitFor(`(() => { const s = continuityApp.device.sessions.get("${tabletId}"); return document.getElementById("video").currentTime * 1e9 > Number(s.anchor.position_ns) + 300e6; })()`, { what: "0.3 s played" });
+      const s = await snapshot(page, tabletId);
+      const expected = s.other.position_ns + (s.now + 30e9 - s.other.at);
+      const error = s.currentTime * 1e9 - expected;
+      say({ error_ms: error / MS, s });
+      assert.ok(Math.abs(error) < 100 * MS, `the video is ${(error / MS).toFixed(1)} ms off where the tablet stopped`);
+      await page.waitFor("document.getElementById('announce').textContent.startsWith('Continued from Tablet')", { what: "the announcement" });
+    } finally {
+      // Stopped even when a check above failed: the next subtests start a player on its config dir.
+      tablet.signal("SIGINT");
+      await tablet.done;
+    }
   });
 
   await t.test("the phone switched on while the web TV plays is suggested, and one key continues there", async () => {
     const phone = start(bin, cli("phone", "play", "--no-advertise", "--device-name", "Phone", "--device-class", "phone"), "phone-again");
-    await phone.waitLine(/\] connected$/, 20000);
-    const on = Date.now();
-    const text = await page.waitFor("!document.getElementById('suggest').hidden && document.getElementById('suggest-text').textContent", { what: "the suggestion" });
-    assert.ok(Date.now() - on < 2000, `the suggestion came ${Date.now() - on} ms after the phone`);
-    assert.equal(text, "Phone is on: continue there?");
-    await page.waitFor("document.getElementById('announce').textContent === 'Phone is on: continue there?'", { what: "the suggestion said" });
-    assert.equal((await page.focused()).id, "suggest-yes", "one key continues there");
-    assert.equal(await page.eval("document.getElementById('video').paused"), false, "nothing happens by itself");
-    await page.screenshot(join(shots, "web-tv-suggestion.png"));
-    await axe(page, "suggestion");
-    await keyboardAndNames(page, "suggestion");
-    await page.eval("document.getElementById('suggest-yes').focus(); true");
-    await page.press("Enter");
-    await phone.waitLine(/handoff complete/, 20000);
-    await page.waitFor("document.getElementById('video').paused && document.getElementById('suggest').hidden", { what: "the web TV paused, the suggestion gone" });
-    phone.signal("SIGINT");
-    await phone.done;
+    try {
+      await phone.waitLine(/\] connected$/, 20000);
+      const on = Date.now();
+      const text = await page.waitFor("!document.getElementById('suggest').hidden && document.getElementById('suggest-text').textContent", { what: "the suggestion" });
+      assert.ok(Date.now() - on < 2000, `the suggestion came ${Date.now() - on} ms after the phone`);
+      assert.equal(text, "Phone is on: continue there?");
+      await page.waitFor("document.getElementById('announce').textContent === 'Phone is on: continue there?'", { what: "the suggestion said" });
+      assert.equal((await page.focused()).id, "suggest-yes", "one key continues there");
+      assert.equal(await page.eval("document.getElementById('video').paused"), false, "nothing happens by itself");
+      await page.screenshot(join(shots, "web-tv-suggestion.png"));
+      await axe(page, "suggestion");
+      await keyboardAndNames(page, "suggestion");
+      await page.eval("document.getElementById('suggest-yes').focus(); true");
+      await page.press("Enter");
+      await phone.waitLine(/handoff complete/, 20000);
+      await page.waitFor("document.getElementById('video').paused && document.getElementById('suggest').hidden", { what: "the web TV paused, the suggestion gone" });
+    } finally {
+      phone.signal("SIGINT");
+      await phone.done;
+    }
   });
 
   await t.test("a web TV source that hears nothing from its target for 2 s past the switch keeps the session", async () => {
@@ -556,8 +563,10 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     // keys, from its config dir): the web TV publishes its retained state again.
     const ask = { v: 1, device: phoneId, seen: [] };
     // A counter above the phone's own: after each restart a device's counters start at the
-    // floor it reserved (up to a minute ahead of its clock), and receivers refuse older ones.
-    const counter = BigInt(Date.now() + 120000) * 1000n;
+    // floor it reserved (up to a minute ahead of its clock, a minute more at each restart of
+    // the phone's players here), and receivers refuse older ones.
+    const took = BigInt(await page.eval(`String(continuityApp.device.opener.seen.get("${phoneId}\\u0000${askTopic}")?.greatest() ?? 0n)`));
+    const counter = [BigInt(Date.now() + 120000) * 1000n, took + 1n].reduce((a, b) => (a > b ? a : b));
     const env = await sealAs(join(work, "phone"), phoneId, askTopic, ask, counter);
     const own = (kind) => (l) => l.startsWith(`continuity/v1/${ACCOUNT}/${kind === "state" ? "sessions" : "devices"}/${webId}/${kind}\t`);
     const count = () => ["availability", "info", "state"].map((k) => spy.lines.filter(own(k)).length);

@@ -709,7 +709,13 @@ pub fn resumed(media_id: &str, position_ns: u64, device: &str) -> gst::Structure
 
 /// Post an element message from the element.
 pub fn post(element: &super::Continuity, s: gst::Structure) {
-    let _ = element.post_message(gst::message::Element::builder(s).src(element).build());
+    let name = s.name().to_string();
+    if element
+        .post_message(gst::message::Element::builder(s).src(element).build())
+        .is_err()
+    {
+        gst::warning!(CAT, obj = element, "no bus for {name}: nobody hears it");
+    }
 }
 
 /// The outermost bin holding the element (the pipeline, or playbin).
