@@ -15,7 +15,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 5
 
-.PHONY: deps cluster-deps build demo test test-cluster lint schemas bench fuzz loadtest
+.PHONY: deps cluster-deps build demo test test-cluster lint schemas bench fuzz loadtest soak
 
 deps:
 	@./scripts/deps.sh $(PACKAGES)
@@ -75,3 +75,11 @@ loadtest:
 	@./scripts/deps.sh $(PACKAGES)
 	$(CARGO) build --release -p continuity --bin continuity
 	@./scripts/loadtest.sh
+
+# A phone and a TV hand one film back and forth every 1.5 s for SOAK_MINUTES (30): failures,
+# latency percentiles and both processes' memory every 50 handoffs (not part of `make test`).
+SOAK_MINUTES ?= 30
+soak:
+	@./scripts/deps.sh $(PACKAGES)
+	$(CARGO) build --release -p gst-plugin-continuity --lib -p continuity --bin continuity
+	SOAK_MINUTES=$(SOAK_MINUTES) $(CARGO) run --release -p gst-plugin-continuity --example soak

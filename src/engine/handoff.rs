@@ -376,7 +376,16 @@ impl Engine {
             {
                 self.fail_target(now_ns, *reason, true, out);
             }
-            CommandBody::HandoffResult(r) if self.handoffs.pending.remove(&r.handoff).is_some() => {
+            // A result counts from the handoff's target only (another device of the account
+            // could otherwise end a wait or a watch with a made-up one).
+            CommandBody::HandoffResult(r)
+                if self
+                    .handoffs
+                    .pending
+                    .get(&r.handoff)
+                    .is_some_and(|p| p.target == from) =>
+            {
+                self.handoffs.pending.remove(&r.handoff);
                 if r.failure.is_none() {
                     self.handoffs.source.take_if(|s| s.id == r.handoff);
                 }
@@ -385,11 +394,9 @@ impl Engine {
             // The target of a handoff this device switched plays: nothing more to watch.
             CommandBody::HandoffResult(r)
                 if r.failure.is_none()
-                    && self
-                        .handoffs
-                        .source
-                        .as_ref()
-                        .is_some_and(|s| s.id == r.handoff && s.switched.is_some()) =>
+                    && self.handoffs.source.as_ref().is_some_and(|s| {
+                        s.id == r.handoff && s.switched.is_some() && s.target == from
+                    }) =>
             {
                 self.handoffs.source = None;
             }

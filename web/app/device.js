@@ -46,6 +46,12 @@ const randomHex = (n) => hex(webcrypto.getRandomValues(new Uint8Array(n)));
 const maxBig = (a, b) => (a > b ? a : b);
 const sameBytes = (a, b) => !!a && !!b && a.length === b.length && a.every((x, i) => x === b[i]);
 
+/**
+ * Whether lease `a` comes after lease `b`: by epoch, then by device id, so that two devices
+ * that take one session at the same epoch (two pulls at once) agree which one holds it.
+ */
+export const leaseAfter = (a, b) => big(a.epoch) > big(b.epoch) || (big(a.epoch) === big(b.epoch) && a.device > b.device);
+
 /** Stamps compare by wall, then counter, then device (byte-wise). */
 export function compareStamps(a, b) {
   const aw = big(a.wall_ns);
@@ -684,7 +690,7 @@ export class Device extends EventTarget {
    * device was frozen or cut off when the session moved, and has not said so yet).
    */
   superseded(s) {
-    return [...this.sessions.values()].some((o) => o.device !== s.device && o.session === s.session && o.lease.device === o.device && big(o.lease.epoch) > big(s.lease.epoch));
+    return [...this.sessions.values()].some((o) => o.device !== s.device && o.session === s.session && o.lease.device === o.device && leaseAfter(o.lease, s.lease));
   }
 
   /**
@@ -696,7 +702,7 @@ export class Device extends EventTarget {
   needsWitness(device) {
     const s = this.sessions.get(device);
     if (!s?.media || s.anchor?.state !== "playing" || s.lease.device !== device) return null;
-    const moved = [...this.sessions.values()].some((o) => o.device !== s.device && o.session === s.session && big(o.lease.epoch) > big(s.lease.epoch));
+    const moved = [...this.sessions.values()].some((o) => o.device !== s.device && o.session === s.session && leaseAfter(o.lease, s.lease));
     const media = s.media.id;
     const here = this.active && this.anchor?.state === "playing" && this.media?.id === media;
     const elsewhere = [...this.sessions.values()].some(
@@ -975,7 +981,9 @@ export class Device extends EventTarget {
   /** A clock sample of `device`: keep the one with the smallest round trip. */
   record(device, t1, t2, t3, t4) {
     const rtt = t4 - t1 - (t3 - t2);
-    if (rtt < 0n) return;
+    // Held up for a second or more (a device frozen, a link cut off), the offset is anywhere
+    // within half of that: worth nothing.
+    if (rtt < 0n || rtt > SECOND) return;
     let offset = (t2 - t1 + (t3 - t4)) / 2n;
     if ((offset < 0n ? -offset : offset) <= rtt / 2n) offset = 0n;
     const old = this.clocks.get(device);
@@ -1060,7 +1068,8 @@ export class Device extends EventTarget {
       // a broker that restarted); else it never answered, and the handoff is called off
       // there too, so that a target that was only held up does not carry it out late.
       const held = this.sessions.get(p.target);
-      const taken = p.session !== null && held?.session === p.session && held.lease.device === p.target;
+      // (At a higher epoch than the source had: a frozen target's old state is no taking.)
+      const taken = p.session !== null && held?.session === p.session && held.lease.device === p.target && big(held.lease.epoch) > p.epoch;
       if (taken) {
         this.onResultLocal({ handoff: id, source: p.source, target: p.target });
       } else {
@@ -1121,6 +1130,8 @@ export class Device extends EventTarget {
     // Other media while this TV's session was being handed off: that handoff would move
     // what no longer plays here.
     await this.dropOutgoingHandoff("rejected");
+    // Other media than a handoff to this TV loads: the person chose it here.
+    if (this.handoff.target && this.handoff.target.state.media.id !== media.id) await this.failTarget("superseded", true);
     // A pause still due from a handoff's switch is not for this media.
     this.player.cancelPauseAt();
     const at = await this.player.load(uri, positionNs);
@@ -1139,7 +1150,7 @@ export class Device extends EventTarget {
 
   /** Another device holds my session now: pause, and say so. */
   async loseLease(lease) {
-    if (big(lease.epoch) <= big(this.lease.epoch) || lease.device === this.me.id) return;
+    if (!leaseAfter(lease, this.lease) || lease.device === this.me.id) return;
     // The target of the handoff this TV accepted publishes the session as soon as the switch
     // is agreed, for an instant still ahead; its switch command says when to pause, and may
     // come after the state (another topic). Pausing now would leave a gap as long as the
@@ -1265,7 +1276,7 @@ export class Device extends EventTarget {
     return new Promise((resolve) => {
       // The source's session as asked for: a target that holds it when no result came has
       // taken it over all the same.
-      this.handoff.pending.set(id, { target, source, session: state?.session ?? null, deadline: nowNs() + HANDOFF_TIMEOUT_NS + 2n * SECOND, resolve });
+      this.handoff.pending.set(id, { target, source, session: state?.session ?? null, epoch: state ? big(state.lease.epoch) : null, deadline: nowNs() + HANDOFF_TIMEOUT_NS + 2n * SECOND, resolve });
       if (nothing) this.onResultLocal({ handoff: id, source, target, failure: "nothing-playing" });
       else if (target === this.me.id) this.onRequest(this.me.id, id, source, nowNs());
       else if (this.availability.get(target) !== "online") this.onResultLocal({ handoff: id, source, target, failure: "target-offline" });
@@ -1296,6 +1307,8 @@ export class Device extends EventTarget {
     const state = this.sessions.get(source);
     if (!state) return fail("rejected");
     if (!state.media || !state.anchor || state.anchor.state === "ended") return fail("nothing-playing");
+    // This TV holds that session already (it pulled it back meanwhile).
+    if (state.session === this.session && this.lease.device === this.me.id) return fail("superseded");
     const uri = uriFor(state.media);
     if (!playableHere(uri)) return fail("media-unavailable");
     // Already playing this media: nothing to load, only a preroll. Else the load replaces
