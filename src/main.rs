@@ -198,7 +198,10 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { message, code }) => {
-            eprintln!("error: {message}");
+            // Empty: the command said why already (once).
+            if !message.is_empty() {
+                eprintln!("error: {message}");
+            }
             ExitCode::from(code)
         }
     }
@@ -231,14 +234,25 @@ fn open_account(cli: &Cli) -> Result<Option<continuity::security::account::Accou
         None => continuity::config::default_config_dir().map_err(Failure::new)?,
     };
     let device = continuity::config::device_id(&dir).map_err(Failure::new)?;
-    continuity::security::account::Account::open(
-        &dir,
-        &cli.account,
-        &device,
-        &continuity::config::host_name(),
-    )
-    .map(Some)
-    .map_err(Failure::new)
+    // `pair --device-name` names this device in the roster it starts (else the host name).
+    let name = match &cli.command {
+        Command::Pair {
+            device_name: Some(n),
+            ..
+        } => n.clone(),
+        _ => continuity::config::host_name(),
+    };
+    let mut account =
+        continuity::security::account::Account::open(&dir, &cli.account, &device, &name)
+            .map_err(Failure::new)?;
+    if let Command::Pair {
+        device_name: Some(n),
+        ..
+    } = &cli.command
+    {
+        account.rename(n).map_err(Failure::new)?;
+    }
+    Ok(Some(account))
 }
 
 /// The broker as one text (the element takes it so): the file options become URL parameters.

@@ -134,7 +134,12 @@ pub fn compute(events: &[Event], since_unix_ns: u64, until_unix_ns: u64) -> Stat
     events.sort_by_key(|e| (e.at_unix_ns, e.device.clone()));
     let mut seen = BTreeSet::new();
     events.retain(|e| seen.insert((e.device.clone(), e.key())));
-    let devices: BTreeSet<&str> = events.iter().map(|e| e.device.as_str()).collect();
+    // Helpers (`<device>~<name>`: the command line's transfer) are their device's, not more
+    // devices of the account.
+    let devices: BTreeSet<&str> = events
+        .iter()
+        .map(|e| e.device.split('~').next().unwrap_or(&e.device))
+        .collect();
 
     // One entry per handoff id: a completion wins over a failure (an initiator that gave up
     // before the target's answer came), and the first of each kind counts.
@@ -209,11 +214,20 @@ pub fn compute(events: &[Event], since_unix_ns: u64, until_unix_ns: u64) -> Stat
     let stopped_soon = ok
         .iter()
         .filter(|h| {
+            // A media that played to its end is no drop-off.
+            let ended = |until: u64| {
+                events.iter().any(|e| {
+                    e.device == h.target
+                        && e.name == EventName::Ended
+                        && (h.at_unix_ns..=until).contains(&e.at_unix_ns)
+                })
+            };
             events.iter().any(|e| {
                 e.device == h.target
                     && e.name == EventName::Stopped
                     && e.at_unix_ns >= h.at_unix_ns
                     && e.at_unix_ns - h.at_unix_ns <= DROP_OFF_NS
+                    && !ended(e.at_unix_ns)
             })
         })
         .count();

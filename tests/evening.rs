@@ -395,3 +395,36 @@ fn a_view_shows_a_dead_player_where_it_was_when_its_will_came() {
     assert_eq!(position, Some(expected), "{:?}", state.anchor);
     assert!(expected > state.anchor.unwrap().position_ns + 10 * SECOND_NS);
 }
+
+/// Row 11: a film handed to the TV that simply plays to its end (and the player then stops)
+/// is no drop-off, and the command line's helper is not one more device of the account.
+#[test]
+fn stats_count_an_end_as_no_drop_off_and_helpers_as_no_devices() {
+    let mut net = evening();
+    phone_plays_from_100_s(&mut net);
+    hand_off(&mut net, "tv", "phone");
+    net.advance(20_000);
+    net.observe(
+        "tv",
+        Observation::Eos {
+            position_ns: 3600 * SECOND_NS,
+        },
+    );
+    net.observe(
+        "tv",
+        Observation::Stopped {
+            position_ns: 3600 * SECOND_NS,
+        },
+    );
+    let mut events = net.events.clone();
+    // What a `transfer` helper of the phone records is the phone's.
+    if let Some(e) = events.iter().find(|e| e.device == "cli").cloned() {
+        events.push(continuity::wire::Event {
+            device: "phone~cli-1".into(),
+            ..e
+        });
+    }
+    let stats = continuity::stats::compute(&events, T0, net.now + SECOND_NS);
+    assert_eq!(stats.drop_off.stopped_soon_after_handoff, 0, "{stats:#?}");
+    assert_eq!(stats.devices, 3, "phone, TV and the controller: {stats:#?}");
+}

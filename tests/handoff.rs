@@ -307,7 +307,7 @@ fn a_source_offline_during_the_handoff_stops_when_it_comes_back() {
         .expect("it pauses");
     let notice = actions
         .iter()
-        .position(|a| matches!(a, Action::Notify(Notice::LeaseLost { to }) if to == "tv"))
+        .position(|a| matches!(a, Action::Notify(Notice::LeaseLost { to, .. }) if to == "tv"))
         .expect("it tells the application where the session went");
     assert!(
         notice < pause,

@@ -962,6 +962,8 @@ impl World {
             let ok = match (&from, expected) {
                 (None, None) => true,
                 (Some(f), Some(e)) => f.position_ns.abs_diff(e) <= tolerance,
+                // Starting from the beginning is within the tolerance of it.
+                (None, Some(e)) => e <= tolerance,
                 _ => false,
             };
             if !ok {

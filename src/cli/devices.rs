@@ -30,6 +30,7 @@ pub async fn run(
         );
         tokio::task::spawn_blocking(move || continuity::net::discovery::find_players(wait))
     });
+    let alone = account.as_ref().is_some_and(|a| a.alone());
     let obs = snapshot(&broker, name, account).await?;
     let lan: Option<Vec<_>> = match found {
         Some(task) => Some(
@@ -48,6 +49,9 @@ pub async fn run(
     };
     view.print(name, json);
     obs.close().await;
+    if alone {
+        eprintln!("{}", super::not_paired(name));
+    }
     Ok(())
 }
 
@@ -67,6 +71,11 @@ impl DeviceView<'_> {
             .is_some_and(|e| e.revoked)
         {
             return "revoked";
+        }
+        if self.paired(id) == Some(false) {
+            // Whatever the broker says of it: no device of this account (anyone on the
+            // broker can publish an availability).
+            return "unknown";
         }
         match self.dir.availability.get(id) {
             Some(Status::Online) => "online",
@@ -137,9 +146,23 @@ impl DeviceView<'_> {
             println!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
             return;
         }
+        // Ids the broker names that no paired device has: said apart, once.
+        let (ids, strangers): (Vec<String>, Vec<String>) = ids
+            .into_iter()
+            .partition(|id| self.paired(id) != Some(false) || on_lan(id) == Some(true));
+        let say_strangers = || {
+            if !strangers.is_empty() {
+                println!(
+                    "{} unknown id{} on the broker under account '{account}' (no paired \
+                     device: not shown; `--json` lists them)",
+                    strangers.len(),
+                    if strangers.len() == 1 { "" } else { "s" }
+                );
+            }
+        };
         if ids.is_empty() {
             println!("No devices in account '{account}' yet.");
-            return;
+            return say_strangers();
         }
         println!(
             "{:<8} {:<8} {:<24} {:<6} {:<5} ID",
@@ -166,5 +189,6 @@ impl DeviceView<'_> {
                 id
             );
         }
+        say_strangers();
     }
 }

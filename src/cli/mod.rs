@@ -54,6 +54,16 @@ impl Failure {
     }
 }
 
+/// What a command whose config dir is not paired with any device of the account says,
+/// with the fix.
+pub fn not_paired(name: &str) -> String {
+    format!(
+        "note: this device is not paired with any device of account '{name}': run `continuity \
+         pair` on a device of the account and `continuity pair --join` here (or pair another \
+         device with this one)"
+    )
+}
+
 impl From<ObserveError> for Failure {
     fn from(e: ObserveError) -> Failure {
         match e {

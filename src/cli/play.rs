@@ -561,10 +561,15 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
             // (the device) ourselves so that it is online and can be handed a session. Until
             // playbin adopts it, its messages come on the pipeline's bus all the same.
             player.element.set_bus(Some(&bus));
-            player
-                .element
-                .set_state(gst::State::Ready)
-                .map_err(|_| "cannot start the continuity element".to_owned())?;
+            player.element.set_state(gst::State::Ready).map_err(|_| {
+                // Why, as the element said it (the same reason as when it plays media).
+                bus.pop_filtered(&[gst::MessageType::Error])
+                    .and_then(|m| match m.view() {
+                        gst::MessageView::Error(e) => Some(e.error().to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| "cannot start the continuity element".to_owned())
+            })?;
             player.say("idle: waiting for a handoff");
         }
     }
@@ -714,8 +719,11 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                         player.say(&format!("{name} is on: continue there? (t, then Enter)"));
                     }
                     "continuity-session-moved" => {
-                        let to = s.get::<String>("device").unwrap_or_default();
-                        player.say(&format!("the session moved to {to}"));
+                        let to = s
+                            .get::<String>("name")
+                            .or_else(|_| s.get::<String>("device"))
+                            .unwrap_or_default();
+                        player.say(&format!("the session moved to {to}: now playing there"));
                     }
                     "continuity-resumed" => {
                         let pos = s.get::<u64>("position").unwrap_or(0);

@@ -35,6 +35,7 @@ pub async fn run(
     watch: bool,
 ) -> Result<(), Failure> {
     let broker = parse_broker(broker).await?;
+    let alone = account.as_ref().is_some_and(|a| a.alone());
     let mut obs = snapshot(&broker, name, account).await?;
     obs.measure_clocks(if watch { PROBES_LIVE } else { PROBES_ONCE }, CLOCK_WAIT)
         .await;
@@ -44,6 +45,9 @@ pub async fn run(
         print_sessions(obs.directory(), name, &broker, json);
     }
     obs.close().await;
+    if alone {
+        eprintln!("{}", super::not_paired(name));
+    }
     Ok(())
 }
 

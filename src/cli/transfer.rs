@@ -52,7 +52,14 @@ fn default_source(dir: &Directory, target: &str) -> Result<String, TransferError
             "several sessions could move: say which with --from ({})",
             active
                 .iter()
-                .map(|s| s.device.clone())
+                .map(|s| {
+                    let name = dir
+                        .devices
+                        .get(&s.device)
+                        .map_or(s.device.as_str(), |i| i.device.name.as_str());
+                    let what = s.media.as_ref().map_or("-", |m| m.display_title());
+                    format!("{name}: “{what}”")
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         ))
@@ -228,12 +235,16 @@ pub async fn command(
     from: Option<&str>,
     json: bool,
 ) -> Result<(), Failure> {
+    if keys.as_ref().is_some_and(|k| k.alone()) {
+        return Err(Failure::unreachable(super::not_paired(account)));
+    }
     let broker = parse_broker(broker).await?;
     let (r, names) = run(&broker, account, keys, to, from).await?;
     let name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_owned());
     print(&r, json, name);
     match r.failure {
-        Some(f) => Err(Failure::new(format!("the handoff failed: {f}"))),
+        // The reason is printed (once, above); the exit code says it failed.
+        Some(_) => Err(Failure::new("")),
         None => Ok(()),
     }
 }

@@ -16,8 +16,12 @@ use crate::wire::{
 pub enum ResolveError {
     #[error("no device '{0}' in this account (see `continuity devices`)")]
     Unknown(String),
-    #[error("several devices are named '{who}': use a device id ({})", ids.join(", "))]
-    Ambiguous { who: String, ids: Vec<String> },
+    #[error("several devices are named '{who}': use a device id: {}", ids.join(", "))]
+    Ambiguous {
+        who: String,
+        /// Each id with what tells the devices apart: `dev-… (tv, online)`.
+        ids: Vec<String>,
+    },
 }
 
 /// What this account's devices say, as seen from the broker. Also what `continuity devices`
@@ -124,7 +128,21 @@ impl Directory {
             [] => Err(ResolveError::Unknown(who.to_owned())),
             _ => Err(ResolveError::Ambiguous {
                 who: who.to_owned(),
-                ids: matches,
+                ids: matches
+                    .iter()
+                    .map(|id| {
+                        let class = self
+                            .devices
+                            .get(id)
+                            .map_or("?", |i| i.device.class.as_str());
+                        let status = match self.availability.get(id) {
+                            Some(Status::Online) => "online",
+                            Some(Status::Offline) => "offline",
+                            None => "unknown",
+                        };
+                        format!("{id} ({class}, {status})")
+                    })
+                    .collect(),
             }),
         }
     }

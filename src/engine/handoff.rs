@@ -1160,7 +1160,15 @@ impl Engine {
         // A player that plays now is told to pause, and says so; one already paused has.
         self.paused_since_moved = self.anchor.is_none_or(|a| a.state != PlayState::Playing);
         // The notice first: an application learns why before it sees the pause.
-        out.push(Action::Notify(Notice::LeaseLost { to: lease.device }));
+        let name = self
+            .directory
+            .devices
+            .get(&lease.device)
+            .map_or_else(|| lease.device.clone(), |i| i.device.name.clone());
+        out.push(Action::Notify(Notice::LeaseLost {
+            to: lease.device,
+            name,
+        }));
         if let Some(a) = self.anchor
             && a.state == PlayState::Playing
         {

@@ -187,7 +187,11 @@ pub enum Notice {
     /// A handoff this device took part in or asked for ended.
     HandoffResult(HandoffResult),
     /// Another device holds this device's session now.
-    LeaseLost { to: String },
+    LeaseLost {
+        to: String,
+        /// Its name, as the account's devices say (the id when none is known).
+        name: String,
+    },
     /// A device of another class came online while this one plays: the application may
     /// offer to continue there ("the TV is on: continue there?"). Nothing happens by itself.
     HandoffSuggested {

@@ -149,6 +149,31 @@ impl Account {
         Ok(account)
     }
 
+    /// Name this device `name` in its roster (what `pair --device-name` says it is called),
+    /// when its entry says otherwise.
+    pub fn rename(&mut self, name: &str) -> Result<(), ConfigError> {
+        if self
+            .roster
+            .entry(&self.device)
+            .is_some_and(|e| e.name == name)
+        {
+            return Ok(());
+        }
+        let entry = self.own_entry(name);
+        self.roster.offer(entry);
+        self.save_roster()
+    }
+
+    /// Whether this device is paired with no other device of the account (its roster names
+    /// only itself, or only revoked others): what it sees is its own, and nobody hears it.
+    pub fn alone(&self) -> bool {
+        !self
+            .roster
+            .devices
+            .iter()
+            .any(|e| e.device != self.device && !e.revoked)
+    }
+
     /// This device's roster entry, changed now.
     pub fn own_entry(&self, device_name: &str) -> RosterEntry {
         RosterEntry {

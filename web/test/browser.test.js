@@ -290,7 +290,7 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     const left = transferred.at + 3000 - Date.now();
     if (left > 0) await new Promise((r) => setTimeout(r, left));
     const webId = await page.eval("continuityApp.device.me.id");
-    const again = phone.lines.slice(transferred.lines).filter((l) => /\] (playing|the session moved to .*)$/.test(l));
+    const again = phone.lines.slice(transferred.lines).filter((l) => /\] (playing|the session moved to .*: now playing there)$/.test(l));
     assert.deepEqual(again, [], "the phone did not play again nor take the session back");
     const s = await page.eval(`(() => { const s = continuityApp.device.sessions.get("${phoneId}"); return { state: s.anchor.state, lease: s.lease.device }; })()`);
     assert.deepEqual(s, { state: "paused", lease: webId }, "the phone's session, paused, names the web TV");
@@ -544,7 +544,7 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
       await page.waitFor(`${d}.lease.device === "${webId}" && Number(${d}.lease.epoch) > ${epoch} && !document.getElementById("video").paused`, {
         what: `the web TV playing on with the session; the page said:\n${page.console.slice(-5).join("\n")}`,
       });
-      await saidSince(from, new RegExp(`\\] the session moved to ${webId}$`), "the web TV kept the session");
+      await saidSince(from, /\] the session moved to Web TV: now playing there$/, "the web TV kept the session");
       await page.waitFor(`(() => { const s = ${phoneState}; return s.anchor.state === "paused" && s.lease.device === "${webId}"; })()`, { what: "the phone paused, its session naming the web TV" });
     } finally {
       await page.eval(`(delete ${d}.onResult, true)`);

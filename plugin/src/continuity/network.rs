@@ -631,12 +631,13 @@ impl Pump {
                         .build(),
                 );
             }
-            Notice::LeaseLost { to } => {
-                gst::info!(CAT, obj = element, "the session moved to {to}");
+            Notice::LeaseLost { to, name } => {
+                gst::info!(CAT, obj = element, "the session moved to {name} ({to})");
                 post(
                     element,
                     gst::Structure::builder("continuity-session-moved")
                         .field("device", &to)
+                        .field("name", &name)
                         .build(),
                 );
             }
