@@ -122,17 +122,83 @@ impl Refusals {
 }
 
 /// A stamped state too far ahead of this device's clock is refused (see
-/// [`hlc::MAX_AHEAD_NS`]), in both modes.
-fn in_time(msg: &wire::Incoming, now: u64) -> Result<(), String> {
-    msg.body
-        .stamp()
-        .map_or(Ok(()), |st| hlc::check_ahead(st, now))
+/// [`hlc::MAX_AHEAD_NS`]), in both modes, unless the account's devices agree that this
+/// device's clock is the one that is behind ([`ClockCheck`]).
+fn in_time(clock: &mut ClockCheck, msg: &wire::Incoming, now: u64) -> Result<(), String> {
+    let Some(st) = msg.body.stamp() else {
+        return Ok(());
+    };
+    match hlc::check_ahead(st, now.saturating_add(clock.behind_ns)) {
+        Ok(()) => Ok(()),
+        Err(why) => {
+            let device = st.device.split('~').next().unwrap_or(&st.device);
+            if clock.ahead(device, st.wall_ns.saturating_sub(now), now) {
+                return hlc::check_ahead(st, now.saturating_add(clock.behind_ns));
+            }
+            Err(why)
+        }
+    }
+}
+
+/// Whether this device's own clock is far behind the account's. One device whose stamps
+/// are far ahead is refused (its clock is wrong, or it wants its state to win for ever); when
+/// two devices or more, within a few minutes, are ahead by about the same (a day, say), this
+/// clock is the wrong one: it says so, naming the offset, and takes the account's time for
+/// what it may believe (its own stamps then follow theirs: it never writes older news over
+/// newer). A device whose clock is far ahead is refused by the others, which say so.
+#[derive(Debug, Default)]
+pub struct ClockCheck {
+    /// Devices whose stamps came far ahead: how far, and when this clock saw it.
+    ahead: BTreeMap<String, (u64, u64)>,
+    /// How far behind the account's time this clock is taken to be (0: it is right).
+    pub behind_ns: u64,
+}
+
+impl ClockCheck {
+    /// Reports older than this are forgotten.
+    const WINDOW_NS: u64 = 5 * 60 * 1_000_000_000;
+
+    /// `device`'s stamp came `by_ns` ahead at `now`. Whether this clock is now taken to be
+    /// behind (at least two devices agree, within [`hlc::MAX_AHEAD_NS`] of each other).
+    fn ahead(&mut self, device: &str, by_ns: u64, now: u64) -> bool {
+        self.ahead.insert(device.to_owned(), (by_ns, now));
+        self.ahead
+            .retain(|_, (_, at)| now.saturating_sub(*at) <= Self::WINDOW_NS);
+        let by: Vec<u64> = self.ahead.values().map(|(b, _)| *b).collect();
+        let (min, max) = (by.iter().min().copied(), by.iter().max().copied());
+        let Some((min, max)) = min.zip(max) else {
+            return false;
+        };
+        if by.len() < 2 || max - min > hlc::MAX_AHEAD_NS {
+            if by.len() == 1 {
+                tracing::warn!(
+                    "{device}'s clock is {} s ahead of this device's: one of the two is wrong \
+                     (its messages are refused until another device agrees with it)",
+                    by_ns / 1_000_000_000
+                );
+            }
+            return false;
+        }
+        if min > self.behind_ns {
+            let names: Vec<&str> = self.ahead.keys().map(String::as_str).collect();
+            tracing::warn!(
+                "this device's clock is {} s behind the account's ({} say so): set it right \
+                 (NTP); until then it takes the account's time for what it believes",
+                min / 1_000_000_000,
+                names.join(", ")
+            );
+            self.behind_ns = min;
+        }
+        true
+    }
 }
 
 /// One device's receive pipeline.
 pub struct Inbound {
     account: String,
     device: String,
+    /// Whether this device's clock is the account's.
+    pub clock: ClockCheck,
     /// `None`: plain JSON (`--insecure-plaintext`, `encryption=off`).
     keys: Option<Keys>,
 }
@@ -143,6 +209,7 @@ impl Inbound {
         Inbound {
             account: account.to_owned(),
             device: device.to_owned(),
+            clock: ClockCheck::default(),
             keys: keys.map(|account| Keys {
                 opener: account.opener(),
                 account,
@@ -239,7 +306,7 @@ impl Inbound {
                      with the account instead"
                         .into(),
                 ),
-                Ok(m) => match in_time(&m, now) {
+                Ok(m) => match in_time(&mut self.clock, &m, now) {
                     Ok(()) => Intake::Message(Box::new(m)),
                     Err(why) => reject(why),
                 },
@@ -253,7 +320,7 @@ impl Inbound {
                 ..
             }) => self.take_roster(&r, now, out),
             Ok(msg) => {
-                if let Err(why) = in_time(&msg, now) {
+                if let Err(why) = in_time(&mut self.clock, &msg, now) {
                     return out.push(reject(why));
                 }
                 if !msg.topic.retained()
