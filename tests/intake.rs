@@ -299,7 +299,10 @@ fn state_ahead(device: &str, ahead_ns: u64) -> (String, Vec<u8>) {
         },
     ));
     let topic = Topic::session_state("home", device).to_string();
-    (topic, wire::encode(&e.session_state(now_unix_ns() + ahead_ns)))
+    (
+        topic,
+        wire::encode(&e.session_state(now_unix_ns() + ahead_ns)),
+    )
 }
 
 /// Issue 25, row 8: a device whose clock is a day behind (faketime -1d). One device a day
@@ -311,14 +314,20 @@ fn a_clock_a_day_behind_the_account_is_found_out_when_two_devices_agree() {
     let mut inbound = Inbound::new("home", "laptop", None);
     let (topic, payload) = state_ahead("tv", DAY);
     let got = inbound.take(&topic, &payload, now_unix_ns());
-    assert!(messages(&got).is_empty(), "one device a day ahead is refused");
+    assert!(
+        messages(&got).is_empty(),
+        "one device a day ahead is refused"
+    );
     assert_eq!(inbound.clock.behind_ns, 0);
     let (topic, payload) = state_ahead("phone", DAY + 3_000_000_000);
     let got = inbound.take(&topic, &payload, now_unix_ns());
     assert_eq!(messages(&got).len(), 1, "two agree: believed");
     assert!(inbound.clock.behind_ns.abs_diff(DAY) < 5_000_000_000);
     let (topic, payload) = state_ahead("tv", DAY + 1_000_000_000);
-    assert_eq!(messages(&inbound.take(&topic, &payload, now_unix_ns())).len(), 1);
+    assert_eq!(
+        messages(&inbound.take(&topic, &payload, now_unix_ns())).len(),
+        1
+    );
     // A stamp far ahead of the account's time too (the year 2500) is still refused.
     let (topic, payload) = state_ahead("tablet", 100 * DAY);
     assert!(messages(&inbound.take(&topic, &payload, now_unix_ns())).is_empty());

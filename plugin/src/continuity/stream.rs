@@ -29,6 +29,11 @@ const MAX_RENDER_AHEAD_NS: i128 = 2_000_000_000;
 /// engine can check it against its prediction.
 pub const SAMPLE_EVERY_NS: u64 = 1_000_000_000;
 
+/// How many samples (one a second) ask for the duration again after the media started.
+const DURATION_CHECKS: u32 = 10;
+/// A duration that differs from the known one by more than this replaces it.
+const DURATION_CHANGE_NS: u64 = 100_000_000;
+
 /// What kind of stream flows through the element, from its caps.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -82,6 +87,10 @@ pub struct Stream {
     pub ended: bool,
     /// Upstream is live: it has no duration to ask for.
     pub live: bool,
+    /// Times the duration was asked again since the media started: a demuxer's first answer
+    /// may be an estimate (an Ogg file's said 0.64 s of a 30 s film), so it is asked with the
+    /// first samples too, and a different answer replaces it.
+    pub duration_asked: u32,
 }
 
 /// What upstream says of the media when it starts (asked before the stream lock is taken).
@@ -115,6 +124,7 @@ impl Stream {
         self.last_sample = None;
         self.last_end = None;
         self.ended = false;
+        self.duration_asked = 0;
     }
 
     /// Take in a tag list. Returns the fields it changed, as a media update, if any.
@@ -183,14 +193,19 @@ impl Stream {
     }
 
     /// Whether to ask upstream for the duration (demuxers often learn it after the first
-    /// buffers; live sources have none).
+    /// buffers, or correct a first estimate; live sources have none).
     pub fn wants_duration(&self) -> bool {
-        self.media.duration_ns.is_none() && !self.live
+        !self.live && (self.media.duration_ns.is_none() || self.duration_asked < DURATION_CHECKS)
     }
 
     /// Upstream said the duration: tell the engine.
     pub fn take_duration(&mut self, duration_ns: Option<u64>, now: u64) {
-        let Some(d) = duration_ns.filter(|_| self.media.duration_ns.is_none()) else {
+        self.duration_asked = self.duration_asked.saturating_add(1);
+        let Some(d) = duration_ns.filter(|d| {
+            self.media
+                .duration_ns
+                .is_none_or(|known| known.abs_diff(*d) > DURATION_CHANGE_NS)
+        }) else {
             return;
         };
         self.media.duration_ns = Some(d);
