@@ -110,6 +110,17 @@ fn main() {
         })
         .expect("controller");
         controller.synced(Duration::from_secs(5)).await;
+        // The phone's playing state, not only its first one, before the first handoff.
+        let plays = controller
+            .wait_until(Duration::from_secs(10), |e| {
+                e.directory()
+                    .sessions
+                    .get(&"phone".to_owned())
+                    .and_then(|s| s.anchor)
+                    .is_some_and(|a| a.state == continuity::model::PlayState::Playing)
+            })
+            .await;
+        assert!(plays, "the controller sees the phone play");
         let end = Instant::now() + Duration::from_secs(minutes * 60);
         let (mut source, mut target) = (&phone, &tv);
         let (mut done, mut ok, mut failed_total) = (0usize, 0usize, Vec::new());
@@ -130,6 +141,17 @@ fn main() {
                 }
                 Some(r) => failed_total.push(format!("#{done}: {:?}", r.failure)),
                 None => failed_total.push(format!("#{done}: no answer")),
+            }
+            if failed_total
+                .last()
+                .is_some_and(|f| f.starts_with(&format!("#{done}:")))
+            {
+                eprintln!(
+                    "handoff {}: failed ({} to {})",
+                    failed_total.last().expect("one"),
+                    source.name,
+                    target.name
+                );
             }
             if done % REPORT_EVERY == 0 {
                 latencies.sort_by(f64::total_cmp);

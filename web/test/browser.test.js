@@ -91,18 +91,18 @@ function spawnSkewed(skew, args, name) {
 const cli = (dir, ...args) => [`--config-dir`, join(work, dir), "--broker", broker, "--account", ACCOUNT, ...args];
 let broker;
 
-function clip(path) {
-  // 40 s of a test pattern with a visible timecode, VP8 and Vorbis in WebM: what both
-  // GStreamer and Chromium play.
+function clip(path, seconds = 40) {
+  // `seconds` of a test pattern with a visible timecode, VP8 and Vorbis in WebM: what both
+  // GStreamer and Chromium play. 25 frames a second; audio buffers of 1024 samples.
   const r = spawnSync(
     "gst-launch-1.0",
     [
       "-q",
-      ..."videotestsrc num-buffers=1000 pattern=smpte ! video/x-raw,width=320,height=180,framerate=25/1".split(" "),
+      ...`videotestsrc num-buffers=${seconds * 25} pattern=smpte ! video/x-raw,width=320,height=180,framerate=25/1`.split(" "),
       ..."! timeoverlay font-desc=Sans,24 halignment=center valignment=center ! vp8enc deadline=1 cpu-used=8 keyframe-max-dist=25".split(" "),
       ..."! webmmux name=mux ! filesink".split(" "),
       `location=${path}`,
-      ..."audiotestsrc num-buffers=1723 ! audio/x-raw,rate=44100,channels=1 ! audioconvert ! vorbisenc ! mux.".split(" "),
+      ...`audiotestsrc num-buffers=${Math.ceil((seconds * 44100) / 1024)} ! audio/x-raw,rate=44100,channels=1 ! audioconvert ! vorbisenc ! mux.`.split(" "),
     ],
     { encoding: "utf8" },
   );
@@ -123,6 +123,28 @@ function theoraClip(path) {
     { encoding: "utf8" },
   );
   assert.equal(r.status, 0, `gst-launch-1.0 could not make the Ogg Theora clip: ${r.stderr}`);
+}
+
+/** Run `continuity` with `args` to its end: its exit code, and its stdout and stderr apart. */
+function run(args, name) {
+  return new Promise((resolve) => {
+    const p = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d) => (stdout += d));
+    p.stderr.on("data", (d) => (stderr += d));
+    p.on("close", (code, signal) => {
+      say(`[${name}] exit ${code ?? signal}\n${stdout}${stderr}`);
+      resolve({ code: code ?? signal, stdout, stderr });
+    });
+  });
+}
+
+/** What `continuity sessions --json` prints, run as the device whose config dir is `dir`. */
+async function sessionsJson(dir) {
+  const r = await run(cli(dir, "sessions", "--json"), `sessions (${dir})`);
+  assert.equal(r.code, 0, `continuity sessions failed:\n${r.stdout}${r.stderr}`);
+  return JSON.parse(r.stdout);
 }
 
 /** `msg` sealed and signed as the device whose config dir is `dir` would on `topic`. */
@@ -604,6 +626,160 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
       const replayed = back("a replay of an older point");
       assert.equal(spawnSync("mosquitto_pub", ["-h", "127.0.0.1", "-p", port, "-r", "-t", topic, "-m", older]).status, 0);
       await replayed;
+    }
+  });
+
+  await t.test("issue 25: a film handed phone → TV → web TV → phone, with its end in between", async () => {
+    const d = "continuityApp.device";
+    const video = 'document.getElementById("video")';
+    const webId = await page.eval(`${d}.me.id`);
+    // 8 s: long enough for two handoffs and the checks between them, short enough to end.
+    const seconds = 8;
+    clip(join(media, "journey-clip.webm"), seconds);
+    const film = `${web}media/journey-clip.webm`;
+    // A Rust TV, paired through the phone like the tablet. `transfer` and `sessions` run as
+    // the TV, as someone at the TV would: its player starts once here, so its counters and
+    // its helpers' both follow the clock (row 12 says why a device whose player restarted
+    // within a minute cannot). Not as the remote, nor a device paired after the TV: either
+    // one misses the other's pairing, and the roster the broker keeps is the one the last
+    // device to join published, signed with a key the other has never seen, so that one
+    // refuses it (and with it the other's info and commands).
+    const joinAccount = async (dir, name) => {
+      const host = start(bin, cli("phone", "pair", "--yes", "--no-advertise", "--device-name", "Phone", "--timeout", "30"), `pair-${dir}`);
+      await host.waitLine(/pair --join/);
+      const joiner = start(bin, cli(dir, "pair", "--join", "--yes", "--device-name", name, "--timeout", "30"), `join-${dir}`);
+      assert.equal(await joiner.done, 0, `${name} did not join:\n${joiner.lines.join("\n")}`);
+      assert.equal(await host.done, 0);
+      const id = readFileSync(join(work, dir, "device-id"), "utf8").trim();
+      await page.waitFor(`${d}.membership.roster.devices.some((x) => x.device === "${id}")`, { what: `${name} in the web TV's roster` });
+      return id;
+    };
+    const tvId = await joinAccount("tv", "TV");
+
+    /** A line of `p` like `re` said after its `from`th line, within `ms`. */
+    const saidSince = async (p, from, re, what, ms = 10000) => {
+      const until = Date.now() + ms;
+      let line;
+      while (!(line = p.lines.slice(from).find((l) => re.test(l))) && Date.now() < until) await new Promise((res) => setTimeout(res, 50));
+      assert.ok(line, `${p.name} said nothing like ${re} (${what}); it said:\n${p.lines.slice(from).join("\n")}`);
+      return line;
+    };
+    const brief = (doc) => doc.sessions.map((s) => `${s.device_name}: ${s.state} ${s.media?.uri ?? "-"} at ${s.position_s} s, held by ${s.lease?.device}${s.online ? "" : " (offline)"}`).join("\n");
+    /** `sessions --json` as the TV, again until `ok(doc)` (what the players published
+     *  reaches the broker a moment after they say it), for at most `ms`. */
+    const sessionsUntil = async (ok, what, ms = 10000) => {
+      const until = Date.now() + ms;
+      let doc;
+      do {
+        doc = await sessionsJson("tv");
+        if (ok(doc)) return doc;
+      } while (Date.now() < until);
+      assert.fail(`sessions --json never showed ${what}; it showed:\n${brief(doc)}`);
+    };
+    const of = (doc, id) => doc.sessions.find((s) => s.device === id);
+    const playingIn = (doc) => doc.sessions.filter((s) => s.state === "playing").map((s) => s.device);
+    const transfer = async (to) => {
+      const r = await run(cli("tv", "transfer", "--to", to, "--json"), `transfer to ${to}`);
+      return { ...r, result: r.stdout.trim() ? JSON.parse(r.stdout) : null };
+    };
+
+    // What the web TV played in the subtests before (if it has not ended) pauses: only the
+    // journey's film is to play anywhere.
+    await page.eval(`(${video}.paused || document.getElementById("play-pause").click(), true)`);
+    await page.waitFor(`${video}.paused && ${d}.anchor?.state !== "playing"`, { what: "the web TV paused" });
+
+    const tv = start(bin, cli("tv", "play", "--no-advertise", "--device-name", "TV", "--device-class", "tv"), "tv");
+    const phone = start(bin, cli("phone", "play", "--no-advertise", film, "--device-name", "Phone", "--device-class", "phone"), "phone-journey");
+    let again = null;
+    try {
+      // 1. The phone plays the film; the TV waits for a handoff.
+      await tv.waitLine(/\] idle: waiting for a handoff$/, 20000);
+      await tv.waitLine(/\] connected$/, 20000);
+      await phone.waitLine(/\] playing$/, 20000);
+      await page.waitFor(`${d}.availability.get("${tvId}") === "online"`, { what: "the TV online, as the web TV sees it" });
+
+      // 2. Phone → TV.
+      let from = { phone: phone.lines.length, tv: tv.lines.length };
+      let tr = await transfer("TV");
+      assert.equal(tr.code, 0, `transfer --to TV failed:\n${tr.stdout}${tr.stderr}`);
+      assert.equal(tr.result.ok, true, `the result: ${tr.stdout}`);
+      assert.equal(tr.result.target, tvId);
+      await saidSince(tv, from.tv, /\] handoff complete/, "the handoff from the phone");
+      await saidSince(phone, from.phone, /\] paused( at frame .*)?$/, "the phone pausing at the switch");
+      let doc = await sessionsUntil(
+        (doc) => playingIn(doc).join() === tvId && of(doc, tvId)?.lease.device === tvId && of(doc, phoneId)?.state === "paused",
+        "only the TV playing, holding the session, and the phone paused",
+      );
+      assert.equal(of(doc, tvId).media.uri, film, "the TV plays the film");
+      assert.equal(of(doc, phoneId).lease.device, tvId, "the phone's session names the TV");
+
+      // 3. TV → web TV.
+      from = { phone: phone.lines.length, tv: tv.lines.length };
+      tr = await transfer("Web TV");
+      assert.equal(tr.code, 0, `transfer --to "Web TV" failed:\n${tr.stdout}${tr.stderr}; the page said:\n${page.console.slice(-5).join("\n")}`);
+      assert.equal(tr.result.ok, true, `the result: ${tr.stdout}`);
+      assert.equal(tr.result.source, tvId);
+      await page.waitFor(`(() => { const s = ${d}.sessions.get("${tvId}"); return s?.anchor?.state === "paused" && s.lease.device === "${webId}" && ${d}.media?.uri === "${film}" && !${video}.paused; })()`, {
+        what: "the TV paused and the web TV playing the film",
+      });
+      await saidSince(tv, from.tv, /\] paused( at frame .*)?$/, "the TV pausing at the switch");
+      // Measured after half a second of playing, not only at the switch.
+      await page.waitFor(`${video}.currentTime * 1e9 > Number(${d}.sessions.get("${tvId}").anchor.position_ns) + 500e6`, { what: "half a second played" });
+      const s = await snapshot(page, tvId);
+      // Same host, same clock: where the TV stopped plus the time since is where the web TV is.
+      const error = s.currentTime * 1e9 - (s.other.position_ns + (s.now - s.other.at));
+      say({ error_ms: error / MS, s });
+      assert.ok(Math.abs(error) < 100 * MS, `the video is ${(error / MS).toFixed(1)} ms off the TV's position`);
+      doc = await sessionsUntil(
+        (doc) => playingIn(doc).join() === webId && of(doc, webId)?.lease.device === webId && of(doc, tvId)?.state === "paused",
+        "only the web TV playing, holding the session, and the TV paused",
+      );
+      assert.equal(of(doc, webId).media.uri, film, "the web TV plays the film");
+      assert.equal(of(doc, tvId).lease.device, webId, "the TV's session names the web TV");
+
+      // 4. The web TV plays the film to its end.
+      await page.waitFor(`${video}.ended && ${d}.anchor?.state === "ended"`, { what: "the film's end on the web TV", timeout: (seconds + 10) * 1000 });
+      doc = await sessionsUntil((doc) => of(doc, webId)?.state === "ended", "the web TV's session ended");
+      assert.deepEqual(playingIn(doc), [], "nothing plays anywhere");
+      assert.equal(of(doc, webId).lease.device, webId, "the web TV holds the ended session");
+      assert.ok(of(doc, webId).position_s > seconds - 1, `the web TV ended at ${of(doc, webId).position_s} s, the film is ${seconds} s`);
+
+      // 5. Nothing to move: the transfer says so, and the phone does not start.
+      from = { phone: phone.lines.length, tv: tv.lines.length };
+      tr = await transfer("Phone");
+      assert.notEqual(tr.code, 0, `transfer --to Phone of an ended session succeeded:\n${tr.stdout}${tr.stderr}`);
+      assert.match(tr.stderr, /nothing plays on Web TV/, "why the transfer failed");
+      // Had it asked the phone, it would have waited for the phone's answer before exiting:
+      // the phone would have said so by now.
+      const moved = phone.lines.slice(from.phone).filter((l) => /\] (handoff incoming|playing|resumed at)/.test(l));
+      assert.deepEqual(moved, [], "nothing started on the phone");
+      doc = await sessionsJson("tv");
+      assert.deepEqual(playingIn(doc), [], `nothing plays anywhere:\n${brief(doc)}`);
+      assert.equal(of(doc, phoneId).state, "paused", "the phone's session is still paused");
+
+      // 6. The phone starts the film again, from its beginning: nothing offers to resume it.
+      phone.signal("SIGINT");
+      await phone.done;
+      await page.waitFor(`${d}.availability.get("${phoneId}") === "offline"`, { what: "the phone offline, as the web TV sees it" });
+      const mediaId = of(doc, webId).media.id;
+      const noResume = `(() => { const p = ${d}.pointOf(${JSON.stringify(mediaId)}); return ${d}.resumeFrom(${JSON.stringify(mediaId)}, p ?? null) === null; })()`;
+      assert.equal(await page.eval(noResume), true, "the web TV has nothing to resume of the film");
+      const prompt = () => page.eval("document.getElementById('resume').hidden ? null : document.getElementById('resume-text').textContent");
+      assert.ok(!(await prompt())?.includes("journey-clip"), `the web TV offers to resume the film: ${await prompt()}`);
+      again = start(bin, cli("phone", "play", "--no-advertise", film, "--device-name", "Phone", "--device-class", "phone"), "phone-again-journey");
+      await again.waitLine(/\] playing$/, 20000);
+      doc = await sessionsUntil((doc) => of(doc, phoneId)?.state === "playing" && of(doc, phoneId)?.media?.uri === film, "the phone playing the film again");
+      const p = of(doc, phoneId);
+      assert.ok(p.position_s < 3, `the phone started at ${p.position_s} s, not at the beginning`);
+      assert.equal(p.lease.device, phoneId, "the phone holds its session");
+      assert.deepEqual(again.lines.filter((l) => /\] resumed at/.test(l)), [], "the phone resumed nothing");
+      assert.ok(!(await prompt())?.includes("journey-clip"), `the web TV offers to resume the film: ${await prompt()}`);
+    } finally {
+      for (const p of [again, phone, tv]) {
+        if (!p) continue;
+        p.signal("SIGINT");
+        await p.done;
+      }
     }
   });
 
