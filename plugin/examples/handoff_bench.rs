@@ -156,23 +156,7 @@ fn handoffs(
         .expect("the phone plays");
     let (mut cold, mut warm) = (Case::default(), Case::default());
     rt.block_on(async {
-        let mut cfg = EngineConfig::new(
-            "bench",
-            Device {
-                id: controller_account.device.clone(),
-                name: "Controller".into(),
-                class: DeviceClass::Other,
-            },
-        );
-        cfg.announce = false;
-        let (controller, mut events) = Node::start(NodeConfig {
-            engine: cfg,
-            broker: Some(url.parse().expect("URL")),
-            store_dir: None,
-            link: None,
-            account: Some(controller_account),
-        })
-        .expect("controller");
+        let (controller, mut events) = controller(&url, controller_account);
         controller.synced(Duration::from_secs(5)).await;
         for i in 0..runs {
             let tv = play(bin, &url, &root.path().join("TV"), "TV", "tv", None);

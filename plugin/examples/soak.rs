@@ -15,9 +15,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use continuity::engine::EngineConfig;
-use continuity::model::{Device, DeviceClass};
-use continuity::node::{Node, NodeConfig, handoff_result};
+use continuity::node::handoff_result;
 use gst::prelude::*;
 
 mod common;
@@ -92,23 +90,7 @@ fn main() {
         "handoffs", "ok", "failed", "p50 ms", "p95 ms", "p99 ms", "phone RSS MB", "TV RSS MB"
     );
     let (failed_total, memory) = rt.block_on(async {
-        let mut cfg = EngineConfig::new(
-            "bench",
-            Device {
-                id: controller_account.device.clone(),
-                name: "Controller".into(),
-                class: DeviceClass::Other,
-            },
-        );
-        cfg.announce = false;
-        let (controller, mut events) = Node::start(NodeConfig {
-            engine: cfg,
-            broker: Some(url.parse().expect("URL")),
-            store_dir: None,
-            link: None,
-            account: Some(controller_account),
-        })
-        .expect("controller");
+        let (controller, mut events) = controller(&url, controller_account);
         controller.synced(Duration::from_secs(5)).await;
         // The phone's playing state, not only its first one, before the first handoff.
         let plays = controller

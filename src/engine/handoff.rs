@@ -699,13 +699,7 @@ impl Engine {
         // newer than the source's resume point at the switch, so that a device starting
         // this media next continues here rather than from where the source stopped.
         let rate = self.anchor.map_or(1.0, |a| a.rate);
-        self.anchor = Some(Anchor {
-            position_ns,
-            at_unix_ns: now_ns,
-            rate,
-            state: PlayState::Playing,
-        });
-        self.publish_session(now_ns, out);
+        self.plays_from(now_ns, position_ns, rate, out);
         if self.handoffs.automatic.contains(&t.id) {
             let name = self
                 .directory
@@ -1099,6 +1093,11 @@ impl Engine {
         } else {
             position_ns
         };
+        self.plays_from(now_ns, position_ns, rate, out);
+    }
+
+    /// This device plays from `position_ns` now, at `rate`: its anchor, published.
+    fn plays_from(&mut self, now_ns: u64, position_ns: u64, rate: f64, out: &mut Vec<Action>) {
         self.anchor = Some(Anchor {
             position_ns,
             at_unix_ns: now_ns,

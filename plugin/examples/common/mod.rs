@@ -8,6 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use continuity::engine::EngineConfig;
+use continuity::model::{Device, DeviceClass};
+use continuity::node::{Node, NodeConfig, NodeEvent};
 use continuity::security::account::Account;
 
 /// A child process whose stdout lines arrive on a channel; stopped (SIGTERM) on drop.
@@ -183,4 +186,26 @@ pub fn play(
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
+}
+
+/// A controller in this process (as `continuity transfer` is one): it asks for handoffs and
+/// hears their results; it announces nothing. Start it inside a tokio runtime.
+pub fn controller(url: &str, account: Account) -> (Node, tokio::sync::mpsc::Receiver<NodeEvent>) {
+    let mut cfg = EngineConfig::new(
+        "bench",
+        Device {
+            id: account.device.clone(),
+            name: "Controller".into(),
+            class: DeviceClass::Other,
+        },
+    );
+    cfg.announce = false;
+    Node::start(NodeConfig {
+        engine: cfg,
+        broker: Some(url.parse().expect("broker URL")),
+        store_dir: None,
+        link: None,
+        account: Some(account),
+    })
+    .expect("controller")
 }
