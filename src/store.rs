@@ -60,7 +60,13 @@ pub enum StoreError {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Events kept (counted once at open): trimming to [`EventRetention::rows`] then deletes
+    /// the oldest few through the index instead of walking every event kept on each one.
+    events: std::cell::Cell<u64>,
 }
+
+/// The store's page cache, in KiB.
+const CACHE_KIB: i64 = 256;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,6 +94,11 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        // A small page cache: what a device looks up is a few rows, and every page written
+        // (events, one or two a handoff) would otherwise stay in memory up to SQLite's 2 MB
+        // default, which `make soak` saw as memory growing with each handoff.
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)
             .map_err(err)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS sessions (
@@ -126,9 +137,13 @@ impl Store {
              CREATE INDEX IF NOT EXISTS events_at ON events (at_unix_ns);",
         )
         .map_err(err)?;
+        let events: i64 = conn
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .map_err(err)?;
         Ok(Store {
             conn,
             path: path.to_owned(),
+            events: std::cell::Cell::new(events.max(0) as u64),
         })
     }
 
@@ -201,20 +216,30 @@ impl Store {
             .map_err(|err| self.err(err))?
             > 0;
         if added {
+            self.events.set(self.events.get() + 1);
             let cutoff = now_unix_ns.saturating_sub(u64::from(keep.days) * 86_400 * 1_000_000_000);
-            self.conn
+            let old = self
+                .conn
                 .execute(
                     "DELETE FROM events WHERE at_unix_ns < ?1",
                     params![cutoff as i64],
                 )
                 .map_err(|err| self.err(err))?;
-            self.conn
-                .execute(
-                    "DELETE FROM events WHERE key IN
-                     (SELECT key FROM events ORDER BY at_unix_ns DESC LIMIT -1 OFFSET ?1)",
-                    params![keep.rows],
-                )
-                .map_err(|err| self.err(err))?;
+            self.events
+                .set(self.events.get().saturating_sub(old as u64));
+            let excess = self.events.get().saturating_sub(u64::from(keep.rows));
+            if excess > 0 {
+                let gone = self
+                    .conn
+                    .execute(
+                        "DELETE FROM events WHERE key IN
+                         (SELECT key FROM events ORDER BY at_unix_ns ASC LIMIT ?1)",
+                        params![excess as i64],
+                    )
+                    .map_err(|err| self.err(err))?;
+                self.events
+                    .set(self.events.get().saturating_sub(gone as u64));
+            }
         }
         Ok(added)
     }
