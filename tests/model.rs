@@ -167,6 +167,8 @@ struct Truth {
 
 struct World {
     net: Net,
+    /// The most a message takes one way (ms).
+    latency_ms: u64,
     players: BTreeMap<String, Player>,
     truth: BTreeMap<String, Truth>,
     asked: Vec<Asked>,
@@ -223,6 +225,7 @@ impl World {
         }
         World {
             net,
+            latency_ms: setup.latency_ms,
             players: PLAYERS
                 .iter()
                 .map(|d| (d.to_string(), Player::default()))
@@ -946,8 +949,11 @@ impl World {
             };
             // A point is within a second. A witness of a player that died before anyone
             // measured its clock reads its anchor with its own: off by that clock's skew.
+            // A live position: an anchor is republished when the stream drifts from it by
+            // more than the engine's threshold (100 ms), and read with a clock measured to
+            // half a round trip (the difference of two directions' delivery times).
             let tolerance = if p.playing && self.alive(d) {
-                100 * MS
+                100 * MS + self.latency_ms * MS + 5 * MS
             } else if self.killed_at.contains_key(d) {
                 SECOND_NS + self.net.skew[d].unsigned_abs()
             } else {

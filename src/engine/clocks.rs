@@ -107,6 +107,27 @@ impl Clocks {
         t1
     }
 
+    /// The devices whose probe has waited since `before` or earlier (lost: a probe goes at
+    /// QoS 0, and a device that has just come online may not listen to its inbox yet); they
+    /// wait no more.
+    pub fn unanswered(&mut self, before: u64) -> Vec<String> {
+        let lost: Vec<String> = self
+            .waiting
+            .iter()
+            .filter(|(_, t1)| **t1 <= before)
+            .map(|(d, _)| d.clone())
+            .collect();
+        for d in &lost {
+            self.waiting.remove(d);
+        }
+        lost
+    }
+
+    /// When the oldest probe still waiting left.
+    pub fn oldest_waiting(&self) -> Option<u64> {
+        self.waiting.values().min().copied()
+    }
+
     /// Whether a probe to `device` waits for its reply.
     pub fn is_waiting(&self, device: &str) -> bool {
         self.waiting.contains_key(device)

@@ -70,6 +70,11 @@ pub(super) struct Source {
     /// position. Until the deadline it watches the target: a target that goes offline
     /// before it plays for sure leaves the session here, and this device plays on.
     switched: Option<(u64, u64)>,
+    /// The target sends its result here when it plays (a handoff this device accepted):
+    /// none by the deadline means it never did. Without (the session was taken by a pull,
+    /// or by a handoff this device did not take part in), only the holder going offline
+    /// within the watch brings the session back.
+    expects_result: bool,
 }
 
 /// After the switch instant, how long a source watches its target (which says it plays at
@@ -554,6 +559,7 @@ impl Engine {
             epoch,
             deadline_ns: now_ns + self.cfg.handoff_timeout_ns + 1_000_000_000,
             switched: None,
+            expects_result: true,
         });
         self.handoffs.accepted = Some((id.to_owned(), target.to_owned(), epoch));
         let accept = CommandBody::HandoffAccept {
@@ -981,7 +987,9 @@ impl Engine {
             if s.switched.is_some() {
                 // Switched, and the target never said it plays (frozen, or its player stuck):
                 // the session stays here.
-                self.take_back(now_ns, s, out);
+                if s.expects_result {
+                    self.take_back(now_ns, s, out);
+                }
                 return self.expire_pending(now_ns, out);
             }
             // No switch came, yet the target holds the session now: it moved all the same.
@@ -1120,12 +1128,9 @@ impl Engine {
         // the switch is agreed, for an instant still ahead; its switch command says when to
         // pause, and may come after the state (another topic). Pausing now would leave a
         // gap as long as the wait for that instant. Until the handoff's deadline.
-        if self
-            .handoffs
-            .source
-            .as_ref()
-            .is_some_and(|s| s.target == lease.device && s.epoch == lease.epoch)
-        {
+        if self.handoffs.source.as_ref().is_some_and(|s| {
+            s.target == lease.device && s.epoch == lease.epoch && s.switched.is_none()
+        }) {
             return;
         }
         if self
@@ -1165,7 +1170,7 @@ impl Engine {
             .get(&lease.device)
             .map_or_else(|| lease.device.clone(), |i| i.device.name.clone());
         out.push(Action::Notify(Notice::LeaseLost {
-            to: lease.device,
+            to: lease.device.clone(),
             name,
         }));
         if let Some(a) = self.anchor
@@ -1177,16 +1182,23 @@ impl Engine {
                 ..a.rebased(now_ns, self.duration())
             });
         }
-        if let Some((id, target, epoch)) = watch {
-            // The target of a handoff this device had dropped switched all the same: watched
-            // as after a switch, so that the session comes back if it never plays.
-            let position = self.anchor.map_or(0, |a| a.position_ns);
+        // The new holder is watched as a handoff's target is after a switch: one that goes
+        // offline within the watch (before it plays, or just after) leaves the session here,
+        // and this device plays on (nobody else would). A handoff this device accepted and
+        // dropped, whose target switched all the same, also expects that target's result.
+        let position = self.anchor.map_or(0, |a| a.position_ns);
+        let (id, expects_result) = match watch {
+            Some((id, _, _)) => (id, true),
+            None => (String::new(), false),
+        };
+        if self.handoffs.source.is_none() {
             self.handoffs.source = Some(Source {
                 id,
-                target,
-                epoch,
+                target: lease.device.clone(),
+                epoch: lease.epoch,
                 deadline_ns: now_ns + SWITCH_WATCH_NS,
                 switched: Some((now_ns, position)),
+                expects_result,
             });
         }
         self.publish_session(now_ns, out);

@@ -265,7 +265,9 @@ const PROBES_AFTER_ONLINE_NS: [u64; 2] = [500_000_000, 2_000_000_000];
 /// [`MAX_PROBE_RETRIES`] times since it came online.
 const ROUGH_RTT_NS: u64 = 50_000_000;
 const PROBE_RETRY_NS: u64 = 3_000_000_000;
-const PROBE_RETRY_SOON_NS: u64 = 100_000_000;
+const PROBE_RETRY_SOON_NS: u64 = 1_100_000_000;
+/// A probe not answered within this is taken as lost (and sent again).
+const PROBE_LOST_NS: u64 = 1_000_000_000;
 const MAX_PROBE_RETRIES: u32 = 5;
 
 /// The engine of one device.
@@ -293,6 +295,8 @@ pub struct Engine {
     clocks_measured: BTreeSet<String>,
     /// Probes sent again since a device came online because its samples were rough.
     probe_retries: BTreeMap<String, u32>,
+    /// Probes sent again since a device came online because one went unanswered.
+    probes_lost: BTreeMap<String, u32>,
     /// Recent commands, by sender and id: QoS 1 delivers at least once, so a command can
     /// arrive twice.
     seen_commands: std::collections::VecDeque<(String, String)>,
@@ -340,6 +344,7 @@ impl Engine {
             probes_due: BTreeMap::new(),
             clocks_measured: BTreeSet::new(),
             probe_retries: BTreeMap::new(),
+            probes_lost: BTreeMap::new(),
             seen_commands: std::collections::VecDeque::new(),
             cfg,
             media: None,
@@ -434,6 +439,11 @@ impl Engine {
             self.handoffs.next_deadline(),
             self.next_witness(),
             self.probes_due.values().flatten().min().copied(),
+            self.directory
+                .clocks
+                .oldest_waiting()
+                .filter(|_| self.cfg.announce)
+                .map(|t1| t1 + PROBE_LOST_NS),
         ]
         .into_iter()
         .flatten()
@@ -480,6 +490,8 @@ impl Engine {
                     // that is a new session, held here, which a transfer can move (a press of
                     // play on a device that had the old one takes the old one back).
                     self.session = format!("{}-{:08x}", self.cfg.device.id, fastrand::u32(..));
+                    // The old session's holder is watched no more: this is another one.
+                    self.handoffs.source = None;
                     self.lease = Lease {
                         device: self.cfg.device.id.clone(),
                         epoch: 0,
@@ -697,6 +709,7 @@ impl Engine {
                         if was != Some(Status::Online) {
                             self.clocks_measured.remove(&a.device);
                             self.probe_retries.remove(&a.device);
+                            self.probes_lost.remove(&a.device);
                             // Online when this device subscribed (the broker's retained
                             // picture) is not news; coming online after is.
                             if self.cfg.announce && a.device != self.cfg.device.id && !msg.retained
@@ -924,7 +937,10 @@ impl Engine {
         let sample = self.directory.clocks.sample(device);
         let rough = sample.is_none_or(|s| s.rtt_ns > ROUGH_RTT_NS);
         // No sample kept (the reply was too late to be worth anything): the device answers
-        // again, so it is awake: soon.
+        // again, so it is awake: soon, though not within the second in which it answered
+        // what waited for it (it answers a few a second at most). Its lost probes count
+        // afresh.
+        self.probes_lost.remove(device);
         let after = if sample.is_none() {
             PROBE_RETRY_SOON_NS
         } else {
@@ -945,6 +961,19 @@ impl Engine {
     /// The probes scheduled by [`Engine::probe_clock_soon`] that are due, to devices still
     /// online.
     fn probe_tick(&mut self, now_unix_ns: u64, out: &mut Vec<Action>) {
+        // A probe not answered within a second was lost: sent again, a few times at most.
+        for device in self
+            .directory
+            .clocks
+            .unanswered(now_unix_ns.saturating_sub(PROBE_LOST_NS))
+        {
+            let online = self.directory.availability.get(&device) == Some(&Status::Online);
+            let retries = self.probes_lost.entry(device.clone()).or_insert(0);
+            if online && *retries < MAX_PROBE_RETRIES {
+                *retries += 1;
+                self.probe_clock(now_unix_ns, &device, out);
+            }
+        }
         let availability = &self.directory.availability;
         let mut due = Vec::new();
         self.probes_due.retain(|device, at| {

@@ -954,12 +954,17 @@ export class Device extends EventTarget {
     for (const ms of [500, 2000]) setTimeout(() => this.availability.get(device) === "online" && this.probe(device), ms);
   }
 
-  probe(device) {
+  /** A probe (QoS 0: it may be lost, as when a device announces itself a moment before it
+   * listens to its inbox); one not answered within a second is sent again, twice at most. */
+  probe(device, retries = 2) {
     const t1 = nowNs();
     const waiting = this.probes.get(device) ?? new Set();
     waiting.add(t1);
     this.probes.set(device, waiting);
-    setTimeout(() => waiting.delete(t1), 2000);
+    setTimeout(() => {
+      if (!waiting.delete(t1)) return;
+      if (retries > 0 && this.availability.get(device) === "online") this.probe(device, retries - 1);
+    }, 1000);
     return this.command(device, { type: "clock-probe", t1_unix_ns: t1 });
   }
 
