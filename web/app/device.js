@@ -1011,7 +1011,11 @@ export class Device extends EventTarget {
   /** Where a session is now, read with its device's clock. */
   livePosition(state) {
     if (!state.anchor) return null;
-    return positionAt(state.anchor, nowNs() + this.offsetOf(state.device), state.media?.duration_ns);
+    // A playing session is not held at its duration: a demuxer that reads over HTTP may
+    // give an early estimate (an Ogg film of 30 s said 0.64 s), and the end is told anyway
+    // (the session's state says "ended").
+    const duration = state.anchor.state === "playing" ? undefined : state.media?.duration_ns;
+    return positionAt(state.anchor, nowNs() + this.offsetOf(state.device), duration);
   }
 
   // --- Playback of its own --------------------------------------------------------------
