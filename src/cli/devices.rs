@@ -72,11 +72,6 @@ impl DeviceView<'_> {
         {
             return "revoked";
         }
-        if self.paired(id) == Some(false) {
-            // Whatever the broker says of it: no device of this account (anyone on the
-            // broker can publish an availability).
-            return "unknown";
-        }
         match self.dir.availability.get(id) {
             Some(Status::Online) => "online",
             Some(Status::Offline) => "offline",
