@@ -1089,10 +1089,29 @@ impl Engine {
             // The session moved on since (another handoff): not this device's to take.
             return;
         }
+        let Some(media) = self.media.as_ref().map(|m| m.id.clone()) else {
+            return;
+        };
+        let media = Some(media);
+        let me = self.cfg.device.id.clone();
+        let elsewhere = self.directory.sessions.values().any(|o| {
+            o.device != me
+                && o.device != s.target
+                && o.lease.device == o.device
+                && o.media.as_ref().map(|m| &m.id) == media.as_ref()
+                && o.anchor.is_some_and(|a| a.state == PlayState::Playing)
+                && self.directory.availability.get(&o.device) == Some(&crate::wire::Status::Online)
+                && !self.superseded(o)
+        });
+        if elsewhere {
+            // Someone started that media since: it plays there, and here would make two.
+            return;
+        }
         self.lease = Lease {
             device: self.cfg.device.id.clone(),
             epoch: s.epoch + 1,
         };
+        self.took_back_ns = Some(now_ns);
         let rate = self.anchor.map_or(1.0, |a| a.rate);
         // Before the switch instant the player still plays: the play calls its pause off.
         out.push(Action::Player(PlayerAction::Play));
@@ -1191,7 +1210,9 @@ impl Engine {
             Some((id, _, _)) => (id, true),
             None => (String::new(), false),
         };
-        if self.handoffs.source.is_none() {
+        // (A device with nothing to play, a target that lost before its first frame, has
+        // nothing to take back.)
+        if self.handoffs.source.is_none() && self.media.is_some() && self.anchor.is_some() {
             self.handoffs.source = Some(Source {
                 id,
                 target: lease.device.clone(),

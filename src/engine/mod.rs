@@ -297,6 +297,10 @@ pub struct Engine {
     probe_retries: BTreeMap<String, u32>,
     /// Probes sent again since a device came online because one went unanswered.
     probes_lost: BTreeMap<String, u32>,
+    /// This device took its session back by itself (its new holder went offline) at this
+    /// instant: for a moment it yields to a person who started the media on another device
+    /// meanwhile (after a freeze, the will comes before the news of that start).
+    took_back_ns: Option<u64>,
     /// Recent commands, by sender and id: QoS 1 delivers at least once, so a command can
     /// arrive twice.
     seen_commands: std::collections::VecDeque<(String, String)>,
@@ -345,6 +349,7 @@ impl Engine {
             clocks_measured: BTreeSet::new(),
             probe_retries: BTreeMap::new(),
             probes_lost: BTreeMap::new(),
+            took_back_ns: None,
             seen_commands: std::collections::VecDeque::new(),
             cfg,
             media: None,
@@ -725,6 +730,7 @@ impl Engine {
             }
             Body::Session(s) => {
                 self.clock.observe(&s.stamp, now_unix_ns);
+                self.yield_after_take_back(now_unix_ns, s, out);
                 // A higher epoch for this device's session elsewhere: it moved on.
                 if s.device != self.cfg.device.id
                     && s.session == self.session
@@ -820,6 +826,32 @@ impl Engine {
             ),
         };
         out.extend(self.take_over(now_unix_ns, &holder, &session, epoch));
+    }
+
+    /// After taking its session back by itself, this device pauses when it learns that
+    /// another device plays the same media in a session of its own: a person started it
+    /// there, and two players would play it.
+    fn yield_after_take_back(&mut self, now_unix_ns: u64, s: &SessionState, out: &mut Vec<Action>) {
+        const YIELD_WITHIN_NS: u64 = 2_000_000_000;
+        let Some(at) = self.took_back_ns else { return };
+        if now_unix_ns > at + YIELD_WITHIN_NS {
+            self.took_back_ns = None;
+            return;
+        }
+        let same = s.device != self.cfg.device.id
+            && s.session != self.session
+            && s.lease.device == s.device
+            && s.anchor.is_some_and(|a| a.state == PlayState::Playing)
+            && s.media.as_ref().map(|m| &m.id) == self.media.as_ref().map(|m| &m.id);
+        if same && let Some(a) = self.anchor.filter(|a| a.state == PlayState::Playing) {
+            self.took_back_ns = None;
+            out.push(Action::Player(PlayerAction::Pause));
+            self.anchor = Some(Anchor {
+                state: PlayState::Paused,
+                ..a.rebased(now_unix_ns, self.duration())
+            });
+            self.publish_session(now_unix_ns, out);
+        }
     }
 
     /// Whether this device, whose session another device holds, takes it back because its
