@@ -19,23 +19,6 @@ fn short_clip(setup: &Setup) -> PathBuf {
     make_clip_of(setup.dir.path(), "short.ogg", 150)
 }
 
-/// Every session `sessions --json` shows.
-fn sessions(setup: &Setup) -> Vec<Value> {
-    let out = setup
-        .cli()
-        .args(["sessions", "--json"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    doc["sessions"].as_array().cloned().unwrap_or_default()
-}
-
 /// Wait until the sessions satisfy `what` (a deadline bounds a failure).
 fn wait_sessions(setup: &Setup, what: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let end = Instant::now() + Duration::from_secs(15);

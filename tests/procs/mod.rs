@@ -276,7 +276,8 @@ impl Setup {
     }
 }
 
-pub fn session_of(setup: &Setup, name: &str) -> Option<Value> {
+/// Every session `continuity sessions --json` shows, run as the remote.
+pub fn sessions(setup: &Setup) -> Vec<Value> {
     let out = setup
         .cli()
         .args(["sessions", "--json"])
@@ -289,12 +290,14 @@ pub fn session_of(setup: &Setup, name: &str) -> Option<Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    doc["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
+    doc["sessions"].as_array().cloned().unwrap_or_default()
+}
+
+/// `name`'s session, as `sessions --json` shows it.
+pub fn session_of(setup: &Setup, name: &str) -> Option<Value> {
+    sessions(setup)
+        .into_iter()
         .find(|s| s["device_name"] == name)
-        .cloned()
 }
 
 /// Wait until `name`'s session says `what` (a few publications may be in flight).
