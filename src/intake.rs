@@ -227,6 +227,51 @@ impl Inbound {
         }
     }
 
+    /// Whether the account is sealed (messages are opened and their signers checked).
+    pub fn sealed(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// One event of a [`wire::HistoryAnswer`], as it was published on `events`: in a sealed
+    /// account the envelope its recorder signed (checked as on `events`, but for the replay
+    /// counter: it is history, and kept once however often it comes), in a plain account
+    /// the plain event. With the text to keep for handing it on in turn (the envelope), or
+    /// why it is refused.
+    pub fn archived_event(
+        &mut self,
+        item: &serde_json::Value,
+    ) -> Result<(wire::Event, Option<String>), String> {
+        let topic = Topic::events(&self.account).to_string();
+        let bytes = serde_json::to_vec(item).map_err(|e| e.to_string())?;
+        let msg = match &mut self.keys {
+            None => wire::decode(&topic, &bytes).map_err(|e| e.to_string())?,
+            Some(k) => {
+                let env = match wire::decode(&topic, &bytes)
+                    .map_err(|e| e.to_string())?
+                    .body
+                {
+                    Body::Sealed(env) => env,
+                    _ => return Err("a plain event in a sealed account".into()),
+                };
+                k.opener
+                    .open_archived(&topic, &env)
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        match msg.body {
+            Body::Event(e) => Ok((
+                e,
+                self.keys
+                    .is_some()
+                    .then(|| String::from_utf8(bytes).expect("JSON is UTF-8")),
+            )),
+            Body::Sealed(_) => {
+                Err("a sealed event, and this device runs unencrypted (plain JSON)".into())
+            }
+            _ => Err("not an event".into()),
+        }
+    }
+
     /// How resume topics are keyed now.
     pub fn media_keys(&self) -> wire::MediaKeys {
         self.keys

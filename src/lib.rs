@@ -10,6 +10,7 @@
 //! - [`net`]: the MQTT link, the embedded broker (rumqttd), mDNS discovery.
 //! - [`store`]: the local durable store (SQLite) of sessions and resume points.
 //! - [`intake`]: the receive pipeline (open, check, park for a key, merge rosters), sans-IO.
+//! - [`history`]: the account's events shared between devices (what `stats` counts), sans-IO.
 //! - [`node`]: engine, link and store wired together: a device on the network.
 //! - [`observe`]: a read-only view of an account (the CLI's `devices` and `sessions`).
 //! - [`config`]: the config dir and the stable device id.
@@ -19,6 +20,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod history;
 pub mod hlc;
 pub mod intake;
 pub mod model;

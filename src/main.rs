@@ -299,10 +299,7 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
         )));
     }
     let account = match cli.command {
-        Command::Broker { .. }
-        | Command::Play { .. }
-        | Command::Stats { .. }
-        | Command::Loadtest(_) => None,
+        Command::Broker { .. } | Command::Play { .. } | Command::Loadtest(_) => None,
         _ => open_account(&cli)?,
     };
     let (broker, name) = (cli.broker.as_str(), cli.account.as_str());
@@ -379,9 +376,14 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
                 Some(d) => d.clone(),
                 None => continuity::config::default_config_dir().map_err(Failure::new)?,
             };
+            let account = cli::stats::Account {
+                broker,
+                name,
+                keys: account,
+            };
             match serve {
-                Some(addr) => cli::stats::serve(&dir, &since, addr).await,
-                None => cli::stats::run(&dir, &since, json, png.as_deref()),
+                Some(addr) => cli::stats::serve(&dir, &since, addr, account).await,
+                None => cli::stats::run(&dir, &since, json, png.as_deref(), account).await,
             }
         }
         Command::Loadtest(args) => {

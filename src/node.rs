@@ -10,6 +10,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::engine::{Action, Engine, EngineConfig, Notice, Observation, PlayerAction, ResumeFrom};
+use crate::history;
 use crate::hlc::{Stamp, now_unix_ns};
 use crate::intake::{Inbound, Intake, Refusals};
 use crate::net::keeper::ANSWER_WINDOW;
@@ -45,6 +46,9 @@ pub struct NodeConfig {
     /// (`encryption=off`, `--insecure-plaintext`): anyone on the broker reads and speaks.
     pub account: Option<Account>,
 }
+
+/// The capability of a device that keeps the account's events and answers history asks.
+pub const HISTORY: &str = "history";
 
 /// The local store's name for this device's envelope counter floor.
 const COUNTER: &str = "seal";
@@ -125,6 +129,14 @@ struct Inner {
     /// When this device asked for the account's state with nothing retained on its broker
     /// (see [`Node::resume_lookup`], which waits for the answers then).
     asked_empty: Mutex<Option<std::time::Instant>>,
+    /// This node, for the work its store's thread hands back (answers to history asks).
+    me: std::sync::Weak<Inner>,
+    /// The runtime the node started on (the store's thread spawns its answers there).
+    runtime: tokio::runtime::Handle,
+    /// When this device last asked for the account's history.
+    history_asked: Mutex<Option<std::time::Instant>>,
+    /// It keeps the account's events and shares them (a device with a store and a link).
+    keeps_history: bool,
 }
 
 /// A lock that a panic elsewhere does not poison: what it guards stays usable.
@@ -166,7 +178,9 @@ impl Inner {
                     payload,
                     retain,
                     reliable,
-                } => self.publish_qos(&topic, payload, retain, reliable),
+                } => {
+                    self.publish_qos(&topic, payload, retain, reliable);
+                }
                 Action::StoreSession(s) => {
                     self.with_store(move |st| st.put_session(&s).map(|_| ()))
                 }
@@ -176,8 +190,8 @@ impl Inner {
                 }
                 Action::Record(e) => {
                     let topic = Topic::events(&self.account).to_string();
-                    self.publish(&topic, wire::encode(&e), false);
-                    self.keep_event(*e);
+                    let sealed = self.publish_qos(&topic, wire::encode(&e), false, true);
+                    self.keep_event(*e, sealed);
                 }
                 Action::Player(p) => {
                     self.emit(NodeEvent::Player(p));
@@ -190,11 +204,149 @@ impl Inner {
         self.rearm.notify_one();
     }
 
-    /// Keep an event in the local store (once: it dedupes by id), within its retention.
-    fn keep_event(&self, e: Event) {
+    /// Keep an event in the local store (once: it dedupes by id), within its retention,
+    /// with the sealed envelope that carried it (what this device hands on when asked).
+    fn keep_event(&self, e: Event, sealed: Option<Vec<u8>>) {
+        let sealed = sealed.and_then(|b| String::from_utf8(b).ok());
         self.with_store(move |st| {
-            st.put_event(&e, EventRetention::default(), now_unix_ns())
-                .map(|_| ())
+            st.put_event_as(
+                &e,
+                sealed.as_deref(),
+                EventRetention::default(),
+                now_unix_ns(),
+            )
+            .map(|_| ())
+        });
+    }
+
+    /// Ask the account's devices for the events this device lacks (it hears only what is
+    /// published while it is connected): the store's thread sums up what it holds over the
+    /// retention window.
+    fn ask_history(&self) {
+        let Some(writer) = self.store.as_ref().filter(|_| self.keeps_history) else {
+            return;
+        };
+        *lock(&self.history_asked) = Some(std::time::Instant::now());
+        let me = self.me.clone();
+        writer.write(move |st| {
+            let Some(inner) = me.upgrade() else {
+                return Ok(());
+            };
+            let since = now_unix_ns()
+                .saturating_sub(u64::from(EventRetention::default().days) * history::DAY_NS);
+            let summary = history::Summary::of(st.event_keys(since)?);
+            let id = format!("h-{:016x}", fastrand::u64(..));
+            let ask = summary.ask(&id, &inner.device, since);
+            tracing::debug!("asking the account for the events this device lacks ({id})");
+            let topic = Topic::history_ask(&inner.account).to_string();
+            inner.publish(&topic, wire::encode(&ask), false);
+            Ok(())
+        });
+    }
+
+    /// Another device (or a view) asks for the events it lacks: the store's thread finds
+    /// the days this device holds otherwise and sends their events as they came (sealed by
+    /// their recorders), paced so that they never crowd out commands. Always at least one
+    /// answer, the last saying so, so that a view knows when it has heard everyone. When
+    /// the asker holds events this device lacks, it asks in turn (at most once a minute).
+    fn answer_history(&self, ask: wire::HistoryAsk) {
+        let Some(writer) = self.store.as_ref().filter(|_| self.keeps_history) else {
+            return;
+        };
+        if ask.device == self.device {
+            return;
+        }
+        let me = self.me.clone();
+        let sealed = lock(&self.guard).is_some();
+        writer.write(move |st| {
+            let Some(inner) = me.upgrade() else {
+                return Ok(());
+            };
+            let mine = history::Summary::of(st.event_keys(ask.since_unix_ns)?);
+            let cmp = mine.compare(&history::Summary::from_ask(&ask), ask.since_unix_ns);
+            let mut events = Vec::new();
+            let mut unsealed = 0;
+            'days: for (device, day) in &cmp.send {
+                let from = (u64::from(*day) * history::DAY_NS).max(ask.since_unix_ns);
+                let to = u64::from(*day + 1) * history::DAY_NS;
+                for (json, envelope) in st.event_texts(device, from, to)? {
+                    let text = if sealed { envelope } else { Some(json) };
+                    match text.and_then(|t| serde_json::from_str(&t).ok()) {
+                        Some(v) => events.push(v),
+                        None => unsealed += 1,
+                    }
+                    if events.len() >= history::MAX_SENT {
+                        break 'days;
+                    }
+                }
+            }
+            if unsealed > 0 {
+                tracing::debug!(
+                    "{unsealed} events kept without the envelope that carried them cannot be \
+                     handed on"
+                );
+            }
+            if !events.is_empty() {
+                tracing::info!(
+                    "{} lacks {} events of the account's history: sending them",
+                    ask.device,
+                    events.len()
+                );
+            }
+            let answers = history::answers(&inner.device, &ask, events);
+            let ask_back = cmp.they_hold_more
+                && lock(&inner.history_asked)
+                    .is_none_or(|t| t.elapsed() >= Duration::from_nanos(history::ASK_BACK_NS));
+            let runtime = inner.runtime.clone();
+            runtime.spawn(async move {
+                let topic = Topic::history_answer(&inner.account).to_string();
+                for a in answers {
+                    inner.publish(&topic, wire::encode(&a), false);
+                    if let Some(link) = &inner.link {
+                        link.flush(Duration::from_secs(5)).await;
+                    }
+                }
+                if ask_back {
+                    inner.ask_history();
+                }
+            });
+            Ok(())
+        });
+    }
+
+    /// Events of the account's history that another device sent (to whoever asked): each
+    /// checked as it was on `events` (its recorder's signature), and the new ones kept.
+    fn take_history(&self, answer: wire::HistoryAnswer) {
+        if !self.keeps_history || answer.device == self.device {
+            return;
+        }
+        let mut kept = Vec::new();
+        let mut refused = 0;
+        {
+            let mut inbound = lock(&self.inbound);
+            for item in &answer.events {
+                match inbound.archived_event(item) {
+                    Ok(e) => kept.push(e),
+                    Err(why) => {
+                        refused += 1;
+                        tracing::debug!("refused an event handed on by {}: {why}", answer.device);
+                    }
+                }
+            }
+        }
+        if refused > 0 {
+            tracing::warn!(
+                "refused {refused} of {} events that {} handed on (run with -vv for why)",
+                answer.events.len(),
+                answer.device
+            );
+        }
+        self.with_store(move |st| {
+            let now = now_unix_ns();
+            for (e, sealed) in kept {
+                st.put_event_as(&e, sealed.as_deref(), EventRetention::default(), now)?;
+            }
+            Ok(())
         });
     }
 
@@ -274,27 +426,37 @@ impl Inner {
 
     /// Publish a plain message at QoS 1, sealed and signed when the account is sealed.
     fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) {
-        self.publish_qos(topic, payload, retain, true)
+        self.publish_qos(topic, payload, retain, true);
     }
 
-    /// [`Inner::publish`], at QoS 0 unless `reliable`.
-    fn publish_qos(&self, topic: &str, payload: Vec<u8>, retain: bool, reliable: bool) {
-        let Some(link) = &self.link else { return };
+    /// [`Inner::publish`], at QoS 0 unless `reliable`. Returns the sealed envelope sent, in
+    /// a sealed account.
+    fn publish_qos(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        retain: bool,
+        reliable: bool,
+    ) -> Option<Vec<u8>> {
+        let link = self.link.as_ref()?;
         // Sealed and queued under one lock: the receivers refuse a counter lower than one
         // they saw on the topic, so two threads publishing to one topic at once must queue
         // their messages in the order of their counters.
         let mut guard = lock(&self.guard);
-        let payload = match guard.as_mut() {
+        match guard.as_mut() {
             Some(g) => {
                 let sealed = g.seal(topic, &payload, now_unix_ns());
                 if let Some(floor) = g.take_reservation() {
                     self.with_store(move |st| st.raise_counter(COUNTER, floor));
                 }
-                sealed
+                link.publish(topic, sealed.clone(), retain, reliable);
+                Some(sealed)
             }
-            None => payload,
-        };
-        link.publish(topic, payload, retain, reliable);
+            None => {
+                link.publish(topic, payload, retain, reliable);
+                None
+            }
+        }
     }
 
     /// Publish this device's roster (retained): a device that has just been paired makes
@@ -337,6 +499,16 @@ impl Inner {
                 Intake::Rejected { .. } | Intake::PublishSealed(_) | Intake::Message(_)
             )
         });
+        for intake in &intakes {
+            if let Intake::Message(m) = intake
+                && let Body::Event(e) = &m.body
+            {
+                // Checked and opened like everything else: a paired device's event, kept
+                // with the envelope its recorder signed.
+                let sealed = lock(&self.guard).is_some().then(|| payload.to_vec());
+                self.keep_event(e.clone(), sealed);
+            }
+        }
         for intake in intakes {
             self.carry_intake(intake);
         }
@@ -388,17 +560,24 @@ impl Inner {
                 let actions = self.engine().synced();
                 self.carry_out(actions);
                 self.ask();
+                self.ask_history();
             }
             Intake::Message(msg) if matches!(msg.body, Body::Ask(_)) => {
                 if let Body::Ask(ask) = &msg.body {
                     self.answer(ask);
                 }
             }
-            Intake::Message(msg) => {
-                if let Body::Event(e) = &msg.body {
-                    // Checked and opened like everything else: a paired device's event.
-                    self.keep_event(e.clone());
+            Intake::Message(msg) if matches!(msg.body, Body::HistoryAsk(_)) => {
+                if let Body::HistoryAsk(ask) = msg.body {
+                    self.answer_history(ask);
                 }
+            }
+            Intake::Message(msg) if matches!(msg.body, Body::HistoryAnswer(_)) => {
+                if let Body::HistoryAnswer(answer) = msg.body {
+                    self.take_history(answer);
+                }
+            }
+            Intake::Message(msg) => {
                 let actions = self
                     .engine()
                     .handle(now_unix_ns(), Observation::Incoming(*msg));
@@ -517,6 +696,15 @@ impl Node {
     pub fn start(cfg: NodeConfig) -> Result<(Node, mpsc::Receiver<NodeEvent>), NodeError> {
         let store = cfg.store_dir.as_deref().map(Store::open_in).transpose()?;
         let mut engine_cfg = cfg.engine.clone();
+        // A device with a store and a broker keeps the account's events and answers the
+        // asks for them (a view waits for the answers of those that say so).
+        if engine_cfg.announce
+            && store.is_some()
+            && cfg.broker.is_some()
+            && !engine_cfg.capabilities.iter().any(|c| c == HISTORY)
+        {
+            engine_cfg.capabilities.push(HISTORY.into());
+        }
         let guard = match &cfg.account {
             Some(account) => {
                 let floor = match &store {
@@ -579,6 +767,13 @@ impl Node {
                         Topic::events(account).to_string(),
                         wire::filters::ask(account),
                     ]);
+                    // And shares them: it asks for those it lacks, and answers such asks.
+                    if store.is_some() {
+                        link_cfg.subscriptions.extend([
+                            Topic::history_ask(account).to_string(),
+                            Topic::history_answer(account).to_string(),
+                        ]);
+                    }
                 }
                 if cfg.account.is_some() {
                     link_cfg.subscriptions.extend([
@@ -602,17 +797,19 @@ impl Node {
         } else {
             SyncState::Unreachable
         });
-        let inner = Arc::new(Inner {
+        let keeps_history = cfg.engine.announce && store.is_some() && link.is_some();
+        let writer = store
+            .map(Writer::spawn)
+            .transpose()
+            .map_err(NodeError::StoreThread)?;
+        let inner = Arc::new_cyclic(|me| Inner {
             engine: Mutex::new(engine),
             device: device.clone(),
             account: account.clone(),
             sync,
             sync_id: Mutex::new(String::new()),
             link,
-            store: store
-                .map(Writer::spawn)
-                .transpose()
-                .map_err(NodeError::StoreThread)?,
+            store: writer,
             guard: Mutex::new(guard),
             inbound: Mutex::new(inbound),
             refusals: Mutex::default(),
@@ -622,6 +819,10 @@ impl Node {
             taken: watch::channel(0).0,
             retained_seen: std::sync::atomic::AtomicU64::new(0),
             asked_empty: Mutex::new(None),
+            me: me.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            history_asked: Mutex::new(None),
+            keeps_history,
         });
         inner.carry_out(announce);
         let task = tokio::spawn(run(inner.clone(), link_events));

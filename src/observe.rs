@@ -3,12 +3,14 @@
 //! built on it. It changes nothing: it speaks only to measure clocks, to ask the devices
 //! for what its broker lacks, and to ask for a rotated key.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::engine::Directory;
+use crate::history::Summary;
 use crate::hlc::now_unix_ns;
 use crate::intake::{Inbound, Intake};
 use crate::model::PlayState;
@@ -17,6 +19,7 @@ use crate::net::link::{BrokerUrl, ConnectError, Link, LinkConfig, LinkEvent, cli
 use crate::security::account::Account;
 use crate::security::rekey;
 use crate::security::seal::Guard;
+use crate::store::{EventRetention, Store, StoreError};
 use crate::wire::{self, Body, Status, Topic, filters};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +49,21 @@ pub struct Observer {
     pub rejected: u64,
     /// It asked for a rotated account key and has no answer yet.
     asked_key: bool,
+    /// Answers to this view's history asks, not yet taken in.
+    history: Vec<wire::HistoryAnswer>,
+}
+
+/// What [`Observer::gather_history`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gathered {
+    /// The online devices that keep the account's events, asked.
+    pub asked: usize,
+    /// Those whose last answer came in time.
+    pub answered: usize,
+    /// Events the store lacked, now kept.
+    pub added: usize,
+    /// Events refused (not signed by their recorder, garbage).
+    pub refused: usize,
 }
 
 impl Observer {
@@ -59,6 +77,18 @@ impl Observer {
         timeout: Duration,
         keys: Option<Account>,
     ) -> Result<Observer, ObserveError> {
+        Self::connect_with(broker, account, timeout, keys, false).await
+    }
+
+    /// [`Observer::connect`]; with `history`, it also hears the answers to history asks
+    /// (see [`Observer::gather_history`]).
+    pub async fn connect_with(
+        broker: &BrokerUrl,
+        account: &str,
+        timeout: Duration,
+        keys: Option<Account>,
+        history: bool,
+    ) -> Result<Observer, ObserveError> {
         let id = match &keys {
             Some(k) => wire::helper_id(&k.device, &format!("view-{:08x}", fastrand::u32(..))),
             None => format!("view-{:08x}", fastrand::u32(..)),
@@ -71,6 +101,10 @@ impl Observer {
             filters::resume(account),
             Topic::inbox(account, &id).to_string(),
         ];
+        if history {
+            cfg.subscriptions
+                .push(Topic::history_answer(account).to_string());
+        }
         if let Some(k) = &keys {
             cfg.subscriptions.extend([
                 filters::roster(account),
@@ -102,6 +136,7 @@ impl Observer {
             inbound,
             rejected: 0,
             asked_key: false,
+            history: Vec::new(),
         })
     }
 
@@ -138,6 +173,10 @@ impl Observer {
                     Body::Command(c) if c.to == self.id => {
                         changed |= self.directory.clock_reply(c, received_unix_ns).is_some();
                     }
+                    Body::HistoryAnswer(a) if a.to == self.id => {
+                        self.history.push(a.clone());
+                    }
+                    Body::HistoryAnswer(_) => {}
                     _ => {
                         // When it came: a will that comes live dates a player's death.
                         msg.received_unix_ns.get_or_insert(received_unix_ns);
@@ -290,6 +329,81 @@ impl Observer {
         self.send(&topic, &wire::encode(&ask), now_unix_ns(), true);
         if empty {
             self.settle(ANSWER_WINDOW, ANSWER_WINDOW.min(max)).await;
+        }
+    }
+
+    /// Ask the account's devices for the events `store` lacks from `since_unix_ns` on (see
+    /// [`crate::history`]) and keep what they send, checked as on `events` (its recorder's
+    /// signature). Returns once every online device that keeps events has sent its last
+    /// answer, or after `max`. Call it after [`Observer::sync`], on a view connected with
+    /// `history`.
+    pub async fn gather_history(
+        &mut self,
+        store: &Store,
+        since_unix_ns: u64,
+        max: Duration,
+    ) -> Result<Gathered, StoreError> {
+        let summary = Summary::of(store.event_keys(since_unix_ns)?);
+        let id = format!("h-{:016x}", fastrand::u64(..));
+        let ask = summary.ask(&id, &self.id, since_unix_ns);
+        let topic = Topic::history_ask(&self.account).to_string();
+        self.send(&topic, &wire::encode(&ask), now_unix_ns(), true);
+        let mut waiting: BTreeSet<String> = self
+            .directory
+            .devices
+            .values()
+            .filter(|i| i.capabilities.iter().any(|c| c == crate::node::HISTORY))
+            .map(|i| i.device.id.clone())
+            .filter(|d| self.directory.availability.get(d) == Some(&Status::Online))
+            .filter(|d| *d != self.id)
+            .collect();
+        let mut done = Gathered {
+            asked: waiting.len(),
+            ..Gathered::default()
+        };
+        let end = Instant::now() + max;
+        loop {
+            for answer in std::mem::take(&mut self.history) {
+                if answer.ask != id {
+                    continue;
+                }
+                let now = now_unix_ns();
+                for item in &answer.events {
+                    match self.inbound.archived_event(item) {
+                        Ok((e, sealed)) => {
+                            if e.at_unix_ns >= since_unix_ns
+                                && store.put_event_as(
+                                    &e,
+                                    sealed.as_deref(),
+                                    EventRetention::default(),
+                                    now,
+                                )?
+                            {
+                                done.added += 1;
+                            }
+                        }
+                        Err(why) => {
+                            done.refused += 1;
+                            tracing::debug!(
+                                "refused an event handed on by {}: {why}",
+                                answer.device
+                            );
+                        }
+                    }
+                }
+                if answer.last && waiting.remove(&answer.device) {
+                    done.answered += 1;
+                }
+            }
+            if waiting.is_empty() {
+                return Ok(done);
+            }
+            match tokio::time::timeout_at(end, self.events.recv()).await {
+                Ok(Some(ev)) => {
+                    self.take(ev);
+                }
+                Ok(None) | Err(_) => return Ok(done),
+            }
         }
     }
 

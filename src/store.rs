@@ -137,6 +137,23 @@ impl Store {
              CREATE INDEX IF NOT EXISTS events_at ON events (at_unix_ns);",
         )
         .map_err(err)?;
+        // Stores from before the account's history was shared lack the column that keeps
+        // an event as it came (the envelope its recorder signed). Two processes may add it
+        // at once: whoever comes second finds it there.
+        let has_payload = |conn: &Connection| -> rusqlite::Result<bool> {
+            let n: i64 = conn.query_row(
+                "SELECT count(*) FROM pragma_table_info('events') WHERE name = 'payload'",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(n > 0)
+        };
+        if !has_payload(&conn).map_err(err)?
+            && let Err(e) = conn.execute("ALTER TABLE events ADD COLUMN payload TEXT", [])
+            && !has_payload(&conn).map_err(err)?
+        {
+            return Err(err(e));
+        }
         let events: i64 = conn
             .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
             .map_err(err)?;
@@ -200,18 +217,37 @@ impl Store {
         keep: EventRetention,
         now_unix_ns: u64,
     ) -> Result<bool, StoreError> {
+        self.put_event_as(e, None, keep, now_unix_ns)
+    }
+
+    /// [`Store::put_event`], keeping also the sealed envelope that carried it (what this
+    /// device hands on when another asks for the account's history: its recorder's
+    /// signature stays checkable).
+    pub fn put_event_as(
+        &self,
+        e: &Event,
+        sealed: Option<&str>,
+        keep: EventRetention,
+        now_unix_ns: u64,
+    ) -> Result<bool, StoreError> {
         let json = String::from_utf8(wire::encode(e)).expect("JSON is UTF-8");
+        let key = format!("{}/{}", e.device, e.key());
+        if let Some(sealed) = sealed {
+            // An event kept before without its envelope (its own, recorded before it was
+            // sealed and sent) gains it.
+            self.conn
+                .execute(
+                    "UPDATE events SET payload = ?2 WHERE key = ?1 AND payload IS NULL",
+                    params![key, sealed],
+                )
+                .map_err(|err| self.err(err))?;
+        }
         let added = self
             .conn
             .execute(
-                "INSERT OR IGNORE INTO events (key, device, at_unix_ns, json)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    format!("{}/{}", e.device, e.key()),
-                    e.device,
-                    e.at_unix_ns as i64,
-                    json
-                ],
+                "INSERT OR IGNORE INTO events (key, device, at_unix_ns, json, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key, e.device, e.at_unix_ns as i64, json, sealed],
             )
             .map_err(|err| self.err(err))?
             > 0;
@@ -242,6 +278,54 @@ impl Store {
             }
         }
         Ok(added)
+    }
+
+    /// The keys of the events kept from `since_unix_ns` on: (recording device, store key,
+    /// instant), as [`crate::history::Summary`] digests them.
+    pub fn event_keys(&self, since_unix_ns: u64) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT device, key, at_unix_ns FROM events WHERE at_unix_ns >= ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![since_unix_ns as i64], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?.max(0) as u64,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The events of `device` kept from `from_unix_ns` up to (not including) `to_unix_ns`,
+    /// as they came: (the plain event's JSON, the sealed envelope when one was kept).
+    pub fn event_texts(
+        &self,
+        device: &str,
+        from_unix_ns: u64,
+        to_unix_ns: u64,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT json, payload FROM events
+                 WHERE device = ?1 AND at_unix_ns >= ?2 AND at_unix_ns < ?3
+                 ORDER BY at_unix_ns, key",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    device,
+                    from_unix_ns as i64,
+                    to_unix_ns.min(i64::MAX as u64) as i64
+                ],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
+            )
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// The events kept from `since_unix_ns` on, oldest first.

@@ -332,3 +332,62 @@ fn a_clock_a_day_behind_the_account_is_found_out_when_two_devices_agree() {
     let (topic, payload) = state_ahead("tablet", 100 * DAY);
     assert!(messages(&inbound.take(&topic, &payload, now_unix_ns())).is_empty());
 }
+
+/// An event as `device` publishes it on `events`: (plain JSON, sealed envelope).
+fn event_of(acc: &Account, device: &str, id: &str) -> (Vec<u8>, Vec<u8>) {
+    let e = wire::Event {
+        v: 1,
+        id: Some(id.into()),
+        device: device.into(),
+        name: wire::EventName::Started,
+        at_unix_ns: now_unix_ns(),
+        media_id: None,
+        position_ns: None,
+        session: None,
+        handoff: None,
+    };
+    let plain = wire::encode(&e);
+    let topic = Topic::events("home").to_string();
+    let sealed = acc.guard(0).seal(&topic, &plain, now_unix_ns());
+    (plain, sealed)
+}
+
+#[test]
+fn events_handed_on_are_believed_only_as_their_recorder_signed_them() {
+    let (_root, acc) = paired(&["phone", "tv", "tablet"]);
+    let (phone, tv, tablet) = (&acc[0], &acc[1], &acc[2]);
+    let mut inbound = Inbound::new("home", &tv.device, Some(tv.clone()));
+    let json = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap();
+
+    // The phone's own event, as it went out on `events`: believed from whoever hands it
+    // on, and as often as it comes (it is history: the store keeps it once).
+    let (_, sealed) = event_of(phone, &phone.device, "e-1");
+    for _ in 0..2 {
+        let (e, kept) = inbound.archived_event(&json(&sealed)).unwrap();
+        assert_eq!(
+            (e.device.as_str(), e.id.as_deref()),
+            (phone.device.as_str(), Some("e-1"))
+        );
+        let kept = kept.expect("the envelope is kept, to hand on in turn");
+        assert_eq!(json(kept.as_bytes()), json(&sealed));
+    }
+    // The tablet cannot make up the phone's events: signed by the tablet, it is refused.
+    let (plain, forged) = event_of(tablet, &phone.device, "e-2");
+    let why = inbound.archived_event(&json(&forged)).unwrap_err();
+    assert!(why.contains(&tablet.device), "names the signer: {why}");
+    // Nor hand on a plain one in a sealed account, nor garbage.
+    assert!(inbound.archived_event(&json(&plain)).is_err());
+    assert!(
+        inbound
+            .archived_event(&serde_json::json!({"v": 1, "x": 2}))
+            .is_err()
+    );
+    // A stranger's envelope is refused too.
+    let (_other_root, other) = paired(&["stranger", "friend"]);
+    let (_, strange) = event_of(&other[0], &other[0].device, "e-3");
+    assert!(inbound.archived_event(&json(&strange)).is_err());
+    // A plain device takes plain events and refuses sealed ones.
+    let mut plain_inbound = Inbound::new("home", "tv", None);
+    assert!(plain_inbound.archived_event(&json(&plain)).is_ok());
+    assert!(plain_inbound.archived_event(&json(&sealed)).is_err());
+}

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use continuity::hlc::now_unix_ns;
+use continuity::observe::Observer;
 use continuity::stats::{self, Spread, Stats};
 use continuity::store::Store;
 use serde_json::json;
@@ -95,24 +96,98 @@ pub fn document(s: &Stats) -> serde_json::Value {
     json!({ "v": 1, "stats": s })
 }
 
-/// `continuity stats [--since D] [--json] [--png DIR]`.
-pub fn run(
+/// Where `stats` learns the account's events beyond its own store.
+pub struct Account<'a> {
+    /// The broker as given (`auto` finds one on the LAN).
+    pub broker: &'a str,
+    pub name: &'a str,
+    /// The device's keys (sealed accounts); `None` in plain JSON.
+    pub keys: Option<continuity::security::account::Account>,
+}
+
+/// How long `stats` waits for the devices' answers.
+const GATHER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Ask the account's online devices for the events this store lacks from `from` on, and
+/// keep them: every device then counts the same account-wide totals, whether it plays or
+/// only runs the command line. What cannot be asked (no broker, not paired) is said on
+/// stderr once, and the store's own events are counted.
+async fn gather(store: &Store, account: Account<'_>, from: u64) {
+    if account.keys.as_ref().is_some_and(|k| k.alone()) {
+        eprintln!("{}", super::not_paired(account.name));
+        eprintln!("note: counting only the events kept here");
+        return;
+    }
+    let url = match super::parse_broker(account.broker).await {
+        Ok(url) => url,
+        Err(f) => {
+            eprintln!("note: {}: counting only the events kept here", f.message);
+            return;
+        }
+    };
+    let observer = Observer::connect_with(
+        &url,
+        account.name,
+        super::CONNECT_TIMEOUT,
+        account.keys,
+        true,
+    )
+    .await;
+    let mut obs = match observer {
+        Ok(obs) => obs,
+        Err(e) => {
+            eprintln!("note: {e}: counting only the events kept here");
+            return;
+        }
+    };
+    obs.sync(super::SYNC_TIMEOUT).await;
+    obs.ask(super::SYNC_TIMEOUT).await;
+    match obs.gather_history(store, from, GATHER_TIMEOUT).await {
+        Ok(g) => {
+            tracing::info!(
+                "asked {} devices for the events kept here lacks: {} answered, {} events \
+                 added, {} refused",
+                g.asked,
+                g.answered,
+                g.added,
+                g.refused
+            );
+            if g.answered < g.asked {
+                eprintln!(
+                    "note: {} of {} devices did not answer within {} s: events only they \
+                     hold are not counted",
+                    g.asked - g.answered,
+                    g.asked,
+                    GATHER_TIMEOUT.as_secs()
+                );
+            }
+            if g.refused > 0 {
+                eprintln!(
+                    "warning: refused {} events that were not signed by the device that \
+                     recorded them",
+                    g.refused
+                );
+            }
+        }
+        Err(e) => eprintln!("warning: {e}: counting the events kept so far"),
+    }
+    obs.close().await;
+}
+
+/// `continuity stats [--since D] [--json] [--png DIR]`: the account's analytics, from the
+/// events of this device's store and those the account's online devices add to it.
+pub async fn run(
     config_dir: &Path,
     since: &str,
     as_json: bool,
     png: Option<&Path>,
+    account: Account<'_>,
 ) -> Result<(), Failure> {
     let back = parse_since(since).map_err(Failure::unreachable)?;
-    if !config_dir.join("state.sqlite3").exists() {
-        return Err(Failure::new(format!(
-            "no events here: {} has no store (a device keeps its events there once it has \
-             played; use --config-dir of a player)",
-            config_dir.display()
-        )));
-    }
     let store = Store::open_in(config_dir).map_err(Failure::new)?;
+    let from = now_unix_ns().saturating_sub(back);
+    gather(&store, account, from).await;
     let now = now_unix_ns();
-    let from = now.saturating_sub(back);
     let events = store.events_since(from).map_err(Failure::new)?;
     let s = stats::compute(&events, from, now);
     if as_json {
@@ -309,26 +384,29 @@ pub async fn serve(
     config_dir: &Path,
     since: &str,
     addr: std::net::SocketAddr,
+    account: Account<'_>,
 ) -> Result<(), Failure> {
     let back = parse_since(since).map_err(Failure::unreachable)?;
     let dir = config_dir.to_owned();
-    let store = dir.join("state.sqlite3");
-    if !store.exists() {
-        return Err(Failure::new(format!(
-            "no events here: {} has no store (use --config-dir of a player)",
-            config_dir.display()
-        )));
-    }
+    let store = Store::open_in(config_dir).map_err(Failure::new)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Failure::unreachable(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr().map_err(Failure::new)?;
+    gather(&store, account.again(), now_unix_ns().saturating_sub(back)).await;
+    let mut gathered = std::time::Instant::now();
     println!("serving OpenMetrics on http://{local}/metrics (the last {since})");
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
+                // What the account's devices recorded since, at most once a minute (a
+                // scrape every few seconds must not ask every device each time).
+                if gathered.elapsed() >= REGATHER {
+                    gather(&store, account.again(), now_unix_ns().saturating_sub(back)).await;
+                    gathered = std::time::Instant::now();
+                }
                 let dir = dir.clone();
                 tokio::spawn(async move {
                     if let Err(e) = answer(stream, &dir, back).await {
@@ -336,6 +414,19 @@ pub async fn serve(
                     }
                 });
             }
+        }
+    }
+}
+
+/// How often `stats --serve` asks the account for the events its store lacks, at most.
+const REGATHER: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Account<'_> {
+    fn again(&self) -> Account<'_> {
+        Account {
+            broker: self.broker,
+            name: self.name,
+            keys: self.keys.clone(),
         }
     }
 }

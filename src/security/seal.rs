@@ -405,6 +405,27 @@ impl Opener {
     /// topic. The signature is checked first, the replay counter after the message
     /// authenticates.
     pub fn open(&mut self, topic: &str, env: &SealedEnvelope) -> Result<wire::Incoming, SealError> {
+        self.open_checked(topic, env, true)
+    }
+
+    /// Open an envelope that arrived earlier on `topic` and is handed on by another device
+    /// (an event of the account's history): every check of [`Opener::open`] but the replay
+    /// counter, which judges what is live. Whoever hands it on cannot change it; a copy
+    /// that comes twice is the same event, kept once.
+    pub fn open_archived(
+        &mut self,
+        topic: &str,
+        env: &SealedEnvelope,
+    ) -> Result<wire::Incoming, SealError> {
+        self.open_checked(topic, env, false)
+    }
+
+    fn open_checked(
+        &mut self,
+        topic: &str,
+        env: &SealedEnvelope,
+        live: bool,
+    ) -> Result<wire::Incoming, SealError> {
         let s = &env.sealed;
         let nonce: [u8; 12] = B64
             .decode(&s.nonce)
@@ -444,7 +465,8 @@ impl Opener {
         let msg = wire::decode_with(topic, plain, &self.media_keys).map_err(SealError::Inner)?;
         let seen_key = (s.sender.clone(), topic.to_owned());
         let retained = msg.topic.retained();
-        if let Some(seen) = self.seen.get(&seen_key)
+        if live
+            && let Some(seen) = self.seen.get(&seen_key)
             && !seen.fresh(s.counter, retained)
         {
             return Err(SealError::Replay {
@@ -461,10 +483,12 @@ impl Opener {
                 claimed: claimed.to_owned(),
             });
         }
-        self.seen
-            .entry(seen_key)
-            .or_default()
-            .accept(s.counter, retained);
+        if live {
+            self.seen
+                .entry(seen_key)
+                .or_default()
+                .accept(s.counter, retained);
+        }
         Ok(msg)
     }
 }
@@ -476,6 +500,8 @@ fn speaks_for(msg: &wire::Incoming) -> Option<&str> {
         (_, Body::Command(c)) => Some(&c.from),
         (_, Body::Event(e)) => Some(&e.device),
         (_, Body::Ask(a)) => Some(&a.device),
+        (_, Body::HistoryAsk(a)) => Some(&a.device),
+        (_, Body::HistoryAnswer(a)) => Some(&a.device),
         (TopicKind::DeviceInfo { device }, _) | (TopicKind::SessionState { device }, _) => {
             Some(device)
         }

@@ -545,6 +545,83 @@ pub struct Seen {
     pub session: Option<Stamp>,
 }
 
+/// Most day entries in a [`HistoryAsk`] (an asker that holds more lists the newest ones and
+/// asks from the oldest day it lists).
+pub const MAX_HISTORY_DAYS: usize = 600;
+/// Most events in one [`HistoryAnswer`].
+pub const MAX_HISTORY_EVENTS: usize = 256;
+
+/// `history/ask` (not retained, QoS 1): a device, or a view of the command line, asks the
+/// account's devices for the events it lacks (each device hears only what is published
+/// while it is connected). It says what it holds, per device and UTC day, as a count and a
+/// digest; a device that holds other events of such a day sends them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HistoryAsk {
+    #[schemars(range(min = 1, max = 1))]
+    pub v: u32,
+    /// Names this ask in the answers.
+    #[schemars(pattern(crate::patterns::ID))]
+    pub id: String,
+    /// The asking device (or helper).
+    #[schemars(pattern(crate::patterns::ID))]
+    pub device: String,
+    /// Events from this instant on are asked for.
+    #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
+    pub since_unix_ns: u64,
+    /// What the asker holds from `since_unix_ns` on, by the device that recorded it.
+    #[schemars(length(max = 256))]
+    pub held: Vec<HeldEvents>,
+}
+
+/// The events of one device that an asker holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HeldEvents {
+    /// The device that recorded them.
+    #[schemars(pattern(crate::patterns::ID))]
+    pub device: String,
+    /// By UTC day; at most 600 entries in the whole ask.
+    #[schemars(length(max = 600))]
+    pub days: Vec<HeldDay>,
+}
+
+/// The events of one device and one UTC day that an asker holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HeldDay {
+    /// Days since the Unix epoch (UTC): `at_unix_ns / 86400e9`.
+    #[schemars(range(max = 200_000))]
+    pub day: u32,
+    pub count: u32,
+    /// The XOR of the first 8 bytes of SHA-256 over `device/key` of each event (the key:
+    /// its `id`, or `device/name/at_unix_ns` for an event without one), as 16 lower-case
+    /// hex digits.
+    #[schemars(pattern(crate::patterns::KEY_ID))]
+    pub digest: String,
+}
+
+/// `history/answer` (not retained, QoS 1): events that an asker lacks, as they were
+/// published on `events` (in a sealed account, the sealed envelopes their recorders signed,
+/// so that whoever relays them cannot change them). Every device keeps the new ones it
+/// hears, whoever asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HistoryAnswer {
+    #[schemars(range(min = 1, max = 1))]
+    pub v: u32,
+    /// The answering device.
+    #[schemars(pattern(crate::patterns::ID))]
+    pub device: String,
+    /// The ask answered (its `id`) and who asked.
+    #[schemars(pattern(crate::patterns::ID))]
+    pub ask: String,
+    #[schemars(pattern(crate::patterns::ID))]
+    pub to: String,
+    /// Each an [Event] or, in a sealed account, the sealed envelope that carried it on
+    /// `events`.
+    #[schemars(length(max = 256))]
+    pub events: Vec<serde_json::Value>,
+    /// This answerer has nothing more for this ask.
+    pub last: bool,
+}
+
 /// The account's paired devices: `roster`, retained, always sealed and signed by a device
 /// the receiver already trusts. Receivers merge entry by entry (the later change wins).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

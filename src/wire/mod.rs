@@ -104,6 +104,8 @@ pub enum Body {
     Sealed(SealedEnvelope),
     Roster(Roster),
     Ask(StateAsk),
+    HistoryAsk(HistoryAsk),
+    HistoryAnswer(HistoryAnswer),
     /// An empty payload on a retained topic: the retained message was cleared.
     Cleared,
 }
@@ -237,6 +239,16 @@ pub fn decode_with(topic: &str, payload: &[u8], keys: &MediaKeys) -> Result<Inco
             m.validate()?;
             Body::Ask(m)
         }
+        TopicKind::HistoryAsk => {
+            let m: HistoryAsk = from_value(value)?;
+            m.validate()?;
+            Body::HistoryAsk(m)
+        }
+        TopicKind::HistoryAnswer => {
+            let m: HistoryAnswer = from_value(value)?;
+            m.validate()?;
+            Body::HistoryAnswer(m)
+        }
     };
     Ok(Incoming {
         topic,
@@ -261,6 +273,8 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         ("sealed-envelope", one::<SealedEnvelope>()),
         ("roster", one::<Roster>()),
         ("ask", one::<StateAsk>()),
+        ("history-ask", one::<HistoryAsk>()),
+        ("history-answer", one::<HistoryAnswer>()),
     ]
 }
 

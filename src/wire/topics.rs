@@ -23,6 +23,10 @@ pub enum TopicKind {
     Roster,
     /// `ask`, not retained, QoS 1: a device that connected asks for what its broker lacks.
     Ask,
+    /// `history/ask`, not retained, QoS 1: a device or view asks for the events it lacks.
+    HistoryAsk,
+    /// `history/answer`, not retained, QoS 1: events the asker lacks.
+    HistoryAnswer,
 }
 
 /// A parsed topic: account and kind.
@@ -97,6 +101,14 @@ impl Topic {
         Topic::new(account, TopicKind::Ask)
     }
 
+    pub fn history_ask(account: &str) -> Topic {
+        Topic::new(account, TopicKind::HistoryAsk)
+    }
+
+    pub fn history_answer(account: &str) -> Topic {
+        Topic::new(account, TopicKind::HistoryAnswer)
+    }
+
     /// The resume topic of a media key already computed (see [`MediaKeys`]).
     pub fn resume_key(account: &str, media_key: String) -> Topic {
         Topic::new(account, TopicKind::Resume { media_key })
@@ -106,7 +118,11 @@ impl Topic {
     pub fn retained(&self) -> bool {
         !matches!(
             self.kind,
-            TopicKind::Inbox { .. } | TopicKind::Events | TopicKind::Ask
+            TopicKind::Inbox { .. }
+                | TopicKind::Events
+                | TopicKind::Ask
+                | TopicKind::HistoryAsk
+                | TopicKind::HistoryAnswer
         )
     }
 
@@ -149,6 +165,8 @@ impl Topic {
             ["events"] => TopicKind::Events,
             ["roster"] => TopicKind::Roster,
             ["ask"] => TopicKind::Ask,
+            ["history", "ask"] => TopicKind::HistoryAsk,
+            ["history", "answer"] => TopicKind::HistoryAnswer,
             _ => return Err(bad("not a continuity v1 topic")),
         };
         Ok(Topic {
@@ -170,6 +188,8 @@ impl fmt::Display for Topic {
             TopicKind::Events => f.write_str("events"),
             TopicKind::Roster => f.write_str("roster"),
             TopicKind::Ask => f.write_str("ask"),
+            TopicKind::HistoryAsk => f.write_str("history/ask"),
+            TopicKind::HistoryAnswer => f.write_str("history/answer"),
         }
     }
 }

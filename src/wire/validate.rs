@@ -447,6 +447,62 @@ impl Validate for StateAsk {
     }
 }
 
+impl Validate for HistoryAsk {
+    fn validate(&self) -> Result<(), WireError> {
+        check_id_field("id", &self.id)?;
+        check_id_field("device", &self.device)?;
+        check_unix_ns("since_unix_ns", self.since_unix_ns)?;
+        check_list("held", &self.held, MAX_ROSTER)?;
+        let days: usize = self.held.iter().map(|h| h.days.len()).sum();
+        if days > MAX_HISTORY_DAYS {
+            return Err(WireError::field_err(
+                "held",
+                format!("lists {days} days, over the limit of {MAX_HISTORY_DAYS}"),
+            ));
+        }
+        for (i, h) in self.held.iter().enumerate() {
+            check_id_field(&format!("held[{i}].device"), &h.device)?;
+            for (j, d) in h.days.iter().enumerate() {
+                if !(d.digest.len() == 16
+                    && d.digest
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)))
+                {
+                    return Err(WireError::field_err(
+                        format!("held[{i}].days[{j}].digest"),
+                        "is not 16 lower-case hex digits",
+                    ));
+                }
+                if u64::from(d.day) > MAX_UNIX_NS / 86_400_000_000_000 {
+                    return Err(WireError::field_err(
+                        format!("held[{i}].days[{j}].day"),
+                        "is after the year 2500",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Validate for HistoryAnswer {
+    fn validate(&self) -> Result<(), WireError> {
+        check_id_field("device", &self.device)?;
+        check_id_field("ask", &self.ask)?;
+        check_id_field("to", &self.to)?;
+        check_list("events", &self.events, MAX_HISTORY_EVENTS)?;
+        for (i, e) in self.events.iter().enumerate() {
+            if !e.is_object() {
+                return Err(WireError::field_err(
+                    format!("events[{i}]"),
+                    format!("is {}, not an object", json_type(e)),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Validate for Roster {
     fn validate(&self) -> Result<(), WireError> {
         check_list("devices", &self.devices, MAX_ROSTER)?;

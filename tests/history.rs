@@ -1,0 +1,188 @@
+//! The account's history through a real broker: each device hears only the events published
+//! while it is connected, yet every device, and the command line on a config dir that never
+//! played, counts the same account-wide totals, because each asks the others for what it
+//! lacks.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{AnyBroker, paired};
+use continuity::engine::EngineConfig;
+use continuity::model::{Device, DeviceClass};
+use continuity::net::link::BrokerUrl;
+use continuity::node::{Node, NodeConfig, NodeEvent, SyncState};
+use continuity::security::account::Account;
+use continuity::store::Store;
+use continuity::wire::EventName;
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn start(
+    url: &BrokerUrl,
+    dir: &Path,
+    account: &Account,
+    class: DeviceClass,
+) -> (Node, mpsc::Receiver<NodeEvent>) {
+    let mut engine = EngineConfig::new(
+        "home",
+        Device {
+            id: account.device.clone(),
+            name: format!("{class:?}"),
+            class,
+        },
+    );
+    engine.heartbeat_ns = 3600 * continuity::model::SECOND_NS;
+    Node::start(NodeConfig {
+        engine,
+        broker: Some(url.clone()),
+        store_dir: Some(dir.to_owned()),
+        link: None,
+        account: Some(account.clone()),
+    })
+    .expect("the node starts")
+}
+
+async fn synced(node: &Node) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while node.sync_state() != SyncState::Synced {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node did not sync"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The events a store holds, by `device/key`.
+fn held(dir: &Path) -> BTreeSet<String> {
+    Store::open_in(dir)
+        .unwrap()
+        .event_keys(0)
+        .unwrap()
+        .into_iter()
+        .map(|(_, key, _)| key)
+        .collect()
+}
+
+/// Wait until every store in `dirs` holds `want` (polled: the stores are written on their
+/// nodes' threads).
+async fn all_hold(dirs: &[PathBuf], want: &BTreeSet<String>) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let sets: Vec<_> = dirs.iter().map(|d| held(d)).collect();
+        if sets.iter().all(|s| s == want) {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let missing: Vec<Vec<&String>> =
+                sets.iter().map(|s| want.difference(s).collect()).collect();
+            panic!("the stores do not hold the account's events; missing: {missing:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `continuity stats --json` on `dir`: (events, devices, stderr).
+fn stats(dir: &Path, url: &BrokerUrl) -> (u64, u64, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_continuity"))
+        .arg("--config-dir")
+        .arg(dir)
+        .args(["--account", "home", "--broker", &url.to_string()])
+        .args(["stats", "--since", "1d", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        doc["stats"]["events"].as_u64().unwrap(),
+        doc["stats"]["devices"].as_u64().unwrap(),
+        stderr,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_device_and_the_command_line_count_the_same_account_wide_events() {
+    for (kind, broker) in AnyBroker::all() {
+        let url = broker.url();
+        let (root, acc) = paired(&["phone", "tv", "tablet", "laptop"]);
+        let dir = |n: &str| root.path().join(n);
+
+        // The phone and the TV run and record.
+        let (phone, _p) = start(&url, &dir("phone"), &acc[0], DeviceClass::Phone);
+        let (tv, _t) = start(&url, &dir("tv"), &acc[1], DeviceClass::Tv);
+        synced(&phone).await;
+        synced(&tv).await;
+        phone.note(EventName::Started);
+        tv.note(EventName::Paused);
+        // The TV leaves; the phone records what the TV does not hear.
+        assert!(tv.shutdown(WAIT).await);
+        for name in [EventName::Paused, EventName::Resumed, EventName::Seeked] {
+            phone.note(name);
+        }
+        // The tablet starts afterwards, having heard none of it.
+        let (tablet, _b) = start(&url, &dir("tablet"), &acc[2], DeviceClass::Tablet);
+        synced(&tablet).await;
+        // The TV comes back.
+        let (tv, _t) = start(&url, &dir("tv"), &acc[1], DeviceClass::Tv);
+        synced(&tv).await;
+        tablet.note(EventName::Ended);
+
+        // Every device ends up holding every event any of them recorded: first each its
+        // own (its notes and its coming online; the store is written on its own thread).
+        let dirs = [dir("phone"), dir("tv"), dir("tablet")];
+        for (i, own) in [(0, 5), (1, 4), (2, 2)] {
+            let device = &acc[i].device;
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while held(&dirs[i])
+                .iter()
+                .filter(|k| k.starts_with(&format!("{device}/")))
+                .count()
+                < own
+            {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{kind}: {device} keeps its own {own} events: {:?}",
+                    held(&dirs[i])
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let mut all = BTreeSet::new();
+        for d in &dirs {
+            all.extend(held(d));
+        }
+        all_hold(&dirs, &all).await;
+
+        // The phone leaves: what it recorded lives on in the others.
+        assert!(phone.shutdown(WAIT).await);
+        all.extend(held(&dir("phone")));
+        all_hold(&[dir("tv"), dir("tablet")], &all).await;
+
+        // The command line on a config dir that never played counts the account's events,
+        // as the TV and the tablet do.
+        let (events, devices, note) = stats(&dir("laptop"), &url);
+        assert_eq!(events as usize, all.len(), "{kind}: the laptop; {note}");
+        assert_eq!(devices, 3, "{kind}: phone, TV and tablet; {note}");
+        assert!(!note.contains("did not answer"), "{kind}: {note}");
+        for d in ["tv", "tablet"] {
+            let (e, n, note) = stats(&dir(d), &url);
+            assert_eq!((e as usize, n), (all.len(), 3), "{kind}: the {d}; {note}");
+        }
+        // The laptop kept them: without a broker it counts them still, and says why only
+        // those.
+        let (events, _, note) = stats(&dir("laptop"), &"mqtt://127.0.0.1:1".parse().unwrap());
+        assert_eq!(events as usize, all.len(), "{kind}: {note}");
+        assert!(
+            note.contains("counting only the events kept here"),
+            "{note}"
+        );
+
+        tv.shutdown(WAIT).await;
+        tablet.shutdown(WAIT).await;
+    }
+}
