@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use ring::digest::{SHA256, digest};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::wire::{self, HeldDay, HeldEvents, HistoryAnswer, HistoryAsk};
 
@@ -168,7 +168,11 @@ pub struct Comparison {
 /// The answers of `device` to `ask`, carrying `events` (each as published on `events`),
 /// each under [`ANSWER_BYTES`] and [`wire::MAX_HISTORY_EVENTS`]; the last says so. At
 /// least one (an empty last answer tells the asker that this device has nothing more).
-pub fn answers(device: &str, ask: &HistoryAsk, events: Vec<Value>) -> Vec<HistoryAnswer> {
+pub fn answers(
+    device: &str,
+    ask: &HistoryAsk,
+    events: Vec<Map<String, Value>>,
+) -> Vec<HistoryAnswer> {
     let empty = || HistoryAnswer {
         v: wire::VERSION,
         device: device.to_owned(),
@@ -181,7 +185,7 @@ pub fn answers(device: &str, ask: &HistoryAsk, events: Vec<Value>) -> Vec<Histor
     let mut out = vec![empty()];
     let mut size = base;
     for e in events {
-        let len = e.to_string().len() + 1;
+        let len = wire::encode(&e).len() + 1;
         if base + len > ANSWER_BYTES {
             tracing::debug!("an event of {len} bytes is too large to hand on");
             continue;
@@ -269,6 +273,17 @@ mod tests {
         let decoded = crate::wire::decode(&topic, &crate::wire::encode(&ask)).unwrap();
         assert!(matches!(decoded.body, crate::wire::Body::HistoryAsk(_)));
         assert!(crate::wire::encode(&ask).len() < 40_000);
+        // One that lists more is refused by its receivers.
+        let mut over = ask.clone();
+        over.held[0].days = (0..601)
+            .map(|day| HeldDay {
+                day,
+                count: 1,
+                digest: "0000000000000000".into(),
+            })
+            .collect();
+        let err = crate::wire::decode(&topic, &crate::wire::encode(&over)).unwrap_err();
+        assert_eq!(err.field(), Some("held"), "{err}");
     }
 
     #[test]
@@ -277,8 +292,11 @@ mod tests {
         let nothing = answers("tv", &ask, Vec::new());
         assert_eq!(nothing.len(), 1);
         assert!(nothing[0].last && nothing[0].events.is_empty());
-        let event = serde_json::json!({"v": 1, "device": "tv", "name": "started",
-            "at_unix_ns": 1u64, "media_id": "x".repeat(900)});
+        let serde_json::Value::Object(event) = serde_json::json!({"v": 1, "device": "tv",
+            "name": "started", "at_unix_ns": 1u64, "media_id": "x".repeat(900)})
+        else {
+            unreachable!()
+        };
         let all = answers("tv", &ask, vec![event; 200]);
         assert!(all.len() > 1, "200 events of 1 KB do not fit one answer");
         assert_eq!(all.iter().map(|a| a.events.len()).sum::<usize>(), 200);

@@ -239,7 +239,7 @@ impl Inbound {
     /// why it is refused.
     pub fn archived_event(
         &mut self,
-        item: &serde_json::Value,
+        item: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<(wire::Event, Option<String>), String> {
         let topic = Topic::events(&self.account).to_string();
         let bytes = serde_json::to_vec(item).map_err(|e| e.to_string())?;

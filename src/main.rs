@@ -156,8 +156,9 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
-    /// Handoff analytics from this device's store: success rate, latency, position error,
-    /// failures, drop-off, and the moves between devices. Nothing leaves the account.
+    /// Handoff analytics of the account (this device's store, and the events it lacks that
+    /// the online devices send): success rate, latency, position error, failures, drop-off,
+    /// and the moves between devices. Nothing leaves the account.
     Stats {
         /// How far back: 7d, 24h, 30m, 90s.
         #[arg(long, default_value = "7d")]

@@ -198,10 +198,9 @@ fn a_cold_handoff_of_the_demo_clip_loads_and_prerolls_once_then_learns_its_load_
     }
     // The phone heard every handoff's events, sealed on the broker, and kept them: its
     // `continuity stats` counts the four, phone to TV and back, by device class.
-    let stats = || {
-        let out = Command::new(BIN)
-            .arg("--config-dir")
-            .arg(setup.dir.path().join("Phone"))
+    let stats = |of: &str| {
+        let out = setup
+            .cli_of(of)
             .args(["stats", "--since", "1h", "--json"])
             .output()
             .unwrap();
@@ -212,13 +211,13 @@ fn a_cold_handoff_of_the_demo_clip_loads_and_prerolls_once_then_learns_its_load_
         );
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
-    let mut doc = stats();
+    let mut doc = stats("Phone");
     for _ in 0..50 {
         if doc["stats"]["succeeded"] == 4 {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
-        doc = stats();
+        doc = stats("Phone");
     }
     let s = &doc["stats"];
     assert_eq!(s["handoffs"], 4, "{s:#}");
@@ -226,6 +225,16 @@ fn a_cold_handoff_of_the_demo_clip_loads_and_prerolls_once_then_learns_its_load_
     assert_eq!(s["transitions_by_class"]["phone"]["tv"], 2, "{s:#}");
     assert_eq!(s["transitions_by_class"]["tv"]["phone"], 2, "{s:#}");
     assert!(s["latency_ms"]["p95"].as_f64().unwrap() < 3000.0, "{s:#}");
+    // The remote control only ran the command line (it heard none of it): it asks the
+    // phone for the account's events and counts the same.
+    let remote = stats("Remote");
+    let r = &remote["stats"];
+    for figure in ["handoffs", "succeeded", "devices", "transitions_by_class"] {
+        assert_eq!(
+            r[figure], s[figure],
+            "{figure}: the remote {r:#}, the phone {s:#}"
+        );
+    }
 }
 
 #[test]
@@ -729,9 +738,8 @@ fn in_automatic_mode_a_tv_that_comes_online_takes_over_by_itself_and_b_brings_it
     assert_eq!(s["lease"]["device"], s["device"], "{s:#}");
     // The phone's events tell the first one as automatic, the way back as a person's.
     let stats = || {
-        let out = Command::new(BIN)
-            .arg("--config-dir")
-            .arg(setup.dir.path().join("Phone"))
+        let out = setup
+            .cli_of("Phone")
             .args(["stats", "--since", "1h", "--json"])
             .output()
             .unwrap();

@@ -158,6 +158,10 @@ fn the_schemas_accept_the_valid_vectors_and_refuse_the_invalid_ones_they_can_jud
             "command"
         } else if topic.ends_with("/roster") {
             "roster"
+        } else if topic.ends_with("/history/ask") {
+            "history-ask"
+        } else if topic.ends_with("/history/answer") {
+            "history-answer"
         } else if topic.ends_with("/ask") {
             "ask"
         } else {

@@ -617,7 +617,7 @@ pub struct HistoryAnswer {
     /// Each an [Event] or, in a sealed account, the sealed envelope that carried it on
     /// `events`.
     #[schemars(length(max = 256))]
-    pub events: Vec<serde_json::Value>,
+    pub events: Vec<serde_json::Map<String, serde_json::Value>>,
     /// This answerer has nothing more for this ask.
     pub last: bool,
 }

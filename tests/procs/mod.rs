@@ -240,9 +240,14 @@ impl Setup {
 
     /// The command line tool, as the remote control.
     pub fn cli(&self) -> Command {
+        self.cli_of("Remote")
+    }
+
+    /// The command line tool on the config dir of device `name`.
+    pub fn cli_of(&self, name: &str) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.args(["--broker", &self.url, "--account", "play", "--config-dir"])
-            .arg(self.dir.path().join("Remote"))
+            .arg(self.dir.path().join(name))
             .env("CONTINUITY_MDNS_INTERFACE", "lo");
         cmd
     }

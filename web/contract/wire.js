@@ -81,8 +81,10 @@ export function parseTopic(topic) {
   } else if (rest.length === 1 && rest[0] === "events") t = { kind: "events" };
   else if (rest.length === 1 && rest[0] === "roster") t = { kind: "roster" };
   else if (rest.length === 1 && rest[0] === "ask") t = { kind: "ask" };
+  else if (rest.length === 2 && rest[0] === "history" && rest[1] === "ask") t = { kind: "history-ask" };
+  else if (rest.length === 2 && rest[0] === "history" && rest[1] === "answer") t = { kind: "history-answer" };
   else throw bad("not a continuity v1 topic");
-  return { account: parts[0], ...t, retained: !["inbox", "events", "ask"].includes(t.kind) };
+  return { account: parts[0], ...t, retained: !["inbox", "events", "ask", "history-ask", "history-answer"].includes(t.kind) };
 }
 
 // --- Typed reading: each reader checks one value and names its field. -----------------
@@ -122,6 +124,10 @@ const oneOf = (names) => (f, v) => {
   if (typeof v !== "string" || !names.includes(v)) {
     throw fieldErr(f, `unknown variant \`${String(v)}\`, expected one of ${names.join(", ")}`);
   }
+  return v;
+};
+const anyObject = (f, v) => {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) throw fieldErr(f, `is ${typeName(v)}, not an object`);
   return v;
 };
 const list = (item) => (f, v) => {
@@ -254,6 +260,28 @@ const MESSAGES = {
     v: req(u32),
     device: req(str),
     seen: req(list(object({ device: req(str), session: opt(stamp) }))),
+  }),
+  "history-ask": object({
+    v: req(u32),
+    id: req(str),
+    device: req(str),
+    since_unix_ns: req(u64),
+    held: req(
+      list(
+        object({
+          device: req(str),
+          days: req(list(object({ day: req(u32), count: req(u32), digest: req(str) }))),
+        }),
+      ),
+    ),
+  }),
+  "history-answer": object({
+    v: req(u32),
+    device: req(str),
+    ask: req(str),
+    to: req(str),
+    events: req(list(anyObject)),
+    last: req(bool),
   }),
 };
 
@@ -389,6 +417,9 @@ const signed = (f, v) => {
   if (v !== undefined && (v > MAX_MEDIA_NS || v < -MAX_MEDIA_NS)) throw fieldErr(f, `${v} is beyond ±(2^53 - 1)`);
 };
 
+const MAX_HISTORY_DAYS = 600;
+const MAX_HISTORY_EVENTS = 256;
+
 const CHECKS = {
   availability: (m) => id("device", m.device),
   info: (m) => {
@@ -478,6 +509,27 @@ const CHECKS = {
       id(`seen[${i}].device`, s.device);
       if (s.session !== undefined) checkStamp(`seen[${i}].session`, s.session);
     });
+  },
+  "history-ask": (m) => {
+    id("id", m.id);
+    id("device", m.device);
+    unixNs("since_unix_ns", m.since_unix_ns);
+    count("held", m.held, MAX_ROSTER);
+    const days = m.held.reduce((n, h) => n + h.days.length, 0);
+    if (days > MAX_HISTORY_DAYS) throw fieldErr("held", `lists ${days} days, over the limit of ${MAX_HISTORY_DAYS}`);
+    m.held.forEach((h, i) => {
+      id(`held[${i}].device`, h.device);
+      h.days.forEach((d, j) => {
+        if (!/^[0-9a-f]{16}$/.test(d.digest)) throw fieldErr(`held[${i}].days[${j}].digest`, "is not 16 lower-case hex digits");
+        if (BigInt(d.day) > MAX_UNIX_NS / 86400000000000n) throw fieldErr(`held[${i}].days[${j}].day`, "is after the year 2500");
+      });
+    });
+  },
+  "history-answer": (m) => {
+    id("device", m.device);
+    id("ask", m.ask);
+    id("to", m.to);
+    count("events", m.events, MAX_HISTORY_EVENTS);
   },
 };
 
