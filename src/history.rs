@@ -35,6 +35,43 @@ type Day = (String, u32);
 /// How many events, and their digest.
 type Held = (u32, u64);
 
+/// How many asks a device answers, and how often for one asker: answering costs up to
+/// [`MAX_SENT`] events, so a peer that asks in a loop (or under many helper names) must not
+/// turn one device into a firehose. A person running `stats` twice in a row is answered.
+#[derive(Debug, Default)]
+pub struct AnswerBudget {
+    /// Asks answered in the last minute: (asker, when).
+    recent: std::collections::VecDeque<(String, u64)>,
+}
+
+impl AnswerBudget {
+    /// One asker is answered at most once in this time.
+    pub const PER_ASKER_NS: u64 = 2_000_000_000;
+    /// At most this many asks a minute, from all askers.
+    pub const PER_MINUTE: usize = 30;
+
+    /// Whether to answer `asker` at `now` (and count it when so).
+    pub fn allow(&mut self, asker: &str, now: u64) -> bool {
+        let minute = 60_000_000_000;
+        while self
+            .recent
+            .front()
+            .is_some_and(|(_, at)| now.saturating_sub(*at) >= minute)
+        {
+            self.recent.pop_front();
+        }
+        let again = self
+            .recent
+            .iter()
+            .any(|(who, at)| who == asker && now.saturating_sub(*at) < Self::PER_ASKER_NS);
+        if again || self.recent.len() >= Self::PER_MINUTE {
+            return false;
+        }
+        self.recent.push_back((asker.to_owned(), now));
+        true
+    }
+}
+
 /// What a device holds: per (recording device, UTC day), how many events and their digest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -284,6 +321,22 @@ mod tests {
             .collect();
         let err = crate::wire::decode(&topic, &crate::wire::encode(&over)).unwrap_err();
         assert_eq!(err.field(), Some("held"), "{err}");
+    }
+
+    #[test]
+    fn a_device_answers_a_flood_of_asks_within_its_budget() {
+        let mut b = AnswerBudget::default();
+        let s = 1_000_000_000;
+        assert!(b.allow("phone~stats", 0));
+        assert!(!b.allow("phone~stats", s), "the same asker within 2 s");
+        assert!(b.allow("phone~stats", 3 * s), "and after");
+        // Many names at once: 30 a minute, then nothing until the minute has passed.
+        let answered = (0..100)
+            .filter(|i| b.allow(&format!("phone~x{i}"), 4 * s))
+            .count();
+        assert_eq!(answered, AnswerBudget::PER_MINUTE - 2);
+        assert!(!b.allow("tv", 30 * s));
+        assert!(b.allow("tv", 65 * s));
     }
 
     #[test]

@@ -95,7 +95,8 @@ pub enum SyncState {
 
 /// What the node's task and its callers share.
 ///
-/// Locks: `engine`, `sync_id`, `guard`, `inbound` and `refusals` are each taken alone and released before
+/// Locks: `engine`, `sync_id`, `guard`, `inbound`, `refusals`, `history_asked` and
+/// `answer_budget` are each taken alone and released before
 /// anything else is locked, with one exception: sealing (`guard`) queues the counter floor
 /// for the store, which takes no lock (the writer is a channel). So no two of them are ever
 /// held at once, and nothing is held across an await or a call into the adapter.
@@ -135,6 +136,8 @@ struct Inner {
     runtime: tokio::runtime::Handle,
     /// When this device last asked for the account's history.
     history_asked: Mutex<Option<std::time::Instant>>,
+    /// How many history asks it still answers.
+    answer_budget: Mutex<history::AnswerBudget>,
     /// It keeps the account's events and shares them (a device with a store and a link).
     keeps_history: bool,
 }
@@ -256,6 +259,16 @@ impl Inner {
         if ask.device == self.device {
             return;
         }
+        if !lock(&self.answer_budget).allow(&ask.device, now_unix_ns()) {
+            tracing::info!(
+                "{} asks for the account's history again: not answered (at most one answer \
+                 per asker in {} s, {} a minute)",
+                ask.device,
+                history::AnswerBudget::PER_ASKER_NS / 1_000_000_000,
+                history::AnswerBudget::PER_MINUTE
+            );
+            return;
+        }
         let me = self.me.clone();
         let sealed = lock(&self.guard).is_some();
         writer.write(move |st| {
@@ -302,8 +315,13 @@ impl Inner {
                 let topic = Topic::history_answer(&inner.account).to_string();
                 for a in answers {
                     inner.publish(&topic, wire::encode(&a), false);
-                    if let Some(link) = &inner.link {
-                        link.flush(Duration::from_secs(5)).await;
+                    // One at a time, each once the broker has the one before; a link that
+                    // went down ends it (the asker asks again when it reconnects).
+                    if let Some(link) = &inner.link
+                        && !link.flush(Duration::from_secs(5)).await
+                    {
+                        tracing::debug!("the link is down: the rest of a history answer waits");
+                        break;
                     }
                 }
                 if ask_back {
@@ -822,6 +840,7 @@ impl Node {
             me: me.clone(),
             runtime: tokio::runtime::Handle::current(),
             history_asked: Mutex::new(None),
+            answer_budget: Mutex::default(),
             keeps_history,
         });
         inner.carry_out(announce);

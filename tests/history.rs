@@ -186,3 +186,128 @@ async fn every_device_and_the_command_line_count_the_same_account_wide_events() 
         tablet.shutdown(WAIT).await;
     }
 }
+
+/// `device`'s event, sealed as it went out on `events` by `signer`.
+fn sealed_event(
+    signer: &Account,
+    device: &str,
+    id: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    let e = continuity::wire::Event {
+        v: 1,
+        id: Some(id.into()),
+        device: device.into(),
+        name: EventName::Started,
+        at_unix_ns: continuity::hlc::now_unix_ns(),
+        media_id: None,
+        position_ns: None,
+        session: None,
+        handoff: None,
+    };
+    let topic = continuity::wire::Topic::events("home").to_string();
+    let sealed = signer.guard(0).seal(
+        &topic,
+        &continuity::wire::encode(&e),
+        continuity::hlc::now_unix_ns(),
+    );
+    serde_json::from_slice(&sealed).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_from_the_broker_changes_nothing_but_what_its_recorder_signed() {
+    use continuity::net::link::{Link, LinkConfig, LinkEvent, client_id};
+    use continuity::wire::{self, HistoryAnswer, Topic};
+
+    let mosq = common::Mosquitto::start();
+    let url = mosq.url();
+    let (root, acc) = paired(&["phone", "tv", "tablet"]);
+    let (phone, tv, tablet) = (&acc[0], &acc[1], &acc[2]);
+    let tv_dir = root.path().join("tv");
+    let (tv_node, _t) = start(&url, &tv_dir, tv, DeviceClass::Tv);
+    synced(&tv_node).await;
+
+    // Anyone on the broker, and the paired tablet, speak on the history topics.
+    let mut cfg = LinkConfig::new(url.clone(), client_id("evil"));
+    let answers = Topic::history_answer("home").to_string();
+    cfg.subscriptions = vec![answers.clone()];
+    let (evil, mut heard) = Link::spawn(cfg).unwrap();
+    while !evil.connected() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    evil.publish(&answers, b"{not json".to_vec(), false, true);
+    evil.publish(
+        &answers,
+        br#"{"v": 1, "device": "x"}"#.to_vec(),
+        false,
+        true,
+    );
+    // The tablet hands on an event it made up in the phone's name, garbage, and one the
+    // phone did record.
+    let answer = HistoryAnswer {
+        v: 1,
+        device: tablet.device.clone(),
+        ask: "h-1".into(),
+        to: tv.device.clone(),
+        events: vec![
+            sealed_event(tablet, &phone.device, "made-up"),
+            serde_json::from_str(r#"{"v": 1, "device": "phone"}"#).unwrap(),
+            sealed_event(phone, &phone.device, "true-1"),
+        ],
+        last: true,
+    };
+    let mut guard = tablet.guard(0);
+    let sealed = guard.seal(
+        &answers,
+        &wire::encode(&answer),
+        continuity::hlc::now_unix_ns(),
+    );
+    evil.publish(&answers, sealed.clone(), false, true);
+    let true_key = format!("{}/true-1", phone.device);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !held(&tv_dir).contains(&true_key) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the true event is kept"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let kept = held(&tv_dir);
+    assert!(
+        !kept.iter().any(|k| k.ends_with("/made-up")),
+        "an event in the phone's name that the tablet signed is refused: {kept:?}"
+    );
+
+    // A flood of asks from the tablet under many names is answered within the budget.
+    let asks = Topic::history_ask("home").to_string();
+    for i in 0..60 {
+        let ask = continuity::history::Summary::default().ask(
+            &format!("h-flood-{i}"),
+            &format!("{}~x{i}", tablet.device),
+            0,
+        );
+        evil.publish(
+            &asks,
+            guard.seal(&asks, &wire::encode(&ask), continuity::hlc::now_unix_ns()),
+            false,
+            true,
+        );
+    }
+    // The TV's answers: the budget's worth, and then, for a second more (the elapsed time is
+    // the point), none.
+    let budget = continuity::history::AnswerBudget::PER_MINUTE;
+    let mut answered = 0;
+    let mut end = tokio::time::Instant::now() + WAIT;
+    while let Ok(Some(ev)) = tokio::time::timeout_at(end, heard.recv()).await {
+        if let LinkEvent::Message { payload, .. } = ev
+            && payload != sealed
+            && String::from_utf8_lossy(&payload).contains(&tv.device)
+        {
+            answered += 1;
+            if answered == budget {
+                end = tokio::time::Instant::now() + Duration::from_secs(1);
+            }
+        }
+    }
+    assert_eq!(answered, budget, "answers to 60 asks: the budget's worth");
+    tv_node.shutdown(WAIT).await;
+}
