@@ -72,7 +72,7 @@ fn a_tv_whose_film_ended_takes_the_next_transfer() {
         let tv = PlayProcess::start(&setup.url, setup.dir.path(), "TV", "tv", Some(&clip));
         tv.wait_line("end of the media");
         let phone = PlayProcess::start(&setup.url, setup.dir.path(), "Phone", "phone", Some(&clip));
-        phone.wait_line("] playing");
+        phone.wait_playing();
         let (code, doc) = transfer(&setup, "TV");
         assert_eq!(code, Some(0), "{doc}");
         assert_eq!(doc["ok"], true, "{doc}");
@@ -92,14 +92,14 @@ fn a_film_that_ended_on_the_tv_starts_over_on_the_phone() {
         let tv = setup.idle("TV", "tv");
         let mut phone =
             PlayProcess::start(&setup.url, setup.dir.path(), "Phone", "phone", Some(&clip));
-        phone.wait_line("] playing");
+        phone.wait_playing();
         let (code, doc) = transfer(&setup, "TV");
         assert_eq!(code, Some(0), "{doc}");
         tv.wait_line("end of the media");
         phone.interrupt();
         drop(phone);
         let phone = PlayProcess::start(&setup.url, setup.dir.path(), "Phone", "phone", Some(&clip));
-        let first = phone.wait_line("] playing");
+        let first = phone.wait_playing();
         let s = wait_sessions(&setup, |s| only_plays(s, "Phone"));
         assert!(
             position_s(&s, "Phone") < 4.0,
@@ -117,8 +117,8 @@ fn the_phone_started_on_the_film_the_tv_plays_continues_it_live() {
         // The TV plays on for a while, so that its position is far from any point.
         let s = wait_sessions(&setup, |s| position_s(s, "TV") > 3.0);
         assert!(only_plays(&s, "TV"));
-        let phone = setup.playing("Phone", "phone");
-        let resumed = phone.wait_line("resumed at");
+        let phone = setup.player("Phone", "phone");
+        let resumed = phone.wait_lines(&["resumed at", "] playing"]).remove(0);
         tv.wait_line("paused");
         let s = wait_sessions(&setup, |s| only_plays(s, "Phone"));
         let at = position_s(&s, "Phone");
@@ -143,8 +143,8 @@ fn a_phone_killed_after_a_transfer_rejoins_the_live_session() {
             named(s, "Phone").is_some_and(|p| p["online"] == false) && only_plays(s, "TV")
         });
         let tv_at = position_s(&s, "TV");
-        let phone = setup.playing("Phone", "phone");
-        let resumed = phone.wait_line("resumed at");
+        let phone = setup.player("Phone", "phone");
+        let resumed = phone.wait_lines(&["resumed at", "] playing"]).remove(0);
         tv.wait_line("paused");
         let s = wait_sessions(&setup, |s| only_plays(s, "Phone"));
         assert!(

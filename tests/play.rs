@@ -167,7 +167,7 @@ fn a_cold_handoff_of_the_demo_clip_loads_and_prerolls_once_then_learns_its_load_
     let setup = Setup::new();
     let clip = make_demo_clip(setup.dir.path());
     let phone = PlayProcess::start(&setup.url, setup.dir.path(), "Phone", "phone", Some(&clip));
-    phone.wait_line("] playing");
+    phone.wait_playing();
     // A phone that has just started has published its session paused at 0 and then playing:
     // a handoff in between plans from the first and seeks again. People hand off a moment in.
     std::thread::sleep(Duration::from_secs(1));
@@ -616,7 +616,7 @@ fn a_handoff_plays_the_audio_language_and_subtitles_the_phone_chose() {
         "phone",
         Some(&clip),
     );
-    phone.wait_line("] playing");
+    phone.wait_playing();
     let language = |s: &Value, track: &str| s[track]["language"].as_str().map(str::to_owned);
     let s = wait_session(&setup, "Phone", |s| language(s, "audio").is_some());
     assert_eq!(language(&s, "audio").as_deref(), Some("fr"), "{s:#}");
@@ -651,7 +651,7 @@ fn a_speaker_takes_a_video_over_as_sound_only() {
     let setup = Setup::new();
     let clip = make_demo_clip(setup.dir.path());
     let phone = PlayProcess::start(&setup.url, setup.dir.path(), "Phone", "phone", Some(&clip));
-    phone.wait_line("] playing");
+    phone.wait_playing();
     let decoders = phone.wait_line("decoders:");
     assert!(
         decoders.contains("vp8dec") && decoders.contains("vorbisdec"),

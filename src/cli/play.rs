@@ -81,15 +81,26 @@ fn find_element() -> Result<(), String> {
     if gst::ElementFactory::find("continuity").is_some() {
         return Ok(());
     }
-    let registry = gst::Registry::get();
+    // The plugin file itself, not a scan of the directory: a scan descends into every
+    // folder beside the executable (a build tree holds hundreds of shared libraries, each
+    // loaded once by the plugin scanner whenever it changed), which took seconds.
     if let Some(dir) = std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(Path::to_owned))
     {
-        registry.scan_path(&dir);
         // `cargo run` of an example or a test binary lives one level further down.
-        if let Some(up) = dir.parent() {
-            registry.scan_path(up);
+        let candidates = [Some(dir.clone()), dir.parent().map(Path::to_owned)];
+        for file in candidates
+            .into_iter()
+            .flatten()
+            .map(|d| d.join("libgstcontinuity.so"))
+        {
+            if file.exists() {
+                match gst::Plugin::load_file(&file) {
+                    Ok(_) => break,
+                    Err(e) => tracing::warn!("cannot load {}: {e}", file.display()),
+                }
+            }
         }
     }
     if gst::ElementFactory::find("continuity").is_some() {
@@ -551,7 +562,7 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
             playbin
                 .set_state(gst::State::Playing)
                 .map_err(|_| format!("cannot play {uri}"))?;
-            player.say(&format!("playing {uri}"));
+            player.say(&format!("opening {uri}"));
         }
         None => {
             playbin

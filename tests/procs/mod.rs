@@ -170,15 +170,26 @@ impl PlayProcess {
         found.into_iter().map(Option::unwrap).collect()
     }
 
+    /// Wait until the player says it plays (its pipeline reached PLAYING: the line is
+    /// exactly `[time name] playing`).
+    pub fn wait_playing(&self) -> String {
+        self.wait_for("line saying it plays", |l| l.ends_with("] playing"))
+    }
+
     /// Wait for an output line containing `what`.
     pub fn wait_line(&self, what: &str) -> String {
+        self.wait_for(&format!("line with '{what}'"), |l| l.contains(what))
+    }
+
+    /// Wait for an output line that `is` it.
+    fn wait_for(&self, it: &str, is: impl Fn(&str) -> bool) -> String {
         let mut seen = Vec::new();
         loop {
             let line = self
                 .lines
                 .recv_timeout(Duration::from_secs(15))
-                .unwrap_or_else(|_| panic!("no line with '{what}'; saw {seen:#?}"));
-            if line.contains(what) {
+                .unwrap_or_else(|_| panic!("no {it}; saw {seen:#?}"));
+            if is(&line) {
                 return line;
             }
             seen.push(line);
@@ -269,15 +280,20 @@ impl Setup {
             class,
             Some(&self.clip),
         );
-        p.wait_line("] playing");
+        p.wait_playing();
         p
     }
 
     /// A player of the clip, once it plays.
     pub fn playing(&self, name: &str, class: &str) -> PlayProcess {
-        let p = PlayProcess::start(&self.url, self.dir.path(), name, class, Some(&self.clip));
-        p.wait_line("] playing");
+        let p = self.player(name, class);
+        p.wait_playing();
         p
+    }
+
+    /// A player of the clip, started.
+    pub fn player(&self, name: &str, class: &str) -> PlayProcess {
+        PlayProcess::start(&self.url, self.dir.path(), name, class, Some(&self.clip))
     }
 }
 
