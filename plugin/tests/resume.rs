@@ -50,6 +50,13 @@ fn stopping_and_starting_again_continues_within_a_frame() {
         within_a_frame(first, stopped),
         "stopped at {stopped} ns, started again at {first} ns"
     );
+    let resumed = p
+        .element_message("continuity-resumed", Duration::from_secs(5))
+        .expect("continuity-resumed posted");
+    assert!(within_a_frame(
+        resumed.get::<u64>("position").unwrap(),
+        stopped
+    ));
 }
 
 #[test]
