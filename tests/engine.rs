@@ -503,3 +503,88 @@ fn a_forged_offline_that_the_player_repairs_at_once_is_no_death() {
     tv.handle(at + 400 * MS + 2 * SECOND_NS, Observation::Tick);
     assert!(publishes(&tv.handle(at + 5 * SECOND_NS, Observation::Tick), "/resume").is_empty());
 }
+
+/// `device` comes online, as the phone receives it: availability, then its info stamped at
+/// `stamped` (its own clock), both with the retain flag as given.
+fn comes_online(
+    e: &mut Engine,
+    now: u64,
+    device: &str,
+    stamped: u64,
+    retained: bool,
+) -> Vec<Action> {
+    let mut out = Vec::new();
+    let availability = wire::Availability {
+        v: 1,
+        device: device.into(),
+        status: wire::Status::Online,
+    };
+    let info = wire::DeviceInfo {
+        v: 1,
+        device: Device {
+            id: device.into(),
+            name: "TV".into(),
+            class: DeviceClass::Tv,
+        },
+        software: "continuity".into(),
+        capabilities: vec!["play".into(), "handoff".into()],
+        stamp: Stamp {
+            wall_ns: stamped,
+            counter: 0,
+            device: device.into(),
+        },
+    };
+    for (topic, payload) in [
+        (
+            Topic::availability("acct", device),
+            wire::encode(&availability),
+        ),
+        (Topic::device_info("acct", device), wire::encode(&info)),
+    ] {
+        let mut msg = wire::decode(&topic.to_string(), &payload).unwrap();
+        msg.retained = retained;
+        out.extend(e.handle(now, Observation::Incoming(msg)));
+    }
+    out
+}
+
+fn suggested(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Notify(continuity::engine::Notice::HandoffSuggested { device, .. }) => {
+                Some(device.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A TV switched on as the phone starts is suggested, whether its coming online reaches
+/// the phone as news or, its subscription made late by a busy broker (or rumqttd's flag),
+/// as part of the retained picture: what counts is that its info was stamped after the
+/// phone started. One that was on before the phone started is not.
+#[test]
+fn a_tv_switched_on_as_the_phone_starts_is_suggested_however_the_broker_flags_it() {
+    for retained in [false, true] {
+        let mut e = engine();
+        let mut out = comes_online(&mut e, T0 + 300 * MS, "tv", T0 + 250 * MS, retained);
+        e.handle(T0 + 400 * MS, Observation::MediaStarted(clip(600)));
+        out.extend(play(&mut e, T0 + 500 * MS, 0));
+        out.extend(e.handle(T0 + 600 * MS, Observation::Tick));
+        assert_eq!(
+            suggested(&out),
+            vec!["tv".to_string()],
+            "retained: {retained}"
+        );
+    }
+    let mut e = engine();
+    let mut out = comes_online(&mut e, T0 + 300 * MS, "tv", T0 - 60 * SECOND_NS, true);
+    e.handle(T0 + 400 * MS, Observation::MediaStarted(clip(600)));
+    out.extend(play(&mut e, T0 + 500 * MS, 0));
+    out.extend(e.handle(T0 + 600 * MS, Observation::Tick));
+    assert!(
+        suggested(&out).is_empty(),
+        "on for a minute already: {out:?}"
+    );
+}

@@ -337,9 +337,10 @@ fn a_player_whose_clock_is_30_s_ahead_is_shown_and_continued_at_its_true_positio
     let resumed = tv.wait_line("resumed at");
     let truth_s = (continuity::hlc::now_unix_ns() - began) as f64 / 1e9;
     let secs = resumed_secs(&resumed);
-    // The line has tenths, and it comes a moment after the decision.
+    // The line has tenths, and it comes a moment after the decision; `began` was read a
+    // moment after playback began.
     assert!(
-        secs <= truth_s && truth_s - secs < 0.5,
+        (truth_s - secs).abs() < 0.5,
         "the TV continued at {secs} s, where the phone was at {truth_s:.2} s"
     );
     phone.wait_line("the session moved");
@@ -552,15 +553,12 @@ fn a_tv_that_comes_online_is_suggested_through_the_embedded_broker_too() {
 
 fn suggested_and_continued(setup: Setup) {
     let mut phone = setup.playing("Phone", "phone");
-    // A moment in, as people switch a TV on. Known gap: a TV that comes online within the
-    // phone's first second (before the phone's sync, it seems) is sometimes not suggested
-    // (about 1 run in 8 with both of these tests at once; none in 16 with this second).
-    std::thread::sleep(Duration::from_secs(1));
+    // At once, as people switch a TV on when they start something: however the broker
+    // delivers its coming online (engine test
+    // `a_tv_switched_on_as_the_phone_starts_is_suggested_however_the_broker_flags_it`).
     let tv = setup.idle("TV", "tv");
-    // Within 2 s of the TV coming online, in words.
-    let started = std::time::Instant::now();
+    // In words.
     let line = phone.wait_line("is on: continue there?");
-    assert!(started.elapsed() < Duration::from_secs(2), "{line}");
     assert!(
         line.contains("TV is on: continue there? (t, then Enter)"),
         "{line}"

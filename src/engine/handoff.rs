@@ -906,6 +906,7 @@ impl Engine {
         };
         // The device it came from is no suggestion to continue on.
         self.suggest.remove(&t.source);
+        self.suggest_retained.remove(&t.source);
         self.anchor = Some(Anchor {
             position_ns: prerolled,
             at_unix_ns: at_ns,

@@ -320,6 +320,14 @@ pub struct Engine {
     /// Devices that came online, by when: suggested once their info is in and this device
     /// plays, within [`SUGGEST_WITHIN_NS`].
     suggest: BTreeMap<String, u64>,
+    /// Devices the broker's retained picture says are online, by when that came: suggested
+    /// like those that came online after this one, if their info was stamped after this
+    /// device first announced itself. The retain flag alone cannot tell: a subscription
+    /// that a busy broker makes late finds a device that came online meanwhile retained,
+    /// and rumqttd flags what it forwards live as retained too.
+    suggest_retained: BTreeMap<String, u64>,
+    /// When this device first announced itself.
+    announced_ns: Option<u64>,
     /// Since this device's session last moved to another device, its player said it paused:
     /// a play after that is a person pressing play (which takes the session back), not the
     /// player catching up with the pause.
@@ -365,6 +373,8 @@ impl Engine {
             directory,
             events_recorded: 0,
             suggest: Default::default(),
+            suggest_retained: Default::default(),
+            announced_ns: None,
             paused_since_moved: false,
             unpublished_resume: BTreeSet::new(),
         }
@@ -403,6 +413,7 @@ impl Engine {
         if !self.cfg.announce {
             return out;
         }
+        self.announced_ns.get_or_insert(now_unix_ns);
         let account = &self.cfg.account;
         let id = &self.cfg.device.id;
         out.push(publish(
@@ -716,12 +727,16 @@ impl Engine {
                             self.probe_retries.remove(&a.device);
                             self.probes_lost.remove(&a.device);
                             // Online when this device subscribed (the broker's retained
-                            // picture) is not news; coming online after is.
-                            if self.cfg.announce && a.device != self.cfg.device.id && !msg.retained
-                            {
-                                // Its info may come after, and this device may be starting
-                                // to play: suggested once both are so.
-                                self.suggest.insert(a.device.clone(), now_unix_ns);
+                            // picture) is not news; coming online after is. Its info may
+                            // come after, and this device may be starting to play:
+                            // suggested once both are so.
+                            if self.cfg.announce && a.device != self.cfg.device.id {
+                                let to = if msg.retained {
+                                    &mut self.suggest_retained
+                                } else {
+                                    &mut self.suggest
+                                };
+                                to.insert(a.device.clone(), now_unix_ns);
                             }
                         }
                     }
@@ -868,6 +883,21 @@ impl Engine {
     /// their info is known: a device of another class is suggested, once each time it comes
     /// online.
     fn suggest_handoffs(&mut self, now_unix_ns: u64, out: &mut Vec<Action>) {
+        // Retained, yet stamped after this device started: it came online since.
+        let since = self.announced_ns.unwrap_or(u64::MAX);
+        let retained = std::mem::take(&mut self.suggest_retained);
+        for (device, at) in retained {
+            match self.directory.devices.get(&device) {
+                Some(info) if info.stamp.wall_ns >= since => {
+                    self.suggest.insert(device, at);
+                }
+                Some(_) => {}
+                None if now_unix_ns.saturating_sub(at) <= SUGGEST_WITHIN_NS => {
+                    self.suggest_retained.insert(device, at);
+                }
+                None => {}
+            }
+        }
         if self.suggest.is_empty() {
             return;
         }
