@@ -15,7 +15,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 5
 
-.PHONY: deps cluster-deps build demo test test-cluster lint schemas bench fuzz loadtest soak
+.PHONY: deps cluster-deps build demo test test-stress test-cluster lint schemas bench fuzz loadtest soak
 
 deps:
 	@./scripts/deps.sh $(PACKAGES)
@@ -31,19 +31,15 @@ demo: build
 	@./scripts/demo.sh
 
 # Tests (the cluster tests among them), then formatting and lints where the toolchain has
-# rustfmt and clippy.
+# rustfmt and clippy, and a short fuzzing run; how long each part took is printed at the end.
 test: deps cluster-deps
-	$(CARGO) build --workspace   # the plugin library, for the gst-launch tests
-	$(CARGO) test --workspace
-	node --test web/test/json.test.js web/test/vectors.test.js   # the JavaScript contract module
-	@./scripts/web-deps.sh
-	node --test web/test/browser.test.js   # the web TV in a headless Chromium
-	@if $(CARGO) fmt --version >/dev/null 2>&1; then $(CARGO) fmt --all --check; \
-	  else echo "rustfmt not installed: format check skipped"; fi
-	@if $(CARGO) clippy --version >/dev/null 2>&1; then \
-	  $(CARGO) clippy --workspace --all-targets -- -D warnings; \
-	  else echo "clippy not installed: lint skipped"; fi
-	@CARGO=$(CARGO) ./scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS)
+	@CARGO=$(CARGO) FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) ./scripts/test.sh
+
+# The test suites STRESS_RUNS times while one core is kept busy, and per test how many runs
+# it failed (not part of `make test`).
+STRESS_RUNS ?= 5
+test-stress: deps cluster-deps
+	@CARGO=$(CARGO) STRESS_RUNS=$(STRESS_RUNS) ./scripts/stress.sh
 
 # Only the tests of an account across the nodes of a clustered broker (tests/cluster.rs): a
 # 2-node RabbitMQ cluster and two bridged mosquittos, started on loopback by the tests.

@@ -970,6 +970,39 @@ impl Node {
         .is_ok()
     }
 
+    /// Wait until `pred` holds for the local store, checked on the store's thread (after
+    /// every write queued before) at once and again after each message taken in from the
+    /// broker, at most `max`. Returns whether it held; `false` without a store.
+    pub async fn wait_store(
+        &self,
+        max: Duration,
+        pred: impl Fn(&Store) -> bool + Clone + Send + 'static,
+    ) -> bool {
+        let Some(writer) = &self.inner.store else {
+            return false;
+        };
+        let mut taken = self.inner.taken.subscribe();
+        tokio::time::timeout(max, async {
+            loop {
+                taken.borrow_and_update();
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let pred = pred.clone();
+                writer.write(move |st| {
+                    let _ = tx.send(pred(st));
+                    Ok(())
+                });
+                if rx.await.unwrap_or(false) {
+                    return;
+                }
+                if taken.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+
     /// Run `f` with the engine (to read its state).
     pub fn with_engine<R>(&self, f: impl FnOnce(&mut Engine) -> R) -> R {
         f(&mut self.inner.engine())

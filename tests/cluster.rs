@@ -87,6 +87,27 @@ impl Rabbit {
             epmd_port: common::free_port(),
             nodes: Vec::new(),
         };
+        // The port mapper first, and listening, before any node: each node (and its
+        // prelaunch phase, which starts distribution under a name of its own) would start
+        // one otherwise, and on a first start, right after the package was installed, a
+        // prelaunch could find none yet and die (`nodistribution`).
+        let started = Command::new(EPMD)
+            .args([
+                "-port",
+                &cluster.epmd_port.to_string(),
+                "-address",
+                "127.0.0.1",
+            ])
+            .arg("-daemon")
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .status()
+            .expect("start epmd");
+        assert!(started.success(), "epmd did not start");
+        let epmd = ([127, 0, 0, 1], cluster.epmd_port).into();
+        assert!(
+            common::wait_listening(epmd, Duration::from_secs(30)),
+            "epmd does not listen on {epmd}"
+        );
         // The second node finds the first by classic peer discovery, as it boots for the
         // first time, and joins its cluster.
         cluster.start_node("one", None);
@@ -150,6 +171,10 @@ impl Rabbit {
             .env("RABBITMQ_MNESIA_BASE", base.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", base.join("log"))
             .env("RABBITMQ_PID_FILE", base.join("pid"))
+            // A crash dump goes with the rest of the node, not into the working directory.
+            .env("ERL_CRASH_DUMP", base.join("erl_crash.dump"))
+            // The VM uses the port mapper started above, and starts none of its own.
+            .env("ERL_ZFLAGS", "-start_epmd false")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

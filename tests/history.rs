@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::{AnyBroker, paired};
@@ -47,20 +47,12 @@ fn start(
 }
 
 async fn synced(node: &Node) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while node.sync_state() != SyncState::Synced {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the node did not sync"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_eq!(node.synced(WAIT).await, SyncState::Synced, "the node syncs");
 }
 
 /// The events a store holds, by `device/key`.
-fn held(dir: &Path) -> BTreeSet<String> {
-    Store::open_in(dir)
-        .unwrap()
+fn keys_of(store: &Store) -> BTreeSet<String> {
+    store
         .event_keys(0)
         .unwrap()
         .into_iter()
@@ -68,21 +60,20 @@ fn held(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// Wait until every store in `dirs` holds `want` (polled: the stores are written on their
-/// nodes' threads).
-async fn all_hold(dirs: &[PathBuf], want: &BTreeSet<String>) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let sets: Vec<_> = dirs.iter().map(|d| held(d)).collect();
-        if sets.iter().all(|s| s == want) {
-            return;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            let missing: Vec<Vec<&String>> =
-                sets.iter().map(|s| want.difference(s).collect()).collect();
-            panic!("the stores do not hold the account's events; missing: {missing:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+fn held(dir: &Path) -> BTreeSet<String> {
+    keys_of(&Store::open_in(dir).unwrap())
+}
+
+/// Wait until every node's store holds `want`: checked on each store's thread, after every
+/// message its node takes in.
+async fn all_hold(nodes: &[&Node], want: &BTreeSet<String>) {
+    for (i, node) in nodes.iter().enumerate() {
+        let w = want.clone();
+        let holds = node.wait_store(WAIT, move |st| keys_of(st) == w).await;
+        assert!(
+            holds,
+            "store {i} does not hold the account's events {want:?}"
+        );
     }
 }
 
@@ -135,33 +126,33 @@ async fn every_device_and_the_command_line_count_the_same_account_wide_events() 
         // Every device ends up holding every event any of them recorded: first each its
         // own (its notes and its coming online; the store is written on its own thread).
         let dirs = [dir("phone"), dir("tv"), dir("tablet")];
-        for (i, own) in [(0, 5), (1, 4), (2, 2)] {
-            let device = &acc[i].device;
-            let deadline = tokio::time::Instant::now() + WAIT;
-            while held(&dirs[i])
-                .iter()
-                .filter(|k| k.starts_with(&format!("{device}/")))
-                .count()
-                < own
-            {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "{kind}: {device} keeps its own {own} events: {:?}",
-                    held(&dirs[i])
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        for (node, device, own) in [
+            (&phone, &acc[0].device, 5),
+            (&tv, &acc[1].device, 4),
+            (&tablet, &acc[2].device, 2),
+        ] {
+            let prefix = format!("{device}/");
+            let kept = node
+                .wait_store(WAIT, move |st| {
+                    keys_of(st)
+                        .iter()
+                        .filter(|k| k.starts_with(&prefix))
+                        .count()
+                        >= own
+                })
+                .await;
+            assert!(kept, "{kind}: {device} keeps its own {own} events");
         }
         let mut all = BTreeSet::new();
         for d in &dirs {
             all.extend(held(d));
         }
-        all_hold(&dirs, &all).await;
+        all_hold(&[&phone, &tv, &tablet], &all).await;
 
         // The phone leaves: what it recorded lives on in the others.
         assert!(phone.shutdown(WAIT).await);
         all.extend(held(&dir("phone")));
-        all_hold(&[dir("tv"), dir("tablet")], &all).await;
+        all_hold(&[&tv, &tablet], &all).await;
 
         // The command line on a config dir that never played counts the account's events,
         // as the TV and the tablet do.
@@ -231,9 +222,15 @@ async fn history_from_the_broker_changes_nothing_but_what_its_recorder_signed() 
     let answers = Topic::history_answer("home").to_string();
     cfg.subscriptions = vec![answers.clone()];
     let (evil, mut heard) = Link::spawn(cfg).unwrap();
-    while !evil.connected() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let connected = tokio::time::timeout(WAIT, async {
+        while let Some(ev) = heard.recv().await {
+            if matches!(ev, LinkEvent::Connected) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(connected.is_ok(), "the stranger connects");
     evil.publish(&answers, b"{not json".to_vec(), false, true);
     evil.publish(
         &answers,
@@ -263,14 +260,11 @@ async fn history_from_the_broker_changes_nothing_but_what_its_recorder_signed() 
     );
     evil.publish(&answers, sealed.clone(), false, true);
     let true_key = format!("{}/true-1", phone.device);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !held(&tv_dir).contains(&true_key) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the true event is kept"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let key = true_key.clone();
+    let kept_it = tv_node
+        .wait_store(WAIT, move |st| keys_of(st).contains(&key))
+        .await;
+    assert!(kept_it, "the true event is kept");
     let kept = held(&tv_dir);
     assert!(
         !kept.iter().any(|k| k.ends_with("/made-up")),

@@ -112,6 +112,7 @@ const PROGRAMS: &[(&str, &str, List)] = &[
     ("mkfifo", "coreutils", List::Packages),
     ("mktemp", "coreutils", List::Packages),
     ("seq", "coreutils", List::Packages),
+    ("timeout", "coreutils", List::Packages),
     ("tr", "coreutils", List::Packages),
     ("rm", "coreutils", List::Packages),
     ("sleep", "coreutils", List::Packages),
@@ -362,7 +363,7 @@ fn shell_commands(script: &str) -> BTreeSet<String> {
         "fi", "for", "done", "case", "esac", "in", "}", "[", "[[", "]]", "echo", "printf", "read",
         "cd", "set", "export", "local", "declare", "trap", "wait", "kill", "exit", "return",
         "command", "true", "false", ":", "test", "exec", "unset", "shift", "break", "continue",
-        "ulimit",
+        "ulimit", "mapfile",
     ];
     let mut commands = BTreeSet::new();
     for words in shell_segments(script) {
