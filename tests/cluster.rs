@@ -346,6 +346,7 @@ async fn play_the_handoff(
                     NodeEvent::Player(PlayerAction::PlayAt { at_unix_ns }) => {
                         let position_ns = prerolled.expect("PlayAt comes after the preroll");
                         // The first frame plays at the switch instant, not before.
+                        // Elapsed time is the point: a player waits for that instant.
                         let wait = at_unix_ns.saturating_sub(now_unix_ns());
                         tokio::time::sleep(Duration::from_nanos(wait)).await;
                         tv.observe_at(at_unix_ns, Observation::Started { position_ns });

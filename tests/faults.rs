@@ -250,6 +250,7 @@ async fn row_1_2_a_one_mebibyte_message_disconnects_nobody() {
             true,
         )
         .await;
+        // Elapsed time is the point: nobody is disconnected in the 2 s after.
         tokio::time::sleep(Duration::from_secs(2)).await;
         home.assert_never_down(&format!("{broker}: 1 MiB messages"));
         assert!(home.phone.connected() && home.tv.connected(), "{broker}");
@@ -628,6 +629,7 @@ async fn row_8_a_player_that_dies_stops_where_it_was_and_resumes_there() {
         })
         .await;
     assert!(seen, "the TV sees the phone play");
+    // Elapsed time is the point: the phone plays on for 2 s.
     tokio::time::sleep(Duration::from_secs(2)).await;
     // The phone's player dies (no goodbye: the broker fires its last will).
     let anchor = phone.with_engine(|e| *e.anchor().unwrap());
@@ -635,6 +637,7 @@ async fn row_8_a_player_that_dies_stops_where_it_was_and_resumes_there() {
     let was_at = anchor.position_at(died_at, None);
     drop(phone);
     // A witness records where it stopped once it stayed away for 2 s.
+    // Elapsed time is the point: the grace period passes.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // `continuity sessions`: stopped where it was, and it stays there.
@@ -653,6 +656,7 @@ async fn row_8_a_player_that_dies_stops_where_it_was_and_resumes_there() {
             .clone();
         shown.push(d.position_of(&s, continuity::hlc::now_unix_ns()));
         view.close().await;
+        // Elapsed time is the point: a second later it is still where it stopped.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     for (position, stopped) in &shown {
@@ -732,6 +736,8 @@ async fn row_14_a_device_that_missed_a_pairing_costs_one_answer_not_one_from_eve
     next_capture(&seen, 0).await; // the retained one
     let before = seen.lock().unwrap().len();
     let h = common::sealed_node(url.clone(), accounts[7].clone(), "h", DeviceClass::Tv);
+    // Elapsed time is the point: what goes over the broker in the 4 s after (every answer
+    // would come within the roster's 1 s answer window).
     tokio::time::sleep(Duration::from_secs(4)).await;
     let published = seen.lock().unwrap().len() - before;
     assert!(
@@ -772,6 +778,7 @@ async fn a_broker_killed_and_restarted_empty_is_whole_again_within_five_seconds(
     );
     // SIGKILL, and a restart with nothing retained (no persistence).
     mosq.kill();
+    // Elapsed time is the point: the broker is down for a second.
     tokio::time::sleep(Duration::from_secs(1)).await;
     mosq.restart();
     let within = tokio::time::Instant::now() + REPAIRED_WITHIN;
@@ -868,6 +875,7 @@ async fn a_partition_of_thirty_seconds_stops_nothing_and_converges_within_five_a
     assert!(seen, "the TV sees the phone");
 
     proxy.set_cut(true);
+    // Elapsed time is the point: a partition of 30 s, the seek in its middle.
     tokio::time::sleep(Duration::from_secs(10)).await;
     // Playback goes on: the player seeks while cut off, and nothing waits for the network.
     let asked = std::time::Instant::now();
@@ -881,6 +889,7 @@ async fn a_partition_of_thirty_seconds_stops_nothing_and_converges_within_five_a
         "observing blocked for {:?}",
         asked.elapsed()
     );
+    // Elapsed time is the point (the rest of the partition).
     tokio::time::sleep(Duration::from_secs(20)).await;
     proxy.set_cut(false);
     let healed = tokio::time::Instant::now();

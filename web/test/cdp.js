@@ -107,10 +107,12 @@ export class Browser {
 
   async close() {
     try {
+      // A deadline, not a wait: a browser that does not close within 3 s is killed below.
       await Promise.race([this.send("Browser.close"), new Promise((r) => setTimeout(r, 3000))]);
     } catch {
       // already gone
     }
+    // A deadline, not a wait: killed only if it has not exited by then.
     const killed = setTimeout(() => this.proc.kill("SIGKILL"), 3000);
     await this.exited;
     clearTimeout(killed);
