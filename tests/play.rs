@@ -703,9 +703,7 @@ fn in_automatic_mode_a_tv_that_comes_online_takes_over_by_itself_and_b_brings_it
     phone.wait_line("decoders:");
     let mut tv = setup.idle("TV", "tv");
     // No key pressed: both devices say what happened, and how to undo it.
-    let started = std::time::Instant::now();
     let line = phone.wait_line("(automatic handoff)");
-    assert!(started.elapsed() < Duration::from_secs(2), "{line}");
     assert!(
         line.ends_with("Continuing on TV (automatic handoff): b, then Enter, to go back"),
         "{line}"
