@@ -588,3 +588,76 @@ fn a_tv_switched_on_as_the_phone_starts_is_suggested_however_the_broker_flags_it
         "on for a minute already: {out:?}"
     );
 }
+
+/// A device that announces itself a moment before it listens to its inbox loses the
+/// probes sent in that moment (they go at QoS 0). The web TV test's tablet did, and was
+/// measured from fewer than three answers: a probe not answered within a second is sent
+/// again, so the tablet still answers three within three seconds of coming online.
+#[test]
+fn a_tablet_deaf_for_its_first_moment_still_answers_three_probes() {
+    let ahead = 30 * SECOND_NS;
+    let deaf_until = T0 + 300 * MS;
+    let latency = 5 * MS;
+    let device = |id: &str, class| Device {
+        id: id.into(),
+        name: id.into(),
+        class,
+    };
+    let mut tv = Engine::new(EngineConfig::new("acct", device("tv", DeviceClass::Tv)));
+    let mut tablet = Engine::new(EngineConfig::new(
+        "acct",
+        device("tablet", DeviceClass::Tablet),
+    ));
+    tv.announce(T0);
+    let mut from_tablet = tablet.announce(T0 + ahead);
+    from_tablet.extend(tablet.handle(T0 + ahead, Observation::MediaStarted(clip(600))));
+    from_tablet.extend(play(&mut tablet, T0 + ahead, 0));
+    let to_tablet = Topic::inbox("acct", "tablet").to_string();
+    let to_tv = Topic::inbox("acct", "tv").to_string();
+    // (arrival on the TV's clock, for the tablet, topic, payload)
+    let mut flight: Vec<(u64, bool, String, Vec<u8>)> = Vec::new();
+    let send = |flight: &mut Vec<_>, now: u64, for_tablet: bool, actions: Vec<Action>| {
+        for a in actions {
+            if let Action::Publish { topic, payload, .. } = a {
+                if !for_tablet || topic == to_tablet {
+                    flight.push((now + latency, for_tablet, topic, payload));
+                }
+            }
+        }
+    };
+    send(&mut flight, T0, false, from_tablet);
+    let mut answers = 0;
+    for now in (T0..T0 + 3 * SECOND_NS).step_by(10 * MS as usize) {
+        let (due, later): (Vec<_>, Vec<_>) = flight.drain(..).partition(|m| m.0 <= now);
+        flight = later;
+        for (_, for_tablet, topic, payload) in due {
+            let mut msg = wire::decode(&topic, &payload).unwrap();
+            if for_tablet {
+                if now < deaf_until {
+                    continue;
+                }
+                msg.received_unix_ns = Some(now + ahead);
+                let out = tablet.handle(now + ahead, Observation::Incoming(msg));
+                answers += publishes(&out, &to_tv)
+                    .iter()
+                    .filter(|p| String::from_utf8_lossy(p).contains("clock-reply"))
+                    .count();
+                send(&mut flight, now, false, out);
+            } else {
+                msg.received_unix_ns = Some(now);
+                let out = tv.handle(now, Observation::Incoming(msg));
+                send(&mut flight, now, true, out);
+            }
+        }
+        let out = tv.handle(now, Observation::Tick);
+        send(&mut flight, now, true, out);
+        let out = tablet.handle(now + ahead, Observation::Tick);
+        send(&mut flight, now, false, out);
+    }
+    assert_eq!(answers, 3, "the tablet's answers to the TV's probes");
+    let offset = tv.directory().clocks.offset_ns("tablet");
+    assert!(
+        (offset - ahead as i64).abs() < MS as i64,
+        "measured {offset} ns ahead, the truth {ahead}"
+    );
+}

@@ -48,13 +48,19 @@ pub const MAX_RTT_NS: u64 = 1_000_000_000;
 /// and nobody needs more than a few).
 pub const MAX_REPLIES_PER_SECOND: u32 = 32;
 
+/// Most probes to one device that wait for their replies at once (three after it comes
+/// online, and those sent again).
+const MAX_WAITING: usize = 8;
+
 /// The measured offsets of other devices' clocks, and the probes waiting for a reply.
 #[derive(Debug, Clone, Default)]
 pub struct Clocks {
     samples: BTreeMap<String, ClockSample>,
-    /// Probes sent and not yet answered: device → `t1`. A reply is taken only for a probe
-    /// that is waiting, so an unasked or replayed reply measures nothing.
-    waiting: BTreeMap<String, u64>,
+    /// Probes sent and not yet answered: device → their `t1`s (a few at most). A reply is
+    /// taken only for a probe that is waiting, so an unasked or replayed reply measures
+    /// nothing; a probe sent while another waits does not make the first one's reply
+    /// unwelcome, nor hide that it was lost.
+    waiting: BTreeMap<String, Vec<u64>>,
     /// Replies given in the current second: (second, count).
     replies: (u64, u32),
 }
@@ -103,29 +109,35 @@ impl Clocks {
 
     /// A probe to `device` leaves now (`t1`); returns `t1` to send.
     pub fn probing(&mut self, device: &str, t1: u64) -> u64 {
-        self.waiting.insert(device.to_owned(), t1);
+        let waiting = self.waiting.entry(device.to_owned()).or_default();
+        if waiting.len() >= MAX_WAITING {
+            waiting.remove(0);
+        }
+        waiting.push(t1);
         t1
     }
 
-    /// The devices whose probe has waited since `before` or earlier (lost: a probe goes at
-    /// QoS 0, and a device that has just come online may not listen to its inbox yet); they
-    /// wait no more.
+    /// The probes that have waited since `before` or earlier (lost: a probe goes at QoS 0,
+    /// and a device that has just come online may not listen to its inbox yet), a device
+    /// named once for each; they wait no more.
     pub fn unanswered(&mut self, before: u64) -> Vec<String> {
-        let lost: Vec<String> = self
-            .waiting
-            .iter()
-            .filter(|(_, t1)| **t1 <= before)
-            .map(|(d, _)| d.clone())
-            .collect();
-        for d in &lost {
-            self.waiting.remove(d);
-        }
+        let mut lost = Vec::new();
+        self.waiting.retain(|device, waiting| {
+            waiting.retain(|t1| {
+                let gone = *t1 <= before;
+                if gone {
+                    lost.push(device.clone());
+                }
+                !gone
+            });
+            !waiting.is_empty()
+        });
         lost
     }
 
     /// When the oldest probe still waiting left.
     pub fn oldest_waiting(&self) -> Option<u64> {
-        self.waiting.values().min().copied()
+        self.waiting.values().flatten().min().copied()
     }
 
     /// Whether a probe to `device` waits for its reply.
@@ -143,10 +155,19 @@ impl Clocks {
         t3: u64,
         t4: u64,
     ) -> Option<ClockSample> {
-        if self.waiting.get(device) != Some(&t1) || t4 < t1 || t3 < t2 {
+        let Some(waiting) = self.waiting.get_mut(device) else {
+            return None;
+        };
+        let Some(i) = waiting.iter().position(|t| *t == t1) else {
+            return None;
+        };
+        if t4 < t1 || t3 < t2 {
             return None;
         }
-        self.waiting.remove(device);
+        waiting.remove(i);
+        if waiting.is_empty() {
+            self.waiting.remove(device);
+        }
         let sample = ClockSample::from_timestamps(t1, t2, t3, t4);
         self.record(device, sample);
         Some(sample)
@@ -257,6 +278,35 @@ mod tests {
         assert!(
             c.replied("tv", t1, t1, t1, t1 + MS).is_none(),
             "a replayed reply is ignored"
+        );
+    }
+
+    #[test]
+    fn a_probe_sent_while_another_waits_leaves_the_first_one_welcome_and_counted() {
+        let mut c = Clocks::default();
+        let first = c.probing("tv", 1_000 * MS);
+        let second = c.probing("tv", 1_500 * MS);
+        assert!(
+            c.replied("tv", second, second, second, second + MS)
+                .is_some()
+        );
+        assert!(c.is_waiting("tv"), "the first still waits");
+        assert_eq!(c.oldest_waiting(), Some(first));
+        assert_eq!(c.unanswered(first), vec!["tv".to_string()], "lost");
+        assert!(!c.is_waiting("tv"));
+        let (a, b) = (c.probing("tv", 3_000 * MS), c.probing("tv", 3_100 * MS));
+        assert_eq!(c.unanswered(b).len(), 2, "each lost probe is named");
+        assert!(
+            c.replied("tv", a, a, a, a + MS).is_none(),
+            "it waits no more"
+        );
+        for t in 0..20 {
+            c.probing("tv", (4_000 + t) * MS);
+        }
+        assert_eq!(
+            c.unanswered(u64::MAX).len(),
+            MAX_WAITING,
+            "a few wait at most"
         );
     }
 

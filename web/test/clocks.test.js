@@ -1,0 +1,71 @@
+// The web TV's clock probing, on mock timers: a device that announces itself a moment before
+// it listens to its inbox loses the probes sent in that moment (they go at QoS 0). The
+// browser test's tablet did, and the web TV took fewer than three answers from it.
+import assert from "node:assert/strict";
+import { mock, test } from "node:test";
+import { Device } from "../app/device.js";
+
+const MS = 1_000_000n;
+const AHEAD = 30_000n * MS;
+
+/** A web TV's clock code with the tablet online, and what it sends. */
+function webTv() {
+  const sent = [];
+  const d = Object.create(Device.prototype);
+  Object.assign(d, {
+    probes: new Map(),
+    clocks: new Map(),
+    availability: new Map([["tablet", "online"]]),
+    changed() {},
+    command(to, body) {
+      sent.push({ to, body });
+    },
+  });
+  return { d, sent };
+}
+
+test("a tablet deaf for its first 300 ms still answers three probes within three seconds", () => {
+  mock.timers.enable({ apis: ["setTimeout"] });
+  try {
+    const { d, sent } = webTv();
+    let now = 0;
+    let answered = 0;
+    d.probeSeveral("tablet");
+    for (; now <= 3000; now += 10) {
+      // Each probe sent in this step reaches the tablet, which answers it once it listens.
+      for (const { to, body } of sent.splice(0)) {
+        assert.equal(to, "tablet");
+        assert.equal(body.type, "clock-probe");
+        if (now < 300) continue;
+        const t1 = body.t1_unix_ns;
+        const t2 = t1 + 4n * MS + AHEAD;
+        d.onReply("tablet", { t1_unix_ns: t1, t2_unix_ns: t2, t3_unix_ns: t2 + MS }, t1 + 9n * MS);
+        answered += 1;
+      }
+      mock.timers.tick(10);
+    }
+    const clock = d.clocks.get("tablet");
+    assert.equal(answered, 3, "answers taken");
+    assert.equal(clock.samples, 3);
+    assert.equal(clock.offset, AHEAD);
+  } finally {
+    mock.timers.reset();
+  }
+});
+
+test("a reply nobody waits for (unasked, or replayed) measures nothing", () => {
+  mock.timers.enable({ apis: ["setTimeout"] });
+  try {
+    const { d, sent } = webTv();
+    d.probe("tablet");
+    const t1 = sent[0].body.t1_unix_ns;
+    const reply = { t1_unix_ns: t1, t2_unix_ns: t1 + AHEAD, t3_unix_ns: t1 + AHEAD };
+    d.onReply("tablet", { ...reply, t1_unix_ns: t1 + 1n }, t1 + MS);
+    assert.equal(d.clocks.get("tablet"), undefined, "not our t1");
+    d.onReply("tablet", reply, t1 + MS);
+    d.onReply("tablet", reply, t1 + MS);
+    assert.equal(d.clocks.get("tablet").samples, 1, "the replay was ignored");
+  } finally {
+    mock.timers.reset();
+  }
+});
