@@ -149,8 +149,9 @@ enum Command {
     },
     /// Show what plays where, with positions extrapolated to now.
     Sessions {
-        /// One JSON document (see docs/CLI.md) instead of a table.
-        #[arg(long, conflicts_with = "watch")]
+        /// One JSON document (see docs/CLI.md) instead of a table; with --watch, one per
+        /// line (JSON Lines), again each time a session, a device or a clock changes.
+        #[arg(long)]
         json: bool,
         /// Redraw live, with a progress bar per session, until Ctrl-C.
         #[arg(long)]

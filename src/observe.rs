@@ -422,6 +422,11 @@ impl Observer {
         }
     }
 
+    /// Whether the connection's task ended (nothing more will change).
+    pub fn link_closed(&self) -> bool {
+        self.events.is_closed() && self.events.is_empty()
+    }
+
     /// Wait for the next change to the directory, at most `max`. Returns whether one came.
     pub async fn changed(&mut self, max: Duration) -> bool {
         let end = Instant::now() + max;

@@ -114,9 +114,15 @@ impl Home {
         .map_err(|e| e.to_string())?;
         view.settle(Duration::from_millis(300), Duration::from_secs(2))
             .await;
-        let d = view.directory();
+        let verdict = self.verdict(view.directory());
+        view.close().await;
+        verdict
+    }
+
+    /// Whether `d` shows the phone online, playing the film, with its resume point.
+    fn verdict(&self, d: &continuity::engine::Directory) -> Result<(), String> {
         let phone = self.phone_id();
-        let verdict = if d.availability.get(&phone) != Some(&wire::Status::Online) {
+        if d.availability.get(&phone) != Some(&wire::Status::Online) {
             Err(format!(
                 "the phone shows {:?}, not online",
                 d.availability.get(&phone)
@@ -143,22 +149,22 @@ impl Home {
             Err("the roster is wrong".into())
         } else {
             Ok(())
-        };
-        view.close().await;
-        verdict
+        }
     }
 
-    /// Wait, at most [`REPAIRED_WITHIN`], until a fresh view is right again.
+    /// Wait, at most [`REPAIRED_WITHIN`], until the view is right again: followed live from
+    /// now on (what the broker holds, then each change), then checked by a fresh view, as a
+    /// device arriving now sees it.
     async fn repaired(&self, what: &str) {
-        let deadline = tokio::time::Instant::now() + REPAIRED_WITHIN;
-        loop {
-            match self.check_view().await {
-                Ok(()) => return,
-                Err(why) if tokio::time::Instant::now() >= deadline => {
-                    panic!("{what}: not repaired within {REPAIRED_WITHIN:?}: {why}")
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
+        if let Err(why) = follow(&self.url, &self.viewer, REPAIRED_WITHIN, |view| {
+            self.verdict(view.directory())
+        })
+        .await
+        {
+            panic!("{what}: not repaired within {REPAIRED_WITHIN:?}: {why}")
+        }
+        if let Err(why) = self.check_view().await {
+            panic!("{what}: repaired, but a fresh view says {why}")
         }
     }
 
@@ -447,56 +453,86 @@ async fn row_7_resume_points_come_back_after_the_broker_lost_them() {
     );
 
     // A device that never saw the film finds where it was.
-    let deadline = tokio::time::Instant::now() + REPAIRED_WITHIN;
-    loop {
-        let mut view = Observer::connect(&url, "home", WAIT, Some(accounts[1].clone()))
-            .await
-            .unwrap();
-        view.settle(Duration::from_millis(300), Duration::from_secs(2))
-            .await;
-        let point = view.directory().resume_point(ID).map(|r| r.position_ns);
-        view.close().await;
-        if point == Some(509 * SECOND_NS) {
-            break;
+    let back = follow(&url, &accounts[1], REPAIRED_WITHIN, |view| {
+        match view.directory().resume_point(ID).map(|r| r.position_ns) {
+            Some(p) if p == 509 * SECOND_NS => Ok(()),
+            point => Err(format!(
+                "the resume point is not back on the broker: {point:?}"
+            )),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the resume point is not back on the broker: {point:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
+    back.unwrap();
 }
 
-/// Everything the broker sends on `filter`, as anyone subscribed there sees it.
-async fn capture(url: &BrokerUrl, filter: &str) -> std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>> {
+/// A view of the account (with `viewer`'s keys) that follows the broker from now on: what
+/// it holds, then each change, until `check` says it is right (its answer) or `within` has
+/// passed (`check`'s last complaint).
+async fn follow<T>(
+    url: &BrokerUrl,
+    viewer: &Account,
+    within: Duration,
+    mut check: impl FnMut(&Observer) -> Result<T, String>,
+) -> Result<T, String> {
+    let end = tokio::time::Instant::now() + within;
+    let mut view = Observer::connect(url, "home", WAIT, Some(viewer.clone()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let verdict = loop {
+        let verdict = check(&view);
+        let left = end.saturating_duration_since(tokio::time::Instant::now());
+        if verdict.is_ok() || left.is_zero() {
+            break verdict;
+        }
+        if !view.changed(left).await && view.link_closed() {
+            break check(&view);
+        }
+    };
+    view.close().await;
+    verdict
+}
+
+/// Everything the broker sends on `filter`, as anyone subscribed there sees it (the
+/// payloads so far; a change is a signal to wait on).
+type Captured = tokio::sync::watch::Receiver<Vec<Vec<u8>>>;
+
+async fn capture(url: &BrokerUrl, filter: &str) -> Captured {
     use continuity::net::link::{Link, LinkConfig, LinkEvent};
     let mut cfg = LinkConfig::new(url.clone(), client_id("capture"));
     cfg.subscriptions = vec![filter.to_owned()];
     let (link, mut events) = Link::connect(cfg, WAIT).await.unwrap();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = seen.clone();
+    let (sink, seen) = tokio::sync::watch::channel(Vec::new());
     tokio::spawn(async move {
         let _link = link;
         while let Some(ev) = events.recv().await {
             if let LinkEvent::Message { payload, .. } = ev
                 && !payload.is_empty()
             {
-                sink.lock().unwrap().push(payload);
+                sink.send_modify(|seen| seen.push(payload));
             }
         }
     });
     seen
 }
 
-/// Wait until `captured` holds more than `n` payloads; the last one.
-async fn next_capture(captured: &std::sync::Mutex<Vec<Vec<u8>>>, n: usize) -> Vec<u8> {
-    for _ in 0..100 {
-        if let Some(p) = captured.lock().unwrap().get(n) {
-            return p.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("nothing captured")
+/// Wait until what was captured satisfies `what` (at most [`WAIT`]); all of it.
+async fn wait_capture(
+    captured: &Captured,
+    what: impl FnMut(&Vec<Vec<u8>>) -> bool,
+) -> Vec<Vec<u8>> {
+    let mut seen = captured.clone();
+    tokio::time::timeout(WAIT, seen.wait_for(what))
+        .await
+        .expect("never captured")
+        .expect("the capture stopped")
+        .clone()
+}
+
+/// Wait until `captured` holds more than `n` payloads; payload `n`.
+async fn next_capture(captured: &Captured, n: usize) -> Vec<u8> {
+    wait_capture(captured, |seen| seen.len() > n)
+        .await
+        .swap_remove(n)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -513,32 +549,23 @@ async fn row_3_an_old_sealed_state_replayed_on_a_devices_topic_is_repaired() {
             ..Default::default()
         };
         home.phone.observe(Observation::MediaStarted(other));
-        next_capture(&seen, 1).await;
+        wait_capture(&seen, |seen| seen.iter().any(|p| *p != old)).await;
         assert!(home.phone.flush(WAIT).await);
         // Somebody replays the captured, validly sealed old state.
         publish_once(&url, &topic, old, true).await;
-        let deadline = tokio::time::Instant::now() + REPAIRED_WITHIN;
-        loop {
-            let mut view = Observer::connect(&url, "home", WAIT, Some(home.viewer.clone()))
-                .await
-                .unwrap();
-            view.settle(Duration::from_millis(300), Duration::from_secs(2))
-                .await;
+        let repaired = follow(&url, &home.viewer, REPAIRED_WITHIN, |view| {
             let media = view
                 .directory()
                 .sessions
                 .get(&home.phone_id())
                 .and_then(|s| s.media.as_ref().map(|m| m.id.clone()));
-            view.close().await;
-            if media.as_deref() == Some("file:Other.ogg") {
-                break;
+            match media.as_deref() {
+                Some("file:Other.ogg") => Ok(()),
+                _ => Err(format!("{broker}: the replayed state stays: {media:?}")),
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{broker}: the replayed state stays: {media:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await;
+        repaired.unwrap();
     })
     .await;
 }
@@ -568,7 +595,9 @@ async fn row_4_an_old_sealed_resume_point_replayed_after_its_author_left_is_repa
                     rate: 1.0,
                 });
             }
-            points.push(next_capture(&seen, points.len()).await);
+            // (A broker may send a retained message again to a new subscription.)
+            let new = wait_capture(&seen, |seen| seen.iter().any(|p| !points.contains(p))).await;
+            points.push(new.into_iter().find(|p| !points.contains(p)).unwrap());
         }
         let seen_by_tv = tv
             .wait_until(WAIT, |e| {
@@ -581,8 +610,17 @@ async fn row_4_an_old_sealed_resume_point_replayed_after_its_author_left_is_repa
         assert!(phone.shutdown(WAIT).await, "the phone leaves");
 
         // Somebody replays the phone's old point (0:32), validly sealed and signed.
+        let before = seen.borrow().len();
         publish_once(&url, &topic, points[0].clone(), true).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The TV, which knows better, puts the newest point back.
+        wait_capture(&seen, |seen| {
+            let after = &seen[before..];
+            after
+                .iter()
+                .position(|p| *p == points[0])
+                .is_some_and(|replay| after[replay + 1..].iter().any(|p| *p != points[0]))
+        })
+        .await;
         // A tablet that never saw the film starts it.
         let (tablet, _events) = common::sealed_node(
             url.clone(),
@@ -709,37 +747,30 @@ async fn row_14_a_device_that_missed_a_pairing_costs_one_answer_not_one_from_eve
         ));
     }
     // The account's roster on the broker names "i" once the devices have talked.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let mut view = Observer::connect(&url, "home", WAIT, Some(accounts[1].clone()))
-            .await
-            .unwrap();
-        view.settle(Duration::from_millis(300), Duration::from_secs(2))
-            .await;
-        let knows = view.roster().is_some_and(|r| r.entry(&i_id).is_some());
-        view.close().await;
-        if knows {
-            break;
+    let named = follow(&url, &accounts[1], WAIT, |view| {
+        match view.roster().is_some_and(|r| r.entry(&i_id).is_some()) {
+            true => Ok(()),
+            false => Err("the roster never named i".to_string()),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the roster never named i"
-        );
-    }
+    })
+    .await;
+    named.unwrap();
     for (node, _) in &online {
         assert!(node.flush(WAIT).await);
     }
+    // Elapsed time is the point: the seven have answered each other's rosters (each
+    // within its 1 s answer window) before the count below starts.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // "h" comes back, its roster without "i": how many rosters go over the broker now?
     let seen = capture(&url, &Topic::roster("home").to_string()).await;
     next_capture(&seen, 0).await; // the retained one
-    let before = seen.lock().unwrap().len();
+    let before = seen.borrow().len();
     let h = common::sealed_node(url.clone(), accounts[7].clone(), "h", DeviceClass::Tv);
     // Elapsed time is the point: what goes over the broker in the 4 s after (every answer
     // would come within the roster's 1 s answer window).
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let published = seen.lock().unwrap().len() - before;
+    let published = seen.borrow().len() - before;
     assert!(
         published <= 2,
         "{published} rosters published for one device that missed a pairing (8 others online)"
@@ -755,16 +786,10 @@ async fn row_14_a_device_that_missed_a_pairing_costs_one_answer_not_one_from_eve
 /// Whether the broker holds a retained roster for the account by `deadline` (devices
 /// publish theirs about a second after they sync, when the broker has none).
 async fn broker_has_roster(url: &BrokerUrl, deadline: tokio::time::Instant) -> bool {
-    loop {
-        let seen = capture(url, &Topic::roster("home").to_string()).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if !seen.lock().unwrap().is_empty() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-    }
+    let mut seen = capture(url, &Topic::roster("home").to_string()).await;
+    tokio::time::timeout_at(deadline, seen.wait_for(|seen| !seen.is_empty()))
+        .await
+        .is_ok_and(|r| r.is_ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -862,6 +887,7 @@ async fn a_partition_of_thirty_seconds_stops_nothing_and_converges_within_five_a
         "Phone",
         DeviceClass::Phone,
     );
+    let phone = std::sync::Arc::new(phone);
     let (tv, _te) = common::sealed_node(mosq.url(), accounts[1].clone(), "TV", DeviceClass::Tv);
     phone.observe(Observation::MediaStarted(film()));
     phone.observe(Observation::Playback {
@@ -878,16 +904,27 @@ async fn a_partition_of_thirty_seconds_stops_nothing_and_converges_within_five_a
     // Elapsed time is the point: a partition of 30 s, the seek in its middle.
     tokio::time::sleep(Duration::from_secs(10)).await;
     // Playback goes on: the player seeks while cut off, and nothing waits for the network.
-    let asked = std::time::Instant::now();
-    phone.observe(Observation::Playback {
-        position_ns: 1_000 * SECOND_NS,
-        state: PlayState::Playing,
-        rate: 1.0,
+    // (On a thread of its own, so that a wait for the network would show as no answer.)
+    let (done, observed) = std::sync::mpsc::channel();
+    std::thread::spawn({
+        let phone = phone.clone();
+        move || {
+            phone.observe(Observation::Playback {
+                position_ns: 1_000 * SECOND_NS,
+                state: PlayState::Playing,
+                rate: 1.0,
+            });
+            let _ = done.send(phone.with_engine(|e| e.anchor().copied()));
+        }
     });
-    assert!(
-        asked.elapsed() < Duration::from_secs(1),
-        "observing blocked for {:?}",
-        asked.elapsed()
+    let anchor = observed
+        .recv_timeout(WAIT)
+        .expect("observing the seek waits for the network")
+        .expect("an anchor");
+    assert_eq!(
+        anchor.position_ns,
+        1_000 * SECOND_NS,
+        "the seek is taken at once"
     );
     // Elapsed time is the point (the rest of the partition).
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -895,13 +932,7 @@ async fn a_partition_of_thirty_seconds_stops_nothing_and_converges_within_five_a
     let healed = tokio::time::Instant::now();
 
     // Within 5 s of healing, what everyone sees is the phone online, playing from the seek.
-    let deadline = healed + REPAIRED_WITHIN;
-    loop {
-        let mut view = Observer::connect(&mosq.url(), "home", WAIT, Some(accounts[1].clone()))
-            .await
-            .unwrap();
-        view.settle(Duration::from_millis(200), Duration::from_secs(1))
-            .await;
+    let converged = follow(&mosq.url(), &accounts[1], REPAIRED_WITHIN, |view| {
         let d = view.directory();
         let ok = d.availability.get(&phone_id) == Some(&wire::Status::Online)
             && d.sessions.get(&phone_id).is_some_and(|s| {
@@ -913,16 +944,13 @@ async fn a_partition_of_thirty_seconds_stops_nothing_and_converges_within_five_a
             d.availability.get(&phone_id).copied(),
             d.sessions.get(&phone_id).and_then(|s| s.anchor),
         );
-        view.close().await;
-        if ok {
-            eprintln!("converged {:?} after healing", healed.elapsed());
-            break;
+        match ok {
+            true => Ok(()),
+            false => Err(format!("not converged 5 s after healing: {shown:?}")),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not converged 5 s after healing: {shown:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
+    converged.unwrap();
+    eprintln!("converged {:?} after healing", healed.elapsed());
     drop(tv);
 }

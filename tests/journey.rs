@@ -8,7 +8,7 @@ mod common;
 mod procs;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::AnyBroker;
 use procs::*;
@@ -19,17 +19,17 @@ fn short_clip(setup: &Setup) -> PathBuf {
     make_clip_of(setup.dir.path(), "short.ogg", 150)
 }
 
-/// Wait until the sessions satisfy `what` (a deadline bounds a failure).
+/// Wait until the sessions satisfy `what`, on the lines of `sessions --watch --json` (a
+/// deadline bounds a failure).
 fn wait_sessions(setup: &Setup, what: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let end = Instant::now() + Duration::from_secs(15);
-    loop {
-        let s = sessions(setup);
-        if what(&s) {
-            return s;
-        }
-        assert!(Instant::now() < end, "the sessions never got there: {s:#?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let list = |doc: &Value| doc["sessions"].as_array().cloned().unwrap_or_default();
+    let mut last = Vec::new();
+    procs::watch_sessions(setup, Duration::from_secs(15), |doc| {
+        last = list(doc);
+        what(&last)
+    })
+    .map(|doc| list(&doc))
+    .unwrap_or_else(|| panic!("the sessions never got there: {last:#?}"))
 }
 
 fn named<'a>(sessions: &'a [Value], name: &str) -> Option<&'a Value> {
@@ -54,6 +54,17 @@ fn position_s(sessions: &[Value], name: &str) -> f64 {
     named(sessions, name)
         .and_then(|s| s["position_s"].as_f64())
         .unwrap_or(-1.0)
+}
+
+/// Wait until `name` plays alone, then until its position is past `secs`.
+fn plays_past(setup: &Setup, name: &str, secs: f64) -> Vec<Value> {
+    let s = wait_sessions(setup, |s| only_plays(s, name));
+    let left = secs - position_s(&s, name);
+    if left > 0.0 {
+        // Elapsed time is the point: the player's position moves on with real time.
+        std::thread::sleep(Duration::from_secs_f64(left + 0.1));
+    }
+    s
 }
 
 fn on_both_brokers(journey: fn(Setup)) {
@@ -115,8 +126,7 @@ fn the_phone_started_on_the_film_the_tv_plays_continues_it_live() {
     on_both_brokers(|setup| {
         let tv = setup.playing("TV", "tv");
         // The TV plays on for a while, so that its position is far from any point.
-        let s = wait_sessions(&setup, |s| position_s(s, "TV") > 3.0);
-        assert!(only_plays(&s, "TV"));
+        plays_past(&setup, "TV", 3.0);
         let phone = setup.player("Phone", "phone");
         let resumed = phone.wait_lines(&["resumed at", "] playing"]).remove(0);
         tv.wait_line("paused");
@@ -133,8 +143,7 @@ fn a_phone_killed_after_a_transfer_rejoins_the_live_session() {
     on_both_brokers(|setup| {
         let tv = setup.idle("TV", "tv");
         let phone = setup.playing("Phone", "phone");
-        let s = wait_sessions(&setup, |s| position_s(s, "Phone") > 2.0);
-        assert!(only_plays(&s, "Phone"));
+        plays_past(&setup, "Phone", 2.0);
         let (code, doc) = transfer(&setup, "TV");
         assert_eq!(code, Some(0), "{doc}");
         drop(phone); // kill -9

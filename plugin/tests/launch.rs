@@ -131,7 +131,7 @@ fn gst_launch_ctrl_c_then_again_continues_where_it_stopped() {
             .any(|s| s.anchor.is_some_and(|a| a.state == PlayState::Playing))
     });
     assert!(!playing.is_empty(), "the first run never played");
-    // A person watches for a few seconds, then presses Ctrl-C.
+    // Elapsed time is the point: a person watches for a few seconds, then presses Ctrl-C.
     std::thread::sleep(Duration::from_secs(3));
     interrupt(&first);
     let out = finish(first);

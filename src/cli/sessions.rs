@@ -39,7 +39,9 @@ pub async fn run(
     let mut obs = snapshot(&broker, name, account).await?;
     obs.measure_clocks(if watch { PROBES_LIVE } else { PROBES_ONCE }, CLOCK_WAIT)
         .await;
-    if watch {
+    if watch && json {
+        watch_json(&mut obs, name, &broker).await;
+    } else if watch {
         watch_sessions(&mut obs, name).await;
     } else {
         print_sessions(obs.directory(), name, &broker, json);
@@ -88,22 +90,32 @@ fn session_json(dir: &Directory, s: &SessionState, now: u64) -> serde_json::Valu
 fn print_sessions(dir: &Directory, account: &str, broker: &BrokerUrl, as_json: bool) {
     let now = now_unix_ns();
     if as_json {
-        let sessions: Vec<_> = dir
-            .sessions
-            .values()
-            .map(|s| session_json(dir, s, now))
-            .collect();
-        let doc = json!({
-            "v": 1,
-            "account": account,
-            "broker": broker.to_string(),
-            "at_unix_ns": now,
-            "sessions": sessions,
-        });
+        let doc = sessions_document(dir, account, broker, now);
         println!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
         return;
     }
     print!("{}", sessions_table(dir, account, now, false));
+}
+
+/// The `--json` document: every session, positions extrapolated to `now`.
+fn sessions_document(
+    dir: &Directory,
+    account: &str,
+    broker: &BrokerUrl,
+    now: u64,
+) -> serde_json::Value {
+    let sessions: Vec<_> = dir
+        .sessions
+        .values()
+        .map(|s| session_json(dir, s, now))
+        .collect();
+    json!({
+        "v": 1,
+        "account": account,
+        "broker": broker.to_string(),
+        "at_unix_ns": now,
+        "sessions": sessions,
+    })
 }
 
 pub(super) fn clock(ns: u64) -> String {
@@ -207,6 +219,39 @@ fn truncate(s: &str, max: usize) -> String {
     t
 }
 
+/// `--watch --json`: JSON Lines, one document (as `--json` prints) per line, the first once
+/// synced and another each time a session, a device or a clock changes, until Ctrl-C or a
+/// closed output. Positions move between lines without a line: each is read from its anchor.
+async fn watch_json(obs: &mut Observer, account: &str, broker: &BrokerUrl) {
+    let stop = wait_for_stop();
+    tokio::pin!(stop);
+    loop {
+        let doc = sessions_document(obs.directory(), account, broker, now_unix_ns());
+        let mut stdout = std::io::stdout().lock();
+        if writeln!(stdout, "{doc}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            return;
+        }
+        drop(stdout);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                changed = obs.changed(Duration::from_secs(60)) => {
+                    if changed {
+                        break;
+                    }
+                    if obs.link_closed() {
+                        return;
+                    }
+                }
+            }
+        }
+        obs.measure_clocks(PROBES_LIVE, CLOCK_WAIT).await;
+    }
+}
+
 async fn watch_sessions(obs: &mut Observer, account: &str) {
     let tty = std::io::stdout().is_terminal();
     let stop = wait_for_stop();
@@ -228,7 +273,11 @@ async fn watch_sessions(obs: &mut Observer, account: &str) {
         drop(stdout);
         tokio::select! {
             _ = &mut stop => return,
-            _ = obs.changed(Duration::from_millis(500)) => {}
+            changed = obs.changed(Duration::from_millis(500)) => {
+                if !changed && obs.link_closed() {
+                    return;
+                }
+            }
         }
         // A device that started playing since: its clock, once.
         obs.measure_clocks(PROBES_LIVE, CLOCK_WAIT).await;

@@ -321,15 +321,64 @@ pub fn session_of(setup: &Setup, name: &str) -> Option<Value> {
         .find(|s| s["device_name"] == name)
 }
 
-/// Wait until `name`'s session says `what` (a few publications may be in flight).
+/// Wait until `name`'s session says `what`: on the lines of `sessions --watch --json`,
+/// which prints the sessions again each time one changes (a deadline bounds a failure).
 pub fn wait_session(setup: &Setup, name: &str, what: impl Fn(&Value) -> bool) -> Value {
-    let mut s = session_of(setup, name);
-    for _ in 0..50 {
-        if let Some(s) = s.as_ref().filter(|s| what(s)) {
-            return s.clone();
+    let mine = |doc: &Value| {
+        doc["sessions"]
+            .as_array()?
+            .iter()
+            .find(|s| s["device_name"] == name)
+            .cloned()
+    };
+    let mut last = None;
+    let found = watch_sessions(setup, Duration::from_secs(15), |doc| {
+        last = mine(doc);
+        last.as_ref().is_some_and(&what)
+    });
+    found
+        .and_then(|doc| mine(&doc))
+        .unwrap_or_else(|| panic!("{name}'s session never got there: {last:#?}"))
+}
+
+/// Follow `sessions --watch --json` until a document satisfies `what` (returned) or
+/// `within` has passed (`None`).
+pub fn watch_sessions(
+    setup: &Setup,
+    within: Duration,
+    mut what: impl FnMut(&Value) -> bool,
+) -> Option<Value> {
+    let mut child = setup
+        .cli()
+        .args(["sessions", "--watch", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
         }
-        std::thread::sleep(Duration::from_millis(100));
-        s = session_of(setup, name);
-    }
-    panic!("{name}'s session never got there: {s:#?}");
+    });
+    let end = std::time::Instant::now() + within;
+    let found = loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let doc: Value = serde_json::from_str(&line).unwrap();
+                if what(&doc) {
+                    break Some(doc);
+                }
+            }
+            Err(_) => break None,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    found
 }
