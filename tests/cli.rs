@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::free_port;
 use continuity::engine::Observation;
@@ -231,8 +231,9 @@ async fn a_published_session_shows_in_sessions_json_and_moves_only_while_playing
     node.shutdown(Duration::from_secs(1)).await;
 }
 
+/// (How soon it says so is `make bench`'s, "a broker that refuses".)
 #[test]
-fn no_broker_is_a_one_line_error_and_exit_2_within_5s() {
+fn no_broker_is_a_one_line_error_and_exit_2() {
     let port = free_port();
     let url = format!("mqtt://127.0.0.1:{port}");
     for args in [
@@ -240,11 +241,8 @@ fn no_broker_is_a_one_line_error_and_exit_2_within_5s() {
         vec!["--broker", url.as_str(), "sessions", "--json"],
         vec!["--broker", url.as_str(), "devices"],
     ] {
-        let start = Instant::now();
         let out = cli(&args);
-        let took = start.elapsed();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(took < Duration::from_secs(5), "{args:?} took {took:?}");
         let err = String::from_utf8(out.stderr).unwrap();
         assert_eq!(err.lines().count(), 1, "one line, got: {err}");
         assert!(
@@ -322,12 +320,11 @@ fn plain_mode_says_what_it_exposes() {
     );
 }
 
-/// `devices --json` and `sessions --json` answer once the broker has given what it holds (the
-/// echo of a sync), not after a fixed wait: with 20 devices playing, the fastest of three
-/// runs of each takes well under the 300 ms of quiet that `sessions` once waited out (and
-/// `devices` waited 2 s for the LAN). A fixed wait would hold every run back.
+/// `devices --json` and `sessions --json` list every device of a busy account: they answer
+/// once the broker has given what it holds (the echo of a sync), so nothing is missing
+/// however soon they answer. (How soon is `make bench`'s "commands" group: under 300 ms.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn devices_and_sessions_answer_without_fixed_waits() {
+async fn devices_and_sessions_list_every_device_of_a_busy_account() {
     const DEVICES: usize = 20;
     let broker = BrokerProcess::start();
     let names: Vec<String> = (0..DEVICES)
@@ -356,7 +353,6 @@ async fn devices_and_sessions_answer_without_fixed_waits() {
         let url = broker.url.clone();
         let dir = laptop.clone();
         tokio::task::spawn_blocking(move || {
-            let start = Instant::now();
             let out = Command::new(BIN)
                 .args(["--broker", &url, "--account", "home", "--config-dir"])
                 .arg(&dir)
@@ -365,21 +361,17 @@ async fn devices_and_sessions_answer_without_fixed_waits() {
                 .stdin(Stdio::null())
                 .output()
                 .unwrap();
-            let took = start.elapsed();
             assert!(
                 out.status.success(),
                 "{command}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-            (took, doc)
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
         })
     };
     for (command, key) in [("sessions", "sessions"), ("devices", "devices")] {
-        let mut fastest = Duration::MAX;
         for _ in 0..3 {
-            let (took, doc) = run(command).await.unwrap();
-            fastest = fastest.min(took);
+            let doc = run(command).await.unwrap();
             let listed = doc[key].as_array().unwrap();
             let playing = listed
                 .iter()
@@ -387,10 +379,6 @@ async fn devices_and_sessions_answer_without_fixed_waits() {
                 .count();
             assert_eq!(playing, DEVICES, "{command} lists every device: {doc}");
         }
-        assert!(
-            fastest < Duration::from_millis(300),
-            "{command} --json took {fastest:?} at best: a fixed wait?"
-        );
     }
     for node in nodes {
         node.shutdown(Duration::from_secs(1)).await;

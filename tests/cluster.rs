@@ -57,6 +57,7 @@ const EPMD: &str = "/usr/bin/epmd";
 struct Rabbit {
     dir: tempfile::TempDir,
     epmd_port: u16,
+    epmd: Option<Child>,
     nodes: Vec<RabbitNode>,
 }
 
@@ -85,28 +86,35 @@ impl Rabbit {
         let mut cluster = Rabbit {
             dir,
             epmd_port: common::free_port(),
+            epmd: None,
             nodes: Vec::new(),
         };
         // The port mapper first, and listening, before any node: each node (and its
         // prelaunch phase, which starts distribution under a name of its own) would start
         // one otherwise, and on a first start, right after the package was installed, a
         // prelaunch could find none yet and die (`nodistribution`).
-        let started = Command::new(EPMD)
+        // In the foreground (-d), so that it says when it listens and is stopped with the
+        // test.
+        let mut epmd = Command::new(EPMD)
             .args([
                 "-port",
                 &cluster.epmd_port.to_string(),
                 "-address",
                 "127.0.0.1",
+                "-d",
             ])
-            .arg("-daemon")
             .env("ERL_EPMD_ADDRESS", "127.0.0.1")
-            .status()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("start epmd");
-        assert!(started.success(), "epmd did not start");
-        let epmd = ([127, 0, 0, 1], cluster.epmd_port).into();
+        let running = common::watch_output(epmd.stderr.take().unwrap(), "epmd running", |_| {});
+        cluster.epmd = Some(epmd);
         assert!(
-            common::wait_listening(epmd, Duration::from_secs(30)),
-            "epmd does not listen on {epmd}"
+            running.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "epmd did not start on port {}",
+            cluster.epmd_port
         );
         // The second node finds the first by classic peer discovery, as it boots for the
         // first time, and joins its cluster.
@@ -144,7 +152,7 @@ impl Rabbit {
         std::fs::write(base.join("rabbitmq.conf"), conf).unwrap();
         std::fs::write(base.join("enabled_plugins"), "[rabbitmq_mqtt].\n").unwrap();
         let log = std::fs::File::create(base.join("node.log")).unwrap();
-        let child = Command::new(RABBITMQ_SERVER)
+        let mut child = Command::new(RABBITMQ_SERVER)
             .env("HOME", self.dir.path().join("home"))
             .env("ERL_EPMD_PORT", self.epmd_port.to_string())
             .env("ERL_EPMD_ADDRESS", "127.0.0.1")
@@ -176,22 +184,29 @@ impl Rabbit {
             // The VM uses the port mapper started above, and starts none of its own.
             .env("ERL_ZFLAGS", "-start_epmd false")
             .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
+            .stdout(Stdio::piped())
+            .stderr(log.try_clone().unwrap())
             // Its own process group: the server script, the Erlang VM and its helpers are
             // stopped together.
             .process_group(0)
             .spawn()
             .expect("start rabbitmq-server");
+        // It prints "Starting broker... completed with N plugins." once it has booted, its
+        // plugins' listeners open; the lines go to its log.
+        let out = child.stdout.take().unwrap();
+        let mut log = std::io::LineWriter::new(log);
+        let booted = common::watch_output(out, "completed with", move |line| {
+            use std::io::Write;
+            let _ = writeln!(log, "{line}");
+        });
         self.nodes.push(RabbitNode {
             name,
             mqtt,
             child: Some(child),
         });
-        let addr = ([127, 0, 0, 1], mqtt).into();
         assert!(
-            common::wait_listening(addr, Duration::from_secs(90)),
-            "RabbitMQ node {tag} did not open its MQTT listener on {addr}:\n{}",
+            booted.recv_timeout(Duration::from_secs(90)).is_ok(),
+            "RabbitMQ node {tag} did not boot (its MQTT listener on 127.0.0.1:{mqtt}):\n{}",
             self.log(tag)
         );
     }
@@ -227,18 +242,14 @@ impl Drop for Rabbit {
             let Some(mut child) = node.child.take() else {
                 continue;
             };
-            while Instant::now() < end && child.try_wait().ok().flatten().is_none() {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            common::wait_exit(&mut child, end.saturating_duration_since(Instant::now()));
             signal(&child, libc::SIGKILL);
             let _ = child.wait();
         }
-        let _ = Command::new(EPMD)
-            .args(["-port", &self.epmd_port.to_string(), "-kill"])
-            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        if let Some(mut epmd) = self.epmd.take() {
+            let _ = epmd.kill();
+            let _ = epmd.wait();
+        }
     }
 }
 

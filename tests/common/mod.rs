@@ -1,9 +1,11 @@
 //! Test harness: brokers on free loopback ports, started and stopped by the tests.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use continuity::net::broker::EmbeddedBroker;
@@ -18,16 +20,57 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Wait until something accepts TCP connections on `addr`.
-pub fn wait_listening(addr: SocketAddr, within: Duration) -> bool {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+/// Wait until `child` exits, at most `within`: on a pidfd, woken by the exit itself.
+/// Returns its status, or `None` when it still runs.
+pub fn wait_exit(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    if let Some(status) = child.try_wait().ok().flatten() {
+        return Some(status);
     }
-    false
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor (or -1), which
+    // is closed below; the child is ours and not yet reaped, so the pid is still its own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+    assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+    let fd = fd as libc::c_int;
+    let end = Instant::now() + within;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let ready =
+            unsafe { libc::poll(&mut poll, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        let interrupted =
+            ready < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
+        if !interrupted || left.is_zero() {
+            break;
+        }
+    }
+    // SAFETY: the descriptor opened above, closed once.
+    unsafe { libc::close(fd) };
+    child.try_wait().ok().flatten()
+}
+
+/// Read `out` line by line on a thread of its own; each line goes to `keep` (a log), and
+/// the receiver gets a message when a line contains `ready`. The receiver is disconnected
+/// when the output ends (the process exited) without it.
+pub fn watch_output(
+    out: impl std::io::Read + Send + 'static,
+    ready: &'static str,
+    mut keep: impl FnMut(&str) + Send + 'static,
+) -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line.contains(ready) {
+                let _ = tx.send(());
+            }
+            keep(&line);
+        }
+    });
+    rx
 }
 
 fn mosquitto_path() -> PathBuf {
@@ -88,7 +131,7 @@ impl Mosquitto {
             format!(
                 "listener {} 127.0.0.1\n{}\n{}persistence false\n\
                  set_tcp_nodelay true\n\
-                 log_dest stderr\nlog_type error\nlog_type warning\n",
+                 log_dest stderr\nlog_type error\nlog_type warning\nlog_type information\n",
                 self.port,
                 self.extra,
                 if self.extra.contains("allow_anonymous") {
@@ -99,17 +142,33 @@ impl Mosquitto {
             ),
         )
         .unwrap();
-        let child = Command::new(mosquitto_path())
+        let mut child = Command::new(mosquitto_path())
             .arg("-c")
             .arg(&conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start mosquitto");
+        // It says "running" once its listener is open (the "information" log type, which
+        // says nothing per connection); its errors and warnings go to the test's output.
+        let port = self.port;
+        let err = child.stderr.take().unwrap();
+        let running = watch_output(err, " running", move |line| {
+            let startup = [
+                "starting",
+                "running",
+                "Config loaded",
+                "Opening ip",
+                "terminating",
+            ];
+            if !startup.iter().any(|s| line.contains(s)) {
+                eprintln!("mosquitto on {port}: {line}");
+            }
+        });
         self.child = Some(child);
         assert!(
-            wait_listening(self.addr(), Duration::from_secs(10)),
+            running.recv_timeout(Duration::from_secs(10)).is_ok(),
             "mosquitto did not start listening on {}",
             self.addr()
         );

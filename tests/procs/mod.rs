@@ -116,14 +116,10 @@ impl PlayProcess {
     pub fn interrupt(&mut self) {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-INT", &pid]).status();
-        let end = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < end {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the player did not stop on Ctrl-C");
+        assert!(
+            super::common::wait_exit(&mut self.child, Duration::from_secs(10)).is_some(),
+            "the player did not stop on Ctrl-C"
+        );
     }
 
     /// Type a line on the player's terminal.

@@ -32,7 +32,8 @@ const procs = [];
 const verbose = !!process.env.VERBOSE;
 const say = (...a) => verbose && console.log(...a);
 
-/** A process with its output kept by line; `waitLine(re)` resolves with the first match. */
+/** A process with its output kept by line; `waitLine(re)` resolves with the first match
+ * (from its `from`th line on, when given). */
 function start(cmd, args, name) {
   // Its own process group, so that a wrapper's child (faketime's) gets the signals too.
   const p = spawn(cmd, args, { detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } });
@@ -45,6 +46,8 @@ function start(cmd, args, name) {
   };
   p.lines = [];
   p.waiters = [];
+  /** Called with each line as it comes. */
+  p.onLine = [];
   p.name = name;
   p.done = new Promise((r) => p.on("exit", (code, signal) => r(code ?? signal)));
   const take = (stream) => {
@@ -56,8 +59,9 @@ function start(cmd, args, name) {
       for (const l of lines) {
         p.lines.push(l);
         say(`[${name}] ${l}`);
+        for (const f of p.onLine) f(l);
         for (const w of [...p.waiters]) {
-          const m = l.match(w.re);
+          const m = w.test(l);
           if (m) {
             p.waiters.splice(p.waiters.indexOf(w), 1);
             w.resolve(m);
@@ -68,12 +72,14 @@ function start(cmd, args, name) {
   };
   take(p.stdout);
   take(p.stderr);
-  p.waitLine = (re, timeout = 15000) => {
-    const m = p.lines.map((l) => l.match(re)).find(Boolean);
+  // `re`: a RegExp, or a function of the line (a match is then `[line]`).
+  p.waitLine = (re, timeout = 15000, from = 0) => {
+    const test = typeof re === "function" ? (l) => (re(l) ? [l] : null) : (l) => l.match(re);
+    const m = p.lines.slice(from).map(test).find(Boolean);
     if (m) return Promise.resolve(m);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${name}: no line like ${re} within ${timeout} ms; output:\n${p.lines.join("\n")}`)), timeout);
-      p.waiters.push({ re, resolve: (m) => (clearTimeout(timer), resolve(m)) });
+      p.waiters.push({ test, resolve: (m) => (clearTimeout(timer), resolve(m)) });
     });
   };
   procs.push(p);
@@ -138,6 +144,32 @@ function run(args, name) {
       resolve({ code: code ?? signal, stdout, stderr });
     });
   });
+}
+
+/** The first document of `continuity sessions --watch --json` (one per line, again at each
+ * change), run as the device whose config dir is `dir`, for which `ok(doc)` holds, within
+ * `ms`; the last one seen goes to `failed(doc)` otherwise. */
+async function sessionsWhen(dir, ok, failed, ms = 10000) {
+  const watch = start(bin, cli(dir, "sessions", "--watch", "--json"), `sessions --watch (${dir})`);
+  let last = null;
+  try {
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(failed(last))), ms);
+      const check = (line) => {
+        if (!line.startsWith("{")) return;
+        last = JSON.parse(line);
+        if (ok(last)) {
+          clearTimeout(timer);
+          resolve(last);
+        }
+      };
+      watch.lines.forEach(check);
+      watch.onLine.push(check);
+      watch.done.then(() => reject(new Error(`sessions --watch ended:\n${watch.lines.join("\n")}`)));
+    });
+  } finally {
+    watch.signal("SIGKILL");
+  }
 }
 
 /** What `continuity sessions --json` prints, run as the device whose config dir is `dir`. */
@@ -515,9 +547,7 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     const phone = start(bin, cli("phone", "play", "--no-advertise", "--device-name", "Phone", "--device-class", "phone"), "phone-again");
     try {
       await phone.waitLine(/\] connected$/, 20000);
-      const on = Date.now();
       const text = await page.waitFor("!document.getElementById('suggest').hidden && document.getElementById('suggest-text').textContent", { what: "the suggestion" });
-      assert.ok(Date.now() - on < 2000, `the suggestion came ${Date.now() - on} ms after the phone`);
       assert.equal(text, "Phone is on: continue there?");
       await page.waitFor("document.getElementById('announce').textContent === 'Phone is on: continue there?'", { what: "the suggestion said" });
       assert.equal((await page.focused()).id, "suggest-yes", "one key continues there");
@@ -541,11 +571,9 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     const player = start(bin, cli("phone", "play", "--no-advertise", uri, "--device-name", "Phone", "--device-class", "phone"), "phone-watched");
     /** A line of `player` like `re` said after its `from`th line, within `ms`. */
     const saidSince = async (from, re, what, ms = 10000) => {
-      const until = Date.now() + ms;
-      let line;
-      while (!(line = player.lines.slice(from).find((l) => re.test(l))) && Date.now() < until) await new Promise((res) => setTimeout(res, 50));
-      assert.ok(line, `the phone said nothing like ${re} (${what}); it said:\n${player.lines.slice(from).join("\n")}`);
-      return line;
+      const said = await player.waitLine(re, ms, from).catch(() => null);
+      assert.ok(said, `the phone said nothing like ${re} (${what}); it said:\n${player.lines.slice(from).join("\n")}`);
+      return said.input;
     };
     try {
       await player.waitLine(/\] playing$/, 20000);
@@ -591,15 +619,14 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     const counter = [BigInt(Date.now() + 120000) * 1000n, took + 1n].reduce((a, b) => (a > b ? a : b));
     const env = await sealAs(join(work, "phone"), phoneId, askTopic, ask, counter);
     const own = (kind) => (l) => l.startsWith(`continuity/v1/${ACCOUNT}/${kind === "state" ? "sessions" : "devices"}/${webId}/${kind}\t`);
-    const count = () => ["availability", "info", "state"].map((k) => spy.lines.filter(own(k)).length);
-    const before = count();
+    const kinds = ["availability", "info", "state"];
+    const from = spy.lines.length;
     const r = spawnSync("mosquitto_pub", ["-h", "127.0.0.1", "-p", port, "-q", "1", "-t", askTopic, "-m", stringify(env)]);
     assert.equal(r.status, 0, `mosquitto_pub: ${r.stderr}`);
-    const until = Date.now() + 3000;
-    while (count().some((n, i) => n <= before[i]) && Date.now() < until) await new Promise((res) => setTimeout(res, 50));
+    const again = await Promise.all(kinds.map((k) => spy.waitLine(own(k), 3000, from).catch(() => null)));
     assert.ok(
-      count().every((n, i) => n > before[i]),
-      `the web TV's availability, info and session published again: ${before} before, ${count()} after; the page said:\n${page.console.slice(-10).join("\n")}`,
+      again.every(Boolean),
+      `the web TV's availability, info and session published again: ${kinds.filter((_, i) => !again[i])} not; the page said:\n${page.console.slice(-10).join("\n")}`,
     );
   });
 
@@ -614,10 +641,8 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     say(`resume topic ${topic}: ${points.length} points, an older one: ${older !== undefined}`);
     const back = async (what) => {
       const from = spy.lines.length;
-      const until = Date.now() + 3000;
-      const restored = () => spy.lines.slice(from).some((l) => l === `${topic}\t${newest}`);
-      while (!restored() && Date.now() < until) await new Promise((res) => setTimeout(res, 50));
-      assert.ok(restored(), `the newest point is back on the broker after ${what}; the page said:\n${page.console.slice(-5).join("\n")}`);
+      const restored = await spy.waitLine((l) => l === `${topic}\t${newest}`, 3000, from).catch(() => null);
+      assert.ok(restored, `the newest point is back on the broker after ${what}; the page said:\n${page.console.slice(-5).join("\n")}`);
     };
     const cleared = back("a clear");
     assert.equal(spawnSync("mosquitto_pub", ["-h", "127.0.0.1", "-p", port, "-r", "-n", "-t", topic]).status, 0);
@@ -658,24 +683,15 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
 
     /** A line of `p` like `re` said after its `from`th line, within `ms`. */
     const saidSince = async (p, from, re, what, ms = 10000) => {
-      const until = Date.now() + ms;
-      let line;
-      while (!(line = p.lines.slice(from).find((l) => re.test(l))) && Date.now() < until) await new Promise((res) => setTimeout(res, 50));
-      assert.ok(line, `${p.name} said nothing like ${re} (${what}); it said:\n${p.lines.slice(from).join("\n")}`);
-      return line;
+      const said = await p.waitLine(re, ms, from).catch(() => null);
+      assert.ok(said, `${p.name} said nothing like ${re} (${what}); it said:\n${p.lines.slice(from).join("\n")}`);
+      return said.input;
     };
     const brief = (doc) => doc.sessions.map((s) => `${s.device_name}: ${s.state} ${s.media?.uri ?? "-"} at ${s.position_s} s, held by ${s.lease?.device}${s.online ? "" : " (offline)"}`).join("\n");
     /** `sessions --json` as the TV, again until `ok(doc)` (what the players published
      *  reaches the broker a moment after they say it), for at most `ms`. */
-    const sessionsUntil = async (ok, what, ms = 10000) => {
-      const until = Date.now() + ms;
-      let doc;
-      do {
-        doc = await sessionsJson("tv");
-        if (ok(doc)) return doc;
-      } while (Date.now() < until);
-      assert.fail(`sessions --json never showed ${what}; it showed:\n${brief(doc)}`);
-    };
+    const sessionsUntil = (ok, what, ms = 10000) =>
+      sessionsWhen("tv", ok, (doc) => `sessions --json never showed ${what}; it showed:\n${doc ? brief(doc) : "nothing"}`, ms);
     const of = (doc, id) => doc.sessions.find((s) => s.device === id);
     const playingIn = (doc) => doc.sessions.filter((s) => s.state === "playing").map((s) => s.device);
     const transfer = async (to) => {

@@ -10,6 +10,9 @@ import { join } from "node:path";
 
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
+/** How long a browser has to close before it is killed (a deadline: it bounds a failure). */
+const CLOSE_DEADLINE_MS = 3000;
+
 const KEYS = {
   Enter: { code: "Enter", keyCode: 13, text: "\r" },
   Escape: { code: "Escape", keyCode: 27 },
@@ -107,13 +110,13 @@ export class Browser {
 
   async close() {
     try {
-      // A deadline, not a wait: a browser that does not close within 3 s is killed below.
-      await Promise.race([this.send("Browser.close"), new Promise((r) => setTimeout(r, 3000))]);
+      // A deadline, not a wait: a browser that does not close by then is killed below.
+      await Promise.race([this.send("Browser.close"), new Promise((r) => setTimeout(r, CLOSE_DEADLINE_MS))]);
     } catch {
       // already gone
     }
     // A deadline, not a wait: killed only if it has not exited by then.
-    const killed = setTimeout(() => this.proc.kill("SIGKILL"), 3000);
+    const killed = setTimeout(() => this.proc.kill("SIGKILL"), CLOSE_DEADLINE_MS);
     await this.exited;
     clearTimeout(killed);
     rmSync(this.profile, { recursive: true, force: true });
