@@ -618,10 +618,10 @@ fn a_tablet_deaf_for_its_first_moment_still_answers_three_probes() {
     let mut flight: Vec<(u64, bool, String, Vec<u8>)> = Vec::new();
     let send = |flight: &mut Vec<_>, now: u64, for_tablet: bool, actions: Vec<Action>| {
         for a in actions {
-            if let Action::Publish { topic, payload, .. } = a {
-                if !for_tablet || topic == to_tablet {
-                    flight.push((now + latency, for_tablet, topic, payload));
-                }
+            if let Action::Publish { topic, payload, .. } = a
+                && (!for_tablet || topic == to_tablet)
+            {
+                flight.push((now + latency, for_tablet, topic, payload));
             }
         }
     };

@@ -544,3 +544,36 @@ async fn the_web_port_carries_mqtt_over_websockets_at_mqtt() {
     let url = format!("ws://{}/mqtt", web.addr());
     websocket_meets_tcp(b.addr(), url, web.addr().port()).await;
 }
+
+/// A broker that takes the connection and never answers: `connect` gives up once its timeout
+/// has passed, not before, and says why. On a paused clock: the 5 s go by without being
+/// waited out, and the test is about the timer, not about how busy the machine is.
+#[tokio::test(start_paused = true)]
+async fn a_broker_that_never_answers_is_given_up_on_when_the_timeout_has_passed() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url: BrokerUrl = format!("mqtt://127.0.0.1:{}", listener.local_addr().unwrap().port())
+        .parse()
+        .unwrap();
+    // Connections are taken and held, and nothing is ever said on them.
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    let asked = tokio::time::Instant::now();
+    let result = Link::connect(
+        LinkConfig::new(url, client_id("patient")),
+        Duration::from_secs(5),
+    )
+    .await;
+    let gave_up = asked.elapsed();
+    let Err(continuity::net::link::ConnectError::Unreachable(why)) = result else {
+        panic!("connected to a broker that never answered");
+    };
+    assert!(
+        gave_up >= Duration::from_secs(5) && gave_up < Duration::from_secs(6),
+        "gave up after {gave_up:?} of the clock: {why}"
+    );
+    silent.abort();
+}

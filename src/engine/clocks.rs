@@ -155,12 +155,8 @@ impl Clocks {
         t3: u64,
         t4: u64,
     ) -> Option<ClockSample> {
-        let Some(waiting) = self.waiting.get_mut(device) else {
-            return None;
-        };
-        let Some(i) = waiting.iter().position(|t| *t == t1) else {
-            return None;
-        };
+        let waiting = self.waiting.get_mut(device)?;
+        let i = waiting.iter().position(|t| *t == t1)?;
         if t4 < t1 || t3 < t2 {
             return None;
         }

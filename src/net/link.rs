@@ -602,7 +602,7 @@ async fn run(
     events: mpsc::Sender<LinkEvent>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let mut backoff = cfg.backoff_min;
+    let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max);
     let mut reported_down = false;
     let emit = |ev: LinkEvent| {
         if events.try_send(ev).is_err() {
@@ -618,7 +618,7 @@ async fn run(
         match polled {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 info!(broker = %cfg.broker, "connected");
-                backoff = cfg.backoff_min;
+                backoff.reset();
                 reported_down = false;
                 // This device's retained state goes out before the subscriptions: a broker
                 // that hands retained messages to a wildcard subscription then gives it back
@@ -704,15 +704,44 @@ async fn run(
                 } else {
                     debug!(broker = %cfg.broker, "still unreachable: {reason}");
                 }
-                let jitter = 0.75 + fastrand::f64() * 0.5;
-                let wait = backoff.mul_f64(jitter);
-                backoff = (backoff * 2).min(cfg.backoff_max);
+                let wait = backoff.next(fastrand::f64());
                 tokio::select! {
                     _ = &mut stop => return,
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
         }
+    }
+}
+
+/// The waits between connection attempts: doubling from `min` up to `max`, each spread
+/// within ±25 % so that the devices of a home whose broker came back do not all knock at
+/// once; back to `min` once connected.
+#[derive(Debug, Clone)]
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max: max.max(min),
+            next: min,
+        }
+    }
+
+    /// The wait before the next attempt; `spread` is uniform in [0, 1).
+    fn next(&mut self, spread: f64) -> Duration {
+        let wait = self.next.mul_f64(0.75 + spread.clamp(0.0, 1.0) * 0.5);
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+
+    fn reset(&mut self) {
+        self.next = self.min;
     }
 }
 
@@ -845,6 +874,27 @@ fn tls_config(cfg: &LinkConfig) -> Result<TlsConfiguration, LinkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reconnect_waits_double_up_to_the_cap_within_a_quarter_and_start_over_once_connected() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::new(ms(100), ms(1000));
+        let middle: Vec<_> = (0..6).map(|_| b.next(0.5)).collect();
+        assert_eq!(
+            middle,
+            [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
+        );
+        assert_eq!(b.next(0.0), ms(750), "a quarter early at most");
+        assert_eq!(b.next(1.0), ms(1250), "a quarter late at most");
+        b.reset();
+        assert_eq!(b.next(0.5), ms(100));
+        let mut odd = Backoff::new(ms(500), ms(100));
+        assert_eq!(
+            (odd.next(0.5), odd.next(0.5)),
+            (ms(500), ms(500)),
+            "max below min"
+        );
+    }
 
     #[test]
     fn broker_urls() {
