@@ -771,12 +771,14 @@ impl Node {
                     link_cfg.retained =
                         vec![(topic, wire::encode(&engine.availability(Status::Online)))];
                 }
+                // Its inbox before it says it is online: a device that sees it come online
+                // may send it a command (a clock probe, an automatic handoff) at once.
+                link_cfg.first_subscriptions = vec![Topic::inbox(account, device).to_string()];
                 link_cfg.subscriptions = vec![
                     wire::filters::availability(account),
                     wire::filters::device_info(account),
                     wire::filters::sessions(account),
                     wire::filters::resume(account),
-                    Topic::inbox(account, device).to_string(),
                 ];
                 // A device keeps the account's events (the analytics of `continuity stats`),
                 // and answers the asks of devices whose broker lacks its state.
@@ -797,8 +799,10 @@ impl Node {
                     link_cfg.subscriptions.extend([
                         wire::filters::roster(account),
                         rekey::request_filter(account),
-                        rekey::answer_topic(account, device),
                     ]);
+                    link_cfg
+                        .first_subscriptions
+                        .push(rekey::answer_topic(account, device));
                 }
                 if let Some(adjust) = cfg.link {
                     adjust(&mut link_cfg);

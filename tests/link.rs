@@ -577,3 +577,89 @@ async fn a_broker_that_never_answers_is_given_up_on_when_the_timeout_has_passed(
     );
     silent.abort();
 }
+
+/// A device listens to its inbox before it says it is online: a device that sees it come
+/// online may send it a command at once (an automatic handoff, a clock probe), and a broker
+/// takes a client's packets in order, so a command sent before the subscription would be
+/// lost. Read off a fake broker that answers what it must and keeps the packets' order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_listens_to_its_inbox_before_it_says_it_is_online() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url: BrokerUrl = format!("mqtt://127.0.0.1:{}", listener.local_addr().unwrap().port())
+        .parse()
+        .unwrap();
+    let node = node_on(&url, "acct", "tv-1", None);
+    let inbox = Topic::inbox("acct", "tv-1").to_string();
+    let online = Topic::availability("acct", "tv-1").to_string();
+    let order = tokio::time::timeout(Duration::from_secs(10), async {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        // ("publish" | "subscribe", topic), in the order the packets came.
+        let mut seen: Vec<(&str, String)> = Vec::new();
+        let has = |seen: &[(&str, String)], kind: &str, topic: &str| {
+            seen.iter().position(|(k, t)| *k == kind && t == topic)
+        };
+        while has(&seen, "subscribe", &inbox).is_none() || has(&seen, "publish", &online).is_none()
+        {
+            let first = conn.read_u8().await.unwrap();
+            let mut len = 0usize;
+            for shift in (0..28).step_by(7) {
+                let b = conn.read_u8().await.unwrap();
+                len |= usize::from(b & 0x7f) << shift;
+                if b & 0x80 == 0 {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; len];
+            conn.read_exact(&mut body).await.unwrap();
+            let string = |at: usize| {
+                let n = usize::from(u16::from_be_bytes([body[at], body[at + 1]]));
+                (
+                    String::from_utf8_lossy(&body[at + 2..at + 2 + n]).into_owned(),
+                    at + 2 + n,
+                )
+            };
+            let reply: Vec<u8> = match first >> 4 {
+                1 => vec![0x20, 2, 0, 0],
+                3 => {
+                    let (topic, end) = string(0);
+                    seen.push(("publish", topic));
+                    if first & 0x06 != 0 {
+                        vec![0x40, 2, body[end], body[end + 1]]
+                    } else {
+                        Vec::new()
+                    }
+                }
+                8 => {
+                    let mut at = 2;
+                    let mut granted = 0u8;
+                    while at < body.len() {
+                        let (topic, end) = string(at);
+                        seen.push(("subscribe", topic));
+                        at = end + 1;
+                        granted += 1;
+                    }
+                    let mut ack = vec![0x90, 2 + granted, body[0], body[1]];
+                    ack.extend(std::iter::repeat_n(1u8, granted.into()));
+                    ack
+                }
+                12 => vec![0xd0, 0],
+                _ => Vec::new(),
+            };
+            conn.write_all(&reply).await.unwrap();
+        }
+        (
+            has(&seen, "subscribe", &inbox).unwrap(),
+            has(&seen, "publish", &online).unwrap(),
+        )
+    })
+    .await
+    .expect("the device subscribed to its inbox and said it is online");
+    assert!(
+        order.0 < order.1,
+        "the inbox subscription (packet {}) came after the availability (packet {})",
+        order.0,
+        order.1
+    );
+    drop(node);
+}

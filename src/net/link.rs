@@ -188,6 +188,11 @@ pub struct LinkConfig {
     pub will: Option<(String, Vec<u8>)>,
     /// Topic filters to subscribe to (again after every reconnect).
     pub subscriptions: Vec<String>,
+    /// Subscribed before anything else, the retained state among it (again after every
+    /// reconnect): what others send this device as soon as they see it online (its inbox).
+    /// A broker takes a client's packets in order, so nobody who sees the device online can
+    /// send it a message before it listens.
+    pub first_subscriptions: Vec<String>,
     /// Retained state held from the start, as if published before the link was made: the
     /// first connection sends it before the subscriptions however soon it comes (the
     /// device's availability, which a broker that keeps retained messages then hands back).
@@ -212,6 +217,7 @@ impl LinkConfig {
             client_id: client_id.into(),
             will: None,
             subscriptions: Vec::new(),
+            first_subscriptions: Vec::new(),
             retained: Vec::new(),
             keep_alive: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
@@ -624,7 +630,13 @@ async fn run(
                 // that hands retained messages to a wildcard subscription then gives it back
                 // flagged retained, so the device can tell such a broker, even an empty one,
                 // from one that hands nothing retained (a RabbitMQ node), and waits for the
-                // answers to its ask only on the latter.
+                // answers to its ask only on the latter. What others send it once they see
+                // it online is listened to before anything goes out.
+                for filter in &cfg.first_subscriptions {
+                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+                        warn!("cannot subscribe to {filter}: {e}");
+                    }
+                }
                 {
                     let mut st = shared.lock();
                     st.connected = true;
