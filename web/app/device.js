@@ -519,11 +519,15 @@ export class Device extends EventTarget {
   // --- What arrives -------------------------------------------------------------------
 
   async receive(topic, payload, { arrivedNs, retain = false }) {
-    if (sameBytes(this.lastCopies.get(topic), payload)) this.heard.set(topic, Date.now());
+    const ours = sameBytes(this.lastCopies.get(topic), payload);
+    if (ours) this.heard.set(topic, Date.now());
     let msg;
     try {
       msg = await this.opener.decode(topic, payload);
     } catch (e) {
+      // The copy this TV keeps, back from the broker (its own repair's echo, refused as a
+      // replay of what it already took): nothing to repair, nothing to say.
+      if (ours) return;
       if (e instanceof SealError || e instanceof WireError) {
         if (this.isOwnRetained(topic)) this.repair(topic);
         this.log(`refused on ${topic}: ${e.code}: ${e.message}`);
@@ -743,7 +747,13 @@ export class Device extends EventTarget {
       if (this.lastCopies.has(topic)) this.repair(topic);
       return;
     }
-    if (old && compareStamps(point.stamp, old.stamp) === 0) return;
+    if (old && compareStamps(point.stamp, old.stamp) === 0) {
+      // The same point sealed again (its author published it anew): this copy carries the
+      // newest counter, the one the others take, so it is the one to put back.
+      this.lastCopies.set(topic, payload);
+      this.heard.set(topic, Date.now());
+      return;
+    }
     this.resume.set(key, point);
     // The newest point, whoever wrote it, is the copy this TV keeps for the topic.
     this.lastCopies.set(topic, payload);

@@ -1,6 +1,8 @@
-// The web TV's clock probing, on mock timers: a device that announces itself a moment before
-// it listens to its inbox loses the probes sent in that moment (they go at QoS 0). The
-// browser test's tablet did, and the web TV took fewer than three answers from it.
+// The web TV's device logic, piece by piece, without a browser or a broker: its clock
+// probing on mock timers (a device that announces itself a moment before it listens to its
+// inbox loses the probes sent in that moment: they go at QoS 0; the browser test's tablet
+// did, and the web TV took fewer than three answers from it), and the copies of resume
+// points it keeps to put back.
 import assert from "node:assert/strict";
 import { mock, test } from "node:test";
 import { Device } from "../app/device.js";
@@ -68,4 +70,23 @@ test("a reply nobody waits for (unasked, or replayed) measures nothing", () => {
   } finally {
     mock.timers.reset();
   }
+});
+
+test("a resume point sealed again by its author replaces the copy this TV puts back", () => {
+  const topic = "continuity/v1/home/media/00112233445566778899aabbccddeeff/resume";
+  const point = { media: { id: "file:film.webm" }, position_ns: 509n, stamp: { wall_ns: 10n, logical: 0, device: "dev-phone" } };
+  const first = new Uint8Array([1]);
+  const again = new Uint8Array([2]);
+  const d = Object.create(Device.prototype);
+  Object.assign(d, {
+    resume: new Map([["00112233445566778899aabbccddeeff", point]]),
+    lastCopies: new Map([[topic, first]]),
+    heard: new Map(),
+    changed() {},
+  });
+  // The same point (same stamp), its envelope newer: the one the other devices now take (an
+  // older counter would be refused by them as a replay).
+  d.onResume("00112233445566778899aabbccddeeff", { ...point }, topic, again);
+  assert.equal(d.lastCopies.get(topic), again);
+  assert.ok(d.heard.get(topic) > 0, "heard from the broker");
 });
