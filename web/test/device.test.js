@@ -8,6 +8,16 @@ import { mock, test } from "node:test";
 import { Device } from "../app/device.js";
 
 const MS = 1_000_000n;
+
+/** setTimeout on mock timers: Node 20.11 on takes the APIs in an object, Node 18 (Debian
+ * 12's) in an array. */
+function fakeTimeouts() {
+  try {
+    mock.timers.enable({ apis: ["setTimeout"] });
+  } catch {
+    mock.timers.enable(["setTimeout"]);
+  }
+}
 const AHEAD = 30_000n * MS;
 
 /** A web TV's clock code with the tablet online, and what it sends. */
@@ -27,7 +37,7 @@ function webTv() {
 }
 
 test("a tablet deaf for its first 300 ms still answers three probes within three seconds", () => {
-  mock.timers.enable({ apis: ["setTimeout"] });
+  fakeTimeouts();
   try {
     const { d, sent } = webTv();
     let now = 0;
@@ -56,7 +66,7 @@ test("a tablet deaf for its first 300 ms still answers three probes within three
 });
 
 test("a reply nobody waits for (unasked, or replayed) measures nothing", () => {
-  mock.timers.enable({ apis: ["setTimeout"] });
+  fakeTimeouts();
   try {
     const { d, sent } = webTv();
     d.probe("tablet");
