@@ -33,7 +33,7 @@ stop_burner() {
 }
 trap stop_burner EXIT
 
-declare -A failures
+declare -A failures=()
 for run in $(seq 1 "$runs"); do
     # One core busy for the whole run, stopped with it.
     (while :; do :; done) &
