@@ -50,7 +50,9 @@ fn auto_with_a_resume_point_seeks_there_and_opens_at_the_flush() {
 }
 
 #[test]
-fn auto_with_nothing_to_resume_plays_the_held_buffers_from_where_they_began() {
+fn auto_with_nothing_to_resume_plays_the_held_buffer_as_it_came_without_a_seek() {
+    // Found as a bug: the held buffers were dropped and the element seeked back to them; a
+    // player stopped at that moment met the element's seek and hung.
     let mut g = Gate::new();
     let Decision::Lookup { generation } =
         g.on_media_started("file:film.ogg", Some(3 * S), ResumeMode::Auto)
@@ -59,12 +61,21 @@ fn auto_with_nothing_to_resume_plays_the_held_buffers_from_where_they_began() {
     };
     assert_eq!(
         g.on_lookup(generation, None),
-        Decision::Seek {
-            position_ns: 3 * S,
-            why: SeekFor::Restart
-        }
+        Decision::Open { release_eos: false }
     );
-    g.on_flush_stop();
+    assert!(g.passes());
+}
+
+#[test]
+fn a_decision_that_never_comes_is_given_up_on_and_its_late_answer_does_nothing() {
+    let (mut g, generation) = held();
+    assert_eq!(g.give_up(), Decision::Open { release_eos: false });
+    assert!(g.passes());
+    assert_eq!(
+        g.on_lookup(generation, Some(point(600 * S))),
+        Decision::None,
+        "playback went on from where it was: no jump later"
+    );
     assert!(g.passes());
 }
 
@@ -131,17 +142,16 @@ fn off_mode_and_untimestamped_buffers_pass_at_once() {
 }
 
 #[test]
-fn a_short_media_that_ends_before_the_decision_keeps_its_eos_until_the_gate_opens() {
-    // Found as a bug: buffers are dropped while held, so nothing holds upstream back and a
-    // short clip's EOS reached the sink before the decision ("finished", unplayed).
+fn an_eos_before_the_resume_seek_flushes_goes_on_if_the_seek_fails() {
+    // Found as a bug: a short clip's EOS reached the sink before the decision ("finished",
+    // unplayed). The EOS waits while a seek is on its way; a source that cannot seek opens
+    // the gate, and the EOS goes on.
     let (mut g, generation) = held();
-    assert!(g.on_eos(), "the EOS is held back while the gate is closed");
-    // Nothing to resume, and the seek back fails (a source that cannot seek): the gate
-    // opens and the EOS goes on.
     assert!(matches!(
-        g.on_lookup(generation, None),
+        g.on_lookup(generation, Some(point(30 * S))),
         Decision::Seek { .. }
     ));
+    assert!(g.on_eos(), "the EOS is held back while the gate is closed");
     assert_eq!(g.on_seek_failed(), Decision::Open { release_eos: true });
     assert!(!g.on_eos(), "with the gate open an EOS passes");
 }

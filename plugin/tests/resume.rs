@@ -309,7 +309,8 @@ fn frames_to_the_end(filter: &str) -> u64 {
 #[test]
 fn short_media_that_ends_before_the_resume_decision_still_plays_whole() {
     // A broker that accepts the connection and never answers: the decision waits the whole
-    // resume-timeout, while upstream, held back by nothing, reaches the end of the clip.
+    // resume-timeout. (Found when the element dropped buffers while it decided: upstream,
+    // held back by nothing, reached the end of the clip first.)
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
@@ -350,4 +351,154 @@ fn a_seek_by_the_application_during_the_resume_decision_wins() {
         )
         .expect("the last two seconds play to the end");
     assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+}
+
+/// What crossed the element's sink pad: buffers, and seeks going upstream, with the number
+/// of buffers that had come in when the first one went out.
+#[derive(Default)]
+struct Crossings {
+    buffers_in: usize,
+    seeks: usize,
+    in_when_first_out: Option<usize>,
+}
+
+fn count_crossings(element: &gst::Element) -> std::sync::Arc<std::sync::Mutex<Crossings>> {
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(Crossings::default()));
+    let sink = element.static_pad("sink").unwrap();
+    let src = element.static_pad("src").unwrap();
+    let s = seen.clone();
+    sink.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_UPSTREAM,
+        move |_, info| {
+            let mut c = s.lock().unwrap_or_else(|e| e.into_inner());
+            match &info.data {
+                Some(gst::PadProbeData::Buffer(_)) => c.buffers_in += 1,
+                Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Seek => {
+                    c.seeks += 1
+                }
+                _ => {}
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    let s = seen.clone();
+    src.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        let mut c = s.lock().unwrap_or_else(|e| e.into_inner());
+        if c.in_when_first_out.is_none() {
+            c.in_when_first_out = Some(c.buffers_in);
+        }
+        gst::PadProbeReturn::Ok
+    });
+    seen
+}
+
+#[test]
+fn with_nothing_to_resume_the_first_buffer_plays_as_it_came_and_nothing_seeks() {
+    // Found as a bug under load: the element dropped buffers while it waited for the resume
+    // decision and then seeked back to them; a player stopped at that moment met the
+    // element's seek and hung in set_state(NULL). The first buffer now waits for the
+    // decision, upstream waits with it, and it plays as it came.
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let p = Player::new(&device_props(&broker.url(), "fresh", dir.path(), "Desk"));
+    let seen = count_crossings(&p.element);
+    assert!(
+        first_frame(&p) < FRAME_NS,
+        "a new media starts at its start"
+    );
+    let (seeks, in_when_first_out) = {
+        let c = seen.lock().unwrap();
+        (c.seeks, c.in_when_first_out)
+    };
+    assert_eq!(seeks, 0, "the element seeks only to resume");
+    assert_eq!(
+        in_when_first_out,
+        Some(1),
+        "the first buffer in is the first out: nothing decoded for nothing"
+    );
+}
+
+/// A broker that lets clients connect and answers their pings, and nothing else: a resume
+/// lookup against it waits its whole timeout.
+fn mute_broker() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut byte = [0u8; 1];
+                while conn.read_exact(&mut byte).is_ok() {
+                    let kind = byte[0] >> 4;
+                    let mut len = 0usize;
+                    for shift in (0..28).step_by(7) {
+                        if conn.read_exact(&mut byte).is_err() {
+                            return;
+                        }
+                        len |= usize::from(byte[0] & 0x7f) << shift;
+                        if byte[0] & 0x80 == 0 {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    if conn.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let reply: &[u8] = match kind {
+                        1 => &[0x20, 2, 0, 0],
+                        12 => &[0xd0, 0],
+                        _ => &[],
+                    };
+                    if conn.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_player_stopped_while_its_first_buffer_waits_for_the_decision_stops() {
+    // The first buffer waits on the streaming thread (a minute here: the broker never
+    // answers); stopping lets it go, as a sink's unlock does, or the pads could not be
+    // deactivated until the wait was over.
+    let port = mute_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let p = Player::new(&format!(
+        "broker=mqtt://127.0.0.1:{port} config-dir={} resume-timeout=60000",
+        dir.path().display()
+    ));
+    let (arrived_tx, arrived) = std::sync::mpsc::channel();
+    p.element
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let _ = arrived_tx.send(());
+            gst::PadProbeReturn::Ok
+        });
+    assert_eq!(
+        p.pipeline.set_state(gst::State::Paused),
+        Ok(gst::StateChangeSuccess::Async)
+    );
+    arrived
+        .recv_timeout(support::WAIT)
+        .expect("the first buffer reaches the element");
+    let (stopped_tx, stopped) = std::sync::mpsc::channel();
+    let pipeline = p.pipeline.clone();
+    std::thread::spawn(move || {
+        let _ = stopped_tx.send(pipeline.set_state(gst::State::Null));
+    });
+    // Well inside the hold's limit (65 s): only a stop that waited it out fails here.
+    let result = stopped
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the player stops while the first buffer waits");
+    assert_eq!(result, Ok(gst::StateChangeSuccess::Success));
+    assert!(
+        p.element_message("continuity-resumed", Duration::ZERO)
+            .is_none()
+    );
 }

@@ -1,18 +1,23 @@
 //! The resume gate: what a player does with its buffers between the first buffer of a media
 //! and the decision where to play it from.
 //!
-//! With `resume=auto` the element holds preroll: it drops buffers (so nothing is rendered
-//! from the wrong place) until the resume point is known, then seeks there, or back to where
-//! the held buffers began when there is nothing to resume. A handoff target prerolls where the
-//! handoff needs it instead. Sans-IO like the engine: the element reports what happens
-//! (`on_*`) and carries out the [`Decision`]s; nothing here knows GStreamer or the network.
+//! With `resume=auto` the element holds preroll: the first buffer waits on the streaming
+//! thread (as a sink waits in preroll, upstream waiting with it) until the resume point is
+//! known. Then the element seeks there, or lets that buffer play when there is nothing to
+//! resume: no seek back, so a player that is stopped at that moment never meets a seek of
+//! the element's own. A handoff target prerolls where the handoff needs it instead. Sans-IO
+//! like the engine: the element reports what happens (`on_*`) and carries out the
+//! [`Decision`]s; nothing here knows GStreamer or the network.
 //!
 //! Rules learnt from bugs:
-//! - an EOS that arrives while the gate is closed is held back (short media can reach its end
-//!   before the decision) and goes on when the gate opens without a flush; a flush drops it;
+//! - an EOS that arrives while the gate is closed is held back (a seek is on its way) and
+//!   goes on when the gate opens without a flush; a flush drops it;
 //! - a seek by the application while the decision is pending wins: the decision, when it
 //!   comes, does nothing;
-//! - an answer for an earlier media (a lookup that was slow) does nothing.
+//! - an answer for an earlier media (a lookup that was slow) does nothing;
+//! - dropping the held buffers and seeking back to them when there was nothing to resume
+//!   raced an application stopping the pipeline: the seek of the element's own, sent as the
+//!   pipeline went to NULL, could hang both (found by running the suite under load).
 
 use super::ResumeFrom;
 
@@ -37,7 +42,7 @@ pub enum ResumeMode {
 pub enum GateState {
     /// Buffers pass.
     Open,
-    /// Buffers are dropped until the decision.
+    /// The first buffer waits for the decision (later ones cannot arrive meanwhile).
     Hold,
     /// A seek is on its way: buffers are dropped until its flush.
     Seeking,
@@ -49,8 +54,6 @@ pub enum SeekFor {
     /// The resume point of `media_id`: after the seek, take the live session over when
     /// `from.live`, and tell the application that playback resumed.
     Resume { media_id: String, from: ResumeFrom },
-    /// Nothing to resume: play from where the held buffers began.
-    Restart,
     /// A handoff target prerolls where the handoff needs it (answer with `Prerolled`).
     Handoff,
 }
@@ -78,9 +81,6 @@ pub struct Gate {
     mode: ResumeMode,
     /// The media that started last.
     media_id: String,
-    /// Stream time of the first buffer held back (`resume=auto`): where to play from when
-    /// there is nothing to resume.
-    held_at: Option<u64>,
     /// An EOS arrived while the gate was closed.
     eos_held: bool,
     /// The application seeked while the decision was pending.
@@ -105,7 +105,6 @@ impl Gate {
             state: GateState::Open,
             mode: ResumeMode::Auto,
             media_id: String::new(),
-            held_at: None,
             eos_held: false,
             app_seeked: false,
             handoff_at: None,
@@ -161,7 +160,6 @@ impl Gate {
         self.media_id = media_id.to_owned();
         self.eos_held = false;
         self.app_seeked = false;
-        self.held_at = None;
         self.awaiting = None;
         if let Some(position_ns) = self.handoff_at.take() {
             self.state = GateState::Seeking;
@@ -175,9 +173,8 @@ impl Gate {
                 self.state = GateState::Open;
                 Decision::None
             }
-            (ResumeMode::Auto, Some(first)) => {
+            (ResumeMode::Auto, Some(_)) => {
                 self.state = GateState::Hold;
-                self.held_at = Some(first);
                 self.awaiting = Some(self.generation);
                 Decision::Lookup {
                     generation: self.generation,
@@ -212,8 +209,8 @@ impl Gate {
                 _ => self.open(),
             };
         }
-        match (self.mode, found, self.held_at) {
-            (ResumeMode::Auto, Some(from), _) => {
+        match (self.mode, found) {
+            (ResumeMode::Auto, Some(from)) => {
                 self.state = GateState::Seeking;
                 let position_ns = match from.live {
                     Some(_) => from.position_ns + PULL_LEAD_NS,
@@ -227,15 +224,7 @@ impl Gate {
                     },
                 }
             }
-            (ResumeMode::Auto, None, Some(start)) => {
-                // Buffers were dropped: play them after all, from where they began.
-                self.state = GateState::Seeking;
-                Decision::Seek {
-                    position_ns: start,
-                    why: SeekFor::Restart,
-                }
-            }
-            (ResumeMode::Ask, Some(from), _) => Decision::Offer {
+            (ResumeMode::Ask, Some(from)) => Decision::Offer {
                 media_id: self.media_id.clone(),
                 from,
             },
@@ -295,6 +284,13 @@ impl Gate {
             GateState::Seeking => self.open(),
             _ => Decision::None,
         }
+    }
+
+    /// Neither the decision nor its seek came in time (a network side that is wedged):
+    /// play on from here.
+    pub fn give_up(&mut self) -> Decision {
+        self.awaiting = None;
+        self.open()
     }
 
     fn open(&mut self) -> Decision {

@@ -64,6 +64,13 @@ use super::tracks::{self, Subtitles, Wanted};
 /// Stopping waits at most this long for the final state to be stored and published.
 const STOP_WAIT: Duration = Duration::from_millis(800);
 
+/// How long a first buffer waits for the resume decision at most: the lookup's own timeout,
+/// the clock measurement it may wait for, and the seek's grace, with room to spare. Only a
+/// network side that is wedged ever reaches it.
+fn hold_limit(resume_timeout_ms: u32) -> Duration {
+    Duration::from_millis(u64::from(resume_timeout_ms)) + Duration::from_secs(5)
+}
+
 #[derive(Default)]
 pub struct Continuity {
     settings: Mutex<Settings>,
@@ -311,6 +318,11 @@ impl ElementImpl for Continuity {
                     return Err(gst::StateChangeError);
                 }
             }
+            gst::StateChange::PausedToReady => {
+                // Like a sink's unlock: a first buffer held for the resume decision lets go,
+                // so that the pads can be deactivated.
+                self.shared.set_flushing(true);
+            }
             gst::StateChange::PlayingToPaused => {
                 let position = self.playback_position();
                 if let Some(p) = position {
@@ -384,6 +396,7 @@ impl BaseTransformImpl for Continuity {
             ..Stream::default()
         };
         self.shared.position.store(POSITION_NONE, Ordering::Relaxed);
+        self.shared.set_flushing(false);
         self.shared.gate(Gate::reset);
         if self.shared.take_offer().is_some() {
             // Offered and never taken: the media stopped, or another one started.
@@ -434,9 +447,15 @@ impl BaseTransformImpl for Continuity {
                     st.observe(now_unix_ns(), Observation::MediaUpdated(update));
                 }
             }
+            EventView::FlushStart(_) => {
+                // Not serialized: it comes while a first buffer may be held for the resume
+                // decision, and lets it go.
+                self.shared.set_flushing(true);
+            }
             EventView::FlushStop(_) => {
                 // A seek's flush: buffers from the new position may pass, and an EOS held
                 // back before it is gone.
+                self.shared.set_flushing(false);
                 self.shared.gate(Gate::on_flush_stop);
             }
             EventView::Eos(_) if self.shared.gate(Gate::on_eos) => {
@@ -477,6 +496,17 @@ impl BaseTransformImpl for Continuity {
             let up = self.ask_upstream();
             st = lock(&self.stream);
             self.media_started(&mut st, up, position.map(|p| p.0));
+            if !self.shared.passes() {
+                // `resume=auto`: this buffer waits for the decision, without the stream lock
+                // (report_tracks and the state changes take it).
+                drop(st);
+                let limit = hold_limit(lock(&self.settings).resume_timeout_ms);
+                if self.shared.hold(limit) == network::Held::Flushing {
+                    gst::debug!(CAT, imp = self, "the held first buffer is flushed");
+                    return Err(gst::FlowError::Flushing);
+                }
+                st = lock(&self.stream);
+            }
         }
         // Buffers held back for the resume decision are not playback: report nothing.
         if let Some((pos, _, pts)) = position.filter(|_| self.shared.passes()) {

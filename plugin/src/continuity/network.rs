@@ -7,8 +7,8 @@
 //! streaming thread takes.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use continuity::engine::gate::{Decision, Gate, SeekFor};
 use continuity::engine::{Notice, Observation, PlayerAction, ResolveError, ResumeFrom};
@@ -53,6 +53,24 @@ pub struct Offer {
     pub from: ResumeFrom,
 }
 
+/// How a first buffer held for the resume decision ends (see [`Shared::hold`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// The gate opened: the buffer plays.
+    Pass,
+    /// A flush (a seek, the resume's or the application's) or a stop: the buffer is gone.
+    Flushing,
+}
+
+/// The gate and whether the sink pad is flushing, under one lock.
+#[derive(Debug, Default)]
+struct GateCell {
+    gate: Gate,
+    /// A flush started (or the element is stopping) and has not stopped yet: a buffer held
+    /// on the streaming thread must be let go at once.
+    flushing: bool,
+}
+
 /// State shared by the element, its streaming thread and its pump. The gate's lock is the
 /// innermost: the streaming thread may take it while holding `stream`, and nothing else is
 /// locked while it is held.
@@ -62,7 +80,9 @@ pub struct Shared {
     pub position: AtomicU64,
     pub connected: AtomicBool,
     /// The resume gate (every decision about held buffers is its own).
-    gate: Mutex<Gate>,
+    gate: Mutex<GateCell>,
+    /// Told on every change of the gate or of `flushing` (wakes a held first buffer).
+    gate_changed: Condvar,
     /// Whether the gate lets buffers through, read per buffer without its lock.
     open: AtomicBool,
     /// `resume=ask`: what the `resume` signal would seek to.
@@ -82,7 +102,8 @@ impl Default for Shared {
         Shared {
             position: AtomicU64::new(POSITION_NONE),
             connected: AtomicBool::new(false),
-            gate: Mutex::new(Gate::new()),
+            gate: Mutex::new(GateCell::default()),
+            gate_changed: Condvar::new(),
             open: AtomicBool::new(true),
             offer: Mutex::new(None),
             wanted: Mutex::new(None),
@@ -123,12 +144,58 @@ impl Shared {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// Tell the gate something, under its lock; whether buffers pass follows.
+    /// Tell the gate something, under its lock; whether buffers pass follows, and a held
+    /// first buffer hears of it.
     pub fn gate<R>(&self, f: impl FnOnce(&mut Gate) -> R) -> R {
-        let mut gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
-        let r = f(&mut gate);
-        self.open.store(gate.passes(), Ordering::SeqCst);
+        let mut cell = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        let r = f(&mut cell.gate);
+        self.open.store(cell.gate.passes(), Ordering::SeqCst);
+        drop(cell);
+        self.gate_changed.notify_all();
         r
+    }
+
+    /// A flush starts (`true`: a held buffer is let go) or stops; the element stopping counts
+    /// as a flush that lasts until it starts again.
+    pub fn set_flushing(&self, flushing: bool) {
+        self.gate.lock().unwrap_or_else(|e| e.into_inner()).flushing = flushing;
+        self.gate_changed.notify_all();
+    }
+
+    /// On the streaming thread, with the first buffer of a media while the gate holds it:
+    /// wait for the resume decision, as a sink waits in preroll. Upstream waits with it, so
+    /// nothing is decoded for nothing, and when there is nothing to resume the buffer plays
+    /// as it came (no seek back). A flush (the resume seek's or the application's) or the
+    /// element stopping lets it go; if neither the decision nor its seek comes within
+    /// `limit` (a network side that is wedged), the gate opens and playback goes on.
+    pub fn hold(&self, limit: Duration) -> Held {
+        let deadline = Instant::now() + limit;
+        let mut cell = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if cell.flushing {
+                return Held::Flushing;
+            }
+            if cell.gate.passes() {
+                return Held::Pass;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            cell = self
+                .gate_changed
+                .wait_timeout(cell, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        gst::warning!(
+            CAT,
+            "no resume decision (or its seek) within {limit:?}: playing on from here"
+        );
+        // Nothing can have been held back behind the buffer held here: no EOS to release.
+        let _ = cell.gate.give_up();
+        self.open.store(true, Ordering::SeqCst);
+        Held::Pass
     }
 }
 
