@@ -41,12 +41,14 @@ pub enum ConfigError {
     InUse { dir: PathBuf, holder: String },
 }
 
-/// A config dir taken by a running player (`player.lock`, locked while this lives): one
-/// device id, one store and one key are one device, so a second player on the same dir is
-/// refused rather than left to hide the first.
+/// A config dir taken by a running player (the directory itself is locked while this
+/// lives; `player.lock` in it names the holder when the dir can be written): one device id,
+/// one store and one key are one device, so a second player on the same dir is refused
+/// rather than left to hide the first. Locking the directory, not a file in it, holds on a
+/// read-only or full filesystem too.
 #[derive(Debug)]
 pub struct PlayerLock {
-    _file: std::fs::File,
+    _dir: std::fs::File,
 }
 
 /// Take `dir` for this player, or say who holds it.
@@ -55,21 +57,18 @@ pub fn lock_player(dir: &Path) -> Result<PlayerLock, ConfigError> {
         path: dir.to_owned(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
+    if !dir.is_dir() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    // A directory opens read-only, and flock takes it whatever the filesystem allows.
+    let handle = std::fs::File::open(dir).map_err(io)?;
     let path = dir.join("player.lock");
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io)?;
-    match file.try_lock() {
+    match handle.try_lock() {
         Ok(()) => {
-            // Who holds it, for the message the next one gets.
-            file.set_len(0).map_err(io)?;
-            writeln!(file, "pid {}", std::process::id()).map_err(io)?;
-            Ok(PlayerLock { _file: file })
+            // Who holds it, for the message the next one gets (nothing on a dir that cannot
+            // be written: the lock holds all the same).
+            let _ = std::fs::write(&path, format!("pid {}\n", std::process::id()));
+            Ok(PlayerLock { _dir: handle })
         }
         Err(std::fs::TryLockError::WouldBlock) => {
             let holder = std::fs::read_to_string(&path)

@@ -98,26 +98,119 @@ impl RosterAnswer {
     }
 }
 
-/// Which refusals were already told: the first of each kind per topic is worth a warning,
-/// the rest only a debug line, so that a flood (one oversize message retained and sent again
-/// after every reconnect, a peer that keeps sending garbage) cannot flood the log.
+/// Which refusals are told in the log. The first of each kind on each topic is worth a
+/// warning, but at most [`Refusals::PER_KIND`] new topics of a kind a minute: a broker user
+/// who publishes garbage on thousands of topics (one per made-up device id) gets a few
+/// lines and a count, not a line each. The rest are counted and the count is told when the
+/// minute is over (with the next refusal, see [`Refusals::note`]). A repeat on a topic
+/// already told is only a debug line, so that a flood (one oversize message retained and
+/// sent again after every reconnect, a peer that keeps sending garbage) cannot fill the log.
 #[derive(Debug, Default)]
 pub struct Refusals {
-    told: std::collections::HashSet<(String, String)>,
+    /// (topic, kind) told already, hashed: topics can be 64 KiB long.
+    told: std::collections::HashSet<u64>,
+    /// When the minute that runs began.
+    minute_from: Option<u64>,
+    /// New topics told per kind in that minute.
+    told_now: BTreeMap<String, usize>,
+    /// Refusals not told, per kind, in that minute.
+    untold: BTreeMap<String, u64>,
+}
+
+/// What to log for one refusal (see [`Refusals::note`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Told {
+    /// Worth a warning (else a debug line).
+    pub warn: bool,
+    /// The count of the refusals of the minute that ended, not told one by one.
+    pub summary: Option<String>,
 }
 
 impl Refusals {
-    /// At most this many kinds are remembered; then memory starts afresh.
+    /// At most this many (topic, kind) pairs are remembered; then memory starts afresh.
     const MAX: usize = 4096;
+    /// New topics told per kind a minute.
+    pub const PER_KIND: usize = 5;
+    const MINUTE_NS: u64 = 60 * 1_000_000_000;
 
-    /// Whether this refusal is the first of its kind on `topic`. Its kind is the reason with
-    /// its numbers left out ("payload of 1048576 bytes" and "of 2097152 bytes" are one kind).
-    pub fn first(&mut self, topic: &str, reason: &str) -> bool {
-        let kind: String = reason.chars().filter(|c| !c.is_ascii_digit()).collect();
+    /// A refusal on `topic` for `reason`, at `now`. Its kind is the reason with its numbers
+    /// and what it quotes left out ("payload of 1048576 bytes" and "of 2097152 bytes" are
+    /// one kind, and so are "topic 'a…': device id is longer…" and "topic 'b…': …").
+    pub fn note(&mut self, topic: &str, reason: &str, now: u64) -> Told {
+        use std::hash::{Hash, Hasher};
+        let mut kind = String::new();
+        let mut quoted = false;
+        for c in reason.chars() {
+            match c {
+                '\'' => {
+                    quoted = !quoted;
+                    if quoted {
+                        kind.push_str("'…'");
+                    }
+                }
+                _ if quoted || c.is_ascii_digit() => {}
+                c => kind.push(c),
+            }
+        }
+        let from = *self.minute_from.get_or_insert(now);
+        let mut summary = None;
+        if now.saturating_sub(from) >= Self::MINUTE_NS {
+            summary = self.summary();
+            self.minute_from = Some(now);
+            self.told_now.clear();
+        }
         if self.told.len() >= Self::MAX {
             self.told.clear();
         }
-        self.told.insert((topic.to_owned(), kind))
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (topic, &kind).hash(&mut h);
+        let new = self.told.insert(h.finish());
+        let told_now = self.told_now.entry(kind.clone()).or_default();
+        let warn = new && *told_now < Self::PER_KIND;
+        if warn {
+            *told_now += 1;
+        } else if new {
+            // A new topic over the kind's share: counted, never told on its own.
+            *self.untold.entry(kind).or_default() += 1;
+        }
+        Told { warn, summary }
+    }
+
+    /// The refusals not told since the last summary, in words (None when there were none).
+    fn summary(&mut self) -> Option<String> {
+        if self.untold.is_empty() {
+            return None;
+        }
+        let untold = std::mem::take(&mut self.untold);
+        let total: u64 = untold.values().sum();
+        let mut kinds: Vec<(String, u64)> = untold.into_iter().collect();
+        kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
+        let shown: Vec<String> = kinds
+            .iter()
+            .take(3)
+            .map(|(k, n)| format!("{n} × {}", shorten(k, 80)))
+            .collect();
+        let more = if kinds.len() > 3 {
+            format!(" and {} other kinds", kinds.len() - 3)
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "refused {total} more messages on topics not named one by one in the last minute \
+             or more: {}{more}",
+            shown.join("; ")
+        ))
+    }
+}
+
+/// `text` for a log line: at most `max` characters, the rest said as a length. Topics,
+/// ids and reasons that quote them come from the broker and can be 64 KiB long.
+pub fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((cut, _)) => {
+            std::borrow::Cow::Owned(format!("{}… ({} bytes)", &text[..cut], text.len()))
+        }
     }
 }
 

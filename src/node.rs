@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::engine::{Action, Engine, EngineConfig, Notice, Observation, PlayerAction, ResumeFrom};
 use crate::history;
 use crate::hlc::{Stamp, now_unix_ns};
-use crate::intake::{Inbound, Intake, Refusals};
+use crate::intake::{Inbound, Intake, Refusals, shorten};
 use crate::net::keeper::ANSWER_WINDOW;
 use crate::net::link::{BrokerUrl, Link, LinkConfig, LinkError, LinkEvent, client_id};
 use crate::security::account::Account;
@@ -79,6 +79,11 @@ pub enum NodeEvent {
         topic: String,
         reason: String,
         first: bool,
+    },
+    /// The local store stopped taking writes (a full disk, a read-only config dir): the
+    /// user should hear it once, whatever the log level.
+    StoreTrouble {
+        message: String,
     },
 }
 
@@ -636,12 +641,17 @@ impl Inner {
                 self.emit(NodeEvent::KeyRotated { key_id });
             }
             Intake::Rejected { topic, reason } => {
-                let first = lock(&self.refusals).first(&topic, &reason);
-                if first {
-                    tracing::warn!("refused a message on {topic}: {reason}");
-                } else {
-                    tracing::debug!("refused a message on {topic}: {reason}");
+                let told = lock(&self.refusals).note(&topic, &reason, now_unix_ns());
+                if let Some(summary) = &told.summary {
+                    tracing::warn!("{summary}");
                 }
+                let (t, r) = (shorten(&topic, 160), shorten(&reason, 300));
+                if told.warn {
+                    tracing::warn!("refused a message on {t}: {r}");
+                } else {
+                    tracing::debug!("refused a message on {t}: {r}");
+                }
+                let first = told.warn;
                 self.emit(NodeEvent::Rejected {
                     topic,
                     reason,
@@ -820,8 +830,13 @@ impl Node {
             SyncState::Unreachable
         });
         let keeps_history = cfg.engine.announce && store.is_some() && link.is_some();
+        let trouble = events_tx.clone();
         let writer = store
-            .map(Writer::spawn)
+            .map(|store| {
+                Writer::spawn(store, move |message| {
+                    let _ = trouble.try_send(NodeEvent::StoreTrouble { message });
+                })
+            })
             .transpose()
             .map_err(NodeError::StoreThread)?;
         let inner = Arc::new_cyclic(|me| Inner {

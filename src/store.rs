@@ -545,7 +545,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(store: Store) -> std::io::Result<Writer> {
+    /// `trouble` hears the warning when the store stops taking writes (for the user: the
+    /// log's default level may hide it).
+    pub fn spawn(
+        store: Store,
+        trouble: impl Fn(String) + Send + 'static,
+    ) -> std::io::Result<Writer> {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("continuity-store".into())
@@ -560,7 +565,10 @@ impl Writer {
                         }
                     };
                     match health.note(&write(&store)) {
-                        Some((tracing::Level::WARN, line)) => tracing::warn!("{line}"),
+                        Some((tracing::Level::WARN, line)) => {
+                            tracing::warn!("{line}");
+                            trouble(line);
+                        }
                         Some((tracing::Level::INFO, line)) => tracing::info!("{line}"),
                         Some((_, line)) => tracing::debug!("{line}"),
                         None => {}

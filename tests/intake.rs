@@ -242,10 +242,63 @@ fn a_roster_from_a_trusted_device_makes_its_new_device_trusted() {
 #[test]
 fn the_first_refusal_of_each_kind_on_a_topic_is_the_one_to_warn_about() {
     let mut told = continuity::intake::Refusals::default();
-    assert!(told.first("t", "payload of 1048576 bytes over the limit"));
-    assert!(!told.first("t", "payload of 2097152 bytes over the limit"));
-    assert!(told.first("u", "payload of 1048576 bytes over the limit"));
-    assert!(told.first("t", "not JSON"));
+    let mut warn = |topic: &str, reason: &str| told.note(topic, reason, 0).warn;
+    assert!(warn("t", "payload of 1048576 bytes over the limit"));
+    assert!(!warn("t", "payload of 2097152 bytes over the limit"));
+    assert!(warn("u", "payload of 1048576 bytes over the limit"));
+    assert!(warn("t", "not JSON"));
+    // What a reason quotes (the topic, an id) is not its kind: a sixth topic of one kind in
+    // a minute is counted, not named.
+    let mut long_id = |t: &str| told.note(t, &format!("topic '{t}': device id is too long"), 0);
+    let named = ["a", "b", "c", "d", "e", "f"].map(|t| long_id(t).warn);
+    assert_eq!(named, [true, true, true, true, true, false]);
+}
+
+#[test]
+fn garbage_on_thousands_of_topics_is_a_few_warnings_and_a_count_a_minute() {
+    // Hostile broker (issue 27, row 6): one garbage topic per made-up device id gave one
+    // warning each, and a TV's log reached 21,769 lines.
+    use continuity::intake::Refusals;
+    const S: u64 = 1_000_000_000;
+    let mut told = Refusals::default();
+    let topic = |i: usize| format!("continuity/v1/home/sessions/dev-{i:05}/state");
+    let warned = (0..2000)
+        .filter(|i| told.note(&topic(*i), "not JSON", *i as u64 * 1_000).warn)
+        .count();
+    assert_eq!(
+        warned,
+        Refusals::PER_KIND,
+        "a few topics of the kind are named"
+    );
+    // Another kind has its own share.
+    assert!(
+        told.note(&topic(0), "a payload of 9 bytes over the limit", 2 * S)
+            .warn
+    );
+    // The next minute: the count of what was not named, once, then a fresh share.
+    let next = told.note(&topic(5000), "not JSON", 61 * S);
+    let summary = next.summary.expect("the minute's count is told");
+    assert!(
+        summary.contains("refused 1995 more messages") && summary.contains("not JSON"),
+        "{summary}"
+    );
+    assert!(next.warn, "a new minute names a new topic again");
+    assert_eq!(told.note(&topic(5001), "not JSON", 62 * S).summary, None);
+}
+
+#[test]
+fn long_topics_are_shortened_in_log_lines() {
+    use continuity::intake::shorten;
+    let id = "x".repeat(5000);
+    let line = shorten(&id, 160);
+    assert!(line.chars().count() < 200, "{line}");
+    assert!(line.ends_with("(5000 bytes)"), "{line}");
+    assert_eq!(
+        shorten("continuity/v1/home/ask", 160),
+        "continuity/v1/home/ask"
+    );
+    // Cut on a character, not inside one.
+    assert_eq!(shorten("ééé", 2), "éé… (6 bytes)");
 }
 
 #[test]

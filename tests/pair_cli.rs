@@ -218,3 +218,63 @@ fn joining_with_nobody_open_for_pairing_says_what_to_do() {
         "{err}"
     );
 }
+
+/// Retain `payload` on `topic` as any user of the broker can (`mosquitto_pub`).
+fn retain(broker: &Mosquitto, topic: &str, payload: &[u8]) {
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.addr().port().to_string()])
+        .args(["-q", "1", "-r", "-t", topic, "-s"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(payload)?;
+            child.wait()
+        })
+        .expect("mosquitto_pub runs");
+    assert!(status.success());
+}
+
+#[test]
+fn a_joiner_passes_over_fake_offers_a_stranger_left_on_the_broker() {
+    // Hostile broker (issue 27, row 3): a broker user retains pairing hellos of a host that
+    // does not exist, named like the real one: one that expires centuries ahead, one that
+    // looks current. The joiner, started before the real host, hears them first; it used to
+    // take the first one and fail after its timeout while the real exchange went unused.
+    use continuity::security::pair::{self, PairMsg, Party};
+    let broker = Mosquitto::start();
+    let url = broker.url().to_string();
+    let now = continuity::hlc::now_unix_ns();
+    for (exchange, expires_unix_ns) in [
+        ("x000000000002", 13_000_000_000_000_000_000u64),
+        ("x000000000003", now + 100_000_000_000),
+    ] {
+        let hello = PairMsg::Hello {
+            exchange: exchange.into(),
+            host: Party {
+                device: "dev-fakehost0001".into(),
+                name: "TV".into(),
+            },
+            expires_unix_ns,
+        };
+        retain(
+            &broker,
+            &pair::topic("home", exchange, "hello"),
+            &pair::encode(&hello),
+        );
+    }
+    let (tv_dir, phone_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut phone = PairProcess::start(&url, phone_dir.path(), "Phone", &["--join", "--yes"]);
+    phone.wait_line("Looking for a device");
+    let mut tv = PairProcess::start(&url, tv_dir.path(), "TV", &["--yes"]);
+    tv.wait_line("pair --join");
+    let found = phone.wait_line("Found");
+    let tv_device = continuity::config::device_id(tv_dir.path()).unwrap();
+    assert!(found.contains(&tv_device), "{found}");
+    let (phone_exit, phone_out) = phone.finish();
+    assert_eq!(phone_exit, Some(0), "{phone_out}");
+    assert_eq!(tv.finish().0, Some(0));
+    assert_eq!(
+        account(phone_dir.path()).secret(),
+        account(tv_dir.path()).secret()
+    );
+}

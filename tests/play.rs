@@ -6,7 +6,7 @@ mod procs;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -20,6 +20,8 @@ struct Spy {
     rt: tokio::runtime::Runtime,
     link: Option<continuity::net::link::Link>,
     seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    /// Told each time a message is seen.
+    arrived: std::sync::Arc<std::sync::Condvar>,
 }
 
 impl Spy {
@@ -34,18 +36,22 @@ impl Spy {
         cfg.subscriptions = vec!["#".into()];
         let (link, mut events) = rt.block_on(async { Link::spawn(cfg) }).unwrap();
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let arrived = std::sync::Arc::new(std::sync::Condvar::new());
         let (ready_tx, ready) = mpsc::channel();
         let sink = seen.clone();
+        let told = arrived.clone();
         rt.spawn(async move {
             while let Some(ev) = events.recv().await {
                 match ev {
                     LinkEvent::Connected => {
                         let _ = ready_tx.send(());
                     }
-                    LinkEvent::Message { topic, payload, .. } => sink
-                        .lock()
-                        .unwrap()
-                        .push((topic, String::from_utf8_lossy(&payload).into_owned())),
+                    LinkEvent::Message { topic, payload, .. } => {
+                        sink.lock()
+                            .unwrap()
+                            .push((topic, String::from_utf8_lossy(&payload).into_owned()));
+                        told.notify_all();
+                    }
                     LinkEvent::Down { .. } => {}
                 }
             }
@@ -57,6 +63,24 @@ impl Spy {
             rt,
             link: Some(link),
             seen,
+            arrived,
+        }
+    }
+
+    /// Wait until the broker says `device` of account "play" is online: it has subscribed
+    /// to its inbox by then (a device subscribes before it says it is online, and the
+    /// broker takes one client's packets in order). Its "connected" line comes earlier.
+    fn wait_online(&self, device: &str) {
+        let topic = continuity::wire::Topic::availability("play", device).to_string();
+        let end = std::time::Instant::now() + Duration::from_secs(15);
+        let mut seen = self.seen.lock().unwrap();
+        while !seen
+            .iter()
+            .any(|(t, p)| *t == topic && p.contains("\"online\""))
+        {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "{device} never said it is online");
+            seen = self.arrived.wait_timeout(seen, left).unwrap().0;
         }
     }
 
@@ -374,17 +398,35 @@ fn a_handoff_from_a_phone_30_s_ahead_measures_the_skew_within_5_ms() {
 /// Run `continuity play` on `config_dir` with `args` (the clip last) and return its stderr,
 /// once it has failed with exit code 1.
 fn play_fails(broker: &str, config_dir: &Path, args: &[&str], clip: &Path) -> String {
-    let out = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(["--broker", broker, "--account", "play", "--config-dir"])
         .arg(config_dir)
         .arg("play")
         .args(args)
         .arg(clip)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut text);
+        text
+    });
+    // A player that does not fail plays on (idle at the end of the clip): bounded.
+    let status = common::wait_exit(&mut child, Duration::from_secs(30));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let stderr = reader.join().unwrap();
+    assert!(
+        status.is_some(),
+        "the player did not fail: it plays on\n{stderr}"
+    );
+    assert_eq!(status.unwrap().code(), Some(1), "{stderr}");
     stderr
 }
 
@@ -460,9 +502,9 @@ fn transfers_back_and_forth_on_the_embedded_broker_all_succeed_and_leave_no_help
 
 /// Reliability row 16: refusals show in `continuity play -v`, the first of each kind on a
 /// topic as a warning, the rest not (a flood does not flood the log).
-#[test]
-fn refusals_show_in_play_verbose_once_per_kind_and_topic() {
-    let setup = Setup::new();
+/// `continuity -v play` of the clip as device "Phone", once it says it is connected: the
+/// child, its stderr lines, the lines seen so far and its config dir.
+fn verbose_player(setup: &Setup) -> (Child, mpsc::Receiver<String>, Vec<String>, PathBuf) {
     let dir = setup.dir.path().join("Phone");
     let mut child = Command::new(BIN)
         .args([
@@ -500,9 +542,17 @@ fn refusals_show_in_play_verbose_once_per_kind_and_topic() {
         }
     });
     assert!(connected, "{seen:#?}");
+    (child, lines, seen, dir)
+}
+
+#[test]
+fn refusals_show_in_play_verbose_once_per_kind_and_topic() {
+    let setup = Setup::new();
+    let (mut child, lines, mut seen, dir) = verbose_player(&setup);
     let device = std::fs::read_to_string(dir.join("device-id")).unwrap();
     let inbox = format!("continuity/v1/play/devices/{}/inbox", device.trim());
     let spy = Spy::start(&setup.url);
+    spy.wait_online(device.trim());
     // Not JSON twice, then not an object; last a third kind, an object that is no message:
     // its line comes after any the first three could give.
     for garbage in [&b"{not json"[..], b"[1, 2]", b"{also not json", b"{}"] {
@@ -788,4 +838,101 @@ fn a_devices_volume_is_kept_for_its_next_start() {
     drop(phone);
     let phone = PlayProcess::start(&setup.url, setup.dir.path(), "Phone", "phone", None);
     phone.wait_line("volume 30 % (this device's own)");
+}
+
+#[test]
+fn garbage_on_hundreds_of_long_made_up_ids_is_a_few_short_lines_in_play_verbose() {
+    // Hostile broker (issue 27, row 6): one garbage topic per made-up device id, ids of
+    // 5,000 characters. Each topic got its own warning, each logged twice in full.
+    let setup = Setup::new();
+    let (mut child, lines, mut seen, dir) = verbose_player(&setup);
+    let device = std::fs::read_to_string(dir.join("device-id")).unwrap();
+    let spy = Spy::start(&setup.url);
+    spy.wait_online(device.trim());
+    let link = spy.link.as_ref().unwrap();
+    for i in 0..300 {
+        let id = format!("{i:04}{}", "x".repeat(4996));
+        let topic = format!("continuity/v1/play/sessions/{id}/state");
+        link.publish(&topic, b"{not json".to_vec(), false, true);
+    }
+    // Last, a refusal of another kind on another topic: its line comes after any the
+    // garbage gives.
+    let inbox = format!("continuity/v1/play/devices/{}/inbox", device.trim());
+    link.publish(&inbox, b"{not json".to_vec(), false, true);
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while !seen.iter().any(|l| l.contains(&inbox)) && std::time::Instant::now() < end {
+        if let Ok(l) = lines.recv_timeout(Duration::from_millis(100)) {
+            seen.push(l);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    seen.extend(lines.try_iter());
+    assert!(seen.iter().any(|l| l.contains(&inbox)), "{seen:#?}");
+    let about_garbage = seen
+        .iter()
+        .filter(|l| l.contains("continuity/v1/play/sessions/"))
+        .count();
+    assert!(
+        about_garbage <= continuity::intake::Refusals::PER_KIND,
+        "{about_garbage} lines name a garbage topic"
+    );
+    let longest = seen.iter().map(|l| l.len()).max().unwrap_or(0);
+    assert!(longest < 1000, "a line of {longest} bytes");
+}
+
+#[test]
+fn a_store_that_cannot_be_written_is_one_warning_at_the_default_level() {
+    // Hostile world (issue 27, row 5): a full disk or a read-only config dir. Without -v
+    // the player said nothing, and positions silently stopped being kept on the device.
+    let setup = Setup::new();
+    let dir = setup.dir.path().join("Phone");
+    drop(continuity::store::Store::open_in(&dir).unwrap());
+    // Every write refused as on a full disk (permissions do not stop root; a trigger does).
+    let db = rusqlite::Connection::open(dir.join("state.sqlite3")).unwrap();
+    for table in [
+        "sessions",
+        "resume",
+        "counters",
+        "seen",
+        "events",
+        "ready_times",
+    ] {
+        for op in ["INSERT", "UPDATE", "DELETE"] {
+            db.execute_batch(&format!(
+                "CREATE TRIGGER full_{op}_{table} BEFORE {op} ON {table} \
+                 BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;"
+            ))
+            .unwrap();
+        }
+    }
+    drop(db);
+    // The first write comes as the player starts: the warning may come before it plays.
+    let mut p = setup.player("Phone", "phone");
+    let warning = p.wait_line("local store cannot be written");
+    assert!(warning.contains("warning"), "{warning}");
+    p.wait_playing();
+    // Stopping writes the final position: refused too, and not told again.
+    p.interrupt();
+    let mut rest = Vec::new();
+    while let Ok(line) = p.lines.recv_timeout(Duration::from_secs(10)) {
+        rest.push(line);
+    }
+    assert!(
+        rest.iter().all(|l| !l.contains("local store")),
+        "one warning, not one per write: {rest:#?}"
+    );
+}
+
+#[test]
+fn a_config_dir_that_cannot_be_written_still_takes_one_player_only() {
+    // Hostile world (issue 27, row 5): on a read-only config dir the lock file could not be
+    // opened for writing, the lock was never taken, and two players played as one device.
+    // A `player.lock` that is a directory cannot be written either, even by root.
+    let setup = Setup::new();
+    let dir = setup.dir.path().join("Phone");
+    std::fs::create_dir_all(dir.join("player.lock")).unwrap();
+    let _first = setup.playing("Phone", "phone");
+    let stderr = play_fails(&setup.url, &dir, &["--no-advertise"], &setup.clip);
+    assert!(stderr.contains("in use by another player"), "{stderr}");
 }

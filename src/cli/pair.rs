@@ -200,7 +200,109 @@ pub async fn host(
     result
 }
 
+/// A joiner tries at most this many open exchanges at once: anyone on the broker can retain
+/// hellos, and only a real host answers one.
+const MAX_TRIED: usize = 8;
+
+/// No host offers an exchange for longer than `pair --timeout` allows (3600 s); with room
+/// for clocks that disagree, a hello that expires further ahead than this is not a host's.
+const MAX_AHEAD_NS: u64 = (3600 + 600) * 1_000_000_000;
+
+/// The open exchanges a joiner saw, and the one whose host answered.
+#[derive(Default)]
+struct Candidates {
+    tried: Vec<Joiner>,
+    /// Index in `tried` of the exchange whose host revealed: the only one from then on.
+    chosen: Option<usize>,
+    /// Hellos left behind by hosts that did not clean up.
+    stale: usize,
+    /// Hellos that expire implausibly far ahead, or beyond `MAX_TRIED`.
+    ignored: usize,
+}
+
+impl Candidates {
+    fn chosen(&mut self) -> Option<&mut Joiner> {
+        self.chosen.map(|i| &mut self.tried[i])
+    }
+
+    /// The hosts that offered an exchange, for a message.
+    fn hosts(&self) -> String {
+        let names: Vec<String> = self
+            .tried
+            .iter()
+            .filter_map(|j| j.host())
+            .map(|h| format!("{} ({})", h.name, h.device))
+            .collect();
+        names.join(", ")
+    }
+
+    /// Take a message from the broker: a plausible hello opens a new candidate (its commit
+    /// is returned to send), anything else goes to the candidate of its exchange. The host
+    /// that reveals first is chosen; the other candidates are dropped.
+    fn handle(
+        &mut self,
+        now: u64,
+        msg: &PairMsg,
+        new_joiner: impl FnOnce() -> Result<Joiner, PairError>,
+    ) -> Result<(Vec<PairMsg>, Option<pair::Joined>), PairFailure> {
+        if let PairMsg::Hello {
+            exchange,
+            expires_unix_ns,
+            ..
+        } = msg
+        {
+            if self.chosen.is_some() || self.tried.iter().any(|j| j.exchange() == Some(exchange)) {
+                return Ok((Vec::new(), None));
+            }
+            if *expires_unix_ns < now {
+                self.stale += 1;
+                return Ok((Vec::new(), None));
+            }
+            if *expires_unix_ns > now.saturating_add(MAX_AHEAD_NS) || self.tried.len() >= MAX_TRIED
+            {
+                self.ignored += 1;
+                tracing::info!(
+                    "pairing offer on exchange {exchange} ignored: expires too far ahead, or too many offers"
+                );
+                return Ok((Vec::new(), None));
+            }
+            let mut j = new_joiner()?;
+            let out = j.handle(now, msg)?;
+            self.tried.push(j);
+            return Ok(out);
+        }
+        let Some(i) = self
+            .tried
+            .iter()
+            .position(|j| j.exchange() == Some(msg.exchange()))
+        else {
+            return Ok((Vec::new(), None));
+        };
+        if self.chosen.is_some_and(|c| c != i) {
+            return Ok((Vec::new(), None));
+        }
+        match self.tried[i].handle(now, msg) {
+            Ok(out) => {
+                if self.chosen.is_none() && self.tried[i].code().is_some() {
+                    self.chosen = Some(i);
+                }
+                Ok(out)
+            }
+            // A candidate that was never chosen failing (a forged refusal, garbage) ends
+            // only that candidate.
+            Err(e) if self.chosen.is_none() => {
+                tracing::info!("pairing offer on exchange {} dropped: {e}", msg.exchange());
+                self.tried.remove(i);
+                Ok((Vec::new(), None))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 /// The joiner: find an open exchange of the account, compare codes, take the account in.
+/// Every plausible offer on the broker is tried (a stranger can retain fake ones); the host
+/// that answers is the one.
 pub async fn join(
     broker: &BrokerUrl,
     mut account: Account,
@@ -211,7 +313,10 @@ pub async fn join(
         device: account.device.clone(),
         name: args.name.clone(),
     };
-    let mut j = Joiner::new(&name, me, seal::public_key(&account.signer))?;
+    let public_key = seal::public_key(&account.signer);
+    let new_joiner = || Joiner::new(&name, me.clone(), public_key.clone());
+    // A joiner that cannot draw its keys fails now, not at the first offer.
+    new_joiner()?;
     let (link, mut events) = connect(
         broker,
         vec![
@@ -224,7 +329,7 @@ pub async fn join(
     let deadline = Instant::now() + args.timeout;
     let mut asked = false;
     let mut pending = None;
-    let mut stale = 0;
+    let mut c = Candidates::default();
     let mut found = false;
     let result = loop {
         tokio::select! {
@@ -233,13 +338,7 @@ pub async fn join(
                     Ok(msg) => msg,
                     Err(e) => break Err(e),
                 };
-                if let PairMsg::Hello { expires_unix_ns, .. } = &msg
-                    && *expires_unix_ns < now_unix_ns()
-                {
-                    stale += 1; // left behind by a host that did not clean up
-                    continue;
-                }
-                match j.handle(now_unix_ns(), &msg) {
+                match c.handle(now_unix_ns(), &msg, new_joiner) {
                     Ok((out, None)) => send(&link, &name, out),
                     Ok((_, Some(joined))) => {
                         if let Err(e) = pair::adopt(&mut account, &joined) {
@@ -252,44 +351,54 @@ pub async fn join(
                             account.roster.devices.iter().filter(|e| !e.revoked).count()
                         ));
                     }
-                    Err(e) => break Err(e.into()),
+                    Err(e) => break Err(e),
                 }
-                if let (false, Some(host)) = (found, j.host()) {
+                if let (false, Some(host)) = (found, c.chosen().and_then(|j| j.host().cloned())) {
                     found = true;
                     println!("Found {} ({}); exchanging keys...", host.name, host.device);
                 }
             }
             a = answer(&mut pending) => {
                 let yes = a == Some(true);
-                match j.confirm(yes) {
-                    Ok(out) => send(&link, &name, out),
-                    Err(e) => break Err(e.into()),
-                }
+                let out = match c.chosen().map(|j| j.confirm(yes)) {
+                    Some(Ok(out)) => out,
+                    Some(Err(e)) => break Err(e.into()),
+                    None => Vec::new(),
+                };
+                send(&link, &name, out);
                 if let Some(no) = declined(a) {
                     break Err(no);
                 }
                 println!("Waiting for the other device to confirm...");
             }
             _ = tokio::time::sleep_until(deadline) => {
-                break Err(PairFailure::Failed(match j.host() {
-                    Some(h) => format!("{} did not finish pairing within {} s", h.name, args.timeout.as_secs()),
+                let waited = args.timeout.as_secs();
+                break Err(PairFailure::Failed(match c.chosen().and_then(|j| j.host().cloned()) {
+                    Some(h) => format!("{} did not finish pairing within {waited} s", h.name),
+                    None if !c.tried.is_empty() => format!(
+                        "no device open for pairing answered within {waited} s (offers seen \
+                         from {}): run `continuity pair` on a device that has the account",
+                        c.hosts()
+                    ),
                     None => format!(
                         "no device of account {name} is open for pairing on {broker} \
-                         (waited {} s{}): run `continuity pair` on a device that has the account",
-                        args.timeout.as_secs(),
-                        if stale > 0 { ", saw only expired offers" } else { "" }
+                         (waited {waited} s{}): run `continuity pair` on a device that has the account",
+                        if c.stale + c.ignored > 0 { ", saw only expired or implausible offers" } else { "" }
                     ),
                 }));
             }
         }
-        if let (false, Some(code), Some(host)) = (asked, j.code(), j.host()) {
+        let code = c
+            .chosen()
+            .and_then(|j| Some((j.code()?.to_owned(), j.host()?.name.clone())));
+        if let (false, Some((code, host))) = (asked, code) {
             asked = true;
-            let host = host.name.clone();
-            println!("Verification code: {}", spaced(code));
+            println!("Verification code: {}", spaced(&code));
             if args.yes {
-                match j.confirm(true) {
-                    Ok(out) => send(&link, &name, out),
-                    Err(e) => break Err(e.into()),
+                match c.chosen().map(|j| j.confirm(true)) {
+                    Some(Ok(out)) => send(&link, &name, out),
+                    Some(Err(e)) => break Err(e.into()),
+                    None => {}
                 }
             } else {
                 pending = Some(ask(&host));

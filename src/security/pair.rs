@@ -212,6 +212,7 @@ pub fn decode(payload: &[u8]) -> Result<PairMsg, PairError> {
 #[derive(Serialize, schemars::JsonSchema)]
 #[schemars(title = "PairingMessage")]
 pub struct Versioned<'a> {
+    #[schemars(range(min = 1, max = 1))]
     pub v: u8,
     #[serde(flatten)]
     pub msg: &'a PairMsg,

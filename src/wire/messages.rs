@@ -34,7 +34,7 @@ pub struct DeviceInfo {
     /// Software name and version ("continuity 0.1.0").
     #[schemars(length(max = 1024), pattern(crate::patterns::TEXT))]
     pub software: String,
-    /// What the device can do: `play`, `resume`, `handoff-target`, ...
+    /// What the device can do: `play`, `resume`, `handoff`, `history`, ...
     #[serde(default)]
     #[schemars(length(max = 64), inner(pattern(crate::patterns::ID)))]
     pub capabilities: Vec<String>,
@@ -217,6 +217,9 @@ pub enum CommandBody {
         t1_unix_ns: u64,
         #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
         t2_unix_ns: u64,
+        /// When the reply left: never before `t2_unix_ns` (equal is allowed). The decoder
+        /// refuses a reply whose `t3_unix_ns` is less than its `t2_unix_ns` (`field`, at
+        /// `body.t3_unix_ns`); JSON Schema cannot say so.
         #[schemars(range(max = crate::patterns::MAX_UNIX_NS))]
         t3_unix_ns: u64,
     },

@@ -526,6 +526,9 @@ impl Pump {
             // The node logged it (the first of its kind on its topic as a warning), and its
             // log reaches this category.
             NodeEvent::Rejected { .. } => {}
+            NodeEvent::StoreTrouble { message } => {
+                gst::element_warning!(element, gst::ResourceError::Write, ("{message}"));
+            }
             NodeEvent::Revoked => {
                 gst::element_warning!(
                     element,
