@@ -498,19 +498,11 @@ impl Inner {
         // The retain flag tells the broker's retained picture (what a new subscription
         // finds) from news. Some brokers (rumqttd) also set it on what they forward live:
         // after this device's sync, nothing is a new subscription's any more.
-        let synced = *self.sync.borrow() == SyncState::Synced;
+        let retained = retained && *self.sync.borrow() != SyncState::Synced;
         if retained && topic.ends_with("/availability") {
-            if synced {
-                // Flagged retained after the sync echo: this broker keeps retained state
-                // after all (rumqttd can forward the echo ahead of it), so a lookup need not
-                // wait for the answers to the ask.
-                *lock(&self.asked_empty) = None;
-            } else {
-                self.retained_seen
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+            self.retained_seen
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        let retained = retained && !synced;
         for intake in &mut intakes {
             if let Intake::Message(m) = intake {
                 m.received_unix_ns = Some(received_unix_ns);
@@ -953,17 +945,7 @@ impl Node {
         let asked = *lock(&self.inner.asked_empty);
         if let Some(at) = asked {
             let answered = tokio::time::Instant::from_std(at + ANSWER_WINDOW);
-            // Until the window closes, or a retained availability shows that the broker
-            // keeps retained state after all (see `take_message`).
-            let mut taken = self.inner.taken.subscribe();
-            let _ = tokio::time::timeout_at(answered.min(deadline), async {
-                while lock(&self.inner.asked_empty).is_some() {
-                    if taken.changed().await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                }
-            })
-            .await;
+            tokio::time::sleep_until(answered.min(deadline)).await;
         }
         // Whether there is a live session to continue at all depends on its position (the
         // resume rules), so the clock is waited for before anything is decided.

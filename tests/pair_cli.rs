@@ -278,3 +278,27 @@ fn a_joiner_passes_over_fake_offers_a_stranger_left_on_the_broker() {
         account(tv_dir.path()).secret()
     );
 }
+
+#[test]
+fn a_host_is_known_by_the_name_it_pairs_with() {
+    // Issue 27, row 7: the host's roster entry kept the name its account was first made
+    // with (the host name, by any earlier command), not `pair --device-name`.
+    let broker = Mosquitto::start();
+    let url = broker.url().to_string();
+    let (tv_dir, phone_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // An earlier command made the account under another name.
+    account(tv_dir.path());
+    let mut tv = PairProcess::start(&url, tv_dir.path(), "TV", &["--yes"]);
+    tv.wait_line("pair --join");
+    let phone = PairProcess::start(&url, phone_dir.path(), "Phone", &["--join", "--yes"]);
+    let (phone_exit, phone_out) = phone.finish();
+    assert_eq!(phone_exit, Some(0), "{phone_out}");
+    assert_eq!(tv.finish().0, Some(0));
+    let tv_device = continuity::config::device_id(tv_dir.path()).unwrap();
+    let entry = account(phone_dir.path())
+        .roster
+        .entry(&tv_device)
+        .cloned()
+        .expect("the TV in the phone's roster");
+    assert_eq!(entry.name, "TV");
+}

@@ -936,3 +936,34 @@ fn a_config_dir_that_cannot_be_written_still_takes_one_player_only() {
     let stderr = play_fails(&setup.url, &dir, &["--no-advertise"], &setup.clip);
     assert!(stderr.contains("in use by another player"), "{stderr}");
 }
+
+#[test]
+fn made_up_ids_said_online_on_the_broker_are_not_listed_as_devices() {
+    // Hostile broker (issue 27, row 2): fake `online` availabilities for ids that were never
+    // paired were listed by `devices` as online devices of the account, for ever.
+    let setup = Setup::new();
+    let _phone = setup.idle("Phone", "phone");
+    let port = setup.url.rsplit(':').next().unwrap().to_owned();
+    for i in 0..60 {
+        let id = format!("dev-fake{i:04}");
+        let status = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port, "-q", "1", "-r"])
+            .args([
+                "-t",
+                &format!("continuity/v1/play/devices/{id}/availability"),
+            ])
+            .args([
+                "-m",
+                &format!(r#"{{"v":1,"device":"{id}","status":"online"}}"#),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let out = setup.cli().arg("devices").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("dev-fake"), "{text}");
+    assert!(text.contains("60 unknown ids"), "{text}");
+    assert!(text.contains("Phone"), "{text}");
+}
