@@ -640,11 +640,12 @@ test("the web TV pairs, takes a session from a phone, hands it back, and offers 
     const older = points.findLast((p) => p !== newest);
     say(`resume topic ${topic}: ${points.length} points, an older one: ${older !== undefined}`);
     // A deadline that only bounds a failure: a TV repairs a topic again at growing intervals
-    // (0.1–0.4 s, then 1 s, 2 s…, so that two devices never fight over it), and this subtest
-    // follows others that repaired.
+    // (0.1–0.4 s, then 1 s, 2 s… up to 30 s, so that two devices never fight over it, calm
+    // again after a minute), and this subtest follows others that repaired: under load the
+    // replay's repair came after 10 s in 2 of 3 stress runs.
     const back = async (what) => {
       const from = spy.lines.length;
-      const restored = await spy.waitLine((l) => l === `${topic}\t${newest}`, 10000, from).catch(() => null);
+      const restored = await spy.waitLine((l) => l === `${topic}\t${newest}`, 35000, from).catch(() => null);
       assert.ok(restored, `the newest point is back on the broker after ${what}; the page said:\n${page.console.slice(-5).join("\n")}`);
     };
     const cleared = back("a clear");
