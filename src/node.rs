@@ -580,7 +580,7 @@ impl Inner {
                 self.sync.send_replace(SyncState::Synced);
                 lock(&self.inbound).synced(now_unix_ns());
                 self.rearm.notify_one();
-                let actions = self.engine().synced();
+                let actions = self.engine().synced(now_unix_ns());
                 self.carry_out(actions);
                 self.ask();
                 self.ask_history();

@@ -1196,3 +1196,60 @@ fn a_source_that_sees_the_targets_session_before_the_switch_pauses_at_the_switch
     net.advance(5_000);
     assert_eq!(pause_now(&mut net), 1, "paused once the deadline passed");
 }
+
+#[test]
+fn a_request_that_comes_before_the_retained_sessions_waits_for_the_sync() {
+    // Found under load (tests/play.rs, automatic mode, 1 run in 5): a device says it is
+    // online once it listens to its inbox, before the broker has handed it the retained
+    // sessions; a phone that saw the TV online asked at once, and the TV, not knowing the
+    // phone's session yet, refused the request.
+    let mut net = Net::new();
+    net.add("phone", DeviceClass::Phone, 0, true);
+    net.add("cli", DeviceClass::Other, 0, false);
+    phone_plays_from_100_s(&mut net);
+    // The TV has just connected: nothing retained has reached it yet.
+    let mut tv = Engine::new(EngineConfig::new(
+        "home",
+        Device {
+            id: "tv".into(),
+            name: "TV".into(),
+            class: DeviceClass::Tv,
+        },
+    ));
+    tv.connected();
+    net.engines.insert("tv".into(), tv);
+    net.skew.insert("tv".into(), 0);
+    // It says it is online (it listens to its inbox).
+    let now = net.local("tv");
+    let actions = net.engines.get_mut("tv").unwrap().announce(now);
+    net.run("tv", actions);
+    let id = net.request("cli", "tv", "phone");
+    assert!(
+        net.results("cli").is_empty(),
+        "not refused before the retained state: {:?}",
+        net.results("cli")
+    );
+    assert!(net.take_players("tv").is_empty());
+    // The retained picture arrives, then the sync echo.
+    let now = net.local("tv");
+    for (topic, payload) in net.retained.clone() {
+        let mut msg = wire::decode(&topic, &payload).unwrap();
+        msg.retained = true;
+        let actions = net
+            .engines
+            .get_mut("tv")
+            .unwrap()
+            .handle(now, Observation::Incoming(msg));
+        net.run("tv", actions);
+    }
+    let actions = net.engines.get_mut("tv").unwrap().synced(now);
+    net.run("tv", actions);
+    // Decided now: the TV loads the film where the phone will be.
+    let (uri, _) = tv_loads(&mut net, 300);
+    assert_eq!(uri, "file:///films/film.ogg");
+    let r = net.results("cli");
+    assert!(
+        r.iter().all(|r| r.handoff != id || r.failure.is_none()),
+        "{r:?}"
+    );
+}

@@ -779,7 +779,7 @@ impl World {
                     let e = self.net.engines.get_mut(&d).unwrap();
                     e.connected();
                     let mut actions = e.announce(local);
-                    actions.extend(e.synced());
+                    actions.extend(e.synced(local));
                     self.net.run(&d, actions);
                 }
                 self.pump();

@@ -122,7 +122,25 @@ pub(super) struct Handoffs {
     /// target may take the session over even after this device dropped it (a refusal that
     /// crossed the switch): then this device watches it as it would after a switch.
     accepted: Option<(String, String, u64)>,
+    /// The link connected and the broker's retained state has not all arrived yet: a
+    /// request for a session this device does not know yet waits for it.
+    pub(super) awaiting_sync: bool,
+    /// Requests that came before the retained state (see `on_request`), decided at the sync
+    /// or refused at their deadline.
+    early: Vec<Early>,
 }
+
+/// A handoff request that came before this device knew the source's session.
+#[derive(Debug, Clone)]
+struct Early {
+    deadline_ns: u64,
+    requester: String,
+    id: String,
+    source: String,
+}
+
+/// Requests kept until the sync, at most.
+const EARLY_REQUESTS: usize = 4;
 
 /// How many automatic handoffs' ids are remembered.
 const AUTOMATIC_IDS: usize = 16;
@@ -161,7 +179,8 @@ impl Handoffs {
         let t = self.target.as_ref().map(|t| t.deadline_ns);
         let s = self.source.as_ref().map(|s| s.deadline_ns);
         let p = self.pending.values().map(|p| p.deadline_ns).min();
-        [t, s, p].into_iter().flatten().min()
+        let e = self.early.iter().map(|e| e.deadline_ns).min();
+        [t, s, p, e].into_iter().flatten().min()
     }
 }
 
@@ -446,6 +465,19 @@ impl Engine {
             return fail(self, HandoffFailure::TargetBusy, out);
         }
         let Some(state) = self.directory.sessions.get(&source.to_owned()).cloned() else {
+            // A device says it is online once it listens to its inbox, before the broker
+            // has handed it the retained sessions: a source that sees it online at once
+            // can ask before this device knows the session (found under load: a TV in
+            // automatic mode refused the phone's request). Decided at the sync.
+            if self.handoffs.awaiting_sync && self.handoffs.early.len() < EARLY_REQUESTS {
+                self.handoffs.early.push(Early {
+                    deadline_ns: now_ns + self.cfg.handoff_timeout_ns,
+                    requester: requester.to_owned(),
+                    id: id.to_owned(),
+                    source: source.to_owned(),
+                });
+                return;
+            }
             return fail(self, HandoffFailure::Rejected, out);
         };
         let (Some(media), Some(anchor)) = (state.media.clone(), state.anchor) else {
@@ -954,7 +986,30 @@ impl Engine {
 
     /// Deadlines: a target that is not playing in time gives up (the source plays on), a
     /// source forgets an offer that never switched, an initiator reports a silent target.
+    /// The retained state has arrived: the requests that came before it are decided now.
+    pub(super) fn handoff_synced(&mut self, now_ns: u64, out: &mut Vec<Action>) {
+        self.handoffs.awaiting_sync = false;
+        for e in std::mem::take(&mut self.handoffs.early) {
+            self.on_request(now_ns, &e.requester, &e.id, &e.source, out);
+        }
+    }
+
     pub(super) fn handoff_tick(&mut self, now_ns: u64, out: &mut Vec<Action>) {
+        // Requests that waited for a sync that never came: refused as they would have been.
+        let (due, kept): (Vec<Early>, Vec<Early>) = std::mem::take(&mut self.handoffs.early)
+            .into_iter()
+            .partition(|e| now_ns >= e.deadline_ns);
+        self.handoffs.early = kept;
+        for e in due {
+            let r = failure(
+                &e.id,
+                &e.source,
+                &self.cfg.device.id,
+                HandoffFailure::Rejected,
+            );
+            self.record_result(now_ns, &r, HandoffMode::Push, out);
+            self.send(now_ns, &e.requester, CommandBody::HandoffResult(r), out);
+        }
         if let Some(t) = &self.handoffs.target
             && now_ns >= t.deadline_ns
         {

@@ -19,16 +19,21 @@ impl Engine {
     /// without persistence), so what it holds is learnt again before [`Engine::synced`].
     pub fn connected(&mut self) {
         self.broker_resume.clear();
+        self.handoffs.awaiting_sync = true;
     }
 
     /// Every retained message under this device's subscriptions has arrived since the link
     /// connected. The resume points this device made that the broker lost (or holds older
     /// copies of) are published again: nobody else would, and a device that starts that
-    /// media later would start from the beginning. Returns what to publish.
-    pub fn synced(&mut self) -> Vec<Action> {
+    /// media later would start from the beginning. Handoff requests that came before the
+    /// retained state are decided now. Returns what to publish and send.
+    pub fn synced(&mut self, now_ns: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.handoff_synced(now_ns, &mut out);
         let account = &self.cfg.account;
         let me = &self.cfg.device.id;
-        self.directory
+        let republish = self
+            .directory
             .resume
             .iter()
             .filter(|(key, point)| {
@@ -38,8 +43,9 @@ impl Engine {
                         .get(*key)
                         .is_none_or(|held| *held < point.stamp)
             })
-            .map(|(key, point)| publish(&Topic::resume_key(account, key.clone()), point))
-            .collect()
+            .map(|(key, point)| publish(&Topic::resume_key(account, key.clone()), point));
+        // The resume points first, then what the early requests answer.
+        republish.chain(out).collect()
     }
 
     /// Take new media keys (the account key was rotated): every resume point this device
