@@ -189,13 +189,15 @@ fn a_new_device_finds_the_exchange_and_its_broker_on_the_lan() {
     let mut phone = PairProcess::start("auto", phone_dir.path(), "Phone", &["--join", "--yes"]);
     let found = phone.wait_line("open for pairing on the LAN");
     assert!(found.contains("TV") && found.contains(&url), "{found}");
+    both_paired(phone, tv, phone_dir.path(), tv_dir.path());
+}
+
+/// Both sides end well and the phone holds the TV's account secret.
+fn both_paired(phone: PairProcess, tv: PairProcess, phone_dir: &Path, tv_dir: &Path) {
     let (phone_exit, phone_out) = phone.finish();
     assert_eq!(phone_exit, Some(0), "{phone_out}");
     assert_eq!(tv.finish().0, Some(0));
-    assert_eq!(
-        account(phone_dir.path()).secret(),
-        account(tv_dir.path()).secret()
-    );
+    assert_eq!(account(phone_dir).secret(), account(tv_dir).secret());
 }
 
 #[test]
@@ -270,13 +272,7 @@ fn a_joiner_passes_over_fake_offers_a_stranger_left_on_the_broker() {
     let found = phone.wait_line("Found");
     let tv_device = continuity::config::device_id(tv_dir.path()).unwrap();
     assert!(found.contains(&tv_device), "{found}");
-    let (phone_exit, phone_out) = phone.finish();
-    assert_eq!(phone_exit, Some(0), "{phone_out}");
-    assert_eq!(tv.finish().0, Some(0));
-    assert_eq!(
-        account(phone_dir.path()).secret(),
-        account(tv_dir.path()).secret()
-    );
+    both_paired(phone, tv, phone_dir.path(), tv_dir.path());
 }
 
 #[test]

@@ -194,7 +194,7 @@ impl Shared {
         );
         // Nothing can have been held back behind the buffer held here: no EOS to release.
         let _ = cell.gate.give_up();
-        self.open.store(true, Ordering::SeqCst);
+        self.open.store(cell.gate.passes(), Ordering::SeqCst);
         Held::Pass
     }
 }
