@@ -112,6 +112,9 @@ struct Inner {
     sync: watch::Sender<SyncState>,
     /// Id of the sync command in flight.
     sync_id: Mutex<String>,
+    /// Whose inbox the sync goes through: this device's helper `<device>~sync`, subscribed
+    /// to after everything else (see [`sync_inbox`]).
+    sync_inbox: String,
     link: Option<Link>,
     /// The local store's writer (its own thread).
     store: Option<Writer>,
@@ -145,6 +148,50 @@ struct Inner {
     answer_budget: Mutex<history::AnswerBudget>,
     /// It keeps the account's events and shares them (a device with a store and a link).
     keeps_history: bool,
+    /// The link's subscriptions other than the devices' own topics, which follow the
+    /// roster (see [`device_subscriptions`]).
+    fixed_subscriptions: Vec<String>,
+}
+
+/// The id whose inbox a device's sync goes through: its helper `<device>~sync`, subscribed
+/// to after every other filter. A broker that forwards each subscription's messages in turn,
+/// in the order they were made (rumqttd), then sends the echo after the retained messages of
+/// every other subscription, as brokers that keep one order per connection (mosquitto) do
+/// anyway; through the device's own inbox, subscribed first, the echo would come before
+/// them. The device's own id when the helper's would be too long.
+fn sync_inbox(device: &str) -> String {
+    let helper = wire::helper_id(device, "sync");
+    if wire::check_id(&helper).is_ok() {
+        helper
+    } else {
+        device.to_owned()
+    }
+}
+
+/// The topics of the account's devices that a device or a view subscribes to: in a sealed
+/// account, those of each device its roster trusts, one by one (with their key requests
+/// when `rekey_requests`), so that no other id's topics reach it however many a stranger
+/// fills with retained junk; in an open account (no roster), every device's, by wildcard.
+pub(crate) fn device_subscriptions(
+    account: &str,
+    roster: Option<&wire::Roster>,
+    rekey_requests: bool,
+) -> Vec<String> {
+    let Some(roster) = roster else {
+        return vec![
+            wire::filters::availability(account),
+            wire::filters::device_info(account),
+            wire::filters::sessions(account),
+        ];
+    };
+    let mut filters = Vec::new();
+    for entry in roster.devices.iter().filter(|e| !e.revoked) {
+        filters.extend(wire::filters::device(account, &entry.device));
+        if rekey_requests {
+            filters.push(rekey::request_topic(account, &entry.device));
+        }
+    }
+    filters
 }
 
 /// A lock that a panic elsewhere does not poison: what it guards stays usable.
@@ -380,8 +427,8 @@ impl Inner {
         let cmd = Command {
             v: wire::VERSION,
             id: id.clone(),
-            from: self.device.clone(),
-            to: self.device.clone(),
+            from: self.sync_inbox.clone(),
+            to: self.sync_inbox.clone(),
             sent_unix_ns: now_unix_ns(),
             body: CommandBody::Sync,
         };
@@ -390,7 +437,7 @@ impl Inner {
         self.retained_seen
             .store(0, std::sync::atomic::Ordering::Relaxed);
         self.sync.send_replace(SyncState::Pending);
-        let topic = Topic::inbox(&self.account, &self.device).to_string();
+        let topic = Topic::inbox(&self.account, &self.sync_inbox).to_string();
         self.publish(&topic, wire::encode(&cmd), false);
     }
 
@@ -480,6 +527,16 @@ impl Inner {
                 None
             }
         }
+    }
+
+    /// Listen to the devices the roster trusts now: a newcomer's topics from now on, a
+    /// revoked device's no more.
+    fn resubscribe(&self) {
+        let Some(link) = &self.link else { return };
+        let roster = lock(&self.inbound).roster().cloned();
+        let mut filters = device_subscriptions(&self.account, roster.as_ref(), true);
+        filters.extend(self.fixed_subscriptions.iter().cloned());
+        link.set_subscriptions(&filters);
     }
 
     /// Publish this device's roster (retained): a device that has just been paired makes
@@ -622,6 +679,8 @@ impl Inner {
                 for device in &revoked {
                     engine.forget_device(device);
                 }
+                drop(engine);
+                self.resubscribe();
             }
             Intake::Revoked => {
                 self.emit(NodeEvent::Revoked);
@@ -637,6 +696,7 @@ impl Inner {
                 actions.extend(self.engine().announce(now));
                 self.carry_out(actions);
                 self.publish_roster();
+                self.resubscribe();
                 tracing::info!("now sealing with account key {key_id}");
                 self.emit(NodeEvent::KeyRotated { key_id });
             }
@@ -664,7 +724,8 @@ impl Inner {
     fn is_own_sync(&self, body: &Body) -> bool {
         matches!(body, Body::Command(c)
             if c.body == CommandBody::Sync
-                && c.from == self.device
+                && c.from == self.sync_inbox
+                && c.to == self.sync_inbox
                 && c.id == *lock(&self.sync_id))
     }
 
@@ -762,6 +823,8 @@ impl Node {
                 inbound.remember(&sender, &topic, counter);
             }
         }
+        // What the link subscribes to besides the devices' topics (see `resubscribe`).
+        let mut fixed_subscriptions = Vec::new();
         let (link, link_events) = match &cfg.broker {
             Some(broker) => {
                 let mut link_cfg = LinkConfig::new(broker.clone(), client_id(device));
@@ -784,12 +847,7 @@ impl Node {
                 // Its inbox before it says it is online: a device that sees it come online
                 // may send it a command (a clock probe, an automatic handoff) at once.
                 link_cfg.first_subscriptions = vec![Topic::inbox(account, device).to_string()];
-                link_cfg.subscriptions = vec![
-                    wire::filters::availability(account),
-                    wire::filters::device_info(account),
-                    wire::filters::sessions(account),
-                    wire::filters::resume(account),
-                ];
+                link_cfg.subscriptions = vec![wire::filters::resume(account)];
                 // A device keeps the account's events (the analytics of `continuity stats`),
                 // and answers the asks of devices whose broker lacks its state.
                 if cfg.engine.announce {
@@ -806,14 +864,24 @@ impl Node {
                     }
                 }
                 if cfg.account.is_some() {
-                    link_cfg.subscriptions.extend([
-                        wire::filters::roster(account),
-                        rekey::request_filter(account),
-                    ]);
+                    link_cfg.subscriptions.push(wire::filters::roster(account));
                     link_cfg
                         .first_subscriptions
                         .push(rekey::answer_topic(account, device));
                 }
+                // The sync's inbox last (see `sync_inbox`).
+                if sync_inbox(device) != *device {
+                    let topic = Topic::inbox(account, &sync_inbox(device)).to_string();
+                    link_cfg.subscriptions.push(topic);
+                }
+                // The devices' topics first: what a stranger may have filled the rest with
+                // comes after them.
+                fixed_subscriptions = std::mem::take(&mut link_cfg.subscriptions);
+                let roster = cfg.account.as_ref().map(|a| &a.roster);
+                link_cfg.subscriptions = device_subscriptions(account, roster, true);
+                link_cfg
+                    .subscriptions
+                    .extend(fixed_subscriptions.iter().cloned());
                 if let Some(adjust) = cfg.link {
                     adjust(&mut link_cfg);
                 }
@@ -845,6 +913,7 @@ impl Node {
             account: account.clone(),
             sync,
             sync_id: Mutex::new(String::new()),
+            sync_inbox: sync_inbox(device),
             link,
             store: writer,
             guard: Mutex::new(guard),
@@ -861,6 +930,7 @@ impl Node {
             history_asked: Mutex::new(None),
             answer_budget: Mutex::default(),
             keeps_history,
+            fixed_subscriptions,
         });
         inner.carry_out(announce);
         let task = tokio::spawn(run(inner.clone(), link_events));

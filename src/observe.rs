@@ -16,6 +16,7 @@ use crate::intake::{Inbound, Intake};
 use crate::model::PlayState;
 use crate::net::keeper::ANSWER_WINDOW;
 use crate::net::link::{BrokerUrl, ConnectError, Link, LinkConfig, LinkEvent, client_id};
+use crate::node::device_subscriptions;
 use crate::security::account::Account;
 use crate::security::rekey;
 use crate::security::seal::Guard;
@@ -51,6 +52,8 @@ pub struct Observer {
     asked_key: bool,
     /// Answers to this view's history asks, not yet taken in.
     history: Vec<wire::HistoryAnswer>,
+    /// What it subscribes to besides the devices' topics, which follow the roster.
+    fixed: Vec<String>,
 }
 
 /// What [`Observer::gather_history`] did.
@@ -94,23 +97,25 @@ impl Observer {
             None => format!("view-{:08x}", fastrand::u32(..)),
         };
         let mut cfg = LinkConfig::new(broker.clone(), client_id("observer"));
-        cfg.subscriptions = vec![
-            filters::availability(account),
-            filters::device_info(account),
-            filters::sessions(account),
-            filters::resume(account),
-            Topic::inbox(account, &id).to_string(),
-        ];
+        // The devices' topics (those the roster names, in a sealed account) come first, the
+        // rest after.
+        // Its inbox last: its sync's echo comes after the retained messages of every other
+        // subscription, also on a broker that forwards each subscription's in turn (see
+        // `node::sync_inbox`).
+        let mut fixed = vec![filters::resume(account)];
         if history {
-            cfg.subscriptions
-                .push(Topic::history_answer(account).to_string());
+            fixed.push(Topic::history_answer(account).to_string());
         }
         if let Some(k) = &keys {
-            cfg.subscriptions.extend([
+            fixed.extend([
                 filters::roster(account),
                 rekey::answer_topic(account, &k.device),
             ]);
         }
+        fixed.push(Topic::inbox(account, &id).to_string());
+        let roster = keys.as_ref().map(|k| &k.roster);
+        cfg.subscriptions = device_subscriptions(account, roster, false);
+        cfg.subscriptions.extend(fixed.iter().cloned());
         let device = keys.as_ref().map(|k| k.device.clone()).unwrap_or_default();
         let guard = keys.as_ref().map(|k| k.guard(0));
         let inbound = Inbound::new(account, &device, keys);
@@ -137,6 +142,7 @@ impl Observer {
             rejected: 0,
             asked_key: false,
             history: Vec::new(),
+            fixed,
         })
     }
 
@@ -187,6 +193,7 @@ impl Observer {
                     for device in &revoked {
                         changed |= self.directory.forget(device);
                     }
+                    self.resubscribe();
                 }
                 Intake::Rekeyed { current, all } => {
                     self.asked_key = false;
@@ -194,6 +201,7 @@ impl Observer {
                         g.set_keys(current, all);
                     }
                     self.directory.media_keys = self.inbound.media_keys();
+                    self.resubscribe();
                     changed = true;
                 }
                 // Its key request, or taking it off the broker once answered.
@@ -211,6 +219,13 @@ impl Observer {
             }
         }
         changed
+    }
+
+    /// Listen to the devices the roster trusts now (a newcomer it just learned of).
+    fn resubscribe(&self) {
+        let mut filters = device_subscriptions(&self.account, self.inbound.roster(), false);
+        filters.extend(self.fixed.iter().cloned());
+        self.link.set_subscriptions(&filters);
     }
 
     /// Measure the clocks of the online devices whose sessions play (their positions depend

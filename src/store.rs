@@ -500,15 +500,24 @@ enum Job {
 
 /// What the writer says about the writes it makes: one warning when the store stops taking
 /// them (a full disk, a read-only config dir), one line when it takes them again, and debug
-/// lines only in between, so that a heartbeat every 30 s does not fill the log.
+/// lines only in between, so that a heartbeat every 30 s does not fill the log. A store that
+/// takes some writes and refuses others (a disk that is nearly full) goes back and forth:
+/// its warning comes again only after [`Health::WARN_AGAIN`].
 #[derive(Debug, Default)]
 pub struct Health {
     failing: bool,
+    warned: Option<std::time::Instant>,
 }
 
 impl Health {
-    /// The line to log, if any, after a write that ended with `result`.
-    pub fn note(&mut self, result: &Result<(), StoreError>) -> Option<(tracing::Level, String)> {
+    pub const WARN_AGAIN: Duration = Duration::from_secs(600);
+
+    /// The line to log, if any, after a write that ended with `result` at `now`.
+    pub fn note(
+        &mut self,
+        result: &Result<(), StoreError>,
+        now: std::time::Instant,
+    ) -> Option<(tracing::Level, String)> {
         match (result, self.failing) {
             (Ok(()), false) => None,
             (Ok(()), true) => {
@@ -520,6 +529,16 @@ impl Health {
             }
             (Err(e), false) => {
                 self.failing = true;
+                let recent = self
+                    .warned
+                    .is_some_and(|at| now.duration_since(at) < Self::WARN_AGAIN);
+                if recent {
+                    return Some((
+                        tracing::Level::DEBUG,
+                        format!("the local store cannot be written again: {e}"),
+                    ));
+                }
+                self.warned = Some(now);
                 Some((
                     tracing::Level::WARN,
                     format!(
@@ -564,7 +583,7 @@ impl Writer {
                             continue;
                         }
                     };
-                    match health.note(&write(&store)) {
+                    match health.note(&write(&store), std::time::Instant::now()) {
                         Some((tracing::Level::WARN, line)) => {
                             tracing::warn!("{line}");
                             trouble(line);
@@ -674,19 +693,27 @@ mod tests {
                 source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
             })
         };
+        let t0 = std::time::Instant::now();
         let mut h = Health::default();
-        assert_eq!(h.note(&Ok(())), None);
-        let (level, line) = h.note(&failed()).unwrap();
+        assert_eq!(h.note(&Ok(()), t0), None);
+        let (level, line) = h.note(&failed(), t0).unwrap();
         assert_eq!(level, tracing::Level::WARN);
         assert!(
             line.contains("cannot be written") && line.contains("/ro"),
             "{line}"
         );
         for _ in 0..5 {
-            assert_eq!(h.note(&failed()).unwrap().0, tracing::Level::DEBUG);
+            assert_eq!(h.note(&failed(), t0).unwrap().0, tracing::Level::DEBUG);
         }
-        assert_eq!(h.note(&Ok(())).unwrap().0, tracing::Level::INFO);
-        assert_eq!(h.note(&Ok(())), None);
+        assert_eq!(h.note(&Ok(()), t0).unwrap().0, tracing::Level::INFO);
+        assert_eq!(h.note(&Ok(()), t0), None);
+        // A store that takes some writes and refuses others: not one warning per refusal.
+        let soon = t0 + Duration::from_secs(60);
+        assert_eq!(h.note(&failed(), soon).unwrap().0, tracing::Level::DEBUG);
+        assert_eq!(h.note(&Ok(()), soon).unwrap().0, tracing::Level::INFO);
+        // Once a while has passed, it is news again.
+        let later = t0 + Health::WARN_AGAIN;
+        assert_eq!(h.note(&failed(), later).unwrap().0, tracing::Level::WARN);
     }
 
     fn point(pos: u64, wall: u64) -> ResumePoint {

@@ -268,6 +268,29 @@ async fn row_1_2_a_one_mebibyte_message_disconnects_nobody() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_retained_under_ten_thousand_made_up_ids_reaches_no_device() {
+    // Hostile broker, round two (issue 27, row 1): junk retained on 1,500 made-up ids'
+    // session topics overflowed mosquitto's per-client queue of every device that
+    // subscribed by wildcard: transfers failed, a fresh `sessions` showed 0 or 1 of the 2
+    // sessions, and nothing repaired it. A device hears only the ids its roster names.
+    on_both(async |broker, url| {
+        common::retain_junk(
+            &url,
+            |i| Topic::session_state("home", &format!("g{i:05}")).to_string(),
+            10_000,
+        )
+        .await;
+        let mut home = Home::start(url.clone()).await;
+        if let Err(why) = home.check_view().await {
+            panic!("{broker}: with junk on 10,000 ids, a fresh view says {why}");
+        }
+        home.hand_off().await;
+        home.assert_never_down(&format!("{broker}: junk on 10,000 ids"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_5_retained_clears_of_a_devices_topics_are_republished() {
     on_both(async |broker, url| {
         let home = Home::start(url.clone()).await;
@@ -779,6 +802,14 @@ async fn row_14_a_device_that_missed_a_pairing_costs_one_answer_not_one_from_eve
     let h_dir = dir.path().join("h");
     let h_acc = Account::open(&h_dir, "home", &accounts[7].device, "h").unwrap();
     assert!(h_acc.roster.entry(&i_id).is_some(), "h knows i now");
+    // And hears "i" from then on: it subscribed to i's topics when its roster named i.
+    let hears =
+        h.0.wait_until(WAIT, |e| {
+            e.directory().availability.get(&i_id) == Some(&wire::Status::Online)
+                && e.directory().devices.get(&i_id).is_some()
+        })
+        .await;
+    assert!(hears, "h hears i online once it knows i");
     drop(h);
     drop(online);
 }

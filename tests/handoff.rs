@@ -193,14 +193,48 @@ fn media_without_a_uri_is_unavailable_and_a_failed_load_too() {
 }
 
 #[test]
-fn a_target_not_ready_in_time_fails_and_the_source_plays_on() {
+fn a_load_that_gives_nothing_to_preroll_in_time_is_media_unavailable_and_the_source_plays_on() {
+    // A web server that accepts the TV's request and sends nothing: the load never
+    // prerolls. The TV says why, lets go of the load, and the phone plays on.
     let mut net = setup();
-    net.request("cli", "tv", "phone");
+    let id = net.request("cli", "tv", "phone");
     net.take_players("tv");
     net.advance(2_900);
     assert!(net.results("cli").is_empty());
     net.advance(200);
+    assert_eq!(
+        net.results("cli")[0].failure,
+        Some(HandoffFailure::MediaUnavailable)
+    );
+    let stalled = net.notices["tv"].iter().find_map(|n| match n {
+        Notice::LoadStalled { handoff, after_ns } => Some((handoff.clone(), *after_ns)),
+        _ => None,
+    });
+    let (handoff, after_ns) = stalled.expect("the TV was told its load stalled");
+    assert_eq!(handoff, id);
+    assert!((3 * SECOND_NS..4 * SECOND_NS).contains(&after_ns), "{after_ns}");
+    assert!(net.take_players("tv").contains(&PlayerAction::Unload));
+    assert!(
+        net.take_players("phone").is_empty(),
+        "the phone was not touched"
+    );
+    assert_eq!(
+        net.engines["phone"].anchor().unwrap().state,
+        PlayState::Playing
+    );
+    assert_eq!(net.engines["phone"].lease().device, "phone");
+}
+
+#[test]
+fn a_target_that_prerolled_but_never_switched_times_out_and_the_source_plays_on() {
+    // The TV has the media ready, and the phone went quiet before it accepted.
+    let mut net = setup();
+    net.freeze("phone");
+    net.request("cli", "tv", "phone");
+    tv_loads(&mut net, 60);
+    net.advance(3_100);
     assert_eq!(net.results("cli")[0].failure, Some(HandoffFailure::Timeout));
+    net.thaw("phone");
     assert!(
         net.take_players("phone").is_empty(),
         "the phone was not touched"

@@ -141,23 +141,9 @@ impl DeviceView<'_> {
             println!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
             return;
         }
-        // Ids the broker names that no paired device has: said apart, once.
-        let (ids, strangers): (Vec<String>, Vec<String>) = ids
-            .into_iter()
-            .partition(|id| self.paired(id) != Some(false) || on_lan(id) == Some(true));
-        let say_strangers = || {
-            if !strangers.is_empty() {
-                println!(
-                    "{} unknown id{} on the broker under account '{account}' (no paired \
-                     device: not shown; `--json` lists them)",
-                    strangers.len(),
-                    if strangers.len() == 1 { "" } else { "s" }
-                );
-            }
-        };
         if ids.is_empty() {
             println!("No devices in account '{account}' yet.");
-            return say_strangers();
+            return;
         }
         println!(
             "{:<8} {:<8} {:<24} {:<6} {:<5} ID",
@@ -184,6 +170,5 @@ impl DeviceView<'_> {
                 id
             );
         }
-        say_strangers();
     }
 }

@@ -278,6 +278,21 @@ impl Player {
         }
     }
 
+    /// Let go of the media: the player is idle, waiting for a handoff. playsink lets go of
+    /// its filter at READY (the element, or the bin that holds it, has no parent any more):
+    /// what the element (the device) posts must still reach this loop until playbin adopts
+    /// it again, as when idle from the start.
+    fn unload(&self, bus: &gst::Bus) {
+        let _ = self.playbin.set_state(gst::State::Ready);
+        let mut top: gst::Element = self.element.clone();
+        while let Some(parent) = top.parent().and_then(|p| p.downcast::<gst::Element>().ok()) {
+            top = parent;
+        }
+        if top != self.playbin {
+            top.set_bus(Some(bus));
+        }
+    }
+
     /// The stream time of the frame the video sink shows now.
     fn frame_ns(&self) -> Option<u64> {
         let sample = self.playbin.property::<Option<gst::Sample>>("sample")?;
@@ -607,6 +622,10 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
     let mut last_status = Instant::now();
     let mut was_playing = false;
     let mut failed = None;
+    // The media of the command line has not played yet: an error now ends the command.
+    let mut own_media_pending = uri.is_some();
+    // The last handoff whose load brought nothing in time, and after how long.
+    let mut stalled: Option<(String, u64)> = None;
     loop {
         if quit_rx.try_recv().is_ok() {
             break;
@@ -665,6 +684,7 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                         let pos = s.get::<u64>("position").unwrap_or(0);
                         let title = s.get::<String>("title").unwrap_or_else(|_| uri.clone());
                         handoff_loading = true;
+                        own_media_pending = false;
                         player.say(&format!("handoff incoming: {title} at {}", clock(pos)));
                         if s.get::<bool>("loaded").unwrap_or(false) {
                             // The element seeks the media it already has.
@@ -700,12 +720,24 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                         ));
                         player.snapshot("first-after-handoff");
                     }
+                    "continuity-load-stalled" => {
+                        let handoff = s.get::<String>("handoff").unwrap_or_default();
+                        let after = s.get::<u64>("after").unwrap_or(0);
+                        stalled = Some((handoff, after));
+                    }
                     "continuity-handoff-failed" => {
                         let reason = s.get::<String>("reason").unwrap_or_default();
-                        player.say(&format!("handoff failed: {reason}"));
+                        let handoff = s.get::<String>("handoff").unwrap_or_default();
+                        let why = match stalled.take() {
+                            Some((h, after)) if h == handoff => {
+                                format!(": no data within {:.0} s", after as f64 / 1e9)
+                            }
+                            _ => String::new(),
+                        };
+                        player.say(&format!("handoff failed: {reason}{why}"));
                         if handoff_loading {
                             handoff_loading = false;
-                            let _ = playbin.set_state(gst::State::Ready);
+                            player.unload(&bus);
                         }
                     }
                     "continuity-revoked" => {
@@ -761,6 +793,7 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
                 }
                 if now_playing && !was_playing {
                     handoff_loading = false;
+                    own_media_pending = false;
                     player.say("playing");
                     // Once per media: what decodes it (a speaker's has no video decoder).
                     let uri = playbin.property::<Option<String>>("current-uri");
@@ -781,34 +814,28 @@ pub fn run(args: PlayArgs) -> Result<(), String> {
             }
             MessageView::Eos(_) => {
                 player.say("end of the media; waiting for a handoff");
-                let _ = playbin.set_state(gst::State::Ready);
-                // playsink lets go of its filter at READY (the element, or the bin that holds
-                // it, has no parent any more): what the element (the device) posts must still
-                // reach this loop until playbin adopts it again, as when idle.
-                let mut top: gst::Element = player.element.clone().upcast();
-                while let Some(parent) =
-                    top.parent().and_then(|p| p.downcast::<gst::Element>().ok())
-                {
-                    top = parent;
-                }
-                if top != *playbin.upcast_ref::<gst::Element>() {
-                    top.set_bus(Some(&bus));
-                }
+                player.unload(&bus);
                 was_playing = false;
             }
             MessageView::Warning(w) => player.say(&format!("warning: {}", w.error())),
             MessageView::Error(e) => {
+                if own_media_pending {
+                    // The media of the command line cannot play: the command failed.
+                    failed = Some(e.error().to_string());
+                    break;
+                }
+                // Anything else (a handoff's load, a media that broke while playing, a
+                // download that gave up after its handoff did) leaves this device up and
+                // idle: it is a TV waiting for the next handoff.
+                player.say(&format!("error: {}; waiting for a handoff", e.error()));
                 if handoff_loading {
-                    player.say(&format!("error: {}", e.error()));
                     handoff_loading = false;
                     player
                         .element
                         .emit_by_name::<()>("load-failed", &[&e.error().to_string()]);
-                    let _ = playbin.set_state(gst::State::Ready);
-                } else {
-                    failed = Some(e.error().to_string());
-                    break;
                 }
+                player.unload(&bus);
+                was_playing = false;
             }
             _ => {}
         }

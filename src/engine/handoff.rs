@@ -1029,6 +1029,15 @@ impl Engine {
                     prerolls: Some(t.prerolls),
                 };
                 self.finish_target(now_ns, &t, result, out);
+            } else if t.cold && !t.learned {
+                // The load never prerolled: the media gave no data in time (a download
+                // that stalls). It is unavailable here, whatever it does later.
+                let stalled = Notice::LoadStalled {
+                    handoff: t.id.clone(),
+                    after_ns: now_ns.saturating_sub(t.received_ns),
+                };
+                out.push(Action::Notify(stalled));
+                self.fail_target(now_ns, HandoffFailure::MediaUnavailable, true, out);
             } else {
                 self.fail_target(now_ns, HandoffFailure::Timeout, true, out);
             }

@@ -199,6 +199,11 @@ pub enum Notice {
         name: String,
         class: crate::model::DeviceClass,
     },
+    /// The media of a handoff to this device gave nothing to preroll within the handoff's
+    /// timeout (`after_ns` since the request): a download that stalls, a server that
+    /// accepts and sends nothing. The handoff fails with `media-unavailable` (its
+    /// [`Notice::HandoffResult`] follows), and the application lets go of the load.
+    LoadStalled { handoff: String, after_ns: u64 },
     /// A handoff in automatic mode: the session goes to `device` (`outgoing`, told by the
     /// device that starts it) or came from it (told by the target once it plays). The
     /// application says so, and offers to go back ([`Engine::hand_back`]).

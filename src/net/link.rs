@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
-    TlsConfiguration, Transport,
+    SubscribeFilter, TlsConfiguration, Transport,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -186,7 +186,8 @@ pub struct LinkConfig {
     pub client_id: String,
     /// Retained message the broker publishes if this client vanishes (`offline`).
     pub will: Option<(String, Vec<u8>)>,
-    /// Topic filters to subscribe to (again after every reconnect).
+    /// Topic filters to subscribe to (again after every reconnect); changed later with
+    /// [`Link::set_subscriptions`].
     pub subscriptions: Vec<String>,
     /// Subscribed before anything else, the retained state among it (again after every
     /// reconnect): what others send this device as soon as they see it online (its inbox).
@@ -270,6 +271,8 @@ struct State {
     awaiting_ack: HashSet<u16>,
     /// Whether the broker holds this device's retained copies.
     keeper: Keeper,
+    /// The filters subscribed to after the first ones, again after every reconnect.
+    subscriptions: Vec<String>,
 }
 
 impl State {
@@ -372,6 +375,7 @@ impl Link {
 
         let mut state = State::default();
         state.retained.extend(cfg.retained.iter().cloned());
+        state.subscriptions = dedup(&cfg.subscriptions);
         let shared = Arc::new(Outbox {
             state: Mutex::new(state),
             progress: Notify::new(),
@@ -428,6 +432,36 @@ impl Link {
             st.transient.push_back((topic.to_owned(), payload, qos));
         }
         flush_locked(&mut st, &self.client);
+    }
+
+    /// Subscribe to `filters` from now on instead of the link's current ones (the devices of a
+    /// roster that changed): the new ones at once when connected, the ones gone
+    /// unsubscribed; all of them again after every reconnect. What the new filters hold
+    /// retained arrives before anything published after this call.
+    pub fn set_subscriptions(&self, filters: &[String]) {
+        let filters = dedup(filters);
+        let mut st = self.shared.lock();
+        let added: Vec<String> = filters
+            .iter()
+            .filter(|f| !st.subscriptions.contains(f))
+            .cloned()
+            .collect();
+        let gone: Vec<String> = st
+            .subscriptions
+            .iter()
+            .filter(|f| !filters.contains(f))
+            .cloned()
+            .collect();
+        st.subscriptions = filters;
+        if !st.connected {
+            return;
+        }
+        subscribe(&self.client, &added);
+        for filter in gone {
+            if let Err(e) = self.client.try_unsubscribe(filter.as_str()) {
+                warn!("cannot unsubscribe from {filter}: {e}");
+            }
+        }
     }
 
     /// Whether `payload` is this device's latest retained copy of `topic`.
@@ -600,6 +634,32 @@ fn flush_transient_locked(st: &mut State, client: &AsyncClient) {
     }
 }
 
+/// Filters once each, in their first order.
+fn dedup(filters: &[String]) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    filters
+        .iter()
+        .filter(|f| seen.insert(f.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Subscribe at QoS 1, a few dozen filters to a packet: a roster of 256 devices names over
+/// 700, which in one packet would come near the largest packet this client sends.
+fn subscribe(client: &AsyncClient, filters: &[String]) {
+    for chunk in filters.chunks(SUBSCRIBE_CHUNK) {
+        let many = chunk
+            .iter()
+            .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+        if let Err(e) = client.try_subscribe_many(many) {
+            warn!("cannot subscribe to {} filters: {e}", chunk.len());
+        }
+    }
+}
+
+/// Filters in one SUBSCRIBE packet (64 of about 60 bytes: 4 KB).
+const SUBSCRIBE_CHUNK: usize = 64;
+
 async fn run(
     cfg: LinkConfig,
     mut eventloop: EventLoop,
@@ -645,11 +705,8 @@ async fn run(
                     st.dirty = st.retained.keys().cloned().collect();
                     flush_retained_locked(&mut st, &client);
                 }
-                for filter in &cfg.subscriptions {
-                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
-                        warn!("cannot subscribe to {filter}: {e}");
-                    }
-                }
+                let filters = shared.lock().subscriptions.clone();
+                subscribe(&client, &filters);
                 // What was queued while disconnected (a sync to its own inbox among it)
                 // after the subscriptions, so that it comes back.
                 flush_locked(&mut shared.lock(), &client);

@@ -243,9 +243,10 @@ pub enum HandoffFailure {
     TargetOffline,
     /// The target is in another handoff.
     TargetBusy,
-    /// The target cannot load the media (no URI it can use, or loading failed).
+    /// The target cannot load the media (no URI it can use, loading failed, or the load gave
+    /// nothing to preroll within the timeout: a download that stalls).
     MediaUnavailable,
-    /// The target was not ready in time (default 3 s).
+    /// The target had the media prerolled but was not playing in time (default 3 s).
     Timeout,
     /// The source refused (it does not play that session, or is not its active device).
     Rejected,

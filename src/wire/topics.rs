@@ -211,6 +211,19 @@ pub mod filters {
     pub fn resume(account: &str) -> String {
         format!("{PREFIX}/{account}/media/+/resume")
     }
+    /// What one device publishes retained (availability, info, session): a device of a
+    /// sealed account subscribes to these for each device its roster names, so that no
+    /// other id's topics reach it (PROTOCOL.md, Topics). The availability through a wildcard
+    /// on the level where only `devices` stands: a broker that hands nothing retained to a
+    /// wildcard subscription (a RabbitMQ node, whose nodes hold what was published through
+    /// them) still shows as one, so a device knows to wait for the answers to its ask.
+    pub fn device(account: &str, device: &str) -> [String; 3] {
+        [
+            format!("{PREFIX}/{account}/+/{device}/availability"),
+            format!("{PREFIX}/{account}/devices/{device}/info"),
+            format!("{PREFIX}/{account}/sessions/{device}/state"),
+        ]
+    }
     pub fn roster(account: &str) -> String {
         format!("{PREFIX}/{account}/roster")
     }

@@ -271,3 +271,21 @@ pub fn paired(
     let accounts = continuity::security::pair::pair_dirs("home", &named).unwrap();
     (root, accounts)
 }
+
+/// Retain junk on `n` topics as any user of the broker could (no key), and wait until the
+/// broker has taken every one.
+pub async fn retain_junk(url: &BrokerUrl, topics: impl Fn(usize) -> String, n: usize) {
+    use continuity::net::link::{Link, LinkConfig, client_id};
+    let cfg = LinkConfig::new(url.clone(), client_id("evil"));
+    let (link, _events) = Link::connect(cfg, Duration::from_secs(5))
+        .await
+        .expect("the junk publisher connects");
+    for i in 0..n {
+        link.publish(&topics(i), b"{junk".to_vec(), true, true);
+    }
+    assert!(
+        link.flush(Duration::from_secs(120)).await,
+        "the broker took the {n} junk messages"
+    );
+    link.shutdown(Duration::from_secs(1)).await;
+}

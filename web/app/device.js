@@ -425,18 +425,24 @@ export class Device extends EventTarget {
     });
     await this.client.connect();
     this.connected = true;
+    // Its inbox, then the topics of each device the roster names (no other id's reach this
+    // TV, however many a stranger fills), then the account's shared topics.
+    this.deviceFilters = this.rosterFilters();
     await this.client.subscribe([
-      this.topic("devices", "+", "+"),
-      this.topic("sessions", "+", "state"),
+      this.topic("devices", this.me.id, "inbox"),
+      ...this.deviceFilters,
       this.topic("media", "+", "resume"),
       this.topic("roster"),
       this.topic("ask"),
+      // Last: the echo of its sync comes after everything retained above (PROTOCOL.md, sync).
+      this.topic("devices", this.syncInbox, "inbox"),
     ]);
     await this.send(will.topic, this.availabilityMsg("online"), { retain: true, plain: true });
     await this.publishInfo();
     await this.publishSession();
     this.syncId = `sync-${randomHex(4)}`;
-    await this.command(this.me.id, { type: "sync" }, this.syncId);
+    const sync = { v: 1, id: this.syncId, from: this.syncInbox, to: this.syncInbox, sent_unix_ns: nowNs(), body: { type: "sync" } };
+    await this.send(this.topic("devices", this.syncInbox, "inbox"), sync, { qos: 1 });
     clearInterval(this.ticker);
     this.ticker = setInterval(() => this.tick(), 250);
     clearInterval(this.heartbeat);
@@ -569,7 +575,7 @@ export class Device extends EventTarget {
       case "ask":
         return this.onAsk(body);
       case "command":
-        if (body.to === this.me.id) return this.onCommand(body, arrivedNs, topic);
+        if (body.to === this.me.id || body.to === this.syncInbox) return this.onCommand(body, arrivedNs, topic);
         return;
       default:
         return;
@@ -871,7 +877,41 @@ export class Device extends EventTarget {
     this.opener = new Opener([this.keys], merged);
     this.opener.seen = seen;
     await keystore.put(`account:${this.account}`, this.membership);
+    await this.resubscribe();
     this.changed();
+  }
+
+  /** Whose inbox this TV's sync goes through: its helper, subscribed to last. */
+  get syncInbox() {
+    const helper = `${this.me.id}${HELPER_SEP}sync`;
+    return helper.length <= 64 ? helper : this.me.id;
+  }
+
+  /** The retained topics of each device the roster trusts (PROTOCOL.md, Topics). */
+  rosterFilters() {
+    return this.membership.roster.devices
+      .filter((d) => !d.revoked)
+      .flatMap((d) => [
+        this.topic("+", d.device, "availability"),
+        this.topic("devices", d.device, "info"),
+        this.topic("sessions", d.device, "state"),
+      ]);
+  }
+
+  /** Listen to the devices the roster trusts now: a newcomer's topics, a revoked one's no more. */
+  async resubscribe() {
+    const now = this.rosterFilters();
+    const before = this.deviceFilters ?? [];
+    this.deviceFilters = now;
+    const added = now.filter((f) => !before.includes(f));
+    const gone = before.filter((f) => !now.includes(f));
+    if (!this.connected || !this.client) return;
+    try {
+      if (added.length) await this.client.subscribe(added);
+      if (gone.length) await this.client.unsubscribe(gone);
+    } catch (e) {
+      this.log(`broker: cannot follow the roster's devices: ${e.message}`);
+    }
   }
 
   async onCommand(cmd, arrivedNs, topic) {
@@ -883,7 +923,7 @@ export class Device extends EventTarget {
     const b = cmd.body;
     switch (b.type) {
       case "sync":
-        if (cmd.from === this.me.id && cmd.id === this.syncId) {
+        if (cmd.from === this.syncInbox && cmd.id === this.syncId) {
           this.synced = true;
           this.changed();
           await this.ask();
@@ -1066,7 +1106,12 @@ export class Device extends EventTarget {
     const t = this.handoff.target;
     if (t && now >= t.deadline) {
       if (t.switch) await this.finishTarget(t, { latency_ns: num(t.switch.at - t.received) });
-      else await this.failTarget("timeout", true);
+      else if (t.cold && t.prerolled === null && t.prerolls === 1) {
+        // The load never prerolled: the media gave no data in time (a download that
+        // stalls). It is unavailable here, whatever it does later.
+        this.log(`handoff ${t.id}: the media gave no data within ${(Number(now - t.received) / 1e9).toFixed(0)} s`);
+        await this.failTarget("media-unavailable", true);
+      } else await this.failTarget("timeout", true);
     }
     const s = this.handoff.source;
     if (s && now >= s.deadline) {

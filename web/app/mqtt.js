@@ -196,6 +196,7 @@ export class MqttClient {
         break;
       }
       case 4: // PUBACK
+      case 11: // UNSUBACK
       case 9: {
         // SUBACK
         const id = view.getUint16(0);
@@ -230,6 +231,14 @@ export class MqttClient {
     const parts = [u16(id), ...filters.flatMap((f) => [str(f), Uint8Array.of(1)])];
     const done = this.ack(id);
     this.send(packet(8, 2, ...parts));
+    return done;
+  }
+
+  /** Unsubscribe from `filters`; resolves on UNSUBACK. */
+  unsubscribe(filters) {
+    const id = this.packetId();
+    const done = this.ack(id);
+    this.send(packet(10, 2, u16(id), ...filters.map(str)));
     return done;
   }
 

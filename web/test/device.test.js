@@ -100,3 +100,78 @@ test("a resume point sealed again by its author replaces the copy this TV puts b
   assert.equal(d.lastCopies.get(topic), again);
   assert.ok(d.heard.get(topic) > 0, "heard from the broker");
 });
+
+/** A web TV at the deadline of a handoff to it, and the reasons it fails with. */
+function targetAtDeadline(target) {
+  const failed = [];
+  const logged = [];
+  const d = Object.create(Device.prototype);
+  Object.assign(d, {
+    handoff: { target: { id: "h1", cold: true, prerolled: null, prerolls: 1, switch: null, received: 0n, deadline: 0n, ...target }, source: null, pending: new Map() },
+    me: { id: "web" },
+    lease: { device: "phone" },
+    anchor: null,
+    sessions: new Map(),
+    clocks: new Map(),
+    log(line) {
+      logged.push(line);
+    },
+    async failTarget(reason) {
+      failed.push(reason);
+      this.handoff.target = null;
+    },
+  });
+  return { d, failed, logged };
+}
+
+test("a load that gives nothing to preroll by the deadline fails with media-unavailable, one that did with timeout", async () => {
+  // A web server that accepts and sends nothing: the TV's load never prerolls.
+  const stalled = targetAtDeadline({});
+  await stalled.d.tick();
+  assert.deepEqual(stalled.failed, ["media-unavailable"]);
+  assert.match(stalled.logged[0], /no data within/);
+  // Loaded and prerolled, and the switch never agreed (the source went quiet): a timeout.
+  const prerolled = targetAtDeadline({ prerolled: 5n });
+  await prerolled.d.tick();
+  assert.deepEqual(prerolled.failed, ["timeout"]);
+  // The media was there already (only a seek): a timeout too.
+  const warm = targetAtDeadline({ cold: false });
+  await warm.d.tick();
+  assert.deepEqual(warm.failed, ["timeout"]);
+});
+
+test("the web TV listens to the devices its roster names, and follows the roster", async () => {
+  const calls = [];
+  const d = Object.create(Device.prototype);
+  const roster = (ids) => ({ devices: ids.map((id) => ({ device: id, revoked: id === "gone" })) });
+  Object.assign(d, {
+    prefix: "continuity/v1/home",
+    connected: true,
+    membership: { roster: roster(["phone", "tv"]) },
+    client: {
+      async subscribe(filters) {
+        calls.push(["subscribe", filters]);
+      },
+      async unsubscribe(filters) {
+        calls.push(["unsubscribe", filters]);
+      },
+    },
+  });
+  d.deviceFilters = d.rosterFilters();
+  assert.deepEqual(d.deviceFilters, [
+    "continuity/v1/home/+/phone/availability",
+    "continuity/v1/home/devices/phone/info",
+    "continuity/v1/home/sessions/phone/state",
+    "continuity/v1/home/+/tv/availability",
+    "continuity/v1/home/devices/tv/info",
+    "continuity/v1/home/sessions/tv/state",
+  ]);
+  // A newcomer, and a device revoked: its topics no more, the newcomer's from now on.
+  d.membership.roster = roster(["phone", "tv", "tablet", "gone"]);
+  d.membership.roster.devices.find((e) => e.device === "phone").revoked = true;
+  await d.resubscribe();
+  assert.deepEqual(calls, [
+    ["subscribe", ["continuity/v1/home/+/tablet/availability", "continuity/v1/home/devices/tablet/info", "continuity/v1/home/sessions/tablet/state"]],
+    ["unsubscribe", ["continuity/v1/home/+/phone/availability", "continuity/v1/home/devices/phone/info", "continuity/v1/home/sessions/phone/state"]],
+  ]);
+});

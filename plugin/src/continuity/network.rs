@@ -628,6 +628,20 @@ impl Pump {
 
     fn notice(&self, element: &super::Continuity, notice: Notice) {
         match notice {
+            Notice::LoadStalled { handoff, after_ns } => {
+                gst::warning!(
+                    CAT,
+                    obj = element,
+                    "handoff {handoff}: the media gave no data within {:.1} s; the handoff \
+                     fails (media-unavailable)",
+                    after_ns as f64 / 1e9
+                );
+                let s = gst::Structure::builder("continuity-load-stalled")
+                    .field("handoff", handoff)
+                    .field("after", after_ns)
+                    .build();
+                post(element, s);
+            }
             Notice::HandoffResult(r) => {
                 let s = match r.failure {
                     Some(reason) => {
