@@ -165,6 +165,26 @@ fn transfer_moves_playback_from_one_player_process_to_another() {
     }
 }
 
+/// A 20 s WebM clip (VP8, 160×120, a key frame each second, and Vorbis).
+fn make_small_webm(dir: &Path) -> PathBuf {
+    let path = dir.join("small.webm");
+    let pipeline = format!(
+        "videotestsrc num-buffers=500 ! video/x-raw,width=160,height=120,framerate=25/1 \
+         ! timeoverlay ! vp8enc deadline=1 cpu-used=8 keyframe-max-dist=25 \
+         ! webmmux name=mux ! filesink location={} \
+         audiotestsrc num-buffers=862 ! audio/x-raw,rate=44100,channels=1 ! vorbisenc ! mux.",
+        path.display()
+    );
+    let ok = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .status()
+        .expect("gst-launch-1.0 runs")
+        .success();
+    assert!(ok, "the clip was made");
+    path
+}
+
 /// The demo's clip (`scripts/demo.sh`): 640×360 VP8 and Vorbis in WebM, 20 s. A TV that
 /// has nothing loaded takes longer to be ready for it than for the small Ogg clip.
 fn make_demo_clip(dir: &Path) -> PathBuf {
@@ -988,8 +1008,9 @@ impl MediaServer {
         use std::sync::Arc;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!(
-            "http://127.0.0.1:{}/clip.ogg",
-            listener.local_addr().unwrap().port()
+            "http://127.0.0.1:{}/{}",
+            listener.local_addr().unwrap().port(),
+            file.file_name().unwrap().to_string_lossy()
         );
         let body: Arc<[u8]> = std::fs::read(file).unwrap().into();
         let stalling = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1008,7 +1029,7 @@ impl MediaServer {
         }
     }
 
-    /// One request: the whole file, or from the byte a `Range: bytes=N-` asks for.
+    /// One request: the whole file, or the bytes a `Range: bytes=A-` or `bytes=A-B` asks for.
     fn serve(
         mut stream: std::net::TcpStream,
         body: &[u8],
@@ -1016,7 +1037,8 @@ impl MediaServer {
         held: &std::sync::Mutex<Vec<std::net::TcpStream>>,
     ) {
         use std::io::Write;
-        let mut from = 0;
+        let mut range: Option<(usize, Option<usize>)> = None;
+        let mut head_only = false;
         let mut head = BufReader::new(stream.try_clone().unwrap());
         loop {
             let mut line = String::new();
@@ -1027,35 +1049,39 @@ impl MediaServer {
             if line.is_empty() {
                 break;
             }
-            if let Some(range) = line.strip_prefix("range: bytes=") {
-                from = range
-                    .split('-')
-                    .next()
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .unwrap_or(0)
-                    .min(body.len());
+            head_only |= line.starts_with("head ");
+            if let Some(bytes) = line.strip_prefix("range: bytes=") {
+                let (a, b) = bytes.split_once('-').unwrap_or((bytes, ""));
+                range = a.parse().ok().map(|a| (a, b.parse().ok()));
             }
         }
         if stalling.load(std::sync::atomic::Ordering::SeqCst) {
             held.lock().unwrap().push(stream);
             return;
         }
-        let status = if from > 0 {
-            format!(
-                "206 Partial Content\r\nContent-Range: bytes {from}-{}/{}",
-                body.len() - 1,
-                body.len()
-            )
-        } else {
-            "200 OK".to_owned()
+        let len = body.len();
+        let (status, from, to) = match range {
+            Some((a, b)) if a < len => {
+                let to = b.unwrap_or(len - 1).min(len - 1);
+                let status = format!("206 Partial Content\r\nContent-Range: bytes {a}-{to}/{len}");
+                (status, a, to + 1)
+            }
+            Some(_) => {
+                let status = format!("416 Range Not Satisfiable\r\nContent-Range: bytes */{len}");
+                (status, 0, 0)
+            }
+            None => ("200 OK".to_owned(), 0, len),
         };
         let _ = write!(
             stream,
-            "HTTP/1.1 {status}\r\nContent-Type: application/ogg\r\nContent-Length: {}\r\n\
+            "HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\
              Accept-Ranges: bytes\r\nConnection: close\r\n\r\n",
-            body.len() - from
+            to - from
         );
-        let _ = stream.write_all(&body[from..]);
+        if !head_only {
+            let _ = stream.write_all(&body[from..to]);
+        }
+        let _ = stream.flush();
     }
 
     fn stall(&self) {
@@ -1077,7 +1103,9 @@ fn a_download_that_stalls_fails_the_handoff_with_a_reason_and_the_tv_takes_the_n
     // sent nothing. The handoff timed out, the next ones did too, and when the stalled
     // request ended the idle TV printed an error and exited.
     let setup = Setup::new();
-    let server = MediaServer::start(&setup.clip);
+    // WebM: oggdemux seeks over HTTP by bisection, and now and then gives up on seeking
+    // ("EOS while trying to retrieve chain"); the point here is the stall.
+    let server = MediaServer::start(&make_small_webm(setup.dir.path()));
     let mut tv = setup.idle("TV", "tv");
     let phone = PlayProcess::start(
         &setup.url,
@@ -1102,7 +1130,11 @@ fn a_download_that_stalls_fails_the_handoff_with_a_reason_and_the_tv_takes_the_n
     // takes the next handoff of the same media.
     server.recover();
     let (code, doc) = transfer(&setup, "TV");
-    assert_eq!(code, Some(0), "{doc}");
+    if code != Some(0) {
+        let said: Vec<String> =
+            std::iter::from_fn(|| tv.lines.recv_timeout(Duration::from_secs(1)).ok()).collect();
+        panic!("the transfer after the stall: {doc}\nthe TV said {said:#?}");
+    }
     tv.wait_line("handoff complete");
     phone.wait_line("paused");
     assert!(
