@@ -155,5 +155,31 @@ fn devices_merges_players_seen_on_the_lan() {
         .unwrap_or_else(|| panic!("no TV in {doc}"));
     assert_eq!(tv["lan"], true, "{doc}");
     assert_eq!(tv["class"], "tv");
-    assert_eq!(tv["status"], "online");
+    // Not paired with this computer: seen on the LAN, and nothing of it is read from the
+    // broker (a device hears only the ids its roster names).
+    assert_eq!(tv["paired"], false, "{doc}");
+    assert_eq!(tv["status"], "unknown", "{doc}");
+
+    // On the TV's own config dir (the command line run on the TV), the same device is on
+    // the LAN and online on the broker, one row.
+    let out = ns.run(&[
+        "--broker",
+        &url,
+        "--config-dir",
+        &cfg,
+        "devices",
+        "--json",
+        "--lan",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let devices = doc["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 1, "{doc}");
+    assert_eq!(devices[0]["name"], "TV", "{doc}");
+    assert_eq!(devices[0]["lan"], true, "{doc}");
+    assert_eq!(devices[0]["status"], "online", "{doc}");
 }
