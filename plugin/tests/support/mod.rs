@@ -147,8 +147,13 @@ impl Player {
         self.set_state(gst::State::Playing);
     }
 
-    /// Stop without EOS (as gst-launch does on Ctrl-C).
+    /// Stop without EOS, as gst-launch does on Ctrl-C: to PAUSED, then (once there, or after
+    /// 5 s) to NULL. Straight from PLAYING to NULL, while the sinks were still prerolling
+    /// the pause, GStreamer 1.22 hung once in a stress run (a queue's task and the
+    /// deactivation of its pads waiting on each other).
     pub fn stop(&self) {
+        let _ = self.pipeline.set_state(gst::State::Paused);
+        let _ = self.pipeline.state(gst::ClockTime::from_seconds(5));
         self.pipeline.set_state(gst::State::Null).unwrap();
     }
 
