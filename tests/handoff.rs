@@ -192,6 +192,19 @@ fn media_without_a_uri_is_unavailable_and_a_failed_load_too() {
     );
 }
 
+/// The source of a failed handoff: not told to do anything, playing, holding its session.
+fn phone_plays_on_untouched(net: &mut Net) {
+    assert!(
+        net.take_players("phone").is_empty(),
+        "the phone was not touched"
+    );
+    assert_eq!(
+        net.engines["phone"].anchor().unwrap().state,
+        PlayState::Playing
+    );
+    assert_eq!(net.engines["phone"].lease().device, "phone");
+}
+
 #[test]
 fn a_load_that_gives_nothing_to_preroll_in_time_is_media_unavailable_and_the_source_plays_on() {
     // A web server that accepts the TV's request and sends nothing: the load never
@@ -217,15 +230,7 @@ fn a_load_that_gives_nothing_to_preroll_in_time_is_media_unavailable_and_the_sou
         "{after_ns}"
     );
     assert!(net.take_players("tv").contains(&PlayerAction::Unload));
-    assert!(
-        net.take_players("phone").is_empty(),
-        "the phone was not touched"
-    );
-    assert_eq!(
-        net.engines["phone"].anchor().unwrap().state,
-        PlayState::Playing
-    );
-    assert_eq!(net.engines["phone"].lease().device, "phone");
+    phone_plays_on_untouched(&mut net);
 }
 
 #[test]
@@ -238,15 +243,7 @@ fn a_target_that_prerolled_but_never_switched_times_out_and_the_source_plays_on(
     net.advance(3_100);
     assert_eq!(net.results("cli")[0].failure, Some(HandoffFailure::Timeout));
     net.thaw("phone");
-    assert!(
-        net.take_players("phone").is_empty(),
-        "the phone was not touched"
-    );
-    assert_eq!(
-        net.engines["phone"].anchor().unwrap().state,
-        PlayState::Playing
-    );
-    assert_eq!(net.engines["phone"].lease().device, "phone");
+    phone_plays_on_untouched(&mut net);
 }
 
 #[test]

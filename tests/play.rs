@@ -165,11 +165,11 @@ fn transfer_moves_playback_from_one_player_process_to_another() {
     }
 }
 
-/// A 20 s WebM clip (VP8, 160×120, a key frame each second, and Vorbis).
-fn make_small_webm(dir: &Path) -> PathBuf {
-    let path = dir.join("small.webm");
+/// A 20 s WebM clip (VP8 of `width`×`height`, a key frame each second, and Vorbis).
+fn make_webm(dir: &Path, name: &str, width: u32, height: u32) -> PathBuf {
+    let path = dir.join(name);
     let pipeline = format!(
-        "videotestsrc num-buffers=500 ! video/x-raw,width=160,height=120,framerate=25/1 \
+        "videotestsrc num-buffers=500 pattern=smpte ! video/x-raw,width={width},height={height},framerate=25/1 \
          ! timeoverlay ! vp8enc deadline=1 cpu-used=8 keyframe-max-dist=25 \
          ! webmmux name=mux ! filesink location={} \
          audiotestsrc num-buffers=862 ! audio/x-raw,rate=44100,channels=1 ! vorbisenc ! mux.",
@@ -185,25 +185,10 @@ fn make_small_webm(dir: &Path) -> PathBuf {
     path
 }
 
-/// The demo's clip (`scripts/demo.sh`): 640×360 VP8 and Vorbis in WebM, 20 s. A TV that
-/// has nothing loaded takes longer to be ready for it than for the small Ogg clip.
+/// The demo's clip (`scripts/demo.sh`): 640×360. A TV that has nothing loaded takes longer
+/// to be ready for it than for the small Ogg clip.
 fn make_demo_clip(dir: &Path) -> PathBuf {
-    let path = dir.join("demo.webm");
-    let pipeline = format!(
-        "videotestsrc num-buffers=500 pattern=smpte ! video/x-raw,width=640,height=360,framerate=25/1 \
-         ! timeoverlay ! vp8enc deadline=1 cpu-used=8 keyframe-max-dist=25 \
-         ! webmmux name=mux ! filesink location={} \
-         audiotestsrc num-buffers=862 ! audio/x-raw,rate=44100,channels=1 ! vorbisenc ! mux.",
-        path.display()
-    );
-    let ok = Command::new("gst-launch-1.0")
-        .arg("-q")
-        .args(pipeline.split_whitespace())
-        .status()
-        .expect("gst-launch-1.0 runs")
-        .success();
-    assert!(ok, "the clip was made");
-    path
+    make_webm(dir, "demo.webm", 640, 360)
 }
 
 #[test]
@@ -1105,7 +1090,7 @@ fn a_download_that_stalls_fails_the_handoff_with_a_reason_and_the_tv_takes_the_n
     let setup = Setup::new();
     // WebM: oggdemux seeks over HTTP by bisection, and now and then gives up on seeking
     // ("EOS while trying to retrieve chain"); the point here is the stall.
-    let server = MediaServer::start(&make_small_webm(setup.dir.path()));
+    let server = MediaServer::start(&make_webm(setup.dir.path(), "small.webm", 160, 120));
     let mut tv = setup.idle("TV", "tv");
     let phone = PlayProcess::start(
         &setup.url,
