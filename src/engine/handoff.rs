@@ -1034,7 +1034,9 @@ impl Engine {
                 // that stalls). It is unavailable here, whatever it does later.
                 let stalled = Notice::LoadStalled {
                     handoff: t.id.clone(),
-                    after_ns: now_ns.saturating_sub(t.received_ns),
+                    // The bound, not the time measured to the tick that found it passed
+                    // (a busy machine ticks late): what the person is told.
+                    after_ns: self.cfg.handoff_timeout_ns,
                 };
                 out.push(Action::Notify(stalled));
                 self.fail_target(now_ns, HandoffFailure::MediaUnavailable, true, out);

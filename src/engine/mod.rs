@@ -200,7 +200,7 @@ pub enum Notice {
         class: crate::model::DeviceClass,
     },
     /// The media of a handoff to this device gave nothing to preroll within the handoff's
-    /// timeout (`after_ns` since the request): a download that stalls, a server that
+    /// timeout (`after_ns`, from the request): a download that stalls, a server that
     /// accepts and sends nothing. The handoff fails with `media-unavailable` (its
     /// [`Notice::HandoffResult`] follows), and the application lets go of the load.
     LoadStalled { handoff: String, after_ns: u64 },

@@ -1109,7 +1109,7 @@ export class Device extends EventTarget {
       else if (t.cold && t.prerolled === null && t.prerolls === 1) {
         // The load never prerolled: the media gave no data in time (a download that
         // stalls). It is unavailable here, whatever it does later.
-        this.log(`handoff ${t.id}: the media gave no data within ${(Number(now - t.received) / 1e9).toFixed(0)} s`);
+        this.log(`handoff ${t.id}: the media gave no data within ${Number(HANDOFF_TIMEOUT_NS / SECOND)} s`);
         await this.failTarget("media-unavailable", true);
       } else await this.failTarget("timeout", true);
     }
