@@ -41,7 +41,7 @@ for run in $(seq 1 "$runs"); do
     start=$SECONDS
     timeout "$run_limit" "$cargo" test --workspace --no-fail-fast >"$logs/cargo-$run.log" 2>&1
     cargo_status=$?
-    timeout "$run_limit" node --import ./web/test/app-modules.mjs --test web/test/json.test.js web/test/vectors.test.js web/test/device.test.js \
+    timeout "$run_limit" node --import ./web/test/app-modules.mjs --test web/test/json.test.js web/test/vectors.test.js web/test/device.test.js web/test/keeper.test.js \
         web/test/browser.test.js >"$logs/web-$run.log" 2>&1
     web_status=$?
     stop_burner

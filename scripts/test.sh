@@ -43,7 +43,7 @@ suites_only=false
 # The plugin library, for the gst-launch tests and `continuity play`.
 part "build" "$cargo" build --workspace
 part "cargo tests: Rust, GStreamer, brokers, cluster" "$cargo" test --workspace
-part "JavaScript contract and web TV units" node --import ./web/test/app-modules.mjs --test web/test/json.test.js web/test/vectors.test.js web/test/device.test.js
+part "JavaScript contract and web TV units" node --import ./web/test/app-modules.mjs --test web/test/json.test.js web/test/vectors.test.js web/test/device.test.js web/test/keeper.test.js
 part "web app's npm packages" ./scripts/web-deps.sh
 part "web TV in headless Chromium" node --test web/test/browser.test.js
 $suites_only && exit 0

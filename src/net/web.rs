@@ -33,6 +33,7 @@ pub const ASSETS: &[(&str, &[u8])] = &[
     ("/app.js", include_bytes!("../../web/app/app.js")),
     ("/device.js", include_bytes!("../../web/app/device.js")),
     ("/mqtt.js", include_bytes!("../../web/app/mqtt.js")),
+    ("/keeper.js", include_bytes!("../../web/app/keeper.js")),
     ("/keystore.js", include_bytes!("../../web/app/keystore.js")),
     ("/player.js", include_bytes!("../../web/app/player.js")),
     ("/icon.svg", include_bytes!("../../web/app/icon.svg")),

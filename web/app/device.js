@@ -11,6 +11,7 @@ import { deriveKeys, Opener, seal, SealError, secretKey } from "./contract/seal.
 import { HELPER_SEP, idProblem, parseTopic, WireError } from "./contract/wire.js";
 import { subtle, webcrypto } from "./contract/crypto.js";
 import * as keystore from "./keystore.js";
+import { Keeper } from "./keeper.js";
 import { MqttClient, nowNs } from "./mqtt.js";
 
 export const SOFTWARE = "continuity-web 0.1.0";
@@ -318,10 +319,9 @@ export class Device extends EventTarget {
     // retained topics, and for each media the newest resume point it holds (its own or
     // another device's: a point outlives its author). It repairs them and answers asks with them.
     this.lastCopies = new Map();
-    // When each copy was last heard back from the broker (ms): a repair or an answer that
-    // another device has made already is not made again.
-    this.heard = new Map();
-    this.repairs = new Map();
+    // Whether the broker holds them, and when to publish which again (keeper.js).
+    this.keeper = new Keeper();
+    this.repairTimer = null;
     // Devices that came online, by when (ns): suggested once, while this TV plays.
     this.suggest = new Map();
   }
@@ -357,7 +357,10 @@ export class Device extends EventTarget {
   async send(topic, msg, { retain = false, qos = 1, plain = false } = {}) {
     if (!this.client?.open) return;
     const payload = plain ? utf8(stringify(msg)) : await this.sealed(topic, msg);
-    if (retain) this.lastCopies.set(topic, payload);
+    if (retain) {
+      this.lastCopies.set(topic, payload);
+      this.keeper.sent(topic);
+    }
     try {
       await this.client.publish(topic, payload, { retain, qos });
     } catch (e) {
@@ -440,6 +443,13 @@ export class Device extends EventTarget {
     await this.send(will.topic, this.availabilityMsg("online"), { retain: true, plain: true });
     await this.publishInfo();
     await this.publishSession();
+    // The resume points it keeps, exactly as their authors sealed them: a broker that
+    // restarted empty while this TV was away is whole again (PROTOCOL.md, Durability).
+    for (const [topic, payload] of this.lastCopies) {
+      if (parseTopic(topic).kind !== "resume") continue;
+      this.keeper.sent(topic);
+      await this.client.publish(topic, payload, { retain: true, qos: 1 }).catch(() => {});
+    }
     this.syncId = `sync-${randomHex(4)}`;
     const sync = { v: 1, id: this.syncId, from: this.syncInbox, to: this.syncInbox, sent_unix_ns: nowNs(), body: { type: "sync" } };
     await this.send(this.topic("devices", this.syncInbox, "inbox"), sync, { qos: 1 });
@@ -526,7 +536,10 @@ export class Device extends EventTarget {
 
   async receive(topic, payload, { arrivedNs, retain = false }) {
     const ours = sameBytes(this.lastCopies.get(topic), payload);
-    if (ours) this.heard.set(topic, Date.now());
+    // Whatever it is, the keeper judges it first: the broker's copy of a topic this TV keeps
+    // is now this, and anything else than the kept copy is put back unless the message turns
+    // out to be a newer copy to keep (a resume point, below).
+    if (typeof this.keeper.arrived(topic, ours, this.nowMs()) === "number") this.armRepairs();
     let msg;
     try {
       msg = await this.opener.decode(topic, payload);
@@ -535,7 +548,6 @@ export class Device extends EventTarget {
       // replay of what it already took): nothing to repair, nothing to say.
       if (ours) return;
       if (e instanceof SealError || e instanceof WireError) {
-        if (this.isOwnRetained(topic)) this.repair(topic);
         this.log(`refused on ${topic}: ${e.code}: ${e.message}`);
         return;
       }
@@ -543,10 +555,7 @@ export class Device extends EventTarget {
     }
     if (msg.topic.account !== this.account) return;
     const own = msg.topic.device === this.me.id;
-    if (msg.kind === "cleared") {
-      if (this.isOwnRetained(topic)) this.repair(topic);
-      return;
-    }
+    if (msg.kind === "cleared") return;
     const body = msg.body;
     if (body.stamp && big(body.stamp.wall_ns) > nowNs() + MAX_AHEAD_NS) {
       this.log(`refused on ${topic}: its stamp is ${(Number(big(body.stamp.wall_ns) - nowNs()) / 1e9).toFixed(0)} s ahead of this clock`);
@@ -557,12 +566,12 @@ export class Device extends EventTarget {
       case "availability":
         return this.onAvailability(topic, body, own, retain);
       case "info":
-        if (own) return this.checkOwn(topic, payload);
+        if (own) return;
         this.info.set(body.device.id, body);
         this.suggestHandoffs();
         return this.changed();
       case "state":
-        if (own) return this.checkOwn(topic, payload);
+        if (own) return;
         return this.onState(body);
       case "resume":
         if ((await this.keys.mediaKey(body.media.id)) !== msg.topic.mediaKey) {
@@ -582,43 +591,33 @@ export class Device extends EventTarget {
     }
   }
 
-  isOwnRetained(topic) {
-    return this.lastCopies.has(topic);
+  /** Monotonic milliseconds, for the keeper. */
+  nowMs() {
+    return performance.now();
   }
 
-  /** Something else than this device's copy is on one of its retained topics: put it back. */
-  checkOwn(topic, payload) {
-    const mine = this.lastCopies.get(topic);
-    if (!mine || sameBytes(mine, payload)) return;
-    this.repair(topic);
+  /** Wake up when the keeper's next repair or answer is due. */
+  armRepairs() {
+    clearTimeout(this.repairTimer);
+    const at = this.keeper.nextDue();
+    this.repairTimer = at === null ? null : setTimeout(() => this.repairDue(), Math.max(0, at - this.nowMs()));
   }
 
-  repair(topic) {
-    const r = this.repairs.get(topic) ?? { count: 0, at: 0 };
-    if (r.timer) return;
-    const calm = Date.now() - r.at > 60000;
-    r.count = calm ? 0 : r.count + 1;
-    const delay = r.count === 0 ? 100 + Math.random() * 300 : Math.min(30000, 1000 * 2 ** (r.count - 1));
-    const since = Date.now();
-    r.timer = setTimeout(async () => {
-      r.timer = null;
-      r.at = Date.now();
-      // Another device put the same copy back first.
-      if ((this.heard.get(topic) ?? 0) > since) return;
+  /** Publish again the copies the keeper finds lost, or that another device's broker lacks. */
+  async repairDue() {
+    this.repairTimer = null;
+    for (const { topic, answer } of this.keeper.due(this.nowMs())) {
       const copy = this.lastCopies.get(topic);
-      if (copy && this.client?.open) {
-        this.log(`repairing ${topic}: the broker held something else than this device's copy`);
-        await this.client.publish(topic, copy, { retain: true, qos: 1 }).catch(() => {});
-      }
-    }, delay);
-    this.repairs.set(topic, r);
+      if (!copy || !this.client?.open) continue;
+      if (!answer) this.log(`repairing ${topic}: the broker held something else than this device's copy`);
+      this.keeper.sent(topic);
+      await this.client.publish(topic, copy, { retain: true, qos: 1 }).catch(() => {});
+    }
+    this.armRepairs();
   }
 
   onAvailability(topic, body, own, retain) {
-    if (own) {
-      if (body.status !== "online") this.repair(topic);
-      return;
-    }
+    if (own) return;
     const was = this.availability.get(body.device);
     this.availability.set(body.device, body.status);
     if (body.status === "online" && was !== "online") this.probeSeveral(body.device);
@@ -747,23 +746,16 @@ export class Device extends EventTarget {
 
   onResume(key, point, topic, payload) {
     const old = this.resume.get(key);
-    if (old && compareStamps(point.stamp, old.stamp) < 0) {
-      // An older point than the newest this TV holds (replayed, or a device that knew no
-      // better): put the newest back.
-      if (this.lastCopies.has(topic)) this.repair(topic);
-      return;
-    }
-    if (old && compareStamps(point.stamp, old.stamp) === 0) {
-      // The same point sealed again (its author published it anew): this copy carries the
-      // newest counter, the one the others take, so it is the one to put back.
-      this.lastCopies.set(topic, payload);
-      this.heard.set(topic, Date.now());
-      return;
-    }
-    this.resume.set(key, point);
-    // The newest point, whoever wrote it, is the copy this TV keeps for the topic.
+    // An older point than the newest this TV holds (replayed, or a device that knew no
+    // better): the keeper puts the newest back.
+    if (old && compareStamps(point.stamp, old.stamp) < 0) return;
+    // The same point sealed again (its author published it anew): this copy carries the
+    // newest counter, the one the others take, so it is the one to put back. A newer point,
+    // whoever wrote it, is the copy this TV keeps for the topic.
     this.lastCopies.set(topic, payload);
-    this.heard.set(topic, Date.now());
+    this.keeper.adopt(topic);
+    if (old && compareStamps(point.stamp, old.stamp) === 0) return;
+    this.resume.set(key, point);
     this.changed();
   }
 
@@ -848,26 +840,18 @@ export class Device extends EventTarget {
   /**
    * Another device asks: unless it holds this TV online with its latest session, publish
    * the copies this TV keeps again (its availability, info and session, the newest resume
-   * points), after 0.1–0.4 s; one answer at a time, and a resume point that another device
-   * sends first is not sent again.
+   * points), after 0.1–0.4 s (later while asks keep coming); a resume point whose same copy
+   * another device sends first is not sent again.
    */
   onAsk(ask) {
     if (ask.device === this.me.id || ask.device.startsWith(`${this.me.id}${HELPER_SEP}`)) return;
     const held = ask.seen.find((s) => s.device === this.me.id);
     const current = this.sessions.get(this.me.id)?.stamp;
     if (held?.session && current && compareStamps(held.session, current) === 0) return;
-    if (this.answering) return;
-    const asked = Date.now();
-    this.answering = setTimeout(async () => {
-      this.answering = null;
-      if (!this.client?.open) return;
-      this.log(`${ask.device} lacks this TV's state on its broker: publishing it again`);
-      for (const [topic, payload] of this.lastCopies) {
-        const shared = parseTopic(topic).kind === "resume";
-        if (shared && (this.heard.get(topic) ?? 0) >= asked) continue;
-        await this.client.publish(topic, payload, { retain: true, qos: 1 }).catch(() => {});
-      }
-    }, 100 + Math.random() * 300);
+    this.log(`${ask.device} lacks this TV's state on its broker: publishing it again`);
+    const now = this.nowMs();
+    for (const topic of this.lastCopies.keys()) this.keeper.answer(topic, now);
+    this.armRepairs();
   }
 
   async onRoster(roster) {

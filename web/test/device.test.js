@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { mock, test } from "node:test";
 import { Device } from "../app/device.js";
+import { Keeper } from "../app/keeper.js";
+import { SealError } from "../contract/seal.js";
 
 const MS = 1_000_000n;
 
@@ -91,14 +93,85 @@ test("a resume point sealed again by its author replaces the copy this TV puts b
   Object.assign(d, {
     resume: new Map([["00112233445566778899aabbccddeeff", point]]),
     lastCopies: new Map([[topic, first]]),
-    heard: new Map(),
+    keeper: new Keeper(),
     changed() {},
   });
+  d.keeper.adopt(topic);
   // The same point (same stamp), its envelope newer: the one the other devices now take (an
   // older counter would be refused by them as a replay).
+  d.keeper.arrived(topic, false, 0);
   d.onResume("00112233445566778899aabbccddeeff", { ...point }, topic, again);
   assert.equal(d.lastCopies.get(topic), again);
-  assert.ok(d.heard.get(topic) > 0, "heard from the broker");
+  assert.equal(d.keeper.nextDue(), null, "nothing to put back");
+});
+
+test("alone with the broker, the web TV puts back the newest point through clears, asks and replays", async () => {
+  // The browser test's sequence, on a fake clock: the topic was contested (two repairs in a
+  // few seconds), so the next repair waits; an ask comes and is answered meanwhile, and a
+  // replay of an older point lands before the repair is due. The newest point must be back.
+  fakeTimeouts();
+  try {
+    const topic = "continuity/v1/home/media/00112233445566778899aabbccddeeff/resume";
+    const newest = new Uint8Array([9]);
+    const older = new Uint8Array([1]);
+    let clock = 0;
+    let retained = newest;
+    const published = [];
+    const logged = [];
+    const d = Object.create(Device.prototype);
+    Object.assign(d, {
+      account: "home",
+      me: { id: "web" },
+      lastCopies: new Map([[topic, newest]]),
+      keeper: new Keeper(),
+      sessions: new Map(),
+      nowMs: () => clock,
+      log(line) {
+        logged.push(line);
+      },
+      // What the broker sends: a clear, or a sealed copy that this TV has taken already (its
+      // own copy's echo, or the replay), refused as old, as the real opener does.
+      opener: {
+        async decode(_, payload) {
+          if (payload.length === 0) return { kind: "cleared", topic: { account: "home" } };
+          throw new SealError("replay", "replayed or old");
+        },
+      },
+      client: {
+        open: true,
+        async publish(t, payload) {
+          published.push({ at: clock, payload });
+          setTimeout(() => broker(payload), 5);
+        },
+      },
+    });
+    d.keeper.adopt(topic);
+    const broker = (payload) => {
+      retained = payload;
+      d.receive(topic, payload, { retain: false });
+    };
+    const until = async (t) => {
+      for (; clock < t; clock += 5) {
+        mock.timers.tick(5);
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    broker(new Uint8Array());
+    await until(1000);
+    broker(new Uint8Array());
+    await until(3000);
+    assert.equal(published.length, 2, "both clears repaired");
+    broker(new Uint8Array());
+    await until(3100);
+    d.onAsk({ device: "phone", seen: [] });
+    await until(3800);
+    broker(older);
+    await until(40000);
+    assert.equal(retained, newest, `the newest point is back; the TV said:\n${logged.join("\n")}`);
+    assert.ok(published.length <= 5, `${published.length} publishes: no more than the hits need`);
+  } finally {
+    mock.timers.reset();
+  }
 });
 
 /** A web TV at the deadline of a handoff to it, and the reasons it fails with. */
