@@ -322,6 +322,10 @@ export class Device extends EventTarget {
     // Whether the broker holds them, and when to publish which again (keeper.js).
     this.keeper = new Keeper();
     this.repairTimer = null;
+    // The latest arrival on each topic whose message is still being opened (decoding is
+    // asynchronous, so two on one topic overlap): a copy taken to keep when a later arrival
+    // already replaced it on the broker is put back.
+    this.arriving = new Map();
     // Devices that came online, by when (ns): suggested once, while this TV plays.
     this.suggest = new Map();
   }
@@ -464,6 +468,7 @@ export class Device extends EventTarget {
     this.running = false;
     clearInterval(this.ticker);
     clearInterval(this.heartbeat);
+    clearTimeout(this.repairTimer);
     if (this.anchor) await this.recordResume(this.player.positionNs);
     await this.send(this.topic("devices", this.me.id, "availability"), this.availabilityMsg("offline"), { retain: true, plain: true });
     this.client?.disconnect();
@@ -534,7 +539,17 @@ export class Device extends EventTarget {
 
   // --- What arrives -------------------------------------------------------------------
 
-  async receive(topic, payload, { arrivedNs, retain = false }) {
+  async receive(topic, payload, meta) {
+    const arrival = {};
+    this.arriving.set(topic, arrival);
+    try {
+      return await this.take(topic, payload, meta, arrival);
+    } finally {
+      if (this.arriving.get(topic) === arrival) this.arriving.delete(topic);
+    }
+  }
+
+  async take(topic, payload, { arrivedNs, retain = false }, arrival) {
     const ours = sameBytes(this.lastCopies.get(topic), payload);
     // Whatever it is, the keeper judges it first: the broker's copy of a topic this TV keeps
     // is now this, and anything else than the kept copy is put back unless the message turns
@@ -578,7 +593,7 @@ export class Device extends EventTarget {
           this.log(`refused on ${topic}: its media does not hash to the topic's key`);
           return;
         }
-        return this.onResume(msg.topic.mediaKey, body, topic, payload);
+        return this.onResume(msg.topic.mediaKey, body, topic, payload, arrival);
       case "roster":
         return this.onRoster(body);
       case "ask":
@@ -744,7 +759,7 @@ export class Device extends EventTarget {
     this.changed();
   }
 
-  onResume(key, point, topic, payload) {
+  onResume(key, point, topic, payload, arrival) {
     const old = this.resume.get(key);
     // An older point than the newest this TV holds (replayed, or a device that knew no
     // better): the keeper puts the newest back.
@@ -754,6 +769,11 @@ export class Device extends EventTarget {
     // whoever wrote it, is the copy this TV keeps for the topic.
     this.lastCopies.set(topic, payload);
     this.keeper.adopt(topic);
+    // Something else reached the broker on this topic while this point was opened (a replay
+    // right behind it): that is what it holds now, so this copy goes back.
+    if (arrival && this.arriving.get(topic) !== arrival && typeof this.keeper.arrived(topic, false, this.nowMs()) === "number") {
+      this.armRepairs();
+    }
     if (old && compareStamps(point.stamp, old.stamp) === 0) return;
     this.resume.set(key, point);
     this.changed();
@@ -848,9 +868,11 @@ export class Device extends EventTarget {
     const held = ask.seen.find((s) => s.device === this.me.id);
     const current = this.sessions.get(this.me.id)?.stamp;
     if (held?.session && current && compareStamps(held.session, current) === 0) return;
-    this.log(`${ask.device} lacks this TV's state on its broker: publishing it again`);
     const now = this.nowMs();
-    for (const topic of this.lastCopies.keys()) this.keeper.answer(topic, now);
+    let answering = false;
+    for (const topic of this.lastCopies.keys()) answering = this.keeper.answer(topic, now) || answering;
+    if (!answering) return;
+    this.log(`${ask.device} lacks this TV's state on its broker: publishing it again`);
     this.armRepairs();
   }
 

@@ -60,13 +60,15 @@ export class Keeper {
 
   /**
    * Another device's broker lacks this TV's copies: publish `topic` again soon, unless the
-   * same copy arrives from another device first. Backs off like a repair.
+   * same copy arrives from another device first. Backs off like a repair. Whether this
+   * scheduled something (a repair or answer due already answers it too).
    */
   answer(topic, now) {
     const k = this.entry(topic);
-    if (k.repairAt !== null) return;
+    if (k.repairAt !== null) return false;
     k.answer = true;
     this.schedule(k, now);
+    return true;
   }
 
   /** The copy to keep on `topic` is the one that just arrived (another device's). */

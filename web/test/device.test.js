@@ -124,6 +124,7 @@ test("alone with the broker, the web TV puts back the newest point through clear
       me: { id: "web" },
       lastCopies: new Map([[topic, newest]]),
       keeper: new Keeper(),
+      arriving: new Map(),
       sessions: new Map(),
       nowMs: () => clock,
       log(line) {
@@ -247,4 +248,75 @@ test("the web TV listens to the devices its roster names, and follows the roster
     ["subscribe", ["continuity/v1/home/+/tablet/availability", "continuity/v1/home/devices/tablet/info", "continuity/v1/home/sessions/tablet/state"]],
     ["unsubscribe", ["continuity/v1/home/+/phone/availability", "continuity/v1/home/devices/phone/info", "continuity/v1/home/sessions/phone/state"]],
   ]);
+});
+
+test("a newer point still being opened when a replay lands behind it is put back over the replay", async () => {
+  // Opening a message is asynchronous (WebCrypto): a newer point arrives, then an older one
+  // right behind it, which is opened first and refused as older. The broker holds the older
+  // one; the newer one, taken to keep once opened, must go back.
+  fakeTimeouts();
+  try {
+    const key = "00112233445566778899aabbccddeeff";
+    const topic = `continuity/v1/home/media/${key}/resume`;
+    const point = (wall, position) => ({ media: { id: "file:film.webm" }, position_ns: position, stamp: { wall_ns: wall, logical: 0, device: "phone" } });
+    const kept = new Uint8Array([1]);
+    const newer = new Uint8Array([2]);
+    const replay = new Uint8Array([0]);
+    const points = new Map([
+      [kept, point(10n, 100n)],
+      [newer, point(20n, 200n)],
+      [replay, point(5n, 50n)],
+    ]);
+    let clock = 0;
+    let retained = kept;
+    const published = [];
+    const d = Object.create(Device.prototype);
+    Object.assign(d, {
+      account: "home",
+      me: { id: "web" },
+      resume: new Map([[key, points.get(kept)]]),
+      lastCopies: new Map([[topic, kept]]),
+      keeper: new Keeper(),
+      arriving: new Map(),
+      hlc: { witness() {} },
+      keys: { mediaKey: async () => key },
+      nowMs: () => clock,
+      log() {},
+      changed() {},
+      opener: {
+        async decode(_, payload) {
+          // The newer point takes 50 ms to open, the replay 1 ms.
+          await new Promise((r) => setTimeout(r, payload === newer ? 50 : 1));
+          return { kind: "resume", topic: { account: "home", device: "phone", mediaKey: key }, body: points.get(payload) };
+        },
+      },
+      client: {
+        open: true,
+        async publish(t, payload) {
+          published.push(payload);
+          setTimeout(() => broker(payload), 5);
+        },
+      },
+    });
+    d.keeper.adopt(topic);
+    const broker = (payload) => {
+      retained = payload;
+      d.receive(topic, payload, { retain: false });
+    };
+    const until = async (t) => {
+      for (; clock < t; clock += 1) {
+        mock.timers.tick(1);
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    broker(newer);
+    await until(10);
+    broker(replay);
+    await until(5000);
+    assert.equal(d.resume.get(key).position_ns, 200n, "the newer point taken");
+    assert.equal(retained, newer, "the newer point is back on the broker");
+    assert.deepEqual(published, [newer], "put back once");
+  } finally {
+    mock.timers.reset();
+  }
 });

@@ -57,8 +57,8 @@ test("a repair pending when the topic is hit again still comes, whatever came ba
   }
   const first = k.arrived("t", false, 3 * S); // a clear: contested, so not at once
   assert.ok(first > 3.5 * S, `${first}`);
-  k.answer("t", 3.1 * S); // an ask meanwhile: the repair due answers it too
-  assert.equal(k.arrived("t", true, 3.3 * S), "confirmed", "another device's answer: the same copy");
+  assert.equal(k.answer("t", 3.1 * S), false, "an ask meanwhile: the repair due answers it too");
+  assert.equal(k.arrived("t", true, 3.3 * S), "confirmed", "another device's answer, the same copy, cancels it");
   const again = k.arrived("t", false, 3.8 * S); // a replay
   assert.equal(typeof again, "number");
   assert.deepEqual(k.due(again), [{ topic: "t", answer: false }]);
