@@ -15,13 +15,17 @@
 //! newer resume point, a roster that holds this device's. The link's owner says so with
 //! [`Keeper::adopt`] before the repair is due, and from then on that copy is the one kept.
 //! Every device that saw it keeps it, so it survives its author; the first repair to arrive
-//! is the others' own copy coming back, which cancels theirs.
+//! is the others' own copy coming back, which cancels theirs. The owner decides a moment
+//! after the arrival, so something else may have reached the broker on the topic meanwhile
+//! (a replay right behind a newer point): the keeper remembers the latest arrivals on every
+//! topic ([`Keeper::heard`]) and puts the adopted copy back if it is not the latest.
 //!
 //! Repairs of one topic back off (0.1–0.4 s, then 1 s, 2 s, … up to 30 s while contested) so
 //! that nobody can make two devices fight at the network's speed, and calm down after a minute
 //! without contest. Sans-IO: the link calls it with the time and carries out what it says.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 
 /// The first repair of a topic waits this long at least, plus up to [`JITTER_NS`].
 const FIRST_DELAY_NS: u64 = 100_000_000;
@@ -35,6 +39,9 @@ const BACKOFF_NS: u64 = 1_000_000_000;
 const MAX_BACKOFF_NS: u64 = 30_000_000_000;
 /// A topic not contested for this long counts as calm again.
 const CALM_NS: u64 = 60_000_000_000;
+/// The arrivals remembered (as hashes of topic and content) to tell whether a copy adopted
+/// is still the latest on its topic: far more than arrive while the owner decides.
+const RECENT_ARRIVALS: usize = 1024;
 
 #[derive(Debug, Default)]
 struct Kept {
@@ -75,6 +82,9 @@ pub enum Arrival {
 #[derive(Debug, Default)]
 pub struct Keeper {
     kept: BTreeMap<String, Kept>,
+    /// The latest arrivals, oldest first: (topic, content) hashed with a per-process key.
+    recent: VecDeque<(u64, u64)>,
+    hasher: RandomState,
 }
 
 impl Keeper {
@@ -84,6 +94,15 @@ impl Keeper {
         k.confirmed = false;
         k.repair_at = None;
         k.answer = false;
+    }
+
+    /// Something arrived on `topic` (any topic): remembered for [`Keeper::adopt`].
+    pub fn heard(&mut self, topic: &str, payload: &[u8]) {
+        if self.recent.len() == RECENT_ARRIVALS {
+            self.recent.pop_front();
+        }
+        let entry = (self.hasher.hash_one(topic), self.hasher.hash_one(payload));
+        self.recent.push_back(entry);
     }
 
     /// Something arrived on `topic`; `mine` is whether it is this device's latest copy.
@@ -141,13 +160,25 @@ impl Keeper {
         self.kept.values().filter_map(|k| k.repair_at).min()
     }
 
-    /// The copy of `topic` to keep is the one that just arrived from the broker (another
-    /// device's): it is confirmed, and no repair is due.
-    pub fn adopt(&mut self, topic: &str) {
+    /// The copy of `topic` to keep is `payload`, which arrived from the broker a moment ago
+    /// (another device's). If it is still the latest arrival on the topic it is confirmed and
+    /// no repair is due; if something else arrived after it (or too long ago to tell), that
+    /// is what the broker holds, and a repair is scheduled.
+    pub fn adopt(&mut self, topic: &str, payload: &[u8], now_ns: u64) -> Arrival {
+        let t = self.hasher.hash_one(topic);
+        let latest = self.recent.iter().rev().find(|(rt, _)| *rt == t);
+        let current = latest.is_some_and(|(_, rp)| *rp == self.hasher.hash_one(payload));
         let k = self.kept.entry(topic.to_owned()).or_default();
         k.confirmed = true;
         k.repair_at = None;
         k.answer = false;
+        if current {
+            Arrival::Confirmed
+        } else {
+            Arrival::Repair {
+                at_ns: k.schedule(now_ns),
+            }
+        }
     }
 }
 
@@ -231,9 +262,12 @@ mod tests {
     fn a_newer_copy_from_another_device_is_kept_instead() {
         let mut k = Keeper::default();
         k.sent("t");
+        k.heard("t", b"mine");
         k.arrived("t", true, 0);
+        k.heard("t", b"newer");
         assert!(matches!(k.arrived("t", false, S), Arrival::Repair { .. }));
-        k.adopt("t"); // the owner took that arrival as the copy to keep
+        // The owner took that arrival as the copy to keep.
+        assert_eq!(k.adopt("t", b"newer", S), Arrival::Confirmed);
         assert!(k.due(60 * S).is_empty());
         assert_eq!(k.arrived("t", true, 2 * S), Arrival::Confirmed);
         assert!(matches!(
@@ -241,11 +275,35 @@ mod tests {
             Arrival::Repair { .. }
         ));
         // A device that never published the topic keeps a copy it saw just the same.
-        k.adopt("u");
+        k.heard("u", b"theirs");
+        assert_eq!(k.adopt("u", b"theirs", 3 * S), Arrival::Confirmed);
         assert!(matches!(
             k.arrived("u", false, 3 * S),
             Arrival::Repair { .. }
         ));
+    }
+
+    #[test]
+    fn a_copy_adopted_after_a_replay_landed_behind_it_is_put_back() {
+        let mut k = Keeper::default();
+        k.heard("t", b"kept");
+        k.adopt("t", b"kept", 0);
+        // A newer point, then a replay right behind it, both before the owner decided.
+        k.heard("t", b"newer");
+        k.arrived("t", false, S);
+        k.heard("t", b"replay");
+        k.arrived("t", false, S);
+        k.heard("u", b"elsewhere");
+        let Arrival::Repair { at_ns } = k.adopt("t", b"newer", S) else {
+            panic!("the broker holds the replay: the newer copy goes back")
+        };
+        assert_eq!(k.due(at_ns).len(), 1);
+        // So many arrivals since that it cannot tell: put back, to be sure.
+        k.heard("v", b"x");
+        for i in 0..RECENT_ARRIVALS {
+            k.heard(&format!("w{i}"), b"junk");
+        }
+        assert!(matches!(k.adopt("v", b"x", 2 * S), Arrival::Repair { .. }));
     }
 
     #[test]

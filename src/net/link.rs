@@ -481,7 +481,10 @@ impl Link {
         let mut st = self.shared.lock();
         st.retained.insert(topic.to_owned(), payload.to_vec());
         st.dirty.remove(topic);
-        st.keeper.adopt(topic);
+        let now = self.shared.now_ns();
+        if let Arrival::Repair { .. } = st.keeper.adopt(topic, payload, now) {
+            self.shared.repairs.notify_one();
+        }
     }
 
     /// Another device's broker lacks this device's retained state (see
@@ -716,6 +719,7 @@ async fn run(
                 let received_unix_ns = crate::hlc::now_unix_ns();
                 {
                     let mut st = shared.lock();
+                    st.keeper.heard(&p.topic, &p.payload);
                     let mine = st.retained.get(&*p.topic).map(|m| **m == *p.payload);
                     if let Some(mine) = mine {
                         let now = shared.now_ns();
