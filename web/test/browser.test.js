@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -35,7 +35,7 @@ const say = (...a) => verbose && console.log(...a);
 /** A process with its output kept by line; `waitLine(re)` resolves with the first match
  * (from its `from`th line on, when given). */
 function start(cmd, args, name) {
-  // Its own process group, so that a wrapper's child (faketime's) gets the signals too.
+  // Its own process group, so that the signals reach whatever it starts too.
   const p = spawn(cmd, args, { detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } });
   p.signal = (sig) => {
     try {
@@ -86,12 +86,32 @@ function start(cmd, args, name) {
   return p;
 }
 
-/** A `continuity` whose wall clock is `skew` off (libfaketime), its monotonic clock not. */
+/** libfaketime, from Debian's faketime package (its multiarch directory). */
+function libfaketime() {
+  for (const dir of readdirSync("/usr/lib").filter((d) => d.endsWith("-linux-gnu"))) {
+    const lib = join("/usr/lib", dir, "faketime", "libfaketime.so.1");
+    if (existsSync(lib)) return lib;
+  }
+  throw new Error("libfaketime.so.1 is missing (apt-get install faketime)");
+}
+
+/**
+ * A `continuity` whose wall clock is `skew` off (libfaketime), its monotonic clock not.
+ * Preloaded directly: the `faketime` wrapper keeps a semaphore and shared memory named by
+ * its pid in /dev/shm, left behind when it is killed, and a later wrapper given the same pid
+ * fails with "sem_open: File exists".
+ */
 function spawnSkewed(skew, args, name) {
-  process.env.FAKETIME_DONT_FAKE_MONOTONIC = "1";
-  const p = start("faketime", ["-f", skew, bin, ...args], name);
-  delete process.env.FAKETIME_DONT_FAKE_MONOTONIC;
-  return p;
+  const saved = { ...process.env };
+  Object.assign(process.env, { LD_PRELOAD: libfaketime(), FAKETIME: skew, FAKETIME_DONT_FAKE_MONOTONIC: "1" });
+  try {
+    return start(bin, args, name);
+  } finally {
+    for (const k of ["LD_PRELOAD", "FAKETIME", "FAKETIME_DONT_FAKE_MONOTONIC"]) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
+  }
 }
 
 const cli = (dir, ...args) => [`--config-dir`, join(work, dir), "--broker", broker, "--account", ACCOUNT, ...args];

@@ -151,6 +151,8 @@ impl Player {
     /// 5 s) to NULL. Straight from PLAYING to NULL, while the sinks were still prerolling
     /// the pause, GStreamer 1.22 hung once in a stress run (a queue's task and the
     /// deactivation of its pads waiting on each other).
+    /// Stop as gst-launch does: to PAUSED first, then NULL (a straight PLAYING to NULL hung
+    /// inside GStreamer twice in stress runs).
     pub fn stop(&self) {
         let _ = self.pipeline.set_state(gst::State::Paused);
         let _ = self.pipeline.state(gst::ClockTime::from_seconds(5));
@@ -239,6 +241,13 @@ impl Player {
 
 impl Drop for Player {
     fn drop(&mut self) {
+        // A player left PLAYING goes through PAUSED, as `stop` does; one stopped already
+        // stays down (to PAUSED from NULL would start it again).
+        let (_, current, pending) = self.pipeline.state(gst::ClockTime::ZERO);
+        if current == gst::State::Playing || pending == gst::State::Playing {
+            let _ = self.pipeline.set_state(gst::State::Paused);
+            let _ = self.pipeline.state(gst::ClockTime::from_seconds(5));
+        }
         let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
