@@ -112,8 +112,15 @@ impl Mosquitto {
             child: None,
             extra: extra.to_owned(),
         };
-        m.spawn();
-        m
+        // A free port can be taken between its pick and mosquitto's bind (by a test beside
+        // this one, an Erlang node of the cluster test): then another port, a few times.
+        for _ in 0..5 {
+            if m.try_spawn() {
+                return m;
+            }
+            m.port = free_port();
+        }
+        panic!("mosquitto did not start listening on any of five free ports");
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -125,6 +132,16 @@ impl Mosquitto {
     }
 
     fn spawn(&mut self) {
+        assert!(
+            self.try_spawn(),
+            "mosquitto did not start listening on {}",
+            self.addr()
+        );
+    }
+
+    /// Start mosquitto on `self.port`; whether it said it listens within 10 s (if not, it
+    /// is stopped).
+    fn try_spawn(&mut self) -> bool {
         let conf = self.dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
@@ -166,12 +183,13 @@ impl Mosquitto {
                 eprintln!("mosquitto on {port}: {line}");
             }
         });
+        if running.recv_timeout(Duration::from_secs(10)).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
         self.child = Some(child);
-        assert!(
-            running.recv_timeout(Duration::from_secs(10)).is_ok(),
-            "mosquitto did not start listening on {}",
-            self.addr()
-        );
+        true
     }
 
     /// SIGKILL: no goodbye, retained messages lost (no persistence).
