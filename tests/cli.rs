@@ -43,7 +43,10 @@ impl BrokerProcess {
             .find(|w| w.starts_with("mqtt://127.0.0.1:"))
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_owned();
-        assert!(line.contains("listening on"), "unexpected first line: {line:?}");
+        assert!(
+            line.contains("listening on"),
+            "unexpected first line: {line:?}"
+        );
         BrokerProcess { child, url }
     }
 }
