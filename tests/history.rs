@@ -69,10 +69,22 @@ fn held(dir: &Path) -> BTreeSet<String> {
 async fn all_hold(nodes: &[&Node], want: &BTreeSet<String>) {
     for (i, node) in nodes.iter().enumerate() {
         let w = want.clone();
-        let holds = node.wait_store(WAIT, move |st| keys_of(st) == w).await;
+        let last = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+        let seen = last.clone();
+        let holds = node
+            .wait_store(WAIT, move |st| {
+                let keys = keys_of(st);
+                let done = keys == w;
+                *seen.lock().unwrap() = keys;
+                done
+            })
+            .await;
+        let got = last.lock().unwrap().clone();
         assert!(
             holds,
-            "store {i} does not hold the account's events {want:?}"
+            "store {i} does not hold the account's events: it lacks {:?} and has {:?} besides",
+            want.difference(&got).collect::<Vec<_>>(),
+            got.difference(want).collect::<Vec<_>>()
         );
     }
 }
