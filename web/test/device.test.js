@@ -105,6 +105,33 @@ test("a resume point sealed again by its author replaces the copy this TV puts b
   assert.equal(d.keeper.nextDue(), null, "nothing to put back");
 });
 
+/**
+ * A broker holding `topic` (`retained`, at first `held`) for web TV `d`, on a fake clock
+ * stepped `step` ms at a time: what `d` publishes there comes back to it 5 ms later.
+ */
+function brokerFor(d, topic, held, step) {
+  const b = { clock: 0, retained: held, published: [] };
+  b.deliver = (payload) => {
+    b.retained = payload;
+    d.receive(topic, payload, { retain: false });
+  };
+  d.nowMs = () => b.clock;
+  d.client = {
+    open: true,
+    async publish(_, payload) {
+      b.published.push(payload);
+      setTimeout(() => b.deliver(payload), 5);
+    },
+  };
+  b.until = async (t) => {
+    for (; b.clock < t; b.clock += step) {
+      mock.timers.tick(step);
+      await new Promise((r) => setImmediate(r));
+    }
+  };
+  return b;
+}
+
 test("alone with the broker, the web TV puts back the newest point through clears, asks and replays", async () => {
   // The browser test's sequence, on a fake clock: the topic was contested (two repairs in a
   // few seconds), so the next repair waits; an ask comes and is answered meanwhile, and a
@@ -114,9 +141,6 @@ test("alone with the broker, the web TV puts back the newest point through clear
     const topic = "continuity/v1/home/media/00112233445566778899aabbccddeeff/resume";
     const newest = new Uint8Array([9]);
     const older = new Uint8Array([1]);
-    let clock = 0;
-    let retained = newest;
-    const published = [];
     const logged = [];
     const d = Object.create(Device.prototype);
     Object.assign(d, {
@@ -126,7 +150,6 @@ test("alone with the broker, the web TV puts back the newest point through clear
       keeper: new Keeper(),
       arriving: new Map(),
       sessions: new Map(),
-      nowMs: () => clock,
       log(line) {
         logged.push(line);
       },
@@ -138,38 +161,22 @@ test("alone with the broker, the web TV puts back the newest point through clear
           throw new SealError("replay", "replayed or old");
         },
       },
-      client: {
-        open: true,
-        async publish(t, payload) {
-          published.push({ at: clock, payload });
-          setTimeout(() => broker(payload), 5);
-        },
-      },
     });
     d.keeper.adopt(topic);
-    const broker = (payload) => {
-      retained = payload;
-      d.receive(topic, payload, { retain: false });
-    };
-    const until = async (t) => {
-      for (; clock < t; clock += 5) {
-        mock.timers.tick(5);
-        await new Promise((r) => setImmediate(r));
-      }
-    };
-    broker(new Uint8Array());
-    await until(1000);
-    broker(new Uint8Array());
-    await until(3000);
-    assert.equal(published.length, 2, "both clears repaired");
-    broker(new Uint8Array());
-    await until(3100);
+    const b = brokerFor(d, topic, newest, 5);
+    b.deliver(new Uint8Array());
+    await b.until(1000);
+    b.deliver(new Uint8Array());
+    await b.until(3000);
+    assert.equal(b.published.length, 2, "both clears repaired");
+    b.deliver(new Uint8Array());
+    await b.until(3100);
     d.onAsk({ device: "phone", seen: [] });
-    await until(3800);
-    broker(older);
-    await until(40000);
-    assert.equal(retained, newest, `the newest point is back; the TV said:\n${logged.join("\n")}`);
-    assert.ok(published.length <= 5, `${published.length} publishes: no more than the hits need`);
+    await b.until(3800);
+    b.deliver(older);
+    await b.until(40000);
+    assert.equal(b.retained, newest, `the newest point is back; the TV said:\n${logged.join("\n")}`);
+    assert.ok(b.published.length <= 5, `${b.published.length} publishes: no more than the hits need`);
   } finally {
     mock.timers.reset();
   }
@@ -267,9 +274,6 @@ test("a newer point still being opened when a replay lands behind it is put back
       [newer, point(20n, 200n)],
       [replay, point(5n, 50n)],
     ]);
-    let clock = 0;
-    let retained = kept;
-    const published = [];
     const d = Object.create(Device.prototype);
     Object.assign(d, {
       account: "home",
@@ -280,7 +284,6 @@ test("a newer point still being opened when a replay lands behind it is put back
       arriving: new Map(),
       hlc: { witness() {} },
       keys: { mediaKey: async () => key },
-      nowMs: () => clock,
       log() {},
       changed() {},
       opener: {
@@ -290,32 +293,16 @@ test("a newer point still being opened when a replay lands behind it is put back
           return { kind: "resume", topic: { account: "home", device: "phone", mediaKey: key }, body: points.get(payload) };
         },
       },
-      client: {
-        open: true,
-        async publish(t, payload) {
-          published.push(payload);
-          setTimeout(() => broker(payload), 5);
-        },
-      },
     });
     d.keeper.adopt(topic);
-    const broker = (payload) => {
-      retained = payload;
-      d.receive(topic, payload, { retain: false });
-    };
-    const until = async (t) => {
-      for (; clock < t; clock += 1) {
-        mock.timers.tick(1);
-        await new Promise((r) => setImmediate(r));
-      }
-    };
-    broker(newer);
-    await until(10);
-    broker(replay);
-    await until(5000);
+    const b = brokerFor(d, topic, kept, 1);
+    b.deliver(newer);
+    await b.until(10);
+    b.deliver(replay);
+    await b.until(5000);
     assert.equal(d.resume.get(key).position_ns, 200n, "the newer point taken");
-    assert.equal(retained, newer, "the newer point is back on the broker");
-    assert.deepEqual(published, [newer], "put back once");
+    assert.equal(b.retained, newer, "the newer point is back on the broker");
+    assert.deepEqual(b.published, [newer], "put back once");
   } finally {
     mock.timers.reset();
   }
